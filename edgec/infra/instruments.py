@@ -1,0 +1,88 @@
+"""Pass instruments: hooks called around every pass run (timing, IR dumps, statistics)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx_ir as ir
+
+from edgec.ir.analysis import node_count, op_histogram
+
+
+class Instrument:
+    """Base: override any hook."""
+
+    def before_pass(self, pass_, model: ir.Model, ctx) -> None:
+        pass
+
+    def after_pass(self, pass_, model: ir.Model, ctx, result, seconds: float) -> None:
+        pass
+
+
+@dataclass
+class PassRecord:
+    name: str
+    spec: str
+    iteration: int
+    seconds: float
+    modified: bool
+    nodes_before: int
+    nodes_after: int
+    op_delta: dict[str, int]
+
+    def to_json(self) -> dict:
+        return {
+            "pass": self.spec, "iteration": self.iteration, "seconds": round(self.seconds, 6),
+            "modified": self.modified, "nodes_before": self.nodes_before,
+            "nodes_after": self.nodes_after, "op_delta": self.op_delta,
+        }
+
+
+@dataclass
+class Statistics(Instrument):
+    """Records time, node counts and the op-histogram delta of every pass run."""
+
+    records: list[PassRecord] = field(default_factory=list)
+    _before: tuple = ()
+    _iteration: int = 0
+
+    def set_iteration(self, i: int) -> None:
+        self._iteration = i
+
+    def before_pass(self, pass_, model, ctx):
+        self._before = (node_count(model), op_histogram(model))
+
+    def after_pass(self, pass_, model, ctx, result, seconds):
+        n0, h0 = self._before
+        h1 = op_histogram(result.model)
+        delta = {k: h1.get(k, 0) - h0.get(k, 0) for k in set(h0) | set(h1) if h1.get(k, 0) != h0.get(k, 0)}
+        self.records.append(PassRecord(pass_.name, pass_.spec(), self._iteration, seconds, result.modified,
+                                       n0, node_count(result.model), dict(sorted(delta.items()))))
+
+
+@dataclass
+class Timing(Instrument):
+    """Prints each pass's wall time (to a stream)."""
+
+    stream: object = None
+
+    def before_pass(self, pass_, model, ctx):
+        self._t = time.perf_counter()
+
+    def after_pass(self, pass_, model, ctx, result, seconds):
+        print(f"[edgec] {pass_.spec():40s} {seconds * 1e3:9.2f} ms  modified={result.modified}", file=self.stream)
+
+
+@dataclass
+class DumpIR(Instrument):
+    """Writes the model as ONNX text after every pass into `directory` (NN-pass-name.txt)."""
+
+    directory: Path = Path("edgec-dump")
+    _n: int = 0
+
+    def after_pass(self, pass_, model, ctx, result, seconds):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._n += 1
+        (self.directory / f"{self._n:03d}-{pass_.name}.txt").write_text(ir.to_onnx_text(result.model))

@@ -1,0 +1,151 @@
+"""Safe loading of ONNX files into edgec's IR (an `onnx_ir.Model`).
+
+Every failure here is a one-line `ModelLoadError` / `ModelValidationError` naming the file:
+missing file, not ONNX, truncated protobuf, external data outside the model directory, and
+inconsistent shapes (onnx's strict shape inference).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+
+from edgec.errors import ModelLoadError, ModelValidationError
+
+
+def _iter_tensors(graph: onnx.GraphProto):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _iter_tensors(attr.g)
+            for g in attr.graphs:
+                yield from _iter_tensors(g)
+
+
+def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, file: str) -> None:
+    """Reject external data that escapes `base_dir`, is missing, or is smaller than declared."""
+    root = base_dir.resolve() if base_dir is not None else None
+    for t in _iter_tensors(proto.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        if root is None:
+            raise ModelLoadError(f"{file}: tensor '{t.name}' uses external data but the model has no directory")
+        if not loc or os.path.isabs(loc):
+            raise ModelLoadError(f"{file}: tensor '{t.name}' external data location '{loc}' must be a relative path")
+        target = (root / loc).resolve()
+        if os.path.commonpath([root, target]) != str(root):
+            raise ModelLoadError(
+                f"{file}: tensor '{t.name}' external data '{loc}' escapes the model directory {root}"
+            )
+        if not target.is_file():
+            raise ModelLoadError(f"{file}: tensor '{t.name}' external data file '{loc}' not found")
+        offset = int(info.get("offset", 0) or 0)
+        size = target.stat().st_size
+        length = int(info["length"]) if info.get("length") else size - offset
+        elem = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize if t.data_type not in (0, onnx.TensorProto.STRING) else 0
+        n = 1
+        for d in t.dims:
+            n *= d
+        if offset < 0 or offset + length > size:
+            raise ModelLoadError(
+                f"{file}: tensor '{t.name}' external data '{loc}' [{offset}, {offset + length}) exceeds the file ({size} bytes)"
+            )
+        if elem and length != n * elem:
+            raise ModelLoadError(
+                f"{file}: tensor '{t.name}' declares {n} elements ({n * elem} bytes) but its external data has {length} bytes"
+            )
+
+
+def parse_model_bytes(data: bytes, file: str) -> onnx.ModelProto:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(f"{file}: not a valid ONNX protobuf (truncated or not an ONNX file): {e}") from None
+    if not proto.HasField("graph") or proto.ir_version <= 0 or not proto.opset_import:
+        raise ModelLoadError(f"{file}: not an ONNX model (no graph, IR version or opset import)")
+    return proto
+
+
+def validate_proto(proto: onnx.ModelProto, file: str) -> None:
+    """onnx.checker plus strict shape inference; failures become one-line errors."""
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise ModelValidationError(f"{file}: invalid ONNX model: {_first_line(e)}") from None
+    try:
+        onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+    except onnx.shape_inference.InferenceError as e:
+        raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(e)}") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text[:400]
+
+
+def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: file not found")
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a directory, expected an .onnx file")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"{p}: cannot read: {e.strerror}") from None
+    if not data:
+        raise ModelLoadError(f"{p}: empty file, not an ONNX model")
+    proto = parse_model_bytes(data, str(p))
+    check_external_data(proto, p.parent, str(p))
+    return proto
+
+
+def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = True) -> ir.Model:
+    """Load an ONNX model from a path or a ModelProto into edgec's IR.
+
+    External data is resolved only inside the model's directory.
+    """
+    if isinstance(source, onnx.ModelProto):
+        file = source.graph.name or "<ModelProto>"
+        check_external_data(source, None, file)
+        proto, base_dir = source, None
+    else:
+        file = str(source)
+        proto, base_dir = load_proto(source), Path(source).parent
+    if validate:
+        validate_proto(proto, file)
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except Exception as e:  # onnx_ir raises various errors on malformed graphs
+        raise ModelValidationError(f"{file}: malformed graph: {_first_line(e)}") from None
+    if base_dir is not None:
+        ir.external_data.set_base_dir(model.graph, base_dir)
+    model.meta["edgec.source"] = file
+    return model
+
+
+def to_proto(model: ir.Model) -> onnx.ModelProto:
+    return ir.serde.serialize_model(model)
+
+
+def save_model(model: ir.Model, path: str | os.PathLike) -> None:
+    """Save atomically: write a temporary file beside `path`, then rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        ir.save(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
