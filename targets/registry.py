@@ -1,0 +1,171 @@
+"""Targets as data: one `TargetSpec` record per target; no branching on target names elsewhere.
+
+`get_target(name)` also accepts a raw TVM target JSON object (`{"kind": "llvm", ...}`).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edgec.errors import TargetError
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    description: str
+    tvm: dict                       # TVM target JSON (tvm.target.Target(dict))
+    arch: str                       # x86_64 | aarch64 | armv7 | cuda
+    cross_compiler: str | None = None   # C++ driver used to link the shared library
+    toolchain_package: str | None = None  # Debian package providing cross_compiler
+    emulator: tuple[str, ...] = ()  # command prefix to run target binaries on this host
+    layout: str = "NCHW"            # preferred activation layout
+    dtypes: tuple[str, ...] = ("float32",)
+    vector_bits: int = 128
+    features: tuple[str, ...] = ()
+    host_cpu: str | None = None     # tvm target "host" for device targets
+    aliases: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "description": self.description, "tvm": self.tvm, "arch": self.arch,
+            "cross_compiler": self.cross_compiler, "layout": self.layout, "dtypes": list(self.dtypes),
+            "vector_bits": self.vector_bits, "features": list(self.features),
+        }
+
+
+_X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu"}
+
+# flags from /proc/cpuinfo -> LLVM feature names, in the order they matter for codegen
+_X86_FLAG_TO_MATTR = {
+    "sse4_2": "+sse4.2", "avx": "+avx", "avx2": "+avx2", "fma": "+fma", "f16c": "+f16c",
+    "avx512f": "+avx512f", "avx512bw": "+avx512bw", "avx512dq": "+avx512dq", "avx512vl": "+avx512vl",
+    "avx512cd": "+avx512cd", "avx512_vnni": "+avx512vnni", "avx_vnni": "+avxvnni",
+    "avx512_bf16": "+avx512bf16", "amx_tile": "+amx-tile", "amx_int8": "+amx-int8",
+}
+
+
+def _cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    text = cpuinfo if cpuinfo is not None else (
+        Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else "")
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def host_target(cpuinfo: str | None = None) -> TargetSpec:
+    """This machine's CPU, features read from /proc/cpuinfo flags (LLVM's CPU name can be wrong)."""
+    if platform.machine() not in ("x86_64", "AMD64") and cpuinfo is None:
+        raise TargetError(f"target 'host' supports x86_64 hosts only (this is {platform.machine()})")
+    flags = _cpu_flags(cpuinfo)
+    mattr = [m for f, m in _X86_FLAG_TO_MATTR.items() if f in flags]
+    level = "x86-64-v4" if "avx512f" in flags else "x86-64-v3" if "avx2" in flags else "x86-64-v2"
+    bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
+    return TargetSpec("host", f"this machine's CPU ({level}; {' '.join(m[1:] for m in mattr)})",
+                      {**_X86, "mcpu": level, "mattr": mattr}, "x86_64", vector_bits=bits,
+                      features=tuple(m[1:] for m in mattr))
+
+
+def _x86(name, desc, mcpu, mattr, bits, feats):
+    return TargetSpec(name, desc, {**_X86, "mcpu": mcpu, **({"mattr": mattr} if mattr else {})},
+                      "x86_64", vector_bits=bits, features=feats)
+
+
+def _arm64(name, desc, mcpu, mattr, feats, dtypes=("float32",)):
+    tvm = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": mattr}
+    if mcpu:
+        tvm["mcpu"] = mcpu
+    return TargetSpec(name, desc, tvm, "aarch64", cross_compiler="aarch64-linux-gnu-g++",
+                      toolchain_package="g++-aarch64-linux-gnu",
+                      emulator=("qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"),
+                      layout="NHWC", dtypes=dtypes, vector_bits=128, features=feats)
+
+
+def _cuda(arch: str, desc: str) -> TargetSpec:
+    return TargetSpec(f"cuda-{arch.replace('_', '')}", desc, {"kind": "cuda", "arch": arch}, "cuda",
+                      dtypes=("float32", "float16"), vector_bits=128, features=(arch,),
+                      host_cpu="x86-64")
+
+
+TARGETS: tuple[TargetSpec, ...] = (
+    _x86("x86-64", "portable x86-64 baseline (x86-64-v3: AVX2 + FMA)", "x86-64-v3", None, 256,
+         ("avx2", "fma")),
+    _x86("x86-64-avx2", "x86-64 with AVX2 + FMA (Haswell and newer)", "haswell", ["+avx2", "+fma"], 256,
+         ("avx2", "fma")),
+    _x86("x86-64-avx512", "x86-64 with AVX-512 (Skylake-SP and newer)", "skylake-avx512", None, 512,
+         ("avx2", "fma", "avx512f", "avx512bw", "avx512vl")),
+    _x86("x86-64-vnni", "x86-64 with AVX-512 VNNI (Cascade Lake and newer)", "cascadelake", None, 512,
+         ("avx2", "fma", "avx512f", "avx512vnni")),
+    _arm64("armv8", "AArch64 (ARMv8-A) with NEON", None, ["+neon"], ("neon",)),
+    _arm64("armv8.2", "AArch64 ARMv8.2-A with NEON, dot product and fp16", None,
+           ["+neon", "+v8.2a", "+dotprod", "+fullfp16"], ("neon", "dotprod", "fullfp16"), ("float32", "float16")),
+    _arm64("cortex-a53", "Cortex-A53 (Raspberry Pi 3, many SoCs)", "cortex-a53", ["+neon"], ("neon",)),
+    _arm64("cortex-a55", "Cortex-A55 (ARMv8.2, dotprod)", "cortex-a55", ["+neon", "+dotprod", "+fullfp16"],
+           ("neon", "dotprod", "fullfp16")),
+    _arm64("cortex-a72", "Cortex-A72 (Raspberry Pi 4)", "cortex-a72", ["+neon"], ("neon",)),
+    _arm64("cortex-a76", "Cortex-A76 (Raspberry Pi 5)", "cortex-a76", ["+neon", "+dotprod", "+fullfp16"],
+           ("neon", "dotprod", "fullfp16")),
+    TargetSpec("armv7", "ARMv7-A, NEON, hard float (32-bit)",
+               {"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mattr": ["+neon"], "mfloat-abi": "hard"},
+               "armv7", cross_compiler="arm-linux-gnueabihf-g++", toolchain_package="g++-arm-linux-gnueabihf",
+               emulator=("qemu-arm", "-L", "/usr/arm-linux-gnueabihf"), layout="NHWC", vector_bits=128,
+               features=("neon", "vfpv4")),
+    _cuda("sm_75", "NVIDIA Turing (T4, RTX 20xx)"),
+    _cuda("sm_86", "NVIDIA Ampere consumer (RTX 30xx, A10)"),
+    _cuda("sm_87", "NVIDIA Jetson Orin"),
+    _cuda("sm_90", "NVIDIA Hopper (H100)"),
+)
+
+
+def all_targets() -> list[TargetSpec]:
+    """Every named target, host included (when this machine is x86_64)."""
+    out = list(TARGETS)
+    try:
+        out.append(host_target())
+    except TargetError:
+        pass
+    return out
+
+
+def get_target(name: str, mcpu: str | None = None, mattr: str | None = None) -> TargetSpec:
+    """A named target, or a raw TVM target JSON object; `mcpu`/`mattr` override the LLVM CPU."""
+    name = name.strip()
+    if name.startswith("{"):
+        spec = _from_json(name)
+    elif name == "host":
+        spec = host_target()
+    else:
+        by_name = {t.name: t for t in TARGETS}
+        if name not in by_name:
+            raise TargetError(f"unknown target '{name}' (known: {', '.join(sorted(by_name) + ['host'])})")
+        spec = by_name[name]
+    if mcpu or mattr:
+        if spec.tvm.get("kind") != "llvm":
+            raise TargetError(f"--mcpu/--mattr apply to CPU targets only, not '{spec.name}'")
+        tvm = dict(spec.tvm)
+        if mcpu:
+            tvm["mcpu"] = mcpu
+        if mattr:
+            tvm["mattr"] = [a if a[0] in "+-" else "+" + a for a in mattr.split(",") if a]
+        spec = replace(spec, tvm=tvm, name=f"{spec.name}+custom")
+    return spec
+
+
+def _from_json(text: str) -> TargetSpec:
+    try:
+        tvm = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TargetError(f"target JSON is not valid JSON: {e}") from None
+    if not isinstance(tvm, dict) or "kind" not in tvm:
+        raise TargetError('target JSON must be an object with a "kind" key, e.g. {"kind": "llvm"}')
+    triple = str(tvm.get("mtriple", "x86_64"))
+    for t in TARGETS:  # inherit toolchain data from the named target with the same triple
+        if t.tvm.get("mtriple") == tvm.get("mtriple") and t.tvm.get("kind") == tvm["kind"]:
+            return replace(t, name="custom", description=f"custom TVM target {json.dumps(tvm)}", tvm=tvm)
+    if tvm["kind"] == "llvm" and triple.startswith("x86_64"):
+        return TargetSpec("custom", f"custom TVM target {json.dumps(tvm)}", tvm, "x86_64")
+    raise TargetError(f"cannot derive a toolchain for target JSON {json.dumps(tvm)}")
