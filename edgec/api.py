@@ -1,0 +1,143 @@
+"""Python API: the same operations as the CLI (compile, optimize, run)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec import __version__
+from edgec.artifact import (
+    FORMAT,
+    Artifact,
+    atomic_directory,
+    c_header,
+    load_artifact,
+    package_versions,
+    sha256_file,
+)
+from edgec.errors import ArtifactError
+from edgec.infra.context import PassContext
+from edgec.infra.instruments import Statistics
+from edgec.infra.manager import PassManager
+from edgec.infra.pipeline import parse_pipeline
+from edgec.infra.verify import VerifyAgainstOnnxRuntime
+from edgec.ir.analysis import graph_inputs, graph_outputs, node_count
+from edgec.ir.loader import load_model, save_model
+from edgec.pipelines import default_pipeline
+from edgec.targets.registry import TargetSpec, get_target
+
+
+@dataclass
+class CompileOptions:
+    target: str = "host"
+    passes: str | None = None           # pipeline text; None = the target's default for opt_level
+    opt_level: int = 2
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    disabled: tuple[str, ...] = ()
+    verify: bool = False
+    instruments: list = field(default_factory=list)
+    mcpu: str | None = None
+    mattr: str | None = None
+
+
+def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
+    from edgec.errors import PipelineError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise PipelineError(f"--input-shape '{item}' must look like name=1,3,224,224")
+        name, dims = item.rsplit("=", 1)
+        try:
+            out[name] = [int(d) for d in dims.replace("x", ",").split(",") if d.strip()]
+        except ValueError:
+            raise PipelineError(f"--input-shape '{item}': dimensions must be integers") from None
+    return out
+
+
+def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> tuple[ir.Model, dict]:
+    text = opts.passes if opts.passes is not None else default_pipeline(spec, opts.opt_level)
+    pipeline = parse_pipeline(text)
+    stats = Statistics()
+    instruments = [stats, *opts.instruments]
+    verifier = None
+    if opts.verify:
+        verifier = VerifyAgainstOnnxRuntime()
+        instruments.append(verifier)
+    ctx = PassContext(target=spec.name if spec else None, opt_level=opts.opt_level,
+                      disabled=frozenset(opts.disabled),
+                      options={"fix-input-shapes": {"shapes": opts.input_shapes}} if opts.input_shapes else {},
+                      instruments=instruments)
+    nodes_before = node_count(model)
+    model = PassManager(pipeline).run(model, ctx).model
+    info = {
+        "text": pipeline.text(), "opt_level": opts.opt_level, "disabled": sorted(opts.disabled),
+        "nodes_before": nodes_before, "nodes_after": node_count(model),
+        "passes": [r.to_json() for r in stats.records],
+    }
+    if verifier is not None:
+        info["verified_passes"] = verifier.checked
+        info["verify_skipped"] = verifier.skipped
+    return model, info
+
+
+def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opts: CompileOptions) -> Artifact:
+    spec = get_target(opts.target, opts.mcpu, opts.mattr)
+    model = load_model(model_path)
+    model, pipeline_info = optimize(model, spec, opts)
+    from edgec.targets.tvm.backend import compile_to  # heavy: imports tvm
+
+    inputs, outputs = graph_inputs(model), graph_outputs(model)
+    with atomic_directory(out_dir) as tmp:
+        result = compile_to(model, spec, tmp)
+        meta = {
+            "format": FORMAT,
+            "model": {"file": os.path.basename(str(model_path)), "sha256": sha256_file(model_path),
+                      "graph": model.graph.name or ""},
+            "target": {**spec.to_json(), "tvm_target": result.tvm_target},
+            "library": result.library,
+            "inputs": [t.to_json() for t in inputs],
+            "outputs": [t.to_json() for t in outputs],
+            "pipeline": pipeline_info,
+            "lowering": result.lowering,
+            "versions": {**package_versions(), "edgec": __version__},
+        }
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
+    return load_artifact(out_dir)
+
+
+def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
+    spec = get_target(opts.target, opts.mcpu, opts.mattr) if opts.target else None
+    model, info = optimize(load_model(model_path), spec, opts)
+    save_model(model, out_path)
+    return info
+
+
+def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for t in art.inputs:
+        if t.name not in inputs:
+            raise ArtifactError(f"missing input '{t.name}' ({t.dtype}{list(t.shape)})")
+        a = np.asarray(inputs[t.name])
+        if tuple(a.shape) != tuple(t.shape):
+            raise ArtifactError(f"input '{t.name}' has shape {list(a.shape)}, the artifact expects {list(t.shape)}")
+        if str(a.dtype) != t.dtype:
+            raise ArtifactError(f"input '{t.name}' has dtype {a.dtype}, the artifact expects {t.dtype}")
+        out[t.name] = a
+    extra = set(inputs) - {t.name for t in art.inputs}
+    if extra:
+        raise ArtifactError(f"unknown input(s) {sorted(extra)}; the artifact takes {[t.name for t in art.inputs]}")
+    return out
+
+
+def run_artifact(art: Artifact, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
+    inputs = check_inputs(art, inputs)
+    from edgec.targets.tvm.execute import run  # heavy: imports tvm
+
+    return run(art, inputs, threads)

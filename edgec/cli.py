@@ -1,0 +1,270 @@
+"""The `edgec` command line. User errors: one line on stderr, exit 2. Internal errors: exit 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import numpy as np
+
+from edgec import __version__
+from edgec.errors import EdgecError
+
+EXIT_USER, EXIT_INTERNAL, EXIT_MISMATCH = 2, 1, 3
+
+
+def _load_tensor(spec: str) -> tuple[str, np.ndarray]:
+    from edgec.errors import ArtifactError
+
+    if "=" not in spec:
+        raise ArtifactError(f"--input '{spec}' must look like name=file.npy")
+    name, file = spec.split("=", 1)
+    p = Path(file)
+    if not p.is_file():
+        raise ArtifactError(f"input file {p} not found")
+    try:
+        if p.suffix == ".pb":
+            import onnx
+            from onnx import numpy_helper
+
+            t = onnx.TensorProto()
+            t.ParseFromString(p.read_bytes())
+            return name, numpy_helper.to_array(t)
+        return name, np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise ArtifactError(f"{p}: cannot read tensor ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+
+
+def _summary(name: str, a: np.ndarray) -> str:
+    if a.size and a.dtype.kind in "fiub":
+        f = a.astype(np.float64)
+        stats = f"min {f.min():.6g} max {f.max():.6g} mean {f.mean():.6g}"
+    else:
+        stats = "empty"
+    return f"{name}: {a.dtype}{list(a.shape)} {stats}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgec")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.pass_context
+def cli(ctx, debug):
+    """edgec: compile ONNX models to fast, verified code for edge devices."""
+    ctx.obj = {"debug": debug}
+
+
+def _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing=False, dump_ir=None):
+    from edgec.api import CompileOptions, parse_input_shapes
+    from edgec.infra.instruments import DumpIR, Timing
+
+    inst = []
+    if timing:
+        inst.append(Timing(sys.stderr))
+    if dump_ir:
+        inst.append(DumpIR(Path(dump_ir)))
+    return CompileOptions(target=target, passes=passes, opt_level=opt_level,
+                          input_shapes=parse_input_shapes(input_shape),
+                          disabled=tuple(d for item in disable for d in item.split(",") if d), verify=verify,
+                          instruments=inst, mcpu=mcpu, mattr=mattr)
+
+
+_pipeline_opts = [
+    click.option("--target", "-t", default="host", show_default=True, help="Target name (see `edgec targets`) or TVM target JSON."),
+    click.option("--passes", default=None, help="Pipeline text, e.g. 'fold-constants,eliminate-dead-code'."),
+    click.option("-O", "opt_level", type=click.IntRange(0, 3), default=2, show_default=True, help="Optimization level."),
+    click.option("--input-shape", multiple=True, metavar="NAME=D0,D1,..", help="Fix a dynamic input shape."),
+    click.option("--disable", multiple=True, metavar="PASS", help="Skip a pass of the pipeline (repeatable)."),
+    click.option("--verify", is_flag=True, help="After each pass, check outputs against onnxruntime."),
+    click.option("--mcpu", default=None, help="Override the LLVM CPU of a CPU target."),
+    click.option("--mattr", default=None, help="Override LLVM features, comma separated (+neon,+dotprod)."),
+    click.option("--timing", is_flag=True, help="Print each pass's time to stderr."),
+    click.option("--dump-ir", type=click.Path(), default=None, help="Write the model after each pass into this directory."),
+]
+
+
+def pipeline_options(f):
+    for opt in reversed(_pipeline_opts):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", "out", required=True, type=click.Path(), help="Artifact directory to write.")
+@pipeline_options
+@click.option("--print-pipeline", is_flag=True, help="Print the pipeline text that will run, and exit.")
+def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir, print_pipeline):
+    """Compile MODEL (.onnx) for a target into an artifact directory."""
+    from edgec.api import compile_model
+    from edgec.pipelines import default_pipeline
+    from edgec.targets.registry import get_target
+
+    if print_pipeline:
+        click.echo(passes if passes is not None else default_pipeline(get_target(target, mcpu, mattr), opt_level))
+        return
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir)
+    art = compile_model(model, out, opts)
+    m = art.metadata
+    p = m["pipeline"]
+    click.echo(f"compiled {model} for {m['target']['name']} -> {art.path} "
+               f"({p['nodes_before']} -> {p['nodes_after']} nodes; library {m['library']})")
+    if verify:
+        click.echo(f"verified against onnxruntime after {len(p.get('verified_passes', []))} modifying pass run(s)")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", "out", required=True, type=click.Path(), help="Optimized .onnx to write.")
+@pipeline_options
+def optimize(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir):
+    """Run the pass pipeline on MODEL and write the optimized ONNX graph."""
+    from edgec.api import optimize_to_file
+
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir)
+    info = optimize_to_file(model, out, opts)
+    click.echo(f"optimized {model} -> {out} ({info['nodes_before']} -> {info['nodes_after']} nodes)")
+
+
+@cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--input", "-i", "inputs", multiple=True, metavar="NAME=FILE", help="Input tensor (.npy or TensorProto .pb).")
+@click.option("--output", "out", type=click.Path(), default=None, help="Save all outputs to this .npz file.")
+@click.option("--compare-onnx", type=click.Path(), default=None, help="Compare outputs with onnxruntime on this model.")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs error accepted by --compare-onnx (exit 3 above it).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs when none are given.")
+@click.option("--threads", type=int, default=None, help="Runtime threads (default: all cores).")
+def run(artifact, inputs, out, compare_onnx, atol, seed, threads):
+    """Run a compiled ARTIFACT on inputs (seeded random ones when none are given)."""
+    from edgec.api import run_artifact
+    from edgec.artifact import load_artifact
+    from edgec.reference import compare, seeded_inputs
+
+    art = load_artifact(artifact)
+    feed = dict(_load_tensor(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed)
+    if not inputs:
+        click.echo(f"inputs: seeded random (seed {seed})")
+    outputs = run_artifact(art, feed, threads)
+    for name, a in outputs.items():
+        click.echo(_summary(name, a))
+    if out:
+        _save_npz(out, outputs)
+        click.echo(f"saved {len(outputs)} output(s) to {out}")
+    if compare_onnx:
+        from edgec.ir.loader import load_proto
+        from edgec.reference import run_ort
+
+        expected = run_ort(load_proto(compare_onnx), feed)
+        worst = 0.0
+        for d in compare(outputs, {k: v for k, v in expected.items() if k in outputs}):
+            worst = max(worst, d.max_abs)
+            click.echo(f"compare {d.name}: max abs error {d.max_abs:.3g}, max rel error {d.max_rel:.3g}"
+                       + ("" if d.shape_ok else " (shape mismatch)"))
+        if worst > atol:
+            click.echo(f"MISMATCH: max abs error {worst:.3g} > atol {atol:g}", err=True)
+            sys.exit(EXIT_MISMATCH)
+        click.echo(f"OK: matches onnxruntime (max abs error {worst:.3g} <= {atol:g})")
+
+
+def _save_npz(path: str, outputs: dict) -> None:
+    import os
+
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **outputs)
+    os.replace(tmp, path)
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(model, as_json):
+    """Print MODEL's op histogram, parameters, FLOPs and I/O."""
+    from edgec.ir import (
+        flops,
+        graph_inputs,
+        graph_outputs,
+        load_model,
+        op_histogram,
+        parameter_count,
+    )
+
+    m = load_model(model)
+    import onnx_ir as ir
+    import onnx_ir.passes.common  # noqa: F401
+
+    m = ir.passes.common.ShapeInferencePass()(m).model  # shapes for FLOP counts
+    info = {
+        "file": model, "opsets": dict(m.opset_imports), "producer": m.producer_name or "",
+        "inputs": [t.to_json() for t in graph_inputs(m)], "outputs": [t.to_json() for t in graph_outputs(m)],
+        "nodes": sum(op_histogram(m).values()), "parameters": parameter_count(m), "flops": flops(m),
+        "ops": dict(op_histogram(m).most_common()),
+    }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    click.echo(f"{model}: {info['nodes']} nodes, {info['parameters']:,} parameters, {info['flops'] / 1e6:,.2f} MFLOP")
+    opsets = ", ".join(f"{k or 'ai.onnx'}={v}" for k, v in info["opsets"].items())
+    click.echo(f"opsets: {opsets}")
+    for kind in ("inputs", "outputs"):
+        for t in info[kind]:
+            click.echo(f"{kind[:-1]:6s} {t['name']}: {t['dtype']}{t['shape']}")
+    for op, n in info["ops"].items():
+        click.echo(f"  {op:28s} {n}")
+
+
+@cli.command("passes")
+def passes_cmd():
+    """List the available passes (built-in and plugins) with their docs."""
+    from edgec.infra.registry import default_registry
+
+    for name, cls in default_registry().items():
+        opts = f"  {{{', '.join(f'{k}={v}' for k, v in cls.options.items())}}}" if cls.options else ""
+        click.echo(f"{name:34s} {cls.summary()}{opts}")
+
+
+@cli.command("targets")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def targets_cmd(as_json):
+    """List the targets with their features."""
+    from edgec.targets.registry import all_targets
+
+    ts = all_targets()
+    if as_json:
+        click.echo(json.dumps([t.to_json() for t in ts], indent=2))
+        return
+    for t in ts:
+        click.echo(f"{t.name:14s} {t.arch:8s} {','.join(t.features):34s} {t.description}")
+
+
+def main(argv=None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("edgec: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"edgec: error: {' '.join(e.format_message().split())}", err=True)
+        sys.exit(EXIT_USER)
+    except EdgecError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"edgec: error: {e.one_line()}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("edgec: interrupted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except BaseException as e:  # internal error
+        if debug:
+            traceback.print_exc()
+        click.echo(f"edgec: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                   "(rerun with --debug for the traceback)", err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()

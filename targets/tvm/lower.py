@@ -1,0 +1,202 @@
+"""Lower edgec IR to a Relax IRModule, op by op.
+
+Each node goes first to edgec's own lowering table (`edgec.targets.tvm.ops`); where edgec has no
+lowering yet, or a lowering declines (returns NotImplemented), the node's converter from TVM's ONNX
+frontend is called on the same BlockBuilder. A node neither can lower is an `UnsupportedOpError`
+naming the node, op, domain and opset. `LoweringReport` records who lowered what.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx_ir as ir
+import tvm
+from tvm import relax
+from tvm.relax.frontend.onnx import onnx_frontend as fe
+
+from edgec.errors import ModelValidationError, UnsupportedOpError
+from edgec.targets.tvm.lower_context import LowerContext
+from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
+
+
+@dataclass
+class LoweringReport:
+    by_edgec: Counter = field(default_factory=Counter)
+    by_frontend: Counter = field(default_factory=Counter)
+
+    def to_json(self) -> dict:
+        return {"edgec": dict(sorted(self.by_edgec.items())), "tvm-onnx-frontend": dict(sorted(self.by_frontend.items()))}
+
+
+def _ident(name: str, used: set[str]) -> str:
+    base = re.sub(r"\W", "_", name) or "v"
+    if not (base[0].isalpha() or base[0] == "_"):
+        base = "v_" + base
+    out, i = base, 1
+    while out in used:
+        out, i = f"{base}_{i}", i + 1
+    used.add(out)
+    return out
+
+
+def _onnx_opset(model: ir.Model) -> int:
+    return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1)))
+
+
+def _static_shape(v: ir.Value, file: str) -> list[int]:
+    if v.shape is None:
+        raise ModelValidationError(f"{file}: input '{v.name}' has unknown rank; give it with --input-shape {v.name}=...")
+    dims = []
+    for d in v.shape:
+        if not isinstance(d, int):
+            raise ModelValidationError(
+                f"{file}: input '{v.name}' has dynamic dimension '{d}'; fix it with --input-shape {v.name}=" +
+                ",".join(str(x) if isinstance(x, int) else "N" for x in v.shape))
+        dims.append(d)
+    return dims
+
+
+def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tvm.IRModule, LoweringReport]:
+    table = table or builtin_lowerings()
+    file = model.meta.get("edgec.source", model.graph.name or "model")
+    g = model.graph
+    opset = _onnx_opset(model)
+    bb = relax.BlockBuilder()
+    ctx = LowerContext(bb, opset)
+    report = LoweringReport()
+    used: set[str] = set()
+    params = []
+    inits = g.initializers
+    for v in g.inputs:
+        if v.name in inits:
+            continue
+        dtype = str(np.dtype(v.dtype.numpy())) if v.dtype is not None else "float32"
+        var = relax.Var(_ident(v.name, used), relax.TensorType(_static_shape(v, file), dtype))
+        ctx.values[v.name] = var
+        params.append(var)
+    for name, v in inits.items():
+        if v.const_value is None:
+            continue
+        arr = v.const_value.numpy()
+        ctx.constants[name] = arr
+        if name not in ctx.values:
+            ctx.values[name] = relax.const(arr)
+    try:
+        with bb.function("main", params=params):
+            with bb.dataflow():
+                for node in g:
+                    _lower_node(ctx, table, node, report, file)
+                outs = []
+                for v in g.outputs:
+                    if v.name not in ctx.values:
+                        raise ModelValidationError(f"{file}: graph output '{v.name}' is not produced by any node")
+                    outs.append(ctx.values[v.name])
+                out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+            bb.emit_func_output(out)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            bb._end_block()  # close the block the scopes left open, or TVM logs a warning on exit
+        raise
+    mod = bb.get()
+    mod["main"] = mod["main"].with_attr("num_input", len(params))
+    return mod, report
+
+
+def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: LoweringReport, file: str) -> None:
+    name = node.name or f"{node.op_type}_{id(node):x}"
+    if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+        arr = _constant_node_value(node)
+        if arr is not None:
+            ctx.constants[node.outputs[0].name] = arr
+            ctx.values[node.outputs[0].name] = relax.const(arr)
+            report.by_edgec["Constant"] += 1
+            return
+    inputs = [ctx.values.get(v.name) if v is not None else None for v in node.inputs]
+    for v, x in zip(node.inputs, inputs):
+        if v is not None and x is None:
+            raise ModelValidationError(f"{file}: node '{name}' ({node.op_type}) reads '{v.name}', which nothing produces")
+    fn = table.get(node.domain, node.op_type)
+    result = NotImplemented
+    if fn is not None:
+        try:
+            result = fn(ctx, node, inputs)
+        except Exception as e:
+            raise UnsupportedOpError(name, node.op_type, node.domain, _version(ctx, node), file,
+                                     detail=f"edgec lowering failed: {_one_line(e)}") from e
+    if result is not NotImplemented:
+        report.by_edgec[node.op_type] += 1
+    else:
+        result = _frontend_fallback(ctx, node, inputs, name, file)
+        report.by_frontend[node.op_type] += 1
+    _bind_outputs(ctx, node, result, name, file)
+
+
+def _version(ctx: LowerContext, node: ir.Node) -> int | None:
+    return node.version if node.version is not None else (ctx.opset if node.domain in ("", "ai.onnx") else None)
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())[:240]
+
+
+def _constant_node_value(node: ir.Node) -> np.ndarray | None:
+    a = node.attributes.get("value")
+    if a is not None and isinstance(a.value, ir.TensorProtocol):
+        return a.value.numpy()
+    for key, dt in (("value_float", np.float32), ("value_int", np.int64)):
+        if key in node.attributes:
+            return np.array(node.attributes[key].value, dtype=dt)
+    for key, dt in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if key in node.attributes:
+            return np.array(list(node.attributes[key].value), dtype=dt)
+    return None
+
+
+def _frontend_fallback(ctx: LowerContext, node: ir.Node, inputs, name: str, file: str):
+    version = _version(ctx, node)
+    convert_map = fe._get_convert_map()
+    if node.domain not in ("", "ai.onnx") or node.op_type not in convert_map:
+        raise UnsupportedOpError(name, node.op_type, node.domain, version, file)
+    proto = ir.serde.serialize_node(node)
+    try:
+        attrs = fe.ONNXGraphImporter._parse_attr(None, proto.attribute)
+        attrs["tvm_custom"] = {"name": name, "num_outputs": len(node.outputs)}
+        op_inputs = fe.onnx_input()
+        for x in inputs:
+            op_inputs.append(x)
+        converter = convert_map[node.op_type].get_converter(ctx.opset)
+        out = converter(ctx.bb, op_inputs, attrs, [dict(ctx.values), {}])
+        if isinstance(out, relax.Expr):
+            out = ctx.bb.normalize(out)
+        return out
+    except UnsupportedOpError:
+        raise
+    except Exception as e:
+        raise UnsupportedOpError(name, node.op_type, node.domain, version, file,
+                                 detail=f"TVM ONNX frontend: {type(e).__name__}: {_one_line(e)}") from e
+
+
+def _bind_outputs(ctx: LowerContext, node: ir.Node, result, name: str, file: str) -> None:
+    outs = node.outputs
+    if isinstance(result, (list, tuple)):
+        items = list(result)
+    elif isinstance(result, relax.Tuple):
+        items = list(result.fields)
+    elif isinstance(getattr(result, "ty", None), relax.TupleType):
+        items = [ctx.bb.emit(relax.TupleGetItem(result, i)) for i in range(len(result.ty.fields))]
+    else:
+        items = [result]
+    if len(items) < len([o for o in outs if o.name]):
+        raise UnsupportedOpError(name, node.op_type, node.domain, _version(ctx, node), file,
+                                 detail=f"lowering produced {len(items)} of {len(outs)} outputs")
+    for v, expr in zip(outs, items):
+        if not v.name:
+            continue
+        if isinstance(expr, relax.Expr) and not isinstance(expr, (relax.Var, tvm.ir.expr.Constant)):
+            expr = ctx.bb.emit(expr)
+        ctx.values[v.name] = expr

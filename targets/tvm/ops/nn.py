@@ -1,0 +1,126 @@
+"""Convolution, pooling, dense layers and normalization."""
+
+from __future__ import annotations
+
+from tvm import relax
+
+from edgec.targets.tvm.lower_context import attr
+from edgec.targets.tvm.ops import lowers
+
+_R = relax.op
+
+
+def _static_rank(x) -> int | None:
+    return x.ty.ndim if hasattr(x.ty, "ndim") and x.ty.ndim >= 0 else None
+
+
+@lowers("Conv")
+def conv(ctx, node, xs):
+    x, w = xs[0], xs[1]
+    b = xs[2] if len(xs) > 2 else None
+    if _static_rank(x) != 4 or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return NotImplemented
+    pads = attr(node, "pads", [0, 0, 0, 0])
+    y = ctx.emit(_R.nn.conv2d(x, w, strides=attr(node, "strides", [1, 1]), padding=pads,
+                              dilation=attr(node, "dilations", [1, 1]), groups=int(attr(node, "group", 1))))
+    if b is not None:
+        y = _R.add(y, _R.reshape(b, (1, -1, 1, 1)))
+    return y
+
+
+def _pool_args(node):
+    k = attr(node, "kernel_shape")
+    return dict(pool_size=k, strides=attr(node, "strides", [1] * len(k)),
+                padding=attr(node, "pads", [0] * (2 * len(k))), ceil_mode=bool(attr(node, "ceil_mode", 0)))
+
+
+@lowers("MaxPool")
+def max_pool(ctx, node, xs):
+    if (_static_rank(xs[0]) != 4 or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID")
+            or len(node.outputs) > 1 or attr(node, "storage_order", 0)):
+        return NotImplemented
+    return _R.nn.max_pool2d(xs[0], dilation=attr(node, "dilations", [1, 1]), **_pool_args(node))
+
+
+@lowers("AveragePool")
+def avg_pool(ctx, node, xs):
+    if _static_rank(xs[0]) != 4 or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return NotImplemented
+    if attr(node, "dilations", [1, 1]) != [1, 1]:
+        return NotImplemented
+    return _R.nn.avg_pool2d(xs[0], count_include_pad=bool(attr(node, "count_include_pad", 0)), **_pool_args(node))
+
+
+@lowers("GlobalAveragePool", "GlobalMaxPool")
+def global_pool(ctx, node, xs):
+    r = _static_rank(xs[0])
+    if r is None or r < 3:
+        return NotImplemented
+    axes = list(range(2, r))
+    fn = _R.mean if node.op_type == "GlobalAveragePool" else _R.max
+    return fn(xs[0], axis=axes, keepdims=True)
+
+
+@lowers("Gemm")
+def gemm(ctx, node, xs):
+    a, b = xs[0], xs[1]
+    c = xs[2] if len(xs) > 2 else None
+    alpha, beta = float(attr(node, "alpha", 1.0)), float(attr(node, "beta", 1.0))
+    if attr(node, "transA", 0):
+        a = _R.permute_dims(a, [1, 0])
+    if attr(node, "transB", 0):
+        b = _R.permute_dims(b, [1, 0])
+    y = ctx.emit(_R.matmul(a, b))
+    dt = str(y.ty.dtype)
+    if alpha != 1.0:
+        y = ctx.emit(_R.multiply(y, relax.const(alpha, dt)))
+    if c is not None:
+        if beta != 1.0:
+            c = _R.multiply(c, relax.const(beta, dt))
+        y = _R.add(y, c)
+    return y
+
+
+@lowers("MatMul")
+def matmul(ctx, node, xs):
+    return _R.matmul(xs[0], xs[1])
+
+
+@lowers("BatchNormalization")
+def batch_norm(ctx, node, xs):
+    if len(node.outputs) > 1 or attr(node, "training_mode", 0):
+        return NotImplemented
+    x, scale, bias, mean, var = xs
+    eps = float(attr(node, "epsilon", 1e-5))
+    out = _R.nn.batch_norm(x, scale, bias, mean, var, axis=1, epsilon=eps, training=False)
+    return ctx.emit(relax.TupleGetItem(ctx.emit(out), 0))
+
+
+@lowers("LayerNormalization")
+def layer_norm(ctx, node, xs):
+    if len([o for o in node.outputs if o.name]) > 1 or len(xs) < 2:
+        return NotImplemented
+    x, scale = xs[0], xs[1]
+    r = _static_rank(x)
+    if r is None:
+        return NotImplemented
+    axis = int(attr(node, "axis", -1)) % r
+    axes = list(range(axis, r))
+    if len(axes) != 1:
+        return NotImplemented
+    bias = xs[2] if len(xs) > 2 and xs[2] is not None else _R.zeros_like(scale)
+    return _R.nn.layer_norm(x, scale, bias, axes=axes, epsilon=float(attr(node, "epsilon", 1e-5)))
+
+
+@lowers("Softmax")
+def softmax(ctx, node, xs):
+    r = _static_rank(xs[0])
+    axis = int(attr(node, "axis", -1 if ctx.opset >= 13 else 1))
+    if ctx.opset < 13 and r is not None and axis % r != r - 1:
+        return NotImplemented  # old Softmax flattens to 2-D at `axis`
+    return _R.nn.softmax(xs[0], axis=axis)
+
+
+@lowers("Gelu")
+def gelu(ctx, node, xs):
+    return (_R.nn.gelu_tanh if attr(node, "approximate", "none") == "tanh" else _R.nn.gelu)(xs[0])

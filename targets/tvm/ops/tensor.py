@@ -1,0 +1,171 @@
+"""Shape and data-movement ops with compile-time-constant parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from edgec.targets.tvm.lower_context import attr
+from edgec.targets.tvm.ops import lowers
+
+_R = relax.op
+
+
+def _shape(x) -> list[int] | None:
+    s = getattr(x.ty, "shape", None)
+    if s is None:
+        return None
+    try:
+        return [int(d) for d in s]
+    except TypeError:
+        return None
+
+
+@lowers("Reshape")
+def reshape(ctx, node, xs):
+    target = ctx.const_array(node.inputs[1])
+    in_shape = _shape(xs[0])
+    if target is None or in_shape is None:
+        return NotImplemented
+    allowzero = attr(node, "allowzero", 0)
+    new = [int(in_shape[i]) if (d == 0 and not allowzero) else int(d) for i, d in enumerate(target.tolist())]
+    return _R.reshape(xs[0], new)
+
+
+@lowers("Flatten")
+def flatten(ctx, node, xs):
+    s = _shape(xs[0])
+    if s is None:
+        return NotImplemented
+    axis = int(attr(node, "axis", 1)) % (len(s) + 1) if s else 0
+    lead = int(np.prod(s[:axis], dtype=np.int64))
+    return _R.reshape(xs[0], [lead, int(np.prod(s[axis:], dtype=np.int64))])
+
+
+@lowers("Transpose")
+def transpose(ctx, node, xs):
+    return _R.permute_dims(xs[0], attr(node, "perm"))
+
+
+@lowers("Concat")
+def concat(ctx, node, xs):
+    return _R.concat([x for x in xs if x is not None], axis=int(attr(node, "axis")))
+
+
+def _axes(ctx, node, input_index: int):
+    if ctx.opset >= 13 and len(node.inputs) > input_index:
+        a = ctx.const_array(node.inputs[input_index])
+        return None if a is None else [int(v) for v in a.reshape(-1)]
+    return attr(node, "axes")
+
+
+@lowers("Unsqueeze")
+def unsqueeze(ctx, node, xs):
+    axes = _axes(ctx, node, 1)
+    s = _shape(xs[0])
+    if axes is None or s is None:
+        return NotImplemented
+    out_rank = len(s) + len(axes)
+    axes = sorted(a % out_rank for a in axes)
+    new, it = [], iter(s)
+    for i in range(out_rank):
+        new.append(1 if i in axes else next(it))
+    return _R.reshape(xs[0], new)
+
+
+@lowers("Squeeze")
+def squeeze(ctx, node, xs):
+    s = _shape(xs[0])
+    if s is None:
+        return NotImplemented
+    has_axes = (ctx.opset >= 13 and len(node.inputs) > 1 and node.inputs[1] is not None) or (
+        ctx.opset < 13 and attr(node, "axes") is not None)
+    axes = _axes(ctx, node, 1) if has_axes else [i for i, d in enumerate(s) if d == 1]
+    if axes is None:
+        return NotImplemented
+    axes = {a % len(s) for a in axes}
+    return _R.reshape(xs[0], [d for i, d in enumerate(s) if i not in axes])
+
+
+_REDUCE = {"ReduceMean": _R.mean, "ReduceSum": _R.sum, "ReduceMax": _R.max, "ReduceMin": _R.min}
+
+
+@lowers(*_REDUCE)
+def reduce(ctx, node, xs):
+    axes_from_input = node.op_type == "ReduceSum" and ctx.opset >= 13 or ctx.opset >= 18
+    if axes_from_input:
+        if len(node.inputs) > 1 and node.inputs[1] is not None:
+            a = ctx.const_array(node.inputs[1])
+            if a is None:
+                return NotImplemented
+            axes = [int(v) for v in a.reshape(-1)]
+        else:
+            axes = None
+    else:
+        axes = attr(node, "axes")
+    if axes is not None and not axes:
+        axes = None
+    if axes is None and attr(node, "noop_with_empty_axes", 0):
+        return xs[0]
+    if _shape(xs[0]) is None or 0 in _shape(xs[0]):
+        return NotImplemented
+    return _REDUCE[node.op_type](xs[0], axis=axes, keepdims=bool(attr(node, "keepdims", 1)))
+
+
+@lowers("Gather")
+def gather(ctx, node, xs):
+    idx = ctx.const_array(node.inputs[1])
+    s = _shape(xs[0])
+    if idx is None or s is None:
+        return NotImplemented
+    axis = int(attr(node, "axis", 0)) % len(s)
+    idx = np.where(idx < 0, idx + s[axis], idx).astype("int64")
+    return _R.take(xs[0], relax.const(idx), axis=axis)
+
+
+@lowers("Slice")
+def slice_(ctx, node, xs):
+    s = _shape(xs[0])
+    if s is None or ctx.opset < 10:
+        return NotImplemented
+    vals = [ctx.const_array(v) if v is not None else None for v in node.inputs[1:5]]
+    if vals[0] is None or vals[1] is None or any(v is None and i < len(node.inputs) - 1 and node.inputs[i + 1] is not None
+                                               for i, v in enumerate(vals)):
+        return NotImplemented
+    starts, ends = vals[0].tolist(), vals[1].tolist()
+    axes = vals[2].tolist() if len(vals) > 2 and vals[2] is not None else list(range(len(starts)))
+    steps = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else [1] * len(starts)
+    if any(st < 0 for st in steps):
+        return NotImplemented
+    axes = [a % len(s) for a in axes]
+    b, e = [], []
+    for st, en, ax, sp in zip(starts, ends, axes, steps):
+        dim = s[ax]
+        st = min(max(st + dim if st < 0 else st, 0), dim)
+        en = min(max(en + dim if en < 0 else en, 0), dim)
+        b.append(st)
+        e.append(max(en, st))
+    return _R.strided_slice(xs[0], axes=axes, begin=b, end=e, strides=steps)
+
+
+@lowers("Split")
+def split(ctx, node, xs):
+    s = _shape(xs[0])
+    if s is None:
+        return NotImplemented
+    axis = int(attr(node, "axis", 0)) % len(s)
+    if ctx.opset >= 13:
+        sizes = ctx.const_array(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else None
+        if sizes is None and len(node.inputs) > 1 and node.inputs[1] is not None:
+            return NotImplemented
+        sizes = None if sizes is None else sizes.tolist()
+    else:
+        sizes = attr(node, "split")
+    n = len(node.outputs)
+    if sizes is None:
+        if s[axis] % n:
+            return NotImplemented
+        sizes = [s[axis] // n] * n
+    idx = np.cumsum(sizes)[:-1].tolist()
+    out = ctx.emit(_R.split(xs[0], idx, axis=axis))
+    return [ctx.emit(relax.TupleGetItem(out, i)) for i in range(n)]

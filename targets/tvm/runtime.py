@@ -1,0 +1,44 @@
+"""Run an exported model library in this process with TVM's Relax VM (host-architecture artifacts)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm import relax
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        tvm.get_global_func("runtime.config_threadpool")(0, int(n))
+
+
+class LoadedModel:
+    def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None):
+        os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+        set_threads(threads)
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+        self.input_names, self.output_names = input_names, output_names
+
+    def _args(self, inputs: dict[str, np.ndarray]):
+        return [tvm.runtime.tensor(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self.vm["main"](*self._args(inputs))
+        items = list(out) if not hasattr(out, "numpy") else [out]
+        return {n: o.numpy() for n, o in zip(self.output_names, items)}
+
+    def bench(self, inputs: dict[str, np.ndarray], warmup: int, repeat: int) -> list[float]:
+        args = self._args(inputs)
+        f = self.vm["main"]
+        for _ in range(warmup):
+            f(*args)
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            f(*args)
+            times.append(time.perf_counter() - t0)
+        return times
