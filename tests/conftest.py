@@ -1,0 +1,52 @@
+"""Shared test helpers: run the CLI in-process, build small ONNX models from text."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edgec.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self):
+        return f"CliResult(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def run_cli(capsys):
+    def _run(*argv: str) -> CliResult:
+        code = 0
+        try:
+            main([str(a) for a in argv])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        cap = capsys.readouterr()
+        return CliResult(code, cap.out, cap.err)
+
+    return _run
+
+
+def model_from_text(text: str, ir_version: int = 8) -> onnx.ModelProto:
+    m = onnx.parser.parse_model(text)
+    m.ir_version = ir_version
+    return m
+
+
+@pytest.fixture
+def examples_dir(tmp_path) -> Path:
+    """A private copy of the bundled example models."""
+    d = tmp_path / "examples"
+    d.mkdir()
+    for f in EXAMPLES.glob("*.onnx"):
+        shutil.copy(f, d / f.name)
+    return d
