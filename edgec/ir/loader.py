@@ -83,10 +83,14 @@ def validate_proto(proto: onnx.ModelProto, file: str) -> None:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise ModelValidationError(f"{file}: invalid ONNX model: {_first_line(e)}") from None
+    except UnicodeDecodeError:
+        raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
     try:
         onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as e:
         raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(e)}") from None
+    except UnicodeDecodeError:
+        raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
 
 
 def _first_line(e: Exception) -> str:
