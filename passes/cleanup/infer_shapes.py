@@ -1,0 +1,75 @@
+"""infer-shapes: run ONNX shape inference (with data propagation) and write shapes/dtypes onto IR values."""
+
+from __future__ import annotations
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import _c_api_utils
+
+from edgec.errors import ModelValidationError
+from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.passes.cleanup._common import all_graphs
+
+
+def _merge_shape(old: ir.Shape | None, new: ir.Shape | None) -> ir.Shape | None:
+    """The more informative of two shapes: inferred dims win unless they are unknown where the
+    old shape knew the dim."""
+    if new is None:
+        return old
+    if old is None or len(old) != len(new):
+        return new
+    dims = []
+    for o, n in zip(old, new):
+        if isinstance(n, int):
+            dims.append(n)
+        elif isinstance(o, int) or (n.value is None and o.value is not None):
+            dims.append(o)
+        else:
+            dims.append(n)
+    return ir.Shape(dims)
+
+
+def _same_shape(a: ir.Shape | None, b: ir.Shape | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return len(a) == len(b) and all(_dim_key(x) == _dim_key(y) for x, y in zip(a, b))
+
+
+def _dim_key(d) -> tuple:
+    return ("i", int(d)) if isinstance(d, int) else ("s", d.value)
+
+
+@register_pass
+class InferShapes(Pass):
+    """Infer shapes and dtypes of all values with onnx shape inference (data propagation on)."""
+
+    name = "infer-shapes"
+    options = {"strict": False}
+
+    def run(self, model: ir.Model, ctx) -> PassResult:
+        def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+            return onnx.shape_inference.infer_shapes(
+                proto, check_type=False, strict_mode=bool(self.opts["strict"]), data_prop=True
+            )
+
+        try:
+            inferred_proto = _c_api_utils.call_onnx_api(infer, model)
+        except Exception as e:
+            msg = " ".join(str(e).split())[:300]
+            raise ModelValidationError(f"{model.graph.name or 'model'}: shape inference failed: {msg}") from None
+        inferred = ir.serde.deserialize_model(inferred_proto)
+        modified = False
+        for graph, inf_graph in zip(all_graphs(model.graph), all_graphs(inferred.graph)):
+            inf_values = ir.convenience.create_value_mapping(inf_graph)
+            for name, value in ir.convenience.create_value_mapping(graph).items():
+                iv = inf_values.get(name)
+                if iv is None or value.graph is not graph:
+                    continue
+                shape = _merge_shape(value.shape, iv.shape)
+                if not _same_shape(shape, value.shape):
+                    value.shape = shape
+                    modified = True
+                if iv.dtype is not None and value.dtype != iv.dtype:
+                    value.dtype = iv.dtype
+                    modified = True
+        return PassResult(model, modified)
