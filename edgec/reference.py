@@ -25,7 +25,7 @@ def seeded_inputs(infos: list[TensorInfo], seed: int = 0, default_dim: int = 1) 
             a = rng.integers(0, 2, size=shape).astype(bool)
         else:
             raise ValueError(f"cannot generate inputs of dtype {dt} for '{info.name}'")
-        out[info.name] = a
+        out[info.name] = np.asarray(a, dtype=dt) if dt.kind != "b" else np.asarray(a)
     return out
 
 

@@ -7,7 +7,12 @@ import onnx_ir as ir
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import all_graphs, effective_options, graph_signature, has_subgraph
+from edgec.passes.cleanup._common import (
+    all_graphs,
+    effective_options,
+    graph_signature,
+    has_subgraph,
+)
 from edgec.passes.cleanup.fold_constants import NON_DETERMINISTIC
 
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import onnx_ir as ir
-from onnx_ir.passes.common import RemoveUnusedFunctionsPass, RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
+from onnx_ir.passes.common import (
+    RemoveUnusedFunctionsPass,
+    RemoveUnusedNodesPass,
+    RemoveUnusedOpsetsPass,
+)
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import all_graphs, graph_signature

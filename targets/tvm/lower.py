@@ -19,7 +19,7 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as fe
 
-from edgec.errors import ModelValidationError, UnsupportedOpError
+from edgec.errors import EdgecError, ModelValidationError, UnsupportedOpError
 from edgec.targets.tvm.lower_context import LowerContext
 from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
 
@@ -90,7 +90,13 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
         with bb.function("main", params=params):
             with bb.dataflow():
                 for node in g:
-                    _lower_node(ctx, table, node, report, file)
+                    try:
+                        _lower_node(ctx, table, node, report, file)
+                    except EdgecError:
+                        raise
+                    except Exception as e:  # Relax rejected what a lowering emitted for this node
+                        raise UnsupportedOpError(node.name or node.op_type, node.op_type, node.domain,
+                                                 _version(ctx, node), file, detail=f"Relax: {_one_line(e)}") from e
                 outs = []
                 for v in g.outputs:
                     if v.name not in ctx.values:

@@ -80,5 +80,5 @@ def test_mutated_models_compile_or_exit_2(tmp_path):
     compiled = sum(r["code"] == 0 for r in results)
     print(f"fuzz: {COUNT} models, {compiled} compiled, {COUNT - compiled - len(failures)} rejected cleanly, "
           f"{len(failures)} failures")
-    assert not failures, failures[:10]
+    assert not failures, "\n".join(f"{n}: {w}" for n, w in failures[:10])
     assert compiled > 0  # the mutator must leave some models valid, or it only tests the parser
