@@ -79,6 +79,9 @@ class Match:
     def const(self, name: str) -> np.ndarray | None:
         return const_array(self.values.get(name))
 
+    def const_value_of(self, value: ir.Value | None) -> np.ndarray | None:
+        return const_array(value)
+
     def node(self, name: str) -> ir.Node:
         return self.named_nodes[name]
 

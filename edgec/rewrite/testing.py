@@ -11,10 +11,12 @@ from edgec.ir.loader import to_proto
 from edgec.reference import run_ort, seeded_inputs
 
 
-def parse(text: str) -> ir.Model:
-    """ONNX text → checked IR model."""
+def parse(text: str, infer_shapes: bool = True) -> ir.Model:
+    """ONNX text → checked IR model (with inferred shapes, as after the shape-inference pass)."""
     proto = onnx.parser.parse_model(text)
     onnx.checker.check_model(proto, full_check=True)
+    if infer_shapes:
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
     return ir.serde.deserialize_model(proto)
 
 
@@ -43,3 +45,22 @@ def assert_same_outputs(before: dict[str, np.ndarray], after: dict[str, np.ndarr
     assert set(before) == set(after), f"outputs differ: {sorted(before)} vs {sorted(after)}"
     for name, expected in before.items():
         np.testing.assert_allclose(after[name], expected, rtol=rtol, atol=atol, err_msg=f"output {name}")
+
+
+def check_pass(model_text: str, pass_: object, expected_ops: list[str] | None, *, rtol: float = 1e-4,
+               atol: float = 1e-4, seed: int = 0, modified: bool = True) -> ir.Model:
+    """Parse, run `pass_` (a Pass instance), assert the op list and onnxruntime outputs; return the model."""
+    from edgec.infra.context import PassContext
+
+    model = parse(model_text)
+    feeds = inputs_for(model, seed)
+    before_text = text(model)
+    expected = run(model, feeds)
+    result = pass_(model, PassContext())
+    assert result.modified is modified, f"modified={result.modified}, expected {modified}"
+    if not modified:
+        assert text(model) == before_text, "pass changed the model but reported modified=False"
+    if expected_ops is not None:
+        assert op_list(model) == expected_ops
+    assert_same_outputs(expected, run(model, feeds), rtol=rtol, atol=atol)
+    return model
