@@ -14,7 +14,8 @@ import onnx_ir as ir
 
 EDGEC_DOMAIN = "edgec"
 
-ACTIVATIONS = {  # name -> number of activation_params
+ACTIVATIONS = {  # name -> number of activation_params ("" = no activation)
+    "": 0,
     "Relu": 0, "Clip": 2, "LeakyRelu": 1, "Sigmoid": 0, "HardSigmoid": 2, "HardSwish": 0,
     "Silu": 0, "Tanh": 0,
 }
@@ -36,6 +37,8 @@ def activation_lines(act: str, params: list[float], src: str, dst: str, opset: i
         raise ValueError(f"unknown activation {act!r}")
     if len(params) != ACTIVATIONS[act]:
         raise ValueError(f"activation {act} takes {ACTIVATIONS[act]} params, got {len(params)}")
+    if act == "":
+        return [f"{dst} = Identity ({src})"]
     if act in ("Relu", "Sigmoid", "Tanh"):
         return [f"{dst} = {act} ({src})"]
     if act == "LeakyRelu":
@@ -57,7 +60,7 @@ def activation_lines(act: str, params: list[float], src: str, dst: str, opset: i
 
 
 def activation_overload(act: str, params: list[float], suffix: str = "") -> str:
-    parts = [act] + [_f(p) for p in params] + ([suffix] if suffix else [])
+    parts = [act or "none"] + [_f(p) for p in params] + ([suffix] if suffix else [])
     return "_".join(parts)
 
 

@@ -38,7 +38,8 @@ def run(model: ir.Model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 def inputs_for(model: ir.Model, seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
     feeds = seeded_inputs(graph_inputs(model), seed)
-    return {k: (v * scale).astype(v.dtype) if v.dtype.kind == "f" else v for k, v in feeds.items()}
+    feeds = {k: np.asarray(v) for k, v in feeds.items()}  # 0-d inputs come back as numpy scalars
+    return {k: np.asarray(v * scale, dtype=v.dtype) if v.dtype.kind == "f" else v for k, v in feeds.items()}
 
 
 def assert_same_outputs(before: dict[str, np.ndarray], after: dict[str, np.ndarray], *, rtol: float, atol: float) -> None:
