@@ -110,6 +110,11 @@ def gelu_function(approximate: str, opset: int) -> ir.Function:
     return _function("Gelu", approximate, opset, ["approximate"], ["X"], body)
 
 
+def silu_function(opset: int) -> ir.Function:
+    """edgec.Silu: Y = X * Sigmoid(X)."""
+    return _function("Silu", "", opset, [], ["X"], ["s = Sigmoid (X)", "Y = Mul (X, s)"])
+
+
 def rms_norm_function(opset: int) -> ir.Function:
     """edgec.RMSNormalization over the last axis: Y = X / sqrt(mean(X², -1) + epsilon) * scale."""
     if opset >= 18:

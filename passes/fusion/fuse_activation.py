@@ -76,7 +76,7 @@ class _BaseActivation(RewriteRule):
     def pattern(self, op, x):
         y = _base_pattern(op, self.base, x)
         if self.act == "Silu":
-            return op.Mul(y, op.Sigmoid(y))
+            return [op.Mul(y, op.Sigmoid(y)), op.Silu(y, _domain=EDGEC_DOMAIN)]
         return getattr(op, self.act)(y, _allow_other_inputs=self.act == "Clip", _name="act")
 
     def params(self, match) -> tuple[list[float] | None, str]:
