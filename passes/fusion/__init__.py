@@ -5,10 +5,10 @@ docs/edgec-ops.md), so onnxruntime can still run the model.
 """
 
 FUSION_PIPELINE = (
-    "fold-transposes,fuse-pad,fold-batchnorm,fold-scale-bias,fuse-matmul-add,"
-    "recognize-gelu,recognize-layernorm,recognize-rmsnorm,recognize-attention,"
-    "recognize-silu,recognize-hardswish,fuse-activation"
+    "fold-batchnorm,fold-scale-bias,fuse-matmul-add,"
+    "recognize-gelu,recognize-layernorm,recognize-rmsnorm,recognize-hardswish,recognize-silu,"
+    "fuse-activation"
 )
-"""Recommended order: structural cleanups first, then weight folding (so later fusions see one
-Conv/Gemm with bias), then composite-op recognition, activation fusion last (it needs the final
-producer and would otherwise hide Sigmoid/Mul chains from the recognizers)."""
+"""Recommended order: weight folding first (so later fusions see one Conv/Gemm with its bias),
+then composite-op recognition (GELU before SiLU/HardSwish so their sub-chains are not taken
+apart), activation fusion last (it also absorbs edgec.Silu). Run shape inference before."""
