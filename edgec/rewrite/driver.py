@@ -1,0 +1,186 @@
+"""Applies rule sets greedily to a fixpoint, and `RewriteRulePass` (a pass = a named list of rules).
+
+For each node (in graph order) the rules whose root op matches are tried in order. A structural
+match is accepted only if every matched node other than the root has no consumer outside the
+match and is no graph output; then `check`, then `rewrite`. Only then is the graph changed: new
+initializers and nodes are inserted before the root, uses of the root's output are redirected,
+matched nodes are removed, and constants the match consumed and nobody else uses are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import onnx_ir as ir
+
+from edgec.infra.pass_base import Pass, PassResult
+from edgec.rewrite.matcher import Match, Matcher
+from edgec.rewrite.rule import MatchResult, RewriteBuilder, RewriteRule
+from edgec.rewrite.trace import RewriteTrace
+
+EDGEC_DOMAIN = "edgec"
+
+
+def outside_use_reason(match: Match) -> str:
+    inside = {id(n) for n in match.nodes}
+    for n in match.nodes:
+        for out in n.outputs:
+            if n is match.root and out is match.output:
+                continue
+            if out.is_graph_output():
+                return f"intermediate '{out.name}' ({n.op_type}) is a graph output"
+            for user in out.consumers():
+                if id(user) not in inside:
+                    return f"intermediate '{out.name}' ({n.op_type}) is also used by {user.op_type} '{user.name}'"
+    return ""
+
+
+def _unique_name(graph: ir.Graph, hint: str) -> str:
+    counter = graph.meta.get("edgec.rewrite.counter", 0)
+    while True:
+        counter += 1
+        name = f"{hint}_rw{counter}"
+        if name not in graph.initializers:
+            graph.meta["edgec.rewrite.counter"] = counter
+            return name
+
+
+def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: ir.Value) -> None:
+    graph, root, old = match.graph, match.root, match.output
+    for v in builder.initializers:
+        v.name = _unique_name(graph, v.name or "const")
+        v.const_value.name = v.name
+        graph.register_initializer(v)
+    new_nodes = list(builder.nodes)
+    if old.is_graph_output() and (replacement.producer() not in new_nodes or replacement.is_graph_output()):
+        ident = ir.Node("", "Identity", [replacement])
+        new_nodes.append(ident)
+        replacement = ident.outputs[0]
+    if replacement.type is None:
+        replacement.type = old.type
+    if replacement.shape is None:
+        replacement.shape = old.shape
+    graph.insert_before(root, new_nodes)
+    if old.is_graph_output():
+        old_name, old.name = old.name, None
+        replacement.name = old_name
+    ir.convenience.replace_all_uses_with(old, replacement, replace_graph_outputs=True)
+    consumed = [v for n in match.nodes for v in n.inputs if v is not None]
+    graph.remove(match.nodes, safe=True)
+    _drop_unused_constants(graph, consumed)
+    for fn in builder.functions:
+        model.functions.setdefault(fn.identifier(), fn)
+        model.opset_imports.setdefault(fn.domain, 1)
+        if fn.overload:
+            model.ir_version = max(model.ir_version or 0, 10)
+    for n in builder.nodes:
+        if n.domain and n.domain not in model.opset_imports:
+            model.opset_imports[n.domain] = 1
+
+
+def _drop_unused_constants(graph: ir.Graph, values: list[ir.Value]) -> None:
+    for v in {id(v): v for v in values}.values():
+        if v.uses() or v.is_graph_output() or v in graph.inputs:
+            continue
+        producer = v.producer()
+        if v.is_initializer() and v.name in graph.initializers and producer is None:
+            del graph.initializers[v.name]
+        elif producer is not None and producer.op_type == "Constant" and producer.graph is graph:
+            graph.remove(producer, safe=True)
+
+
+def try_rule(model: ir.Model, rule: RewriteRule, node: ir.Node, trace: RewriteTrace | None, matcher: Matcher) -> bool:
+    declined = ""
+    structural_failure = ""
+    for pattern in rule.patterns:
+        if (pattern.node.domain, pattern.node.op_type) != (_domain(node), node.op_type):
+            continue
+        for match in matcher.matches(model, pattern, node):
+            reason = outside_use_reason(match)
+            if not reason:
+                result = rule.check(match)
+                result = result if isinstance(result, MatchResult) else MatchResult(bool(result), "check returned False")
+                reason = "" if result.ok else (result.reason or "check failed")
+            if reason:
+                declined = reason
+                continue
+            builder = RewriteBuilder(model, match)
+            try:
+                out = rule.rewrite(builder, match)
+            except Exception:
+                builder.discard()
+                raise
+            if isinstance(out, (list, tuple)):
+                out = out[0] if len(out) == 1 else None
+            if out is None or _uses_match_internals(builder, match, out):
+                builder.discard()
+                declined = ("rewrite returned no replacement" if out is None
+                            else "replacement uses a value computed inside the match")
+                continue
+            commit(model, match, builder, out)
+            if trace is not None:
+                trace.hit(rule.rule_name)
+            return True
+        structural_failure = structural_failure or matcher.failure
+    if trace is not None and (declined or structural_failure):
+        trace.decline(rule.rule_name, declined or f"no match: {structural_failure}")
+    return False
+
+
+def _uses_match_internals(builder: RewriteBuilder, match: Match, out: ir.Value) -> bool:
+    inside = {id(n) for n in match.nodes}
+    used = [v for n in builder.nodes for v in n.inputs if v is not None] + [out]
+    return any(v.producer() is not None and id(v.producer()) in inside for v in used)
+
+
+def _domain(node: ir.Node) -> str:
+    return "" if node.domain in ("", "ai.onnx") else node.domain
+
+
+def apply_rules(model: ir.Model, rules: Sequence[RewriteRule], *, max_iterations: int = 16,
+                trace: RewriteTrace | None = None) -> int:
+    """Rewrite `model.graph` in place until no rule fires (or `max_iterations` sweeps); returns the hit count."""
+    opset = model.opset_imports.get("")
+    active = []
+    for rule in rules:
+        why = rule.opset_reason(opset)
+        if why:
+            if trace is not None:
+                trace.skip(rule.rule_name, why)
+        else:
+            active.append(rule)
+    roots = {(p.node.domain, p.node.op_type) for r in active for p in r.patterns}
+    graph, matcher, total = model.graph, Matcher(), 0
+    for _ in range(max(1, max_iterations)):
+        hits = 0
+        for node in list(graph):
+            if node.graph is not graph or (_domain(node), node.op_type) not in roots:
+                continue
+            for rule in active:
+                if try_rule(model, rule, node, trace, matcher):
+                    hits += 1
+                    break
+        total += hits
+        if not hits:
+            break
+    return total
+
+
+class RewriteRulePass(Pass):
+    """Base for passes made of rewrite rules: set `name`, a docstring and `rules`, then @register_pass."""
+
+    rules: ClassVar[tuple[type[RewriteRule], ...]] = ()
+    options: ClassVar[dict] = {"max_iterations": 16}
+
+    def make_rules(self) -> list[RewriteRule]:
+        return [r() for r in self.rules]
+
+    def run(self, model: ir.Model, ctx) -> PassResult:
+        local = RewriteTrace()
+        hits = apply_rules(model, self.make_rules(), max_iterations=self.opts["max_iterations"], trace=local)
+        for inst in getattr(ctx, "instruments", []):
+            if isinstance(inst, RewriteTrace):
+                inst.merge(local, prefix=self.name)
+        self.last_trace = local
+        return PassResult(model, hits > 0)

@@ -1,0 +1,67 @@
+"""Helpers for testing rewrite rules and passes: parse ONNX text, run, compare with onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from edgec.ir.analysis import graph_inputs
+from edgec.ir.loader import to_proto
+from edgec.reference import run_ort, seeded_inputs
+
+
+def parse(text: str, infer_shapes: bool = True) -> ir.Model:
+    """ONNX text → checked IR model (with inferred shapes, as after the shape-inference pass)."""
+    proto = onnx.parser.parse_model(text)
+    onnx.checker.check_model(proto, full_check=True)
+    if infer_shapes:
+        proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    return ir.serde.deserialize_model(proto)
+
+
+def op_list(model: ir.Model) -> list[str]:
+    """Ops in graph order; non-default domains as `domain.Op` (Constant nodes omitted)."""
+    return [(f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
+            for n in model.graph if n.op_type != "Constant"]
+
+
+def text(model: ir.Model) -> str:
+    return onnx.printer.to_text(to_proto(model))
+
+
+def run(model: ir.Model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    proto = to_proto(model)
+    onnx.checker.check_model(proto, full_check=False)
+    return run_ort(proto, inputs)
+
+
+def inputs_for(model: ir.Model, seed: int = 0, scale: float = 1.0) -> dict[str, np.ndarray]:
+    feeds = seeded_inputs(graph_inputs(model), seed)
+    feeds = {k: np.asarray(v) for k, v in feeds.items()}  # 0-d inputs come back as numpy scalars
+    return {k: np.asarray(v * scale, dtype=v.dtype) if v.dtype.kind == "f" else v for k, v in feeds.items()}
+
+
+def assert_same_outputs(before: dict[str, np.ndarray], after: dict[str, np.ndarray], *, rtol: float, atol: float) -> None:
+    assert set(before) == set(after), f"outputs differ: {sorted(before)} vs {sorted(after)}"
+    for name, expected in before.items():
+        np.testing.assert_allclose(after[name], expected, rtol=rtol, atol=atol, err_msg=f"output {name}")
+
+
+def check_pass(model_text: str, pass_: object, expected_ops: list[str] | None, *, rtol: float = 1e-4,
+               atol: float = 1e-4, seed: int = 0, modified: bool = True) -> ir.Model:
+    """Parse, run `pass_` (a Pass instance), assert the op list and onnxruntime outputs; return the model."""
+    from edgec.infra.context import PassContext
+
+    model = parse(model_text)
+    feeds = inputs_for(model, seed)
+    before_text = text(model)
+    expected = run(model, feeds)
+    result = pass_(model, PassContext())
+    assert result.modified is modified, f"modified={result.modified}, expected {modified}"
+    if not modified:
+        assert text(model) == before_text, "pass changed the model but reported modified=False"
+    if expected_ops is not None:
+        assert op_list(model) == expected_ops
+    assert_same_outputs(expected, run(model, feeds), rtol=rtol, atol=atol)
+    return model

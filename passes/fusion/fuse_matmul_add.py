@@ -1,0 +1,41 @@
+"""fuse-matmul-add: MatMul(2-D x, constant W) + constant bias → Gemm(x, W, bias)."""
+
+from __future__ import annotations
+
+from edgec.infra.pass_base import register_pass
+from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
+
+from ._common import rank
+
+
+class MatMulAdd(RewriteRule):
+    min_opset = 11  # Gemm with unidirectional-broadcast C
+
+    def pattern(self, op, x, w, c):
+        return op.Add(op.MatMul(x, w), c)
+
+    def check(self, match):
+        if rank(match["x"]) != 2:
+            return MatchResult.fail(f"MatMul input rank is {rank(match['x'])}, Gemm needs 2-D")
+        w, c = match.const("w"), match.const("c")
+        if w is None or w.ndim != 2:
+            return MatchResult.fail("MatMul weight is not a constant matrix")
+        if c is None:
+            return MatchResult.fail("bias is not constant")
+        n = w.shape[1]
+        if c.ndim > 2 or (c.ndim >= 1 and c.shape[-1] not in (1, n)) or (c.ndim == 2 and c.shape[0] != 1):
+            return MatchResult.fail(f"bias shape {list(c.shape)} is not [N], [1, N] or a scalar")
+        if c.dtype != w.dtype:
+            return MatchResult.fail("bias and weight dtypes differ")
+        return MatchResult.success()
+
+    def rewrite(self, op, match):
+        return op.Gemm(match["x"], match["w"], match["c"])
+
+
+@register_pass
+class FuseMatMulAdd(RewriteRulePass):
+    """Fuse MatMul of a 2-D input by a constant matrix plus a constant bias into Gemm."""
+
+    name = "fuse-matmul-add"
+    rules = (MatMulAdd,)
