@@ -1,6 +1,6 @@
 import numpy as np
-from edgec.passes.fusion.fold_batchnorm import FoldBatchNorm
 
+from edgec.passes.fusion.fold_batchnorm import FoldBatchNorm
 from edgec.rewrite.testing import check_pass
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-from edgec.passes.fusion.fold_scale_bias import FoldScaleBias
 
+from edgec.passes.fusion.fold_scale_bias import FoldScaleBias
 from edgec.rewrite.testing import check_pass
 
 

@@ -1,9 +1,9 @@
 import numpy as np
 import onnx
 import pytest
-from edgec.passes.fusion.fuse_activation import FuseActivation
 
 from edgec.ir.loader import to_proto
+from edgec.passes.fusion.fuse_activation import FuseActivation
 from edgec.rewrite.testing import check_pass
 
 

@@ -1,6 +1,6 @@
 import numpy as np
-from edgec.passes.fusion.fuse_matmul_add import FuseMatMulAdd
 
+from edgec.passes.fusion.fuse_matmul_add import FuseMatMulAdd
 from edgec.rewrite.testing import check_pass
 
 

@@ -1,10 +1,10 @@
 import numpy as np
-from edgec.passes.fusion import FUSION_PIPELINE
 
 from edgec.infra.context import PassContext
 from edgec.infra.manager import PassManager
 from edgec.infra.pipeline import parse_pipeline
 from edgec.infra.registry import builtin_registry
+from edgec.passes.fusion import FUSION_PIPELINE
 from edgec.rewrite import RewriteTrace
 from edgec.rewrite.testing import assert_same_outputs, inputs_for, op_list, parse, run
 

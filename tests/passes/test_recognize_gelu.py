@@ -1,6 +1,6 @@
 import pytest
-from edgec.passes.fusion.recognize_gelu import RecognizeGelu
 
+from edgec.passes.fusion.recognize_gelu import RecognizeGelu
 from edgec.rewrite.testing import check_pass
 
 ERF = """

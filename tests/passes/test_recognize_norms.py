@@ -1,7 +1,7 @@
 import pytest
+
 from edgec.passes.fusion.recognize_layernorm import RecognizeLayerNorm
 from edgec.passes.fusion.recognize_rmsnorm import RecognizeRMSNorm
-
 from edgec.rewrite.testing import check_pass
 
 

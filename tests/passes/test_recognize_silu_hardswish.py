@@ -1,7 +1,7 @@
 import pytest
+
 from edgec.passes.fusion.recognize_hardswish import RecognizeHardSwish
 from edgec.passes.fusion.recognize_silu import RecognizeSilu
-
 from edgec.rewrite.testing import check_pass
 
 

@@ -34,7 +34,7 @@ def lowers(*op_types: str, domain: str = ""):
     """Mark a function as the lowering of `op_types`; collected by `builtin_lowerings()`."""
 
     def mark(fn):
-        fn.__edgec_lowers__ = [(domain, op) for op in op_types]
+        fn.__edgec_lowers__ = getattr(fn, "__edgec_lowers__", []) + [(domain, op) for op in op_types]
         return fn
 
     return mark
