@@ -43,6 +43,7 @@ class CompileOptions:
     instruments: list = field(default_factory=list)
     mcpu: str | None = None
     mattr: str | None = None
+    max_tensor_bytes: int = 4 << 30
 
 
 def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
@@ -88,7 +89,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
 
 def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opts: CompileOptions) -> Artifact:
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
-    model = load_model(model_path)
+    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes)
     model, pipeline_info = optimize(model, spec, opts)
     from edgec.targets.tvm.backend import compile_to  # heavy: imports tvm
 
@@ -114,7 +115,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
 
 def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
     spec = get_target(opts.target, opts.mcpu, opts.mattr) if opts.target else None
-    model, info = optimize(load_model(model_path), spec, opts)
+    model, info = optimize(load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes), spec, opts)
     save_model(model, out_path)
     return info
 

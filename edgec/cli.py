@@ -56,7 +56,8 @@ def cli(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
-def _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing=False, dump_ir=None):
+def _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing=False, dump_ir=None,
+                     max_tensor_bytes=4 << 30):
     from edgec.api import CompileOptions, parse_input_shapes
     from edgec.infra.instruments import DumpIR, Timing
 
@@ -68,7 +69,7 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, mc
     return CompileOptions(target=target, passes=passes, opt_level=opt_level,
                           input_shapes=parse_input_shapes(input_shape),
                           disabled=tuple(d for item in disable for d in item.split(",") if d), verify=verify,
-                          instruments=inst, mcpu=mcpu, mattr=mattr)
+                          instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes)
 
 
 _pipeline_opts = [
@@ -82,6 +83,8 @@ _pipeline_opts = [
     click.option("--mattr", default=None, help="Override LLVM features, comma separated (+neon,+dotprod)."),
     click.option("--timing", is_flag=True, help="Print each pass's time to stderr."),
     click.option("--dump-ir", type=click.Path(), default=None, help="Write the model after each pass into this directory."),
+    click.option("--max-tensor-bytes", type=int, default=4 << 30, show_default=True,
+                 help="Reject models declaring any tensor larger than this (memory-bomb guard)."),
 ]
 
 
@@ -96,7 +99,8 @@ def pipeline_options(f):
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Artifact directory to write.")
 @pipeline_options
 @click.option("--print-pipeline", is_flag=True, help="Print the pipeline text that will run, and exit.")
-def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir, print_pipeline):
+def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+            max_tensor_bytes, print_pipeline):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
@@ -105,7 +109,8 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     if print_pipeline:
         click.echo(passes if passes is not None else default_pipeline(get_target(target, mcpu, mattr), opt_level))
         return
-    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir)
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+                            max_tensor_bytes)
     art = compile_model(model, out, opts)
     m = art.metadata
     p = m["pipeline"]
@@ -119,11 +124,13 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Optimized .onnx to write.")
 @pipeline_options
-def optimize(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir):
+def optimize(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+             max_tensor_bytes):
     """Run the pass pipeline on MODEL and write the optimized ONNX graph."""
     from edgec.api import optimize_to_file
 
-    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir)
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+                            max_tensor_bytes)
     info = optimize_to_file(model, out, opts)
     click.echo(f"optimized {model} -> {out} ({info['nodes_before']} -> {info['nodes_after']} nodes)")
 

@@ -15,6 +15,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from edgec.errors import ModelLoadError, ModelValidationError
+from edgec.ir.safety import DEFAULT_MAX_TENSOR_BYTES, check_initializers, check_value_sizes
 
 
 def _iter_tensors(graph: onnx.GraphProto):
@@ -77,8 +78,9 @@ def parse_model_bytes(data: bytes, file: str) -> onnx.ModelProto:
     return proto
 
 
-def validate_proto(proto: onnx.ModelProto, file: str) -> None:
-    """onnx.checker plus strict shape inference; failures become one-line errors."""
+def validate_proto(proto: onnx.ModelProto, file: str, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
+    """Declared sizes, onnx.checker, strict shape inference, value sizes; one-line errors."""
+    check_initializers(proto.graph, file, max_tensor_bytes)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
@@ -86,11 +88,12 @@ def validate_proto(proto: onnx.ModelProto, file: str) -> None:
     except UnicodeDecodeError:
         raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
     try:
-        onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     except onnx.shape_inference.InferenceError as e:
         raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(e)}") from None
     except UnicodeDecodeError:
         raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
+    check_value_sizes(inferred.graph, file, max_tensor_bytes)
 
 
 def _first_line(e: Exception) -> str:
@@ -115,7 +118,8 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     return proto
 
 
-def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = True) -> ir.Model:
+def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = True,
+               max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> ir.Model:
     """Load an ONNX model from a path or a ModelProto into edgec's IR.
 
     External data is resolved only inside the model's directory.
@@ -128,7 +132,7 @@ def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = 
         file = str(source)
         proto, base_dir = load_proto(source), Path(source).parent
     if validate:
-        validate_proto(proto, file)
+        validate_proto(proto, file, max_tensor_bytes)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:  # onnx_ir raises various errors on malformed graphs

@@ -136,3 +136,59 @@ def test_run_rejects_wrong_input_shape(run_cli, tmp_path):
     assert r.code == 2 and "shape [1, 3, 8, 8]" in r.err
     r = run_cli("run", tmp_path / "not-an-artifact")
     assert r.code == 2 and "not an artifact" in r.err
+
+
+def _memory_bomb_input(tmp_path):
+    m = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[100000, 100000, 1000] x) => (float[100000, 100000, 1000] y) { y = Relu(x) }""")
+    return _save(tmp_path / "bomb.onnx", m), ["'x'", "over the limit"]
+
+
+def _memory_bomb_expand(tmp_path):
+    m = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[1] x) => (float[A, B, C] y) <int64[3] s = {4096, 4096, 4096}> { y = Expand(x, s) }""")
+    return _save(tmp_path / "expand.onnx", m), ["needs", "over the limit"]
+
+
+def _size_disagrees_with_data(tmp_path):
+    w = numpy_helper.from_array(np.zeros((2, 3), np.float32), "w")
+    w.dims[:] = [4, 3]
+    g = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"], name="add0")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return _save(tmp_path / "size.onnx", m), ["'w'", "48 bytes", "holds 24 bytes"]
+
+
+def _cycle(tmp_path):
+    m = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2] x) => (float[2] y) { a = Add(x, b)
+          b = Relu(a)
+          y = Identity(b) }""")
+    return _save(tmp_path / "cycle.onnx", m), ["invalid ONNX model", "topologically sorted"]
+
+
+def _duplicate_names(tmp_path):
+    m = model_from_text("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        agraph (float[2] x) => (float[2] y) { y = Relu(x)
+          y = Neg(x) }""")
+    return _save(tmp_path / "dup.onnx", m), ["invalid ONNX model", "y"]
+
+
+SAFETY = [_memory_bomb_input, _memory_bomb_expand, _size_disagrees_with_data, _cycle, _duplicate_names]
+
+
+@pytest.mark.parametrize("case", SAFETY, ids=[c.__name__.strip("_") for c in SAFETY])
+def test_unsafe_model_rejected(case, tmp_path, run_cli):
+    test_bad_model_exits_2_with_one_line(case, tmp_path, run_cli)
+
+
+def test_max_tensor_bytes_is_configurable(tmp_path, run_cli):
+    r = run_cli("compile", EXAMPLES / "small_cnn.onnx", "-t", "x86-64", "-o", tmp_path / "o",
+                "--max-tensor-bytes", "1000")
+    assert r.code == 2 and "over the limit of 1,000" in r.err
