@@ -205,13 +205,14 @@ def build_plan_library(mod: tvm.IRModule, spec: TargetSpec, out_dir: str | Path,
     `<name>.consts` and `metadata.json` into out_dir; returns the library path."""
     from edgec.targets.tvm.bundle import require_toolchain
 
+    cxx = require_toolchain(spec) if spec.cross_compiler else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = lower_to_plan(mod, spec, output_names)
     ex = tvm.compile(plan.kernels, target=tvm.target.Target(spec.tvm))
     lib = out / f"{name}.so"
-    if spec.cross_compiler:
-        ex.export_library(str(lib), fcompile=cc.cross_compiler(require_toolchain(spec)))
+    if cxx:
+        ex.export_library(str(lib), fcompile=cc.cross_compiler(cxx))
     else:
         ex.export_library(str(lib))
     (out / f"{name}.plan").write_text(plan.text())
