@@ -246,3 +246,26 @@ def test_no_armv7_tvm_runtime(tmp_path):
 def test_plan_names_are_escaped():
     assert plan.escape_name("a b%/c") == "a%20b%25/c"
     assert plan.escape_name("") == "%"
+
+
+def test_armv7_vectorized_kernel_uses_neon(tmp_path):
+    """LLVM does not auto-vectorize fp32 for armv7 (non-IEEE NEON), explicit vectorize does."""
+    spec = get_target("armv7")
+    _need(spec.cross_compiler, "arm-linux-gnueabihf-objdump")
+    s_tir, te = pytest.importorskip("tvm.s_tir"), pytest.importorskip("tvm.te")
+    a, b = te.placeholder((32, 64), name="A"), te.placeholder((64, 32), name="B")
+    k = te.reduce_axis((0, 64), name="k")
+    c = te.compute((32, 32), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    sch = s_tir.Schedule(te.create_prim_func([a, b, c]))
+    blk = sch.get_sblock("C")
+    i, j, kk = sch.get_loops(blk)
+    jo, ji = sch.split(j, [None, 4])
+    sch.reorder(i, jo, kk, ji)
+    sch.vectorize(ji)
+    sch.decompose_reduction(blk, kk)
+    lib = tmp_path / "mm.so"
+    tvm.compile(sch.mod, target=tvm.target.Target(spec.tvm)).export_library(
+        str(lib), fcompile=cc.cross_compiler(spec.cross_compiler))
+    asm = subprocess.run(["arm-linux-gnueabihf-objdump", "-d", str(lib)], capture_output=True,
+                         text=True, check=True).stdout
+    assert re.search(r"\bv(mul|mla|fma|add)\.f32\s+q\d+", asm), "no NEON q-register f32 arithmetic"
