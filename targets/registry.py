@@ -27,13 +27,15 @@ class TargetSpec:
     vector_bits: int = 128
     features: tuple[str, ...] = ()
     host_cpu: str | None = None     # tvm target "host" for device targets
+    runtime: str = "vm"             # how the bundle runs the model: "vm" = TVM runtime + Relax VM,
+                                    # "plan" = kernels + call plan, no TVM runtime (edgec.targets.tvm.plan)
     aliases: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict:
         return {
             "name": self.name, "description": self.description, "tvm": self.tvm, "arch": self.arch,
             "cross_compiler": self.cross_compiler, "layout": self.layout, "dtypes": list(self.dtypes),
-            "vector_bits": self.vector_bits, "features": list(self.features),
+            "vector_bits": self.vector_bits, "features": list(self.features), "runtime": self.runtime,
         }
 
 
@@ -113,7 +115,7 @@ TARGETS: tuple[TargetSpec, ...] = (
                {"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mattr": ["+neon"], "mfloat-abi": "hard"},
                "armv7", cross_compiler="arm-linux-gnueabihf-g++", toolchain_package="g++-arm-linux-gnueabihf",
                emulator=("qemu-arm", "-L", "/usr/arm-linux-gnueabihf"), layout="NHWC", vector_bits=128,
-               features=("neon", "vfpv4")),
+               features=("neon", "vfpv4"), runtime="plan"),
     _cuda("sm_75", "NVIDIA Turing (T4, RTX 20xx)"),
     _cuda("sm_86", "NVIDIA Ampere consumer (RTX 30xx, A10)"),
     _cuda("sm_87", "NVIDIA Jetson Orin"),

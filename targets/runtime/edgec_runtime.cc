@@ -1,0 +1,357 @@
+// edgec_runtime.cc -- implementation of edgec_runtime.h over the tvm-ffi C++ API and the Relax VM
+// in libtvm_runtime.so. Build: g++ -std=c++17 -fPIC -shared -I<tvm_ffi/include> edgec_runtime.cc
+//   -Wl,--no-as-needed -ltvm_runtime -ltvm_ffi -Wl,-rpath,'$ORIGIN'
+#include "edgec_runtime.h"
+
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/map.h>
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/dtype.h>
+#include <tvm/ffi/error.h>
+#include <tvm/ffi/extra/json.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/string.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ffi = tvm::ffi;
+
+namespace {
+
+struct AlignedCPUAlloc {
+  void AllocData(DLTensor* t) {
+    size_t n = ffi::GetDataSize(*t);
+    size_t rounded = ((n ? n : 1) + 63) / 64 * 64;
+    t->data = std::aligned_alloc(64, rounded);
+    if (t->data == nullptr) throw std::bad_alloc();
+  }
+  void FreeData(DLTensor* t) { std::free(t->data); }
+};
+
+struct TensorInfo {
+  std::string name;
+  std::string dtype = "float32";
+  std::vector<int64_t> shape;
+  bool known = false;  // shape declared (metadata, set_input_shape or a finished run)
+};
+
+size_t NumBytes(const TensorInfo& t) {
+  if (!t.known) return 0;
+  DLDataType dt = ffi::StringToDLDataType(t.dtype);
+  int64_t n = 1;
+  for (int64_t d : t.shape) n *= d;
+  return static_cast<size_t>((n * dt.bits * dt.lanes + 7) / 8);
+}
+
+thread_local std::string g_last_error;
+
+}  // namespace
+
+struct edgec_model {
+  ffi::Optional<ffi::Module> lib;
+  ffi::Optional<ffi::Module> vm;
+  ffi::Optional<ffi::Function> main;
+  std::vector<TensorInfo> inputs, outputs;
+  std::vector<ffi::Optional<ffi::Tensor>> in_tensors;
+  std::vector<ffi::Tensor> results;
+  mutable std::string error;
+};
+
+namespace {
+
+int Fail(const edgec_model* m, int code, const std::string& msg) {
+  if (m) m->error = msg;
+  g_last_error = msg;
+  return code;
+}
+
+std::string ReadFile(const std::string& path, bool* ok) {
+  std::ifstream f(path, std::ios::binary);
+  *ok = static_cast<bool>(f);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<TensorInfo> ParseInfos(const ffi::json::Object& root, const char* key) {
+  std::vector<TensorInfo> out;
+  auto it = root.find(ffi::String(key));
+  if (it == root.end()) throw std::runtime_error(std::string("metadata has no \"") + key + "\"");
+  for (const ffi::Any& item : (*it).second.cast<ffi::json::Array>()) {
+    auto obj = item.cast<ffi::json::Object>();
+    TensorInfo t;
+    t.name = std::string(obj.at(ffi::String("name")).cast<ffi::String>());
+    auto dt = obj.find(ffi::String("dtype"));
+    if (dt != obj.end()) t.dtype = std::string((*dt).second.cast<ffi::String>());
+    ffi::StringToDLDataType(t.dtype);  // validate
+    for (const ffi::Any& d : obj.at(ffi::String("shape")).cast<ffi::json::Array>()) {
+      int64_t v = d.cast<int64_t>();
+      if (v < 0) throw std::runtime_error("metadata shape of '" + t.name + "' is not static");
+      t.shape.push_back(v);
+    }
+    if (t.shape.size() > EDGEC_MAX_NDIM) throw std::runtime_error("too many dimensions");
+    t.known = true;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+void LoadMetadata(edgec_model* m, const std::string& path) {
+  bool ok = false;
+  std::string text = ReadFile(path, &ok);
+  if (!ok) throw std::runtime_error("cannot read metadata file '" + path + "'");
+  ffi::String perr;
+  ffi::json::Value v = ffi::json::Parse(ffi::String(text), &perr);
+  if (!perr.empty()) throw std::runtime_error("metadata '" + path + "': " + std::string(perr));
+  auto root = v.cast<ffi::json::Object>();
+  m->inputs = ParseInfos(root, "inputs");
+  m->outputs = ParseInfos(root, "outputs");
+}
+
+void InputsFromVM(edgec_model* m) {
+  auto arity = m->vm.value()->GetFunction("get_function_arity");
+  auto pname = m->vm.value()->GetFunction("get_function_param_name");
+  if (!arity || !pname) throw std::runtime_error("VM lacks arity queries; pass metadata");
+  int64_t n = (*arity)(ffi::String("main")).cast<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    TensorInfo t;
+    t.name = std::string((*pname)(ffi::String("main"), i).cast<ffi::String>());
+    m->inputs.push_back(t);
+  }
+}
+
+std::string DirName(const std::string& path) {
+  size_t pos = path.find_last_of('/');
+  return pos == std::string::npos ? std::string(".") : path.substr(0, pos);
+}
+
+bool FileExists(const std::string& path) { return std::ifstream(path).good(); }
+
+void CopyErr(char* err, size_t errlen, const std::string& msg) {
+  if (err && errlen) {
+    std::strncpy(err, msg.c_str(), errlen - 1);
+    err[errlen - 1] = '\0';
+  }
+}
+
+void FlattenResult(const ffi::Any& rv, std::vector<ffi::Tensor>* out) {
+  if (auto t = rv.try_cast<ffi::Tensor>()) {
+    out->push_back(*t);
+  } else if (auto arr = rv.try_cast<ffi::Array<ffi::Any>>()) {
+    for (const ffi::Any& a : *arr) FlattenResult(a, out);
+  } else {
+    throw std::runtime_error("model returned a value that is neither a tensor nor a tuple: " +
+                             rv.GetTypeKey());
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata_path, char* err,
+                                      size_t errlen) {
+  if (!lib_path) {
+    Fail(nullptr, EDGEC_ERR_ARG, "edgec_load: lib_path is NULL");
+    CopyErr(err, errlen, g_last_error);
+    return nullptr;
+  }
+  auto* m = new edgec_model();
+  try {
+    if (!FileExists(lib_path)) throw std::runtime_error(std::string("no such file: ") + lib_path);
+    m->lib = ffi::Module::LoadFromFile(lib_path);
+    auto load = m->lib.value()->GetFunction("vm_load_executable");
+    if (!load) throw std::runtime_error("not a Relax VM library (no vm_load_executable)");
+    m->vm = (*load)().cast<ffi::Module>();
+    // one CPU device (kDLCPU = 1, id 0), pooled allocator (2), as tvm.runtime.vm does
+    ffi::Module vm = m->vm.value();
+    (*vm->GetFunction("vm_initialization"))(static_cast<int>(kDLCPU), 0, 2);
+    auto main = vm->GetFunction("main");
+    if (!main) throw std::runtime_error("library has no function 'main'");
+    m->main = *main;
+    if (metadata_path) LoadMetadata(m, metadata_path);
+    else InputsFromVM(m);
+    m->in_tensors.resize(m->inputs.size());
+  } catch (const ffi::Error& e) {
+    Fail(nullptr, EDGEC_ERR_LOAD, std::string("edgec_load(") + lib_path + "): " + e.kind() +
+                                      ": " + e.message());
+    CopyErr(err, errlen, g_last_error);
+    delete m;
+    return nullptr;
+  } catch (const std::exception& e) {
+    Fail(nullptr, EDGEC_ERR_LOAD, std::string("edgec_load(") + lib_path + "): " + e.what());
+    CopyErr(err, errlen, g_last_error);
+    delete m;
+    return nullptr;
+  }
+  return m;
+}
+
+edgec_model* edgec_load(const char* lib_path, char* err, size_t errlen) {
+  std::string meta = lib_path ? DirName(lib_path) + "/metadata.json" : std::string();
+  return edgec_load_with_metadata(lib_path, lib_path && FileExists(meta) ? meta.c_str() : nullptr,
+                                  err, errlen);
+}
+
+void edgec_free(edgec_model* m) { delete m; }
+
+const char* edgec_last_error(const edgec_model* m) {
+  return m ? m->error.c_str() : g_last_error.c_str();
+}
+
+int edgec_num_inputs(const edgec_model* m) {
+  return m ? static_cast<int>(m->inputs.size()) : EDGEC_ERR_ARG;
+}
+int edgec_num_outputs(const edgec_model* m) {
+  return m ? static_cast<int>(m->outputs.size()) : EDGEC_ERR_ARG;
+}
+
+static int FindName(const std::vector<TensorInfo>& v, const char* name) {
+  for (size_t i = 0; name && i < v.size(); ++i)
+    if (v[i].name == name) return static_cast<int>(i);
+  return EDGEC_ERR_INDEX;
+}
+int edgec_input_index(const edgec_model* m, const char* name) {
+  return m ? FindName(m->inputs, name) : EDGEC_ERR_ARG;
+}
+int edgec_output_index(const edgec_model* m, const char* name) {
+  return m ? FindName(m->outputs, name) : EDGEC_ERR_ARG;
+}
+
+static const TensorInfo* Info(const edgec_model* m, bool input, int idx) {
+  if (!m) return nullptr;
+  const auto& v = input ? m->inputs : m->outputs;
+  if (idx < 0 || static_cast<size_t>(idx) >= v.size()) {
+    Fail(m, EDGEC_ERR_INDEX, (input ? "input" : "output") + std::string(" index ") +
+                                 std::to_string(idx) + " out of range [0, " +
+                                 std::to_string(v.size()) + ")");
+    return nullptr;
+  }
+  return &v[idx];
+}
+
+#define EDGEC_QUERIES(kind, is_input)                                                   \
+  const char* edgec_##kind##_name(const edgec_model* m, int i) {                        \
+    auto* t = Info(m, is_input, i);                                                     \
+    return t ? t->name.c_str() : nullptr;                                               \
+  }                                                                                     \
+  const char* edgec_##kind##_dtype(const edgec_model* m, int i) {                       \
+    auto* t = Info(m, is_input, i);                                                     \
+    return t ? t->dtype.c_str() : nullptr;                                              \
+  }                                                                                     \
+  int edgec_##kind##_ndim(const edgec_model* m, int i) {                                \
+    auto* t = Info(m, is_input, i);                                                     \
+    return !t ? EDGEC_ERR_INDEX : t->known ? static_cast<int>(t->shape.size()) : -1;    \
+  }                                                                                     \
+  const int64_t* edgec_##kind##_shape(const edgec_model* m, int i) {                    \
+    auto* t = Info(m, is_input, i);                                                     \
+    return t && t->known ? t->shape.data() : nullptr;                                   \
+  }                                                                                     \
+  size_t edgec_##kind##_bytes(const edgec_model* m, int i) {                            \
+    auto* t = Info(m, is_input, i);                                                     \
+    return t ? NumBytes(*t) : 0;                                                        \
+  }
+EDGEC_QUERIES(input, true)
+EDGEC_QUERIES(output, false)
+
+int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndim,
+                          const char* dtype) {
+  if (!m || (!shape && ndim > 0) || ndim < 0 || ndim > EDGEC_MAX_NDIM)
+    return Fail(m, EDGEC_ERR_ARG, "edgec_set_input_shape: bad arguments");
+  if (!Info(m, true, idx)) return EDGEC_ERR_INDEX;
+  TensorInfo& t = m->inputs[idx];
+  if (dtype) {
+    try {
+      ffi::StringToDLDataType(dtype);
+    } catch (const std::exception&) {
+      return Fail(m, EDGEC_ERR_ARG, std::string("unknown dtype '") + dtype + "'");
+    }
+    t.dtype = dtype;
+  }
+  t.shape.assign(shape, shape + ndim);
+  t.known = true;
+  m->in_tensors[idx] = ffi::Optional<ffi::Tensor>();
+  return EDGEC_OK;
+}
+
+int edgec_set_input(edgec_model* m, int idx, const void* data, size_t bytes) {
+  if (!m || !data) return Fail(m, EDGEC_ERR_ARG, "edgec_set_input: NULL argument");
+  const TensorInfo* t = Info(m, true, idx);
+  if (!t) return EDGEC_ERR_INDEX;
+  if (!t->known)
+    return Fail(m, EDGEC_ERR_STATE, "input '" + t->name +
+                                        "' has no shape: no metadata; call edgec_set_input_shape");
+  if (bytes != NumBytes(*t))
+    return Fail(m, EDGEC_ERR_SIZE, "input '" + t->name + "' needs " +
+                                       std::to_string(NumBytes(*t)) + " bytes, got " +
+                                       std::to_string(bytes));
+  try {
+    if (!m->in_tensors[idx].has_value()) {
+      m->in_tensors[idx] = ffi::Tensor::FromNDAlloc(
+          AlignedCPUAlloc(), ffi::ShapeView(t->shape.data(), t->shape.size()),
+          ffi::StringToDLDataType(t->dtype), DLDevice{kDLCPU, 0});
+    }
+    std::memcpy(m->in_tensors[idx].value().data_ptr(), data, bytes);
+  } catch (const std::exception& e) {
+    return Fail(m, EDGEC_ERR_RUN, std::string("edgec_set_input: ") + e.what());
+  }
+  return EDGEC_OK;
+}
+
+int edgec_run(edgec_model* m) {
+  if (!m) return Fail(m, EDGEC_ERR_ARG, "edgec_run: NULL model");
+  std::vector<ffi::AnyView> args;
+  for (size_t i = 0; i < m->inputs.size(); ++i) {
+    if (!m->in_tensors[i].has_value())
+      return Fail(m, EDGEC_ERR_STATE, "input '" + m->inputs[i].name + "' was not set");
+    args.emplace_back(m->in_tensors[i].value());
+  }
+  try {
+    ffi::Any rv;
+    m->main.value().CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
+    std::vector<ffi::Tensor> results;
+    FlattenResult(rv, &results);
+    if (!m->outputs.empty() && results.size() != m->outputs.size())
+      throw std::runtime_error("model returned " + std::to_string(results.size()) +
+                               " outputs, metadata lists " + std::to_string(m->outputs.size()));
+    m->outputs.resize(results.size());
+    for (size_t i = 0; i < results.size(); ++i) {
+      TensorInfo& o = m->outputs[i];
+      if (o.name.empty()) o.name = "output" + std::to_string(i);
+      auto shape = results[i].shape();
+      o.shape.assign(shape.begin(), shape.end());
+      o.dtype = std::string(ffi::DLDataTypeToString(results[i].dtype()));
+      o.known = true;
+      if (!results[i].IsContiguous()) throw std::runtime_error("non-contiguous output");
+    }
+    m->results = std::move(results);
+  } catch (const ffi::Error& e) {
+    return Fail(m, EDGEC_ERR_RUN, "edgec_run: " + e.kind() + ": " + e.message());
+  } catch (const std::exception& e) {
+    return Fail(m, EDGEC_ERR_RUN, std::string("edgec_run: ") + e.what());
+  }
+  return EDGEC_OK;
+}
+
+int edgec_get_output(const edgec_model* m, int idx, void* dst, size_t bytes) {
+  if (!m || !dst) return Fail(m, EDGEC_ERR_ARG, "edgec_get_output: NULL argument");
+  const TensorInfo* t = Info(m, false, idx);
+  if (!t) return EDGEC_ERR_INDEX;
+  if (static_cast<size_t>(idx) >= m->results.size())
+    return Fail(m, EDGEC_ERR_STATE, "edgec_get_output: call edgec_run first");
+  size_t need = NumBytes(*t);
+  if (bytes < need)
+    return Fail(m, EDGEC_ERR_SIZE, "output '" + t->name + "' needs " + std::to_string(need) +
+                                       " bytes, buffer has " + std::to_string(bytes));
+  const ffi::Tensor& r = m->results[idx];
+  std::memcpy(dst, static_cast<const char*>(r.data_ptr()) + r.byte_offset(), need);
+  return EDGEC_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,92 @@
+/*
+ * edgec_runtime.h -- a small C API to run a model compiled by edgec (TVM Relax VM library).
+ *
+ * Usage:
+ *   char err[256];
+ *   edgec_model* m = edgec_load("bundle/model.so", err, sizeof err);   // NULL on failure
+ *   if (!m) { fprintf(stderr, "%s\n", err); return 1; }
+ *   edgec_set_input(m, 0, x, edgec_input_bytes(m, 0));
+ *   if (edgec_run(m) != EDGEC_OK) fprintf(stderr, "%s\n", edgec_last_error(m));
+ *   edgec_get_output(m, 0, y, edgec_output_bytes(m, 0));
+ *   edgec_free(m);
+ *
+ * Input/output names, shapes and dtypes come from `metadata.json` next to the library
+ * (format: {"inputs": [{"name": "x", "shape": [1, 3, 8, 8], "dtype": "float32"}, ...],
+ *           "outputs": [...]}), or from the file given to edgec_load_with_metadata().
+ * Without metadata, input count and names come from the library and every input's shape must be
+ * declared with edgec_set_input_shape() before edgec_set_input().
+ * Output shapes are re-read from the results after every edgec_run().
+ *
+ * All functions returning int return EDGEC_OK (0) or a negative edgec_status; the message is in
+ * edgec_last_error(m). A model handle is not thread-safe: use one handle per thread.
+ * Link: -ledgec_runtime (which needs libtvm_runtime.so and libtvm_ffi.so next to it).
+ */
+#ifndef EDGEC_RUNTIME_H_
+#define EDGEC_RUNTIME_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EDGEC_RUNTIME_VERSION "0.1.0"
+#define EDGEC_MAX_NDIM 8
+
+typedef enum edgec_status {
+  EDGEC_OK = 0,
+  EDGEC_ERR_LOAD = -1,      /* library or metadata missing/unreadable/malformed */
+  EDGEC_ERR_INDEX = -2,     /* input/output index out of range */
+  EDGEC_ERR_SIZE = -3,      /* byte count does not match shape x dtype */
+  EDGEC_ERR_RUN = -4,       /* the model raised an error while running */
+  EDGEC_ERR_STATE = -5,     /* e.g. output requested before edgec_run(), input not set */
+  EDGEC_ERR_ARG = -6        /* NULL pointer or bad argument */
+} edgec_status;
+
+typedef struct edgec_model edgec_model;
+
+/* Load `lib_path` and `metadata.json` from the same directory (if present). NULL on failure,
+ * with the message copied into err (if err != NULL). */
+edgec_model* edgec_load(const char* lib_path, char* err, size_t errlen);
+/* Same, with an explicit metadata file (NULL: no metadata). */
+edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata_path, char* err,
+                                      size_t errlen);
+void edgec_free(edgec_model* m);
+
+/* Message of the last failed call on m (m may be NULL: last failure of this thread). */
+const char* edgec_last_error(const edgec_model* m);
+
+int edgec_num_inputs(const edgec_model* m);
+int edgec_num_outputs(const edgec_model* m);
+/* Index of the input/output called `name`, or EDGEC_ERR_INDEX. */
+int edgec_input_index(const edgec_model* m, const char* name);
+int edgec_output_index(const edgec_model* m, const char* name);
+
+/* Metadata queries; NULL / negative on a bad index. Shapes point into the handle (valid until the
+ * next edgec_run / edgec_set_input_shape / edgec_free). Dtypes are numpy names ("float32"). */
+const char* edgec_input_name(const edgec_model* m, int idx);
+const char* edgec_input_dtype(const edgec_model* m, int idx);
+int edgec_input_ndim(const edgec_model* m, int idx);
+const int64_t* edgec_input_shape(const edgec_model* m, int idx);
+size_t edgec_input_bytes(const edgec_model* m, int idx);
+const char* edgec_output_name(const edgec_model* m, int idx);
+const char* edgec_output_dtype(const edgec_model* m, int idx);
+int edgec_output_ndim(const edgec_model* m, int idx);
+const int64_t* edgec_output_shape(const edgec_model* m, int idx);
+size_t edgec_output_bytes(const edgec_model* m, int idx);
+
+/* Declare (or change) an input's shape and dtype; needed only without metadata. */
+int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndim,
+                          const char* dtype);
+/* Copy `bytes` bytes (must equal edgec_input_bytes) of dense row-major data into input idx. */
+int edgec_set_input(edgec_model* m, int idx, const void* data, size_t bytes);
+/* Run the model on the current inputs. */
+int edgec_run(edgec_model* m);
+/* Copy output idx (after edgec_run) into dst; bytes must be >= edgec_output_bytes. */
+int edgec_get_output(const edgec_model* m, int idx, void* dst, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EDGEC_RUNTIME_H_ */

@@ -1,0 +1,87 @@
+"""Run a bundle's `edgec-runner` on this machine: natively when the arch matches, else under the
+target's emulator (`spec.emulator`, e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`).
+
+qemu proves correctness, not speed: timings printed under emulation mean nothing for the board.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from edgec.targets.registry import TargetSpec
+
+from edgec.errors import TargetError
+
+_HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
+              "armv7l": "armv7"}
+_OUTPUT_LINE = re.compile(r"^output (\d+) '(.*)' .* -> (.+)$")
+_EMULATOR_PACKAGE = "qemu-user"
+
+
+def host_arch() -> str:
+    return _HOST_ARCH.get(platform.machine().lower(), platform.machine().lower())
+
+
+def command_prefix(spec: TargetSpec) -> list[str]:
+    """Command prefix that runs `spec`'s binaries here ([] when native); TargetError if the
+    emulator is needed but missing (names the Debian package)."""
+    if spec.arch == host_arch():
+        return []
+    if not spec.emulator:
+        raise TargetError(f"cannot run {spec.arch} binaries of target '{spec.name}' on this "
+                          f"{host_arch()} host: the target has no emulator")
+    if shutil.which(spec.emulator[0]) is None:
+        raise TargetError(f"running target '{spec.name}' here needs the emulator "
+                          f"'{spec.emulator[0]}', which is not installed: "
+                          f"apt-get install {_EMULATOR_PACKAGE}")
+    return list(spec.emulator)
+
+
+def run_runner(bundle_dir: str | Path, spec: TargetSpec, args: list[str],
+               timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `<bundle>/edgec-runner <bundle>/model.so *args` (under emulation if needed)."""
+    bundle = Path(bundle_dir).resolve()
+    runner = bundle / "edgec-runner"
+    if not runner.is_file():
+        raise TargetError(f"'{bundle}' is not a bundle (no edgec-runner); see make_bundle")
+    cmd = [*command_prefix(spec), str(runner), str(bundle / "model.so"), *args]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise TargetError(f"runner timed out after {timeout:.0f} s: {' '.join(cmd)}") from None
+
+
+def run_bundle(bundle_dir: str | Path, spec: TargetSpec, inputs: dict[str, np.ndarray],
+               repeat: int = 1, timeout: float = 600) -> dict[str, np.ndarray]:
+    """Run the bundle on `inputs` (name -> array; names as in metadata.json) in a separate
+    process, under `spec.emulator` when this host cannot run the target's code directly.
+    Returns output name -> array, in the model's output order."""
+    with tempfile.TemporaryDirectory(prefix="edgec-run-") as tmp:
+        tmpd = Path(tmp)
+        args = []
+        for i, (name, arr) in enumerate(inputs.items()):
+            path = tmpd / f"in{i}.npy"
+            np.save(path, np.ascontiguousarray(arr))
+            args += ["--input", f"{name}={path}"]
+        out = tmpd / "out"
+        out.mkdir()
+        args += ["--output-dir", str(out), "--repeat", str(repeat)]
+        r = run_runner(bundle_dir, spec, args, timeout)
+        if r.returncode != 0:
+            msg = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            raise TargetError(f"edgec-runner failed (exit {r.returncode}) for target '{spec.name}': "
+                              + " | ".join(msg[-5:]))
+        results = {}
+        for line in r.stdout.splitlines():
+            m = _OUTPUT_LINE.match(line)
+            if m:
+                results[m.group(2)] = np.load(m.group(3))
+        if not results:
+            raise TargetError(f"edgec-runner printed no outputs: {r.stdout.strip()[:500]}")
+        return results
