@@ -44,6 +44,7 @@ class CompileOptions:
     mcpu: str | None = None
     mattr: str | None = None
     max_tensor_bytes: int = 4 << 30
+    bundle: bool | None = None          # None: bundle when the target is not this host's architecture
 
 
 def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
@@ -91,7 +92,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
     model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes)
     model, pipeline_info = optimize(model, spec, opts)
-    from edgec.targets.tvm.backend import compile_to  # heavy: imports tvm
+    from edgec.targets.tvm.backend import compile_to, make_bundle  # heavy: imports tvm
+    from edgec.targets.tvm.emulate import host_arch
 
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     with atomic_directory(out_dir) as tmp:
@@ -102,6 +104,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
                       "graph": model.graph.name or ""},
             "target": {**spec.to_json(), "tvm_target": result.tvm_target},
             "library": result.library,
+            "runtime_files": list(result.extra_files),
             "inputs": [t.to_json() for t in inputs],
             "outputs": [t.to_json() for t in outputs],
             "pipeline": pipeline_info,
@@ -110,6 +113,11 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
+        bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
+        if bundle and spec.arch != "cuda":
+            make_bundle(spec, tmp, meta, result.library)
+            meta["bundle"] = "bundle"
+            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return load_artifact(out_dir)
 
 

@@ -99,8 +99,10 @@ def pipeline_options(f):
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Artifact directory to write.")
 @pipeline_options
 @click.option("--print-pipeline", is_flag=True, help="Print the pipeline text that will run, and exit.")
+@click.option("--bundle/--no-bundle", default=None,
+              help="Also write bundle/ (runner, C API, TVM runtime) [default: on for non-host architectures].")
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
-            max_tensor_bytes, print_pipeline):
+            max_tensor_bytes, print_pipeline, bundle):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
@@ -111,6 +113,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
         return
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes)
+    opts.bundle = bundle
     art = compile_model(model, out, opts)
     m = art.metadata
     p = m["pipeline"]

@@ -30,9 +30,8 @@ import zipfile
 from importlib import resources
 from pathlib import Path
 
-from edgec.targets.registry import TargetSpec
-
 from edgec.errors import TargetError
+from edgec.targets.registry import TargetSpec
 
 RUNTIME_LIBS = ("libtvm_runtime.so", "libtvm_ffi.so")
 _WHEEL_PLATFORM = {"aarch64": "manylinux_2_28_aarch64"}

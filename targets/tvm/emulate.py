@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from edgec.targets.registry import TargetSpec
 
 from edgec.errors import TargetError
+from edgec.targets.registry import TargetSpec
 
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
               "armv7l": "armv7"}

@@ -1,21 +1,34 @@
-"""Execute an artifact: in-process for host-architecture libraries; other architectures run
-through their target's emulator/runner (see bundle/emulate modules)."""
+"""Execute an artifact: host-architecture VM libraries in this process; anything else through
+its bundle's runner (under qemu when the host cannot run the target's code)."""
 
 from __future__ import annotations
 
-import platform
-
 import numpy as np
 
-from edgec.errors import TargetError
+from edgec.errors import ArtifactError, TargetError
+from edgec.targets.registry import TargetSpec, get_target
+from edgec.targets.tvm.emulate import host_arch, run_bundle
 from edgec.targets.tvm.runtime import LoadedModel
 
-_HOST_ARCH = {"x86_64": "x86_64", "AMD64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(platform.machine())
+
+def spec_for(art) -> TargetSpec:
+    name = art.target["name"].split("+", 1)[0]
+    try:
+        return get_target(name)
+    except TargetError:
+        raise ArtifactError(f"{art.path}: artifact target '{art.target['name']}' is not a known target") from None
 
 
 def run(art, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
-    arch = art.target["arch"]
-    if arch == _HOST_ARCH:
+    spec = spec_for(art)
+    if spec.arch == "cuda":
+        raise TargetError(f"{art.path}: CUDA artifacts are compile-tested only here: no GPU on this machine")
+    if spec.arch == host_arch() and spec.runtime == "vm":
         m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads)
         return m.run(inputs)
-    raise TargetError(f"cannot run a {arch} artifact on this {platform.machine()} host yet")
+    bundle = art.path / "bundle"
+    if not bundle.is_dir():
+        raise ArtifactError(f"{art.path}: a {spec.arch} artifact needs its bundle/ to run here "
+                            "(compile with --bundle)")
+    outs = run_bundle(bundle, spec, inputs)
+    return {t.name: outs[t.name] for t in art.outputs}

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import tvm
-from edgec.targets.registry import TargetSpec
 from tvm import relax
 from tvm.support import cc
 
 from edgec.errors import TargetError
+from edgec.targets.registry import TargetSpec
 
 PLAN_VERSION = 1
 KERNEL_PREFIX = "__tvm_ffi_"  # symbol prefix of PrimFuncs exported with the packed ABI

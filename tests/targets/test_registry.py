@@ -6,6 +6,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from edgec.targets.registry import TARGETS, get_target
 
 tvm = pytest.importorskip("tvm")
