@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+from edgec.passes.cleanup._common import (
+    all_graphs,
+    effective_options,
+    graph_signature,
+    has_subgraph,
+)
+from edgec.passes.cleanup.fold_constants import NON_DETERMINISTIC
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import all_graphs, effective_options, graph_signature, has_subgraph
-from edgec.passes.cleanup.fold_constants import NON_DETERMINISTIC
 
 
 def _attr_key(attr: ir.Attr, size_limit: int):
@@ -54,6 +59,10 @@ def _merge(graph: ir.Graph, node: ir.Node, keep: ir.Node) -> None:
             name = old.name
             old.name = None
             new.name = name
+            if new.type is None:
+                new.type = old.type
+            if new.shape is None:
+                new.shape = old.shape
         old.replace_all_uses_with(new, replace_graph_outputs=True)
     graph.remove(node, safe=True)
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import onnx_ir as ir
-from onnx_ir.passes.common import RemoveUnusedFunctionsPass, RemoveUnusedNodesPass, RemoveUnusedOpsetsPass
+from edgec.passes.cleanup._common import all_graphs, graph_signature
+from onnx_ir.passes.common import (
+    RemoveUnusedFunctionsPass,
+    RemoveUnusedNodesPass,
+    RemoveUnusedOpsetsPass,
+)
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import all_graphs, graph_signature
 
 
 def _remove_unused_subgraph_initializers(model: ir.Model) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import onnx_ir as ir
+from edgec.passes.cleanup._common import all_graphs, effective_options
 
 from edgec.errors import ModelValidationError, PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import all_graphs, effective_options
 
 _DIMS = re.compile(r"^\s*\d+\s*([x,]\s*\d+\s*)*$")
 

@@ -6,9 +6,6 @@ import logging
 
 import numpy as np
 import onnx_ir as ir
-from onnx.reference import ReferenceEvaluator
-
-from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import (
     all_graphs,
     constant_array,
@@ -19,6 +16,9 @@ from edgec.passes.cleanup._common import (
     replace_with_constant,
     static_dims,
 )
+from onnx.reference import ReferenceEvaluator
+
+from edgec.infra.pass_base import Pass, PassResult, register_pass
 
 logger = logging.getLogger(__name__)
 

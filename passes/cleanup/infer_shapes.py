@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import onnx
 import onnx_ir as ir
+from edgec.passes.cleanup._common import all_graphs
 from onnx_ir.passes.common import _c_api_utils
 
 from edgec.errors import ModelValidationError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import all_graphs
 
 
 def _merge_shape(old: ir.Shape | None, new: ir.Shape | None) -> ir.Shape | None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
-
-from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import (
     all_graphs,
     constant_array,
@@ -14,6 +12,8 @@ from edgec.passes.cleanup._common import (
     is_standard,
     static_dims,
 )
+
+from edgec.infra.pass_base import Pass, PassResult, register_pass
 
 _SINGLE_INPUT_NOOPS = ("Concat", "Sum", "Max", "Min", "Mean")
 
@@ -154,6 +154,10 @@ def bypass(graph: ir.Graph, node: ir.Node, src: ir.Value) -> bool:
         name = out.name
         out.name = None
         src.name = name
+        if src.type is None:
+            src.type = out.type
+        if src.shape is None:
+            src.shape = out.shape
     out.replace_all_uses_with(src, replace_graph_outputs=True)
     graph.remove(node, safe=True)
     return True
