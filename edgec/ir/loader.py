@@ -77,10 +77,17 @@ def parse_model_bytes(data: bytes, file: str) -> onnx.ModelProto:
     return proto
 
 
-def validate_proto(proto: onnx.ModelProto, file: str) -> None:
-    """onnx.checker plus strict shape inference; failures become one-line errors."""
+def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None) -> None:
+    """onnx.checker plus strict shape inference; failures become one-line errors.
+
+    With `path` (the model's file), the checker resolves external data beside the model instead of
+    relative to the current directory.
+    """
     try:
-        onnx.checker.check_model(proto)
+        if path is not None:
+            onnx.checker.check_model(str(path))
+        else:
+            onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise ModelValidationError(f"{file}: invalid ONNX model: {_first_line(e)}") from None
     try:
@@ -119,12 +126,12 @@ def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = 
     if isinstance(source, onnx.ModelProto):
         file = source.graph.name or "<ModelProto>"
         check_external_data(source, None, file)
-        proto, base_dir = source, None
+        proto, base_dir, path = source, None, None
     else:
         file = str(source)
-        proto, base_dir = load_proto(source), Path(source).parent
+        proto, base_dir, path = load_proto(source), Path(source).parent, Path(source)
     if validate:
-        validate_proto(proto, file)
+        validate_proto(proto, file, path)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:  # onnx_ir raises various errors on malformed graphs
