@@ -94,3 +94,14 @@ def test_skips_random_ops_and_respects_max_bytes():
     assert modified
     assert ops(model) == ["RandomUniform", "Add"]
     assert model.graph.outputs[1].const_value.numpy().tolist() == [1.0] * 64
+
+
+def test_sequence_results_are_not_folded():
+    proto = parse(HEADER + """
+    g (float[2] x) => (seq(float[2]) y) {
+      e = SequenceEmpty<dtype = 1>()
+      y = SequenceInsert(e, x)
+    }""")
+    model, modified = run(proto, "fold-constants")
+    assert not modified
+    assert ops(model) == ["SequenceEmpty", "SequenceInsert"]
