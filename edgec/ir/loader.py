@@ -78,11 +78,19 @@ def parse_model_bytes(data: bytes, file: str) -> onnx.ModelProto:
     return proto
 
 
-def validate_proto(proto: onnx.ModelProto, file: str, max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
-    """Declared sizes, onnx.checker, strict shape inference, value sizes; one-line errors."""
+def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
+                   max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
+    """Declared sizes, onnx.checker, strict shape inference, value sizes; one-line errors.
+
+    With `path` (the model's file), the checker resolves external data beside the model instead of
+    relative to the current directory.
+    """
     check_initializers(proto.graph, file, max_tensor_bytes)
     try:
-        onnx.checker.check_model(proto)
+        if path is not None:
+            onnx.checker.check_model(str(path))
+        else:
+            onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise ModelValidationError(f"{file}: invalid ONNX model: {_first_line(e)}") from None
     except UnicodeDecodeError:
@@ -127,12 +135,12 @@ def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = 
     if isinstance(source, onnx.ModelProto):
         file = source.graph.name or "<ModelProto>"
         check_external_data(source, None, file)
-        proto, base_dir = source, None
+        proto, base_dir, path = source, None, None
     else:
         file = str(source)
-        proto, base_dir = load_proto(source), Path(source).parent
+        proto, base_dir, path = load_proto(source), Path(source).parent, Path(source)
     if validate:
-        validate_proto(proto, file, max_tensor_bytes)
+        validate_proto(proto, file, path, max_tensor_bytes)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:  # onnx_ir raises various errors on malformed graphs

@@ -59,6 +59,10 @@ def _merge(graph: ir.Graph, node: ir.Node, keep: ir.Node) -> None:
             name = old.name
             old.name = None
             new.name = name
+            if new.type is None:
+                new.type = old.type
+            if new.shape is None:
+                new.shape = old.shape
         old.replace_all_uses_with(new, replace_graph_outputs=True)
     graph.remove(node, safe=True)
 

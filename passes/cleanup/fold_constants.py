@@ -95,6 +95,8 @@ def _evaluate(node: ir.Node, arrays: list[np.ndarray | None], opset: int) -> lis
     except Exception as e:  # an op the evaluator cannot run: leave it to the backend
         logger.info("fold-constants: cannot evaluate %s (%s): %s", node.name, node.op_type, e)
         return None
+    if not all(isinstance(r, (np.ndarray, np.generic)) for r in results):
+        return None  # sequences, maps, optionals: not representable as initializers
     return [np.asarray(r) for r in results]
 
 
@@ -111,11 +113,15 @@ class FoldConstants(Pass):
         modified = False
         for graph in all_graphs(model.graph):
             for node in list(graph):
-                modified |= self._fold_node(graph, node, max_bytes, opset)
+                modified |= self._fold_node(graph, node, max_bytes, opset, graph is not model.graph)
         return PassResult(model, modified)
 
-    def _fold_node(self, graph: ir.Graph, node: ir.Node, max_bytes: int, opset: int) -> bool:
+    def _fold_node(self, graph: ir.Graph, node: ir.Node, max_bytes: int, opset: int, subgraph: bool) -> bool:
         if not _foldable(node) or not node.outputs:
+            return False
+        if subgraph and any(o.is_graph_output() for o in node.outputs):
+            # If branches may differ in shape; a constant (precisely shaped) branch output changes
+            # how runtimes type the If. Leave subgraph outputs computed.
             return False
         if node.op_type == "Constant":
             out = node.outputs[0]

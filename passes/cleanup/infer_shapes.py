@@ -65,11 +65,17 @@ class InferShapes(Pass):
                 iv = inf_values.get(name)
                 if iv is None or value.graph is not graph:
                     continue
+                if not isinstance(iv.type, ir.TensorType) and value.type is None:
+                    # onnx_ir serializes a shapeless sequence/optional element as rank 0, which
+                    # onnxruntime then rejects: leave non-tensor values untyped.
+                    continue
                 shape = _merge_shape(value.shape, iv.shape)
                 if not _same_shape(shape, value.shape):
                     value.shape = shape
                     modified = True
-                if iv.dtype is not None and value.dtype != iv.dtype:
-                    value.dtype = iv.dtype
+                # Whole types, not dtypes: setting .dtype on an untyped value would make a
+                # tensor type out of a sequence/optional type.
+                if iv.type is not None and value.type != iv.type:
+                    value.type = iv.type
                     modified = True
         return PassResult(model, modified)

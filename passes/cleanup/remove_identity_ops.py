@@ -154,6 +154,10 @@ def bypass(graph: ir.Graph, node: ir.Node, src: ir.Value) -> bool:
         name = out.name
         out.name = None
         src.name = name
+        if src.type is None:
+            src.type = out.type
+        if src.shape is None:
+            src.shape = out.shape
     out.replace_all_uses_with(src, replace_graph_outputs=True)
     graph.remove(node, safe=True)
     return True

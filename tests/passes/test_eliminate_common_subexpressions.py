@@ -1,0 +1,53 @@
+from _helpers import assert_same_outputs, ops, parse, run
+
+HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
+
+
+def test_merges_identical_nodes_and_initializers():
+    proto = parse(HEADER + """
+    g (float[2,3] x) => (float[2,3] y) <float[3] w1 = {1.0, 2.0, 3.0}, float[3] w2 = {1.0, 2.0, 3.0}> {
+      a = Add(x, w1)
+      b = Add(x, w2)
+      ra = Relu(a)
+      rb = Relu(b)
+      y = Sub(ra, rb)
+    }""")
+    model, modified = run(proto, "eliminate-common-subexpressions,eliminate-dead-code")
+    assert modified
+    assert ops(model) == ["Add", "Relu", "Sub"]
+    sub = model.graph.node(2)
+    assert sub.inputs[0] is sub.inputs[1]
+    assert len(model.graph.initializers) == 1
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+
+
+def test_graph_outputs_stay_named():
+    proto = parse(HEADER + """
+    g (float[2,3] x) => (float[2,3] y, float[2,3] z) {
+      y = Relu(x)
+      z = Relu(x)
+    }""")
+    model, modified = run(proto, "eliminate-common-subexpressions")
+    assert modified
+    assert ops(model) == ["Relu", "Identity"]
+    assert [o.name for o in model.graph.outputs] == ["y", "z"]
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+    # a second run (and remove-identity-ops) must not undo/redo it forever
+    model2, modified2 = run(proto, "eliminate-common-subexpressions,remove-identity-ops", fixpoint=True)
+    assert ops(model2) == ["Relu", "Identity"]
+
+
+def test_does_not_fire_on_different_attrs_or_random_ops():
+    proto = parse(HEADER + """
+    g (float[2,3] x) => (float[2,3] y, float[2,3] z, float[2,3] u) {
+      a = LeakyRelu<alpha = 0.1>(x)
+      b = LeakyRelu<alpha = 0.2>(x)
+      y = Add(a, b)
+      r1 = RandomUniformLike(x)
+      r2 = RandomUniformLike(x)
+      z = Add(r1, r2)
+      u = Sub(a, b)
+    }""")
+    model, modified = run(proto, "eliminate-common-subexpressions")
+    assert not modified
+    assert ops(model) == ["LeakyRelu", "LeakyRelu", "Add", "RandomUniformLike", "RandomUniformLike", "Add", "Sub"]
