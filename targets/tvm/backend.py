@@ -39,6 +39,13 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         shutil.rmtree(stage)
         return BackendResult(lib_name, str(tvm.target.Target(spec.tvm)), report.to_json(),
                              tuple(sorted(set(extra) - {lib_name})))
+    if spec.arch == "cuda":
+        from edgec.targets.tvm.build import optimize_relax, tvm_target
+        from edgec.targets.tvm.cuda import build_cuda
+
+        target = tvm_target(spec)
+        files, kernels = build_cuda(optimize_relax(mod, target), spec, target, out_dir, lib_name)
+        return BackendResult(lib_name, str(target), {**report.to_json(), "cuda_kernels": kernels}, tuple(files))
     res = build_library(mod, spec, out_dir / lib_name)
     return BackendResult(lib_name, res.tvm_target, report.to_json())
 
