@@ -150,3 +150,11 @@ def run_artifact(art: Artifact, inputs: dict[str, np.ndarray], threads: int | No
     from edgec.targets.tvm.execute import run  # heavy: imports tvm
 
     return run(art, inputs, threads)
+
+
+def bench_artifact(art: Artifact, warmup: int, repeat: int, threads: int | None = None, seed: int = 0) -> list[float]:
+    """Per-run seconds of `repeat` timed runs after `warmup` (host-architecture artifacts)."""
+    from edgec.reference import seeded_inputs
+    from edgec.targets.tvm.execute import bench  # heavy: imports tvm
+
+    return bench(art, seeded_inputs(art.inputs, seed), warmup, repeat, threads)

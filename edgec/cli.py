@@ -187,6 +187,29 @@ def _save_npz(path: str, outputs: dict) -> None:
 
 
 @cli.command()
+@click.argument("artifact", type=click.Path())
+@click.option("--repeat", "-n", type=click.IntRange(1), default=50, show_default=True, help="Timed runs.")
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Untimed runs first.")
+@click.option("--threads", type=int, default=None, help="Runtime threads (default: all cores).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random inputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench(artifact, repeat, warmup, threads, seed, as_json):
+    """Time a host-architecture ARTIFACT: median / p90 / min latency over --repeat runs."""
+    from edgec.api import bench_artifact
+    from edgec.artifact import load_artifact
+
+    art = load_artifact(artifact)
+    times = np.array(bench_artifact(art, warmup, repeat, threads, seed)) * 1e3
+    stats = {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+             "min_ms": float(times.min()), "runs": repeat, "warmup": warmup, "threads": threads}
+    if as_json:
+        click.echo(json.dumps(stats))
+        return
+    click.echo(f"{art.path} ({art.target['name']}): median {stats['median_ms']:.3f} ms, "
+               f"p90 {stats['p90_ms']:.3f} ms, min {stats['min_ms']:.3f} ms over {repeat} runs")
+
+
+@cli.command()
 @click.argument("model", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect(model, as_json):

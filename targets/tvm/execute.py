@@ -32,3 +32,12 @@ def run(art, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[
                             "(compile with --bundle)")
     outs = run_bundle(bundle, spec, inputs)
     return {t.name: outs[t.name] for t in art.outputs}
+
+
+def bench(art, inputs: dict[str, np.ndarray], warmup: int, repeat: int, threads: int | None = None) -> list[float]:
+    spec = spec_for(art)
+    if spec.arch != host_arch() or spec.runtime != "vm":
+        raise TargetError(f"{art.path}: `edgec bench` times host-architecture artifacts; a {spec.arch} artifact "
+                          "must be timed on its device (bundle/edgec-runner --repeat N); qemu is not a timer")
+    m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads)
+    return m.bench(inputs, warmup, repeat)

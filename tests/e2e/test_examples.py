@@ -93,3 +93,12 @@ def test_inspect_passes_targets(run_cli):
     r = run_cli("targets")
     for name in ("x86-64", "host", "armv8", "armv7", "cuda-sm87"):
         assert re.search(rf"^{re.escape(name)}\s", r.out, re.M), name
+
+
+def test_bench_reports_median_p90_min(tmp_path, run_cli):
+    art = tmp_path / "cnn"
+    assert run_cli("compile", EXAMPLES / "small_cnn.onnx", "-t", "x86-64", "-o", art).code == 0
+    r = run_cli("bench", art, "-n", "5", "--warmup", "1", "--threads", "1", "--json")
+    assert r.code == 0, r
+    stats = json.loads(r.out)
+    assert stats["runs"] == 5 and 0 < stats["min_ms"] <= stats["median_ms"] <= stats["p90_ms"]
