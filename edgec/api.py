@@ -114,7 +114,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
         bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
-        if bundle and spec.arch != "cuda":
+        if bundle and spec.tvm.get("kind") == "llvm":
             make_bundle(spec, tmp, meta, result.library)
             meta["bundle"] = "bundle"
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")

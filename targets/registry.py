@@ -26,7 +26,7 @@ class TargetSpec:
     dtypes: tuple[str, ...] = ("float32",)
     vector_bits: int = 128
     features: tuple[str, ...] = ()
-    host_cpu: str | None = None     # tvm target "host" for device targets
+    host_tvm: dict | None = None    # TVM target of the host side, for device (GPU) targets
     runtime: str = "vm"             # how the bundle runs the model: "vm" = TVM runtime + Relax VM,
                                     # "plan" = kernels + call plan, no TVM runtime (edgec.targets.tvm.plan)
     aliases: tuple[str, ...] = field(default=())
@@ -90,7 +90,7 @@ def _arm64(name, desc, mcpu, mattr, feats, dtypes=("float32",)):
 def _cuda(arch: str, desc: str) -> TargetSpec:
     return TargetSpec(f"cuda-{arch.replace('_', '')}", desc, {"kind": "cuda", "arch": arch}, "cuda",
                       dtypes=("float32", "float16"), vector_bits=128, features=(arch,),
-                      host_cpu="x86-64")
+                      host_tvm={"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64"})
 
 
 TARGETS: tuple[TargetSpec, ...] = (
@@ -120,6 +120,10 @@ TARGETS: tuple[TargetSpec, ...] = (
     _cuda("sm_86", "NVIDIA Ampere consumer (RTX 30xx, A10)"),
     _cuda("sm_87", "NVIDIA Jetson Orin"),
     _cuda("sm_90", "NVIDIA Hopper (H100)"),
+    TargetSpec("opencl-arm", "Mobile GPUs through OpenCL (Mali, Adreno) with an AArch64 host", {"kind": "opencl"},
+               "opencl", cross_compiler="aarch64-linux-gnu-g++", toolchain_package="g++-aarch64-linux-gnu",
+               dtypes=("float32", "float16"), features=("opencl",),
+               host_tvm={"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}),
 )
 
 

@@ -39,13 +39,13 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         shutil.rmtree(stage)
         return BackendResult(lib_name, str(tvm.target.Target(spec.tvm)), report.to_json(),
                              tuple(sorted(set(extra) - {lib_name})))
-    if spec.arch == "cuda":
+    if spec.tvm.get("kind") != "llvm":  # GPU: device source (+ binaries) beside the host library
         from edgec.targets.tvm.build import optimize_relax, tvm_target
-        from edgec.targets.tvm.cuda import build_cuda
+        from edgec.targets.tvm.gpu import build_gpu
 
         target = tvm_target(spec)
-        files, kernels = build_cuda(optimize_relax(mod, target), spec, target, out_dir, lib_name)
-        return BackendResult(lib_name, str(target), {**report.to_json(), "cuda_kernels": kernels}, tuple(files))
+        files, kernels = build_gpu(optimize_relax(mod, target), spec, target, out_dir, lib_name)
+        return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files))
     res = build_library(mod, spec, out_dir / lib_name)
     return BackendResult(lib_name, res.tvm_target, report.to_json())
 

@@ -24,8 +24,7 @@ def tvm_target(spec: TargetSpec) -> tvm.target.Target:
     try:
         if spec.tvm.get("kind") == "llvm":
             return tvm.target.Target(spec.tvm)
-        host = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": spec.host_cpu or "x86-64"}
-        return tvm.target.Target(spec.tvm, host=host)
+        return tvm.target.Target(spec.tvm, host=spec.host_tvm or {"kind": "llvm"})
     except Exception as e:
         raise TargetError(f"TVM rejects target '{spec.name}' {spec.tvm}: {' '.join(str(e).split())[:200]}") from None
 
