@@ -116,3 +116,14 @@ def replace_with_constant(graph: ir.Graph, value: ir.Value, array: np.ndarray) -
     graph.register_initializer(new)
     value.replace_all_uses_with(new, replace_graph_outputs=True)
     return new
+
+
+def take_over_output_name(old: ir.Value, new: ir.Value) -> None:
+    """`new` takes graph-output value `old`'s name (and its type/shape where `new` has none)."""
+    name = old.name
+    old.name = None
+    new.name = name
+    if new.type is None:
+        new.type = old.type
+    if new.shape is None:
+        new.shape = old.shape

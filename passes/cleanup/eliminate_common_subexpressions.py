@@ -12,6 +12,7 @@ from edgec.passes.cleanup._common import (
     effective_options,
     graph_signature,
     has_subgraph,
+    take_over_output_name,
 )
 from edgec.passes.cleanup.fold_constants import NON_DETERMINISTIC
 
@@ -56,13 +57,7 @@ def _merge(graph: ir.Graph, node: ir.Node, keep: ir.Node) -> None:
                 graph.insert_before(node, ident)
                 old.replace_all_uses_with(ident.outputs[0], replace_graph_outputs=True)
                 continue
-            name = old.name
-            old.name = None
-            new.name = name
-            if new.type is None:
-                new.type = old.type
-            if new.shape is None:
-                new.shape = old.shape
+            take_over_output_name(old, new)
         old.replace_all_uses_with(new, replace_graph_outputs=True)
     graph.remove(node, safe=True)
 

@@ -13,6 +13,7 @@ from edgec.passes.cleanup._common import (
     ints_attr,
     is_standard,
     static_dims,
+    take_over_output_name,
 )
 
 _SINGLE_INPUT_NOOPS = ("Concat", "Sum", "Max", "Min", "Mean")
@@ -151,13 +152,7 @@ def bypass(graph: ir.Graph, node: ir.Node, src: ir.Value) -> bool:
         if (src.is_graph_input() or src.is_initializer() or src.is_graph_output()
                 or src.graph is not graph or src.producer() is None):
             return False
-        name = out.name
-        out.name = None
-        src.name = name
-        if src.type is None:
-            src.type = out.type
-        if src.shape is None:
-            src.shape = out.shape
+        take_over_output_name(out, src)
     out.replace_all_uses_with(src, replace_graph_outputs=True)
     graph.remove(node, safe=True)
     return True
