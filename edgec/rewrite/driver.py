@@ -2,7 +2,8 @@
 
 For each node (in graph order) the rules whose root op matches are tried in order. A structural
 match is accepted only if every matched node other than the root has no consumer outside the
-match and is no graph output; then `check`, then `rewrite`. Only then is the graph changed: new
+match and is no graph output (unless the rule sets `shared_intermediates`: then such nodes are
+kept for their other users); then `check`, then `rewrite`. Only then is the graph changed: new
 initializers and nodes are inserted before the root, uses of the root's output are redirected,
 matched nodes are removed, and constants the match consumed and nobody else uses are dropped.
 """
@@ -71,7 +72,8 @@ def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: 
         v.const_value.name = v.name
         graph.register_initializer(v)
     new_nodes = list(builder.nodes)
-    if old.is_graph_output() and (replacement.producer() not in new_nodes or replacement.is_graph_output()):
+    if old.is_graph_output() and (replacement.producer() is None or replacement.is_graph_output()
+                                  or replacement.is_initializer()):
         ident = ir.Node("", "Identity", [replacement])
         new_nodes.append(ident)
         replacement = ident.outputs[0]

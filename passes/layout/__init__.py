@@ -7,4 +7,4 @@ input and output; with `io_layout=nhwc` those go too and the graph's I/O becomes
 """
 
 #: Run after fusion on targets whose `TargetSpec.layout` is "NHWC".
-LAYOUT_PIPELINE = "to-nhwc,fold-transposes"
+LAYOUT_PIPELINE = "to-nhwc"

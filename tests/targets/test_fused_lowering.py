@@ -57,3 +57,46 @@ def test_attention_lowering(masked, tmp_path):
     for d in diffs:
         assert d.ok(ATOL), d
     assert np.isfinite(diffs[0].max_abs)
+
+
+POOLS = """<ir_version: 8, opset_import: ["" : 17]>
+    g (float[1,3,9,9] x) => (float[1,4,5,5] a, float[1,4,4,4] m) <float[4,3,3,3] w = {%s}> {
+      c = Conv <pads = [1, 1, 1, 1]> (x, w)
+      a = AveragePool <kernel_shape = [3, 3], strides = [2, 2], pads = [1, 1, 1, 1], count_include_pad = 1> (c)
+      m = MaxPool <kernel_shape = [2, 2], strides = [2, 2]> (c)
+    }""" % ", ".join(f"{v:.4f}" for v in np.linspace(-1, 1, 108))
+
+
+def _nhwc(model, io_layout="nchw"):
+    from edgec.passes.layout.to_nhwc import ToNHWC
+
+    assert ToNHWC(io_layout=io_layout)(model, PassContext()).modified
+    return model
+
+
+def test_nhwc_conv_and_pool_lowering(tmp_path):
+    model = _nhwc(parse(POOLS))
+    assert op_list(model) == ["Transpose", "edgec.ConvNHWC", "edgec.AveragePoolNHWC", "Transpose",
+                              "edgec.MaxPoolNHWC", "Transpose"]
+    report, diffs = compile_and_compare(model, tmp_path)
+    assert {"ConvNHWC", "AveragePoolNHWC", "MaxPoolNHWC"} <= set(report.by_edgec), report.to_json()
+    for d in diffs:
+        assert d.ok(ATOL), d
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobilenetv2"])
+def test_arm_o2_models_compile_and_match(name, tmp_path):
+    """The -O2 pipeline of an NHWC (ARM) target, lowered and built for x86 so it can run here."""
+    from edgec.infra.manager import PassManager
+    from edgec.infra.pipeline import parse_pipeline
+    from edgec.ir.loader import load_model
+    from edgec.pipelines import default_pipeline
+    from tests.passes.models import MODELS
+
+    model = load_model(MODELS[name]())
+    model = PassManager(parse_pipeline(default_pipeline(get_target("armv8"), 2))).run(model, PassContext()).model
+    assert "edgec.ConvNHWC" in op_list(model)
+    report, diffs = compile_and_compare(model, tmp_path)
+    assert report.by_edgec["ConvNHWC"] == op_list(model).count("edgec.ConvNHWC"), report.to_json()
+    for d in diffs:
+        assert d.ok(ATOL), d
