@@ -20,7 +20,13 @@ import onnx_ir as ir
 
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import PassResult, register_pass
-from edgec.ir.edgec_ops import CONV_ATTRS, EDGEC_DOMAIN, POOL_ATTRS, conv_nhwc_function, pool_nhwc_function
+from edgec.ir.edgec_ops import (
+    CONV_ATTRS,
+    EDGEC_DOMAIN,
+    POOL_ATTRS,
+    conv_nhwc_function,
+    pool_nhwc_function,
+)
 from edgec.passes.cleanup._common import effective_options
 from edgec.passes.fusion._common import rank, static_shape
 from edgec.passes.fusion.fold_batchnorm import _bn_factors, _check_bn
