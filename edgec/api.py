@@ -26,7 +26,7 @@ from edgec.infra.instruments import Statistics
 from edgec.infra.manager import PassManager
 from edgec.infra.pipeline import parse_pipeline
 from edgec.infra.verify import VerifyAgainstOnnxRuntime
-from edgec.ir.analysis import graph_inputs, graph_outputs, node_count
+from edgec.ir.analysis import graph_inputs, graph_outputs, node_count, op_histogram
 from edgec.ir.loader import load_model, save_model
 from edgec.pipelines import default_pipeline
 from edgec.targets.registry import TargetSpec, get_target
@@ -45,6 +45,7 @@ class CompileOptions:
     mattr: str | None = None
     max_tensor_bytes: int = 4 << 30
     bundle: bool | None = None          # None: bundle when the target is not this host's architecture
+    io_layout: str = "nchw"             # "nhwc": to-nhwc also makes 4-D graph inputs/outputs NHWC
 
 
 def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
@@ -63,23 +64,30 @@ def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int
 
 
 def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> tuple[ir.Model, dict]:
-    text = opts.passes if opts.passes is not None else default_pipeline(spec, opts.opt_level)
+    text = opts.passes if opts.passes is not None else default_pipeline(spec, opts.opt_level, opts.io_layout)
     pipeline = parse_pipeline(text)
+    if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
+        from edgec.errors import PipelineError
+
+        raise PipelineError("--io-layout nhwc needs the to-nhwc pass in the pipeline")
     stats = Statistics()
     instruments = [stats, *opts.instruments]
     verifier = None
     if opts.verify:
         verifier = VerifyAgainstOnnxRuntime()
         instruments.append(verifier)
+    options = {"fix-input-shapes": {"shapes": opts.input_shapes}} if opts.input_shapes else {}
+    if opts.io_layout != "nchw":
+        options["to-nhwc"] = {"io_layout": opts.io_layout}
     ctx = PassContext(target=spec.name if spec else None, opt_level=opts.opt_level,
-                      disabled=frozenset(opts.disabled),
-                      options={"fix-input-shapes": {"shapes": opts.input_shapes}} if opts.input_shapes else {},
-                      instruments=instruments)
-    nodes_before = node_count(model)
+                      disabled=frozenset(opts.disabled), options=options, instruments=instruments)
+    nodes_before, ops_before = node_count(model), op_histogram(model)
     model = PassManager(pipeline).run(model, ctx).model
     info = {
         "text": pipeline.text(), "opt_level": opts.opt_level, "disabled": sorted(opts.disabled),
         "nodes_before": nodes_before, "nodes_after": node_count(model),
+        "ops_before": dict(ops_before.most_common()), "ops_after": dict(op_histogram(model).most_common()),
+        "io_layout": json.loads(model.metadata_props.get("edgec.io_layout", "{}")),
         "passes": [r.to_json() for r in stats.records],
     }
     if verifier is not None:

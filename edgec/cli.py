@@ -57,7 +57,7 @@ def cli(ctx, debug):
 
 
 def _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing=False, dump_ir=None,
-                     max_tensor_bytes=4 << 30):
+                     max_tensor_bytes=4 << 30, io_layout="nchw", trace=None):
     from edgec.api import CompileOptions, parse_input_shapes
     from edgec.infra.instruments import DumpIR, Timing
 
@@ -66,10 +66,26 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, mc
         inst.append(Timing(sys.stderr))
     if dump_ir:
         inst.append(DumpIR(Path(dump_ir)))
+    if trace is not None:
+        inst.append(trace)
     return CompileOptions(target=target, passes=passes, opt_level=opt_level,
                           input_shapes=parse_input_shapes(input_shape),
                           disabled=tuple(d for item in disable for d in item.split(",") if d), verify=verify,
-                          instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes)
+                          instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes,
+                          io_layout=io_layout)
+
+
+def _new_trace(enabled: bool):
+    if not enabled:
+        return None
+    from edgec.rewrite import RewriteTrace
+
+    return RewriteTrace()
+
+
+def _print_trace(trace) -> None:
+    if trace is not None:
+        click.echo(trace.format(), err=True)
 
 
 _pipeline_opts = [
@@ -85,6 +101,9 @@ _pipeline_opts = [
     click.option("--dump-ir", type=click.Path(), default=None, help="Write the model after each pass into this directory."),
     click.option("--max-tensor-bytes", type=int, default=4 << 30, show_default=True,
                  help="Reject models declaring any tensor larger than this (memory-bomb guard)."),
+    click.option("--io-layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True,
+                 help="nhwc: to-nhwc also makes the graph's 4-D inputs/outputs NHWC (recorded in metadata)."),
+    click.option("--trace-rewrites", is_flag=True, help="Print rewrite-rule hit counts and decline reasons to stderr."),
 ]
 
 
@@ -96,25 +115,35 @@ def pipeline_options(f):
 
 @cli.command()
 @click.argument("model", type=click.Path())
-@click.option("-o", "--output", "out", required=True, type=click.Path(), help="Artifact directory to write.")
+@click.option("-o", "--output", "out", type=click.Path(), default=None, help="Artifact directory to write (required).")
 @pipeline_options
 @click.option("--print-pipeline", is_flag=True, help="Print the pipeline text that will run, and exit.")
 @click.option("--bundle/--no-bundle", default=None,
               help="Also write bundle/ (runner, C API, TVM runtime) [default: on for non-host architectures].")
+@click.option("--report", type=click.Path(), default=None,
+              help="Write an HTML report: per pass time, node counts, rules fired and where; op-count chart.")
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
-            max_tensor_bytes, print_pipeline, bundle):
+            max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
     from edgec.targets.registry import get_target
 
     if print_pipeline:
-        click.echo(passes if passes is not None else default_pipeline(get_target(target, mcpu, mattr), opt_level))
+        click.echo(passes if passes is not None else default_pipeline(get_target(target, mcpu, mattr), opt_level, io_layout))
         return
+    if out is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
+    trace = _new_trace(trace_rewrites)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
-                            max_tensor_bytes)
+                            max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
     art = compile_model(model, out, opts)
+    _print_trace(trace)
+    if report:
+        from edgec.report import write_report
+
+        write_report(report, art.metadata)
     m = art.metadata
     p = m["pipeline"]
     click.echo(f"compiled {model} for {m['target']['name']} -> {art.path} "
@@ -128,13 +157,15 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Optimized .onnx to write.")
 @pipeline_options
 def optimize(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
-             max_tensor_bytes):
+             max_tensor_bytes, io_layout, trace_rewrites):
     """Run the pass pipeline on MODEL and write the optimized ONNX graph."""
     from edgec.api import optimize_to_file
 
+    trace = _new_trace(trace_rewrites)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
-                            max_tensor_bytes)
+                            max_tensor_bytes, io_layout, trace)
     info = optimize_to_file(model, out, opts)
+    _print_trace(trace)
     click.echo(f"optimized {model} -> {out} ({info['nodes_before']} -> {info['nodes_after']} nodes)")
 
 

@@ -1,30 +1,64 @@
-"""Default pass pipelines per optimization level, as text (`edgec compile --print-pipeline`).
+"""Default pass pipelines per optimization level and target layout, as data (`edgec compile --print-pipeline`).
+
+A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec.layout):
 
 -O0  shapes only: what the backend needs (static input shapes, inferred value shapes)
 -O1  cleanup: constant folding (incl. shape subgraphs), identity removal, CSE, DCE
--O2  cleanup + fusion: BatchNorm/scale folding, MatMul+Add→Gemm, GELU/LayerNorm/RMSNorm/SiLU/
-     HardSwish recognition, activation fusion into Conv/Gemm/MatMul; then cleanup again
+-O2  cleanup + fusion: BatchNorm/scale folding, zero-Pad folding, attention/GELU/LayerNorm/
+     RMSNorm/SiLU/HardSwish recognition, activation fusion into Conv/Gemm/MatMul, transpose and
+     reshape folding; NHWC targets (ARM) also convert to NHWC (`to-nhwc`); then cleanup again
 -O3  as -O2 (reserved for layout and schedule choices that trade compile time for speed)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from edgec.errors import PipelineError
 from edgec.passes.cleanup import CLEANUP_PIPELINE
 from edgec.passes.fusion import FUSION_PIPELINE
+from edgec.passes.layout import LAYOUT_PIPELINE
 from edgec.targets.registry import TargetSpec
 
-_AFTER_FUSION = "eliminate-dead-code,infer-shapes"
 
-LEVELS: dict[int, str] = {
-    0: "fix-input-shapes,infer-shapes",
-    1: CLEANUP_PIPELINE,
-    2: f"{CLEANUP_PIPELINE},{FUSION_PIPELINE},{_AFTER_FUSION}",
-    3: f"{CLEANUP_PIPELINE},{FUSION_PIPELINE},{_AFTER_FUSION}",
-}
+@dataclass(frozen=True)
+class Stage:
+    text: str
+    levels: frozenset[int]
+    layouts: frozenset[str] | None = None  # None: every target layout
+
+    def applies(self, level: int, layout: str) -> bool:
+        return level in self.levels and (self.layouts is None or layout in self.layouts)
 
 
-def default_pipeline(spec: TargetSpec | None, opt_level: int) -> str:
+_O2_UP = frozenset({2, 3})
+
+STAGES: tuple[Stage, ...] = (
+    Stage("fix-input-shapes,infer-shapes", frozenset({0})),
+    Stage(CLEANUP_PIPELINE, frozenset({1, 2, 3})),
+    Stage(FUSION_PIPELINE, _O2_UP),
+    Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
+    Stage("fold-transposes,eliminate-dead-code,infer-shapes", _O2_UP),
+)
+
+LEVELS = (0, 1, 2, 3)
+
+
+def default_pipeline(spec: TargetSpec | None, opt_level: int, io_layout: str = "nchw") -> str:
+    """The pipeline text for a target (None: layout NCHW) at `opt_level`.
+
+    `io_layout="nhwc"` passes `io_layout=nhwc` to `to-nhwc`; it needs a pipeline that has it.
+    """
     if opt_level not in LEVELS:
-        raise PipelineError(f"optimization level must be one of {sorted(LEVELS)}, got {opt_level}")
-    return LEVELS[opt_level]
+        raise PipelineError(f"optimization level must be one of {list(LEVELS)}, got {opt_level}")
+    layout = spec.layout if spec is not None else "NCHW"
+    text = ",".join(s.text for s in STAGES if s.applies(opt_level, layout))
+    if io_layout == "nhwc":
+        if "to-nhwc" not in text.split(","):
+            name = spec.name if spec is not None else "no target"
+            raise PipelineError(f"--io-layout nhwc needs the to-nhwc pass: target '{name}' (layout {layout}) "
+                                f"at -O{opt_level} does not run it")
+        text = ",".join("to-nhwc{io_layout=nhwc}" if p == "to-nhwc" else p for p in text.split(","))
+    elif io_layout != "nchw":
+        raise PipelineError(f"io layout must be nchw or nhwc, got '{io_layout}'")
+    return text

@@ -31,12 +31,14 @@ class PassRecord:
     nodes_before: int
     nodes_after: int
     op_delta: dict[str, int]
+    rules: dict[str, dict] = field(default_factory=dict)  # rule -> {"hits": n, "at": [root node names]}
 
     def to_json(self) -> dict:
         return {
             "pass": self.spec, "iteration": self.iteration, "seconds": round(self.seconds, 6),
             "modified": self.modified, "nodes_before": self.nodes_before,
             "nodes_after": self.nodes_after, "op_delta": self.op_delta,
+            **({"rules": self.rules} if self.rules else {}),
         }
 
 
@@ -58,8 +60,10 @@ class Statistics(Instrument):
         n0, h0 = self._before
         h1 = op_histogram(result.model)
         delta = {k: h1.get(k, 0) - h0.get(k, 0) for k in set(h0) | set(h1) if h1.get(k, 0) != h0.get(k, 0)}
+        trace = getattr(pass_, "last_trace", None)  # set by rewrite-rule passes on every run
+        rules = {r: {"hits": n, "at": list(trace.where.get(r, []))} for r, n in sorted(trace.hits.items())} if trace else {}
         self.records.append(PassRecord(pass_.name, pass_.spec(), self._iteration, seconds, result.modified,
-                                       n0, node_count(result.model), dict(sorted(delta.items()))))
+                                       n0, node_count(result.model), dict(sorted(delta.items())), rules))
 
 
 @dataclass

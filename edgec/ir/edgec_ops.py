@@ -22,7 +22,9 @@ ACTIVATIONS = {  # name -> number of activation_params ("" = no activation)
 
 CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 GEMM_ATTRS = ("alpha", "beta", "transA", "transB")
-_ATTR_TYPES = {"auto_pad": "string", "dilations": "ints", "group": "int", "kernel_shape": "ints",
+POOL_ATTRS = {"MaxPool": ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides"),
+              "AveragePool": ("auto_pad", "ceil_mode", "count_include_pad", "kernel_shape", "pads", "strides")}
+_ATTR_TYPES = {"ceil_mode": "int", "count_include_pad": "int", "auto_pad": "string", "dilations": "ints", "group": "int", "kernel_shape": "ints",
                "pads": "ints", "strides": "ints", "alpha": "float", "beta": "float",
                "transA": "int", "transB": "int"}
 
@@ -135,3 +137,26 @@ def attention_function(rank: int, has_mask: bool, opset: int) -> ir.Function:
     body += ["p = Softmax <axis = -1> (s2)", "Y = MatMul (p, V)"]
     overload = f"rank{rank}" + ("_mask" if has_mask else "")
     return _function("Attention", overload, opset, ["scale"], ["Q", "K", "V"] + (["mask"] if has_mask else []), body)
+
+
+_TO_NCHW = "perm = [0, 3, 1, 2]"
+_TO_NHWC = "perm = [0, 2, 3, 1]"
+
+
+def conv_nhwc_function(act: str, params: list[float], has_z: bool, opset: int) -> ir.Function:
+    """edgec.ConvNHWC: X [N,H,W,C], W [M,kH,kW,C/group] (OHWI), B [M], optional Z [N,H',W',M]:
+    Y = act(Conv(X, W, B) [+ Z]) in NHWC. The body transposes to NCHW and back."""
+    overload = activation_overload(act, params, "Z" if has_z else "")
+    body = [f"xn = Transpose <{_TO_NCHW}> (X)", f"wn = Transpose <{_TO_NCHW}> (W)",
+            f"C0 = Conv <{_refs(CONV_ATTRS)}> (xn, wn, B)"]
+    body += [f"zn = Transpose <{_TO_NCHW}> (Z)", "C1 = Add (C0, zn)"] if has_z else ["C1 = Identity (C0)"]
+    body += activation_lines(act, params, "C1", "A", opset) + [f"Y = Transpose <{_TO_NHWC}> (A)"]
+    inputs = ["X", "W", "B"] + (["Z"] if has_z else [])
+    return _function("ConvNHWC", overload, opset, list(CONV_ATTRS) + ["activation", "activation_params"], inputs, body)
+
+
+def pool_nhwc_function(kind: str, opset: int) -> ir.Function:
+    """edgec.MaxPoolNHWC / edgec.AveragePoolNHWC: the ONNX pool (same attributes) on NHWC X."""
+    names = POOL_ATTRS[kind]
+    body = [f"xn = Transpose <{_TO_NCHW}> (X)", f"yn = {kind} <{_refs(names)}> (xn)", f"Y = Transpose <{_TO_NHWC}> (yn)"]
+    return _function(f"{kind}NHWC", "", opset, list(names), ["X"], body)

@@ -2,7 +2,8 @@
 
 For each node (in graph order) the rules whose root op matches are tried in order. A structural
 match is accepted only if every matched node other than the root has no consumer outside the
-match and is no graph output; then `check`, then `rewrite`. Only then is the graph changed: new
+match and is no graph output (unless the rule sets `shared_intermediates`: then such nodes are
+kept for their other users); then `check`, then `rewrite`. Only then is the graph changed: new
 initializers and nodes are inserted before the root, uses of the root's output are redirected,
 matched nodes are removed, and constants the match consumed and nobody else uses are dropped.
 """
@@ -46,14 +47,33 @@ def _unique_name(graph: ir.Graph, hint: str) -> str:
             return name
 
 
-def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: ir.Value) -> None:
+def _removable(match: Match) -> list[ir.Node]:
+    """Matched nodes that become dead once the root's uses are redirected (root first)."""
+    dead = [match.root]
+    ids = {id(match.root)}
+    grew = True
+    while grew:
+        grew = False
+        for n in match.nodes:
+            if id(n) in ids or any(o.is_graph_output() for o in n.outputs):
+                continue
+            if all(id(u) in ids for o in n.outputs for u in o.consumers()):
+                dead.append(n)
+                ids.add(id(n))
+                grew = True
+    return dead
+
+
+def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: ir.Value,
+           shared: bool = False) -> None:
     graph, root, old = match.graph, match.root, match.output
     for v in builder.initializers:
         v.name = _unique_name(graph, v.name or "const")
         v.const_value.name = v.name
         graph.register_initializer(v)
     new_nodes = list(builder.nodes)
-    if old.is_graph_output() and (replacement.producer() not in new_nodes or replacement.is_graph_output()):
+    if old.is_graph_output() and (replacement.producer() is None or replacement.is_graph_output()
+                                  or replacement.is_initializer()):
         ident = ir.Node("", "Identity", [replacement])
         new_nodes.append(ident)
         replacement = ident.outputs[0]
@@ -66,8 +86,9 @@ def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: 
         old_name, old.name = old.name, None
         replacement.name = old_name
     ir.convenience.replace_all_uses_with(old, replacement, replace_graph_outputs=True)
-    consumed = [v for n in match.nodes for v in n.inputs if v is not None]
-    graph.remove(match.nodes, safe=True)
+    dead = _removable(match) if shared else match.nodes
+    consumed = [v for n in dead for v in n.inputs if v is not None]
+    graph.remove(dead, safe=True)
     _drop_unused_constants(graph, consumed)
     for fn in builder.functions:
         model.functions.setdefault(fn.identifier(), fn)
@@ -97,7 +118,7 @@ def try_rule(model: ir.Model, rule: RewriteRule, node: ir.Node, trace: RewriteTr
         if (pattern.node.domain, pattern.node.op_type) != (_domain(node), node.op_type):
             continue
         for match in matcher.matches(model, pattern, node):
-            reason = outside_use_reason(match)
+            reason = "" if rule.shared_intermediates else outside_use_reason(match)
             if not reason:
                 result = rule.check(match)
                 result = result if isinstance(result, MatchResult) else MatchResult(bool(result), "check returned False")
@@ -118,9 +139,10 @@ def try_rule(model: ir.Model, rule: RewriteRule, node: ir.Node, trace: RewriteTr
                 declined = ("rewrite returned no replacement" if out is None
                             else "replacement uses a value computed inside the match")
                 continue
-            commit(model, match, builder, out)
+            where = node.name or (match.output.name or node.op_type)
+            commit(model, match, builder, out, shared=rule.shared_intermediates)
             if trace is not None:
-                trace.hit(rule.rule_name)
+                trace.hit(rule.rule_name, where)
             return True
         structural_failure = structural_failure or matcher.failure
     if trace is not None and (declined or structural_failure):

@@ -52,6 +52,9 @@ class RewriteRule:
     name: ClassVar[str] = ""
     min_opset: ClassVar[int | None] = None
     max_opset: ClassVar[int | None] = None
+    #: If True, matched nodes other than the root may have consumers outside the match (or be graph
+    #: outputs); they are then kept, and only the nodes the rewrite leaves dead are removed.
+    shared_intermediates: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.patterns: list[NodeOutput] = self._build_patterns()

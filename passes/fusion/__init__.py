@@ -5,10 +5,11 @@ docs/edgec-ops.md), so onnxruntime can still run the model.
 """
 
 FUSION_PIPELINE = (
-    "fold-batchnorm,fold-scale-bias,fuse-matmul-add,"
+    "fold-batchnorm,fold-scale-bias,fuse-pad,recognize-attention,fuse-matmul-add,"
     "recognize-gelu,recognize-layernorm,recognize-rmsnorm,recognize-hardswish,recognize-silu,"
     "fuse-activation"
 )
 """Recommended order: weight folding first (so later fusions see one Conv/Gemm with its bias),
-then composite-op recognition (GELU before SiLU/HardSwish so their sub-chains are not taken
+zero Pads into Conv/pool pads, attention before MatMul rewrites take its MatMuls apart, then
+composite-op recognition (GELU before SiLU/HardSwish so their sub-chains are not taken
 apart), activation fusion last (it also absorbs edgec.Silu). Run shape inference before."""

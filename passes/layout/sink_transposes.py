@@ -1,0 +1,225 @@
+"""sink-transposes: move Transposes down through layout-agnostic ops so that they meet and cancel.
+
+    op(Transpose(x, p))                 → Transpose(op(x), p)         unary elementwise ops
+    op(Transpose(a, p), Transpose(b, p)) → Transpose(op(a, b), p)     binary elementwise ops
+    op(Transpose(a, p), c)              → Transpose(op(a, c'), p)     c constant, c' = c permuted by p⁻¹
+    Concat(Transpose(xᵢ, p)..., axis)    → Transpose(Concat(xᵢ..., axis=p[axis]), p)
+
+A rewrite never increases the number of Transposes unless every consumer of the op is itself a
+Transpose (which the next `fold-transposes` rule composes away). Transposes with other consumers
+are kept for them. Pair with fold-transposes (Transpose∘Transpose → one or none).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.infra.pass_base import PassResult, register_pass
+from edgec.ir.edgec_ops import EDGEC_DOMAIN
+from edgec.passes.fusion._common import rank
+from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
+from edgec.rewrite.matcher import const_array
+
+from ._perm import inverse, perm_of, permute_constant
+from .fold_transposes import RULES as FOLD_RULES
+
+UNARY = ("Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "HardSwish", "Erf", "Exp", "Log", "Neg", "Abs",
+         "Sqrt", "Reciprocal", "Softplus", "Elu", "Selu", "Identity", "Cast", "Gelu", "Clip", "Floor", "Ceil")
+EDGEC_UNARY = ("Gelu", "Silu")
+BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min")
+
+
+def with_shape(value: ir.Value, like: ir.Value | None, perm=None) -> ir.Value:
+    """Give a new value the type of `like` and its shape permuted by `perm` (layout rules need ranks)."""
+    if like is not None:
+        value.type = like.type
+        if like.shape is not None:
+            dims = list(like.shape.dims)
+            value.shape = ir.Shape([dims[a] for a in perm] if perm is not None else dims)
+    return value
+
+
+def dies_with(t: ir.Node, node: ir.Node) -> bool:
+    """Transpose `t` becomes dead once `node` stops using it."""
+    out = t.outputs[0]
+    return not out.is_graph_output() and all(u is node for u in out.consumers())
+
+
+def feeds_only_transposes(value: ir.Value) -> bool:
+    users = value.consumers()
+    return bool(users) and not value.is_graph_output() and all(u.op_type == "Transpose" for u in users)
+
+
+def _transposed_input(v: ir.Value, perm) -> ir.Value | None:
+    p = v.producer()
+    if p is not None and p.op_type == "Transpose" and p.domain in ("", "ai.onnx") and perm_of(p, rank(p.inputs[0])) == perm:
+        return p.inputs[0]
+    return None
+
+
+class _Sink(RewriteRule):
+    shared_intermediates = True
+
+    def gain(self, match, transposes: list[ir.Node]) -> str:
+        removed = len({id(t) for t in transposes if dies_with(t, match.root)})
+        if removed >= 1 or feeds_only_transposes(match.output):
+            return ""
+        return "the Transpose has other consumers (sinking would add one)"
+
+
+class _SinkUnary(_Sink):
+    op_type = "Relu"
+    domain = ""
+
+    def pattern(self, op, x):
+        t = op.Transpose(x, _name="t")
+        return getattr(op, self.op_type)(t, _domain=self.domain, _allow_other_inputs=True, _name="n")
+
+    def check(self, match):
+        if perm_of(match.node("t"), rank(match["x"])) is None:
+            return MatchResult.fail("rank unknown")
+        for extra in match.root.inputs[1:]:
+            if extra is not None and rank(extra) != 0:
+                return MatchResult.fail("extra input is not a scalar")
+        why = self.gain(match, [match.node("t")])
+        return MatchResult.fail(why) if why else MatchResult.success()
+
+    def rewrite(self, op, match):
+        perm = perm_of(match.node("t"), rank(match["x"]))
+        n = match.root
+        y = getattr(op, self.op_type)(match["x"], *n.inputs[1:], _domain=n.domain, _overload=n.overload,
+                                      **dict(n.attributes.items()))
+        with_shape(y, match.output, inverse(perm))
+        return op.Transpose(y, perm=perm)
+
+
+class _SinkBinary(_Sink):
+    op_type = "Add"
+
+    def pattern(self, op, a, other):
+        t = op.Transpose(a, _name="t")
+        binary = getattr(op, self.op_type)
+        return [binary(t, other, _name="n"), binary(other, t, _name="n")]
+
+    def operand(self, match, perm, r):
+        """(replacement for the other operand, Transpose it came from or None, reason)."""
+        other = match["other"]
+        inner = _transposed_input(other, perm)
+        if inner is not None:
+            return inner, other.producer(), ""
+        c = const_array(other)
+        if c is not None:
+            pc = permute_constant(c, inverse(perm), r)
+            return (pc, None, "") if pc is not None else (None, None, "constant has a higher rank")
+        if rank(other) == 0:
+            return other, None, ""
+        return None, None, "other operand is neither transposed the same way nor constant"
+
+    def check(self, match):
+        r = rank(match["a"])
+        perm = perm_of(match.node("t"), r)
+        if perm is None or rank(match.output) != r:
+            return MatchResult.fail("rank unknown, or the other operand broadcasts to a higher rank")
+        new, t2, why = self.operand(match, perm, r)
+        if new is None:
+            return MatchResult.fail(why)
+        why = self.gain(match, [match.node("t")] + ([t2] if t2 is not None else []))
+        return MatchResult.fail(why) if why else MatchResult.success()
+
+    def rewrite(self, op, match):
+        r = rank(match["a"])
+        perm = perm_of(match.node("t"), r)
+        new, _, _ = self.operand(match, perm, r)
+        first = match.root.inputs[0] is match.node("t").outputs[0]
+        args = (match["a"], new) if first else (new, match["a"])
+        y = getattr(op, self.op_type)(*args, **dict(match.root.attributes.items()))
+        with_shape(y, match.output, inverse(perm))
+        return op.Transpose(y, perm=perm)
+
+
+class SinkConcat(_Sink):
+    def pattern(self, op, x):
+        return op.Concat(op.Transpose(x, _name="t"), _allow_other_inputs=True, _name="n")
+
+    def check(self, match):
+        r = rank(match["x"])
+        perm = perm_of(match.node("t"), r)
+        if perm is None:
+            return MatchResult.fail("rank unknown")
+        inners = [_transposed_input(v, perm) for v in match.root.inputs]
+        if any(i is None for i in inners):
+            return MatchResult.fail("not every Concat input is transposed the same way")
+        why = self.gain(match, [v.producer() for v in match.root.inputs])
+        return MatchResult.fail(why) if why else MatchResult.success()
+
+    def rewrite(self, op, match):
+        r = rank(match["x"])
+        perm = perm_of(match.node("t"), r)
+        inners = [_transposed_input(v, perm) for v in match.root.inputs]
+        axis = int(match.attr("n", "axis")) % r
+        y = op.Concat(*inners, axis=perm[axis])
+        with_shape(y, match.output, inverse(perm))
+        return op.Transpose(y, perm=perm)
+
+
+class SinkPad(_Sink):
+    """Pad(Transpose(x, p), pads) → Transpose(Pad(x, pads permuted by p⁻¹), p); constant pads, no axes."""
+
+    def pattern(self, op, x):
+        return op.Pad(op.Transpose(x, _name="t"), _allow_other_inputs=True, _name="n")
+
+    def new_pads(self, match):
+        r = rank(match["x"])
+        perm = perm_of(match.node("t"), r)
+        n = match.root
+        if perm is None or len(n.inputs) < 2 or len(n.inputs) > 3 or n.inputs[1] is None:
+            return None, None
+        pads = const_array(n.inputs[1])
+        if pads is None or pads.size != 2 * r:
+            return None, None
+        pads = pads.reshape(-1)
+        new = np.zeros_like(pads)
+        for i, a in enumerate(perm):
+            new[a], new[r + a] = pads[i], pads[r + i]
+        return perm, new
+
+    def check(self, match):
+        perm, _ = self.new_pads(match)
+        if perm is None:
+            return MatchResult.fail("pads not constant, or axes given")
+        why = self.gain(match, [match.node("t")])
+        return MatchResult.fail(why) if why else MatchResult.success()
+
+    def rewrite(self, op, match):
+        perm, new = self.new_pads(match)
+        y = op.Pad(match["x"], new, *match.root.inputs[2:], **dict(match.root.attributes.items()))
+        with_shape(y, match.output, inverse(perm))
+        return op.Transpose(y, perm=perm)
+
+
+def remove_dead_transposes(graph: ir.Graph) -> int:
+    """Transposes left without consumers by a sink rewrite (the other operand's)."""
+    dead = [n for n in graph if n.op_type == "Transpose" and not n.outputs[0].uses() and not n.outputs[0].is_graph_output()]
+    graph.remove(dead, safe=True)
+    return len(dead)
+
+
+SINK_RULES = (
+    tuple(type(f"Sink{o}", (_SinkUnary,), {"op_type": o}) for o in UNARY)
+    + tuple(type(f"SinkEdgec{o}", (_SinkUnary,), {"op_type": o, "domain": EDGEC_DOMAIN}) for o in EDGEC_UNARY)
+    + tuple(type(f"Sink{o}", (_SinkBinary,), {"op_type": o}) for o in BINARY)
+    + (SinkConcat, SinkPad)
+)
+
+
+@register_pass
+class SinkTransposes(RewriteRulePass):
+    """Sink Transposes through elementwise ops and Concat, and cancel/compose Transpose pairs."""
+
+    name = "sink-transposes"
+    rules = FOLD_RULES[:2] + SINK_RULES
+
+    def run(self, model, ctx):
+        result = super().run(model, ctx)
+        return PassResult(model, bool(remove_dead_transposes(model.graph)) or result.modified)
