@@ -12,6 +12,8 @@ from tvm.support import cc
 
 from edgec.errors import TargetError
 from edgec.targets.registry import TargetSpec
+from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
+from edgec.targets.tvm.schedules import apply_schedules, context_for
 
 
 @dataclass
@@ -40,13 +42,18 @@ def cross_fcompile(spec: TargetSpec):
     return cc.cross_compiler(spec.cross_compiler)
 
 
-def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Graph-level Relax passes before codegen: legalize, fold, fuse into TIR kernels."""
+def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None) -> tvm.IRModule:
+    """Graph-level Relax passes before codegen: blocked layout (CPU), legalize, fold, fuse into
+    TIR kernels. Weight layout transforms act on constants and are folded here."""
+    with target:
+        mod = relax.transform.DecomposeOpsForInference()(mod)
+        mod = relax.transform.CanonicalizeBindings()(mod)
+        if spec is not None and spec.tvm.get("kind") == "llvm":
+            mod = convert_to_blocked(mod, max(spec.vector_bits // 32, 4))
+    lanes = max(spec.vector_bits // 32, 4) if spec is not None and spec.tvm.get("kind") == "llvm" else 0
     seq = tvm.transform.Sequential([
-        relax.transform.DecomposeOpsForInference(),
-        relax.transform.CanonicalizeBindings(),
         relax.transform.FoldConstant(),
-        relax.transform.LegalizeOps(),
+        relax.transform.LegalizeOps(legalize_map(lanes)),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
@@ -57,11 +64,25 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule
         return seq(mod)
 
 
+def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target) -> tvm.IRModule:
+    """edgec's rule-based schedules for CPU targets (GPU targets keep TVM's default schedules)."""
+    if spec.tvm.get("kind") != "llvm":
+        return mod
+    mod, _ = apply_schedules(mod, context_for(spec, target))
+    return mod
+
+
+def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None):
+    """Optimize, schedule and compile a Relax module; returns TVM's executable."""
+    target = target or tvm_target(spec)
+    mod = schedule(optimize_relax(mod, target, spec), spec, target)
+    return tvm.compile(mod, target=target)
+
+
 def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path) -> BuildResult:
     target = tvm_target(spec)
     fcompile = cross_fcompile(spec)
-    mod = optimize_relax(mod, target)
-    ex = tvm.compile(mod, target=target)
+    ex = build_relax(mod, spec, target)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))
