@@ -14,7 +14,7 @@ schedule rules recognize them after fusion.
 from __future__ import annotations
 
 import tvm
-from tvm import relax, te, tirx
+from tvm import relax, te, tirx, topi
 
 CONV_BLOCK = "edgec_conv_nchwc"
 DWCONV_BLOCK = "edgec_dwconv_nchwc"
@@ -143,7 +143,22 @@ _LANES = [0]
 def legalize_map(lanes: int = 0) -> dict:
     """Legalizations for convs; `lanes` > 0 also packs constant-weight NCHW convs' kernels."""
     _LANES[0] = lanes
-    return {"relax.nn.conv2d": _legalize_conv2d}
+    out = {"relax.nn.conv2d": _legalize_conv2d}
+    if lanes:  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
+        out["relax.exp"] = _fast("fast_exp")
+        out["relax.erf"] = _fast("fast_erf")
+    return out
+
+
+def _fast(name):
+    def legalize(bb, call):
+        if str(call.ty.dtype) != "float32":
+            from tvm.relax.transform.legalize_ops.common import _call_topi_without_attr
+
+            return _call_topi_without_attr(getattr(topi, name[5:]))(bb, call)
+        return bb.call_te(getattr(topi, name), call.args[0], primfunc_name_hint=name)
+
+    return legalize
 
 
 def _conv_ok(call: relax.Call, block: int) -> bool:

@@ -8,6 +8,7 @@ tile) with the column tile outer so one B panel [K, jt] is reused from cache acr
 
 from __future__ import annotations
 
+import tvm
 from tvm import tirx
 
 from edgec.targets.tvm.schedules import common as C
@@ -15,9 +16,22 @@ from edgec.targets.tvm.schedules import common as C
 NAME = "matmul"
 
 
+def _walk(e, fn) -> None:
+    """Visit a TIR expression/store tree (this TVM exposes no Python post-order visitor)."""
+    fn(e)
+    for name in ("value", "a", "b", "condition", "true_value", "false_value"):
+        child = getattr(e, name, None)
+        if isinstance(child, tvm.ir.Expr):
+            _walk(child, fn)
+    for name in ("args", "indices"):
+        for child in getattr(e, name, None) or ():
+            if isinstance(child, tvm.ir.Expr):
+                _walk(child, fn)
+
+
 def _vars(expr) -> set:
-    out = set()
-    tirx.stmt_functor.post_order_visit(expr, lambda e: out.add(e) if isinstance(e, tirx.Var) else None)
+    out = []
+    _walk(expr, lambda e: out.append(e) if isinstance(e, tirx.Var) else None)
     return out
 
 
@@ -36,38 +50,42 @@ def find_gemm(sch):
     blk = sch.get(found)
     ivars = [iv.var for iv in blk.iter_vars]
     i, j, k = ivars[-3], ivars[-2], ivars[-1]
-    out = blk.writes[0].buffer
-    ins = [r for r in blk.reads if not r.buffer.same_as(out)]
+    out = blk.writes[0].source
+    ins = [r for r in blk.reads if not r.source.same_as(out)]
     if len(ins) != 2:
         return None
-    idx = _load_indices(blk.body, [r.buffer for r in ins])
+    idx = _load_indices(blk.body, [r.source for r in ins])
     if idx is None:
         return None
     (ia, a_idx), (ib, b_idx) = idx
-    if k not in _vars(a_idx[-1]) and k in _vars(b_idx[-1]):
+    if not _has(_vars(a_idx[-1]), k) and _has(_vars(b_idx[-1]), k):
         a_idx, b_idx = b_idx, a_idx
-    a_vars = set().union(*(_vars(e) for e in a_idx))
-    b_vars = set().union(*(_vars(e) for e in b_idx))
-    if not (i in a_vars and k in a_vars and j not in a_vars):
+    a_vars = [v for e in a_idx for v in _vars(e)]
+    b_vars = [v for e in b_idx for v in _vars(e)]
+    if not (_has(a_vars, i) and _has(a_vars, k) and not _has(a_vars, j)):
         return None
-    if not (j in b_vars and k in b_vars and i not in b_vars):
+    if not (_has(b_vars, j) and _has(b_vars, k) and not _has(b_vars, i)):
         return None
     if not (isinstance(b_idx[-1], tirx.Var) and b_idx[-1].same_as(j)):
         return None  # B is not contiguous along j: leave it to another rule
     return found
 
 
+def _has(vs, v) -> bool:
+    return any(x.same_as(v) for x in vs)
+
+
 def _load_indices(body, bufs):
     loads = []
 
     def visit(e):
-        if isinstance(e, tirx.BufferLoad) and any(e.buffer.same_as(b) for b in bufs):
+        if isinstance(e, tvm.ir.TensorLoad) and any(e.source.same_as(b) for b in bufs):
             loads.append(e)
 
-    tirx.stmt_functor.post_order_visit(body, visit)
+    _walk(body, visit)
     if len(loads) != 2:
         return None
-    return [(ld.buffer, list(ld.indices)) for ld in loads]
+    return [(ld.source, list(ld.indices)) for ld in loads]
 
 
 def match(sch, ctx) -> bool:
@@ -76,7 +94,9 @@ def match(sch, ctx) -> bool:
 
 def apply(sch, ctx) -> None:
     gemm = find_gemm(sch)
-    producers = [b for b in C.root_blocks(sch)[:C.root_blocks(sch).index(gemm)] if True]
+    blocks = C.root_blocks(sch)
+    names = [sch.get(b).name_hint for b in blocks]
+    producers = blocks[:names.index(sch.get(gemm).name_hint)]
     for p in producers:  # fused producers (transposes, reshapes): inline into the matmul
         sch.compute_inline(p)
     tail = C.inline_consumers(sch, gemm)
