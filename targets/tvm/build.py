@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tvm
@@ -20,6 +20,7 @@ from edgec.targets.tvm.schedules import apply_schedules, context_for
 class BuildResult:
     library: Path
     tvm_target: str
+    schedules: dict = field(default_factory=dict)  # schedule rule -> number of kernels
 
 
 def tvm_target(spec: TargetSpec) -> tvm.target.Target:
@@ -64,28 +65,33 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
         return seq(mod)
 
 
-def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target) -> tvm.IRModule:
+def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, used: dict | None = None):
     """edgec's rule-based schedules for CPU targets (GPU targets keep TVM's default schedules)."""
     if spec.tvm.get("kind") != "llvm":
         return mod
-    mod, _ = apply_schedules(mod, context_for(spec, target))
+    mod, counts = apply_schedules(mod, context_for(spec, target))
+    if used is not None:
+        used.update(counts)
     return mod
 
 
-def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None):
-    """Optimize, schedule and compile a Relax module; returns TVM's executable."""
+def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None,
+                used: dict | None = None):
+    """Optimize, schedule and compile a Relax module; returns TVM's executable. `used` collects
+    how many kernels each schedule rule took."""
     target = target or tvm_target(spec)
-    mod = schedule(optimize_relax(mod, target, spec), spec, target)
+    mod = schedule(optimize_relax(mod, target, spec), spec, target, used)
     return tvm.compile(mod, target=target)
 
 
 def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path) -> BuildResult:
     target = tvm_target(spec)
     fcompile = cross_fcompile(spec)
-    ex = build_relax(mod, spec, target)
+    used: dict = {}
+    ex = build_relax(mod, spec, target, used)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))
     else:
         ex.export_library(str(out_lib), fcompile=fcompile)
-    return BuildResult(out_lib, str(target))
+    return BuildResult(out_lib, str(target), dict(sorted(used.items())))
