@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from tvm import s_tir, tirx
 
 
+L2_BYTES = 512 * 1024  # a conservative per-core L2 budget for one task's weight panel
+
+
 @dataclass(frozen=True)
 class RuleContext:
     lanes: int            # fp32 lanes of one vector register (spec.vector_bits // 32)

@@ -26,15 +26,17 @@ def apply(sch, ctx) -> None:
         sch.compute_inline(pad)
     tail = C.inline_consumers(sch, conv)
     n, o, y, x, k, rcb, rc, ry, rx = sch.get_loops(conv)
-    _, ocb, oh, ow, b, _, bi, _, _ = C.extents(sch, sch.get_loops(conv))
+    _, ocb, oh, ow, b, icb, bi, kh, kw = C.extents(sch, sch.get_loops(conv))
     acc_budget = max(ctx.registers - 8, 8)
     ot = 4 if ocb % 4 == 0 and ow <= 8 else 2 if ocb % 2 == 0 else 1
+    while ot > 1 and ot * icb * bi * kh * kw * b * 4 > C.L2_BYTES:
+        ot //= 2  # one task's weight panel should stay in L2 while it sweeps the output rows
     wt = C.good_tile(ow, max(acc_budget // ot, 1))
     o_o, o_i = sch.split(o, [None, ot])
     x_o, x_i = sch.split(x, [None, wt])
     sch.reorder(n, o_o, y, x_o, rcb, ry, rx, rc, o_i, x_i, k)
     acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, [n, o_o, y], ctx.threads * 8)
+    C.parallel_outer(sch, [n, o_o, y], ctx.threads * (4 if oh * ow <= 256 else 8))
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(o_i)
