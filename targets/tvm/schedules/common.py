@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from tvm import s_tir, tirx
 
-
 L2_BYTES = 512 * 1024  # a conservative per-core L2 budget for one task's weight panel
 
 
