@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tvm
@@ -12,12 +12,15 @@ from tvm.support import cc
 
 from edgec.errors import TargetError
 from edgec.targets.registry import TargetSpec
+from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
+from edgec.targets.tvm.schedules import apply_schedules, context_for
 
 
 @dataclass
 class BuildResult:
     library: Path
     tvm_target: str
+    schedules: dict = field(default_factory=dict)  # schedule rule -> number of kernels
 
 
 def tvm_target(spec: TargetSpec) -> tvm.target.Target:
@@ -39,13 +42,18 @@ def cross_fcompile(spec: TargetSpec):
     return cc.cross_compiler(spec.cross_compiler)
 
 
-def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """Graph-level Relax passes before codegen: legalize, fold, fuse into TIR kernels."""
+def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None) -> tvm.IRModule:
+    """Graph-level Relax passes before codegen: blocked layout (CPU), legalize, fold, fuse into
+    TIR kernels. Weight layout transforms act on constants and are folded here."""
+    with target:
+        mod = relax.transform.DecomposeOpsForInference()(mod)
+        mod = relax.transform.CanonicalizeBindings()(mod)
+        if spec is not None and spec.tvm.get("kind") == "llvm":
+            mod = convert_to_blocked(mod, max(spec.vector_bits // 32, 4))
+    lanes = max(spec.vector_bits // 32, 4) if spec is not None and spec.tvm.get("kind") == "llvm" else 0
     seq = tvm.transform.Sequential([
-        relax.transform.DecomposeOpsForInference(),
-        relax.transform.CanonicalizeBindings(),
         relax.transform.FoldConstant(),
-        relax.transform.LegalizeOps(),
+        relax.transform.LegalizeOps(legalize_map(lanes)),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
@@ -56,14 +64,33 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule
         return seq(mod)
 
 
+def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, used: dict | None = None):
+    """edgec's rule-based schedules for CPU targets (GPU targets keep TVM's default schedules)."""
+    if spec.tvm.get("kind") != "llvm":
+        return mod
+    mod, counts = apply_schedules(mod, context_for(spec, target))
+    if used is not None:
+        used.update(counts)
+    return mod
+
+
+def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None,
+                used: dict | None = None):
+    """Optimize, schedule and compile a Relax module; returns TVM's executable. `used` collects
+    how many kernels each schedule rule took."""
+    target = target or tvm_target(spec)
+    mod = schedule(optimize_relax(mod, target, spec), spec, target, used)
+    return tvm.compile(mod, target=target)
+
+
 def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path) -> BuildResult:
     target = tvm_target(spec)
     fcompile = cross_fcompile(spec)
-    mod = optimize_relax(mod, target)
-    ex = tvm.compile(mod, target=target)
+    used: dict = {}
+    ex = build_relax(mod, spec, target, used)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))
     else:
         ex.export_library(str(out_lib), fcompile=fcompile)
-    return BuildResult(out_lib, str(target))
+    return BuildResult(out_lib, str(target), dict(sorted(used.items())))

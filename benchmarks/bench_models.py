@@ -1,0 +1,180 @@
+"""Latency of the benchmark models: onnxruntime vs TVM's default build vs edgec (untuned).
+
+    python benchmarks/bench_models.py                 # resnet18, mobilenetv2, bert
+    python benchmarks/bench_models.py --odd           # odd shapes nobody tuned for
+    python benchmarks/bench_models.py --tvm-default skip --repeat 30
+
+Every runtime is timed in its own subprocess (idle worker threads of one runtime would steal the
+other's core); onnxruntime gets 2 intra-op threads. The machine's matmul peak is numpy's 2048^2
+fp32 matmul, measured in the same run; "%peak" is a model's GFLOP/s as a fraction of it.
+edgec outputs are checked against onnxruntime (max abs error) before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from models import MODELS, ODD_MODELS, flops_of, sample_inputs, write_all  # noqa: E402
+
+ENV = {**os.environ, "TVM_THREAD_POOL_SPIN_COUNT": "0", "TVM_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+# TVM default build measured once on this machine (tvm-0.27 notes) for when it is skipped or times out
+NOTES_TVM_DEFAULT_MS = {"resnet18": 3164.0, "mobilenetv2": 341.0, "bert": 724.0}
+
+
+def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
+    import onnx
+
+    model = onnx.load(model_path)
+    inputs = sample_inputs(model)
+    out = {}
+    if kind == "peak":
+        a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+        a @ a
+        ts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            a @ a
+            ts.append(time.perf_counter() - t0)
+        return {"gflops": 2 * 2048 ** 3 / np.median(ts) / 1e9}
+    if kind == "ort":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 2
+        sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+        run = lambda: sess.run(None, inputs)  # noqa: E731
+        for _ in range(warmup):
+            run()
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            run()
+            ts.append(time.perf_counter() - t0)
+        return {"times": ts}
+    from edgec.targets.registry import get_target
+
+    spec = get_target("host")
+    t0 = time.perf_counter()
+    if kind == "tvm":
+        from edgec.targets.tvm.baseline import DefaultBuild
+
+        m = DefaultBuild(model_path, spec)
+    else:
+        import onnxruntime as ort
+
+        from edgec.api import CompileOptions, compile_model
+        from edgec.targets.tvm.runtime import LoadedModel
+
+        art = compile_model(model_path, Path(tempfile.mkdtemp()) / "a", CompileOptions(target="host", passes=""))
+        m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads=2)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        ref = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"]).run(None, inputs)
+        got = m.run(inputs)
+        out["max_abs_err"] = float(max(np.abs(g - r).max() for g, r in zip(got.values(), ref)))
+    out["build_s"] = time.perf_counter() - t0
+    out["times"] = m.bench(inputs, warmup, repeat)
+    return out
+
+
+def spawn(kind, path, warmup, repeat, timeout):
+    cmd = [sys.executable, __file__, "--worker", kind, str(path), "--warmup", str(warmup), "--repeat", str(repeat)]
+    try:
+        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout}s"}
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def fmt_row(name, runtime, r, ort_med, flops, peak):
+    if "error" in r and "times" not in r:
+        return f"{name:<14}{runtime:<22}{'-':>9}{'-':>9}{'-':>8}{'-':>8}{'-':>7}  {r['error']}"
+    ts = np.array(r["times"]) * 1e3
+    med, p90 = np.median(ts), np.percentile(ts, 90)
+    gf = flops / (med / 1e3) / 1e9
+    note = r.get("note", "")
+    if "max_abs_err" in r:
+        note = f"err {r['max_abs_err']:.1e}, build {r['build_s']:.0f}s " + note
+    return (f"{name:<14}{runtime:<22}{med:9.2f}{p90:9.2f}{med / ort_med:8.2f}x{gf:8.1f}"
+            f"{100 * gf / peak:6.1f}%  {note}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", nargs=2)
+    ap.add_argument("--odd", action="store_true", help="odd-shape models instead of the three standard ones")
+    ap.add_argument("--models", default="")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--tvm-default", choices=["run", "skip"], default="run")
+    ap.add_argument("--tvm-timeout", type=int, default=300)
+    ap.add_argument("--out", default="/tmp/edgec-bench")
+    ap.add_argument("--chart", default="")
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.worker[0], a.worker[1], a.warmup, a.repeat)))
+        return
+    names = [n for n in a.models.split(",") if n] or list(ODD_MODELS if a.odd else MODELS)
+    paths = write_all(Path(a.out), names)
+    import onnx
+
+    peak = spawn("peak", paths[names[0]], 0, 0, 120)["gflops"]
+    print(f"machine matmul peak (numpy 2048^2 fp32, same run): {peak:.1f} GFLOP/s; {os.cpu_count()} cores\n")
+    head = f"{'model':<14}{'runtime':<22}{'median':>9}{'p90':>9}{'vs ORT':>9}{'GFLOP/s':>8}{'%peak':>7}  notes"
+    print(head + "\n" + "-" * len(head))
+    results = {}
+    for name in names:
+        flops = flops_of(onnx.load(str(paths[name]), load_external_data=False))
+        ort_r = spawn("ort", paths[name], a.warmup, a.repeat, 600)
+        ort_med = np.median(ort_r["times"]) * 1e3
+        rows = {"onnxruntime (2 thr)": ort_r}
+        if a.tvm_default == "run":
+            tvm_r = spawn("tvm", paths[name], 1, 3, a.tvm_timeout)
+        else:
+            tvm_r = {"error": "skipped"}
+        if "times" not in tvm_r and name in NOTES_TVM_DEFAULT_MS:
+            tvm_r = {"times": [NOTES_TVM_DEFAULT_MS[name] / 1e3], "note": f"MEASURED ONCE earlier ({tvm_r['error']})"}
+        rows["TVM default build"] = tvm_r
+        rows["edgec untuned"] = spawn("edgec", paths[name], a.warmup, a.repeat, 1200)
+        for rt, r in rows.items():
+            print(fmt_row(name, rt, r, ort_med, flops, peak))
+        results[name] = {rt: r for rt, r in rows.items()}
+    if a.chart:
+        chart(results, a.chart)
+
+
+def chart(results, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(matplotlib not importable: no chart written)")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = list(results)
+    for i, rt in enumerate(["onnxruntime (2 thr)", "edgec untuned"]):
+        vals = [np.median(results[n][rt].get("times", [np.nan])) * 1e3 for n in names]
+        ax.bar(np.arange(len(names)) + i * 0.4, vals, 0.4, label=rt)
+    ax.set_xticks(np.arange(len(names)) + 0.2, names)
+    ax.set_ylabel("latency, ms (median)")
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    print(f"\nchart: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Blocked activation layout (NCHW{c}c) carried through the Relax graph, and its conv kernels.
+
+`convert_to_blocked(mod, block)` rewrites every 2-D convolution whose channels divide by `block`
+to `data_layout=NCHW{block}c, kernel_layout=OIHW{block}o` with Relax's ConvertLayout, which also
+moves elementwise ops, pooling and reductions between convolutions into the blocked layout, so the
+layout is transformed only where the graph enters or leaves a run of blocked ops. The weight
+`layout_transform`s act on constants and are folded at compile time.
+
+`legalize_map()` gives the TE computes for the blocked convolutions (TOPI has none for
+OIHW{o}o on CPU). Their block names (`edgec_conv_nchwc`, `edgec_dwconv_nchwc`) are how the
+schedule rules recognize them after fusion.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import relax, te, tirx, topi
+
+CONV_BLOCK = "edgec_conv_nchwc"
+DWCONV_BLOCK = "edgec_dwconv_nchwc"
+PAD_BLOCK = "edgec_pad_nchwc"
+CONV_NCHW_BLOCK = "edgec_conv_nchw_acc"
+UNPACK_BLOCK = "edgec_conv_nchw_unpack"
+
+
+def _ints(xs) -> list[int]:
+    return [int(x) for x in xs]
+
+
+def _pad(data, ph0, pw0, ph1, pw1):
+    n, cb, h, w, c = data.shape
+    if not (ph0 or pw0 or ph1 or pw1):
+        return data
+
+    def f(i, j, y, x, k):
+        inside = tirx.all(y >= ph0, y < h + ph0, x >= pw0, x < w + pw0)
+        return tirx.if_then_else(inside, data[i, j, y - ph0, x - pw0, k], tirx.const(0, data.dtype))
+
+    return te.compute((n, cb, h + ph0 + ph1, w + pw0 + pw1, c), f, name=PAD_BLOCK)
+
+
+def conv2d_nchwc(data, kernel, strides, padding, dilation, groups):
+    """data [N, IC/b, H, W, b], kernel [OC/b, IC/groups, KH, KW, b] -> [N, OC/b, OH, OW, b].
+
+    groups == 1 (dense) or groups == IC == OC (depthwise)."""
+    n, icb, h, w, bi = _ints(data.shape)
+    ocb, icg, kh, kw, bo = _ints(kernel.shape)
+    sh, sw = strides
+    dh, dw = dilation
+    pt, pl, pb, pr = padding
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    pad = _pad(data, pt, pl, pb, pr)
+    ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+    if groups == 1:
+        assert icg == icb * bi
+        rcb, rc = te.reduce_axis((0, icb), "rcb"), te.reduce_axis((0, bi), "rc")
+        return te.compute(
+            (n, ocb, oh, ow, bo),
+            lambda b, o, y, x, k: te.sum(
+                pad[b, rcb, y * sh + ry * dh, x * sw + rx * dw, rc] * kernel[o, rcb * bi + rc, ry, rx, k],
+                axis=[rcb, rc, ry, rx]),
+            name=CONV_BLOCK)
+    assert groups == icb * bi and icg == 1 and ocb == icb and bo == bi
+    return te.compute(
+        (n, ocb, oh, ow, bo),
+        lambda b, o, y, x, k: te.sum(pad[b, o, y * sh + ry * dh, x * sw + rx * dw, k] * kernel[o, 0, ry, rx, k],
+                                     axis=[ry, rx]),
+        name=DWCONV_BLOCK)
+
+
+def _pad_nchw(data, pt, pl, pb, pr):
+    n, c, h, w = data.shape
+    if not (pt or pl or pb or pr):
+        return data
+
+    def f(i, j, y, x):
+        inside = tirx.all(y >= pt, y < h + pt, x >= pl, x < w + pl)
+        return tirx.if_then_else(inside, data[i, j, y - pt, x - pl], tirx.const(0, data.dtype))
+
+    return te.compute((n, c, h + pt + pb, w + pl + pr), f, name=PAD_BLOCK)
+
+
+def conv2d_nchw_packed(data, kernel, oc, strides, padding, dilation):
+    """Dense NCHW conv with a packed kernel [ceil(OC/b), IC, KH, KW, b] (zero-padded channels):
+    accumulates into [N, OC/b, OH, OW, b] (`edgec_conv_nchw_acc`), then unpacks to NCHW."""
+    n, ic, h, w = _ints(data.shape)
+    ocb, _, kh, kw, b = _ints(kernel.shape)
+    sh, sw = strides
+    dh, dw = dilation
+    pt, pl, pb, pr = padding
+    oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    pad = _pad_nchw(data, pt, pl, pb, pr)
+    rc, ry, rx = te.reduce_axis((0, ic), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+    acc = te.compute(
+        (n, ocb, oh, ow, b),
+        lambda i, o, y, x, k: te.sum(pad[i, rc, y * sh + ry * dh, x * sw + rx * dw] * kernel[o, rc, ry, rx, k],
+                                     axis=[rc, ry, rx]),
+        name=CONV_NCHW_BLOCK)
+    return te.compute((n, oc, oh, ow), lambda i, c, y, x: acc[i, c // b, y, x, c % b], name=UNPACK_BLOCK)
+
+
+def _legalize_conv2d_nchw(bb, call, lanes):
+    a = call.attrs
+    w = call.args[1]
+    oc = int(w.ty.shape[0])
+    b = lanes if oc >= lanes else max(4, 1 << (oc - 1).bit_length())
+    ocp = -(-oc // b) * b
+    packed = relax.op.layout_transform(w, index_map=lambda o, i, y, x: (o // b, i, y, x, o % b),
+                                       pad_value=0.0 if ocp != oc else None)
+    packed = bb.normalize(packed)
+    return bb.call_te(conv2d_nchw_packed, call.args[0], packed, oc=oc, strides=_ints(a.strides),
+                      padding=_ints(a.padding), dilation=_ints(a.dilation), primfunc_name_hint="conv2d_nchw")
+
+
+def _blocked(layout: str) -> int | None:
+    if layout.startswith("NCHW") and layout.endswith("c") and layout[4:-1].isdigit():
+        return int(layout[4:-1])
+    return None
+
+
+def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    a = call.attrs
+    b = _blocked(str(a.data_layout))
+    if b is None:
+        from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
+
+        if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) == ("NCHW", "OIHW", "NCHW") and \
+                int(a.groups) == 1 and isinstance(call.args[1], tvm.ir.expr.Constant) and _LANES[0]:
+            return _legalize_conv2d_nchw(bb, call, _LANES[0])
+        return _nn_conv2d(bb, call)
+    if str(a.kernel_layout) != f"OIHW{b}o" or str(a.out_layout) != str(a.data_layout):
+        raise ValueError(f"edgec: unsupported blocked conv2d layouts {a.data_layout}/{a.kernel_layout}/{a.out_layout}")
+    return bb.call_te(conv2d_nchwc, call.args[0], call.args[1], strides=_ints(a.strides),
+                      padding=_ints(a.padding), dilation=_ints(a.dilation), groups=int(a.groups),
+                      primfunc_name_hint="conv2d_nchwc")
+
+
+_LANES = [0]
+
+
+def legalize_map(lanes: int = 0) -> dict:
+    """Legalizations for convs; `lanes` > 0 also packs constant-weight NCHW convs' kernels."""
+    _LANES[0] = lanes
+    out = {"relax.nn.conv2d": _legalize_conv2d}
+    if lanes:  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
+        out["relax.exp"] = _fast("fast_exp")
+        out["relax.erf"] = _fast("fast_erf")
+    return out
+
+
+def _fast(name):
+    def legalize(bb, call):
+        if str(call.ty.dtype) != "float32":
+            from tvm.relax.transform.legalize_ops.common import _call_topi_without_attr
+
+            return _call_topi_without_attr(getattr(topi, name[5:]))(bb, call)
+        return bb.call_te(getattr(topi, name), call.args[0], primfunc_name_hint=name)
+
+    return legalize
+
+
+def _conv_ok(call: relax.Call, block: int) -> bool:
+    """Which convolutions to block: dense ones with IC, OC divisible by `block`, or depthwise."""
+    a = call.attrs
+    if str(a.data_layout) != "NCHW" or str(a.kernel_layout) != "OIHW":
+        return False
+    x, w = call.args[0].ty, call.args[1].ty
+    if x.ndim != 4 or w.ndim != 4:
+        return False
+    ic, oc = int(x.shape[1]), int(w.shape[0])
+    g = int(a.groups)
+    if g == 1:
+        return ic % block == 0 and oc % block == 0
+    return g == ic == oc and ic % block == 0 and int(w.shape[1]) == 1
+
+
+def _convs(mod: tvm.IRModule) -> list[relax.Call]:
+    found = []
+
+    @relax.expr_functor.visitor
+    class _Scan(relax.PyExprVisitor):
+        def visit_call_(self, call):  # noqa: N802
+            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.conv2d":
+                found.append(call)
+            super().visit_call_(call)
+
+    for _, f in mod.functions.items():
+        if isinstance(f, relax.Function):
+            _Scan().visit_expr(f)
+    return found
+
+
+def choose_block(mod: tvm.IRModule, lanes: int) -> int | None:
+    """The channel block: the widest power of two <= the vector lanes dividing the channels of the
+    convolutions holding most FLOPs; None when too few FLOPs would be blocked."""
+    work: dict[int, float] = {}
+    total = 0.0
+    for c in _convs(mod):
+        w, y = c.args[1].ty, c.ty
+        flops = float(_prod(w.shape) * _prod(list(y.shape)[2:]))
+        total += flops
+        for b in (lanes, lanes // 2, lanes // 4):
+            if b >= 4 and _conv_ok(c, b):
+                work[b] = work.get(b, 0.0) + flops
+    if not work or total == 0:
+        return None
+    # a half-width block runs at about half speed: prefer the full width unless it covers much less
+    best = max(work, key=lambda b: work[b] * (b / lanes) ** 0.5)
+    return best if work[best] >= 0.3 * total else None
+
+
+def _prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
+
+
+def _clip_to_minmax(mod: tvm.IRModule) -> tvm.IRModule:
+    """clip(x, lo, hi) -> minimum(maximum(x, lo), hi): ConvertLayout has no layout rule for clip,
+    and would otherwise transform back to NCHW around every ReLU6."""
+
+    @relax.expr_functor.mutator
+    class _M(relax.PyExprMutator):
+        def visit_call_(self, call):  # noqa: N802
+            call = super().visit_call_(call)
+            if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.clip":
+                dt = str(call.ty.dtype)
+                lo, hi = (float(a.value) for a in call.args[1:3])
+                return relax.op.minimum(relax.op.maximum(call.args[0], relax.const(lo, dt)), relax.const(hi, dt))
+            return call
+
+    for gv, f in list(mod.functions.items()):
+        if isinstance(f, relax.Function):
+            mod[gv] = _M().visit_expr(f)
+    return mod
+
+
+def convert_to_blocked(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
+    """Blocked layout for eligible convolutions; others (e.g. 3-channel stems) keep NCHW."""
+    block = choose_block(mod, lanes)
+    if block is None:
+        return mod
+    mod = _clip_to_minmax(mod)
+    return relax.transform.ConvertLayout({"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]})(mod)

@@ -1,0 +1,124 @@
+"""Helpers shared by the schedule rules: block discovery, tile-size choice, epilogue fusion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tvm import s_tir, tirx
+
+L2_BYTES = 512 * 1024  # a conservative per-core L2 budget for one task's weight panel
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    lanes: int            # fp32 lanes of one vector register (spec.vector_bits // 32)
+    threads: int = 2      # worker threads the parallel loops should keep busy
+    registers: int = 32   # vector registers (16 on AVX2/NEON-32, 32 on AVX-512/AArch64)
+    target: object = None  # tvm.target.Target, for the DLight rules
+
+
+def root_blocks(sch: s_tir.Schedule) -> list:
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def sblock(sch: s_tir.Schedule, rv):
+    return sch.get(rv)
+
+
+def iter_kinds(sch: s_tir.Schedule, rv) -> str:
+    """'S'/'R'/'O' per block iter var (data-parallel, reduction, other)."""
+    out = []
+    for iv in sch.get(rv).iter_vars:
+        out.append({tirx.IterVar.DataPar: "S", tirx.IterVar.CommReduce: "R"}.get(int(iv.iter_type), "O"))
+    return "".join(out)
+
+
+def extents(sch: s_tir.Schedule, loops) -> list[int]:
+    return [int(sch.get(lp).extent) for lp in loops]
+
+
+def find_block(sch: s_tir.Schedule, name: str):
+    for rv in root_blocks(sch):
+        if sch.get(rv).name_hint == name:
+            return rv
+    return None
+
+
+def divisor_le(n: int, cap: int) -> int:
+    for d in range(min(n, cap), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+def good_tile(n: int, cap: int) -> int:
+    """A tile <= cap for an extent n: a divisor when one is at least cap/2, else cap (tail masked)."""
+    d = divisor_le(n, cap)
+    return d if (d * 2 > cap or n <= cap) else cap
+
+
+def vector_width(n: int, lanes: int) -> int:
+    """Widest of lanes, lanes/2, lanes/4 dividing n; 1 if none."""
+    w = lanes
+    while w >= 4:
+        if n % w == 0:
+            return w
+        w //= 2
+    return 1
+
+
+def is_elementwise_chain(sch: s_tir.Schedule, blocks) -> bool:
+    return all(iter_kinds(sch, b) and set(iter_kinds(sch, b)) == {"S"} for b in blocks)
+
+
+def inline_consumers(sch: s_tir.Schedule, anchor):
+    """Inline the spatial blocks after `anchor` into the last one; returns that last block, or None
+    when the anchor writes the function output itself. Blocks that cannot be inlined stay."""
+    blocks = root_blocks(sch)
+    names = [sch.get(b).name_hint for b in blocks]
+    idx = names.index(sch.get(anchor).name_hint)
+    after = blocks[idx + 1:]
+    if not after:
+        return None
+    if not is_elementwise_chain(sch, after):
+        raise ValueError("non-spatial block after the anchor")
+    for b in after[:-1]:
+        sch.compute_inline(b)
+    return after[-1]
+
+
+def schedule_tail(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Vectorize the innermost loop of a block placed under a tile loop; unroll the rest."""
+    loops = sch.get_loops(block)
+    ext = extents(sch, loops)
+    inner = loops[-1]
+    w = vector_width(ext[-1], lanes)
+    if w > 1:
+        if ext[-1] > w:
+            _, inner = sch.split(inner, [None, w])
+        sch.vectorize(inner)
+
+
+def parallel_outer(sch: s_tir.Schedule, loops, min_tasks: int):
+    """Fuse leading loops until there are at least `min_tasks` iterations; mark them parallel."""
+    ext = extents(sch, loops)
+    k, n = 0, 1
+    while k < len(loops) and n < min_tasks:
+        n *= ext[k]
+        k += 1
+    k = max(k, 1)
+    fused = sch.fuse(*loops[:k]) if k > 1 else loops[0]
+    sch.parallel(fused)
+    return fused, k
+
+
+def place_accumulator(sch: s_tir.Schedule, block, tail, tile_loop):
+    """Accumulate a tile in a local buffer under `tile_loop`: the epilogue block reads it directly
+    (the buffer shrinks to the tile), or, without an epilogue, a cache-write block copies it out.
+    Returns the block that writes the tile out."""
+    if tail is None:
+        tail = sch.cache_write(block, 0, "local")
+    else:
+        sch.set_scope(block, 0, "local")
+    sch.reverse_compute_at(tail, tile_loop)
+    return tail

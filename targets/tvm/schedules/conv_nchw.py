@@ -1,0 +1,41 @@
+"""Rule: dense 2-D convolution in NCHW whose kernel was packed at compile time to
+[OC/b, IC, KH, KW, b] (edgec's `edgec_conv_nchw_acc` + `edgec_conv_nchw_unpack` blocks): used
+for convs that stay NCHW (3-channel stems, channel counts no vector block divides).
+
+Same register tile as the NCHWc rule (output-channel vectors x output pixels, input pixels
+broadcast); the tile is unpacked to NCHW together with the fused epilogue.
+"""
+
+from __future__ import annotations
+
+from edgec.targets.tvm.layout import CONV_NCHW_BLOCK, PAD_BLOCK
+from edgec.targets.tvm.schedules import common as C
+
+NAME = "conv2d-nchw-packed"
+
+
+def match(sch, ctx) -> bool:
+    b = C.find_block(sch, CONV_NCHW_BLOCK)
+    return b is not None and C.iter_kinds(sch, b) == "SSSSSRRR"
+
+
+def apply(sch, ctx) -> None:
+    conv = C.find_block(sch, CONV_NCHW_BLOCK)
+    pad = C.find_block(sch, PAD_BLOCK)
+    if pad is not None:
+        sch.compute_inline(pad)
+    tail = C.inline_consumers(sch, conv)
+    n, o, y, x, k, rc, ry, rx = sch.get_loops(conv)
+    _, ocb, oh, ow, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
+    ot = 4 if ocb % 4 == 0 and ow <= 8 else 2 if ocb % 2 == 0 else 1
+    wt = C.good_tile(ow, max((ctx.registers - 8) // ot, 1))
+    o_o, o_i = sch.split(o, [None, ot])
+    x_o, x_i = sch.split(x, [None, wt])
+    sch.reorder(n, o_o, y, x_o, rc, ry, rx, o_i, x_i, k)
+    acc = C.place_accumulator(sch, conv, tail, x_o)
+    C.parallel_outer(sch, [n, o_o, y], ctx.threads * 8)
+    sch.vectorize(k)
+    sch.unroll(x_i)
+    sch.unroll(o_i)
+    sch.decompose_reduction(conv, rc)
+    C.schedule_tail(sch, acc, ctx.lanes)

@@ -1,0 +1,122 @@
+"""Rule: matmul / dense / batch-matmul, C[b.., i, j] = sum_k A[.., i, k] * B[.., k, j], with any
+fused elementwise epilogue (bias, activation, residual add, GELU).
+
+Register tile: `it` rows x `jt` columns (jt/lanes vectors along j, which must be B's innermost,
+contiguous axis), accumulated in a local buffer over k; parallel over (batch, column tile, row
+tile) with the column tile outer so one B panel [K, jt] is reused from cache across row tiles.
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import tirx
+
+from edgec.targets.tvm.schedules import common as C
+
+NAME = "matmul"
+
+
+def _walk(e, fn) -> None:
+    """Visit a TIR expression/store tree (this TVM exposes no Python post-order visitor)."""
+    fn(e)
+    for name in ("value", "a", "b", "condition", "true_value", "false_value"):
+        child = getattr(e, name, None)
+        if isinstance(child, tvm.ir.Expr):
+            _walk(child, fn)
+    for name in ("args", "indices"):
+        for child in getattr(e, name, None) or ():
+            if isinstance(child, tvm.ir.Expr):
+                _walk(child, fn)
+
+
+def _vars(expr) -> set:
+    out = []
+    _walk(expr, lambda e: out.append(e) if isinstance(e, tirx.Var) else None)
+    return out
+
+
+def find_gemm(sch):
+    """The single S..SR block whose two inputs index (i, k) and (k, j) with j innermost in B."""
+    found = None
+    for b in C.root_blocks(sch):
+        kinds = C.iter_kinds(sch, b)
+        if "R" not in kinds:
+            continue
+        if found is not None or kinds[-1] != "R" or kinds.count("R") != 1 or len(kinds) < 3:
+            return None
+        found = b
+    if found is None:
+        return None
+    blk = sch.get(found)
+    ivars = [iv.var for iv in blk.iter_vars]
+    i, j, k = ivars[-3], ivars[-2], ivars[-1]
+    out = blk.writes[0].source
+    ins = [r for r in blk.reads if not r.source.same_as(out)]
+    if len(ins) != 2:
+        return None
+    idx = _load_indices(blk.body, [r.source for r in ins])
+    if idx is None:
+        return None
+    (ia, a_idx), (ib, b_idx) = idx
+    if not _has(_vars(a_idx[-1]), k) and _has(_vars(b_idx[-1]), k):
+        a_idx, b_idx = b_idx, a_idx
+    a_vars = [v for e in a_idx for v in _vars(e)]
+    b_vars = [v for e in b_idx for v in _vars(e)]
+    if not (_has(a_vars, i) and _has(a_vars, k) and not _has(a_vars, j)):
+        return None
+    if not (_has(b_vars, j) and _has(b_vars, k) and not _has(b_vars, i)):
+        return None
+    if not (isinstance(b_idx[-1], tirx.Var) and b_idx[-1].same_as(j)):
+        return None  # B is not contiguous along j: leave it to another rule
+    return found
+
+
+def _has(vs, v) -> bool:
+    return any(x.same_as(v) for x in vs)
+
+
+def _load_indices(body, bufs):
+    loads = []
+
+    def visit(e):
+        if isinstance(e, tvm.ir.TensorLoad) and any(e.source.same_as(b) for b in bufs):
+            loads.append(e)
+
+    _walk(body, visit)
+    if len(loads) != 2:
+        return None
+    return [(ld.source, list(ld.indices)) for ld in loads]
+
+
+def match(sch, ctx) -> bool:
+    return find_gemm(sch) is not None
+
+
+def apply(sch, ctx) -> None:
+    gemm = find_gemm(sch)
+    blocks = C.root_blocks(sch)
+    names = [sch.get(b).name_hint for b in blocks]
+    producers = blocks[:names.index(sch.get(gemm).name_hint)]
+    for p in producers:  # fused producers (transposes, reshapes): inline into the matmul
+        sch.compute_inline(p)
+    tail = C.inline_consumers(sch, gemm)
+    loops = sch.get_loops(gemm)
+    batch, i, j, k = loops[:-3], loops[-3], loops[-2], loops[-1]
+    m, n, _ = C.extents(sch, [i, j, k])
+    jv = C.vector_width(n, ctx.lanes)
+    if jv == 1:
+        raise ValueError("no vector width divides N")
+    nvec = C.divisor_le(n // jv, max(4 * ctx.lanes // jv, 1))
+    jt = jv * nvec
+    it = C.good_tile(m, max((ctx.registers - 6) // nvec, 1))
+    i_o, i_i = sch.split(i, [None, it])
+    j_o, j_i = sch.split(j, [None, jt])
+    j_iv, j_v = sch.split(j_i, [None, jv])
+    sch.reorder(*batch, j_o, i_o, k, i_i, j_iv, j_v)
+    acc = C.place_accumulator(sch, gemm, tail, i_o)
+    C.parallel_outer(sch, [*batch, j_o, i_o], ctx.threads * 4)
+    sch.vectorize(j_v)
+    sch.unroll(j_iv)
+    sch.unroll(i_i)
+    sch.decompose_reduction(gemm, k)
+    C.schedule_tail(sch, acc, ctx.lanes)

@@ -1,0 +1,131 @@
+"""Each schedule rule is numerically right vs onnxruntime (atol 1e-4) on small and odd shapes, and
+picks only the kernels it is meant for. No timing asserts."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.targets.registry import get_target
+from edgec.targets.tvm.build import build_library
+from edgec.targets.tvm.lower import lower_model
+from edgec.targets.tvm.runtime import LoadedModel
+
+RNG = np.random.default_rng(0)
+
+
+def _w(name, shape, scale=0.3):
+    return numpy_helper.from_array((RNG.standard_normal(shape) * scale).astype(np.float32), name)
+
+
+def _model(nodes, inputs, out_name, inits, out_shape=None):
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_shape)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return onnx.shape_inference.infer_shapes(m)
+
+
+def _check(model, tmp_path, spec="host"):
+    """Compile with edgec, compare with onnxruntime; returns the schedule-rule counts."""
+    feeds = {i.name: RNG.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+             for i in model.graph.input}
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    mod, _ = lower_model(ir.serde.deserialize_model(model))
+    lib = tmp_path / f"m{len(list(tmp_path.glob('*.so')))}.so"  # a new path: dlopen caches by name
+    res = build_library(mod, get_target(spec), lib)
+    got = LoadedModel(res.library, list(feeds), [o.name for o in model.graph.output], threads=2).run(feeds)
+    for r, g in zip(ref, got.values()):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g, r, atol=1e-4, rtol=1e-4)
+    return res.schedules
+
+
+def _conv(x, cin, cout, k, stride=1, group=1, pad=None, bias=True, tag="c"):
+    pad = k // 2 if pad is None else pad
+    ins = [x, f"{tag}.w"] + ([f"{tag}.b"] if bias else [])
+    inits = [_w(f"{tag}.w", (cout, cin // group, k, k))] + ([_w(f"{tag}.b", (cout,))] if bias else [])
+    node = helper.make_node("Conv", ins, [f"{tag}.y"], kernel_shape=[k, k], strides=[stride, stride],
+                            pads=[pad] * 4, group=group)
+    return node, inits, f"{tag}.y"
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,hw", [(16, 32, 3, 1, (13, 11)), (32, 16, 1, 1, (7, 9)),
+                                                  (16, 64, 3, 2, (15, 15)), (64, 64, 3, 1, (5, 5))])
+def test_conv_nchwc_with_epilogue(tmp_path, cin, cout, k, stride, hw):
+    conv, inits, y = _conv("x", cin, cout, k, stride)
+    relu = helper.make_node("Relu", [y], ["out"])
+    used = _check(_model([conv, relu], [("x", [1, cin, *hw])], "out", inits), tmp_path)
+    assert used.get("conv2d-nchwc") == 1
+
+
+def test_conv_residual_chain_stays_blocked(tmp_path):
+    c1, i1, y1 = _conv("x", 16, 16, 3, tag="a")
+    c2, i2, y2 = _conv(y1, 16, 16, 3, tag="b")
+    nodes = [c1, c2, helper.make_node("Add", [y2, "x"], ["s"]), helper.make_node("Relu", ["s"], ["out"])]
+    used = _check(_model(nodes, [("x", [1, 16, 10, 12])], "out", i1 + i2), tmp_path)
+    assert used.get("conv2d-nchwc") == 2
+
+
+@pytest.mark.parametrize("stride,hw", [(1, (14, 14)), (2, (13, 17))])
+def test_depthwise_nchwc(tmp_path, stride, hw):
+    c1, i1, y1 = _conv("x", 32, 32, 1, tag="pw")
+    dw, i2, y2 = _conv(y1, 32, 32, 3, stride, group=32, tag="dw")
+    clip = helper.make_node("Clip", [y2, "lo", "hi"], ["out"])
+    inits = i1 + i2 + [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    used = _check(_model([c1, dw, clip], [("x", [1, 32, *hw])], "out", inits), tmp_path)
+    assert used.get("depthwise-nchwc") == 1
+
+
+@pytest.mark.parametrize("cin,cout,k,stride,hw", [(3, 37, 5, 2, (19, 19)), (5, 7, 3, 1, (9, 6))])
+def test_conv_nchw_packed_odd_channels(tmp_path, cin, cout, k, stride, hw):
+    conv, inits, y = _conv("x", cin, cout, k, stride)
+    used = _check(_model([conv, helper.make_node("Relu", [y], ["out"])], [("x", [1, cin, *hw])], "out", inits),
+                  tmp_path)
+    assert used.get("conv2d-nchw-packed") == 1
+
+
+@pytest.mark.parametrize("m,k,n", [(7, 33, 40), (128, 64, 96), (1, 50, 1000)])
+def test_matmul_bias_activation(tmp_path, m, k, n):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Add", ["y", "b"], ["z"]),
+             helper.make_node("Relu", ["z"], ["out"])]
+    used = _check(_model(nodes, [("x", [1, m, k])], "out", [_w("w", (k, n)), _w("b", (n,))]), tmp_path)
+    assert used.get("matmul") == 1
+
+
+def test_batch_matmul_odd(tmp_path):
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["out"])]
+    used = _check(_model(nodes, [("a", [2, 3, 5, 24]), ("b", [2, 3, 24, 12])], "out", []), tmp_path)
+    assert used.get("matmul") == 1
+
+
+def test_softmax_layernorm_pool(tmp_path):
+    nodes = [helper.make_node("Softmax", ["x"], ["s"], axis=-1),
+             helper.make_node("LayerNormalization", ["s", "g", "be"], ["out"], axis=-1)]
+    used = _check(_model(nodes, [("x", [1, 4, 9, 77])], "out", [_w("g", (77,)), _w("be", (77,))]), tmp_path)
+    assert used.get("reduction(dlight)", 0) >= 1
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["p"], ["out"])]
+    _check(_model(nodes, [("x", [1, 5, 15, 13])], "out", []), tmp_path)
+
+
+def test_rules_do_not_misfire(tmp_path):
+    """Elementwise and a plain sum reduction must not be taken for conv or matmul kernels."""
+    nodes = [helper.make_node("Mul", ["x", "y"], ["m"]), helper.make_node("Tanh", ["m"], ["out"])]
+    used = _check(_model(nodes, [("x", [1, 6, 7, 33]), ("y", [1, 6, 7, 33])], "out", []), tmp_path)
+    assert set(used) == {"parallel-vectorize"}
+    nodes = [helper.make_node("ReduceSum", ["x", "ax"], ["out"], keepdims=0)]
+    inits = [numpy_helper.from_array(np.array([1], np.int64), "ax")]
+    used = _check(_model(nodes, [("x", [3, 40, 8])], "out", inits), tmp_path)
+    assert not {"matmul", "conv2d-nchwc", "depthwise-nchwc", "conv2d-nchw-packed"} & set(used)
+
+
+def test_avx2_target_lanes(tmp_path):
+    """8-lane vectors (AVX2 target) on the same kernels."""
+    conv, inits, y = _conv("x", 8, 24, 3)
+    used = _check(_model([conv], [("x", [1, 8, 9, 10])], y, inits), tmp_path, spec="x86-64-avx2")
+    assert used.get("conv2d-nchwc") == 1
