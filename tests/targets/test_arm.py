@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from arm_models import MODELS, io_metadata, onnxruntime_outputs, random_inputs
 
 from edgec.errors import TargetError
 from edgec.targets.registry import get_target
+from tests.targets.arm_models import MODELS, io_metadata, onnxruntime_outputs, random_inputs
 
 tvm = pytest.importorskip("tvm")
 from_onnx = pytest.importorskip("tvm.relax.frontend.onnx").from_onnx
