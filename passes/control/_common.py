@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,26 +14,32 @@ from edgec.passes.cleanup._common import all_graphs
 Tensor = ir.Value | np.ndarray
 
 
+def name_counts(graph: ir.Graph) -> Counter:
+    """How often each value and node name occurs in `graph` and its subgraphs."""
+    counts: Counter = Counter()
+    for g in all_graphs(graph):
+        counts.update(v.name for v in g.inputs if v.name)
+        counts.update(list(g.initializers))
+        for n in g:
+            if n.name:
+                counts[n.name] += 1
+            counts.update(o.name for o in n.outputs if o.name)
+    return counts
+
+
 class Namer:
     """Fresh value/node names that clash with nothing in the model (any graph)."""
 
     def __init__(self, model: ir.Model):
-        self.used: set[str] = set()
-        for g in all_graphs(model.graph):
-            self.used.update(v.name for v in g.inputs if v.name)
-            self.used.update(g.initializers)
-            for n in g:
-                if n.name:
-                    self.used.add(n.name)
-                self.used.update(o.name for o in n.outputs if o.name)
+        self.counts = name_counts(model.graph)
 
     def fresh(self, base: str) -> str:
         base = base or "v"
         name, i = base, 0
-        while name in self.used:
+        while name in self.counts:
             i += 1
             name = f"{base}_{i}"
-        self.used.add(name)
+        self.counts[name] += 1
         return name
 
 
