@@ -5,4 +5,4 @@ primitive ops where shapes, conditions and trip counts are static.
 """
 
 #: Run after fold-constants (conditions and trip counts fold there), before infer-shapes.
-CONTROL_PIPELINE = "fold-if,decompose-rnn"
+CONTROL_PIPELINE = "fold-if,unroll-loop,decompose-rnn"

@@ -152,3 +152,20 @@ def rebind_output(old: ir.Value, new: ir.Value, namer: Namer) -> None:
         old.name = namer.fresh(f"{name}__replaced")
         new.name = name
     old.replace_all_uses_with(new, replace_graph_outputs=True)
+
+
+def move_initializers(src: ir.Graph, dst: ir.Graph, namer: Namer, own: Counter) -> None:
+    """Move `src`'s initializers to `dst`, renaming those whose names occur outside `src`
+    (`own`: the name counts of `src`). Release `src`'s outputs first (they own their values)."""
+    for name in list(src.initializers):
+        init = src.initializers[name]
+        del src.initializers[name]
+        init.name = rename_on_clash(name, namer, own)
+        dst.register_initializer(init)
+
+
+def rename_on_clash(name: str, namer: Namer, own: Counter) -> str:
+    if namer.counts[name] <= own[name]:
+        return name
+    namer.counts[name] -= 1
+    return namer.fresh(name)

@@ -99,12 +99,17 @@ def _input(node: ir.Node, i: int) -> Tensor | None:
     return arr if arr is not None else v
 
 
+def _nonzero(x: Tensor | None) -> Tensor | None:
+    """None for an all-zero constant initial state (as exporters emit): its terms vanish."""
+    return None if isinstance(x, np.ndarray) and not x.any() else x
+
+
 class _Unroller:
     def __init__(self, e: Emitter, node: ir.Node, p: _Plan):
         self.e, self.node, self.p = e, node, p
         self.x = node.inputs[0]
         self.w, self.r, self.b = _input(node, 1), _input(node, 2), _input(node, 3)
-        self.h0, self.c0 = _input(node, 5), _input(node, 6)
+        self.h0, self.c0 = _nonzero(_input(node, 5)), _nonzero(_input(node, 6))
         self.peep = _input(node, 7) if p.op == "LSTM" else None
         self.state_axis = 0 if p.layout == 0 else 1  # direction axis of initial_h / Y_h
 

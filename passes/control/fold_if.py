@@ -6,7 +6,14 @@ import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import all_graphs, constant_array, is_standard, opset_version
-from edgec.passes.control._common import Emitter, Namer, name_counts, rebind_output
+from edgec.passes.control._common import (
+    Emitter,
+    Namer,
+    move_initializers,
+    name_counts,
+    rebind_output,
+    rename_on_clash,
+)
 
 
 def taken_branch(node: ir.Node) -> ir.Graph | None:
@@ -29,16 +36,9 @@ def inline_branch(graph: ir.Graph, node: ir.Node, branch: ir.Graph, namer: Namer
     branch.outputs.clear()  # a branch output owns its value: release them before moving
 
     def rename(name: str) -> str:
-        if namer.counts[name] <= own[name]:
-            return name
-        namer.counts[name] -= 1
-        return namer.fresh(name)
+        return rename_on_clash(name, namer, own)
 
-    for name in list(branch.initializers):
-        init = branch.initializers[name]
-        del branch.initializers[name]
-        init.name = rename(name)
-        graph.register_initializer(init)
+    move_initializers(branch, graph, namer, own)
     nodes = list(branch)
     branch.remove(nodes)
     for n in nodes:
