@@ -39,3 +39,19 @@ def test_compile_run_compare(name, args, control_ops, tmp_path, run_cli):
     outputs = [o.name for o in onnx.load(model).graph.output]
     assert len(errors) == len(outputs), r.out
     assert max(errors) <= 1e-4, r.out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["LOOP", "SCAN"])
+def test_unrolled_loop_and_scan_compile_and_match(which, tmp_path, run_cli):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "passes"))
+    import test_unroll_loop
+
+    model = tmp_path / f"{which.lower()}.onnx"
+    onnx.save(test_unroll_loop.parse(getattr(test_unroll_loop, which)), model)
+    art = tmp_path / "art"
+    assert run_cli("compile", model, "--target", "x86-64", "-o", art).code == 0
+    r = run_cli("run", art, "--compare-onnx", model)
+    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r
