@@ -2,8 +2,11 @@
 
 A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec.layout):
 
--O0  shapes only: what the backend needs (static input shapes, inferred value shapes)
--O1  cleanup: constant folding (incl. shape subgraphs), identity removal, CSE, DCE
+-O0  what the backend needs: static input shapes, inferred value shapes, and control flow it cannot
+     lower rewritten away: constant folding (If conditions, trip counts), If folding, Loop/Scan
+     unrolling, LSTM/GRU/RNN decomposition
+-O1  cleanup: constant folding (incl. shape subgraphs), identity removal, CSE, DCE; control flow
+     as at -O0
 -O2  cleanup + fusion: BatchNorm/scale folding, zero-Pad folding, attention/GELU/LayerNorm/
      RMSNorm/SiLU/HardSwish recognition, activation fusion into Conv/Gemm/MatMul, transpose and
      reshape folding; NHWC targets (ARM) also convert to NHWC (`to-nhwc`); then cleanup again
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 from edgec.errors import PipelineError
 from edgec.passes.cleanup import CLEANUP_PIPELINE
+from edgec.passes.control import CONTROL_PIPELINE
 from edgec.passes.fusion import FUSION_PIPELINE
 from edgec.passes.layout import LAYOUT_PIPELINE
 from edgec.targets.registry import TargetSpec
@@ -34,8 +38,10 @@ class Stage:
 _O2_UP = frozenset({2, 3})
 
 STAGES: tuple[Stage, ...] = (
-    Stage("fix-input-shapes,infer-shapes", frozenset({0})),
+    Stage("fix-input-shapes,infer-shapes,fold-constants", frozenset({0})),
     Stage(CLEANUP_PIPELINE, frozenset({1, 2, 3})),
+    # fold-constants (above) runs before fold-if: If conditions are usually shape computations
+    Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes", frozenset({0, 1, 2, 3})),
     Stage(FUSION_PIPELINE, _O2_UP),
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
     Stage("fold-transposes,eliminate-dead-code,infer-shapes", _O2_UP),

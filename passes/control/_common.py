@@ -1,0 +1,171 @@
+"""Helpers shared by the control-flow passes (private: not scanned for passes)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.passes.cleanup._common import all_graphs
+
+Tensor = ir.Value | np.ndarray
+
+
+def name_counts(graph: ir.Graph) -> Counter:
+    """How often each value and node name occurs in `graph` and its subgraphs."""
+    counts: Counter = Counter()
+    for g in all_graphs(graph):
+        counts.update(v.name for v in g.inputs if v.name)
+        counts.update(list(g.initializers))
+        for n in g:
+            if n.name:
+                counts[n.name] += 1
+            counts.update(o.name for o in n.outputs if o.name)
+    return counts
+
+
+class Namer:
+    """Fresh value/node names that clash with nothing in the model (any graph)."""
+
+    def __init__(self, model: ir.Model):
+        self.counts = name_counts(model.graph)
+
+    def fresh(self, base: str) -> str:
+        base = base or "v"
+        name, i = base, 0
+        while name in self.counts:
+            i += 1
+            name = f"{base}_{i}"
+        self.counts[name] += 1
+        return name
+
+
+class Emitter:
+    """Collects new nodes and initializers for insertion before `anchor` in `graph`.
+
+    Tensors are `ir.Value`s or numpy arrays; structural ops whose inputs are all arrays are
+    computed in numpy (e.g. slicing and transposing constant weights) instead of emitted.
+    """
+
+    def __init__(self, graph: ir.Graph, anchor: ir.Node, namer: Namer, opset: int, prefix: str):
+        self.graph, self.anchor, self.namer, self.opset, self.prefix = graph, anchor, namer, opset, prefix
+        self.nodes: list[ir.Node] = []
+        self.inits: list[ir.Value] = []
+
+    def value(self, x: Tensor) -> ir.Value:
+        if isinstance(x, ir.Value):
+            return x
+        arr = np.asarray(x)
+        name = self.namer.fresh(f"{self.prefix}_const")
+        tensor = ir.tensor(arr, name=name)
+        v = ir.Value(name=name, shape=ir.Shape(arr.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
+        self.inits.append(v)
+        return v
+
+    def op(self, op_type: str, inputs: Sequence[Tensor | None], attrs: dict[str, Any] | None = None,
+           num_outputs: int = 1, node_name: str | None = None) -> ir.Value | list[ir.Value]:
+        ins = [None if x is None else self.value(x) for x in inputs]
+        node = ir.Node("", op_type, ins, attributes=ir.convenience.convert_attributes(attrs or {}),
+                       num_outputs=num_outputs, name=self.namer.fresh(node_name or f"{self.prefix}_{op_type}"))
+        for o in node.outputs:
+            o.name = self.namer.fresh(f"{self.prefix}_{op_type.lower()}")
+        self.nodes.append(node)
+        return node.outputs[0] if num_outputs == 1 else list(node.outputs)
+
+    # Structural ops, folded in numpy when their inputs are arrays.
+    def transpose(self, x: Tensor, perm: list[int]) -> Tensor:
+        if isinstance(x, np.ndarray):
+            return np.ascontiguousarray(x.transpose(perm))
+        return self.op("Transpose", [x], {"perm": perm})
+
+    def slice(self, x: Tensor, axis: int, start: int, end: int) -> Tensor:
+        if isinstance(x, np.ndarray):
+            idx = [slice(None)] * x.ndim
+            idx[axis] = slice(start, end)
+            return np.ascontiguousarray(x[tuple(idx)])
+        return self.op("Slice", [x, np.array([start], np.int64), np.array([end], np.int64),
+                                 np.array([axis], np.int64)])
+
+    def index(self, x: Tensor, axis: int, i: int) -> Tensor:
+        """x[..., i, ...] along `axis` (the axis is dropped)."""
+        if isinstance(x, np.ndarray):
+            return np.ascontiguousarray(np.take(x, i, axis=axis))
+        return self.op("Gather", [x, np.array(i, np.int64)], {"axis": axis})
+
+    def add(self, a: Tensor | None, b: Tensor | None) -> Tensor | None:
+        """a + b, where None stands for zero."""
+        if a is None or b is None:
+            return b if a is None else a
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            return a + b
+        return self.op("Add", [a, b])
+
+    def mul(self, a: Tensor | None, b: Tensor | None) -> Tensor | None:
+        """a * b, where None stands for zero."""
+        if a is None or b is None:
+            return None
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            return a * b
+        return self.op("Mul", [a, b])
+
+    def matmul(self, a: Tensor | None, b: Tensor) -> Tensor | None:
+        return None if a is None else self.op("MatMul", [a, b])
+
+    def split(self, x: Tensor, axis: int, sizes: list[int]) -> list[Tensor]:
+        if len(sizes) == 1:
+            return [x]
+        if isinstance(x, np.ndarray):
+            return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+        if self.opset >= 13:
+            return self.op("Split", [x, np.array(sizes, np.int64)], {"axis": axis}, num_outputs=len(sizes))
+        return self.op("Split", [x], {"axis": axis, "split": sizes}, num_outputs=len(sizes))
+
+    def unsqueeze(self, x: Tensor, axes: list[int]) -> Tensor:
+        if isinstance(x, np.ndarray):
+            return np.expand_dims(x, tuple(axes))
+        if self.opset >= 13:
+            return self.op("Unsqueeze", [x, np.array(axes, np.int64)])
+        return self.op("Unsqueeze", [x], {"axes": axes})
+
+    def concat(self, xs: list[Tensor], axis: int) -> Tensor:
+        if len(xs) == 1:
+            return xs[0]
+        if all(isinstance(x, np.ndarray) for x in xs):
+            return np.concatenate(xs, axis=axis)
+        return self.op("Concat", xs, {"axis": axis})
+
+    def commit(self) -> None:
+        for v in self.inits:
+            self.graph.register_initializer(v)
+        if self.nodes:
+            self.graph.insert_before(self.anchor, self.nodes)
+
+
+def rebind_output(old: ir.Value, new: ir.Value, namer: Namer) -> None:
+    """Make `new` (a fresh node output) take the place of `old`: its uses, and for a graph
+    output its slot and name."""
+    if old.is_graph_output():
+        name = old.name
+        old.name = namer.fresh(f"{name}__replaced")
+        new.name = name
+    old.replace_all_uses_with(new, replace_graph_outputs=True)
+
+
+def move_initializers(src: ir.Graph, dst: ir.Graph, namer: Namer, own: Counter) -> None:
+    """Move `src`'s initializers to `dst`, renaming those whose names occur outside `src`
+    (`own`: the name counts of `src`). Release `src`'s outputs first (they own their values)."""
+    for name in list(src.initializers):
+        init = src.initializers[name]
+        del src.initializers[name]
+        init.name = rename_on_clash(name, namer, own)
+        dst.register_initializer(init)
+
+
+def rename_on_clash(name: str, namer: Namer, own: Counter) -> str:
+    if namer.counts[name] <= own[name]:
+        return name
+    namer.counts[name] -= 1
+    return namer.fresh(name)

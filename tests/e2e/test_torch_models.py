@@ -1,0 +1,57 @@
+"""PyTorch-exported LSTM/GRU/RNN/If models (tests/models/, made by make_torch_models.py): compile for
+x86-64, run, compare with onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import onnx
+import pytest
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+CASES = [
+    ("torch_lstm", (), {"LSTM"}),
+    ("torch_gru", (), {"GRU"}),
+    ("torch_gru", ("-O", "0"), {"GRU"}),
+    ("torch_rnn", ("-O", "1"), {"RNN"}),
+    ("torch_if", ("--input-shape", "x=1,6,4"), {"If"}),       # x.shape[1] > 4: then branch
+    ("torch_if", ("--input-shape", "x=1,3,4", "-O", "0"), {"If"}),  # else branch
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,args,control_ops", CASES, ids=[f"{c[0]}{''.join(c[1])}" for c in CASES])
+def test_compile_run_compare(name, args, control_ops, tmp_path, run_cli):
+    model = MODELS / f"{name}.onnx"
+    assert control_ops <= {n.op_type for n in onnx.load(model).graph.node}
+    art = tmp_path / name
+    r = run_cli("compile", model, "--target", "x86-64", "-o", art, *args)
+    assert r.code == 0, r
+    meta = json.loads((art / "metadata.json").read_text())
+    lowered = set(meta["lowering"]["edgec"]) | set(meta["lowering"]["tvm-onnx-frontend"])
+    assert not lowered & {"LSTM", "GRU", "RNN", "If", "Loop", "Scan"}, lowered
+    r = run_cli("run", art, "--compare-onnx", model)
+    assert r.code == 0, r
+    errors = [float(x) for x in re.findall(r"max abs error ([0-9.e+-]+),", r.out)]
+    outputs = [o.name for o in onnx.load(model).graph.output]
+    assert len(errors) == len(outputs), r.out
+    assert max(errors) <= 1e-4, r.out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["LOOP", "SCAN"])
+def test_unrolled_loop_and_scan_compile_and_match(which, tmp_path, run_cli):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "passes"))
+    import test_unroll_loop
+
+    model = tmp_path / f"{which.lower()}.onnx"
+    onnx.save(test_unroll_loop.parse(getattr(test_unroll_loop, which)), model)
+    art = tmp_path / "art"
+    assert run_cli("compile", model, "--target", "x86-64", "-o", art).code == 0
+    r = run_cli("run", art, "--compare-onnx", model)
+    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r

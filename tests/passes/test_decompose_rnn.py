@@ -1,0 +1,142 @@
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from _helpers import assert_same_outputs, ops, parse, run
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.ir.analysis import graph_inputs
+from edgec.passes.control.decompose_rnn import plan
+from edgec.reference import run_ort, seeded_inputs
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+SEQ, BATCH, INP, HID = 4, 2, 3, 5
+
+
+def rnn_model(op, direction="forward", layout=0, bias=True, initial=False, peephole=False, lbr=0,
+              seq=SEQ, outputs=("Y", "Y_h"), acts=None, dynamic_inputs=False):
+    rng = np.random.default_rng(7)
+    d = 2 if direction == "bidirectional" else 1
+    g = GATES[op]
+    x_shape = [seq, BATCH, INP] if layout == 0 else [BATCH, seq, INP]
+    state_shape = [d, BATCH, HID] if layout == 0 else [BATCH, d, HID]
+    weights = {"W": rng.uniform(-0.5, 0.5, (d, g * HID, INP)), "R": rng.uniform(-0.5, 0.5, (d, g * HID, HID))}
+    if bias:
+        weights["B"] = rng.uniform(-0.5, 0.5, (d, 2 * g * HID))
+    if peephole:
+        weights["P"] = rng.uniform(-0.5, 0.5, (d, 3 * HID))
+    inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_shape)]
+    names = ["X", "W", "R", "B" if bias else ""]
+    if initial or peephole:
+        names += ["", "h0" if initial else ""]
+        if initial:
+            inputs.append(helper.make_tensor_value_info("h0", TensorProto.FLOAT, state_shape))
+    if op == "LSTM" and (initial or peephole):
+        names += ["c0" if initial else "", "P" if peephole else ""]
+        if initial:
+            inputs.append(helper.make_tensor_value_info("c0", TensorProto.FLOAT, state_shape))
+    attrs = {"hidden_size": HID, "direction": direction, "layout": layout}
+    if op == "GRU":
+        attrs["linear_before_reset"] = lbr
+    if acts:
+        attrs["activations"] = acts
+    node = helper.make_node(op, names, list(outputs), name="rnn", **attrs)
+    inits = [numpy_helper.from_array(w.astype(np.float32), k) for k, w in weights.items()]
+    if dynamic_inputs:  # weights as graph inputs: not constant, decomposed with runtime slicing
+        inputs += [helper.make_tensor_value_info(i.name, TensorProto.FLOAT, list(i.dims)) for i in inits]
+    y_shape = [seq, d, BATCH, HID] if layout == 0 else [BATCH, seq, d, HID]
+    outs = [helper.make_tensor_value_info(o, TensorProto.FLOAT, y_shape if o == "Y" else state_shape)
+            for o in outputs if o]
+    graph = helper.make_graph([node], "g", inputs, outs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+CASES = [
+    ("LSTM", dict()),
+    ("LSTM", dict(direction="reverse", initial=True)),
+    ("LSTM", dict(direction="bidirectional", layout=1, initial=True, outputs=("Y", "Y_h", "Y_c"))),
+    ("LSTM", dict(peephole=True, initial=True, outputs=("Y", "Y_h", "Y_c"))),
+    ("LSTM", dict(peephole=True, bias=False, direction="bidirectional")),
+    ("LSTM", dict(dynamic_inputs=True, layout=1, outputs=("", "Y_h"))),
+    ("GRU", dict()),
+    ("GRU", dict(lbr=1, direction="bidirectional", initial=True)),
+    ("GRU", dict(lbr=1, layout=1, bias=True)),
+    ("GRU", dict(direction="reverse", bias=False, initial=True, layout=1)),
+    ("RNN", dict()),
+    ("RNN", dict(direction="bidirectional", initial=True, layout=1)),
+    ("RNN", dict(acts=["Relu"], direction="reverse")),
+    ("GRU", dict(acts=["Sigmoid", "Relu", "Tanh", "Tanh"], direction="bidirectional", seq=1)),
+]
+
+
+@pytest.mark.parametrize("op,kw", CASES, ids=[f"{op}-{i}" for i, (op, _) in enumerate(CASES)])
+def test_decomposes_and_matches_onnxruntime(op, kw):
+    proto = rnn_model(op, **kw)
+    model, modified = run(proto, "decompose-rnn,infer-shapes")
+    assert modified
+    got = set(ops(model))
+    assert not got & set(GATES), got
+    assert "MatMul" in got and got <= {"MatMul", "Add", "Sub", "Mul", "Sigmoid", "Tanh", "Relu", "Gather",
+                                       "Split", "Slice", "Transpose", "Unsqueeze", "Concat"}
+    assert [o.name for o in model.graph.outputs] == [o.name for o in proto.graph.output]
+    if kw.get("layout", 0) == 0:
+        assert_same_outputs(proto, model, atol=1e-5, rtol=1e-5)
+    else:
+        assert_matches_time_major_reference(op, kw, model)
+
+
+def assert_matches_time_major_reference(op, kw, model):
+    """onnxruntime has no layout=1 kernels: run the layout=0 twin on transposed tensors."""
+    after = ir.serde.serialize_model(model)
+    onnx.checker.check_model(after)
+    inputs = seeded_inputs(graph_inputs(model), seed=1)
+    twin = rnn_model(op, **{**kw, "layout": 0})
+    twin_inputs = {k: v.transpose(1, 0, 2) if k in ("X", "h0", "c0") else v for k, v in inputs.items()}
+    expected = run_ort(twin, twin_inputs)
+    actual = run_ort(after, inputs)
+    for name, e in expected.items():
+        e = e.transpose(2, 0, 1, 3) if name == "Y" else e.transpose(1, 0, 2)
+        np.testing.assert_allclose(actual[name], e, atol=1e-5, rtol=1e-5, err_msg=name)
+
+
+def test_constant_weights_are_pretransposed_and_steps_counted():
+    model, _ = run(rnn_model("RNN", outputs=("", "Y_h")), "decompose-rnn")
+    # one input projection; per step: Gather of the step, MatMul (not at t=0: zero state), Add, Tanh
+    assert ops(model) == ["MatMul", "Add"] + ["Gather", "Tanh"] + ["Gather", "MatMul", "Add", "Tanh"] * (SEQ - 1) + ["Unsqueeze"]
+    assert not any(n.op_type == "Transpose" for n in model.graph)
+
+
+@pytest.mark.parametrize("kw,reason", [
+    (dict(seq="S"), "not static"),
+    (dict(acts=["Sigmoid", "Softsign", "Tanh"]), "only Sigmoid, Tanh and Relu"),
+])
+def test_declines_dynamic_sequence_and_custom_activations(kw, reason):
+    proto = rnn_model("LSTM", **kw)
+    model, modified = run(proto, "decompose-rnn")
+    assert not modified
+    assert ops(model) == ["LSTM"]
+    assert reason in plan(model.graph.node(0))
+
+
+CLIPPED = ('<ir_version: 8, opset_import: ["" : 17]>\n' + """
+    g (float[3,1,2] x, float[1,4,2] w, float[1,4,1] r) => (float[1,1,1] h) {
+      y, h = RNN<hidden_size=1, clip=1.0, activations=["Tanh"]>(x, w, r)
+    }""")
+
+
+def test_declines_clip():
+    model, modified = run(parse(CLIPPED), "decompose-rnn")
+    assert not modified
+    assert plan(model.graph.node(0)) == "attribute 'clip' is not supported"
+
+
+def test_lowering_of_a_declined_rnn_names_the_node(tmp_path, run_cli):
+    pytest.importorskip("tvm")
+    path = tmp_path / "rnn.onnx"
+    onnx.save(parse(CLIPPED), path)
+    r = run_cli("compile", path, "--target", "x86-64", "-o", tmp_path / "out")
+    assert r.code != 0
+    assert "RNN" in r.err and "unsupported" in r.err.lower(), r

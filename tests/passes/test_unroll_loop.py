@@ -1,0 +1,94 @@
+import onnx_ir as ir
+import pytest
+from _helpers import assert_same_outputs, ops, parse, run
+
+from edgec.passes.control.unroll_loop import loop_trip_count
+
+HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
+
+# for i in range(3): v = v * w + i; s.append(v * 0.5)   (w outer, 0.5 a body constant)
+LOOP = HEADER + """
+g (float[2] x) => (float[2] y, float[3,2] s) <float[2] w = {1.5, -0.5}, int64 m = {3}> {
+  c = Constant<value = bool {1}>()
+  y, s = Loop(m, c, x) <body = b (int64 i, bool cin, float[2] v) => (bool cout, float[2] vout, float[2] sout)
+      <float half = {0.5}> {
+    cout = Identity(cin)
+    fi = Cast<to = 1>(i)
+    vw = Mul(v, w)
+    vout = Add(vw, fi)
+    sout = Mul(vout, half)
+  }>
+}"""
+
+
+def test_unrolls_loop_with_scan_output_and_matches_onnxruntime():
+    proto = parse(LOOP)
+    model, modified = run(proto, "unroll-loop,eliminate-dead-code,infer-shapes")
+    assert modified
+    assert ops(model) == ["Cast", "Mul", "Add", "Mul"] * 3 + ["Unsqueeze"] * 3 + ["Concat"]
+    assert [o.name for o in model.graph.outputs] == ["y", "s"]
+    assert list(model.graph.outputs[1].shape) == [3, 2]
+    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+
+
+def test_loop_condition_absent_and_passthrough_state():
+    proto = parse(HEADER + """
+    g (float[2] x, float[2] z) => (float[2] y, float[2] zz) <int64 m = {2}> {
+      y, zz = Loop(m, , x, z) <body = b (int64 i, bool cin, float[2] v, float[2] u) => (bool cout, float[2] vout, float[2] uout) {
+        cout = Constant<value = bool {1}>()
+        vout = Add(v, u)
+        uout = Identity(u)
+      }>
+    }""")
+    model, modified = run(proto, "unroll-loop,remove-identity-ops,eliminate-dead-code")
+    assert modified
+    assert ops(model) == ["Add", "Add", "Identity"]  # zz: the untouched state, copied under its name
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+
+
+# Cumulative sum along axis 0 of x, and along reversed axis 1 of r; the running sum stacked on axis 1.
+SCAN = HEADER + """
+g (float[2] init, float[4,2] x, float[2,4] r) => (float[2] last, float[2,4] sums, float[4,2] rsums) {
+  last, sums, rsums = Scan<num_scan_inputs = 2, scan_input_axes = [0, 1], scan_input_directions = [0, 1],
+                           scan_output_axes = [1, 0], scan_output_directions = [0, 1],
+    body = b (float[2] acc, float[2] xi, float[2] ri) => (float[2] acc_out, float[2] so, float[2] ro) {
+      t = Add(acc, xi)
+      acc_out = Add(t, ri)
+      so = Identity(acc_out)
+      ro = Mul(ri, acc_out)
+    }>(init, x, r)
+}"""
+
+
+def test_unrolls_scan_with_axes_and_directions():
+    proto = parse(SCAN)
+    model, modified = run(proto, "unroll-loop,remove-identity-ops,eliminate-dead-code,infer-shapes")
+    assert modified
+    assert "Scan" not in ops(model)
+    assert ops(model).count("Gather") == 8 and ops(model).count("Concat") == 2
+    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+
+
+def test_max_trip_count_option():
+    model, modified = run(parse(LOOP), "unroll-loop{max_trip_count=2}")
+    assert not modified
+    assert ops(model) == ["Constant", "Loop"]
+    assert loop_trip_count(model.graph.node(1), 2) == "trip count 3 > max_trip_count 2"
+
+
+@pytest.mark.parametrize("changes,reason", [
+    ({"<float[2] w = {1.5, -0.5}, int64 m = {3}>": "<float[2] w = {1.5, -0.5}>",
+      "g (float[2] x)": "g (float[2] x, int64 m)"}, "the trip count is not a constant"),
+    ({"cout = Identity(cin)": "two = Constant<value = int64 {2}>()\n    cout = Less(i, two)"},
+     "the body's condition may end the loop early"),
+])
+def test_does_not_fire_on_dynamic_trip_count_or_early_exit(changes, reason):
+    text = LOOP
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new)
+    model, _ = run(parse(text), "fold-constants")
+    model, modified = run(ir.serde.serialize_model(model), "unroll-loop")
+    assert not modified
+    assert ops(model) == ["Loop"]
+    assert loop_trip_count(model.graph.node(0), 64) == reason
