@@ -96,22 +96,6 @@ def batch_norm(ctx, node, xs):
     return ctx.emit(relax.TupleGetItem(ctx.emit(out), 0))
 
 
-@lowers("LayerNormalization")
-def layer_norm(ctx, node, xs):
-    if len([o for o in node.outputs if o.name]) > 1 or len(xs) < 2:
-        return NotImplemented
-    x, scale = xs[0], xs[1]
-    r = _static_rank(x)
-    if r is None:
-        return NotImplemented
-    axis = int(attr(node, "axis", -1)) % r
-    axes = list(range(axis, r))
-    if len(axes) != 1:
-        return NotImplemented
-    bias = xs[2] if len(xs) > 2 and xs[2] is not None else _R.zeros_like(scale)
-    return _R.nn.layer_norm(x, scale, bias, axes=axes, epsilon=float(attr(node, "epsilon", 1e-5)))
-
-
 @lowers("Softmax")
 def softmax(ctx, node, xs):
     r = _static_rank(xs[0])

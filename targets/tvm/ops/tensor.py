@@ -37,7 +37,8 @@ def flatten(ctx, node, xs):
     s = _shape(xs[0])
     if s is None:
         return NotImplemented
-    axis = int(attr(node, "axis", 1)) % (len(s) + 1) if s else 0
+    axis = int(attr(node, "axis", 1))
+    axis = axis + len(s) if axis < 0 else axis
     lead = int(np.prod(s[:axis], dtype=np.int64))
     return _R.reshape(xs[0], [lead, int(np.prod(s[axis:], dtype=np.int64))])
 
