@@ -9,7 +9,7 @@ from edgec.targets.tvm.lower_context import attr
 from edgec.targets.tvm.ops import lowers
 
 _R = relax.op
-_BINARY = {"Add": _R.add, "Sub": _R.subtract, "Mul": _R.multiply, "Div": _R.divide, "Pow": _R.power,
+_BINARY = {"Add": _R.add, "Sub": _R.subtract, "Mul": _R.multiply, "Div": _R.divide,
            "Max": _R.maximum, "Min": _R.minimum, "Equal": _R.equal, "Greater": _R.greater,
            "Less": _R.less, "GreaterOrEqual": _R.greater_equal, "LessOrEqual": _R.less_equal,
            "And": _R.logical_and, "Or": _R.logical_or, "Xor": _R.logical_xor}
