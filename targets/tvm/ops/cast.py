@@ -6,7 +6,7 @@ ONNX semantics: casting to bool is `x != 0`; float -> integer truncates toward z
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax
+from tvm import relax, topi
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of
 from edgec.targets.tvm.ops import lowers
@@ -40,9 +40,23 @@ def cast_to(ctx, x, to: str):
         return _R.not_equal(x, const(0, src) if src != "bfloat16" else relax.const(0.0, src))
     if src == "bfloat16" and to != "float32":
         x = ctx.emit(_R.astype(x, "float32"))
-    if to == "bfloat16" and src != "float32":
-        x = ctx.emit(_R.astype(x, "float32"))
+    if to == "bfloat16":
+        if src != "float32":
+            x = ctx.emit(_R.astype(x, "float32"))
+        return _f32_to_bf16(ctx, x)
     return _R.astype(x, to)
+
+
+# TVM computes bfloat16 in float32 and may drop a float32 -> bfloat16 -> float32 round trip, so
+# the rounding to bfloat16 precision (nearest even; NaN kept) is done on float32 bits first.
+def _f32_to_bf16(ctx, x):
+    bits = ctx.bb.emit_te(topi.reinterpret, x, "uint32")
+    lsb = ctx.emit(_R.bitwise_and(_R.right_shift(bits, const(np.uint32(16))), const(np.uint32(1))))
+    rounded = ctx.emit(_R.add(bits, _R.add(lsb, const(np.uint32(0x7FFF)))))
+    rounded = ctx.emit(_R.bitwise_and(rounded, const(np.uint32(0xFFFF0000))))
+    y = ctx.bb.emit_te(topi.reinterpret, rounded, "float32")
+    y = ctx.emit(_R.where(_R.not_equal(x, x), x, y))
+    return _R.astype(y, "bfloat16")
 
 
 @lowers("Cast")

@@ -191,3 +191,52 @@ def bitcast(ctx, node, xs):
     if "bool" in (src, to):
         raise ValueError("BitCast to/from bool")
     return ctx.bb.emit_te(topi.reinterpret, x, to)
+
+
+@lowers("CenterCropPad")
+def center_crop_pad(ctx, node, xs):
+    x = xs[0]
+    s = shape_of(x)
+    c = ctx.const_inputs(node, 1)
+    if s is None or c is None:
+        return NotImplemented
+    r = len(s)
+    target = [int(v) for v in c[0].reshape(-1)]
+    axes = [int(a) % r for a in (attr(node, "axes") or range(r))]
+    if len(axes) != len(target):
+        raise ValueError(f"CenterCropPad: {len(target)} sizes for {len(axes)} axes")
+    begin, end, before, after = [0] * r, list(s), [0] * r, [0] * r
+    for a, t in zip(axes, target):
+        if t < s[a]:  # crop: the extra element (odd difference) comes off the end
+            begin[a] = (s[a] - t) // 2
+            end[a] = begin[a] + t
+        elif t > s[a]:  # pad with zeros: the extra element goes after
+            before[a] = (t - s[a]) // 2
+            after[a] = t - s[a] - before[a]
+    if begin != [0] * r or end != list(s):
+        x = ctx.emit(_R.strided_slice(x, axes=list(range(r)), begin=begin, end=end))
+    if any(before + after):
+        x = ctx.emit(_R.nn.pad(x, [v for p in zip(before, after) for v in p], "constant", 0.0))
+    return x
+
+
+@lowers("Mod")
+def mod(ctx, node, xs):
+    """Float Mod with numpy's (fmod=0) or C's (fmod=1) semantics, incl. inf/NaN and signed zeros.
+    Integer Mod is left to the frontend's floor_mod / truncmod."""
+    x, y = xs
+    dt = dtype_of(x)
+    if not dt.startswith("float"):
+        return NotImplemented
+    q = ctx.emit(_R.divide(x, y))
+    zero, fin_x, inf_y = _f(x, 0.0), ctx.emit(_R.isfinite(x)), ctx.emit(_R.isinf(y))
+    if int(attr(node, "fmod", 0)):
+        r = ctx.emit(_R.subtract(x, _R.multiply(_R.trunc(q), y)))
+        r = ctx.emit(_R.where(_R.logical_and(inf_y, fin_x), x, r))
+        return _R.where(_R.equal(r, zero), _R.multiply(x, zero), r)  # zero keeps the sign of x
+    r = ctx.emit(_R.subtract(x, _R.multiply(_R.floor(q), y)))
+    differ = ctx.emit(_R.logical_xor(_R.less(x, zero), _R.less(y, zero)))  # (== on bools miscompiles)
+    same_sign = ctx.emit(_R.logical_or(_R.equal(x, zero), _R.logical_not(differ)))
+    r = ctx.emit(_R.where(_R.logical_and(inf_y, fin_x), ctx.emit(_R.where(same_sign, x, y)), r))
+    neg_zero = ctx.emit(_R.where(_R.less(y, zero), _f(x, -0.0), zero))
+    return _R.where(_R.equal(r, zero), neg_zero, r)  # zero takes the sign of y
