@@ -67,6 +67,20 @@ def attention(ctx, node, xs):
     if rank not in (3, 4) or shape_of(k) is None or shape_of(v) is None:
         return NotImplemented
     dt = dtype_of(q)
+    if dt == "float16":
+        # onnx's reference (numpy) accumulates half-precision matmuls in float32: compute in
+        # float32 and round the outputs once, instead of rounding every partial sum to float16
+        up = [None if t is None else (ctx.emit(_R.astype(t, "float32")) if dtype_of(t) == "float16" else t)
+              for t in (q, k, v, mask, past_k, past_v)]
+        outs = _attention(ctx, node, *up, nonpad, scale_dtype=np.float16)
+        return [o if o is NotImplemented else ctx.emit(_R.astype(o, "float16")) for o in outs] \
+            if isinstance(outs, list) else outs
+    return _attention(ctx, node, q, k, v, mask, past_k, past_v, nonpad)
+
+
+def _attention(ctx, node, q, k, v, mask, past_k, past_v, nonpad, scale_dtype=None):
+    rank = len(shape_of(q))
+    dt = dtype_of(q)
     q_heads, kv_heads = attr(node, "q_num_heads"), attr(node, "kv_num_heads")
     if rank == 3:
         if q_heads is None or kv_heads is None:
@@ -76,6 +90,8 @@ def attention(ctx, node, xs):
     scale = attr(node, "scale")
     scale = 1.0 / np.sqrt(head) if scale is None else float(scale)
     s = np.sqrt(scale)
+    if scale_dtype is not None:  # the reference rounds the scale to the input type
+        s = float(scale_dtype(s))
     if past_k is not None:
         k = ctx.emit(_R.concat([past_k, k], axis=2))
     if past_v is not None:

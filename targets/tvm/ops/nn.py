@@ -83,7 +83,12 @@ def gemm(ctx, node, xs):
 
 @lowers("MatMul")
 def matmul(ctx, node, xs):
-    return _R.matmul(xs[0], xs[1])
+    a, b = xs
+    if str(a.ty.dtype) == "float16" and str(b.ty.dtype) == "float16":
+        # accumulate half-precision products in float32 (as numpy and onnxruntime do), round once
+        y = ctx.emit(_R.matmul(ctx.emit(_R.astype(a, "float32")), ctx.emit(_R.astype(b, "float32"))))
+        return _R.astype(y, "float16")
+    return _R.matmul(a, b)
 
 
 @lowers("BatchNormalization")
