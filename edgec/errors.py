@@ -38,6 +38,10 @@ class UnsupportedOpError(EdgecError):
         self.node_name, self.op_type, self.domain, self.opset = node_name, op_type, domain, opset
 
 
+class UnsupportedTypeError(EdgecError):
+    """A graph input or output has a data type the target cannot compute with (e.g. int4, float8)."""
+
+
 class PipelineError(EdgecError):
     """A pipeline text names an unknown pass, has bad options, or a pass failed."""
 

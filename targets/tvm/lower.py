@@ -19,8 +19,8 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as fe
 
-from edgec.errors import EdgecError, ModelValidationError, UnsupportedOpError
-from edgec.targets.tvm.lower_context import LowerContext
+from edgec.errors import EdgecError, ModelValidationError, UnsupportedOpError, UnsupportedTypeError
+from edgec.targets.tvm.lower_context import LowerContext, const
 from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
 
 
@@ -28,9 +28,11 @@ from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
 class LoweringReport:
     by_edgec: Counter = field(default_factory=Counter)
     by_frontend: Counter = field(default_factory=Counter)
+    folded: Counter = field(default_factory=Counter)
 
     def to_json(self) -> dict:
-        return {"edgec": dict(sorted(self.by_edgec.items())), "tvm-onnx-frontend": dict(sorted(self.by_frontend.items()))}
+        return {"edgec": dict(sorted(self.by_edgec.items())), "tvm-onnx-frontend": dict(sorted(self.by_frontend.items())),
+                "folded": dict(sorted(self.folded.items()))}
 
 
 def _ident(name: str, used: set[str]) -> str:
@@ -46,6 +48,25 @@ def _ident(name: str, used: set[str]) -> str:
 
 def _onnx_opset(model: ir.Model) -> int:
     return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1)))
+
+
+_DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+           "float16", "float32", "float64", "bfloat16"}
+
+
+def _tensor_dtype(v: ir.Value, file: str) -> str:
+    if v.dtype is None:
+        return "float32"
+    if v.dtype == ir.DataType.BFLOAT16:
+        return "bfloat16"
+    try:
+        name = str(np.dtype(v.dtype.numpy()))
+    except Exception:
+        name = v.dtype.name.lower()
+    if name not in _DTYPES:
+        raise UnsupportedTypeError(f"{file}: graph input/output '{v.name}' has data type {name}, "
+                                   f"which edgec's TVM backend does not support")
+    return name
 
 
 def _static_shape(v: ir.Value, file: str) -> list[int]:
@@ -75,7 +96,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
     for v in g.inputs:
         if v.name in inits:
             continue
-        dtype = str(np.dtype(v.dtype.numpy())) if v.dtype is not None else "float32"
+        dtype = _tensor_dtype(v, file)
         var = relax.Var(_ident(v.name, used), relax.TensorType(_static_shape(v, file), dtype))
         ctx.values[v.name] = var
         params.append(var)
@@ -85,7 +106,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
         arr = v.const_value.numpy()
         ctx.constants[name] = arr
         if name not in ctx.values:
-            ctx.values[name] = relax.const(arr)
+            ctx.values[name] = const(arr)
     try:
         with bb.function("main", params=params):
             with bb.dataflow():
@@ -101,7 +122,8 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
                 for v in g.outputs:
                     if v.name not in ctx.values:
                         raise ModelValidationError(f"{file}: graph output '{v.name}' is not produced by any node")
-                    outs.append(ctx.values[v.name])
+                    _tensor_dtype(v, file)
+                    outs.append(_as_tensor(ctx, ctx.values[v.name]))
                 out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
             bb.emit_func_output(out)
     except BaseException:
@@ -119,13 +141,21 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         arr = _constant_node_value(node)
         if arr is not None:
             ctx.constants[node.outputs[0].name] = arr
-            ctx.values[node.outputs[0].name] = relax.const(arr)
+            ctx.values[node.outputs[0].name] = const(arr)
             report.by_edgec["Constant"] += 1
             return
     inputs = [ctx.values.get(v.name) if v is not None else None for v in node.inputs]
     for v, x in zip(node.inputs, inputs):
         if v is not None and x is None:
             raise ModelValidationError(f"{file}: node '{name}' ({node.op_type}) reads '{v.name}', which nothing produces")
+    folded = _fold(ctx, node)
+    if folded is not None:
+        for v, arr in zip(node.outputs, folded):
+            if v.name:
+                ctx.constants[v.name] = arr
+                ctx.values[v.name] = const(arr)
+        report.folded[node.op_type] += 1
+        return
     fn = table.get(node.domain, node.op_type)
     result = NotImplemented
     if fn is not None:
@@ -140,6 +170,56 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         result = _frontend_fallback(ctx, node, inputs, name, file)
         report.by_frontend[node.op_type] += 1
     _bind_outputs(ctx, node, result, name, file)
+
+
+# ops whose value is not a function of their inputs alone, or that carry subgraphs
+_NO_FOLD = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
+            "Bernoulli", "Dropout", "If", "Loop", "Scan", "SequenceMap"}
+_FOLD_LIMIT = 1 << 20  # elements: fold only small (shape-like) computations
+
+
+def _fold(ctx: LowerContext, node: ir.Node) -> list[np.ndarray] | None:
+    """Evaluate a node whose inputs are all compile-time constants with onnx's reference
+    implementation, so shape computations (Shape -> Gather -> Concat -> Reshape) reach the
+    consumers' lowerings as constants. None if the node cannot or should not be folded."""
+    if node.domain not in ("", "ai.onnx") or node.op_type in _NO_FOLD or not node.inputs:
+        return None
+    present = [v for v in node.inputs if v is not None and v.name]
+    if not present or any(v.name not in ctx.constants for v in present):
+        return None
+    if sum(ctx.constants[v.name].size for v in present) > _FOLD_LIMIT:
+        return None
+    try:
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+
+        names = [v.name if v is not None else "" for v in node.inputs]
+        proto = ir.serde.serialize_node(node)
+        ins = [n for n in dict.fromkeys(names) if n]
+        graph = onnx.helper.make_graph(
+            [proto], "fold",
+            [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(ctx.constants[n].dtype), None)
+             for n in ins],
+            [onnx.helper.make_empty_tensor_value_info(o.name) for o in node.outputs if o.name])
+        version = _version(ctx, node) or ctx.opset
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", version)])
+        with np.errstate(all="ignore"):
+            outs = ReferenceEvaluator(model).run(None, {n: ctx.constants[n] for n in ins})
+    except Exception:
+        return None
+    res = []
+    for o in outs:
+        if not isinstance(o, np.ndarray) or o.dtype == object or o.size > _FOLD_LIMIT:
+            return None
+        res.append(o)
+    return res
+
+
+def _as_tensor(ctx: LowerContext, expr):
+    """Graph outputs are tensors: turn a Relax shape value into an int64 tensor."""
+    if isinstance(getattr(expr, "ty", None), relax.ShapeType):
+        return ctx.bb.emit(relax.op.shape_to_tensor(expr))
+    return expr
 
 
 def _version(ctx: LowerContext, node: ir.Node) -> int | None:

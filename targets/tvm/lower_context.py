@@ -25,6 +25,60 @@ class LowerContext:
     def emit(self, expr: relax.Expr) -> relax.Expr:
         return self.bb.normalize(expr)
 
+    def const_inputs(self, node: ir.Node, *indices: int) -> list[np.ndarray | None] | None:
+        """Constant values of the node's inputs at `indices` (None for absent optional inputs);
+        None if any present input among them is not a compile-time constant."""
+        out = []
+        for i in indices:
+            v = node.inputs[i] if i < len(node.inputs) else None
+            if v is None or not v.name:
+                out.append(None)
+                continue
+            a = self.const_array(v)
+            if a is None:
+                return None
+            out.append(a)
+        return out
+
+    def constant(self, node: ir.Node, arr: np.ndarray, index: int = 0) -> relax.Expr:
+        """Record `arr` as the compile-time value of output `index` and return it as a Relax constant."""
+        arr = np.asarray(arr)
+        if index < len(node.outputs) and node.outputs[index].name:
+            self.constants[node.outputs[index].name] = arr
+        return const(arr)
+
+
+def const(value, dtype: str | None = None) -> relax.Expr:
+    """A Relax constant keeping numpy's dtype (relax.const alone turns int64 into int32 and
+    float64 into float32)."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        dtype = ml_dtypes.bfloat16
+    arr = np.asarray(value, dtype=dtype)
+    if arr.size == 0:  # zero-size constants do not survive export_library: build them instead
+        return relax.op.zeros(arr.shape, str(arr.dtype))
+    return relax.const(arr, str(arr.dtype))
+
+
+def shape_of(x: relax.Expr) -> list[int] | None:
+    """The static shape of a tensor-typed expression, or None."""
+    s = getattr(getattr(x, "ty", None), "shape", None)
+    if s is None:
+        return None
+    try:
+        return [int(d) for d in s]
+    except TypeError:
+        return None
+
+
+def dtype_of(x: relax.Expr) -> str:
+    return str(x.ty.dtype)
+
+
+def has_input(node: ir.Node, i: int) -> bool:
+    return i < len(node.inputs) and node.inputs[i] is not None and bool(node.inputs[i].name)
+
 
 def attr(node: ir.Node, name: str, default=None):
     a = node.attributes.get(name)

@@ -24,7 +24,8 @@ class LoadedModel:
         self.input_names, self.output_names = input_names, output_names
 
     def _args(self, inputs: dict[str, np.ndarray]):
-        return [tvm.runtime.tensor(np.ascontiguousarray(inputs[n])) for n in self.input_names]
+        # np.require keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
+        return [tvm.runtime.tensor(np.require(inputs[n], requirements="C")) for n in self.input_names]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.vm["main"](*self._args(inputs))

@@ -9,7 +9,7 @@ from edgec.targets.tvm.lower_context import attr
 from edgec.targets.tvm.ops import lowers
 
 _R = relax.op
-_BINARY = {"Add": _R.add, "Sub": _R.subtract, "Mul": _R.multiply, "Div": _R.divide, "Pow": _R.power,
+_BINARY = {"Add": _R.add, "Sub": _R.subtract, "Mul": _R.multiply, "Div": _R.divide,
            "Max": _R.maximum, "Min": _R.minimum, "Equal": _R.equal, "Greater": _R.greater,
            "Less": _R.less, "GreaterOrEqual": _R.greater_equal, "LessOrEqual": _R.less_equal,
            "And": _R.logical_and, "Or": _R.logical_or, "Xor": _R.logical_xor}
@@ -91,17 +91,6 @@ def clip(ctx, node, xs):
     return _R.clip(x, lo, hi)
 
 
-@lowers("Cast")
-def cast(ctx, node, xs):
-    to = attr(node, "to")
-    np_dt = _onnx_dtype_to_str(to)
-    if np_dt is None:
-        return NotImplemented
-    if np_dt == "bool" or _dtype(xs[0]) == "bool":
-        return NotImplemented  # the frontend handles bool casting semantics
-    return _R.astype(xs[0], np_dt)
-
-
 @lowers("Identity", "Dropout")
 def identity(ctx, node, xs):
     if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1].name:
@@ -112,15 +101,6 @@ def identity(ctx, node, xs):
 @lowers("Where")
 def where(ctx, node, xs):
     return _R.where(xs[0], xs[1], xs[2])
-
-
-def _onnx_dtype_to_str(to) -> str | None:
-    import onnx
-
-    try:
-        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(to))))
-    except Exception:
-        return None
 
 
 class _Fake:

@@ -83,7 +83,12 @@ def gemm(ctx, node, xs):
 
 @lowers("MatMul")
 def matmul(ctx, node, xs):
-    return _R.matmul(xs[0], xs[1])
+    a, b = xs
+    if str(a.ty.dtype) == "float16" and str(b.ty.dtype) == "float16":
+        # accumulate half-precision products in float32 (as numpy and onnxruntime do), round once
+        y = ctx.emit(_R.matmul(ctx.emit(_R.astype(a, "float32")), ctx.emit(_R.astype(b, "float32"))))
+        return _R.astype(y, "float16")
+    return _R.matmul(a, b)
 
 
 @lowers("BatchNormalization")
@@ -94,22 +99,6 @@ def batch_norm(ctx, node, xs):
     eps = float(attr(node, "epsilon", 1e-5))
     out = _R.nn.batch_norm(x, scale, bias, mean, var, axis=1, epsilon=eps, training=False)
     return ctx.emit(relax.TupleGetItem(ctx.emit(out), 0))
-
-
-@lowers("LayerNormalization")
-def layer_norm(ctx, node, xs):
-    if len([o for o in node.outputs if o.name]) > 1 or len(xs) < 2:
-        return NotImplemented
-    x, scale = xs[0], xs[1]
-    r = _static_rank(x)
-    if r is None:
-        return NotImplemented
-    axis = int(attr(node, "axis", -1)) % r
-    axes = list(range(axis, r))
-    if len(axes) != 1:
-        return NotImplemented
-    bias = xs[2] if len(xs) > 2 and xs[2] is not None else _R.zeros_like(scale)
-    return _R.nn.layer_norm(x, scale, bias, axes=axes, epsilon=float(attr(node, "epsilon", 1e-5)))
 
 
 @lowers("Softmax")

@@ -37,7 +37,8 @@ def flatten(ctx, node, xs):
     s = _shape(xs[0])
     if s is None:
         return NotImplemented
-    axis = int(attr(node, "axis", 1)) % (len(s) + 1) if s else 0
+    axis = int(attr(node, "axis", 1))
+    axis = axis + len(s) if axis < 0 else axis
     lead = int(np.prod(s[:axis], dtype=np.int64))
     return _R.reshape(xs[0], [lead, int(np.prod(s[axis:], dtype=np.int64))])
 
@@ -85,31 +86,6 @@ def squeeze(ctx, node, xs):
         return NotImplemented
     axes = {a % len(s) for a in axes}
     return _R.reshape(xs[0], [d for i, d in enumerate(s) if i not in axes])
-
-
-_REDUCE = {"ReduceMean": _R.mean, "ReduceSum": _R.sum, "ReduceMax": _R.max, "ReduceMin": _R.min}
-
-
-@lowers(*_REDUCE)
-def reduce(ctx, node, xs):
-    axes_from_input = node.op_type == "ReduceSum" and ctx.opset >= 13 or ctx.opset >= 18
-    if axes_from_input:
-        if len(node.inputs) > 1 and node.inputs[1] is not None:
-            a = ctx.const_array(node.inputs[1])
-            if a is None:
-                return NotImplemented
-            axes = [int(v) for v in a.reshape(-1)]
-        else:
-            axes = None
-    else:
-        axes = attr(node, "axes")
-    if axes is not None and not axes:
-        axes = None
-    if axes is None and attr(node, "noop_with_empty_axes", 0):
-        return xs[0]
-    if _shape(xs[0]) is None or 0 in _shape(xs[0]):
-        return NotImplemented
-    return _REDUCE[node.op_type](xs[0], axis=axes, keepdims=bool(attr(node, "keepdims", 1)))
 
 
 @lowers("Gather")

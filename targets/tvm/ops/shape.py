@@ -1,0 +1,124 @@
+"""Shape-computing ops. Shapes of static-shaped values are compile-time constants here, so the
+Reshape/Expand/Slice/... they feed see constants (`ctx.const_array`) instead of Relax shape
+values. All-constant nodes are folded before they reach this table (see lower._fold)."""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
+from edgec.targets.tvm.ops import lowers
+
+_R = relax.op
+
+
+@lowers("Shape")
+def shape(ctx, node, xs):
+    s = shape_of(xs[0])
+    if s is None:
+        return NotImplemented
+    r = len(s)
+    start, end = int(attr(node, "start", 0)), attr(node, "end")
+    start = min(max(start + r if start < 0 else start, 0), r)
+    end = r if end is None else min(max(int(end) + r if int(end) < 0 else int(end), 0), r)
+    return ctx.constant(node, np.array(s[start:end], dtype=np.int64))
+
+
+@lowers("Size")
+def size(ctx, node, xs):
+    s = shape_of(xs[0])
+    if s is None:
+        return NotImplemented
+    return ctx.constant(node, np.array(int(np.prod(s, dtype=np.int64)), dtype=np.int64))
+
+
+@lowers("ConstantOfShape")
+def constant_of_shape(ctx, node, xs):
+    c = ctx.const_inputs(node, 0)
+    if c is None:
+        return NotImplemented
+    value = attr(node, "value")
+    value = np.zeros((1,), np.float32) if value is None else np.asarray(value).reshape(-1)
+    dims = [int(d) for d in c[0].reshape(-1)]
+    if any(d < 0 for d in dims):
+        raise ValueError(f"negative dimension in ConstantOfShape shape {dims}")
+    return ctx.constant(node, np.full(dims, value[0], dtype=value.dtype))
+
+
+def _bidirectional(a: list[int], b: list[int]) -> list[int]:
+    n = max(len(a), len(b))
+    a, b = [1] * (n - len(a)) + a, [1] * (n - len(b)) + b
+    out = []
+    for x, y in zip(a, b):
+        if x != y and 1 not in (x, y):
+            raise ValueError(f"shapes {a} and {b} do not broadcast")
+        out.append(y if x == 1 else x)
+    return out
+
+
+@lowers("Expand")
+def expand(ctx, node, xs):
+    c = ctx.const_inputs(node, 1)
+    s = shape_of(xs[0])
+    if c is None or s is None:
+        return NotImplemented
+    out = _bidirectional(s, [int(d) for d in c[0].reshape(-1)])
+    if out == s:
+        return xs[0]
+    return _R.broadcast_to(xs[0], out)
+
+
+@lowers("Tile")
+def tile(ctx, node, xs):
+    c = ctx.const_inputs(node, 1)
+    s = shape_of(xs[0])
+    if c is None or s is None:
+        return NotImplemented
+    reps = [int(r) for r in c[0].reshape(-1)]
+    if len(reps) != len(s) or any(r < 0 for r in reps):
+        raise ValueError(f"Tile repeats {reps} do not match input rank {len(s)}")
+    if 0 in reps or 0 in s:
+        return _R.zeros([d * r for d, r in zip(s, reps)], dtype_of(xs[0]))
+    return _R.tile(xs[0], reps)
+
+
+@lowers("Range")
+def range_(ctx, node, xs):
+    c = ctx.const_inputs(node, 0, 1, 2)
+    if c is None:
+        return NotImplemented  # the output length depends on runtime values
+    start, limit, delta = (np.asarray(v) for v in c)
+    n = max(int(np.ceil((limit - start) / delta)), 0)
+    return ctx.constant(node, (start + np.arange(n) * delta).astype(start.dtype))
+
+
+@lowers("EyeLike")
+def eye_like(ctx, node, xs):
+    s = shape_of(xs[0])
+    if s is None or len(s) != 2:
+        return NotImplemented
+    dt = attr(node, "dtype")
+    from edgec.targets.tvm.ops.cast import onnx_dtype
+
+    dtype = onnx_dtype(dt) if dt is not None else dtype_of(xs[0])
+    if dtype is None:
+        return NotImplemented
+    k = int(attr(node, "k", 0))
+    return const(np.eye(s[0], s[1], k=k).astype(dtype if dtype != "bfloat16" else np.float32), dtype)
+
+
+@lowers("Trilu")
+def trilu(ctx, node, xs):
+    k = 0
+    if has_input(node, 1):
+        c = ctx.const_inputs(node, 1)
+        if c is None:
+            return NotImplemented
+        k = int(np.asarray(c[0]).reshape(-1)[0])
+    s = shape_of(xs[0])
+    if s is None or len(s) < 2:
+        return NotImplemented
+    if 0 in s:
+        return xs[0]
+    return (_R.triu if attr(node, "upper", 1) else _R.tril)(xs[0], k)
