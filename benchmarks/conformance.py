@@ -218,7 +218,7 @@ def run_edgec(case: dict, workdir: Path) -> tuple[str, str]:
         return "unsupported", "sequence/optional/map graph inputs or outputs"
     spec = get_target(TARGET)
     compiled: dict[tuple, LoadedModel] = {}
-    frozen = shape_inputs(proto)
+    frozen = shape_inputs(proto) if case.get("bind_shape_inputs", True) else set()
     real_names = [v.name for v in proto.graph.input if v.name not in {t.name for t in proto.graph.initializer}]
     for k, (inputs, expected) in enumerate(case["data_sets"]):
         if any(isinstance(x, (list, tuple)) or x is None for x in list(inputs) + list(expected)):
@@ -480,11 +480,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write per-case outcomes and totals here")
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of: edgec,onnxruntime")
     ap.add_argument("--progress", action="store_true", help="print one line per finished task to stderr")
+    ap.add_argument("--no-bind-shape-inputs", action="store_true",
+                    help="keep every graph input a runtime input (stricter: shape-determining inputs are not bound)")
     args = ap.parse_args(argv)
     engines = tuple(e for e in args.engines.split(",") if e)
     if not engines or any(e not in ENGINES for e in engines):
         ap.error(f"--engines must name some of {ENGINES}")
     cases = collect_cases(args.filter)
+    for c in cases:
+        c["bind_shape_inputs"] = not args.no_bind_shape_inputs
     if not cases:
         print(f"no onnx node test matches --filter {args.filter!r}", file=sys.stderr)
         return 2

@@ -71,7 +71,6 @@ def silu(ctx, node, xs):
 
 
 @lowers("RMSNormalization", domain="edgec")
-@lowers("RMSNormalization")
 def rms_norm(ctx, node, xs):
     x, scale = xs[0], xs[1]
     r = x.ty.ndim
