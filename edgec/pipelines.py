@@ -44,7 +44,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes", frozenset({0, 1, 2, 3})),
     Stage(FUSION_PIPELINE, _O2_UP),
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
-    Stage("fold-transposes,eliminate-dead-code,infer-shapes", _O2_UP),
+    Stage("fold-transposes,simplify-slice-concat,eliminate-dead-code,infer-shapes", _O2_UP),
 )
 
 LEVELS = (0, 1, 2, 3)
