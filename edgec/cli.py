@@ -197,7 +197,8 @@ def run(artifact, inputs, out, compare_onnx, atol, seed, threads):
         from edgec.ir.loader import load_proto
         from edgec.reference import run_ort
 
-        expected = run_ort(load_proto(compare_onnx), feed)
+        load_proto(compare_onnx)  # same validation as compile: readable, ONNX, external data inside its directory
+        expected = run_ort(str(compare_onnx), feed)  # by path: onnxruntime resolves external data beside it
         worst = 0.0
         for d in compare(outputs, {k: v for k, v in expected.items() if k in outputs}):
             worst = max(worst, d.max_abs)

@@ -76,3 +76,18 @@ def compare(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> l
         rel = err / np.maximum(np.abs(e64), 1e-6)
         diffs.append(Diff(name, float(np.max(err)), float(np.max(rel)), True))
     return diffs
+
+
+def run_ort_ir(model, inputs: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+    """Run an edgec IR model in onnxruntime. Models whose weights are external data are saved
+    (weights included) to a temporary directory and run by path; others go through memory."""
+    import tempfile
+
+    import onnx_ir as ir
+
+    if not any(isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values()):
+        return run_ort(ir.serde.serialize_model(model), inputs, threads)
+    with tempfile.TemporaryDirectory(prefix="edgec-ort-") as tmp:
+        path = f"{tmp}/model.onnx"
+        ir.save(model, path, external_data="weights.bin")
+        return run_ort(path, inputs, threads)

@@ -11,8 +11,7 @@ import onnx_ir as ir
 from edgec.errors import VerificationError
 from edgec.infra.instruments import Instrument
 from edgec.ir.analysis import graph_inputs
-from edgec.ir.loader import to_proto
-from edgec.reference import compare, run_ort, seeded_inputs
+from edgec.reference import compare, run_ort_ir, seeded_inputs
 
 
 @dataclass
@@ -27,7 +26,7 @@ class VerifyAgainstOnnxRuntime(Instrument):
 
     def start(self, model: ir.Model) -> None:
         self.inputs = seeded_inputs(graph_inputs(model), self.seed)
-        self.expected = run_ort(to_proto(model), self.inputs)
+        self.expected = run_ort_ir(model, self.inputs)
 
     def before_pass(self, pass_, model, ctx):
         if self.expected is None:
@@ -37,7 +36,7 @@ class VerifyAgainstOnnxRuntime(Instrument):
         if not result.modified:
             return
         try:
-            actual = run_ort(to_proto(result.model), self.inputs)
+            actual = run_ort_ir(result.model, self.inputs)
         except Exception as e:  # ops outside onnxruntime's reach (e.g. edgec-domain fusions)
             msg = " ".join(str(e).split())[:160]
             self.skipped.append(f"{pass_.name}: {msg}")

@@ -159,8 +159,10 @@ def save_model(model: ir.Model, path: str | os.PathLike) -> None:
     """Save atomically: write a temporary file beside `path`, then rename."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    external = any(isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values())
     try:
-        ir.save(model, tmp)
+        # weights that came as external data stay external: beside the output, as <name>.data
+        ir.save(model, tmp, external_data=f"{path.name}.data" if external else None)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -1,0 +1,64 @@
+"""Models with external data: weights beside the model are mapped lazily, not loaded at import
+(the path to >2 GiB models, whose protobuf cannot hold the weights), and compile correctly."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.ir import load_model
+from edgec.reference import run_ort
+
+MB = 1 << 20
+
+
+def _external_model(tmp_path, n=4096):
+    """MatMul by a [n, n] float32 weight (64 MiB for n=4096) stored in weights.bin."""
+    w = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32) * 0.01
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "ext",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+                          [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "model.onnx"
+    onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="weights.bin",
+                    size_threshold=1024)
+    assert path.stat().st_size < 4096 and (tmp_path / "weights.bin").stat().st_size == n * n * 4
+    return path, w
+
+
+def test_load_does_not_read_external_weights(tmp_path):
+    path, _ = _external_model(tmp_path)
+    tracemalloc.start()
+    model = load_model(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 16 * MB, f"loading allocated {peak / MB:.1f} MiB for a model with 64 MiB of external weights"
+    w = model.graph.initializers["w"].const_value
+    assert w.numpy().shape == (4096, 4096)  # readable on demand
+
+
+def test_external_data_model_compiles_and_matches(tmp_path, run_cli):
+    path, _ = _external_model(tmp_path, n=256)
+    r = run_cli("compile", path, "-t", "x86-64", "-o", tmp_path / "art")
+    assert r.code == 0, r
+    r = run_cli("run", tmp_path / "art", "--compare-onnx", path)
+    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r
+    assert run_ort(str(path), {"x": np.ones((1, 256), np.float32)})["y"].shape == (1, 256)
+
+
+def test_verify_and_optimize_keep_external_weights(tmp_path, run_cli):
+    path, _ = _external_model(tmp_path, n=256)
+    r = run_cli("compile", path, "-t", "x86-64", "-o", tmp_path / "art", "--verify")
+    assert r.code == 0 and "verified against onnxruntime" in r.out, r
+    out = tmp_path / "opt" / "model.onnx"
+    out.parent.mkdir()
+    r = run_cli("optimize", path, "-o", out)
+    assert r.code == 0, r
+    assert (out.parent / "model.onnx.data").stat().st_size == 256 * 256 * 4 and out.stat().st_size < 4096
+    x = {"x": np.ones((1, 256), np.float32)}
+    assert np.abs(run_ort(str(out), x)["y"] - run_ort(str(path), x)["y"]).max() <= 1e-5
