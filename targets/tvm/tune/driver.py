@@ -108,7 +108,7 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
         if (entry.get("rule") or {}).get("latency_us") is not None and left <= 0:
             summary.skipped += 1
             progress.done(i, n, task.name, entry, budget, "done earlier" if budget else "rules (no trials)")
-            summary.per_task.append(_task_json(task, entry))
+            summary.per_task.append(_task_json(task, entry, budget))
             continue
         if deadline is not None and time.monotonic() >= deadline:
             progress.message(f"time budget spent: {n - i + 1} task(s) left for a resumed run")
@@ -127,7 +127,7 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
         decide(entry)
         records.save()
         progress.done(i, n, task.name, entry, budget)
-        summary.per_task.append(_task_json(task, entry))
+        summary.per_task.append(_task_json(task, entry, budget))
     records.save()
     es = [records.tasks[t.key] for t in tasks if t.key in records.tasks]
     rules = sum(((e.get("rule") or {}).get("latency_us") or 0) * e.get("weight", 1) for e in es)
@@ -144,7 +144,7 @@ def _best(e: dict) -> float | None:
     return min(vals) if vals else None
 
 
-def _task_json(task: Task, e: dict) -> dict:
-    return {"name": task.name, "key": task.key, "weight": task.weight, "trials": e.get("trials", 0),
+def _task_json(task: Task, e: dict, budget: int) -> dict:
+    return {"name": task.name, "key": task.key, "weight": task.weight, "trials": e.get("trials", 0), "budget": budget,
             "rule_us": (e.get("rule") or {}).get("latency_us"),
             "tuned_us": e["tuned"][0]["latency_us"] if e.get("tuned") else None, "best": e.get("best")}

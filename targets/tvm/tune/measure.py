@@ -59,6 +59,7 @@ def make_runner(cfg: MeasureConfig) -> ms.runner.Runner:
         if not cfg.rpc_key:
             raise TuneError("--rpc-tracker needs --rpc-key (the device key the RPC servers registered)")
         host, port = parse_tracker(cfg.rpc_tracker)
+        _check_reachable(host, port)
         rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=cfg.rpc_key,
                                   session_timeout_sec=int(cfg.run_timeout))
         try:
@@ -73,6 +74,26 @@ def make_runner(cfg: MeasureConfig) -> ms.runner.Runner:
     if cfg.threads:
         os.environ["TVM_NUM_THREADS"] = str(cfg.threads)
     return ms.runner.LocalRunner(evaluator_config=ev, timeout_sec=cfg.run_timeout)
+
+
+def _check_reachable(host: str, port: int, timeout: float = 5.0) -> None:
+    """Fail in seconds, not after TVM's 60 s of connection retries."""
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise TuneError(f"cannot reach the RPC tracker at {host}:{port} ({e.strerror or e})") from None
+
+
+def rpc_server_count(tracker: str, key: str) -> int:
+    """Servers registered under `key` with the tracker "host:port" (0 if unreachable)."""
+    host, port = parse_tracker(tracker)
+    try:
+        _check_reachable(host, port, 2.0)
+        return ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key).count_num_servers()
+    except Exception:  # noqa: BLE001 - not up yet
+        return 0
 
 
 def tuning_target(target: tvm.target.Target, threads: int | None) -> tvm.target.Target:
