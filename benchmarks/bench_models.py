@@ -109,7 +109,9 @@ def spawn(kind, path, warmup, repeat, timeout):
 
 
 def tune(path, records, trials, timeout) -> str | None:
-    cmd = [sys.executable, "-m", "edgec.cli", "tune", str(path), "--records", str(records), "--trials", str(trials),
+    # the same (empty) pass pipeline as the "edgec untuned" row, so the kernels and keys match
+    cmd = [sys.executable, "-m", "edgec.cli", "tune", str(path), "--passes", "", "--records", str(records),
+           "--trials", str(trials),
            "--threads", "2", "--seed", "0"]
     try:
         p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
