@@ -3,6 +3,10 @@
     python benchmarks/bench_models.py                 # resnet18, mobilenetv2, bert
     python benchmarks/bench_models.py --odd           # odd shapes nobody tuned for
     python benchmarks/bench_models.py --tvm-default skip --repeat 30
+    python benchmarks/bench_models.py --models resnet_block --tuned-trials 64   # + "edgec tuned" row
+
+--tuned-trials B runs `edgec tune --trials B` into OUT/<model>.tuning.json (resumed if it exists)
+and adds a row for a fresh compile with those records (no tuning in the timed process).
 
 Every runtime is timed in its own subprocess (idle worker threads of one runtime would steal the
 other's core); onnxruntime gets 2 intra-op threads. The machine's matmul peak is numpy's 2048^2
@@ -75,7 +79,13 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
         from edgec.api import CompileOptions, compile_model
         from edgec.targets.tvm.runtime import LoadedModel
 
-        art = compile_model(model_path, Path(tempfile.mkdtemp()) / "a", CompileOptions(target="host", passes=""))
+        records = kind.split(":", 1)[1] if kind.startswith("edgec-tuned:") else None
+        art = compile_model(model_path, Path(tempfile.mkdtemp()) / "a",
+                            CompileOptions(target="host", passes="", records=records))
+        if records:
+            rec = art.metadata["lowering"]["records"]
+            kernels = rec["applied"] + sum(art.metadata["lowering"]["schedules"].values())
+            out["note"] = f"{rec['applied']}/{kernels} kernels from records ({rec['tuned']} tuned)"
         m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads=2)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
@@ -96,6 +106,19 @@ def spawn(kind, path, warmup, repeat, timeout):
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def tune(path, records, trials, timeout) -> str | None:
+    # the same (empty) pass pipeline as the "edgec untuned" row, so the kernels and keys match
+    cmd = [sys.executable, "-m", "edgec.cli", "tune", str(path), "--passes", "", "--records", str(records),
+           "--trials", str(trials),
+           "--threads", "2", "--seed", "0"]
+    try:
+        p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"tune timeout after {timeout}s"
+    sys.stderr.write(p.stderr)
+    return None if p.returncode == 0 else (p.stderr.strip().splitlines() or ["tune failed"])[-1][:120]
 
 
 def fmt_row(name, runtime, r, ort_med, flops, peak):
@@ -122,6 +145,8 @@ def main():
     ap.add_argument("--tvm-timeout", type=int, default=300)
     ap.add_argument("--out", default="/tmp/edgec-bench")
     ap.add_argument("--chart", default="")
+    ap.add_argument("--tuned-trials", type=int, default=0, help="also tune with this many trials and time it")
+    ap.add_argument("--tune-timeout", type=int, default=3600)
     a = ap.parse_args()
     if a.worker:
         print(json.dumps(worker(a.worker[0], a.worker[1], a.warmup, a.repeat)))
@@ -148,6 +173,13 @@ def main():
             tvm_r = {"times": [NOTES_TVM_DEFAULT_MS[name] / 1e3], "note": f"MEASURED ONCE earlier ({tvm_r['error']})"}
         rows["TVM default build"] = tvm_r
         rows["edgec untuned"] = spawn("edgec", paths[name], a.warmup, a.repeat, 1200)
+        if a.tuned_trials:
+            records = Path(a.out) / f"{name}.tuning.json"
+            t0 = time.perf_counter()
+            err = tune(paths[name], records, a.tuned_trials, a.tune_timeout)
+            tuned = spawn(f"edgec-tuned:{records}", paths[name], a.warmup, a.repeat, 1200) if not err else {"error": err}
+            tuned["note"] = tuned.get("note", "") + f", tune {time.perf_counter() - t0:.0f}s"
+            rows[f"edgec tuned ({a.tuned_trials})"] = tuned
         for rt, r in rows.items():
             print(fmt_row(name, rt, r, ort_med, flops, peak))
         results[name] = {rt: r for rt, r in rows.items()}

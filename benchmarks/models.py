@@ -191,12 +191,23 @@ def odd_mobilenet():
     return mobilenetv2(hw=197, classes=101, cfg=cfg, stem=37, last=333, seed=4)
 
 
+def resnet_block(hw=28, c=128, seed=6):
+    """One ResNet-18 BasicBlock of stage 2 (28x28, 128 channels): the conv task `edgec tune` is
+    measured on in docs/tuning.md."""
+    g, fl = G(seed), Flops()
+    y, _ = conv_bn(g, fl, "input", c, c, 3, hw)
+    y, _ = conv_bn(g, fl, y, c, c, 3, hw, act=None)
+    g.op("Relu", [g.op("Add", [y, "input"])])
+    return g.model("resnet_block", _image_input(hw, c), "output", [1, c, hw, hw], fl.total)
+
+
 def odd_bert():
     return bert(layers=2, hidden=200, heads=5, seq=77, ffn=600, seed=5)
 
 
 MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenetv2, "bert": bert}
 ODD_MODELS = {"odd_cnn": odd_cnn, "odd_mobilenet": odd_mobilenet, "odd_bert": odd_bert}
+EXTRA_MODELS = {"resnet_block": resnet_block}  # select with --models
 
 
 def flops_of(model: onnx.ModelProto) -> int:
@@ -219,7 +230,7 @@ def sample_inputs(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray
 def write_all(out_dir: Path, names=None) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, fn in {**MODELS, **ODD_MODELS}.items():
+    for name, fn in {**MODELS, **ODD_MODELS, **EXTRA_MODELS}.items():
         if names and name not in names:
             continue
         p = out_dir / f"{name}.onnx"

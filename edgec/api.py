@@ -46,6 +46,19 @@ class CompileOptions:
     max_tensor_bytes: int = 4 << 30
     bundle: bool | None = None          # None: bundle when the target is not this host's architecture
     io_layout: str = "nchw"             # "nhwc": to-nhwc also makes 4-D graph inputs/outputs NHWC
+    records: str | None = None          # tuning-records file from `edgec tune` (applied where keys match)
+    threads: int | None = None          # runtime threads: sizes the schedules, default for run/bench
+
+
+@dataclass
+class TuneOptions:
+    records: str = "tuning.json"        # written and resumed from
+    trials: int = 64                    # total new measurements, split over tasks by FLOPs
+    time_budget_s: float | None = None  # stop (resumably) after this long
+    seed: int = 0
+    threads: int | None = None          # threads of the timed kernels (local runner) and schedules
+    rpc_tracker: str | None = None      # "host:port": time on a device behind a TVM RPC tracker
+    rpc_key: str | None = None
 
 
 def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
@@ -105,7 +118,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
 
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     with atomic_directory(out_dir) as tmp:
-        result = compile_to(model, spec, tmp)
+        result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads)
         meta = {
             "format": FORMAT,
             "model": {"file": os.path.basename(str(model_path)), "sha256": sha256_file(model_path),
@@ -117,6 +130,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             "outputs": [t.to_json() for t in outputs],
             "pipeline": pipeline_info,
             "lowering": result.lowering,
+            "runtime": {"threads": opts.threads},
             "versions": {**package_versions(), "edgec": __version__},
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -127,6 +141,19 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             meta["bundle"] = "bundle"
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return load_artifact(out_dir)
+
+
+def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOptions, progress=None) -> dict:
+    """Tune the kernels `compile_model(model_path, ..., opts)` would build; records go to
+    `tune.records` (resumed when it exists). Returns a summary dict."""
+    spec = get_target(opts.target, opts.mcpu, opts.mattr)
+    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes)
+    model, _ = optimize(model, spec, opts)
+    from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
+
+    return backend_tune(model, spec, tune.records, tune.trials, time_budget_s=tune.time_budget_s, seed=tune.seed,
+                threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,
+                progress=progress).to_json()
 
 
 def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
@@ -153,8 +180,14 @@ def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     return out
 
 
+def artifact_threads(art: Artifact, threads: int | None) -> int | None:
+    """--threads given to run/bench, else the one the artifact was compiled with, else None (all cores)."""
+    return threads or (art.metadata.get("runtime") or {}).get("threads")
+
+
 def run_artifact(art: Artifact, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
     inputs = check_inputs(art, inputs)
+    threads = artifact_threads(art, threads)
     from edgec.targets.tvm.execute import run  # heavy: imports tvm
 
     return run(art, inputs, threads)
@@ -165,4 +198,4 @@ def bench_artifact(art: Artifact, warmup: int, repeat: int, threads: int | None 
     from edgec.reference import seeded_inputs
     from edgec.targets.tvm.execute import bench  # heavy: imports tvm
 
-    return bench(art, seeded_inputs(art.inputs, seed), warmup, repeat, threads)
+    return bench(art, seeded_inputs(art.inputs, seed), warmup, repeat, artifact_threads(art, threads))

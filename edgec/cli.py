@@ -122,8 +122,12 @@ def pipeline_options(f):
               help="Also write bundle/ (runner, C API, TVM runtime) [default: on for non-host architectures].")
 @click.option("--report", type=click.Path(), default=None,
               help="Write an HTML report: per pass time, node counts, rules fired and where; op-count chart.")
+@click.option("--records", type=click.Path(), default=None,
+              help="Tuning records from `edgec tune`: kernels with a record use the recorded (faster) schedule.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Runtime threads the schedules are sized for; the default of run/bench [default: all cores].")
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
-            max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report):
+            max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
@@ -138,6 +142,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
+    opts.records, opts.threads = records, threads
     art = compile_model(model, out, opts)
     _print_trace(trace)
     if report:
@@ -150,6 +155,57 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
                f"({p['nodes_before']} -> {p['nodes_after']} nodes; library {m['library']})")
     if verify:
         click.echo(f"verified against onnxruntime after {len(p.get('verified_passes', []))} modifying pass run(s)")
+    rec = m["lowering"].get("records")
+    if rec:
+        total = sum(m["lowering"].get("schedules", {}).values()) + rec["applied"]
+        click.echo(f"records {rec['file']}: {rec['applied']} of {total} kernels from records "
+                   f"({rec['tuned']} tuned, {rec['rule']} rule schedule was faster)"
+                   + (f"; {rec['failed']} stale record(s) ignored" if rec["failed"] else ""))
+
+
+def _duration(text: str | None) -> float | None:
+    """'90', '90s', '20m', '1h', '1h30m' -> seconds."""
+    import re
+
+    from edgec.errors import EdgecError
+
+    if text is None:
+        return None
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise EdgecError(f"--time-budget '{text}' must look like 90s, 20m or 1h30m")
+    h, m, sec = (float(x) if x else 0.0 for x in parts.groups())
+    return h * 3600 + m * 60 + sec
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.option("--records", required=True, type=click.Path(), help="Records file to write; an existing one is resumed.")
+@click.option("--trials", type=click.IntRange(0), default=64, show_default=True,
+              help="New measurements in total, split over the kernels by FLOPs.")
+@click.option("--time-budget", default=None, metavar="DURATION", help="Stop after this long (90s, 20m, 1h); resumable.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Threads of the timed kernels [default: all cores].")
+@click.option("--rpc-tracker", default=None, metavar="HOST:PORT", help="Time on devices registered with this TVM RPC tracker.")
+@click.option("--rpc-key", default=None, help="Device key of the RPC servers to use (with --rpc-tracker).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pipeline_options
+def tune(model, records, trials, time_budget, seed, threads, rpc_tracker, rpc_key, as_json, target, passes, opt_level,
+         input_shape, disable, verify, mcpu, mattr, timing, dump_ir, max_tensor_bytes, io_layout, trace_rewrites):
+    """Tune MODEL's kernels with MetaSchedule on top of edgec's rule schedules; write a records file
+    for `edgec compile --records`."""
+    from edgec.api import TuneOptions, tune_model
+
+    budget = _duration(time_budget)
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+                            max_tensor_bytes, io_layout)
+    summary = tune_model(model, opts, TuneOptions(records=records, trials=trials, time_budget_s=budget, seed=seed,
+                                                  threads=threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"tuned {model}: {summary['tasks']} tasks, {summary['trials_run']} new trials "
+               f"({summary['skipped']} task(s) already done) -> {records}")
 
 
 @cli.command()

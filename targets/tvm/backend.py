@@ -22,8 +22,20 @@ class BackendResult:
     extra_files: tuple[str, ...] = ()
 
 
-def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str = "model.so") -> BackendResult:
-    """Lower `model` and build it for `spec` into `out_dir` (library + any runtime side files)."""
+def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str = "model.so",
+               records: str | None = None, threads: int | None = None) -> BackendResult:
+    """Lower `model` and build it for `spec` into `out_dir` (library + any runtime side files).
+    `records`: a tuning-records file from `edgec tune` (CPU VM targets); `threads`: the thread
+    count the schedules are sized for (default: this machine's cores)."""
+    recs = None
+    if records is not None:
+        from edgec.targets.tvm.tune.records import Records
+
+        recs = Records.load(records)
+        if spec.tvm.get("kind") != "llvm" or spec.runtime != "vm":
+            from edgec.errors import TargetError
+
+            raise TargetError(f"--records applies to CPU targets with the VM runtime, not '{spec.name}'")
     mod, report = lower_model(model)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library
@@ -46,8 +58,19 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         target = tvm_target(spec)
         files, kernels = build_gpu(optimize_relax(mod, target), spec, target, out_dir, lib_name)
         return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files))
-    res = build_library(mod, spec, out_dir / lib_name)
-    return BackendResult(lib_name, res.tvm_target, report.to_json())
+    res = build_library(mod, spec, out_dir / lib_name, recs, threads)
+    lowering = {**report.to_json(), "schedules": res.schedules}
+    if res.records:
+        lowering["records"] = res.records
+    return BackendResult(lib_name, res.tvm_target, lowering)
+
+
+def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, **kw):
+    """Lower `model` as compile_to does and tune its kernels (see tune.driver.tune_model)."""
+    from edgec.targets.tvm.tune.driver import tune_model
+
+    mod, _ = lower_model(model)
+    return tune_model(mod, spec, records, trials, **kw)
 
 
 def make_bundle(spec: TargetSpec, artifact_dir: Path, metadata: dict, lib_name: str = "model.so") -> Path:

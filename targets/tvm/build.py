@@ -21,6 +21,7 @@ class BuildResult:
     library: Path
     tvm_target: str
     schedules: dict = field(default_factory=dict)  # schedule rule -> number of kernels
+    records: dict = field(default_factory=dict)    # tuning records applied: {"file", "tuned", "rule", ...}
 
 
 def tvm_target(spec: TargetSpec) -> tvm.target.Target:
@@ -64,33 +65,50 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
         return seq(mod)
 
 
-def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, used: dict | None = None):
-    """edgec's rule-based schedules for CPU targets (GPU targets keep TVM's default schedules)."""
+def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, used: dict | None = None,
+             records=None, threads: int | None = None):
+    """edgec's rule-based schedules for CPU targets (GPU targets keep TVM's default schedules).
+    With `records` (a tune.records.Records), kernels that have a record get the recorded winner
+    first (counted as 'records:tuned' / 'records:rule' in `used`)."""
     if spec.tvm.get("kind") != "llvm":
         return mod
-    mod, counts = apply_schedules(mod, context_for(spec, target))
+    ctx = context_for(spec, target, threads)
+    if records is not None:
+        from edgec.targets.tvm.tune.apply import apply_records
+
+        mod, counts = apply_records(mod, records, target, ctx)
+        if used is not None:
+            used.update(counts)
+    mod, counts = apply_schedules(mod, ctx)
     if used is not None:
         used.update(counts)
     return mod
 
 
 def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None,
-                used: dict | None = None):
+                used: dict | None = None, records=None, threads: int | None = None):
     """Optimize, schedule and compile a Relax module; returns TVM's executable. `used` collects
-    how many kernels each schedule rule took."""
+    how many kernels each schedule rule (or tuning record) took."""
     target = target or tvm_target(spec)
-    mod = schedule(optimize_relax(mod, target, spec), spec, target, used)
+    mod = schedule(optimize_relax(mod, target, spec), spec, target, used, records, threads)
     return tvm.compile(mod, target=target)
 
 
-def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path) -> BuildResult:
+def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=None,
+                  threads: int | None = None) -> BuildResult:
     target = tvm_target(spec)
     fcompile = cross_fcompile(spec)
     used: dict = {}
-    ex = build_relax(mod, spec, target, used)
+    ex = build_relax(mod, spec, target, used, records, threads)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))
     else:
         ex.export_library(str(out_lib), fcompile=fcompile)
-    return BuildResult(out_lib, str(target), dict(sorted(used.items())))
+    applied = {}
+    if records is not None:
+        applied = {"file": str(records.path), "entries": len(records.tasks),
+                   "tuned": used.pop("records:tuned", 0), "rule": used.pop("records:rule", 0),
+                   "failed": used.pop("records:failed", 0)}
+        applied["applied"] = applied["tuned"] + applied["rule"]
+    return BuildResult(out_lib, str(target), dict(sorted(used.items())), applied)

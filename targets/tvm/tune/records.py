@@ -1,0 +1,106 @@
+"""The portable tuning-records file: one JSON document, no TVM import needed to read it.
+
+    {"format": "edgec-tuning-records", "version": 1,
+     "tasks": {"<target-hash>:<workload-hash>": {
+         "name": "fused_conv2d_nchwc_add_relu", "target": "<TVM target JSON>", "weight": 2,
+         "flops": 1.2e6, "trials": 16, "errors": 1,
+         "rule": {"name": "conv2d-nchwc", "latency_us": 25.1, "trace": "<TVM JSON of the trace>"},
+         "tuned": [{"latency_us": 18.8, "trace": "<TVM JSON>"}, ...],      # best first, top K
+         "best": "tuned" | "rule" | null}}}
+
+Keys are a structural hash of the kernel (the fused PrimFunc as a one-function module) and a hash
+of the TVM target, so a record is only ever applied to the same kernel built for the same target.
+`best` is whichever of edgec's rule schedule and the best tuned schedule measured faster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgec.errors import EdgecError
+
+FORMAT, VERSION = "edgec-tuning-records", 1
+TOP_K = 8  # tuned traces kept per task (the best is applied; the rest seed a resumed search)
+
+
+class RecordsError(EdgecError):
+    """A tuning-records file is missing, unreadable or not an edgec records file."""
+
+
+def target_hash(target_str: str) -> str:
+    return hashlib.sha256(target_str.encode()).hexdigest()[:12]
+
+
+def task_key(target_str: str, workload_hash: int) -> str:
+    return f"{target_hash(target_str)}:{workload_hash & (2**64 - 1):016x}"
+
+
+@dataclass
+class Records:
+    path: Path | None = None
+    tasks: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, missing_ok: bool = False) -> Records:
+        p = Path(path)
+        if not p.exists():
+            if missing_ok:
+                return cls(p)
+            raise RecordsError(f"records file {p} not found")
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RecordsError(f"{p}: not a valid records file ({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise RecordsError(f"{p}: not an edgec tuning-records file (no \"format\": \"{FORMAT}\")")
+        if doc.get("version") != VERSION:
+            raise RecordsError(f"{p}: records version {doc.get('version')!r}, this edgec reads version {VERSION}")
+        tasks = doc.get("tasks")
+        if not isinstance(tasks, dict) or not all(isinstance(v, dict) for v in tasks.values()):
+            raise RecordsError(f"{p}: malformed records file ('tasks' must map keys to objects)")
+        for k, v in tasks.items():
+            if not isinstance(v.get("tuned", []), list) or v.get("best") not in (None, "rule", "tuned"):
+                raise RecordsError(f"{p}: malformed record for task {k}")
+        return cls(p, tasks)
+
+    def save(self, path: str | os.PathLike | None = None) -> None:
+        p = Path(path or self.path)
+        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+        doc = {"format": FORMAT, "version": VERSION, "tasks": self.tasks}
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, p)
+
+    def entry(self, key: str, **init) -> dict:
+        e = self.tasks.setdefault(key, {"trials": 0, "errors": 0, "rule": None, "tuned": [], "best": None})
+        e.update({k: v for k, v in init.items() if v is not None})
+        return e
+
+    def add_tuned(self, key: str, latency_us: float, trace_json: str) -> None:
+        e = self.tasks[key]
+        e["tuned"] = sorted([*e["tuned"], {"latency_us": latency_us, "trace": trace_json}],
+                            key=lambda r: r["latency_us"])[:TOP_K]
+        decide(e)
+
+    def best_for(self, key: str) -> dict | None:
+        e = self.tasks.get(key)
+        return e if e and e.get("best") else None
+
+
+def best_tuned_us(e: dict) -> float | None:
+    return e["tuned"][0]["latency_us"] if e.get("tuned") else None
+
+
+def decide(e: dict) -> None:
+    """Per task keep the faster of edgec's rule schedule and the best tuned one."""
+    rule = (e.get("rule") or {}).get("latency_us")
+    tuned = best_tuned_us(e)
+    if tuned is None:
+        e["best"] = "rule" if rule is not None else None
+    elif rule is None or tuned < rule:
+        e["best"] = "tuned"
+    else:
+        e["best"] = "rule"

@@ -1,0 +1,225 @@
+"""`edgec tune` / `edgec compile --records`: a tiny conv model, a handful of trials. Records are
+written, reused by a second compile (counted in metadata, outputs still match onnxruntime),
+resumed without redoing finished work, rejected with one line when bad; RPC loopback. No
+wall-clock asserts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.api import CompileOptions, TuneOptions, compile_model, run_artifact, tune_model
+
+pytestmark = pytest.mark.slow
+RNG = np.random.default_rng(0)
+TRIALS = 6
+
+
+def _tune_deps():
+    for mod in ("cloudpickle", "psutil", "xgboost"):
+        pytest.importorskip(mod, reason=f"MetaSchedule needs {mod} (pip install 'edgec[tune]')")
+
+
+def _w(name, shape):
+    return numpy_helper.from_array((RNG.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+
+def tiny_model(path, channels=16, hw=14):
+    """conv3x3+bias+relu -> conv1x1 + residual add: two conv kernels and the layout transforms."""
+    c = channels
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["y1"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Relu", ["y1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["y2"], kernel_shape=[1, 1]),
+             helper.make_node("Add", ["y2", "r1"], ["y"])]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw])],
+                          [_w("w1", (c, c, 3, 3)), _w("b1", (c,)), _w("w2", (c, c, 1, 1))])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """(model path, records path, summary) after one tuning run of TRIALS trials."""
+    _tune_deps()
+    d = tmp_path_factory.mktemp("tune")
+    model = tiny_model(d / "tiny.onnx")
+    records = d / "tuning.json"
+    summary = tune_model(model, CompileOptions(), TuneOptions(records=str(records), trials=TRIALS, seed=1, threads=2))
+    return model, records, summary
+
+
+def _doc(path):
+    return json.loads(path.read_text())
+
+
+def test_records_written(tuned):
+    _, records, summary = tuned
+    doc = _doc(records)
+    assert doc["format"] == "edgec-tuning-records" and doc["version"] == 1
+    tasks = doc["tasks"]
+    assert len(tasks) == summary["tasks"] >= 3
+    assert summary["trials_run"] == sum(t["trials"] for t in tasks.values()) == TRIALS
+    for key, t in tasks.items():
+        assert ":" in key and t["target"]
+        assert t["rule"]["latency_us"] > 0, t["rule"]          # every task's rule schedule was timed
+        assert t["best"] in ("rule", "tuned")
+        tuned_us = t["tuned"][0]["latency_us"] if t["tuned"] else None
+        if t["best"] == "tuned":                                # per task: best of {rules, tuned}
+            assert tuned_us < t["rule"]["latency_us"]
+        elif tuned_us is not None:
+            assert t["rule"]["latency_us"] <= tuned_us
+    assert any(t["tuned"] for t in tasks.values()), "no candidate was measured successfully"
+
+
+def test_compile_reuses_records(tuned, tmp_path, run_cli):
+    model, records, summary = tuned
+    r = run_cli("compile", model, "-o", tmp_path / "a", "--records", records, "--threads", "2")
+    assert r.code == 0, r.err
+    assert f"{summary['tasks']} of {summary['tasks']} kernels from records" in r.out
+    from edgec.artifact import load_artifact
+
+    art = load_artifact(tmp_path / "a")
+    rec = art.metadata["lowering"]["records"]
+    doc = _doc(records)
+    n_tuned = sum(1 for t in doc["tasks"].values() if t["best"] == "tuned")
+    assert rec["applied"] == summary["tasks"] and rec["tuned"] == n_tuned and rec["failed"] == 0
+    assert rec["rule"] == summary["tasks"] - n_tuned
+    assert art.metadata["lowering"]["schedules"] == {}          # nothing fell through to the rules
+    assert art.metadata["runtime"]["threads"] == 2
+    x = RNG.standard_normal((1, 16, 14, 14)).astype(np.float32)
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = run_artifact(art, {"x": x})["y"]
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_compile_without_matching_records(tuned, tmp_path):
+    """Records of another kernel shape are ignored: the rules schedule everything."""
+    _, records, _ = tuned
+    other = tiny_model(tmp_path / "other.onnx", channels=32, hw=10)
+    art = compile_model(other, tmp_path / "b", CompileOptions(records=str(records)))
+    assert art.metadata["lowering"]["records"]["applied"] == 0
+    assert sum(art.metadata["lowering"]["schedules"].values()) >= 3
+
+
+def test_resume_skips_finished_tasks(tuned, tmp_path, run_cli):
+    model, records, summary = tuned
+    copy = tmp_path / "resume.json"
+    shutil.copy(records, copy)
+    r = run_cli("tune", model, "--records", copy, "--trials", TRIALS, "--seed", 1, "--threads", 2, "--json")
+    assert r.code == 0, r.err
+    again = json.loads(r.out.strip().splitlines()[-1])
+    assert again["trials_run"] == 0 and again["skipped"] == summary["tasks"]
+    assert _doc(copy)["tasks"] == _doc(records)["tasks"]
+    lines = [ln for ln in r.err.splitlines() if " task " in ln]  # not a TTY: plain lines, one per task
+    assert len(lines) == summary["tasks"] and "\r" not in r.err and all("done earlier" in ln or "rules" in ln
+                                                                       for ln in lines)
+
+
+def test_resume_continues_with_more_trials(tuned, tmp_path):
+    model, records, _ = tuned
+    copy = tmp_path / "more.json"
+    shutil.copy(records, copy)
+    before = {k: t["trials"] for k, t in _doc(copy)["tasks"].items()}
+    more = tune_model(model, CompileOptions(), TuneOptions(records=str(copy), trials=TRIALS + 2, seed=1, threads=2))
+    after = _doc(copy)["tasks"]
+    for t in more["per_task"]:
+        assert after[t["key"]]["trials"] == max(before[t["key"]], t["budget"])   # only the missing trials ran
+    assert more["trials_run"] == sum(after[k]["trials"] - before[k] for k in before) >= 2
+
+
+@pytest.mark.parametrize("content", ["garbage{", '{"format": "something-else"}', '{"format": "edgec-tuning-records", "version": 1, "tasks": []}'])
+def test_bad_records_file_is_one_line_exit_2(tmp_path, run_cli, content):
+    model = tiny_model(tmp_path / "m.onnx")
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    for argv in (("compile", model, "-o", tmp_path / "o", "--records", bad),
+                 ("tune", model, "--records", bad, "--trials", 2)):
+        r = run_cli(*argv)
+        assert r.code == 2, r
+        assert r.err.startswith("edgec: error: ") and len(r.err.strip().splitlines()) == 1 and "bad.json" in r.err
+
+
+def test_missing_records_and_bad_budget(tmp_path, run_cli):
+    model = tiny_model(tmp_path / "m.onnx")
+    r = run_cli("compile", model, "-o", tmp_path / "o", "--records", tmp_path / "nope.json")
+    assert r.code == 2 and "not found" in r.err and len(r.err.strip().splitlines()) == 1
+    r = run_cli("tune", model, "--records", tmp_path / "t.json", "--time-budget", "5q")
+    assert r.code == 2 and "--time-budget" in r.err
+
+
+def test_no_tasks_is_one_line_exit_2(tmp_path, run_cli):
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "noop",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "noop.onnx")
+    r = run_cli("tune", tmp_path / "noop.onnx", "--records", tmp_path / "t.json", "--trials", 2)
+    assert r.code == 2 and "no tuning tasks" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracker_is_one_line_exit_2(tmp_path, run_cli):
+    model = tiny_model(tmp_path / "m.onnx")
+    r = run_cli("tune", model, "--records", tmp_path / "t.json", "--trials", 2,
+                "--rpc-tracker", f"127.0.0.1:{_free_port()}", "--rpc-key", "k")
+    assert r.code == 2 and "RPC tracker" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_rpc_loopback(tmp_path, run_cli):
+    """A TVM RPC tracker and server on 127.0.0.1; candidates are timed through them."""
+    _tune_deps()
+    pytest.importorskip("tornado", reason="TVM's RPC tracker needs tornado (pip install 'edgec[tune]')")
+    from edgec.targets.tvm.tune.measure import rpc_server_count
+
+    tport, sport = _free_port(), _free_port()
+    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                               "--port", str(tport), "--port-end", str(tport + 1), "--silent"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(1)
+        procs.append(subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{tport}",
+                                       "--key", "edgec-loopback", "--host", "127.0.0.1", "--port", str(sport),
+                                       "--port-end", str(sport + 20), "--silent"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(120):  # registration: a few seconds on an idle machine, more on a loaded one
+            if rpc_server_count(f"127.0.0.1:{tport}", "edgec-loopback") >= 1:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the RPC server did not register with the tracker")
+        model = tiny_model(tmp_path / "m.onnx")
+        records = tmp_path / "rpc.json"
+        r = run_cli("tune", model, "--records", records, "--trials", 2, "--seed", 3,
+                    "--rpc-tracker", f"127.0.0.1:{tport}", "--rpc-key", "edgec-loopback", "--json")
+        assert r.code == 0, r.err
+        assert "via RPC" in r.err
+        tasks = _doc(records)["tasks"]
+        assert sum(t["trials"] for t in tasks.values()) == 2
+        assert all(t["rule"]["latency_us"] > 0 for t in tasks.values())   # rules timed on the server too
+        assert any(t["tuned"] for t in tasks.values())
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
