@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -56,10 +57,15 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
             os.kill(pid, 0)
             continue  # still running
         shutil.rmtree(stale, ignore_errors=True)
+    for backup in dest.parent.glob(f".{dest.name}.old-*"):  # killed between the two renames below
+        if dest.exists():
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.rename(backup, dest)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         yield tmp
         old = dest.parent / f".{dest.name}.old-{os.getpid()}"
         if dest.exists():
@@ -67,7 +73,16 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
         os.rename(tmp, dest)
         shutil.rmtree(old, ignore_errors=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
+
+
+def _remove_tree(path: Path, attempts: int = 5) -> None:
+    """rmtree that retries: an interrupted build may still be finishing a write into `path`."""
+    for i in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
+        time.sleep(0.05 * (i + 1))
 
 
 def c_identifier(name: str) -> str:
