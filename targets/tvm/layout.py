@@ -16,6 +16,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax, te, tirx, topi
 
+from edgec.targets.tvm import packing
+
 CONV_BLOCK = "edgec_conv_nchwc"
 DWCONV_BLOCK = "edgec_dwconv_nchwc"
 PAD_BLOCK = "edgec_pad_nchwc"
@@ -129,7 +131,8 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) == ("NCHW", "OIHW", "NCHW") and \
                 int(a.groups) == 1 and isinstance(call.args[1], tvm.ir.expr.Constant) and _LANES[0]:
             return _legalize_conv2d_nchw(bb, call, _LANES[0])
-        return _nn_conv2d(bb, call)
+        out = packing.legalize_dwconv_nchw(bb, call, _LANES[0])
+        return out if out is not None else _nn_conv2d(bb, call)
     if str(a.kernel_layout) != f"OIHW{b}o" or str(a.out_layout) != str(a.data_layout):
         raise ValueError(f"edgec: unsupported blocked conv2d layouts {a.data_layout}/{a.kernel_layout}/{a.out_layout}")
     return bb.call_te(conv2d_nchwc, call.args[0], call.args[1], strides=_ints(a.strides),
@@ -144,9 +147,19 @@ def legalize_map(lanes: int = 0) -> dict:
     """Legalizations for convs; `lanes` > 0 also packs constant-weight NCHW convs' kernels."""
     _LANES[0] = lanes
     out = {"relax.nn.conv2d": _legalize_conv2d}
-    if lanes:  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
+    if lanes:
+        out["relax.matmul"] = _legalize_matmul  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
         out["relax.exp"] = _fast("fast_exp")
         out["relax.erf"] = _fast("fast_erf")
+    return out
+
+
+def _legalize_matmul(bb, call):
+    out = packing.legalize_matmul(bb, call, _LANES[0])
+    if out is None:
+        from tvm.relax.transform.legalize_ops.linear_algebra import _matmul
+
+        return _matmul(bb, call)
     return out
 
 
