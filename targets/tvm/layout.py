@@ -151,6 +151,7 @@ def legalize_map(lanes: int = 0) -> dict:
         out["relax.matmul"] = _legalize_matmul  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
         out["relax.exp"] = _fast("fast_exp")
         out["relax.erf"] = _fast("fast_erf")
+        out["relax.nn.softmax"] = _legalize_softmax
     return out
 
 
@@ -161,6 +162,25 @@ def _legalize_matmul(bb, call):
 
         return _matmul(bb, call)
     return out
+
+
+def softmax_fast(x, axis: int):
+    """Softmax over the last axis with TOPI's vectorizable polynomial exp (blocks: row max,
+    exp(x - max), row sum, divide)."""
+    m = topi.max(x, axis=axis)
+    e = topi.fast_exp(te.compute(x.shape, lambda *i: x(*i) - m(*i[:-1]), name="softmax_shift"))
+    s = topi.sum(e, axis=axis)
+    return te.compute(x.shape, lambda *i: e(*i) / s(*i[:-1]), name="softmax_norm")
+
+
+def _legalize_softmax(bb, call):
+    x = call.args[0]
+    axis = int(call.attrs.axis)
+    if str(x.ty.dtype) != "float32" or x.ty.ndim < 1 or axis not in (-1, x.ty.ndim - 1):
+        from tvm.relax.transform.legalize_ops.nn import _nn_softmax
+
+        return _nn_softmax(bb, call)
+    return bb.call_te(softmax_fast, x, axis=x.ty.ndim - 1, primfunc_name_hint="softmax")
 
 
 def _fast(name):

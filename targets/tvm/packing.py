@@ -8,7 +8,8 @@
 * depthwise `relax.nn.conv2d` in NCHW (channel counts no vector block divides): output rows are
   computed over a width padded to the pixel tile (`edgec_dwconv_nchw`), so every tile is whole
   vectors along the row, then sliced; the zero-padded input plane is a separate block
-  (`edgec_pad_nchw_dw`) the schedule materializes per channel.
+  (`edgec_pad_nchw_dw`) the schedule materializes per channel, with columns split by phase
+  (x % stride) for strided convs so their loads stay contiguous.
 """
 
 from __future__ import annotations
@@ -100,15 +101,23 @@ def dwconv2d_nchw(data, kernel, strides, padding, dilation, tile: int):
     owp = _ceil(ow, tile)
     hp, wp = h + pt + pb, max(w + pl + pr, (owp - 1) * sw + dw * (kw - 1) + 1)
 
-    def pad(i, j, y, x):
+    wp = _ceil(wp, sw)
+
+    def value(i, j, y, x):
         inside = tirx.all(y >= pt, y < h + pt, x >= pl, x < w + pl)
         return tirx.if_then_else(inside, data[i, j, y - pt, x - pl], tirx.const(0, data.dtype))
 
-    padded = te.compute((n, c, hp, wp), pad, name=DWCONV_NCHW_PAD)
     ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+    if sw == 1:
+        padded = te.compute((n, c, hp, wp), value, name=DWCONV_NCHW_PAD)
+        read = lambda i, j, y, x: padded[i, j, y, x]  # noqa: E731
+    else:  # columns split by phase (x % sw): a strided row becomes contiguous loads
+        padded = te.compute((n, c, hp, sw, wp // sw), lambda i, j, y, p, x: value(i, j, y, x * sw + p),
+                            name=DWCONV_NCHW_PAD)
+        read = lambda i, j, y, x: padded[i, j, y, x % sw, x // sw]  # noqa: E731
     acc = te.compute(
         (n, c, oh, owp),
-        lambda i, j, y, x: te.sum(padded[i, j, y * sh + ry * dh, x * sw + rx * dw] * kernel[j, 0, ry, rx],
+        lambda i, j, y, x: te.sum(read(i, j, y * sh + ry * dh, x * sw + rx * dw) * kernel[j, 0, ry, rx],
                                   axis=[ry, rx]),
         name=DWCONV_NCHW)
     if owp == ow:
