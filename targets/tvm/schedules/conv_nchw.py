@@ -23,7 +23,7 @@ def apply(sch, ctx) -> None:
     conv = C.find_block(sch, CONV_NCHW_BLOCK)
     pad = C.find_block(sch, PAD_BLOCK)
     if pad is not None:
-        sch.compute_inline(pad)
+        C.materialize_pad(sch, pad, ctx.threads)
     tail = C.inline_consumers(sch, conv)
     n, o, y, x, k, rc, ry, rx = sch.get_loops(conv)
     _, ocb, oh, ow, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))

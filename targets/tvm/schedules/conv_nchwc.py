@@ -2,7 +2,8 @@
 
 Register tile: `ot` output-channel blocks x `wt` output pixels of one row, each a vector of b
 channels, accumulated in a local buffer over (input-channel block, ky, kx, input channel);
-parallel over (batch, output-channel block group, output row). Padding is inlined; the fused
+parallel over (batch, output-channel block group, output row). The zero-padded input is
+its own stage (no bounds test in the inner loop); the fused
 epilogue (bias, batch-norm arithmetic, activation, residual add) runs on the tile in registers.
 """
 
@@ -23,7 +24,7 @@ def apply(sch, ctx) -> None:
     conv = C.find_block(sch, CONV_BLOCK)
     pad = C.find_block(sch, PAD_BLOCK)
     if pad is not None:
-        sch.compute_inline(pad)
+        C.materialize_pad(sch, pad, ctx.threads)
     tail = C.inline_consumers(sch, conv)
     n, o, y, x, k, rcb, rc, ry, rx = sch.get_loops(conv)
     _, ocb, oh, ow, b, icb, bi, kh, kw = C.extents(sch, sch.get_loops(conv))
