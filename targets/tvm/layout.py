@@ -83,9 +83,10 @@ def _pad_nchw(data, pt, pl, pb, pr):
     return te.compute((n, c, h + pt + pb, w + pl + pr), f, name=PAD_BLOCK)
 
 
-def conv2d_nchw_packed(data, kernel, oc, strides, padding, dilation):
+def conv2d_nchw_packed(data, kernel, oc, strides, padding, dilation, owp=None):
     """Dense NCHW conv with a packed kernel [ceil(OC/b), IC, KH, KW, b] (zero-padded channels):
-    accumulates into [N, OC/b, OH, OW, b] (`edgec_conv_nchw_acc`), then unpacks to NCHW."""
+    accumulates into [N, OC/b, OH, OWp, b] (`edgec_conv_nchw_acc`; OWp >= OW: whole pixel tiles,
+    the extra columns read the zero padding), then unpacks to NCHW."""
     n, ic, h, w = _ints(data.shape)
     ocb, _, kh, kw, b = _ints(kernel.shape)
     sh, sw = strides
@@ -93,14 +94,34 @@ def conv2d_nchw_packed(data, kernel, oc, strides, padding, dilation):
     pt, pl, pb, pr = padding
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    owp = max(owp or ow, ow)
+    pr = max(pr, (owp - 1) * sw + dw * (kw - 1) + 1 - w - pl)
     pad = _pad_nchw(data, pt, pl, pb, pr)
     rc, ry, rx = te.reduce_axis((0, ic), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
     acc = te.compute(
-        (n, ocb, oh, ow, b),
+        (n, ocb, oh, owp, b),
         lambda i, o, y, x, k: te.sum(pad[i, rc, y * sh + ry * dh, x * sw + rx * dw] * kernel[o, rc, ry, rx, k],
                                      axis=[rc, ry, rx]),
         name=CONV_NCHW_BLOCK)
     return te.compute((n, oc, oh, ow), lambda i, c, y, x: acc[i, c // b, y, x, c % b], name=UNPACK_BLOCK)
+
+
+def conv_tiles(ocb: int, ow: int, registers: int) -> tuple[int, int]:
+    """(ot, cap): output-channel vectors per register tile and the most pixels beside them."""
+    ot = 4 if ocb % 4 == 0 and ow <= 8 else 2 if ocb % 2 == 0 else 1
+    return ot, max((registers - 8) // ot, 1)
+
+
+def padded_width(ow: int, cap: int) -> int:
+    """The fewest pixel tiles of at most `cap` covering a row, balanced: their total width."""
+    tiles = -(-ow // cap)
+    return tiles * -(-ow // tiles)
+
+
+def _registers(lanes: int) -> int:
+    t = tvm.target.Target.current(allow_none=True)
+    aarch64 = t is not None and "aarch64" in str(t.attrs.get("mtriple", ""))
+    return 32 if lanes >= 16 or aarch64 else 16
 
 
 def _legalize_conv2d_nchw(bb, call, lanes):
@@ -112,8 +133,11 @@ def _legalize_conv2d_nchw(bb, call, lanes):
     packed = relax.op.layout_transform(w, index_map=lambda o, i, y, x: (o // b, i, y, x, o % b),
                                        pad_value=0.0 if ocp != oc else None)
     packed = bb.normalize(packed)
+    ow = int(call.ty.shape[3])
+    _, cap = conv_tiles(ocp // b, ow, _registers(lanes))
     return bb.call_te(conv2d_nchw_packed, call.args[0], packed, oc=oc, strides=_ints(a.strides),
-                      padding=_ints(a.padding), dilation=_ints(a.dilation), primfunc_name_hint="conv2d_nchw")
+                      padding=_ints(a.padding), dilation=_ints(a.dilation), owp=padded_width(ow, cap),
+                      primfunc_name_hint="conv2d_nchw")
 
 
 def _blocked(layout: str) -> int | None:
