@@ -301,4 +301,7 @@ def convert_to_blocked(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
     if block is None:
         return mod
     mod = _clip_to_minmax(mod)
-    return relax.transform.ConvertLayout({"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]})(mod)
+    mod = relax.transform.ConvertLayout({"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]})(mod)
+    # ConvertLayout emits one layout_transform per consumer (ResNet's stem output fed two blocked
+    # convs through two identical transforms): keep one
+    return relax.transform.EliminateCommonSubexpr()(mod)

@@ -55,7 +55,8 @@ def _conv(x, cin, cout, k, stride=1, group=1, pad=None, bias=True, tag="c"):
 
 
 @pytest.mark.parametrize("cin,cout,k,stride,hw", [(16, 32, 3, 1, (13, 11)), (32, 16, 1, 1, (7, 9)),
-                                                  (16, 64, 3, 2, (15, 15)), (64, 64, 3, 1, (5, 5))])
+                                                  (16, 64, 3, 2, (15, 15)), (64, 64, 3, 1, (5, 5)),
+                                                  (128, 128, 3, 1, (7, 7)), (64, 32, 3, 1, (14, 14))])
 def test_conv_nchwc_with_epilogue(tmp_path, cin, cout, k, stride, hw):
     conv, inits, y = _conv("x", cin, cout, k, stride)
     relu = helper.make_node("Relu", [y], ["out"])

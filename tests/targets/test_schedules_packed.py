@@ -83,3 +83,15 @@ def test_packed_kernels_on_avx2_lanes(tmp_path):
     dw, inits, y = _conv("x", 11, 11, 3, 2, group=11, tag="dw")
     used = _check(_model([dw], [("x", [1, 11, 13, 13])], y, inits), tmp_path, spec="x86-64-avx2")
     assert used.get("depthwise-nchw") == 1
+
+
+def test_one_layout_transform_per_tensor(tmp_path):
+    """A 3-channel stem (stays NCHW) feeding two blocked convs: one transform into the blocked
+    layout, not one per consumer."""
+    stem, i0, y0 = _conv("x", 3, 16, 3, tag="s")
+    a, i1, ya = _conv(y0, 16, 16, 3, tag="a")
+    b, i2, yb = _conv(y0, 16, 16, 1, tag="b")
+    model = _model([stem, a, b, helper.make_node("Add", [ya, yb], ["out"])], [("x", [1, 3, 12, 12])], "out",
+                   i0 + i1 + i2)
+    assert sum("layout_transform" in k for k in _kernels(model)) == 2  # into blocked, and back out
+    _check(model, tmp_path)
