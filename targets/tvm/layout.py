@@ -16,6 +16,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax, te, tirx, topi
 
+from edgec.targets.tvm import packing
+
 CONV_BLOCK = "edgec_conv_nchwc"
 DWCONV_BLOCK = "edgec_dwconv_nchwc"
 PAD_BLOCK = "edgec_pad_nchwc"
@@ -81,9 +83,10 @@ def _pad_nchw(data, pt, pl, pb, pr):
     return te.compute((n, c, h + pt + pb, w + pl + pr), f, name=PAD_BLOCK)
 
 
-def conv2d_nchw_packed(data, kernel, oc, strides, padding, dilation):
+def conv2d_nchw_packed(data, kernel, oc, strides, padding, dilation, owp=None):
     """Dense NCHW conv with a packed kernel [ceil(OC/b), IC, KH, KW, b] (zero-padded channels):
-    accumulates into [N, OC/b, OH, OW, b] (`edgec_conv_nchw_acc`), then unpacks to NCHW."""
+    accumulates into [N, OC/b, OH, OWp, b] (`edgec_conv_nchw_acc`; OWp >= OW: whole pixel tiles,
+    the extra columns read the zero padding), then unpacks to NCHW."""
     n, ic, h, w = _ints(data.shape)
     ocb, _, kh, kw, b = _ints(kernel.shape)
     sh, sw = strides
@@ -91,14 +94,34 @@ def conv2d_nchw_packed(data, kernel, oc, strides, padding, dilation):
     pt, pl, pb, pr = padding
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+    owp = max(owp or ow, ow)
+    pr = max(pr, (owp - 1) * sw + dw * (kw - 1) + 1 - w - pl)
     pad = _pad_nchw(data, pt, pl, pb, pr)
     rc, ry, rx = te.reduce_axis((0, ic), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
     acc = te.compute(
-        (n, ocb, oh, ow, b),
+        (n, ocb, oh, owp, b),
         lambda i, o, y, x, k: te.sum(pad[i, rc, y * sh + ry * dh, x * sw + rx * dw] * kernel[o, rc, ry, rx, k],
                                      axis=[rc, ry, rx]),
         name=CONV_NCHW_BLOCK)
     return te.compute((n, oc, oh, ow), lambda i, c, y, x: acc[i, c // b, y, x, c % b], name=UNPACK_BLOCK)
+
+
+def conv_tiles(ocb: int, ow: int, registers: int) -> tuple[int, int]:
+    """(ot, cap): output-channel vectors per register tile and the most pixels beside them."""
+    ot = 4 if ocb % 4 == 0 and ow <= 8 else 2 if ocb % 2 == 0 else 1
+    return ot, max((registers - 8) // ot, 1)
+
+
+def padded_width(ow: int, cap: int) -> int:
+    """The fewest pixel tiles of at most `cap` covering a row, balanced: their total width."""
+    tiles = -(-ow // cap)
+    return tiles * -(-ow // tiles)
+
+
+def _registers(lanes: int) -> int:
+    t = tvm.target.Target.current(allow_none=True)
+    aarch64 = t is not None and "aarch64" in str(t.attrs.get("mtriple", ""))
+    return 32 if lanes >= 16 or aarch64 else 16
 
 
 def _legalize_conv2d_nchw(bb, call, lanes):
@@ -110,8 +133,11 @@ def _legalize_conv2d_nchw(bb, call, lanes):
     packed = relax.op.layout_transform(w, index_map=lambda o, i, y, x: (o // b, i, y, x, o % b),
                                        pad_value=0.0 if ocp != oc else None)
     packed = bb.normalize(packed)
+    ow = int(call.ty.shape[3])
+    _, cap = conv_tiles(ocp // b, ow, _registers(lanes))
     return bb.call_te(conv2d_nchw_packed, call.args[0], packed, oc=oc, strides=_ints(a.strides),
-                      padding=_ints(a.padding), dilation=_ints(a.dilation), primfunc_name_hint="conv2d_nchw")
+                      padding=_ints(a.padding), dilation=_ints(a.dilation), owp=padded_width(ow, cap),
+                      primfunc_name_hint="conv2d_nchw")
 
 
 def _blocked(layout: str) -> int | None:
@@ -129,7 +155,8 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) == ("NCHW", "OIHW", "NCHW") and \
                 int(a.groups) == 1 and isinstance(call.args[1], tvm.ir.expr.Constant) and _LANES[0]:
             return _legalize_conv2d_nchw(bb, call, _LANES[0])
-        return _nn_conv2d(bb, call)
+        out = packing.legalize_dwconv_nchw(bb, call, _LANES[0])
+        return out if out is not None else _nn_conv2d(bb, call)
     if str(a.kernel_layout) != f"OIHW{b}o" or str(a.out_layout) != str(a.data_layout):
         raise ValueError(f"edgec: unsupported blocked conv2d layouts {a.data_layout}/{a.kernel_layout}/{a.out_layout}")
     return bb.call_te(conv2d_nchwc, call.args[0], call.args[1], strides=_ints(a.strides),
@@ -144,10 +171,40 @@ def legalize_map(lanes: int = 0) -> dict:
     """Legalizations for convs; `lanes` > 0 also packs constant-weight NCHW convs' kernels."""
     _LANES[0] = lanes
     out = {"relax.nn.conv2d": _legalize_conv2d}
-    if lanes:  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
+    if lanes:
+        out["relax.matmul"] = _legalize_matmul  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
         out["relax.exp"] = _fast("fast_exp")
         out["relax.erf"] = _fast("fast_erf")
+        out["relax.nn.softmax"] = _legalize_softmax
     return out
+
+
+def _legalize_matmul(bb, call):
+    out = packing.legalize_matmul(bb, call, _LANES[0])
+    if out is None:
+        from tvm.relax.transform.legalize_ops.linear_algebra import _matmul
+
+        return _matmul(bb, call)
+    return out
+
+
+def softmax_fast(x, axis: int):
+    """Softmax over the last axis with TOPI's vectorizable polynomial exp (blocks: row max,
+    exp(x - max), row sum, divide)."""
+    m = topi.max(x, axis=axis)
+    e = topi.fast_exp(te.compute(x.shape, lambda *i: x(*i) - m(*i[:-1]), name="softmax_shift"))
+    s = topi.sum(e, axis=axis)
+    return te.compute(x.shape, lambda *i: e(*i) / s(*i[:-1]), name="softmax_norm")
+
+
+def _legalize_softmax(bb, call):
+    x = call.args[0]
+    axis = int(call.attrs.axis)
+    if str(x.ty.dtype) != "float32" or x.ty.ndim < 1 or axis not in (-1, x.ty.ndim - 1):
+        from tvm.relax.transform.legalize_ops.nn import _nn_softmax
+
+        return _nn_softmax(bb, call)
+    return bb.call_te(softmax_fast, x, axis=x.ty.ndim - 1, primfunc_name_hint="softmax")
 
 
 def _fast(name):
@@ -244,4 +301,7 @@ def convert_to_blocked(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
     if block is None:
         return mod
     mod = _clip_to_minmax(mod)
-    return relax.transform.ConvertLayout({"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]})(mod)
+    mod = relax.transform.ConvertLayout({"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]})(mod)
+    # ConvertLayout emits one layout_transform per consumer (ResNet's stem output fed two blocked
+    # convs through two identical transforms): keep one
+    return relax.transform.EliminateCommonSubexpr()(mod)

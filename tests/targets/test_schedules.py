@@ -55,7 +55,8 @@ def _conv(x, cin, cout, k, stride=1, group=1, pad=None, bias=True, tag="c"):
 
 
 @pytest.mark.parametrize("cin,cout,k,stride,hw", [(16, 32, 3, 1, (13, 11)), (32, 16, 1, 1, (7, 9)),
-                                                  (16, 64, 3, 2, (15, 15)), (64, 64, 3, 1, (5, 5))])
+                                                  (16, 64, 3, 2, (15, 15)), (64, 64, 3, 1, (5, 5)),
+                                                  (128, 128, 3, 1, (7, 7)), (64, 32, 3, 1, (14, 14))])
 def test_conv_nchwc_with_epilogue(tmp_path, cin, cout, k, stride, hw):
     conv, inits, y = _conv("x", cin, cout, k, stride)
     relu = helper.make_node("Relu", [y], ["out"])
@@ -103,11 +104,22 @@ def test_batch_matmul_odd(tmp_path):
     assert used.get("matmul") == 1
 
 
-def test_softmax_layernorm_pool(tmp_path):
+@pytest.mark.parametrize("row", [77, 128, 200])
+def test_softmax_layernorm_rowwise(tmp_path, row):
     nodes = [helper.make_node("Softmax", ["x"], ["s"], axis=-1),
              helper.make_node("LayerNormalization", ["s", "g", "be"], ["out"], axis=-1)]
-    used = _check(_model(nodes, [("x", [1, 4, 9, 77])], "out", [_w("g", (77,)), _w("be", (77,))]), tmp_path)
-    assert used.get("reduction(dlight)", 0) >= 1
+    used = _check(_model(nodes, [("x", [1, 4, 9, row])], "out", [_w("g", (row,)), _w("be", (row,))]), tmp_path)
+    assert used.get("rowwise") == 2
+
+
+def test_softmax_other_axis_not_rowwise(tmp_path):
+    """Softmax over a middle axis keeps TOPI's compute and is not taken by the row rule."""
+    nodes = [helper.make_node("Softmax", ["x"], ["out"], axis=1)]
+    used = _check(_model(nodes, [("x", [2, 7, 5])], "out", []), tmp_path)
+    assert "rowwise" not in used
+
+
+def test_pool(tmp_path):
     nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
              helper.make_node("GlobalAveragePool", ["p"], ["out"])]
     _check(_model(nodes, [("x", [1, 5, 15, 13])], "out", []), tmp_path)
@@ -121,7 +133,8 @@ def test_rules_do_not_misfire(tmp_path):
     nodes = [helper.make_node("ReduceSum", ["x", "ax"], ["out"], keepdims=0)]
     inits = [numpy_helper.from_array(np.array([1], np.int64), "ax")]
     used = _check(_model(nodes, [("x", [3, 40, 8])], "out", inits), tmp_path)
-    assert not {"matmul", "conv2d-nchwc", "depthwise-nchwc", "conv2d-nchw-packed"} & set(used)
+    assert not {"matmul", "conv2d-nchwc", "depthwise-nchwc", "conv2d-nchw-packed", "depthwise-nchw",
+                "rowwise"} & set(used)
 
 
 def test_avx2_target_lanes(tmp_path):

@@ -17,14 +17,16 @@ from tvm import s_tir, tirx
 from edgec.targets.tvm.schedules import (
     conv_nchw,
     conv_nchwc,
+    dwconv_nchw,
     dwconv_nchwc,
     injective,
     matmul,
     reduction,
+    rowwise,
 )
 from edgec.targets.tvm.schedules.common import RuleContext
 
-RULES = (conv_nchwc, conv_nchw, dwconv_nchwc, matmul, reduction, injective)
+RULES = (conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul, rowwise, reduction, injective)
 
 
 def context_for(spec, target=None, threads: int | None = None) -> RuleContext:

@@ -8,7 +8,7 @@ broadcast); the tile is unpacked to NCHW together with the fused epilogue.
 
 from __future__ import annotations
 
-from edgec.targets.tvm.layout import CONV_NCHW_BLOCK, PAD_BLOCK
+from edgec.targets.tvm.layout import CONV_NCHW_BLOCK, PAD_BLOCK, conv_tiles
 from edgec.targets.tvm.schedules import common as C
 
 NAME = "conv2d-nchw-packed"
@@ -23,19 +23,26 @@ def apply(sch, ctx) -> None:
     conv = C.find_block(sch, CONV_NCHW_BLOCK)
     pad = C.find_block(sch, PAD_BLOCK)
     if pad is not None:
-        sch.compute_inline(pad)
+        C.materialize_pad(sch, pad, ctx.threads)
     tail = C.inline_consumers(sch, conv)
     n, o, y, x, k, rc, ry, rx = sch.get_loops(conv)
-    _, ocb, oh, ow, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
-    ot = 4 if ocb % 4 == 0 and ow <= 8 else 2 if ocb % 2 == 0 else 1
-    wt = C.good_tile(ow, max((ctx.registers - 8) // ot, 1))
+    _, ocb, oh, owp, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
+    ot, cap = conv_tiles(ocb, owp, ctx.registers)
+    wt = C.divisor_le(owp, cap)  # legalization padded the row to whole tiles of at most cap
     o_o, o_i = sch.split(o, [None, ot])
     x_o, x_i = sch.split(x, [None, wt])
     sch.reorder(n, o_o, y, x_o, rc, ry, rx, o_i, x_i, k)
-    acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, [n, o_o, y], ctx.threads * 8)
+    row = sch.fuse(n, o_o, y)
+    sch.parallel(row)
+    # the NCHW unpack + epilogue runs per output row on the real width, vectorized along it (a
+    # tile-level epilogue would test the padded columns per lane and be scalarized)
+    acc = C.place_accumulator(sch, conv, tail, row)
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(o_i)
     sch.decompose_reduction(conv, rc)
-    C.schedule_tail(sch, acc, ctx.lanes)
+    inner = sch.get_loops(acc)[-1]
+    if C.extents(sch, [inner])[0] <= 256:
+        sch.vectorize(inner)
+    else:
+        C.schedule_tail(sch, acc, ctx.lanes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tvm
 from tvm import tirx
 
+from edgec.targets.tvm.packing import MATMUL_PACKED, pick_panel
 from edgec.targets.tvm.schedules import common as C
 
 NAME = "matmul"
@@ -36,7 +37,8 @@ def _vars(expr) -> set:
 
 
 def find_gemm(sch):
-    """The single S..SR block whose two inputs index (i, k) and (k, j) with j innermost in B."""
+    """The single S..SR block whose two inputs index (i, k) and (k, j) with j innermost in B, or
+    edgec's packed-B matmul block."""
     found = None
     for b in C.root_blocks(sch):
         kinds = C.iter_kinds(sch, b)
@@ -47,6 +49,8 @@ def find_gemm(sch):
         found = b
     if found is None:
         return None
+    if sch.get(found).name_hint == MATMUL_PACKED:
+        return found
     blk = sch.get(found)
     ivars = [iv.var for iv in blk.iter_vars]
     i, j, k = ivars[-3], ivars[-2], ivars[-1]
@@ -92,22 +96,48 @@ def match(sch, ctx) -> bool:
     return find_gemm(sch) is not None
 
 
+def _panel_width(sch, gemm) -> int | None:
+    """jt of a packed B [N/jt, K, jt] (indexed [j // jt, k, j % jt]); None for a plain matmul."""
+    if sch.get(gemm).name_hint != MATMUL_PACKED:
+        return None
+    loads = []
+    _walk(sch.get(gemm).body, lambda e: loads.append(e) if isinstance(e, tvm.ir.TensorLoad) else None)
+    for ld in loads:
+        if len(ld.indices) == 3 and isinstance(ld.indices[-1], tirx.FloorMod):
+            return int(ld.source.shape[-1])
+    raise ValueError("packed matmul without a packed B load")
+
+
 def apply(sch, ctx) -> None:
     gemm = find_gemm(sch)
+    jt = _panel_width(sch, gemm)
+    name = sch.get(gemm).name_hint
     blocks = C.root_blocks(sch)
     names = [sch.get(b).name_hint for b in blocks]
-    producers = blocks[:names.index(sch.get(gemm).name_hint)]
+    producers = blocks[:names.index(name)]
     for p in producers:  # fused producers (transposes, reshapes): inline into the matmul
         sch.compute_inline(p)
+    n = C.extents(sch, sch.get_loops(gemm))[-2]
+    pads = []
+    if jt is None and C.vector_width(n, ctx.lanes) == 1:
+        # N no vector width divides: compute over a zero-padded B copy and a padded-width result
+        jt = pick_panel(n, ctx.lanes)
+        kinds = C.iter_kinds(sch, gemm)
+        sch.pad_einsum(gemm, [1] * (len(kinds) - 2) + [-(-n // jt) * jt, 1])
+        gemm = sch.get_sblock(name)
+        names = [sch.get(b).name_hint for b in C.root_blocks(sch)]
+        pads = [b for b in C.root_blocks(sch)[:names.index(name)]]
     tail = C.inline_consumers(sch, gemm)
     loops = sch.get_loops(gemm)
     batch, i, j, k = loops[:-3], loops[-3], loops[-2], loops[-1]
     m, n, _ = C.extents(sch, [i, j, k])
-    jv = C.vector_width(n, ctx.lanes)
-    if jv == 1:
-        raise ValueError("no vector width divides N")
-    nvec = C.divisor_le(n // jv, max(4 * ctx.lanes // jv, 1))
-    jt = jv * nvec
+    if jt is not None:
+        jv = C.vector_width(jt, ctx.lanes)
+        nvec = jt // jv
+    else:
+        jv = C.vector_width(n, ctx.lanes)
+        nvec = C.divisor_le(n // jv, max(4 * ctx.lanes // jv, 1))
+        jt = jv * nvec
     it = C.good_tile(m, max((ctx.registers - 6) // nvec, 1))
     i_o, i_i = sch.split(i, [None, it])
     j_o, j_i = sch.split(j, [None, jt])
@@ -120,3 +150,5 @@ def apply(sch, ctx) -> None:
     sch.unroll(i_i)
     sch.decompose_reduction(gemm, k)
     C.schedule_tail(sch, acc, ctx.lanes)
+    for p in pads:  # the zero-padded operand copies: small, parallel over their outer loops
+        C.parallel_outer(sch, sch.get_loops(p)[:-1] or sch.get_loops(p), ctx.threads * 4)
