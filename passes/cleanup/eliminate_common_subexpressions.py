@@ -7,6 +7,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.evaluate import NONDETERMINISTIC
 from edgec.passes.cleanup._common import (
     all_graphs,
     effective_options,
@@ -14,7 +15,6 @@ from edgec.passes.cleanup._common import (
     has_subgraph,
     take_over_output_name,
 )
-from edgec.passes.cleanup.fold_constants import NON_DETERMINISTIC
 
 
 def _attr_key(attr: ir.Attr, size_limit: int):
@@ -35,7 +35,7 @@ def _attr_key(attr: ir.Attr, size_limit: int):
 
 
 def _node_key(node: ir.Node, size_limit: int):
-    if has_subgraph(node) or (node.domain in ("", "ai.onnx") and node.op_type in NON_DETERMINISTIC):
+    if has_subgraph(node) or (node.domain in ("", "ai.onnx") and node.op_type in NONDETERMINISTIC):
         return None
     attrs = []
     for k, a in sorted(node.attributes.items()):

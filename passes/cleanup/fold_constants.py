@@ -6,9 +6,9 @@ import logging
 
 import numpy as np
 import onnx_ir as ir
-from onnx.reference import ReferenceEvaluator
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.passes.cleanup._common import (
     all_graphs,
     constant_array,
@@ -22,9 +22,6 @@ from edgec.passes.cleanup._common import (
 
 logger = logging.getLogger(__name__)
 
-NON_DETERMINISTIC = frozenset({
-    "RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Multinomial", "Bernoulli",
-})
 # Ops whose output depends on input *metadata* only: foldable when that metadata is static.
 _SHAPE_OPS = ("Shape", "Size")
 
@@ -69,7 +66,7 @@ def _fold_metadata(node: ir.Node) -> list[np.ndarray] | None:
 
 
 def _foldable(node: ir.Node) -> bool:
-    return is_standard(node) and node.op_type not in NON_DETERMINISTIC and not has_subgraph(node)
+    return is_standard(node) and node.op_type not in NONDETERMINISTIC and not has_subgraph(node)
 
 
 def _too_big(node: ir.Node, max_bytes: int) -> bool:
@@ -79,25 +76,6 @@ def _too_big(node: ir.Node, max_bytes: int) -> bool:
             if int(np.prod(dims, dtype=np.int64)) * o.dtype.itemsize > max_bytes:
                 return True
     return False
-
-
-def _evaluate(node: ir.Node, arrays: list[np.ndarray | None], opset: int) -> list[np.ndarray] | None:
-    proto = ir.serde.serialize_node(node)
-    names = [f"in{i}" if a is not None else "" for i, a in enumerate(arrays)]
-    del proto.input[:]
-    proto.input.extend(names)
-    del proto.output[:]
-    proto.output.extend(f"out{i}" for i in range(len(node.outputs)))
-    try:
-        ev = ReferenceEvaluator(proto, opsets={"": opset})
-        feeds = {n: a for n, a in zip(names, arrays) if n}
-        results = ev.run(None, feeds)
-    except Exception as e:  # an op the evaluator cannot run: leave it to the backend
-        logger.info("fold-constants: cannot evaluate %s (%s): %s", node.name, node.op_type, e)
-        return None
-    if not all(isinstance(r, (np.ndarray, np.generic)) for r in results):
-        return None  # sequences, maps, optionals: not representable as initializers
-    return [np.asarray(r) for r in results]
 
 
 @register_pass
@@ -138,7 +116,7 @@ class FoldConstants(Pass):
                 return False
             if _too_big(node, max_bytes):
                 return False
-            results = _evaluate(node, arrays, opset)
+            results = evaluate_node(node, arrays, opset)
             if results is None:
                 return False
         if len(results) != len(node.outputs):

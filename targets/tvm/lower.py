@@ -20,6 +20,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as fe
 
 from edgec.errors import EdgecError, ModelValidationError, UnsupportedOpError, UnsupportedTypeError
+from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.targets.tvm.lower_context import LowerContext, const
 from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
 
@@ -173,8 +174,7 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
 
 
 # ops whose value is not a function of their inputs alone, or that carry subgraphs
-_NO_FOLD = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
-            "Bernoulli", "Dropout", "If", "Loop", "Scan", "SequenceMap"}
+_NO_FOLD = NONDETERMINISTIC | {"Dropout", "If", "Loop", "Scan", "SequenceMap"}
 _FOLD_LIMIT = 1 << 20  # elements: fold only small (shape-like) computations
 
 
@@ -189,27 +189,14 @@ def _fold(ctx: LowerContext, node: ir.Node) -> list[np.ndarray] | None:
         return None
     if sum(ctx.constants[v.name].size for v in present) > _FOLD_LIMIT:
         return None
-    try:
-        import onnx
-        from onnx.reference import ReferenceEvaluator
-
-        names = [v.name if v is not None else "" for v in node.inputs]
-        proto = ir.serde.serialize_node(node)
-        ins = [n for n in dict.fromkeys(names) if n]
-        graph = onnx.helper.make_graph(
-            [proto], "fold",
-            [onnx.helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(ctx.constants[n].dtype), None)
-             for n in ins],
-            [onnx.helper.make_empty_tensor_value_info(o.name) for o in node.outputs if o.name])
-        version = _version(ctx, node) or ctx.opset
-        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", version)])
-        with np.errstate(all="ignore"):
-            outs = ReferenceEvaluator(model).run(None, {n: ctx.constants[n] for n in ins})
-    except Exception:
+    version = _version(ctx, node) or ctx.opset
+    outs = evaluate_node(node, [ctx.constants[v.name] if v is not None and v.name else None for v in node.inputs],
+                         version)
+    if outs is None:
         return None
     res = []
     for o in outs:
-        if not isinstance(o, np.ndarray) or o.dtype == object or o.size > _FOLD_LIMIT:
+        if o.size > _FOLD_LIMIT:
             return None
         res.append(o)
     return res
