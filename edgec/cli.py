@@ -302,6 +302,8 @@ def bench(artifact, repeat, warmup, threads, seed, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def inspect(model, as_json):
     """Print MODEL's op histogram, parameters, FLOPs and I/O."""
+    from edgec.infra.manager import PassManager
+    from edgec.infra.pipeline import parse_pipeline
     from edgec.ir import (
         flops,
         graph_inputs,
@@ -312,10 +314,7 @@ def inspect(model, as_json):
     )
 
     m = load_model(model)
-    import onnx_ir as ir
-    import onnx_ir.passes.common  # noqa: F401
-
-    m = ir.passes.common.ShapeInferencePass()(m).model  # shapes for FLOP counts
+    m = PassManager(parse_pipeline("infer-shapes"), fixpoint=False).run(m).model  # shapes for FLOP counts
     info = {
         "file": model, "opsets": dict(m.opset_imports), "producer": m.producer_name or "",
         "inputs": [t.to_json() for t in graph_inputs(m)], "outputs": [t.to_json() for t in graph_outputs(m)],

@@ -109,12 +109,3 @@ def to_networkx(graph: ir.Graph) -> nx.DiGraph:
             if v is not None and v.producer() is not None and id(v.producer()) in index:
                 g.add_edge(index[id(v.producer())], i)
     return g
-
-
-def find_cycle(graph: ir.Graph) -> list[str] | None:
-    g = to_networkx(graph)
-    try:
-        cyc = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        return None
-    return [g.nodes[u]["name"] or g.nodes[u]["op"] for u, _ in cyc]

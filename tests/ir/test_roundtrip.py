@@ -100,3 +100,20 @@ def test_normalization_detects_changes():
     changed = ir.serde.serialize_model(ir.serde.deserialize_model(case.model))
     changed.graph.node[0].op_type += "X"
     assert normalize(changed) != normalize(case.model)
+
+
+def test_to_networkx_edges_follow_producers():
+    import networkx as nx
+    import onnx
+
+    from edgec.ir import load_model, to_networkx
+    from tests.conftest import EXAMPLES
+
+    model = load_model(EXAMPLES / "small_cnn.onnx")
+    g = to_networkx(model.graph)
+    nodes = list(model.graph)
+    assert g.number_of_nodes() == len(nodes) and nx.is_directed_acyclic_graph(g)
+    edges = sum(1 for n in nodes for v in n.inputs if v is not None and v.producer() is not None)
+    assert g.number_of_edges() == edges
+    assert list(nx.topological_sort(g))[0] == 0  # the stem conv reads only the graph input
+    assert onnx.load(EXAMPLES / "small_cnn.onnx").graph.node[0].op_type == g.nodes[0]["op"]
