@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from edgec.targets.tvm.lower_context import attr
+from edgec.targets.tvm.lower_context import attr, dtype_of
 from edgec.targets.tvm.ops import lowers
 
 _R = relax.op
@@ -16,11 +16,7 @@ _BINARY = {"Add": _R.add, "Sub": _R.subtract, "Mul": _R.multiply, "Div": _R.divi
 _UNARY = {"Relu": _R.nn.relu, "Sigmoid": _R.sigmoid, "Tanh": _R.tanh, "Exp": _R.exp, "Log": _R.log,
           "Sqrt": _R.sqrt, "Erf": _R.erf, "Neg": _R.negative, "Abs": _R.abs, "Floor": _R.floor,
           "Ceil": _R.ceil, "Sin": _R.sin, "Cos": _R.cos, "Not": _R.logical_not, "Sign": _R.sign,
-          "Reciprocal": lambda x: _R.divide(relax.const(1.0, _dtype(x)), x)}
-
-
-def _dtype(x) -> str:
-    return str(x.ty.dtype)
+          "Reciprocal": lambda x: _R.divide(relax.const(1.0, dtype_of(x)), x)}
 
 
 @lowers(*_BINARY)
@@ -33,7 +29,7 @@ def binary(ctx, node, xs):
         for x in xs[1:]:
             out = ctx.emit(fn(out, x))
         return out
-    if node.op_type == "Div" and _dtype(xs[0]).startswith("int"):
+    if node.op_type == "Div" and dtype_of(xs[0]).startswith("int"):
         return NotImplemented  # ONNX integer Div truncates; Relax divide differs
     return fn(xs[0], xs[1])
 
@@ -60,7 +56,7 @@ def leaky_relu(ctx, node, xs):
 def hard_sigmoid(ctx, node, xs):
     x = xs[0]
     a, b = float(attr(node, "alpha", 0.2)), float(attr(node, "beta", 0.5))
-    y = ctx.emit(_R.add(_R.multiply(x, relax.const(a, _dtype(x))), relax.const(b, _dtype(x))))
+    y = ctx.emit(_R.add(_R.multiply(x, relax.const(a, dtype_of(x))), relax.const(b, dtype_of(x))))
     return _R.clip(y, 0.0, 1.0)
 
 
@@ -84,7 +80,7 @@ def clip(ctx, node, xs):
             return NotImplemented
         lo = float(lo_a) if lo_a is not None else float("-inf")
         hi = float(hi_a) if hi_a is not None else float("inf")
-    if not _dtype(x).startswith("float"):
+    if not dtype_of(x).startswith("float"):
         return NotImplemented
     lo = max(lo, float(np.finfo(np.float32).min))
     hi = min(hi, float(np.finfo(np.float32).max))

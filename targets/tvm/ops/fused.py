@@ -12,12 +12,12 @@ from edgec.targets.tvm.ops.nn import conv, gemm
 _R = relax.op
 
 
-def _c(x, v: float):
+def scalar_like(x, v: float):
     return relax.const(float(v), str(x.ty.dtype))
 
 
 def _hard_sigmoid(ctx, y, alpha, beta):
-    return _R.clip(ctx.emit(_R.add(_R.multiply(y, _c(y, alpha)), _c(y, beta))), 0.0, 1.0)
+    return _R.clip(ctx.emit(_R.add(_R.multiply(y, scalar_like(y, alpha)), scalar_like(y, beta))), 0.0, 1.0)
 
 
 ACTIVATIONS = {

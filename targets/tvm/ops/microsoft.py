@@ -6,14 +6,10 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr
 from edgec.targets.tvm.ops import lowers
-from edgec.targets.tvm.ops.fused import fused_conv
+from edgec.targets.tvm.ops.fused import fused_conv, scalar_like
 
 _R = relax.op
 MS = "com.microsoft"
-
-
-def _c(x, v: float):
-    return relax.const(float(v), str(x.ty.dtype))
 
 
 @lowers("FusedConv", domain=MS)
@@ -42,7 +38,7 @@ def ms_fast_gelu(ctx, node, xs):
 def ms_quick_gelu(ctx, node, xs):
     x = xs[0]
     alpha = float(attr(node, "alpha", 1.702))
-    return _R.multiply(x, ctx.emit(_R.sigmoid(ctx.emit(_R.multiply(x, _c(x, alpha))))))
+    return _R.multiply(x, ctx.emit(_R.sigmoid(ctx.emit(_R.multiply(x, scalar_like(x, alpha))))))
 
 
 @lowers("SkipLayerNormalization", domain=MS)

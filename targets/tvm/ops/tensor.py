@@ -5,26 +5,16 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from edgec.targets.tvm.lower_context import attr
+from edgec.targets.tvm.lower_context import attr, shape_of
 from edgec.targets.tvm.ops import lowers
 
 _R = relax.op
 
 
-def _shape(x) -> list[int] | None:
-    s = getattr(x.ty, "shape", None)
-    if s is None:
-        return None
-    try:
-        return [int(d) for d in s]
-    except TypeError:
-        return None
-
-
 @lowers("Reshape")
 def reshape(ctx, node, xs):
     target = ctx.const_array(node.inputs[1])
-    in_shape = _shape(xs[0])
+    in_shape = shape_of(xs[0])
     if target is None or in_shape is None:
         return NotImplemented
     allowzero = attr(node, "allowzero", 0)
@@ -34,7 +24,7 @@ def reshape(ctx, node, xs):
 
 @lowers("Flatten")
 def flatten(ctx, node, xs):
-    s = _shape(xs[0])
+    s = shape_of(xs[0])
     if s is None:
         return NotImplemented
     axis = int(attr(node, "axis", 1))
@@ -63,7 +53,7 @@ def _axes(ctx, node, input_index: int):
 @lowers("Unsqueeze")
 def unsqueeze(ctx, node, xs):
     axes = _axes(ctx, node, 1)
-    s = _shape(xs[0])
+    s = shape_of(xs[0])
     if axes is None or s is None:
         return NotImplemented
     out_rank = len(s) + len(axes)
@@ -76,7 +66,7 @@ def unsqueeze(ctx, node, xs):
 
 @lowers("Squeeze")
 def squeeze(ctx, node, xs):
-    s = _shape(xs[0])
+    s = shape_of(xs[0])
     if s is None:
         return NotImplemented
     has_axes = (ctx.opset >= 13 and len(node.inputs) > 1 and node.inputs[1] is not None) or (
@@ -91,7 +81,7 @@ def squeeze(ctx, node, xs):
 @lowers("Gather")
 def gather(ctx, node, xs):
     idx = ctx.const_array(node.inputs[1])
-    s = _shape(xs[0])
+    s = shape_of(xs[0])
     if idx is None or s is None:
         return NotImplemented
     axis = int(attr(node, "axis", 0)) % len(s)
@@ -101,7 +91,7 @@ def gather(ctx, node, xs):
 
 @lowers("Slice")
 def slice_(ctx, node, xs):
-    s = _shape(xs[0])
+    s = shape_of(xs[0])
     if s is None or ctx.opset < 10:
         return NotImplemented
     vals = [ctx.const_array(v) if v is not None else None for v in node.inputs[1:5]]
@@ -126,7 +116,7 @@ def slice_(ctx, node, xs):
 
 @lowers("Split")
 def split(ctx, node, xs):
-    s = _shape(xs[0])
+    s = shape_of(xs[0])
     if s is None:
         return NotImplemented
     axis = int(attr(node, "axis", 0)) % len(s)
