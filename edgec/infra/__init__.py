@@ -1,0 +1,1 @@
+"""Pass infrastructure: Pass, PassContext, PassManager, registry, textual pipelines, instruments."""
