@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,11 +73,44 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
             os.rename(dest, old)
         os.rename(tmp, dest)
         shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        # An interrupt leaves the compiler/linker subprocesses the build started still running
+        # (subprocess.communicate does not kill them): stop those writing into `tmp`.
+        _terminate_writers(tmp)
+        raise
     finally:
         _remove_tree(tmp)
 
 
-def _remove_tree(path: Path, attempts: int = 5) -> None:
+def _terminate_writers(tmp: Path) -> None:
+    """SIGTERM descendants of this process whose command line names `tmp` (Linux /proc)."""
+    pids, frontier = [], [os.getpid()]
+    while frontier:
+        for task in Path(f"/proc/{frontier.pop()}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                kids = [int(p) for p in task.read_text().split()]
+                pids += kids
+                frontier += kids
+    needle = str(tmp).encode()
+    writers = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if needle in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
+                writers.append(pid)
+    deadline = time.monotonic() + 2.0
+    while writers and time.monotonic() < deadline:
+        writers = [p for p in writers if not _is_zombie(p)]
+        time.sleep(0.02)
+
+
+def _is_zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return True
+
+
+def _remove_tree(path: Path, attempts: int = 10) -> None:
     """rmtree that retries: an interrupted build may still be finishing a write into `path`."""
     for i in range(attempts):
         shutil.rmtree(path, ignore_errors=True)
