@@ -13,10 +13,12 @@ import pytest
 from tests.conftest import EXAMPLES, ROOT
 
 
+def _compile_args(out):
+    return [sys.executable, "-m", "edgec.cli", "compile", str(EXAMPLES / "small_cnn.onnx"), "-t", "x86-64", "-o", str(out)]
+
+
 def _start_compile(out):
-    return subprocess.Popen(
-        [sys.executable, "-m", "edgec.cli", "compile", str(EXAMPLES / "small_cnn.onnx"), "-t", "x86-64", "-o", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(_compile_args(out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_temp_dir(parent, proc, timeout=60):
@@ -44,7 +46,7 @@ def test_interrupted_compile_leaves_no_artifact(tmp_path, sig):
         assert proc.returncode == 130 and err.strip().splitlines()[-1] == "edgec: interrupted"
         assert not list(tmp_path.glob(".art.*"))  # cleaned up on the way out
     # the next compile into the same place succeeds and removes what a SIGKILL left behind
-    done = subprocess.run(_start_compile(out).args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(_compile_args(out), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert (out / "metadata.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["art"]
