@@ -27,6 +27,30 @@ from edgec.ir.analysis import TensorInfo
 FORMAT = "edgec-artifact/1"
 
 
+class _InterruptFlag:
+    """Remembers a SIGINT even when a library swallowed the KeyboardInterrupt it raised.
+
+    TVM wraps a KeyboardInterrupt raised inside a Python callback (a schedule rule, a pass) into an
+    FFI error, which a fallback `except Exception` may then absorb: the compile would finish and
+    commit the artifact although the user pressed Ctrl-C. `atomic_directory` checks this flag
+    before it commits.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def install(self) -> None:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+
+INTERRUPTS = _InterruptFlag()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -68,6 +92,8 @@ def atomic_directory(dest: str | os.PathLike) -> Iterator[Path]:
     try:
         tmp.mkdir()
         yield tmp
+        if INTERRUPTS.seen:  # a Ctrl-C some library swallowed: do not commit
+            raise KeyboardInterrupt
         old = dest.parent / f".{dest.name}.old-{os.getpid()}"
         if dest.exists():
             os.rename(dest, old)

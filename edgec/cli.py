@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from edgec import __version__
+from edgec.artifact import INTERRUPTS
 from edgec.errors import EdgecError
 
 EXIT_USER, EXIT_INTERNAL, EXIT_MISMATCH = 2, 1, 3
@@ -360,8 +361,11 @@ def targets_cmd(as_json):
 
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    INTERRUPTS.install()
     try:
         cli.main(args=argv, prog_name="edgec", standalone_mode=False)
+        if INTERRUPTS.seen:  # a library swallowed the KeyboardInterrupt
+            raise KeyboardInterrupt
     except click.exceptions.Abort:
         click.echo("edgec: interrupted", err=True)
         sys.exit(130)
