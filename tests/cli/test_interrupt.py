@@ -17,8 +17,15 @@ def _compile_args(out):
     return [sys.executable, "-m", "edgec.cli", "compile", str(EXAMPLES / "small_cnn.onnx"), "-t", "x86-64", "-o", str(out)]
 
 
+def _default_sigint():
+    # Something earlier in a pytest session (TVM's popen pools, RPC servers) may leave SIGINT
+    # ignored in this process; a child inherits SIG_IGN, and edgec rightly keeps ignoring it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_compile(out):
-    return subprocess.Popen(_compile_args(out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(_compile_args(out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for_temp_dir(parent, proc, timeout=60):
