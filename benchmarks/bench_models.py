@@ -4,9 +4,12 @@
     python benchmarks/bench_models.py --odd           # odd shapes nobody tuned for
     python benchmarks/bench_models.py --tvm-default skip --repeat 30
     python benchmarks/bench_models.py --models resnet_block --tuned-trials 64   # + "edgec tuned" row
+    python benchmarks/bench_models.py --tuned-trials 400 --chart chart.png     # + PNG bar chart
 
---tuned-trials B runs `edgec tune --trials B` into OUT/<model>.tuning.json (resumed if it exists)
-and adds a row for a fresh compile with those records (no tuning in the timed process).
+--tuned-trials B runs `edgec tune --trials B --space knobs --time-budget 20m` (`--tune-space`,
+`--tune-budget`) into OUT/<model>.tuning.json (resumed if it exists) and adds a row for a fresh
+compile with those records (no tuning in the timed process). `--chart` needs matplotlib
+(`pip install -e '.[bench]'`).
 
 Every runtime is timed in its own subprocess (idle worker threads of one runtime would steal the
 other's core); onnxruntime gets 2 intra-op threads. The machine's matmul peak is numpy's 2048^2
@@ -85,7 +88,8 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
         if records:
             rec = art.metadata["lowering"]["records"]
             kernels = rec["applied"] + sum(art.metadata["lowering"]["schedules"].values())
-            out["note"] = f"{rec['applied']}/{kernels} kernels from records ({rec['tuned']} tuned)"
+            out["note"] = (f"{rec['applied']}/{kernels} kernels from records ({rec['tuned']} tuned, "
+                           f"{rec.get('knobs', 0)} knobs)")
         m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads=2)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
@@ -108,10 +112,10 @@ def spawn(kind, path, warmup, repeat, timeout):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def tune(path, records, trials, timeout) -> str | None:
+def tune(path, records, trials, timeout, space="knobs", budget="20m") -> str | None:
     # the same (empty) pass pipeline as the "edgec untuned" row, so the kernels and keys match
     cmd = [sys.executable, "-m", "edgec.cli", "tune", str(path), "--passes", "", "--records", str(records),
-           "--trials", str(trials),
+           "--trials", str(trials), "--space", space, "--time-budget", budget,
            "--threads", "2", "--seed", "0"]
     try:
         p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
@@ -146,6 +150,8 @@ def main():
     ap.add_argument("--out", default="/tmp/edgec-bench")
     ap.add_argument("--chart", default="")
     ap.add_argument("--tuned-trials", type=int, default=0, help="also tune with this many trials and time it")
+    ap.add_argument("--tune-space", choices=["knobs", "metaschedule"], default="knobs")
+    ap.add_argument("--tune-budget", default="20m", help="edgec tune --time-budget per model")
     ap.add_argument("--tune-timeout", type=int, default=3600)
     a = ap.parse_args()
     if a.worker:
@@ -176,9 +182,9 @@ def main():
         if a.tuned_trials:
             records = Path(a.out) / f"{name}.tuning.json"
             t0 = time.perf_counter()
-            err = tune(paths[name], records, a.tuned_trials, a.tune_timeout)
+            err = tune(paths[name], records, a.tuned_trials, a.tune_timeout, a.tune_space, a.tune_budget)
             tuned = spawn(f"edgec-tuned:{records}", paths[name], a.warmup, a.repeat, 1200) if not err else {"error": err}
-            tuned["note"] = tuned.get("note", "") + f", tune {time.perf_counter() - t0:.0f}s"
+            tuned["note"] = tuned.get("note", "") + f", {a.tune_space} tune+compile {time.perf_counter() - t0:.0f}s"
             rows[f"edgec tuned ({a.tuned_trials})"] = tuned
         for rt, r in rows.items():
             print(fmt_row(name, rt, r, ort_med, flops, peak))
@@ -196,14 +202,23 @@ def chart(results, path):
     except ImportError:
         print("\n(matplotlib not importable: no chart written)")
         return
-    fig, ax = plt.subplots(figsize=(7, 4))
     names = list(results)
-    for i, rt in enumerate(["onnxruntime (2 thr)", "edgec untuned"]):
-        vals = [np.median(results[n][rt].get("times", [np.nan])) * 1e3 for n in names]
-        ax.bar(np.arange(len(names)) + i * 0.4, vals, 0.4, label=rt)
-    ax.set_xticks(np.arange(len(names)) + 0.2, names)
-    ax.set_ylabel("latency, ms (median)")
-    ax.legend()
+    # bars relative to onnxruntime (1.0), one group per model, for every measured runtime but TVM's
+    # default build (50-170x: it would flatten the rest); the label on each bar is its median in ms
+    runtimes = [rt for rt in dict.fromkeys(k for n in names for k in results[n]) if not rt.startswith("TVM default")]
+    fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(names), 4))
+    width = 0.8 / len(runtimes)
+    for i, rt in enumerate(runtimes):
+        ms = [np.median(results[n][rt]["times"]) * 1e3 if "times" in results[n].get(rt, {}) else np.nan for n in names]
+        ort = [np.median(results[n]["onnxruntime (2 thr)"]["times"]) * 1e3 for n in names]
+        rel = [m / o for m, o in zip(ms, ort)]
+        bars = ax.bar(np.arange(len(names)) + i * width, rel, width, label=rt)
+        ax.bar_label(bars, labels=[f"{m:.1f}" if m == m else "-" for m in ms], fontsize=7, padding=2)
+    ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(names)) + width * (len(runtimes) - 1) / 2, names)
+    ax.set_ylabel("latency / onnxruntime (lower is better)")
+    ax.set_title("median latency, 2 threads, fp32 (bar labels: ms)", fontsize=9)
+    ax.legend(fontsize=8)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     print(f"\nchart: {path}")
 

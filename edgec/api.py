@@ -56,6 +56,7 @@ class TuneOptions:
     trials: int = 64                    # total new measurements, split over tasks by FLOPs
     time_budget_s: float | None = None  # stop (resumably) after this long
     seed: int = 0
+    space: str = "metaschedule"         # "knobs": search the rule schedules' own knobs instead
     threads: int | None = None          # threads of the timed kernels (local runner) and schedules
     rpc_tracker: str | None = None      # "host:port": time on a device behind a TVM RPC tracker
     rpc_key: str | None = None
@@ -152,7 +153,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
     return backend_tune(model, spec, tune.records, tune.trials, time_budget_s=tune.time_budget_s, seed=tune.seed,
-                threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,
+                space=tune.space, threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,
                 progress=progress).to_json()
 
 

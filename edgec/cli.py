@@ -160,7 +160,8 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     if rec:
         total = sum(m["lowering"].get("schedules", {}).values()) + rec["applied"]
         click.echo(f"records {rec['file']}: {rec['applied']} of {total} kernels from records "
-                   f"({rec['tuned']} tuned, {rec['rule']} rule schedule was faster)"
+                   f"({rec['tuned']} tuned, {rec.get('knobs', 0)} rule with tuned knobs, "
+                   f"{rec['rule']} rule schedule was faster)"
                    + (f"; {rec['failed']} stale record(s) ignored" if rec["failed"] else ""))
 
 
@@ -185,23 +186,26 @@ def _duration(text: str | None) -> float | None:
 @click.option("--trials", type=click.IntRange(0), default=64, show_default=True,
               help="New measurements in total, split over the kernels by FLOPs.")
 @click.option("--time-budget", default=None, metavar="DURATION", help="Stop after this long (90s, 20m, 1h); resumable.")
+@click.option("--space", type=click.Choice(["metaschedule", "knobs"]), default="metaschedule", show_default=True,
+              help="knobs: time the rule schedules' own settings (tile shapes, parallel grain) per kernel; "
+                   "metaschedule: MetaSchedule's generic search seeded with the rule schedules.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the search.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Threads of the timed kernels [default: all cores].")
 @click.option("--rpc-tracker", default=None, metavar="HOST:PORT", help="Time on devices registered with this TVM RPC tracker.")
 @click.option("--rpc-key", default=None, help="Device key of the RPC servers to use (with --rpc-tracker).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pipeline_options
-def tune(model, records, trials, time_budget, seed, threads, rpc_tracker, rpc_key, as_json, target, passes, opt_level,
+def tune(model, records, trials, time_budget, space, seed, threads, rpc_tracker, rpc_key, as_json, target, passes, opt_level,
          input_shape, disable, verify, mcpu, mattr, timing, dump_ir, max_tensor_bytes, io_layout, trace_rewrites):
-    """Tune MODEL's kernels with MetaSchedule on top of edgec's rule schedules; write a records file
-    for `edgec compile --records`."""
+    """Tune MODEL's kernels on top of edgec's rule schedules (the rules' own knobs, or MetaSchedule);
+    write a records file for `edgec compile --records`."""
     from edgec.api import TuneOptions, tune_model
 
     budget = _duration(time_budget)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout)
     summary = tune_model(model, opts, TuneOptions(records=records, trials=trials, time_budget_s=budget, seed=seed,
-                                                  threads=threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key))
+                                                  space=space, threads=threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key))
     if as_json:
         click.echo(json.dumps(summary))
         return

@@ -69,7 +69,7 @@ def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, use
              records=None, threads: int | None = None):
     """edgec's rule-based schedules for CPU targets (GPU targets keep TVM's default schedules).
     With `records` (a tune.records.Records), kernels that have a record get the recorded winner
-    first (counted as 'records:tuned' / 'records:rule' in `used`)."""
+    first (counted as 'records:tuned' / 'records:knobs' / 'records:rule' in `used`)."""
     if spec.tvm.get("kind") != "llvm":
         return mod
     ctx = context_for(spec, target, threads)
@@ -108,7 +108,7 @@ def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=No
     applied = {}
     if records is not None:
         applied = {"file": str(records.path), "entries": len(records.tasks),
-                   "tuned": used.pop("records:tuned", 0), "rule": used.pop("records:rule", 0),
-                   "failed": used.pop("records:failed", 0)}
-        applied["applied"] = applied["tuned"] + applied["rule"]
+                   "tuned": used.pop("records:tuned", 0), "knobs": used.pop("records:knobs", 0),
+                   "rule": used.pop("records:rule", 0), "failed": used.pop("records:failed", 0)}
+        applied["applied"] = applied["tuned"] + applied["knobs"] + applied["rule"]
     return BuildResult(out_lib, str(target), dict(sorted(used.items())), applied)

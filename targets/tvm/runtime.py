@@ -43,3 +43,28 @@ class LoadedModel:
             f(*args)
             times.append(time.perf_counter() - t0)
         return times
+
+    def profile(self, inputs: dict[str, np.ndarray], runs: int) -> list[tuple[str, float]]:
+        """Per VM call site, in call order: (callee name, minimum seconds over `runs` runs), timed
+        through the VM's instrument hook (before/after each call; kernels run synchronously)."""
+        args = self._args(inputs)
+        f = self.vm["main"]
+        per_site: dict[int, tuple[str, list[float]]] = {}
+        state = {"i": 0, "t": 0.0}
+
+        def instrument(func, name, before, ret, *a):
+            if before:
+                state["t"] = time.perf_counter()
+            else:
+                per_site.setdefault(state["i"], (str(name), []))[1].append(time.perf_counter() - state["t"])
+                state["i"] += 1
+            return 0
+
+        self.vm.set_instrument(instrument)
+        try:
+            for _ in range(runs):
+                state["i"] = 0
+                f(*args)
+        finally:
+            self.vm.set_instrument(lambda *a: 0)
+        return [(name, min(ts)) for _, (name, ts) in sorted(per_site.items())]

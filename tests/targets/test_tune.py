@@ -223,3 +223,94 @@ def test_rpc_loopback(tmp_path, run_cli):
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# --- knob search (`--space knobs`): the rule schedules' own tile sizes / parallel grain -------------
+
+KNOB_TRIALS = 6
+
+
+@pytest.fixture(scope="module")
+def knob_tuned(tmp_path_factory):
+    _tune_deps()
+    d = tmp_path_factory.mktemp("knobs")
+    model = tiny_model(d / "tiny.onnx")
+    records = d / "knobs.json"
+    summary = tune_model(model, CompileOptions(),
+                         TuneOptions(records=str(records), trials=KNOB_TRIALS, threads=2, space="knobs"))
+    return model, records, summary
+
+
+def test_knob_search_writes_records(knob_tuned):
+    _, records, summary = knob_tuned
+    tasks = _doc(records)["tasks"]
+    assert summary["trials_run"] == sum(t.get("knob_trials", 0) for t in tasks.values()) == KNOB_TRIALS
+    conv = [t for t in tasks.values() if t["rule"]["name"] == "conv2d-nchwc"]
+    assert len(conv) == 2 and all(t["knob_trials"] > 0 and t["knobs"] for t in conv)
+    for t in tasks.values():
+        assert t["rule"]["latency_us"] > 0 and not t["tuned"] and t["trials"] == 0   # no MetaSchedule trial
+        for k in t.get("knobs", []):
+            assert k["values"]["rule"] == t["rule"]["name"] and k["latency_us"] > 0
+        best_knobs = t["knobs"][0]["latency_us"] if t.get("knobs") else None
+        if t["best"] == "knobs":
+            assert best_knobs < t["rule"]["latency_us"]
+        else:
+            assert t["best"] == "rule" and (best_knobs is None or t["rule"]["latency_us"] <= best_knobs)
+
+
+def test_compile_replays_knob_records(knob_tuned, tmp_path, run_cli):
+    """A compile with the records takes every kernel from them; with every measured (non-default)
+    knob setting forced as the winner, the kernels use it and still match onnxruntime."""
+    model, records, summary = knob_tuned
+    doc = _doc(records)
+    forced = 0
+    for t in doc["tasks"].values():
+        if t.get("knobs"):
+            t["best"] = "knobs"
+            forced += 1
+    assert forced >= 2
+    copy = tmp_path / "forced.json"
+    copy.write_text(json.dumps(doc))
+    for recs, n_knobs in ((records, sum(t["best"] == "knobs" for t in _doc(records)["tasks"].values())),
+                          (copy, forced)):
+        out = tmp_path / f"a_{recs.stem}"
+        r = run_cli("compile", model, "-o", out, "--records", recs, "--threads", "2")
+        assert r.code == 0, r.err
+        from edgec.artifact import load_artifact
+
+        art = load_artifact(out)
+        rec = art.metadata["lowering"]["records"]
+        assert rec["applied"] == summary["tasks"] and rec["knobs"] == n_knobs and rec["failed"] == 0
+        assert art.metadata["lowering"]["schedules"] == {}
+        x = RNG.standard_normal((1, 16, 14, 14)).astype(np.float32)
+        ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        np.testing.assert_allclose(run_artifact(art, {"x": x})["y"], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_knob_search_resumes(knob_tuned, tmp_path):
+    model, records, _ = knob_tuned
+    copy = tmp_path / "resume.json"
+    shutil.copy(records, copy)
+    again = tune_model(model, CompileOptions(),
+                       TuneOptions(records=str(copy), trials=KNOB_TRIALS, threads=2, space="knobs"))
+    assert again["trials_run"] == 0 and _doc(copy)["tasks"] == _doc(records)["tasks"]
+
+
+def test_stale_knob_record_falls_back_to_rules(knob_tuned, tmp_path):
+    """Knobs name their rule: a record whose rule does not match its kernel (here conv knobs on a
+    layout transform) is counted as failed and the rules schedule that kernel; outputs still match."""
+    model, records, summary = knob_tuned
+    doc = _doc(records)
+    other = [t for t in doc["tasks"].values() if t["rule"]["name"] != "conv2d-nchwc"]
+    assert other
+    other[0]["knobs"] = [{"latency_us": 0.001, "values": {"rule": "conv2d-nchwc", "ot": 2, "wt": 7}}]
+    other[0]["best"] = "knobs"
+    copy = tmp_path / "stale.json"
+    copy.write_text(json.dumps(doc))
+    art = compile_model(model, tmp_path / "s", CompileOptions(records=str(copy)))
+    rec = art.metadata["lowering"]["records"]
+    assert rec["failed"] == 1 and rec["applied"] == summary["tasks"] - 1
+    assert sum(art.metadata["lowering"]["schedules"].values()) == 1
+    x = RNG.standard_normal((1, 16, 14, 14)).astype(np.float32)
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(run_artifact(art, {"x": x})["y"], ref, atol=1e-4, rtol=1e-4)

@@ -4,6 +4,11 @@ Each rule is a module with `NAME`, `match(sch, ctx) -> bool` and `apply(sch, ctx
 in `RULES` order and the first that matches and applies without error wins (a rule that raises
 leaves the function untouched for the next one). `injective` matches everything, so no kernel is
 left as the naive single-threaded loop nest.
+
+Rules with knobs (tile sizes, parallel grain) also have `default_knobs(sch, ctx)` and
+`space(sch, ctx)` (candidate knob dicts, the default first) and take `apply(sch, ctx, knobs)`;
+`edgec tune --space knobs` measures those candidates per kernel and records the fastest, which
+`schedule_func(func, ctx, knobs=...)` replays at compile time.
 """
 
 from __future__ import annotations
@@ -35,7 +40,20 @@ def context_for(spec, target=None, threads: int | None = None) -> RuleContext:
     return RuleContext(lanes=lanes, threads=threads or os.cpu_count() or 2, registers=regs, target=target)
 
 
-def schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules=RULES) -> tuple[tirx.PrimFunc, str]:
+BY_NAME = {r.NAME: r for r in RULES}
+
+
+def schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules=RULES, knobs: dict | None = None) -> tuple[tirx.PrimFunc, str]:
+    """Schedule one kernel with the first rule that applies. With `knobs` ({"rule": NAME, ...}),
+    only that rule is tried, with those knob values (it raises if they do not apply)."""
+    if knobs is not None:
+        rule = BY_NAME[knobs["rule"]]
+        sch = s_tir.Schedule(func)
+        if not rule.match(sch, ctx):
+            raise ValueError(f"rule {rule.NAME} does not match this kernel")
+        values = {k: v for k, v in knobs.items() if k != "rule"}
+        sch = rule.apply(sch, ctx, values) or sch
+        return sch.mod["main"].with_attr("tirx.is_scheduled", True), rule.NAME
     for rule in rules:
         sch = s_tir.Schedule(func)
         try:
@@ -60,3 +78,13 @@ def apply_schedules(mod: tvm.IRModule, ctx: RuleContext) -> tuple[tvm.IRModule, 
         used[name] += 1
         mod[gv] = new
     return mod, used
+
+
+def knob_space(func: tirx.PrimFunc, ctx: RuleContext) -> list[dict]:
+    """Candidate knobs of the rule that schedules `func` ({"rule": NAME, ...} each, the rule's
+    default first); [] when that rule has no knobs."""
+    _, name = schedule_func(func, ctx)
+    rule = BY_NAME.get(name)
+    if rule is None or not hasattr(rule, "space"):
+        return []
+    return [{"rule": name, **k} for k in rule.space(s_tir.Schedule(func), ctx)]

@@ -142,3 +142,14 @@ def materialize_pad(sch: s_tir.Schedule, pad, threads: int) -> None:
         inner = sch.get_loops(blk)[-1]
         if int(sch.get(inner).extent) <= 256:
             sch.vectorize(inner)
+
+
+def knob_space(default: dict, candidates: list[dict]) -> list[dict]:
+    """The rule's default knobs first, then the candidates in order, without duplicates."""
+    out, seen = [], set()
+    for k in [default, *candidates]:
+        key = tuple(sorted(k.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(k))
+    return out

@@ -4,6 +4,8 @@ for convs that stay NCHW (3-channel stems, channel counts no vector block divide
 
 Same register tile as the NCHWc rule (output-channel vectors x output pixels, input pixels
 broadcast); the tile is unpacked to NCHW together with the fused epilogue.
+
+Knobs (`edgec tune --space knobs`): `ot`, `wt` (a divisor of the padded row).
 """
 
 from __future__ import annotations
@@ -19,7 +21,29 @@ def match(sch, ctx) -> bool:
     return b is not None and C.iter_kinds(sch, b) == "SSSSSRRR"
 
 
-def apply(sch, ctx) -> None:
+def _dims(sch):
+    return C.extents(sch, sch.get_loops(C.find_block(sch, CONV_NCHW_BLOCK)))
+
+
+def default_knobs(sch, ctx) -> dict:
+    _, ocb, _, owp, _, _, _, _ = _dims(sch)
+    ot, cap = conv_tiles(ocb, owp, ctx.registers)
+    return {"ot": ot, "wt": C.divisor_le(owp, cap)}  # legalization padded the row to tiles <= cap
+
+
+def space(sch, ctx) -> list[dict]:
+    _, ocb, _, owp, _, _, _, _ = _dims(sch)
+    out = []
+    for ot in (1, 2, 4, 8):
+        if ocb % ot == 0:
+            ws = [w for w in range(1, owp + 1) if owp % w == 0 and 4 <= ot * w <= ctx.registers - 4]
+            out += [{"ot": ot, "wt": w} for w in ws[-2:]]
+    out.sort(key=lambda k: -k["ot"] * k["wt"])
+    return C.knob_space(default_knobs(sch, ctx), out)
+
+
+def apply(sch, ctx, knobs: dict | None = None) -> None:
+    kn = {**default_knobs(sch, ctx), **(knobs or {})}
     conv = C.find_block(sch, CONV_NCHW_BLOCK)
     pad = C.find_block(sch, PAD_BLOCK)
     if pad is not None:
@@ -27,8 +51,7 @@ def apply(sch, ctx) -> None:
     tail = C.inline_consumers(sch, conv)
     n, o, y, x, k, rc, ry, rx = sch.get_loops(conv)
     _, ocb, oh, owp, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
-    ot, cap = conv_tiles(ocb, owp, ctx.registers)
-    wt = C.divisor_le(owp, cap)  # legalization padded the row to whole tiles of at most cap
+    ot, wt = kn["ot"], kn["wt"]
     o_o, o_i = sch.split(o, [None, ot])
     x_o, x_i = sch.split(x, [None, wt])
     sch.reorder(n, o_o, y, x_o, rc, ry, rx, o_i, x_i, k)

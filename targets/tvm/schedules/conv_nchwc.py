@@ -1,10 +1,13 @@
 """Rule: dense 2-D convolution in NCHW{b}c with kernel OIHW{b}o (edgec's `edgec_conv_nchwc` block).
 
-Register tile: `ot` output-channel blocks x `wt` output pixels of one row, each a vector of b
-channels, accumulated in a local buffer over (input-channel block, ky, kx, input channel);
+Register tile: `ot` output-channel blocks x `yt` output rows x `wt` output pixels of a row, each
+a vector of b channels, accumulated in a local buffer over (input-channel block, ky, kx, input channel);
 parallel over (batch, output-channel block group, output row). The zero-padded input is
 its own stage (no bounds test in the inner loop); the fused
 epilogue (bias, batch-norm arithmetic, activation, residual add) runs on the tile in registers.
+
+Knobs (`edgec tune --space knobs` searches them per kernel; `None` = the rule's own choice):
+`ot`, `yt` (1 unless tuned), `wt`, `par` (parallel tasks per thread the outer loops are fused to).
 """
 
 from __future__ import annotations
@@ -40,23 +43,57 @@ def _tile(ocb: int, ow: int, panel_bytes: int, acc_budget: int) -> tuple[int, in
     return best[1], best[2]
 
 
-def apply(sch, ctx) -> None:
+def _dims(sch):
+    return C.extents(sch, sch.get_loops(C.find_block(sch, CONV_BLOCK)))
+
+
+def default_knobs(sch, ctx) -> dict:
+    _, ocb, oh, ow, b, icb, bi, kh, kw = _dims(sch)
+    ot, wt = _tile(ocb, ow, icb * bi * kh * kw * b * 4, max(ctx.registers - 8, 8))
+    return {"ot": ot, "yt": 1, "wt": wt, "par": 4 if oh * ow <= 256 else 8}
+
+
+def space(sch, ctx) -> list[dict]:
+    """Register tiles (ot x yt x wt, no ragged tail, 6..registers-4 accumulators, weight panel
+    within 2x L2) and parallel grain; the rule's default first, then the most accumulators."""
+    _, ocb, oh, ow, b, icb, bi, kh, kw = _dims(sch)
+    panel = icb * bi * kh * kw * b * 4
+    base = default_knobs(sch, ctx)
+    most = ctx.registers - 4
+    out = []
+    for ot in (1, 2, 4, 8):
+        if ocb % ot or (ot > 1 and ot * panel > 2 * C.L2_BYTES):
+            continue
+        for yt in (1, 2, 4):
+            if oh % yt:
+                continue
+            ws = [w for w in range(1, ow + 1) if ow % w == 0 and 6 <= ot * yt * w <= most]
+            for wt in ws[-2:]:
+                out.append({"ot": ot, "yt": yt, "wt": wt, "par": base["par"]})
+    out.sort(key=lambda k: (-k["ot"] * k["yt"] * k["wt"], k["yt"], -k["ot"]))
+    extra = [{**base, "par": p} for p in (2, 16) if p != base["par"]]
+    return C.knob_space(base, out[:8] + extra + out[8:])
+
+
+def apply(sch, ctx, knobs: dict | None = None) -> None:
     conv = C.find_block(sch, CONV_BLOCK)
+    kn = {**default_knobs(sch, ctx), **(knobs or {})}
     pad = C.find_block(sch, PAD_BLOCK)
     if pad is not None:
         C.materialize_pad(sch, pad, ctx.threads)
     tail = C.inline_consumers(sch, conv)
     n, o, y, x, k, rcb, rc, ry, rx = sch.get_loops(conv)
     _, ocb, oh, ow, b, icb, bi, kh, kw = C.extents(sch, sch.get_loops(conv))
-    acc_budget = max(ctx.registers - 8, 8)
-    ot, wt = _tile(ocb, ow, icb * bi * kh * kw * b * 4, acc_budget)
+    ot, yt, wt = kn["ot"], kn["yt"], kn["wt"]
     o_o, o_i = sch.split(o, [None, ot])
+    y_o, y_i = sch.split(y, [None, yt])
     x_o, x_i = sch.split(x, [None, wt])
-    sch.reorder(n, o_o, y, x_o, rcb, ry, rx, rc, o_i, x_i, k)
+    sch.reorder(n, o_o, y_o, x_o, rcb, ry, rx, rc, o_i, y_i, x_i, k)
     acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, [n, o_o, y], ctx.threads * (4 if oh * ow <= 256 else 8))
+    C.parallel_outer(sch, [n, o_o, y_o], ctx.threads * kn["par"])
     sch.vectorize(k)
     sch.unroll(x_i)
+    sch.unroll(y_i)
     sch.unroll(o_i)
     if bi <= 16:
         sch.unroll(rc)

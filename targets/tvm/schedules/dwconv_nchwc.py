@@ -2,6 +2,8 @@
 
 Parallel over (batch, channel block, output row); a tile of `wt` output pixels x b channels is
 accumulated in registers over the kernel window; padding inlined; epilogue fused on the tile.
+
+Knobs (`edgec tune --space knobs`): `wt`, `pad` ("inline" or "materialize"), `par`.
 """
 
 from __future__ import annotations
@@ -17,19 +19,37 @@ def match(sch, ctx) -> bool:
     return b is not None and C.iter_kinds(sch, b) == "SSSSSRR"
 
 
-def apply(sch, ctx) -> None:
+def default_knobs(sch, ctx) -> dict:
+    ow = C.extents(sch, sch.get_loops(C.find_block(sch, DWCONV_BLOCK)))[3]
+    return {"wt": C.good_tile(ow, max(ctx.registers // 2, 4)), "pad": "inline", "par": 8}
+
+
+def space(sch, ctx) -> list[dict]:
+    ow = C.extents(sch, sch.get_loops(C.find_block(sch, DWCONV_BLOCK)))[3]
+    base = default_knobs(sch, ctx)
+    wts = [w for w in range(2, ow + 1) if ow % w == 0 and w <= ctx.registers - 4][-3:]
+    out = [{**base, "wt": w} for w in reversed(wts)]
+    if C.find_block(sch, PAD_BLOCK) is not None:
+        out += [{**k, "pad": "materialize"} for k in [base, *out]]
+    out += [{**base, "par": p} for p in (2, 32)]
+    return C.knob_space(base, out)
+
+
+def apply(sch, ctx, knobs: dict | None = None) -> None:
     conv = C.find_block(sch, DWCONV_BLOCK)
+    kn = {**default_knobs(sch, ctx), **(knobs or {})}
     pad = C.find_block(sch, PAD_BLOCK)
-    if pad is not None:  # inlined: a separate padded copy measured slower for this memory-bound op
+    if pad is not None and kn["pad"] == "materialize":
+        C.materialize_pad(sch, pad, ctx.threads)
+    elif pad is not None:  # inlined: a separate padded copy measured slower for this memory-bound op
         sch.compute_inline(pad)
     tail = C.inline_consumers(sch, conv)
     n, o, y, x, k, ry, rx = sch.get_loops(conv)
-    ow = C.extents(sch, [x])[0]
-    wt = C.good_tile(ow, max(ctx.registers // 2, 4))
+    wt = kn["wt"]
     x_o, x_i = sch.split(x, [None, wt])
     sch.reorder(n, o, y, x_o, ry, rx, x_i, k)
     acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, [n, o, y], ctx.threads * 8)
+    C.parallel_outer(sch, [n, o, y], ctx.threads * kn["par"])
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(rx)

@@ -4,6 +4,9 @@ fused elementwise epilogue (bias, activation, residual add, GELU).
 Register tile: `it` rows x `jt` columns (jt/lanes vectors along j, which must be B's innermost,
 contiguous axis), accumulated in a local buffer over k; parallel over (batch, column tile, row
 tile) with the column tile outer so one B panel [K, jt] is reused from cache across row tiles.
+
+Knobs (`edgec tune --space knobs`): `it` (rows of the tile), `nvec` (vectors along j, when B is
+not packed; a packed B fixes the panel width), `par` (parallel tasks per thread).
 """
 
 from __future__ import annotations
@@ -108,7 +111,40 @@ def _panel_width(sch, gemm) -> int | None:
     raise ValueError("packed matmul without a packed B load")
 
 
-def apply(sch, ctx) -> None:
+def _shape(sch, ctx):
+    """(m, n, jt of a packed B or None, vector width along j)."""
+    gemm = find_gemm(sch)
+    jt = _panel_width(sch, gemm)
+    m, n = C.extents(sch, sch.get_loops(gemm))[-3:-1]
+    if jt is None and C.vector_width(n, ctx.lanes) == 1:
+        jt = pick_panel(n, ctx.lanes)
+    jv = C.vector_width(jt if jt is not None else n, ctx.lanes)
+    return m, n, jt, jv
+
+
+def default_knobs(sch, ctx) -> dict:
+    m, n, jt, jv = _shape(sch, ctx)
+    nvec = jt // jv if jt is not None else C.divisor_le(n // jv, max(4 * ctx.lanes // jv, 1))
+    return {"it": C.good_tile(m, max((ctx.registers - 6) // nvec, 1)), "nvec": nvec, "par": 4}
+
+
+def space(sch, ctx) -> list[dict]:
+    m, n, jt, jv = _shape(sch, ctx)
+    base = default_knobs(sch, ctx)
+    nvecs = [base["nvec"]] if jt is not None else [v for v in (1, 2, 3, 4) if (n // jv) % v == 0]
+    out = []
+    for nv in nvecs:
+        cap = max((ctx.registers - 4) // nv, 1)
+        for it in sorted({C.good_tile(m, c) for c in (cap, cap // 2, cap * 2 // 3) if c >= 1}, reverse=True):
+            if 4 <= it * nv <= ctx.registers - 2:
+                out.append({**base, "it": it, "nvec": nv})
+    out.sort(key=lambda k: -k["it"] * k["nvec"])
+    out += [{**base, "par": p} for p in (2, 8)]
+    return C.knob_space(base, out)
+
+
+def apply(sch, ctx, knobs: dict | None = None) -> None:
+    kn = {**default_knobs(sch, ctx), **(knobs or {})}
     gemm = find_gemm(sch)
     jt = _panel_width(sch, gemm)
     name = sch.get(gemm).name_hint
@@ -136,15 +172,15 @@ def apply(sch, ctx) -> None:
         nvec = jt // jv
     else:
         jv = C.vector_width(n, ctx.lanes)
-        nvec = C.divisor_le(n // jv, max(4 * ctx.lanes // jv, 1))
+        nvec = kn["nvec"]
         jt = jv * nvec
-    it = C.good_tile(m, max((ctx.registers - 6) // nvec, 1))
+    it = kn["it"]
     i_o, i_i = sch.split(i, [None, it])
     j_o, j_i = sch.split(j, [None, jt])
     j_iv, j_v = sch.split(j_i, [None, jv])
     sch.reorder(*batch, j_o, i_o, k, i_i, j_iv, j_v)
     acc = C.place_accumulator(sch, gemm, tail, i_o)
-    C.parallel_outer(sch, [*batch, j_o, i_o], ctx.threads * 4)
+    C.parallel_outer(sch, [*batch, j_o, i_o], ctx.threads * kn["par"])
     sch.vectorize(j_v)
     sch.unroll(j_iv)
     sch.unroll(i_i)

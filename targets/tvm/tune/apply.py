@@ -1,6 +1,6 @@
 """Use a records file at compile time: each kernel whose (structure, target) key has a record gets
-the recorded winner — the tuned trace replayed, or edgec's rule — and is marked scheduled; the
-rest fall through to the rule-based schedules as usual."""
+the recorded winner — the tuned trace replayed, edgec's rule with the recorded knob values, or the
+rule as is — and is marked scheduled; the rest fall through to the rule-based schedules as usual."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from edgec.targets.tvm.tune.tasks import key_of, workload_of
 
 
 def apply_records(mod: tvm.IRModule, records: Records, target, ctx: RuleContext) -> tuple[tvm.IRModule, Counter]:
-    """Returns the module and counts: 'records:tuned', 'records:rule', 'records:failed'."""
+    """Returns the module and counts: 'records:tuned', 'records:knobs', 'records:rule', 'records:failed'."""
     from edgec.targets.tvm.tune.search import replay
 
     used: Counter = Counter()
@@ -31,6 +31,15 @@ def apply_records(mod: tvm.IRModule, records: Records, target, ctx: RuleContext)
             new, _ = schedule_func(func, ctx)
             used["records:rule"] += 1
             mod[gv] = new
+            continue
+        if entry["best"] == "knobs":
+            try:
+                mod[gv], _ = schedule_func(func, ctx, knobs=entry["knobs"][0]["values"])
+                used["records:knobs"] += 1
+            except Exception:  # noqa: BLE001 - knobs that no longer apply: the rules take it, counted
+                if os.environ.get("EDGEC_SCHEDULE_DEBUG"):
+                    raise
+                used["records:failed"] += 1
             continue
         try:
             sch = replay(workload_of(func), entry["tuned"][0]["trace"])

@@ -1,5 +1,6 @@
 """`edgec tune`: extract the kernels of the module edgec's compile path builds, time edgec's rule
-schedule for each, search with MetaSchedule on top, keep the faster per task in a records file."""
+schedule for each, search on top — MetaSchedule's generic space (`space="metaschedule"`) or the
+rule's own knobs (`space="knobs"`, `knobs.py`) — and keep the fastest per task in a records file."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.build import tvm_target
 from edgec.targets.tvm.schedules import context_for
+from edgec.targets.tvm.tune.knobs import search_knobs, space_of
 from edgec.targets.tvm.tune.measure import (
     MeasureConfig,
     TuneError,
@@ -49,6 +51,25 @@ def allot(tasks: list[Task], trials: int) -> list[int]:
     return out
 
 
+def allot_capped(tasks: list[Task], caps: list[int], trials: int) -> list[int]:
+    """`allot`, but no task gets more than its cap (its knob space); what a capped task cannot use
+    goes to the others, again in proportion to FLOPs x call sites."""
+    out = [0] * len(tasks)
+    left = trials
+    while left > 0:
+        open_ = [i for i in range(len(tasks)) if out[i] < caps[i]]
+        if not open_:
+            break
+        share = allot([tasks[i] for i in open_], left)
+        if not any(share):
+            share = [1 if j < left else 0 for j in range(len(open_))]
+        for i, s in zip(open_, share):
+            add = min(s, caps[i] - out[i])
+            out[i] += add
+            left -= add
+    return out
+
+
 def _measure_rule(task: Task, entry: dict, target, ctx, builder, runner) -> None:
     """Time edgec's rule schedule of the task with the same builder/runner as the candidates."""
     from tvm import s_tir
@@ -77,13 +98,15 @@ def _measure_rule(task: Task, entry: dict, target, ctx, builder, runner) -> None
 
 def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_s: float | None = None,
                seed: int = 0, threads: int | None = None, rpc_tracker: str | None = None,
-               rpc_key: str | None = None, progress: Progress | None = None) -> TuneSummary:
+               rpc_key: str | None = None, progress: Progress | None = None, space: str = "metaschedule") -> TuneSummary:
     """Tune the kernels of a lowered Relax module `mod`; records go to (and resume from) `records_path`."""
     if spec.tvm.get("kind") != "llvm" or spec.runtime != "vm":
         raise TuneError(f"edgec tune supports CPU targets with the TVM VM runtime; '{spec.name}' is "
                         f"{spec.tvm.get('kind')}/{spec.runtime}")
     if trials < 0:
         raise TuneError("--trials must be >= 0")
+    if space not in ("metaschedule", "knobs"):
+        raise TuneError(f"--space must be 'metaschedule' or 'knobs', not '{space}'")
     progress = progress or Progress()
     deadline = time.monotonic() + time_budget_s if time_budget_s else None
     records = Records.load(records_path, missing_ok=True)
@@ -96,16 +119,22 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
     runner = make_runner(cfg)
     builder = make_builder(cfg)
     ms_target = tuning_target(target, threads)
-    budgets = allot(tasks, trials)
+    knobs = space == "knobs"
+    if knobs:  # the rule's default is the rule schedule itself: not a trial
+        budgets = allot_capped(tasks, [max(len(space_of(t, ctx)) - 1, 0) for t in tasks], trials)
+    else:
+        budgets = allot(tasks, trials)
+    done_key = "knob_trials" if knobs else "trials"
     summary = TuneSummary(tasks=len(tasks))
-    progress.message(f"{len(tasks)} tasks, {trials} trials, target {spec.name}"
+    progress.message(f"{len(tasks)} tasks, {trials} trials ({space}), target {spec.name}"
                      + (f", via RPC {rpc_tracker} key {rpc_key}" if rpc_tracker else "")
                      + (f", time budget {time_budget_s:.0f}s" if time_budget_s else ""))
     n = len(tasks)
     for i, (task, budget) in enumerate(zip(tasks, budgets), 1):
         entry = records.entry(task.key, name=task.name, target=str(target), weight=task.weight, flops=task.flops)
-        left = budget - entry["trials"]
-        if (entry.get("rule") or {}).get("latency_us") is not None and left <= 0:
+        left = budget - entry.get(done_key, 0)
+        finished = left <= 0 and (not knobs or entry.get("knobs_confirmed") or not budget)
+        if (entry.get("rule") or {}).get("latency_us") is not None and finished:
             summary.skipped += 1
             progress.done(i, n, task.name, entry, budget, "done earlier" if budget else "rules (no trials)")
             summary.per_task.append(_task_json(task, entry, budget))
@@ -117,7 +146,12 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
             progress.update(i, n, task.name, entry, budget, "timing rules")
             _measure_rule(task, entry, ms_target, ctx, builder, runner)
             records.save()
-        if left > 0:
+        if knobs and (left > 0 or not entry.get("knobs_confirmed")) and budget:
+            progress.update(i, n, task.name, entry, budget)
+            summary.trials_run += search_knobs(
+                task, records, budget, ctx, ms_target, builder, runner, deadline=deadline,
+                on_update=lambda e, i=i, t=task, b=budget: progress.update(i, n, t.name, e, b))
+        elif left > 0 and not knobs:
             before = entry["trials"]
             progress.update(i, n, task.name, entry, budget)
             tune_task(task, records, left, ms_target, builder, runner, seed=seed, threads=ctx.threads,
@@ -139,12 +173,14 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
 
 
 def _best(e: dict) -> float | None:
-    vals = [x for x in ((e.get("rule") or {}).get("latency_us"), e["tuned"][0]["latency_us"] if e.get("tuned") else None)
+    vals = [x for x in ((e.get("rule") or {}).get("latency_us"), e["tuned"][0]["latency_us"] if e.get("tuned") else None,
+                        e["knobs"][0]["latency_us"] if e.get("knobs") else None)
             if x is not None]
     return min(vals) if vals else None
 
 
 def _task_json(task: Task, e: dict, budget: int) -> dict:
     return {"name": task.name, "key": task.key, "weight": task.weight, "trials": e.get("trials", 0), "budget": budget,
-            "rule_us": (e.get("rule") or {}).get("latency_us"),
-            "tuned_us": e["tuned"][0]["latency_us"] if e.get("tuned") else None, "best": e.get("best")}
+            "knob_trials": e.get("knob_trials", 0), "rule_us": (e.get("rule") or {}).get("latency_us"),
+            "tuned_us": e["tuned"][0]["latency_us"] if e.get("tuned") else None,
+            "knobs_us": e["knobs"][0]["latency_us"] if e.get("knobs") else None, "best": e.get("best")}

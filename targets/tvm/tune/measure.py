@@ -114,19 +114,31 @@ def latency_us(run_secs) -> float | None:
 
 def measure_module(mod: tvm.IRModule, target, builder, runner) -> tuple[float | None, str | None]:
     """Build and time one scheduled one-kernel module; (latency in us, error)."""
-    args = ms.arg_info.ArgInfo.from_prim_func(mod["main"])
-    (br,) = builder.build([ms.builder.BuilderInput(mod, target)])
-    if br.error_msg:
-        return None, "build: " + _short(br.error_msg)
+    return measure_modules([mod], target, builder, runner)[0]
+
+
+def measure_modules(mods: list[tvm.IRModule], target, builder, runner) -> list[tuple[float | None, str | None]]:
+    """Build a batch of scheduled one-kernel modules (in parallel), then time them one after the
+    other with the same runner; (latency in us, error) per module, in order."""
+    brs = builder.build([ms.builder.BuilderInput(m, target) for m in mods])
+    dev = "cpu" if target.kind.name in ("llvm", "c") else target.kind.name
+    out: list[tuple[float | None, str | None]] = [(None, None)] * len(mods)
+    todo = []
+    for i, (m, br) in enumerate(zip(mods, brs)):
+        if br.error_msg:
+            out[i] = (None, "build: " + _short(br.error_msg))
+        else:
+            todo.append((i, br, ms.arg_info.ArgInfo.from_prim_func(m["main"])))
     try:
-        dev = "cpu" if target.kind.name in ("llvm", "c") else target.kind.name
-        (fut,) = runner.run([ms.runner.RunnerInput(br.artifact_path, dev, args)])
-        rr = fut.result()
+        if todo:
+            futs = runner.run([ms.runner.RunnerInput(br.artifact_path, dev, args) for _, br, args in todo])
+            for (i, _, _), fut in zip(todo, futs):
+                rr = fut.result()
+                out[i] = (None, "run: " + _short(rr.error_msg)) if rr.error_msg else (latency_us(rr.run_secs), None)
     finally:
-        _remove(br.artifact_path)
-    if rr.error_msg:
-        return None, "run: " + _short(rr.error_msg)
-    return latency_us(rr.run_secs), None
+        for _, br, _ in todo:
+            _remove(br.artifact_path)
+    return out
 
 
 def _short(msg: str) -> str:

@@ -6,11 +6,14 @@
          "flops": 1.2e6, "trials": 16, "errors": 1,
          "rule": {"name": "conv2d-nchwc", "latency_us": 25.1, "trace": "<TVM JSON of the trace>"},
          "tuned": [{"latency_us": 18.8, "trace": "<TVM JSON>"}, ...],      # best first, top K
-         "best": "tuned" | "rule" | null}}}
+         "knobs": [{"latency_us": 17.9, "values": {"rule": "conv2d-nchwc", "ot": 2, ...}}, ...],
+         "knob_trials": 12,                # candidates of the rule's knob space measured so far
+         "best": "tuned" | "rule" | "knobs" | null}}}
 
 Keys are a structural hash of the kernel (the fused PrimFunc as a one-function module) and a hash
 of the TVM target, so a record is only ever applied to the same kernel built for the same target.
-`best` is whichever of edgec's rule schedule and the best tuned schedule measured faster.
+`best` is whichever of edgec's rule schedule, the best tuned (MetaSchedule) schedule and the best
+knob setting of the rule (`edgec tune --space knobs`) measured fastest.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class Records:
         if not isinstance(tasks, dict) or not all(isinstance(v, dict) for v in tasks.values()):
             raise RecordsError(f"{p}: malformed records file ('tasks' must map keys to objects)")
         for k, v in tasks.items():
-            if not isinstance(v.get("tuned", []), list) or v.get("best") not in (None, "rule", "tuned"):
+            if (not isinstance(v.get("tuned", []), list) or not isinstance(v.get("knobs", []), list)
+                    or v.get("best") not in (None, "rule", "tuned", "knobs")):
                 raise RecordsError(f"{p}: malformed record for task {k}")
         return cls(p, tasks)
 
@@ -85,6 +89,15 @@ class Records:
                             key=lambda r: r["latency_us"])[:TOP_K]
         decide(e)
 
+    def add_knobs(self, key: str, latency_us: float, values: dict) -> None:
+        """Record a measured knob setting (a re-measured setting keeps its faster timing)."""
+        e = self.tasks[key]
+        kept = [k for k in e.setdefault("knobs", []) if k["values"] != values]
+        old = [k["latency_us"] for k in e["knobs"] if k["values"] == values]
+        kept.append({"latency_us": min([latency_us, *old]), "values": values})
+        e["knobs"] = sorted(kept, key=lambda r: r["latency_us"])[:TOP_K]
+        decide(e)
+
     def best_for(self, key: str) -> dict | None:
         e = self.tasks.get(key)
         return e if e and e.get("best") else None
@@ -94,13 +107,14 @@ def best_tuned_us(e: dict) -> float | None:
     return e["tuned"][0]["latency_us"] if e.get("tuned") else None
 
 
+def best_knobs_us(e: dict) -> float | None:
+    return e["knobs"][0]["latency_us"] if e.get("knobs") else None
+
+
 def decide(e: dict) -> None:
-    """Per task keep the faster of edgec's rule schedule and the best tuned one."""
-    rule = (e.get("rule") or {}).get("latency_us")
-    tuned = best_tuned_us(e)
-    if tuned is None:
-        e["best"] = "rule" if rule is not None else None
-    elif rule is None or tuned < rule:
-        e["best"] = "tuned"
-    else:
-        e["best"] = "rule"
+    """Per task keep the fastest of edgec's rule schedule, the best tuned one and the best knob
+    setting (the rule wins ties)."""
+    cands = [(v, i, name) for i, (name, v) in enumerate(
+        (("rule", (e.get("rule") or {}).get("latency_us")), ("knobs", best_knobs_us(e)), ("tuned", best_tuned_us(e))))
+        if v is not None]
+    e["best"] = min(cands)[2] if cands else None
