@@ -269,10 +269,17 @@ def test_compile_replays_knob_records(knob_tuned, tmp_path, run_cli):
             t["best"] = "knobs"
             forced += 1
     assert forced >= 2
+    # the layout transforms: channel lanes innermost ("write") applies to the input's NCHW ->
+    # NCHW16c transform only; on the output's NCHW16c -> NCHW one it is a stale record (fails)
+    moves = [t for t in doc["tasks"].values() if t["rule"]["name"] == "parallel-vectorize"]
+    assert len(moves) == 2
+    for t in moves:
+        t["knobs"] = [{"latency_us": 0.001, "values": {"rule": "parallel-vectorize", "lanes": "write"}}]
+        t["best"] = "knobs"
     copy = tmp_path / "forced.json"
     copy.write_text(json.dumps(doc))
-    for recs, n_knobs in ((records, sum(t["best"] == "knobs" for t in _doc(records)["tasks"].values())),
-                          (copy, forced)):
+    for recs, n_knobs, failed in ((records, sum(t["best"] == "knobs" for t in _doc(records)["tasks"].values()), 0),
+                                  (copy, forced + 1, 1)):
         out = tmp_path / f"a_{recs.stem}"
         r = run_cli("compile", model, "-o", out, "--records", recs, "--threads", "2")
         assert r.code == 0, r.err
@@ -280,8 +287,9 @@ def test_compile_replays_knob_records(knob_tuned, tmp_path, run_cli):
 
         art = load_artifact(out)
         rec = art.metadata["lowering"]["records"]
-        assert rec["applied"] == summary["tasks"] and rec["knobs"] == n_knobs and rec["failed"] == 0
-        assert art.metadata["lowering"]["schedules"] == {}
+        assert rec["knobs"] == n_knobs and rec["failed"] == failed
+        assert rec["applied"] == summary["tasks"] - failed
+        assert sum(art.metadata["lowering"]["schedules"].values()) == failed
         x = RNG.standard_normal((1, 16, 14, 14)).astype(np.float32)
         ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
         np.testing.assert_allclose(run_artifact(art, {"x": x})["y"], ref, atol=1e-4, rtol=1e-4)

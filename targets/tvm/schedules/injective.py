@@ -1,6 +1,12 @@
 """Rule (fallback): every block gets parallel outer loops and, where its innermost loop allows,
 a vectorized inner loop. Reductions keep their reduction loops innermost and serial; their
-spatial loops are parallel. Applies to any PrimFunc, so it is tried last."""
+spatial loops are parallel. Applies to any PrimFunc, so it is tried last.
+
+Knob (`edgec tune --space knobs`): `lanes` — for a single-block layout transform into
+NCHW{b}c (the write's last index is `c % b`, or `c` when there are b channels), "write" splits the channel loop by b and vectorizes
+those b lanes innermost (contiguous stores, gathered loads) instead of the default vector along
+the input row (contiguous loads, scattered stores).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,45 @@ def match(sch, ctx) -> bool:
     return True
 
 
-def apply(sch, ctx) -> None:
+def _lane_loop(sch):
+    """(loop index, b) when the only block writes its last index as `v % b` (or `v`, a block var
+    that is not the innermost one) and the buffer's last axis is b lanes long."""
+    from tvm import tirx
+
+    blocks = C.root_blocks(sch)
+    if len(blocks) != 1 or set(C.iter_kinds(sch, blocks[0])) != {"S"}:
+        return None
+    blk = sch.get(blocks[0])
+    if len(blk.writes) != 1:
+        return None
+    last = blk.writes[0].region[-1].min
+    lanes = blk.writes[0].source.shape[-1]
+    var = last.a if isinstance(last, tirx.FloorMod) else last
+    if not isinstance(lanes, tirx.IntImm) or not isinstance(var, tirx.Var):
+        return None
+    ivars = [iv.var for iv in blk.iter_vars]
+    if len(sch.get_loops(blocks[0])) != len(ivars):
+        return None
+    for i, v in enumerate(ivars[:-1]):
+        if var.same_as(v):
+            return i, int(lanes)
+    return None
+
+
+def space(sch, ctx) -> list[dict]:
+    lane = _lane_loop(sch)
+    if lane is None or C.vector_width(lane[1], ctx.lanes) == 1:
+        return [{"lanes": "read"}]
+    return [{"lanes": "read"}, {"lanes": "write"}]
+
+
+def apply(sch, ctx, knobs: dict | None = None) -> None:
+    if (knobs or {}).get("lanes", "read") == "write":
+        if len(space(sch, ctx)) < 2:
+            raise ValueError("lanes=write needs a layout transform writing c % b last, b a vector width")
+        lane = _lane_loop(sch)
+        _write_lanes(sch, C.root_blocks(sch)[0], *lane, ctx)
+        return
     for b in C.root_blocks(sch):
         kinds = C.iter_kinds(sch, b)
         loops = sch.get_loops(b)
@@ -25,6 +69,18 @@ def apply(sch, ctx) -> None:
             n_sp = kinds.index("R")
             if "S" not in kinds[n_sp:]:
                 C.parallel_outer(sch, loops[:n_sp], ctx.threads * 4)
+
+
+def _write_lanes(sch, b, idx, lanes, ctx):
+    loops = sch.get_loops(b)
+    co, ci = sch.split(loops[idx], [None, lanes])
+    rest = [lp for i, lp in enumerate(loops) if i != idx]
+    order = rest[:idx] + [co] + rest[idx:] + [ci]
+    sch.reorder(*order)
+    sch.vectorize(ci)
+    outer = order[:-2]
+    if outer:
+        C.parallel_outer(sch, outer, ctx.threads * 4)
 
 
 def _spatial(sch, b, loops, ctx):
@@ -44,3 +100,4 @@ def _spatial(sch, b, loops, ctx):
         sch.vectorize(inner)
     if outer:
         C.parallel_outer(sch, outer, ctx.threads * 4)
+
