@@ -5,7 +5,9 @@ spatial loops are parallel. Applies to any PrimFunc, so it is tried last.
 Knob (`edgec tune --space knobs`): `lanes` — for a single-block layout transform into
 NCHW{b}c (the write's last index is `c % b`, or `c` when there are b channels), "write" splits the channel loop by b and vectorizes
 those b lanes innermost (contiguous stores, gathered loads) instead of the default vector along
-the input row (contiguous loads, scattered stores).
+the input row (contiguous loads, scattered stores). "write" is the default where it applies: it
+measured 2-3x faster on the stems' 64x112x112 / 32x112x112 transforms (ResNet-18 354 -> 43-190 us,
+MobileNetV2 144-399 -> 70 us, knob search timings on this loaded machine).
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ def space(sch, ctx) -> list[dict]:
     lane = _lane_loop(sch)
     if lane is None or C.vector_width(lane[1], ctx.lanes) == 1:
         return [{"lanes": "read"}]
-    return [{"lanes": "read"}, {"lanes": "write"}]
+    return [{"lanes": "write"}, {"lanes": "read"}]
 
 
 def apply(sch, ctx, knobs: dict | None = None) -> None:
-    if (knobs or {}).get("lanes", "read") == "write":
+    if (knobs or {}).get("lanes", space(sch, ctx)[0]["lanes"]) == "write":
         if len(space(sch, ctx)) < 2:
             raise ValueError("lanes=write needs a layout transform writing c % b last, b a vector width")
         lane = _lane_loop(sch)
