@@ -322,3 +322,17 @@ def test_stale_knob_record_falls_back_to_rules(knob_tuned, tmp_path):
     x = RNG.standard_normal((1, 16, 14, 14)).astype(np.float32)
     ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(run_artifact(art, {"x": x})["y"], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_knob_budget_is_capped_by_each_space():
+    """Trials go by FLOPs x call sites, no task past its knob space; the rest goes to the others."""
+    from types import SimpleNamespace
+
+    from edgec.targets.tvm.tune.driver import allot_capped
+
+    tasks = [SimpleNamespace(cost=c) for c in (1000.0, 10.0, 1.0, 0.0)]
+    assert allot_capped(tasks, [5, 8, 3, 2], 400) == [5, 8, 3, 2]        # budget covers every space
+    small = allot_capped(tasks, [5, 8, 3, 2], 9)
+    assert small[0] == 5 and sum(small) == 9 and all(a <= c for a, c in zip(small, [5, 8, 3, 2]))
+    assert small[1] >= small[2] >= small[3]
+    assert allot_capped(tasks, [0, 0, 0, 0], 10) == [0, 0, 0, 0]
