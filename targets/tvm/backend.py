@@ -10,6 +10,7 @@ import onnx_ir as ir
 import tvm
 
 from edgec.targets.registry import TargetSpec
+from edgec.weights import WEIGHTS_FILE, write_weights
 from edgec.targets.tvm.build import build_library
 from edgec.targets.tvm.lower import lower_model
 
@@ -20,13 +21,17 @@ class BackendResult:
     tvm_target: str
     lowering: dict
     extra_files: tuple[str, ...] = ()
+    weights: dict | None = None  # {"file": "weights.bin", "tensors": [...]} when weights are separate
 
 
 def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str = "model.so",
-               records: str | None = None, threads: int | None = None) -> BackendResult:
+               records: str | None = None, threads: int | None = None,
+               weight_min_bytes: int | None = None) -> BackendResult:
     """Lower `model` and build it for `spec` into `out_dir` (library + any runtime side files).
     `records`: a tuning-records file from `edgec tune` (CPU VM targets); `threads`: the thread
-    count the schedules are sized for (default: this machine's cores)."""
+    count the schedules are sized for (default: this machine's cores); `weight_min_bytes`:
+    initializers at least this big go to a separate weights file (CPU VM targets, see
+    edgec.weights) instead of into the library."""
     recs = None
     if records is not None:
         from edgec.targets.tvm.tune.records import Records
@@ -36,7 +41,11 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
             from edgec.errors import TargetError
 
             raise TargetError(f"--records applies to CPU targets with the VM runtime, not '{spec.name}'")
-    mod, report = lower_model(model)
+    if weight_min_bytes is not None and (spec.tvm.get("kind") != "llvm" or spec.runtime != "vm"):
+        from edgec.errors import TargetError
+
+        raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
+    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library
 
@@ -58,11 +67,16 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         target = tvm_target(spec)
         files, kernels = build_gpu(optimize_relax(mod, target), spec, target, out_dir, lib_name)
         return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files))
+    weights = None
+    if report.weights:  # copied before the build, which may take long: a bad data file fails early
+        inits = model.graph.initializers
+        entries = write_weights([(n, inits[n].const_value) for n in report.weights], out_dir / WEIGHTS_FILE)
+        weights = {"file": WEIGHTS_FILE, "tensors": entries}
     res = build_library(mod, spec, out_dir / lib_name, recs, threads)
     lowering = {**report.to_json(), "schedules": res.schedules}
     if res.records:
         lowering["records"] = res.records
-    return BackendResult(lib_name, res.tvm_target, lowering)
+    return BackendResult(lib_name, res.tvm_target, lowering, weights=weights)
 
 
 def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, **kw):
