@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, external_data_helper, helper
 
 CHUNK = 16 << 20  # bytes per generated chunk

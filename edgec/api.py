@@ -174,7 +174,10 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     model, _ = optimize(model, spec, opts)
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
-    return backend_tune(model, spec, tune.records, tune.trials, time_budget_s=tune.time_budget_s, seed=tune.seed,
+    # lowered as compile_model lowers it, so the tuned kernels are the ones a compile builds
+    weight_min = weight_min_bytes(model, spec, opts.weights_file, bool(opts.bundle))
+    return backend_tune(model, spec, tune.records, tune.trials, weight_min_bytes=weight_min,
+                time_budget_s=tune.time_budget_s, seed=tune.seed,
                 threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,
                 progress=progress).to_json()
 

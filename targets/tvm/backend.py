@@ -10,9 +10,9 @@ import onnx_ir as ir
 import tvm
 
 from edgec.targets.registry import TargetSpec
-from edgec.weights import WEIGHTS_FILE, write_weights
 from edgec.targets.tvm.build import build_library
 from edgec.targets.tvm.lower import lower_model
+from edgec.weights import WEIGHTS_FILE, write_weights
 
 
 @dataclass
@@ -79,11 +79,11 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
     return BackendResult(lib_name, res.tvm_target, lowering, weights=weights)
 
 
-def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, **kw):
+def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, weight_min_bytes: int | None = None, **kw):
     """Lower `model` as compile_to does and tune its kernels (see tune.driver.tune_model)."""
     from edgec.targets.tvm.tune.driver import tune_model
 
-    mod, _ = lower_model(model)
+    mod, _ = lower_model(model, weight_min_bytes=weight_min_bytes)
     return tune_model(mod, spec, records, trials, **kw)
 
 

@@ -1,0 +1,84 @@
+"""`edgec compile --weights-file`: big initializers in weights.bin beside a small library, mapped
+at run time; small models unchanged under "auto"; one-line errors where it cannot apply."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write_model(out_dir, vocab=4096, hidden=256):
+    spec = importlib.util.spec_from_file_location("edgec_large_model", ROOT / "benchmarks" / "large_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_large_model(out_dir, vocab, hidden)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    """The large-model skeleton at 2 x 4 MiB of external weights."""
+    return _write_model(tmp_path_factory.mktemp("lm") / "m")
+
+
+def test_always_puts_big_weights_beside_a_small_library(lm, tmp_path, run_cli):
+    art = tmp_path / "art"
+    r = run_cli("compile", lm, "-t", "x86-64", "-o", art, "--weights-file", "always")
+    assert r.code == 0 and "2 weights in weights.bin" in r.out, r
+    meta = json.loads((art / "metadata.json").read_text())
+    entries = meta["weights"]["tensors"]
+    assert [(e["name"], e["shape"], e["dtype"]) for e in entries] == [
+        ("embedding", [4096, 256], "float32"), ("head", [256, 4096], "float32")]
+    assert all(e["offset"] % 4096 == 0 for e in entries)
+    assert meta["lowering"]["weight_params"] == 2
+    assert (art / "model.so").stat().st_size < 4 << 20  # 8 MiB of weights are not in it
+    data = np.fromfile(lm.parent / "weights.bin", dtype=np.float32, count=16)
+    assert np.array_equal(np.fromfile(art / "weights.bin", dtype=np.float32, count=16), data)
+    ids = np.array([[0, 4095, 17, 2048, 5, 6, 7, 4000]], dtype=np.int64)
+    np.save(tmp_path / "ids.npy", ids)
+    r = run_cli("run", art, "-i", f"ids={tmp_path / 'ids.npy'}", "--compare-onnx", lm)
+    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r
+    r = run_cli("bench", art, "-n", "2", "--warmup", "1")
+    assert r.code == 0 and "median" in r.out, r
+
+
+def test_auto_keeps_small_models_in_the_library(lm, tmp_path, run_cli):
+    art = tmp_path / "art"
+    r = run_cli("compile", lm, "-t", "x86-64", "-o", art)
+    assert r.code == 0 and "weights in" not in r.out, r
+    assert not (art / "weights.bin").exists()
+    assert "weights" not in json.loads((art / "metadata.json").read_text())
+    assert (art / "model.so").stat().st_size > 8 << 20
+    r = run_cli("run", art, "--compare-onnx", lm)
+    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r
+
+
+def test_missing_weights_file_is_a_one_line_error(lm, tmp_path, run_cli):
+    art = tmp_path / "art"
+    assert run_cli("compile", lm, "-t", "x86-64", "-o", art, "--weights-file", "always").code == 0
+    (art / "weights.bin").unlink()
+    r = run_cli("run", art)
+    assert r.code == 2 and "weights.bin is missing" in r.err and str(art) in r.err and r.err.count("\n") == 1, r
+
+
+def test_truncated_weights_file_is_a_one_line_error(lm, tmp_path, run_cli):
+    art = tmp_path / "art"
+    assert run_cli("compile", lm, "-t", "x86-64", "-o", art, "--weights-file", "always").code == 0
+    with open(art / "weights.bin", "r+b") as f:
+        f.truncate(1 << 20)
+    r = run_cli("run", art)
+    assert r.code == 2 and "weight 'embedding'" in r.err and "weights.bin" in r.err and r.err.count("\n") == 1, r
+
+
+def test_always_refuses_bundles(lm, tmp_path, run_cli):
+    r = run_cli("compile", lm, "-t", "armv8", "-o", tmp_path / "art", "--weights-file", "always")
+    assert r.code == 2 and "--weights-file always" in r.err and "armv8" in r.err, r
+    r = run_cli("compile", lm, "-t", "x86-64", "--bundle", "-o", tmp_path / "art", "--weights-file", "always")
+    assert r.code == 2 and "bundle" in r.err, r
