@@ -16,7 +16,9 @@ shape, offset, nbytes) lives in metadata.json under "weights".
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import onnx_ir as ir
@@ -28,6 +30,8 @@ ALIGN = 4096
 MIN_TENSOR_BYTES = 1 << 20   # smaller initializers stay constants inside the library
 AUTO_TOTAL_BYTES = 512 << 20  # "auto": use a weights file when the initializers total at least this
 _CHUNK = 64 << 20
+
+Source = Union[ir.TensorProtocol, Callable[[], np.ndarray]]
 
 
 def initializer_bytes(model: ir.Model) -> int:
@@ -56,35 +60,65 @@ def _copy_range(src: str, offset: int, length: int, dst) -> None:
             left -= n
 
 
-def _write_tensor(t: ir.TensorProtocol, f) -> None:
-    if isinstance(t, ir.ExternalTensor) and t.dtype.bitwidth >= 8:
+def source_array(t: ir.TensorProtocol) -> np.ndarray:
+    """`t` as a writable, C-contiguous, 64-byte aligned array for DLPack: external data mapped
+    copy-on-write (its own mapping, released with the array), others as numpy gives them (copied
+    when not aligned)."""
+    if isinstance(t, ir.ExternalTensor) and t.dtype.bitwidth >= 8 and t.nbytes:
+        return np.memmap(t.path, dtype=np.dtype(t.dtype.numpy()).newbyteorder("<"), mode="c", offset=t.offset or 0,
+                         shape=tuple(int(d) for d in t.shape))
+    arr = np.ascontiguousarray(t.numpy())
+    if arr.flags.writeable and arr.ctypes.data % 64 == 0:
+        return arr
+    buf = np.empty(arr.nbytes + 64, np.uint8)  # TVM takes DLPack data only 64-byte aligned
+    start = -buf.ctypes.data % 64
+    out = buf[start:start + arr.nbytes].view(arr.dtype).reshape(arr.shape)
+    out[...] = arr
+    return out
+
+
+def _write_array(arr: np.ndarray, f) -> None:
+    flat = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+    for i in range(0, flat.size, _CHUNK):
+        f.write(flat[i:i + _CHUNK].tobytes())
+
+
+def _write_source(src: Source, f) -> None:
+    if isinstance(src, ir.ExternalTensor) and src.dtype.bitwidth >= 8:
         f.flush()
-        _copy_range(t.path, t.offset or 0, t.nbytes, f)
+        _copy_range(src.path, src.offset or 0, src.nbytes, f)
         f.seek(0, os.SEEK_END)
+    elif callable(src):
+        _write_array(src(), f)  # computed now, dropped when written
     else:
-        arr = np.ascontiguousarray(t.numpy())
-        flat = arr.reshape(-1).view(np.uint8)
-        for i in range(0, flat.size, _CHUNK):
-            f.write(flat[i:i + _CHUNK].tobytes())
+        _write_array(src.numpy(), f)
 
 
-def write_weights(tensors: list[tuple[str, ir.TensorProtocol]], path: str | os.PathLike) -> list[dict]:
-    """Write `tensors` (in this order) to `path`; return their index entries."""
+def write_weights(items: list[tuple[str, Source, tuple[int, ...], str]], path: str | os.PathLike) -> list[dict]:
+    """Write each (name, source, shape, dtype) in order to `path`; return their index entries.
+    A source is an onnx-ir tensor (external data is copied file to file) or a function returning
+    the array (called when its turn comes, so only one is in memory)."""
     entries = []
     with open(path, "wb") as f:
-        for name, t in tensors:
+        for name, src, shape, dtype in items:
             pos = f.seek(0, os.SEEK_END)
             pad = -pos % ALIGN
             if pad:
                 f.write(b"\0" * pad)
             offset = pos + pad
-            _write_tensor(t, f)
+            _write_source(src, f)
             end = f.seek(0, os.SEEK_END)
-            if end - offset != t.nbytes:
-                raise ArtifactError(f"{path}: wrote {end - offset} bytes for weight '{name}', expected {t.nbytes}")
-            entries.append({"name": name, "dtype": str(np.dtype(t.dtype.numpy())), "shape": [int(d) for d in t.shape],
-                            "offset": offset, "nbytes": int(t.nbytes)})
+            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            if end - offset != nbytes:
+                raise ArtifactError(f"{path}: wrote {end - offset} bytes for weight '{name}', expected {nbytes}")
+            entries.append({"name": name, "dtype": dtype, "shape": [int(d) for d in shape], "offset": offset,
+                            "nbytes": nbytes})
     return entries
+
+
+def tensor_item(name: str, t: ir.TensorProtocol) -> tuple[str, Source, tuple[int, ...], str]:
+    """A write_weights item for an onnx-ir tensor."""
+    return name, t, tuple(int(d) for d in t.shape), str(np.dtype(t.dtype.numpy()))
 
 
 def open_weights(artifact_dir: str | os.PathLike, index: dict) -> list[np.ndarray]:

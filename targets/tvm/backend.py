@@ -12,7 +12,8 @@ import tvm
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.build import build_library
 from edgec.targets.tvm.lower import lower_model
-from edgec.weights import WEIGHTS_FILE, write_weights
+from edgec.targets.tvm.weights import write_weight_plan
+from edgec.weights import WEIGHTS_FILE
 
 
 @dataclass
@@ -67,12 +68,13 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         target = tvm_target(spec)
         files, kernels = build_gpu(optimize_relax(mod, target), spec, target, out_dir, lib_name)
         return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files))
-    weights = None
-    if report.weights:  # copied before the build, which may take long: a bad data file fails early
-        inits = model.graph.initializers
-        entries = write_weights([(n, inits[n].const_value) for n in report.weights], out_dir / WEIGHTS_FILE)
-        weights = {"file": WEIGHTS_FILE, "tensors": entries}
     res = build_library(mod, spec, out_dir / lib_name, recs, threads)
+    weights = None
+    if report.weights:
+        inits = model.graph.initializers
+        sources = [(n, inits[n].const_value) for n in report.weights]
+        entries = write_weight_plan(res.weight_plan, sources, out_dir / WEIGHTS_FILE)
+        weights = {"file": WEIGHTS_FILE, "tensors": entries}
     lowering = {**report.to_json(), "schedules": res.schedules}
     if res.records:
         lowering["records"] = res.records

@@ -34,13 +34,21 @@ def test_always_puts_big_weights_beside_a_small_library(lm, tmp_path, run_cli):
     assert r.code == 0 and "2 weights in weights.bin" in r.out, r
     meta = json.loads((art / "metadata.json").read_text())
     entries = meta["weights"]["tensors"]
-    assert [(e["name"], e["shape"], e["dtype"]) for e in entries] == [
-        ("embedding", [4096, 256], "float32"), ("head", [256, 4096], "float32")]
+    # the Gather table as is; the MatMul head packed at compile time into [N/jt, K, jt] panels
+    assert [(e["name"], e["dtype"]) for e in entries] == [
+        ("embedding", "float32"), ("head/te_layout_transform", "float32")]
+    assert entries[0]["shape"] == [4096, 256]
+    nj, k, jt = entries[1]["shape"]
+    assert k == 256 and nj * jt == 4096
     assert all(e["offset"] % 4096 == 0 for e in entries)
     assert meta["lowering"]["weight_params"] == 2
     assert (art / "model.so").stat().st_size < 4 << 20  # 8 MiB of weights are not in it
-    data = np.fromfile(lm.parent / "weights.bin", dtype=np.float32, count=16)
-    assert np.array_equal(np.fromfile(art / "weights.bin", dtype=np.float32, count=16), data)
+    src = np.fromfile(lm.parent / "weights.bin", dtype=np.float32)
+    out = np.fromfile(art / "weights.bin", dtype=np.float32)
+    assert np.array_equal(out[:4096 * 256], src[:4096 * 256])
+    head = src[4096 * 256:].reshape(256, 4096)
+    packed = out[entries[1]["offset"] // 4:].reshape(nj, k, jt)
+    assert np.array_equal(packed.transpose(1, 0, 2).reshape(256, 4096), head)
     ids = np.array([[0, 4095, 17, 2048, 5, 6, 7, 4000]], dtype=np.int64)
     np.save(tmp_path / "ids.npy", ids)
     r = run_cli("run", art, "-i", f"ids={tmp_path / 'ids.npy'}", "--compare-onnx", lm)

@@ -8,7 +8,7 @@ import pytest
 
 from edgec.errors import ArtifactError
 from edgec.ir.loader import EXTERNAL_DATA_BYTES, load_model, save_model
-from edgec.weights import initializer_bytes, open_weights, write_weights
+from edgec.weights import initializer_bytes, open_weights, tensor_item, write_weights
 
 
 def test_roundtrip_memory_and_external_tensors(tmp_path):
@@ -19,18 +19,20 @@ def test_roundtrip_memory_and_external_tensors(tmp_path):
     (tmp_path / "src.bin").write_bytes(b"x" * 100 + ext_data.tobytes())
     ext = ir.ExternalTensor("src.bin", 100 + 40, 960 * 4, ir.DataType.FLOAT, shape=ir.Shape([960]), name="e",
                             base_dir=tmp_path)
-    entries = write_weights([("a", ir.tensor(a)), ("e", ext), ("b", ir.tensor(b))], tmp_path / "w.bin")
-    assert [e["offset"] % 4096 for e in entries] == [0, 0, 0]
-    assert [e["nbytes"] for e in entries] == [60, 3840, 56]
+    items = [tensor_item("a", ir.tensor(a)), tensor_item("e", ext), tensor_item("b", ir.tensor(b)),
+             ("c", lambda: np.full((3,), 7, np.int32), (3,), "int32")]
+    entries = write_weights(items, tmp_path / "w.bin")
+    assert [e["offset"] % 4096 for e in entries] == [0, 0, 0, 0]
+    assert [e["nbytes"] for e in entries] == [60, 3840, 56, 12]
     got = open_weights(tmp_path, {"file": "w.bin", "tensors": entries})
     assert np.array_equal(got[0], a) and np.array_equal(got[2], b)
-    assert np.array_equal(got[1], ext_data[10:970])
+    assert np.array_equal(got[1], ext_data[10:970]) and got[3].tolist() == [7, 7, 7]
     got[0][0, 0] = 99.0  # copy-on-write: the file keeps its bytes
     assert np.array_equal(open_weights(tmp_path, {"file": "w.bin", "tensors": entries})[0], a)
 
 
 def test_short_file_is_an_error(tmp_path):
-    entries = write_weights([("a", ir.tensor(np.ones(2048, np.float32)))], tmp_path / "w.bin")
+    entries = write_weights([tensor_item("a", ir.tensor(np.ones(2048, np.float32)))], tmp_path / "w.bin")
     with open(tmp_path / "w.bin", "r+b") as f:
         f.truncate(100)
     with pytest.raises(ArtifactError, match=r"w.bin: weight 'a' \[0, 8192\) exceeds the file \(100 bytes\)"):
