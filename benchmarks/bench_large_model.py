@@ -5,6 +5,10 @@ Each command runs in its own process; its peak resident set (kernel `ru_maxrss` 
 from os.wait4) is reported next to the size of the model's weights.
 
     python benchmarks/bench_large_model.py [--dir /tmp/edgec-large] [--model M.onnx] [--keep]
+        [--vocab 280000 --hidden 1024 --layers 0] [--steps inspect,optimize,compile,run,run-alone]
+
+`run` is `edgec run --compare-onnx` (onnxruntime in the same process, holding its own copy of the
+weights); `run-alone` is `edgec run` on seeded inputs.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default="/tmp/edgec-large")
     ap.add_argument("--model", help="an existing model (default: write one with large_model.py)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
-    ap.add_argument("--steps", default="inspect,optimize,compile,run")
+    ap.add_argument("--steps", default="inspect,optimize,compile,run,run-alone")
+    ap.add_argument("--vocab", type=int, default=280000)
+    ap.add_argument("--hidden", type=int, default=1024)
+    ap.add_argument("--layers", type=int, default=0)
     a = ap.parse_args(argv)
     work = Path(a.dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             model = Path(a.model)
         else:
             t0 = time.perf_counter()
-            model = write_large_model(work / "model")
+            model = write_large_model(work / "model", a.vocab, a.hidden, layers=a.layers)
             print(f"generated {model} in {time.perf_counter() - t0:.1f} s")
         weights = sum(f.stat().st_size for f in model.parent.iterdir() if f != model)
         print(f"weights: {weights / (1 << 30):.2f} GiB ({weights:,} bytes)")
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             "optimize": edgec("optimize", model, "-o", work / "opt" / "model.onnx"),
             "compile": edgec("compile", model, "-t", "x86-64", "-o", work / "art"),
             "run": edgec("run", work / "art", "--compare-onnx", model),
+            "run-alone": edgec("run", work / "art"),
         }
         (work / "opt").mkdir(exist_ok=True)
         print(f"{'step':<10}{'exit':>5}{'peak RSS':>12}{'x weights':>11}{'wall':>9}")
