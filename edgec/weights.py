@@ -65,9 +65,10 @@ def source_array(t: ir.TensorProtocol) -> np.ndarray:
     copy-on-write (its own mapping, released with the array), others as numpy gives them (copied
     when not aligned)."""
     if isinstance(t, ir.ExternalTensor) and t.dtype.bitwidth >= 8 and t.nbytes:
-        return np.memmap(t.path, dtype=np.dtype(t.dtype.numpy()).newbyteorder("<"), mode="c", offset=t.offset or 0,
-                         shape=tuple(int(d) for d in t.shape))
-    arr = np.ascontiguousarray(t.numpy())
+        arr = np.memmap(t.path, dtype=np.dtype(t.dtype.numpy()).newbyteorder("<"), mode="c", offset=t.offset or 0,
+                        shape=tuple(int(d) for d in t.shape))
+    else:
+        arr = np.ascontiguousarray(t.numpy())
     if arr.flags.writeable and arr.ctypes.data % 64 == 0:
         return arr
     buf = np.empty(arr.nbytes + 64, np.uint8)  # TVM takes DLPack data only 64-byte aligned

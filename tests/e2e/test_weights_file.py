@@ -90,3 +90,29 @@ def test_always_refuses_bundles(lm, tmp_path, run_cli):
     assert r.code == 2 and "--weights-file always" in r.err and "armv8" in r.err, r
     r = run_cli("compile", lm, "-t", "x86-64", "--bundle", "-o", tmp_path / "art", "--weights-file", "always")
     assert r.code == 2 and "bundle" in r.err, r
+
+
+def test_packed_weight_from_unaligned_external_data(tmp_path, run_cli):
+    """A MatMul weight at an odd offset of its data file is packed at compile time (through an
+    aligned copy: TVM takes only 64-byte aligned DLPack data) and the result matches onnxruntime."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = np.random.default_rng(3).standard_normal((256, 1024)).astype(np.float32)
+    (tmp_path / "w.bin").write_bytes(b"\x01" * 100 + w.tobytes())
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[256, 1024], data_location=TensorProto.EXTERNAL)
+    for k, v in {"location": "w.bin", "offset": "100", "length": str(w.nbytes)}.items():
+        t.external_data.add(key=k, value=v)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 256])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 1024])], [t])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "mm.onnx")
+    art = tmp_path / "art"
+    r = run_cli("compile", tmp_path / "mm.onnx", "-t", "x86-64", "-o", art, "--weights-file", "always")
+    assert r.code == 0, r
+    assert [e["name"] for e in json.loads((art / "metadata.json").read_text())["weights"]["tensors"]] == [
+        "w/te_layout_transform"]
+    r = run_cli("run", art, "--compare-onnx", tmp_path / "mm.onnx")
+    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r

@@ -8,7 +8,7 @@ import pytest
 
 from edgec.errors import ArtifactError
 from edgec.ir.loader import EXTERNAL_DATA_BYTES, load_model, save_model
-from edgec.weights import initializer_bytes, open_weights, tensor_item, write_weights
+from edgec.weights import initializer_bytes, open_weights, source_array, tensor_item, write_weights
 
 
 def test_roundtrip_memory_and_external_tensors(tmp_path):
@@ -29,6 +29,18 @@ def test_roundtrip_memory_and_external_tensors(tmp_path):
     assert np.array_equal(got[1], ext_data[10:970]) and got[3].tolist() == [7, 7, 7]
     got[0][0, 0] = 99.0  # copy-on-write: the file keeps its bytes
     assert np.array_equal(open_weights(tmp_path, {"file": "w.bin", "tensors": entries})[0], a)
+
+
+@pytest.mark.parametrize("offset", [0, 4096, 140])
+def test_source_array_is_aligned_and_writable_for_dlpack(tmp_path, offset):
+    data = np.arange(64, dtype=np.float32)
+    (tmp_path / "src.bin").write_bytes(b"x" * offset + data.tobytes())
+    ext = ir.ExternalTensor("src.bin", offset, 256, ir.DataType.FLOAT, shape=ir.Shape([8, 8]), name="e",
+                            base_dir=tmp_path)
+    for t in (ext, ir.tensor(data[1:].copy())):
+        a = source_array(t)
+        assert a.ctypes.data % 64 == 0 and a.flags.writeable and a.flags.c_contiguous
+        assert np.array_equal(a.reshape(-1), data[:64] if t is ext else data[1:])
 
 
 def test_short_file_is_an_error(tmp_path):
