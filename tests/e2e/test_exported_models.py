@@ -71,9 +71,11 @@ def test_tf_while_loop_is_unrolled_through_its_simulated_condition(tmp_path, run
     assert ops.count("Tanh") == 2 * 6 + 6
 
 
-def test_tf_cnn_has_no_transpose_left_on_nhwc_targets(tmp_path, run_cli):
+@pytest.mark.parametrize("name", ["tf_cnn", "tf_resize_pad"])
+def test_tf_nhwc_models_keep_no_transpose_on_nhwc_targets(name, tmp_path, run_cli):
+    """tf2onnx wraps each NCHW Conv (and the bilinear Resize) in Transposes; on ARM (NHWC) they cancel."""
     out = tmp_path / "opt.onnx"
-    r = run_cli("optimize", MODELS / "tf_cnn.onnx", "-t", "armv8", "--input-shape", "image=1,32,32,3", "-o", out)
+    r = run_cli("optimize", MODELS / f"{name}.onnx", "-t", "armv8", "--input-shape", CASES[name][0], "-o", out)
     assert r.code == 0, r
     assert "Transpose" not in {n.op_type for n in onnx.load(out).graph.node}
 
