@@ -16,6 +16,9 @@ exercised):
   DepthwiseConv2D + BatchNorm + ReLU6, 1x1 Conv2D, MaxPool2D, GlobalAveragePooling2D, Dense, Softmax.
   tf2onnx keeps the NHWC graph I/O and puts Transposes around the NCHW convolutions.
 - tf_rnn.onnx (opset 15): Keras LSTM(return_sequences) -> GRU -> Dense over a time-major sequence.
+- tf_same_pad.onnx (opset 16): the input's height and width are dynamic too (a fully convolutional
+  Keras model), so tf2onnx cannot compute `padding="same"` pads and emits `auto_pad = "SAME_UPPER"`
+  on Conv (stride 2), depthwise Conv, MaxPool and AveragePool; GlobalAveragePooling2D, Dense.
 - tf_resize_pad.onnx (opset 17): UpSampling2D(nearest), tf.pad (reflect and constant) feeding a
   valid Conv2D, Resizing(bilinear), a `same` stride-2 Conv2D with even input (asymmetric padding),
   Concatenate on the channel axis.
@@ -71,6 +74,18 @@ def rnn() -> keras.Model:
     return keras.Model(inp, out)
 
 
+def same_pad() -> keras.Model:
+    inp = keras.Input((None, None, 3), name="image")
+    x = layers.Conv2D(8, 3, strides=2, padding="same")(inp)
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.MaxPool2D(3, strides=2, padding="same")(x)
+    x = layers.AveragePooling2D(2, padding="same")(x)
+    x = layers.Conv2D(8, 1, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(4)(x)
+    return keras.Model(inp, out)
+
+
 def resize_pad() -> keras.Model:
     inp = keras.Input((12, 12, 4), name="image")
     up = layers.UpSampling2D(2)(inp)                                            # 24x24 nearest
@@ -105,7 +120,8 @@ def main() -> None:
     for seed, (name, make, opset, io) in enumerate([
             ("tf_cnn", cnn, 13, ("image", "probs")),
             ("tf_rnn", rnn, 15, ("sequence", "logits")),
-            ("tf_resize_pad", resize_pad, 17, ("image", "features"))]):
+            ("tf_resize_pad", resize_pad, 17, ("image", "features")),
+            ("tf_same_pad", same_pad, 16, ("image", "logits"))]):
         keras.utils.set_random_seed(seed)
         model = make()
         _randomize_batchnorm(model, np.random.default_rng(seed))
