@@ -84,8 +84,8 @@ def test_tf_nhwc_models_keep_no_transpose_on_nhwc_targets(name, tmp_path, run_cl
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tf_cnn", "tf_resize_pad", "tf_same_pad"])
-def test_exported_nhwc_model_armv8_under_qemu(name, tmp_path, run_cli):
+@pytest.mark.parametrize("name", ["tf_cnn", "tf_resize_pad", "tf_same_pad", "tf_rnn", "paddle_mobilenet_v2"])
+def test_exported_model_armv8_under_qemu(name, tmp_path, run_cli):
     missing = [t for t in ("aarch64-linux-gnu-g++", "qemu-aarch64") if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (apt packages in .ci/apt-packages.txt)")
