@@ -6,7 +6,8 @@ Exporter venv (kept apart from edgec's: paddle2onnx pins its own onnx version):
 
     python3 -m venv /work/venv-paddle && /work/venv-paddle/bin/pip install paddlepaddle==3.3.1 paddle2onnx==2.1.0 packaging
 
-Versions used for the committed files: paddlepaddle 3.3.1, paddle2onnx 2.1.0 (onnx 1.17.0), through
+(paddle2onnx 2.1.0 imports `packaging` without depending on it, and on its first export polygraphy
+pip-installs onnxruntime into the same venv for constant folding.) Versions used for the committed files: paddlepaddle 3.3.1, paddle2onnx 2.1.0 (onnx 1.17.0), through
 `paddle.onnx.export` (PIR program, paddle2onnx's own constant folding). The batch dimension is
 dynamic (`None` in the InputSpec), so the tests fix it with `--input-shape`. Models (random seeded
 weights; BatchNorm statistics randomized so folding is exercised):

@@ -6,7 +6,8 @@ Exporter venv (kept apart from edgec's: tensorflow pins its own protobuf/onnx ve
 
     python3 -m venv /work/venv-tf && /work/venv-tf/bin/pip install tensorflow-cpu==2.21.0 tf2onnx==1.17.0
 
-Versions used for the committed files: tensorflow-cpu 2.21.0, keras 3.15.1, tf2onnx 1.17.0 (onnx 1.23.2).
+Weights are reproducible; tf2onnx's generated node names (frozen while-loop ids) may differ
+between runs. Versions used for the committed files: tensorflow-cpu 2.21.0, keras 3.15.1, tf2onnx 1.17.0 (onnx 1.23.2).
 Each Keras model is wrapped in a `tf.function` and converted with `tf2onnx.convert.from_function`
 with a dynamic batch dimension (`None`, as a Keras model has), so the tests fix it with
 `--input-shape`. Models (random seeded weights; BatchNorm statistics randomized too so folding is
