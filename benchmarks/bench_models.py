@@ -80,7 +80,7 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
         import onnxruntime as ort
 
         from edgec.api import CompileOptions, compile_model
-        from edgec.targets.tvm.runtime import LoadedModel
+        from edgec.targets.tvm.execute import load
 
         records = kind.split(":", 1)[1] if kind.startswith("edgec-tuned:") else None
         art = compile_model(model_path, Path(tempfile.mkdtemp()) / "a",
@@ -90,7 +90,7 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
             kernels = rec["applied"] + sum(art.metadata["lowering"]["schedules"].values())
             out["note"] = (f"{rec['applied']}/{kernels} kernels from records ({rec['tuned']} tuned, "
                            f"{rec.get('knobs', 0)} knobs)")
-        m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads=2)
+        m = load(art, threads=2)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         ref = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"]).run(None, inputs)

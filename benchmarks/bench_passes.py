@@ -38,10 +38,10 @@ def _seeded(infos):
 
 def worker_tvm(artifact: str, threads: int, warmup: int, repeat: int) -> list[float]:
     from edgec.artifact import load_artifact
-    from edgec.targets.tvm.runtime import LoadedModel
+    from edgec.targets.tvm.execute import load
 
     art = load_artifact(artifact)
-    m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads)
+    m = load(art, threads)
     return m.bench(_seeded(art.inputs), warmup, repeat)
 
 

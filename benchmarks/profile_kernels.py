@@ -60,11 +60,11 @@ def ort_profile(path: str, inputs, runs: int) -> tuple[dict, float]:
 
 def edgec_profile(path: str, inputs, runs: int, records: str | None) -> tuple[dict, dict, float]:
     from edgec.api import CompileOptions, compile_model
-    from edgec.targets.tvm.runtime import LoadedModel
+    from edgec.targets.tvm.execute import load
 
     art = compile_model(path, Path(tempfile.mkdtemp()) / "a",
                         CompileOptions(target="host", passes="", records=records))
-    m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads=2)
+    m = load(art, threads=2)
     ts = m.bench(inputs, 5, runs)
     per_kernel: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)

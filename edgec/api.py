@@ -30,6 +30,7 @@ from edgec.ir.analysis import graph_inputs, graph_outputs, node_count, op_histog
 from edgec.ir.loader import load_model, save_model
 from edgec.pipelines import default_pipeline
 from edgec.targets.registry import TargetSpec, get_target
+from edgec.weights import AUTO_TOTAL_BYTES, MIN_TENSOR_BYTES, initializer_bytes
 
 
 @dataclass
@@ -48,6 +49,7 @@ class CompileOptions:
     io_layout: str = "nchw"             # "nhwc": to-nhwc also makes 4-D graph inputs/outputs NHWC
     records: str | None = None          # tuning-records file from `edgec tune` (applied where keys match)
     threads: int | None = None          # runtime threads: sizes the schedules, default for run/bench
+    weights_file: str = "auto"          # big initializers in weights.bin: "auto" (>= 512 MiB of them), "always", "never"
 
 
 @dataclass
@@ -118,8 +120,10 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     from edgec.targets.tvm.emulate import host_arch
 
     inputs, outputs = graph_inputs(model), graph_outputs(model)
+    bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
+    weight_min = weight_min_bytes(model, spec, opts.weights_file, bundle)
     with atomic_directory(out_dir) as tmp:
-        result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads)
+        result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min)
         meta = {
             "format": FORMAT,
             "model": {"file": os.path.basename(str(model_path)), "sha256": sha256_file(model_path),
@@ -132,16 +136,35 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             "pipeline": pipeline_info,
             "lowering": result.lowering,
             "runtime": {"threads": opts.threads},
+            **({"weights": result.weights} if result.weights else {}),
             "versions": {**package_versions(), "edgec": __version__},
         }
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
-        bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
         if bundle and spec.tvm.get("kind") == "llvm":
             make_bundle(spec, tmp, meta, result.library)
             meta["bundle"] = "bundle"
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return load_artifact(out_dir)
+
+
+def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str, bundle: bool) -> int | None:
+    """Initializers at least this big go to the artifact's weights.bin (None: all stay in the
+    library). "auto" separates them when they total >= AUTO_TOTAL_BYTES on a CPU VM target
+    without a bundle; "always" insists (an error where unsupported); "never" embeds."""
+    from edgec.errors import PipelineError
+
+    if mode not in ("auto", "always", "never"):
+        raise PipelineError(f"--weights-file must be auto, always or never, not '{mode}'")
+    if mode == "never":
+        return None
+    supported = spec.tvm.get("kind") == "llvm" and spec.runtime == "vm" and not bundle
+    if mode == "always":
+        if not supported:
+            raise PipelineError(f"--weights-file always needs a CPU target with the VM runtime and no bundle "
+                                f"(target '{spec.name}'{', bundle' if bundle else ''})")
+        return MIN_TENSOR_BYTES
+    return MIN_TENSOR_BYTES if supported and initializer_bytes(model) >= AUTO_TOTAL_BYTES else None
 
 
 def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOptions, progress=None) -> dict:
@@ -152,8 +175,11 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     model, _ = optimize(model, spec, opts)
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
-    return backend_tune(model, spec, tune.records, tune.trials, time_budget_s=tune.time_budget_s, seed=tune.seed,
-                space=tune.space, threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,
+    # lowered as compile_model lowers it, so the tuned kernels are the ones a compile builds
+    weight_min = weight_min_bytes(model, spec, opts.weights_file, bool(opts.bundle))
+    return backend_tune(model, spec, tune.records, tune.trials, weight_min_bytes=weight_min,
+                time_budget_s=tune.time_budget_s, seed=tune.seed, space=tune.space,
+                threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,
                 progress=progress).to_json()
 
 

@@ -195,6 +195,11 @@ class Artifact:
     def target(self) -> dict:
         return self.metadata["target"]
 
+    @property
+    def weights(self) -> dict | None:
+        """The separate weights file's index (edgec.weights), or None when the library holds them all."""
+        return self.metadata.get("weights")
+
 
 def load_artifact(path: str | os.PathLike) -> Artifact:
     p = Path(path)
@@ -212,4 +217,6 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
     art = Artifact(p, meta)
     if not art.library.is_file():
         raise ArtifactError(f"{p}: library {meta['library']} is missing")
+    if art.weights and not (p / art.weights.get("file", "")).is_file():
+        raise ArtifactError(f"{p}: weights file {art.weights.get('file')} is missing")
     return art

@@ -127,8 +127,12 @@ def pipeline_options(f):
               help="Tuning records from `edgec tune`: kernels with a record use the recorded (faster) schedule.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Runtime threads the schedules are sized for; the default of run/bench [default: all cores].")
+@click.option("--weights-file", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Store initializers >= 1 MiB in weights.bin beside the library, mapped at run time "
+                   "(auto: when they total >= 512 MiB; CPU targets without a bundle).")
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
-            max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads):
+            max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
+            weights_file):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
@@ -143,7 +147,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
-    opts.records, opts.threads = records, threads
+    opts.records, opts.threads, opts.weights_file = records, threads, weights_file
     art = compile_model(model, out, opts)
     _print_trace(trace)
     if report:
@@ -152,8 +156,9 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
         write_report(report, art.metadata)
     m = art.metadata
     p = m["pipeline"]
+    weights = f", {len(m['weights']['tensors'])} weights in {m['weights']['file']}" if m.get("weights") else ""
     click.echo(f"compiled {model} for {m['target']['name']} -> {art.path} "
-               f"({p['nodes_before']} -> {p['nodes_after']} nodes; library {m['library']})")
+               f"({p['nodes_before']} -> {p['nodes_after']} nodes; library {m['library']}{weights})")
     if verify:
         click.echo(f"verified against onnxruntime after {len(p.get('verified_passes', []))} modifying pass run(s)")
     rec = m["lowering"].get("records")

@@ -155,13 +155,20 @@ def to_proto(model: ir.Model) -> onnx.ModelProto:
     return ir.serde.serialize_model(model)
 
 
+EXTERNAL_DATA_BYTES = 1 << 30  # in-memory initializers totalling this much are saved as external data
+
+
 def save_model(model: ir.Model, path: str | os.PathLike) -> None:
     """Save atomically: write a temporary file beside `path`, then rename."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    external = any(isinstance(v.const_value, ir.ExternalTensor) for v in model.graph.initializers.values())
+    inits = [v.const_value for v in model.graph.initializers.values() if v.const_value is not None]
+    # weights that came as external data stay external, and so do weights too big for one
+    # protobuf (2 GiB): beside the output, as <name>.data. onnx-ir copies external tensors in
+    # chunks, so saving does not load them.
+    external = (any(isinstance(t, ir.ExternalTensor) for t in inits)
+                or sum(t.nbytes for t in inits) >= EXTERNAL_DATA_BYTES)
     try:
-        # weights that came as external data stay external: beside the output, as <name>.data
         ir.save(model, tmp, external_data=f"{path.name}.data" if external else None)
         os.replace(tmp, path)
     finally:

@@ -25,6 +25,7 @@ from edgec.passes.control._common import (
     name_counts,
     rebind_output,
 )
+from edgec.passes.control._loop_trips import simulated_trip_count
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +46,17 @@ def _true(v: ir.Value | None, cond_in: ir.Value | None = None) -> bool:
     return arr is not None and arr.size == 1 and bool(arr.reshape(-1)[0])
 
 
-def loop_trip_count(node: ir.Node, max_trips: int) -> int | str:
-    """The static trip count of a Loop, or the reason not to unroll it."""
+def loop_trip_count(node: ir.Node, max_trips: int, opset: int = 1) -> int | str:
+    """The static trip count of a Loop, or the reason not to unroll it. A condition that is not
+    constantly true is simulated on constants (TF while_loop counters, see `_loop_trips`)."""
     body = node.attributes["body"].as_graph()
+    if not _true(body.outputs[0], body.inputs[1]):
+        return simulated_trip_count(node, max_trips, opset)
     m = constant_array(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
     if m is None:
         return "the trip count is not a constant"
     if not _true(node.inputs[1] if len(node.inputs) > 1 else None):
         return "the initial condition is not constantly true"
-    if not _true(body.outputs[0], body.inputs[1]):
-        return "the body's condition may end the loop early"
     trips = int(m.reshape(-1)[0])
     if trips < 1:
         return f"trip count {trips}"
@@ -168,7 +170,7 @@ def unroll_scan(graph: ir.Graph, node: ir.Node, plan: tuple, namer: Namer, opset
 
 @register_pass
 class UnrollLoop(Pass):
-    """Unroll Loop (constant trip count, no early exit) and Scan nodes of at most max_trip_count steps."""
+    """Unroll Loop (trip count known at compile time, also through a simulated condition) and Scan nodes of at most max_trip_count steps."""
 
     name = "unroll-loop"
     options = {"max_trip_count": 64}
@@ -183,7 +185,7 @@ class UnrollLoop(Pass):
                 if node.op_type not in ("Loop", "Scan") or not is_standard(node) or node.graph is not graph:
                     continue
                 if node.op_type == "Loop":
-                    plan = loop_trip_count(node, max_trips)
+                    plan = loop_trip_count(node, max_trips, opset)
                 else:
                     plan = _scan_plan(node, max_trips) if opset >= 9 else "Scan before opset 9"
                 if isinstance(plan, str):

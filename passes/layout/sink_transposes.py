@@ -4,6 +4,7 @@
     op(Transpose(a, p), Transpose(b, p)) → Transpose(op(a, b), p)     binary elementwise ops
     op(Transpose(a, p), c)              → Transpose(op(a, c'), p)     c constant, c' = c permuted by p⁻¹
     Concat(Transpose(xᵢ, p)..., axis)    → Transpose(Concat(xᵢ..., axis=p[axis]), p)
+    Pad / Resize(Transpose(x, p), ...)   → Transpose(Pad / Resize(x, per-axis params permuted), p)
 
 A rewrite never increases the number of Transposes unless every consumer of the op is itself a
 Transpose (which the next `fold-transposes` rule composes away). Transposes with other consumers
@@ -198,6 +199,65 @@ class SinkPad(_Sink):
         return op.Transpose(y, perm=perm)
 
 
+def _permute_per_axis(v: np.ndarray, perm: list[int], groups: int) -> np.ndarray | None:
+    """A per-axis vector (`groups` blocks of rank entries: pads, roi) of op(Transpose(x, perm))
+    re-expressed for op(x): entry i of each block moves to perm[i]."""
+    r = len(perm)
+    v = v.reshape(-1)
+    if v.size == 0:
+        return v
+    if v.size != groups * r:
+        return None
+    new = np.empty_like(v)
+    for g in range(groups):
+        for i, a in enumerate(perm):
+            new[g * r + a] = v[g * r + i]
+    return new
+
+
+class SinkResize(_Sink):
+    """Resize(Transpose(x, p), roi, scales, sizes) → Transpose(Resize(x, roi', scales', sizes'), p).
+
+    Resize is separable per axis (every mode), so resizing the transposed tensor is resizing `x`
+    with the per-axis roi/scales/sizes permuted by p⁻¹. Opset-11+ form (roi input present or
+    empty), constant parameters, no `axes` attribute. tf2onnx emits Transpose → Resize for Keras
+    Resizing/UpSampling(bilinear) on NHWC tensors."""
+
+    def pattern(self, op, x):
+        return op.Resize(op.Transpose(x, _name="t"), _allow_other_inputs=True, _name="n")
+
+    def new_inputs(self, match):
+        r = rank(match["x"])
+        perm = perm_of(match.node("t"), r)
+        n = match.root
+        if perm is None or len(n.inputs) < 3 or "axes" in n.attributes:
+            return None, None
+        out = []
+        for k, v in enumerate(n.inputs[1:4], start=1):
+            if v is None or not v.name:
+                out.append(None)
+                continue
+            c = const_array(v)
+            new = None if c is None else _permute_per_axis(c, perm, 2 if k == 1 else 1)
+            if new is None:
+                return None, None
+            out.append(new)
+        return perm, out
+
+    def check(self, match):
+        perm, _ = self.new_inputs(match)
+        if perm is None:
+            return MatchResult.fail("roi/scales/sizes not constant, opset-10 form, or axes given")
+        why = self.gain(match, [match.node("t")])
+        return MatchResult.fail(why) if why else MatchResult.success()
+
+    def rewrite(self, op, match):
+        perm, new = self.new_inputs(match)
+        y = op.Resize(match["x"], *new, **dict(match.root.attributes.items()))
+        with_shape(y, match.output, inverse(perm))
+        return op.Transpose(y, perm=perm)
+
+
 def remove_dead_transposes(graph: ir.Graph) -> int:
     """Transposes left without consumers by a sink rewrite (the other operand's)."""
     dead = [n for n in graph if n.op_type == "Transpose" and not n.outputs[0].uses() and not n.outputs[0].is_graph_output()]
@@ -209,7 +269,7 @@ SINK_RULES = (
     tuple(type(f"Sink{o}", (_SinkUnary,), {"op_type": o}) for o in UNARY)
     + tuple(type(f"SinkEdgec{o}", (_SinkUnary,), {"op_type": o, "domain": EDGEC_DOMAIN}) for o in EDGEC_UNARY)
     + tuple(type(f"Sink{o}", (_SinkBinary,), {"op_type": o}) for o in BINARY)
-    + (SinkConcat, SinkPad)
+    + (SinkConcat, SinkPad, SinkResize)
 )
 
 

@@ -12,6 +12,8 @@ import tvm
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.build import build_library
 from edgec.targets.tvm.lower import lower_model
+from edgec.targets.tvm.weights import write_weight_plan
+from edgec.weights import WEIGHTS_FILE
 
 
 @dataclass
@@ -20,13 +22,17 @@ class BackendResult:
     tvm_target: str
     lowering: dict
     extra_files: tuple[str, ...] = ()
+    weights: dict | None = None  # {"file": "weights.bin", "tensors": [...]} when weights are separate
 
 
 def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str = "model.so",
-               records: str | None = None, threads: int | None = None) -> BackendResult:
+               records: str | None = None, threads: int | None = None,
+               weight_min_bytes: int | None = None) -> BackendResult:
     """Lower `model` and build it for `spec` into `out_dir` (library + any runtime side files).
     `records`: a tuning-records file from `edgec tune` (CPU VM targets); `threads`: the thread
-    count the schedules are sized for (default: this machine's cores)."""
+    count the schedules are sized for (default: this machine's cores); `weight_min_bytes`:
+    initializers at least this big go to a separate weights file (CPU VM targets, see
+    edgec.weights) instead of into the library."""
     recs = None
     if records is not None:
         from edgec.targets.tvm.tune.records import Records
@@ -36,7 +42,11 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
             from edgec.errors import TargetError
 
             raise TargetError(f"--records applies to CPU targets with the VM runtime, not '{spec.name}'")
-    mod, report = lower_model(model)
+    if weight_min_bytes is not None and (spec.tvm.get("kind") != "llvm" or spec.runtime != "vm"):
+        from edgec.errors import TargetError
+
+        raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
+    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library
 
@@ -59,17 +69,23 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         files, kernels = build_gpu(optimize_relax(mod, target), spec, target, out_dir, lib_name)
         return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files))
     res = build_library(mod, spec, out_dir / lib_name, recs, threads)
+    weights = None
+    if report.weights:
+        inits = model.graph.initializers
+        sources = [(n, inits[n].const_value) for n in report.weights]
+        entries = write_weight_plan(res.weight_plan, sources, out_dir / WEIGHTS_FILE)
+        weights = {"file": WEIGHTS_FILE, "tensors": entries}
     lowering = {**report.to_json(), "schedules": res.schedules}
     if res.records:
         lowering["records"] = res.records
-    return BackendResult(lib_name, res.tvm_target, lowering)
+    return BackendResult(lib_name, res.tvm_target, lowering, weights=weights)
 
 
-def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, **kw):
+def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, weight_min_bytes: int | None = None, **kw):
     """Lower `model` as compile_to does and tune its kernels (see tune.driver.tune_model)."""
     from edgec.targets.tvm.tune.driver import tune_model
 
-    mod, _ = lower_model(model)
+    mod, _ = lower_model(model, weight_min_bytes=weight_min_bytes)
     return tune_model(mod, spec, records, trials, **kw)
 
 

@@ -14,6 +14,7 @@ from edgec.errors import TargetError
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
 from edgec.targets.tvm.schedules import apply_schedules, context_for
+from edgec.targets.tvm.weights import PACK_MAX_BYTES, lift_weight_transforms, weight_param_names
 
 
 @dataclass
@@ -22,6 +23,7 @@ class BuildResult:
     tvm_target: str
     schedules: dict = field(default_factory=dict)  # schedule rule -> number of kernels
     records: dict = field(default_factory=dict)    # tuning records applied: {"file", "tuned", "rule", ...}
+    weight_plan: list = field(default_factory=list)  # targets.tvm.weights.WeightParam per weight parameter
 
 
 def tvm_target(spec: TargetSpec) -> tvm.target.Target:
@@ -43,26 +45,38 @@ def cross_fcompile(spec: TargetSpec):
     return cc.cross_compiler(spec.cross_compiler)
 
 
-def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None) -> tvm.IRModule:
+def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None,
+                   weight_plan: list | None = None) -> tvm.IRModule:
     """Graph-level Relax passes before codegen: blocked layout (CPU), legalize, fold, fuse into
-    TIR kernels. Weight layout transforms act on constants and are folded here."""
+    TIR kernels. Weight layout transforms act on constants and are folded here; on weight
+    parameters (lowered with a weights file) they are lifted out of `main` (targets.tvm.weights),
+    and `weight_plan`, if given, receives the plan of `main`'s weight parameters."""
     with target:
         mod = relax.transform.DecomposeOpsForInference()(mod)
         mod = relax.transform.CanonicalizeBindings()(mod)
         if spec is not None and spec.tvm.get("kind") == "llvm":
             mod = convert_to_blocked(mod, max(spec.vector_bits // 32, 4))
     lanes = max(spec.vector_bits // 32, 4) if spec is not None and spec.tvm.get("kind") == "llvm" else 0
-    seq = tvm.transform.Sequential([
+    weights = weight_param_names(mod)
+    packable = weight_param_names(mod, PACK_MAX_BYTES)
+    legalize = tvm.transform.Sequential([
         relax.transform.FoldConstant(),
-        relax.transform.LegalizeOps(legalize_map(lanes)),
+        relax.transform.LegalizeOps(legalize_map(lanes, packable)),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
+    ])
+    fuse = tvm.transform.Sequential([
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
         relax.transform.DeadCodeElimination(),
     ])
     with target:
-        return seq(mod)
+        mod = legalize(mod)
+        if weights:
+            mod, plan = lift_weight_transforms(mod)
+            if weight_plan is not None:
+                weight_plan.extend(plan)
+        return fuse(mod)
 
 
 def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, used: dict | None = None,
@@ -86,11 +100,13 @@ def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, use
 
 
 def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None,
-                used: dict | None = None, records=None, threads: int | None = None):
+                used: dict | None = None, records=None, threads: int | None = None,
+                weight_plan: list | None = None):
     """Optimize, schedule and compile a Relax module; returns TVM's executable. `used` collects
-    how many kernels each schedule rule (or tuning record) took."""
+    how many kernels each schedule rule (or tuning record) took; `weight_plan` the plan of the
+    weight parameters (see optimize_relax)."""
     target = target or tvm_target(spec)
-    mod = schedule(optimize_relax(mod, target, spec), spec, target, used, records, threads)
+    mod = schedule(optimize_relax(mod, target, spec, weight_plan), spec, target, used, records, threads)
     return tvm.compile(mod, target=target)
 
 
@@ -99,7 +115,8 @@ def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=No
     target = tvm_target(spec)
     fcompile = cross_fcompile(spec)
     used: dict = {}
-    ex = build_relax(mod, spec, target, used, records, threads)
+    plan: list = []
+    ex = build_relax(mod, spec, target, used, records, threads, plan)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))
@@ -111,4 +128,4 @@ def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=No
                    "tuned": used.pop("records:tuned", 0), "knobs": used.pop("records:knobs", 0),
                    "rule": used.pop("records:rule", 0), "failed": used.pop("records:failed", 0)}
         applied["applied"] = applied["tuned"] + applied["knobs"] + applied["rule"]
-    return BuildResult(out_lib, str(target), dict(sorted(used.items())), applied)
+    return BuildResult(out_lib, str(target), dict(sorted(used.items())), applied, plan)

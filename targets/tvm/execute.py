@@ -9,6 +9,12 @@ from edgec.errors import ArtifactError, TargetError
 from edgec.targets.registry import TargetSpec, get_target
 from edgec.targets.tvm.emulate import host_arch, run_bundle
 from edgec.targets.tvm.runtime import LoadedModel
+from edgec.weights import open_weights
+
+
+def load(art, threads: int | None = None) -> LoadedModel:
+    weights = open_weights(art.path, art.weights) if art.weights else None
+    return LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads, weights)
 
 
 def spec_for(art) -> TargetSpec:
@@ -24,8 +30,7 @@ def run(art, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[
     if spec.tvm.get("kind") != "llvm":
         raise TargetError(f"{art.path}: {spec.arch} artifacts are compile-tested only here: no GPU on this machine")
     if spec.arch == host_arch() and spec.runtime == "vm":
-        m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads)
-        return m.run(inputs)
+        return load(art, threads).run(inputs)
     bundle = art.path / "bundle"
     if not bundle.is_dir():
         raise ArtifactError(f"{art.path}: a {spec.arch} artifact needs its bundle/ to run here "
@@ -39,5 +44,4 @@ def bench(art, inputs: dict[str, np.ndarray], warmup: int, repeat: int, threads:
     if spec.arch != host_arch() or spec.runtime != "vm":
         raise TargetError(f"{art.path}: `edgec bench` times host-architecture artifacts; a {spec.arch} artifact "
                           "must be timed on its device (bundle/edgec-runner --repeat N); qemu is not a timer")
-    m = LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads)
-    return m.bench(inputs, warmup, repeat)
+    return load(art, threads).bench(inputs, warmup, repeat)

@@ -153,7 +153,7 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
 
         if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) == ("NCHW", "OIHW", "NCHW") and \
-                int(a.groups) == 1 and isinstance(call.args[1], tvm.ir.expr.Constant) and _LANES[0]:
+                int(a.groups) == 1 and packing.is_weight(call.args[1], _WEIGHTS[0]) and _LANES[0]:
             return _legalize_conv2d_nchw(bb, call, _LANES[0])
         out = packing.legalize_dwconv_nchw(bb, call, _LANES[0])
         return out if out is not None else _nn_conv2d(bb, call)
@@ -165,11 +165,14 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 
 
 _LANES = [0]
+_WEIGHTS: list[frozenset[str]] = [frozenset()]
 
 
-def legalize_map(lanes: int = 0) -> dict:
-    """Legalizations for convs; `lanes` > 0 also packs constant-weight NCHW convs' kernels."""
+def legalize_map(lanes: int = 0, weights: frozenset[str] = frozenset()) -> dict:
+    """Legalizations for convs; `lanes` > 0 also packs constant-weight NCHW convs' kernels and
+    constant matmul B operands. `weights`: names of weight parameters packed like constants."""
     _LANES[0] = lanes
+    _WEIGHTS[0] = frozenset(weights)
     out = {"relax.nn.conv2d": _legalize_conv2d}
     if lanes:
         out["relax.matmul"] = _legalize_matmul  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
@@ -180,7 +183,7 @@ def legalize_map(lanes: int = 0) -> dict:
 
 
 def _legalize_matmul(bb, call):
-    out = packing.legalize_matmul(bb, call, _LANES[0])
+    out = packing.legalize_matmul(bb, call, _LANES[0], _WEIGHTS[0])
     if out is None:
         from tvm.relax.transform.legalize_ops.linear_algebra import _matmul
 

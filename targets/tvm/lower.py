@@ -30,10 +30,14 @@ class LoweringReport:
     by_edgec: Counter = field(default_factory=Counter)
     by_frontend: Counter = field(default_factory=Counter)
     folded: Counter = field(default_factory=Counter)
+    weights: list[str] = field(default_factory=list)  # initializers passed as parameters, in order
 
     def to_json(self) -> dict:
-        return {"edgec": dict(sorted(self.by_edgec.items())), "tvm-onnx-frontend": dict(sorted(self.by_frontend.items())),
-                "folded": dict(sorted(self.folded.items()))}
+        out = {"edgec": dict(sorted(self.by_edgec.items())), "tvm-onnx-frontend": dict(sorted(self.by_frontend.items())),
+               "folded": dict(sorted(self.folded.items()))}
+        if self.weights:
+            out["weight_params"] = len(self.weights)
+        return out
 
 
 def _ident(name: str, used: set[str]) -> str:
@@ -83,7 +87,28 @@ def _static_shape(v: ir.Value, file: str) -> list[int]:
     return dims
 
 
-def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tvm.IRModule, LoweringReport]:
+# dtypes a weights file holds (plain numpy dtypes; sub-byte and bfloat16 stay constants)
+_WEIGHT_DTYPES = _DTYPES - {"bfloat16"}
+
+
+def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
+    t = v.const_value
+    if min_bytes is None or t.nbytes < min_bytes or t.dtype.bitwidth < 8:
+        return False
+    try:
+        return str(np.dtype(t.dtype.numpy())) in _WEIGHT_DTYPES
+    except Exception:
+        return False
+
+
+def lower_model(model: ir.Model, table: LoweringTable | None = None,
+                weight_min_bytes: int | None = None) -> tuple[tvm.IRModule, LoweringReport]:
+    """Lower `model` to a Relax module with one function `main(inputs..., weights...)`.
+
+    Initializers of at least `weight_min_bytes` (None: none) become parameters after the graph
+    inputs (`num_input` counts only the inputs) instead of constants, so their data is never read
+    here; `report.weights` lists them in parameter order. Lowerings see them as non-constant.
+    """
     table = table or builtin_lowerings()
     file = model.meta.get("edgec.source", model.graph.name or "model")
     g = model.graph
@@ -101,8 +126,16 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
         var = relax.Var(_ident(v.name, used), relax.TensorType(_static_shape(v, file), dtype))
         ctx.values[v.name] = var
         params.append(var)
+    num_input = len(params)
     for name, v in inits.items():
         if v.const_value is None:
+            continue
+        if _as_weight(v, weight_min_bytes):
+            t = v.const_value
+            var = relax.Var(_ident(name, used), relax.TensorType([int(d) for d in t.shape], str(np.dtype(t.dtype.numpy()))))
+            ctx.values[name] = var
+            params.append(var)
+            report.weights.append(name)
             continue
         arr = v.const_value.numpy()
         ctx.constants[name] = arr
@@ -132,7 +165,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
             bb._end_block()  # close the block the scopes left open, or TVM logs a warning on exit
         raise
     mod = bb.get()
-    mod["main"] = mod["main"].with_attr("num_input", len(params))
+    mod["main"] = mod["main"].with_attr("num_input", num_input)
     return mod, report
 
 

@@ -24,6 +24,12 @@ DWCONV_NCHW_PAD = "edgec_pad_nchw_dw"
 DWCONV_NCHW_UNPAD = "edgec_dwconv_nchw_unpad"
 
 
+def is_weight(x, weights: frozenset[str]) -> bool:
+    """A compile-time constant, or a weight parameter (a non-dataflow Var named in `weights`)."""
+    return isinstance(x, tvm.ir.expr.Constant) or (
+        type(x) is relax.Var and x.name in weights)
+
+
 def _ints(xs) -> list[int]:
     return [int(x) for x in xs]
 
@@ -60,10 +66,11 @@ def matmul_packed(a, bp, n: int):
     return te.compute((*batch, m, n), lambda *idx: acc(*idx), name=MATMUL_UNPAD)
 
 
-def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call, lanes: int):
-    """Packed-B matmul for a constant 2-D fp32 B; None when it does not apply."""
+def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call, lanes: int, weights: frozenset[str] = frozenset()):
+    """Packed-B matmul for a constant 2-D fp32 B, or a weight parameter named in `weights` (whose
+    packing targets.tvm.weights lifts out and computes at compile time); None when it does not apply."""
     a, w = call.args
-    if not (lanes and isinstance(w, tvm.ir.expr.Constant) and w.ty.ndim == 2 and a.ty.ndim >= 2):
+    if not (lanes and is_weight(w, weights) and w.ty.ndim == 2 and a.ty.ndim >= 2):
         return None
     if str(a.ty.dtype) != "float32" or str(w.ty.dtype) != "float32":
         return None

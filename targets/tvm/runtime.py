@@ -17,15 +17,22 @@ def set_threads(n: int | None) -> None:
 
 
 class LoadedModel:
-    def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None):
+    """`weights`: arrays for the library's weight parameters (an artifact's weights.bin, mapped by
+    edgec.weights.open_weights), passed after the inputs on every call. They are handed to TVM
+    through DLPack, without a copy: the pages stay the file's, shared with the page cache."""
+
+    def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None,
+                 weights: list[np.ndarray] | None = None):
         os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
         set_threads(threads)
         self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
         self.input_names, self.output_names = input_names, output_names
+        self._weights = list(weights or [])  # keeps the mappings alive as long as TVM uses them
+        self.weight_args = [tvm.runtime.from_dlpack(w) for w in self._weights]
 
     def _args(self, inputs: dict[str, np.ndarray]):
         # np.require keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
-        return [tvm.runtime.tensor(np.require(inputs[n], requirements="C")) for n in self.input_names]
+        return [tvm.runtime.tensor(np.require(inputs[n], requirements="C")) for n in self.input_names] + self.weight_args
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self.vm["main"](*self._args(inputs))

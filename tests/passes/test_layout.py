@@ -111,6 +111,38 @@ def test_sink_concat_maps_axis():
     assert m.graph.node(0).attributes["axis"].value == 3
 
 
+@pytest.mark.parametrize("mode,params,inputs,expected", [
+    ("linear", '<float[0] roi = {}, float[4] sc = {1.0, 1.0, 2.0, 1.5}>', "t, roi, sc", [1, 2, 1.5, 1]),
+    ("nearest", '<int64[4] sz = {1, 3, 10, 6}>', "t, , , sz", [1, 10, 6, 3]),
+    ("cubic", '<float[8] roi = {0, 0, 0.1, 0.2, 1, 1, 0.9, 0.7}, float[4] sc = {1.0, 1.0, 2.0, 2.0}>',
+     "t, roi, sc", [1, 2, 2, 1]),
+])
+def test_sink_resize_permutes_its_per_axis_parameters(mode, params, inputs, expected):
+    ctm = "tf_crop_and_resize" if mode == "cubic" else "half_pixel"
+    text = HEADER + f"""
+    g (float[1,4,5,3] x) => (float[1,H,W,3] y) {params} {{
+      t = Transpose <perm = [0,3,1,2]> (x)
+      r = Resize <mode = "{mode}", coordinate_transformation_mode = "{ctm}"> ({inputs})
+      y = Transpose <perm = [0,2,3,1]> (r)
+    }}"""
+    m = check_pass(text, SinkTransposes(), ["Resize"], rtol=1e-6, atol=1e-6)
+    params = [v.const_value.numpy() for v in m.graph.node(0).inputs[1:] if v is not None and v.name]
+    assert params[-1].tolist() == expected  # scales/sizes of NHWC x: the channel entry moved to axis 3
+    if mode == "cubic":
+        assert params[0].tolist() == pytest.approx([0, 0.1, 0.2, 0, 1, 0.9, 0.7, 1])
+
+
+def test_sink_resize_declines_runtime_parameters():
+    text = HEADER + """
+    g (float[1,4,5,3] x, float[8] roi) => (float[1,3,8,10] r) <float[4] sc = {1.0, 1.0, 2.0, 2.0}> {
+      t = Transpose <perm = [0,3,1,2]> (x)
+      r = Resize <mode = "nearest", coordinate_transformation_mode = "tf_crop_and_resize"> (t, roi, sc)
+    }"""
+    pass_ = SinkTransposes()
+    check_pass(text, pass_, ["Transpose", "Resize"], modified=False)
+    assert any("not constant" in r for r in pass_.last_trace.declines["SinkResize"])
+
+
 def test_sink_must_not_add_transposes():
     # the Transpose also feeds a graph output and Relu's result is no Transpose's input: keep as is
     text = HEADER + """

@@ -79,8 +79,8 @@ def test_max_trip_count_option():
 @pytest.mark.parametrize("changes,reason", [
     ({"<float[2] w = {1.5, -0.5}, int64 m = {3}>": "<float[2] w = {1.5, -0.5}>",
       "g (float[2] x)": "g (float[2] x, int64 m)"}, "the trip count is not a constant"),
-    ({"cout = Identity(cin)": "two = Constant<value = int64 {2}>()\n    cout = Less(i, two)"},
-     "the body's condition may end the loop early"),
+    ({"cout = Identity(cin)": "two = Constant<value = float {2}>()\n    r = ReduceSum<keepdims = 0>(v)\n"
+      "    cout = Less(r, two)"}, "the body's condition is not a compile-time constant"),
 ])
 def test_does_not_fire_on_dynamic_trip_count_or_early_exit(changes, reason):
     text = LOOP
@@ -92,3 +92,42 @@ def test_does_not_fire_on_dynamic_trip_count_or_early_exit(changes, reason):
     assert not modified
     assert ops(model) == ["Loop"]
     assert loop_trip_count(model.graph.node(0), 64) == reason
+
+
+# TF while_loop as tf2onnx exports it: a carried time counter and `iter < m and time + 1 < 4`.
+TF_WHILE = HEADER + """
+g (float[2] x) => (float[2] y, float[4,2] s) <float[2] w = {1.5, -0.5}, int64 m = {10}, int32 t0 = {0}> {
+  c = Constant<value = bool {1}>()
+  tn, y, s = Loop(m, c, t0, x) <body = b (int64 i, bool cin, int32 t, float[2] v)
+      => (bool cout, int32 tout, float[2] vout, float[2] sout) <int32 one = {1}, int32 lim = {4}, int64 big = {10}> {
+    tout = Add(t, one)
+    less_t = Less(tout, lim)
+    less_i = Less(i, big)
+    cout = And(less_i, less_t)
+    vout = Mul(v, w)
+    sout = Identity(vout)
+  }>
+}"""
+
+
+def test_unrolls_loop_whose_condition_is_decided_at_compile_time():
+    proto = parse(TF_WHILE)
+    assert loop_trip_count(ir.serde.deserialize_model(proto).graph.node(1), 64, 17) == 4  # t + 1 = 1, 2, 3, 4: the 4th trip ends it
+    model, modified = run(proto, "unroll-loop,fold-constants,eliminate-dead-code,infer-shapes")
+    assert modified
+    assert "Loop" not in ops(model) and ops(model).count("Mul") == 4
+    assert list(model.graph.outputs[1].shape) == [4, 2]
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("int64 m = {10}", "int64 m = {2}", 2),                     # the trip count ends it first
+    ("int32 lim = {4}", "int32 lim = {100}", "more than max_trip_count 8 iterations"),
+    (", int32 t0 = {0}>", ">", "the body's condition is not a compile-time constant"),  # t0 a runtime input
+])
+def test_simulated_condition_limits(old, new, expected):
+    text = TF_WHILE.replace(old, new)
+    if "t0" in old:
+        text = text.replace("g (float[2] x)", "g (float[2] x, int32 t0)")
+    loop = next(n for n in ir.serde.deserialize_model(parse(text)).graph if n.op_type == "Loop")
+    assert loop_trip_count(loop, 8, 17) == expected
