@@ -89,12 +89,14 @@ def centered(ctx, x, zp_i32):
     return ctx.emit(_R.subtract(i32(ctx, x), zp_i32))
 
 
-def saturate(ctx, y_f32, zp, out_dtype: str):
-    """round_half_even(y) + zp, saturated to `out_dtype` (y and the result are float32 until the cast)."""
+def saturate(ctx, y_f32, zp, out_dtype: str, zp_first: bool = False):
+    """round_half_even(y) + zp, saturated to `out_dtype` (y and the result are float32 until the cast).
+    `zp_first`: round_half_even(y + zp) instead, as onnxruntime's QLinear pooling does (differs on ties)."""
     lo, hi = QRANGE[out_dtype]
-    r = ctx.emit(_R.round(y_f32))
-    if zp is not None:
-        r = ctx.emit(_R.add(r, f32(ctx, zp)))
+    if zp_first:
+        r = ctx.emit(_R.round(ctx.emit(_R.add(y_f32, f32(ctx, zp)))))
+    else:
+        r = ctx.emit(_R.add(ctx.emit(_R.round(y_f32)), f32(ctx, zp)))
     return _R.astype(ctx.emit(_R.clip(r, float(lo), float(hi))), out_dtype)
 
 
@@ -103,9 +105,9 @@ def requantize(ctx, acc_i32, multiplier_f32, zp, out_dtype: str):
     return saturate(ctx, ctx.emit(_R.multiply(f32(ctx, acc_i32), multiplier_f32)), zp, out_dtype)
 
 
-def quantize(ctx, x_f32, scale_f32, zp, out_dtype: str):
+def quantize(ctx, x_f32, scale_f32, zp, out_dtype: str, zp_first: bool = False):
     """saturate(round_half_even(x / scale) + zp), as QuantizeLinear / MlasQuantizeLinear."""
-    return saturate(ctx, ctx.emit(_R.divide(x_f32, scale_f32)), zp, out_dtype)
+    return saturate(ctx, ctx.emit(_R.divide(x_f32, scale_f32)), zp, out_dtype, zp_first)
 
 
 def dequantize(ctx, x, scale_f32, zp_i32):
