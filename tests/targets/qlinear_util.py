@@ -24,7 +24,7 @@ def const(name, value, dtype=None) -> TensorProto:
     return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
 
 
-def one_node_model(op, inputs: dict, consts: list, out_dtype, out_shape=None, domain="", opset=19, **attrs):
+def one_node_model(op, inputs: dict, consts: list, out_dtype, out_shape=None, domain="", model_opset=19, **attrs):
     """A model with one `op` node. `inputs` maps runtime input names to arrays (their dtypes and
     shapes become the graph inputs); `consts` are (name, array) initializers; input order is the
     order of `names` = list(inputs) + [c[0] for c in consts] unless `order` is given in attrs."""
@@ -35,7 +35,7 @@ def one_node_model(op, inputs: dict, consts: list, out_dtype, out_shape=None, do
         [helper.make_tensor_value_info(n, NP2ONNX[a.dtype], list(a.shape)) for n, a in inputs.items()],
         [helper.make_tensor_value_info("y", out_dtype, out_shape)],
         [numpy_helper.from_array(np.asarray(a), n) for n, a in consts])
-    opsets = [helper.make_opsetid("", opset)]
+    opsets = [helper.make_opsetid("", model_opset)]
     if domain:
         opsets.append(helper.make_opsetid(domain, 1))
     m = helper.make_model(g, opset_imports=opsets)

@@ -155,3 +155,45 @@ def test_qlinear_concat_with_bad_arity_is_rejected_with_node_and_op():
     proto.graph.node[0].name = "cat7"
     with pytest.raises(UnsupportedOpError, match=r"node 'cat7' op 'QLinearConcat' domain 'com.microsoft'.*triples"):
         lower_model(load_model(proto))
+
+
+def _softmax(dt, shape, opset, y_zp, **attrs):
+    rng = np.random.default_rng(25)
+    x = qdata(rng, shape, dt)
+    consts = [("sx", np.float32(0.083)), ("zx", _zp(dt, 128, 0)), ("sy", np.float32(1 / 256)), ("zy", dt(y_zp))]
+    return one_node_model("QLinearSoftmax", {"x": x}, consts, T[dt], list(shape), domain=MS,
+                          order=["x", "sx", "zx", "sy", "zy"], opset=opset, **attrs), {"x": x}
+
+
+@pytest.mark.parametrize("dt,shape,opset,y_zp,attrs", [
+    (U8, (2, 4, 16, 16), 13, 0, {}),
+    (I8, (2, 4, 16, 16), 13, -128, {}),
+    (U8, (3, 10, 7), 13, 0, {"axis": 1}),
+    (I8, (2, 3, 5, 4), 12, -128, {"axis": 1}),
+])
+def test_qlinear_softmax_matches_onnxruntime(dt, shape, opset, y_zp, attrs, tmp_path):
+    proto, inputs = _softmax(dt, shape, opset, y_zp, **attrs)
+    worst, differing, total = compare_quantized(proto, inputs, tmp_path, owned=["QLinearSoftmax"], max_units=1)
+    assert differing <= 0.01 * total, f"{differing}/{total} elements differ by {worst} unit"
+
+
+def test_qlinear_softmax_with_runtime_scale_is_rejected():
+    from edgec.errors import UnsupportedOpError
+    from edgec.ir import load_model
+    from edgec.targets.tvm.lower import lower_model
+
+    x = np.zeros((2, 8), np.uint8)
+    proto = one_node_model("QLinearSoftmax", {"x": x, "sx": np.ones((), np.float32)},
+                           [("zx", U8(0)), ("sy", np.float32(1 / 256)), ("zy", U8(0))], TensorProto.UINT8, [2, 8],
+                           domain=MS, order=["x", "sx", "zx", "sy", "zy"], opset=13)
+    with pytest.raises(UnsupportedOpError, match=r"op 'QLinearSoftmax'.*X_scale must be a compile-time constant"):
+        lower_model(load_model(proto))
+
+
+@pytest.mark.parametrize("attrs", [{"alpha": 0.25}, {"transA": 1, "transB": 1, "alpha": 2.0}])
+def test_fused_matmul_matches_onnxruntime(attrs, tmp_path):
+    rng = np.random.default_rng(26)
+    a = rng.uniform(-1, 1, (2, 3, 8, 5) if attrs.get("transA") else (2, 3, 5, 8)).astype(np.float32)
+    b = rng.uniform(-1, 1, (2, 3, 6, 8) if attrs.get("transB") else (2, 3, 8, 6)).astype(np.float32)
+    proto = one_node_model("FusedMatMul", {"a": a, "b": b}, [], TensorProto.FLOAT, [2, 3, 5, 6], domain=MS, **attrs)
+    compare_float(proto, {"a": a, "b": b}, tmp_path, owned=["FusedMatMul"], atol=1e-5, rtol=1e-5)
