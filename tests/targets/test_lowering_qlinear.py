@@ -15,7 +15,7 @@ pytest.importorskip("tvm")
 U8, I8 = np.uint8, np.int8
 
 
-def _conv_case(seed, xt, wt, *, per_channel, bias, shape=(1, 8, 9, 9), m=6, k=(3, 3), group=1, **attrs):
+def _conv_case(seed, xt, wt, *, per_channel, bias, shape=(1, 8, 9, 9), m=6, k=(3, 3), group=1, y_scale=0.2, **attrs):
     rng = np.random.default_rng(seed)
     x = qdata(rng, shape, xt)
     w = qdata(rng, (m, shape[1] // group, *k), wt)
@@ -23,7 +23,7 @@ def _conv_case(seed, xt, wt, *, per_channel, bias, shape=(1, 8, 9, 9), m=6, k=(3
     # onnxruntime requires one zero point for all channels of a per-channel filter
     w_zp = np.full(m, 3 if wt == U8 else -2, wt) if per_channel else wt(5 if wt == U8 else -3)
     consts = [("x_scale", np.float32(0.02)), ("x_zp", xt(120 if xt == U8 else 7)), ("w", w), ("w_scale", w_scale),
-              ("w_zp", w_zp), ("y_scale", np.float32(0.2)), ("y_zp", xt(128 if xt == U8 else -5))]
+              ("w_zp", w_zp), ("y_scale", np.float32(y_scale)), ("y_zp", xt(128 if xt == U8 else -5))]
     order = ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp"]
     if bias:
         consts.append(("b", rng.integers(-20000, 20000, m).astype(np.int32)))
@@ -42,13 +42,30 @@ CONV_CASES = {
                                     strides=[2, 2]),
     "s8s8-conv1d": dict(xt=I8, wt=I8, per_channel=True, bias=True, shape=(2, 4, 17), k=(5,), pads=[2, 1]),
     "u8u8-pointwise": dict(xt=U8, wt=U8, per_channel=False, bias=True, shape=(1, 16, 7, 7), m=12, k=(1, 1)),
+    # sum |w - w_zp| * max |x - x_zp| >= 2^24: float32 would not be exact, int32 kernel
+    "u8u8-wide-int32": dict(xt=U8, wt=U8, per_channel=False, bias=True, shape=(1, 128, 5, 5), m=4, pads=[1, 1, 1, 1],
+                            y_scale=1.0),
 }
+INT32_PATH = {"u8u8-wide-int32"}
 
 
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_qlinear_conv_matches_onnxruntime_exactly(case, tmp_path):
     proto, inputs = _conv_case(11, **CONV_CASES[case])
     compare_quantized(proto, inputs, tmp_path, owned=["QLinearConv"], max_units=0)
+
+
+@pytest.mark.parametrize("case", sorted(CONV_CASES))
+def test_qlinear_conv_uses_float32_kernels_only_where_exact(case):
+    from edgec.ir import load_model
+    from edgec.targets.tvm.lower import lower_model
+
+    proto, _ = _conv_case(11, **CONV_CASES[case])
+    text = lower_model(load_model(proto))[0]["main"].script()
+    conv = [ln for ln in text.splitlines() if "R.nn.conv" in ln]
+    assert len(conv) == 1, conv
+    want = "int32" if case in INT32_PATH else "float32"
+    assert f'out_dtype="{want}"' in conv[0], conv[0]
 
 
 def test_qlinear_conv_output_is_not_trivially_saturated(tmp_path):
@@ -61,13 +78,13 @@ def test_qlinear_conv_output_is_not_trivially_saturated(tmp_path):
 
 MATMUL_CASES = {
     "u8u8-2d": ((5, 32), U8, (32, 7), U8, False),
+    "u8u8-2d-int32": ((3, 3000), U8, (3000, 4), U8, False),  # K too large for exact float32 sums
     "u8s8-3d-per-column": ((2, 5, 32), U8, (32, 9), I8, True),
     "s8s8-batched": ((3, 4, 16), I8, (3, 16, 6), I8, False),
 }
 
 
-@pytest.mark.parametrize("case", sorted(MATMUL_CASES))
-def test_qlinear_matmul_matches_onnxruntime_exactly(case, tmp_path):
+def _matmul_case(case):
     a_shape, at, b_shape, bt, per_col = MATMUL_CASES[case]
     rng = np.random.default_rng(4)
     a, b = qdata(rng, a_shape, at), qdata(rng, b_shape, bt)
@@ -75,10 +92,27 @@ def test_qlinear_matmul_matches_onnxruntime_exactly(case, tmp_path):
     b_scale = rng.uniform(0.002, 0.01, n).astype(np.float32) if per_col else np.float32(0.004)
     b_zp = np.full(n, 4 if bt == U8 else 0, bt) if per_col else bt(130 if bt == U8 else -1)
     consts = [("a_scale", np.float32(0.03)), ("a_zp", at(118 if at == U8 else 2)), ("b", b), ("b_scale", b_scale),
-              ("b_zp", b_zp), ("y_scale", np.float32(0.2)), ("y_zp", at(125 if at == U8 else 3))]
+              ("b_zp", b_zp), ("y_scale", np.float32(0.2 * np.sqrt(a_shape[-1] / 32))), ("y_zp", at(125 if at == U8 else 3))]
     proto = one_node_model("QLinearMatMul", {"a": a}, consts, TensorProto.UINT8 if at == U8 else TensorProto.INT8,
                            order=["a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "y_scale", "y_zp"])
-    compare_quantized(proto, {"a": a}, tmp_path, owned=["QLinearMatMul"], max_units=0)
+    return proto, {"a": a}
+
+
+@pytest.mark.parametrize("case", sorted(MATMUL_CASES))
+def test_qlinear_matmul_matches_onnxruntime_exactly(case, tmp_path):
+    proto, inputs = _matmul_case(case)
+    compare_quantized(proto, inputs, tmp_path, owned=["QLinearMatMul"], max_units=0)
+
+
+@pytest.mark.parametrize("case", sorted(MATMUL_CASES))
+def test_qlinear_matmul_uses_float32_kernels_only_where_exact(case):
+    from edgec.ir import load_model
+    from edgec.targets.tvm.lower import lower_model
+
+    text = lower_model(load_model(_matmul_case(case)[0]))[0]["main"].script()
+    mm = [ln for ln in text.splitlines() if "R.matmul" in ln]
+    assert len(mm) == 1, mm
+    assert ('out_dtype="int32"' in mm[0]) == case.endswith("int32"), mm[0]
 
 
 @pytest.mark.parametrize("xt,wt", [(U8, U8), (U8, I8)])

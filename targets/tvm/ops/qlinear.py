@@ -11,8 +11,12 @@ from edgec.targets.tvm.ops import lowers
 from edgec.targets.tvm.ops.quant_util import (
     along,
     centered,
+    centered_bound,
     check_qtype,
     dynamic_qparams,
+    exact_in_float32,
+    exact_matmul,
+    f32,
     int_conv,
     opt,
     quantize,
@@ -39,6 +43,9 @@ def _conv_acc(ctx, node, xs, ix: int, ixzp: int, iw: int, iwzp: int):
     r = _rank(w)
     x_c = centered(ctx, x, zero_point(ctx, node, xs, ixzp, what="x_zero_point"))
     w_c = centered(ctx, w, zero_point(ctx, node, xs, iwzp, axis=0, rank=r, what="w_zero_point"))
+    if exact_in_float32(ctx, node, centered_bound(ctx, node, ixzp, dtype_of(x)), iw, iwzp, 0, range(1, r)):
+        acc = int_conv(ctx, node, f32(ctx, x_c), f32(ctx, w_c), out_dtype="float32")
+        return ctx.emit(_R.astype(acc, "int32")), r
     return int_conv(ctx, node, x_c, w_c), r
 
 
@@ -73,7 +80,7 @@ def _matmul_acc(ctx, node, xs, ia: int, iazp: int, ib: int, ibzp: int):
     ra, rb = _rank(a), _rank(b)
     a_c = centered(ctx, a, zero_point(ctx, node, xs, iazp, axis=-2 if ra >= 2 else 0, rank=ra, what="a_zero_point"))
     b_c = centered(ctx, b, zero_point(ctx, node, xs, ibzp, axis=-1, rank=rb, what="b_zero_point"))
-    acc = ctx.emit(_R.matmul(a_c, b_c, out_dtype="int32"))
+    acc = exact_matmul(ctx, node, a_c, b_c, centered_bound(ctx, node, iazp, dtype_of(a)), ib, ibzp)
     return acc, _rank(acc)
 
 

@@ -10,8 +10,10 @@ from edgec.targets.tvm.lower_context import attr, dtype_of, shape_of
 from edgec.targets.tvm.ops import lowers
 from edgec.targets.tvm.ops.quant_util import (
     centered,
+    centered_bound,
     check_qtype,
     dynamic_qparams,
+    exact_matmul,
     f32,
     i32,
     opt,
@@ -32,11 +34,12 @@ def _rank(x) -> int:
     return len(s)
 
 
-def _int_matmul(ctx, a_c, b, b_zp_index, node, xs):
-    """MatMul(a_c, b - b_zp) in int32; a_c is already centered, b_zp per-tensor or per-column."""
+def _int_matmul(ctx, a_c, a_bound, b, b_index, b_zp_index, node, xs, trans_b=False):
+    """MatMul(a_c, b - b_zp) in int32 (|a_c| <= a_bound); a_c is already centered, b_zp per-tensor or
+    per-column; b = input `b_index` (transposed from [N, K] when `trans_b`)."""
     check_qtype(dtype_of(b), "input B")
     b_c = centered(ctx, b, zero_point(ctx, node, xs, b_zp_index, axis=-1, rank=_rank(b), what="b_zero_point"))
-    return ctx.emit(_R.matmul(a_c, b_c, out_dtype="int32"))
+    return exact_matmul(ctx, node, a_c, b_c, a_bound, b_index, b_zp_index, trans_b)
 
 
 def _scale_bias(ctx, acc, multiplier, bias):
@@ -49,7 +52,7 @@ def matmul_integer_to_float(ctx, node, xs):
     """Y = (A - a_zp)·(B - b_zp) · a_scale·b_scale + bias; inputs A, B, a_scale, b_scale, a_zp, b_zp, bias."""
     check_qtype(dtype_of(xs[0]), "input A")
     a_c = centered(ctx, xs[0], zero_point(ctx, node, xs, 4, what="a_zero_point"))
-    acc = _int_matmul(ctx, a_c, xs[1], 5, node, xs)
+    acc = _int_matmul(ctx, a_c, centered_bound(ctx, node, 4, dtype_of(xs[0])), xs[1], 1, 5, node, xs)
     mult = ctx.emit(_R.multiply(scale(ctx, node, xs, 2, "a_scale"),
                                 scale(ctx, node, xs, 3, "b_scale", axis=-1, rank=_rank(acc))))
     return _scale_bias(ctx, acc, mult, opt(node, xs, 6))
@@ -64,7 +67,7 @@ def dynamic_quantize_matmul(ctx, node, xs):
         raise ValueError(f"input A must be float32, got {dtype_of(a)}")
     a_scale, a_zp = dynamic_qparams(ctx, a)
     a_q = ctx.emit(quantize(ctx, a, a_scale, a_zp, "uint8"))
-    acc = _int_matmul(ctx, ctx.emit(_R.subtract(i32(ctx, a_q), i32(ctx, a_zp))), xs[1], 3, node, xs)
+    acc = _int_matmul(ctx, ctx.emit(_R.subtract(i32(ctx, a_q), i32(ctx, a_zp))), 255, xs[1], 1, 3, node, xs)
     mult = ctx.emit(_R.multiply(a_scale, scale(ctx, node, xs, 2, "b_scale", axis=-1, rank=_rank(acc))))
     return _scale_bias(ctx, acc, mult, opt(node, xs, 4))
 
@@ -84,7 +87,8 @@ def qgemm(ctx, node, xs):
     if attr(node, "transB", 0):
         b = ctx.emit(_R.permute_dims(b, [1, 0]))
     a_c = centered(ctx, a, zero_point(ctx, node, xs, 2, what="a_zero_point"))
-    acc = _int_matmul(ctx, a_c, b, 5, node, xs)
+    acc = _int_matmul(ctx, a_c, centered_bound(ctx, node, 2, dtype_of(a)), b, 3, 5, node, xs,
+                      trans_b=bool(attr(node, "transB", 0)))
     c = opt(node, xs, 6)
     if c is not None:
         if dtype_of(c) != "int32":

@@ -153,11 +153,47 @@ def conv_pads(node, in_spatial: list[int], kernel: list[int], strides: list[int]
     return begin + end
 
 
+F32_EXACT = 1 << 24
+
+
+def centered_bound(ctx, node, i_zp: int, dtype: str) -> int:
+    """The largest |a - a_zp| an input of `dtype` can have, a_zp being input `i_zp` (absent: 0;
+    not a compile-time scalar: any value of the type)."""
+    lo, hi = QRANGE[dtype]
+    if not has_input(node, i_zp):
+        return max(-lo, hi)
+    got = ctx.const_inputs(node, i_zp)
+    if got is None or got[0] is None or got[0].size != 1:
+        return hi - lo
+    z = int(got[0].reshape(-1)[0])
+    return max(abs(lo - z), abs(hi - z))
+
+
+def exact_in_float32(ctx, node, a_bound: int, i_w: int, i_wzp: int, zp_axis: int, reduce_axes) -> bool:
+    """True if a float32 kernel computes Σ (a - a_zp)(w - w_zp) exactly, in any summation order: w
+    (input `i_w`) and its zero point are compile-time constants and every partial sum is an integer
+    below 2^24 in magnitude (Σ|w - w_zp| · max|a - a_zp| < 2^24 for each output). Float kernels
+    use edgec's vectorized conv/matmul schedules; int32 ones are the fallback."""
+    got = ctx.const_inputs(node, i_w, i_wzp)
+    if got is None or got[0] is None:
+        return False
+    w, wzp = got[0].astype(np.int64), got[1]
+    if wzp is not None:
+        wzp = wzp.astype(np.int64)
+        if wzp.size > 1:
+            shape = [1] * w.ndim
+            shape[zp_axis] = -1
+            wzp = wzp.reshape(shape)
+        w = w - wzp
+    return int(np.abs(w).sum(axis=tuple(reduce_axes)).max(initial=0)) * a_bound < F32_EXACT
+
+
 _CONV = {1: _R.nn.conv1d, 2: _R.nn.conv2d, 3: _R.nn.conv3d}
 
 
-def int_conv(ctx, node, x_i32, w_i32):
-    """ONNX Conv (1-D, 2-D or 3-D, NCHW / OIHW) of int32 tensors with int32 accumulation."""
+def int_conv(ctx, node, x_i32, w_i32, out_dtype: str = "int32"):
+    """ONNX Conv (1-D, 2-D or 3-D, NCHW / OIHW) of int32 tensors with int32 accumulation (or of
+    float32 tensors holding integers, when `exact_in_float32` says the result is exact)."""
     xs, ws = shape_of(x_i32), shape_of(w_i32)
     if xs is None or ws is None or len(xs) not in (3, 4, 5) or len(ws) != len(xs):
         raise ValueError(f"input and weight must be 3-D, 4-D or 5-D with static shapes, got {xs} and {ws}")
@@ -169,4 +205,13 @@ def int_conv(ctx, node, x_i32, w_i32):
     dilations = [int(d) for d in attr(node, "dilations", [1] * n)]
     pads = conv_pads(node, xs[2:], kernel, strides, dilations)
     return ctx.emit(_CONV[n](x_i32, w_i32, strides=strides, padding=pads, dilation=dilations,
-                             groups=int(attr(node, "group", 1)), out_dtype="int32"))
+                             groups=int(attr(node, "group", 1)), out_dtype=out_dtype))
+
+
+def exact_matmul(ctx, node, a_c, b_c, a_bound: int, i_b: int, i_bzp: int, trans_b: bool = False):
+    """int32 MatMul(a_c, b_c) of centered operands; computed by a float32 matmul when that is exact
+    (`exact_in_float32`; b = input `i_b`, stored [N, K] when `trans_b`, its zero point per column)."""
+    axes = ([1], 0) if trans_b else ([-2], -1)
+    if exact_in_float32(ctx, node, a_bound, i_b, i_bzp, axes[1], axes[0]):
+        return ctx.emit(_R.astype(ctx.emit(_R.matmul(f32(ctx, a_c), f32(ctx, b_c))), "int32"))
+    return ctx.emit(_R.matmul(a_c, b_c, out_dtype="int32"))
