@@ -167,3 +167,41 @@ def test_qlinear_conv_per_channel_input_scale_is_rejected_with_node_and_op(tmp_p
     proto.graph.node[0].name = "qconv0"
     with pytest.raises(UnsupportedOpError, match=r"node 'qconv0' op 'QLinearConv'.*x_scale must be a scalar"):
         lower_model(load_model(proto))
+
+
+@pytest.mark.parametrize("op,x_shape,s_shape,axis,block,qt", [
+    ("QuantizeLinear", (4, 6), (4, 3), 1, 2, I8),
+    ("QuantizeLinear", (5, 4), (3, 4), 0, 2, U8),  # 5 elements in blocks of 2: the last block is partial
+    ("DequantizeLinear", (4, 6), (4, 2), 1, 3, U8),
+    ("DequantizeLinear", (2, 5, 3), (2, 2, 3), 1, 3, I8),
+])
+def test_blocked_quantize_dequantize_match_onnxruntime(op, x_shape, s_shape, axis, block, qt, tmp_path):
+    rng = np.random.default_rng(12)
+    x = rng.normal(0, 3, x_shape).astype(np.float32) if op == "QuantizeLinear" else qdata(rng, x_shape, qt)
+    s = rng.uniform(0.01, 0.1, s_shape).astype(np.float32)
+    zp = qdata(rng, s_shape, qt) // 4
+    out = (TensorProto.UINT8 if qt == U8 else TensorProto.INT8) if op == "QuantizeLinear" else TensorProto.FLOAT
+    proto = one_node_model(op, {"x": x, "s": s}, [("zp", zp)], out, list(x_shape), model_opset=21, axis=axis,
+                           block_size=block)
+    proto.ir_version = 10
+    if op == "QuantizeLinear":
+        compare_quantized(proto, {"x": x, "s": s}, tmp_path, owned=[op], max_units=0)
+    else:
+        from tests.targets.qlinear_util import compare_float
+
+        compare_float(proto, {"x": x, "s": s}, tmp_path, owned=[op], atol=0, rtol=0)
+
+
+def test_blocked_quantize_with_wrong_scale_shape_is_rejected():
+    from edgec.errors import UnsupportedOpError
+    from edgec.ir import load_model
+    from edgec.targets.tvm.lower import lower_model
+
+    x, s = np.zeros((4, 6), np.float32), np.ones((4, 2), np.float32)
+    proto = one_node_model("QuantizeLinear", {"x": x, "s": s}, [("zp", np.zeros((4, 2), I8))], TensorProto.INT8, [4, 6],
+                           model_opset=21, axis=1, block_size=2)
+    proto.ir_version = 10
+    proto.graph.node[0].name = "q0"
+    with pytest.raises(UnsupportedOpError, match=r"node 'q0' op 'QuantizeLinear'.*scale dim 2 along axis 1 does not "
+                                                 r"match ceil\(6 / 2\)"):
+        lower_model(load_model(proto))
