@@ -197,3 +197,21 @@ def test_fused_matmul_matches_onnxruntime(attrs, tmp_path):
     b = rng.uniform(-1, 1, (2, 3, 6, 8) if attrs.get("transB") else (2, 3, 8, 6)).astype(np.float32)
     proto = one_node_model("FusedMatMul", {"a": a, "b": b}, [], TensorProto.FLOAT, [2, 3, 5, 6], domain=MS, **attrs)
     compare_float(proto, {"a": a, "b": b}, tmp_path, owned=["FusedMatMul"], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("qt,axis", [(np.int16, None), (np.uint16, 1), (U8, None), (I8, 0)])
+def test_microsoft_quantize_dequantize_linear_match_onnxruntime(qt, axis, tmp_path):
+    rng = np.random.default_rng(27)
+    shape = (3, 5, 4)
+    n = shape[axis] if axis is not None else None
+    s = rng.uniform(0.001, 0.05, n).astype(np.float32) if n else np.float32(0.013)
+    zp = (qdata(rng, n, qt) // 4).astype(qt) if n else qt(np.iinfo(qt).max // 3)
+    attrs = {} if axis is None else {"axis": axis}
+    x = (rng.normal(0, 1, shape) * (np.iinfo(qt).max * 0.02)).astype(np.float32)
+    qtype = {np.int16: TensorProto.INT16, np.uint16: TensorProto.UINT16, U8: TensorProto.UINT8, I8: TensorProto.INT8}[qt]
+    q = one_node_model("QuantizeLinear", {"x": x}, [("s", s), ("zp", zp)], qtype, list(shape), domain=MS, **attrs)
+    worst, differing, total = compare_quantized(q, {"x": x}, tmp_path / "q", owned=["QuantizeLinear"], max_units=0)
+    xq = qdata(rng, shape, qt)
+    dq = one_node_model("DequantizeLinear", {"x": xq}, [("s", s), ("zp", zp)], TensorProto.FLOAT, list(shape), domain=MS,
+                        **attrs)
+    compare_float(dq, {"x": xq}, tmp_path / "dq", owned=["DequantizeLinear"], atol=0, rtol=0)
