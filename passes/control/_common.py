@@ -66,9 +66,9 @@ class Emitter:
         return v
 
     def op(self, op_type: str, inputs: Sequence[Tensor | None], attrs: dict[str, Any] | None = None,
-           num_outputs: int = 1, node_name: str | None = None) -> ir.Value | list[ir.Value]:
+           num_outputs: int = 1, node_name: str | None = None, domain: str = "") -> ir.Value | list[ir.Value]:
         ins = [None if x is None else self.value(x) for x in inputs]
-        node = ir.Node("", op_type, ins, attributes=ir.convenience.convert_attributes(attrs or {}),
+        node = ir.Node(domain, op_type, ins, attributes=ir.convenience.convert_attributes(attrs or {}),
                        num_outputs=num_outputs, name=self.namer.fresh(node_name or f"{self.prefix}_{op_type}"))
         for o in node.outputs:
             o.name = self.namer.fresh(f"{self.prefix}_{op_type.lower()}")

@@ -1,4 +1,9 @@
-"""decompose-rnn: unroll ONNX LSTM/GRU/RNN over a static sequence length into MatMul, Add, gates."""
+"""decompose-rnn: unroll ONNX LSTM/GRU/RNN over a static sequence length into MatMul, Add, gates.
+
+com.microsoft DynamicQuantizeLSTM (an LSTM with int8/uint8 weights W [D, I, 4H], R [D, H, 4H] and
+their scales / zero points at inputs 8-11) is unrolled the same way, its products becoming
+com.microsoft DynamicQuantizeMatMul nodes: the input block X (all steps at once) and each step's
+hidden state are quantized to uint8 on the fly, as onnxruntime's kernel does."""
 
 from __future__ import annotations
 
@@ -24,6 +29,15 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
 _SIMPLE_ACTS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu"}
 _DIRECTIONS = {"forward": (False,), "reverse": (True,), "bidirectional": (False, True)}
+MS = "com.microsoft"
+QLSTM = "DynamicQuantizeLSTM"
+
+
+def _kind(node: ir.Node) -> str | None:
+    """"LSTM", "GRU", "RNN" for the standard ops, "LSTM" for com.microsoft DynamicQuantizeLSTM, else None."""
+    if node.op_type in _GATES and is_standard(node):
+        return node.op_type
+    return "LSTM" if node.op_type == QLSTM and node.domain == MS else None
 
 
 @dataclass
@@ -44,7 +58,7 @@ def _str_attr(node: ir.Node, name: str, default: str) -> str:
 
 def plan(node: ir.Node) -> _Plan | str:
     """What to unroll, or the reason to leave the node alone."""
-    op = node.op_type
+    op = _kind(node)
     for attr in ("clip", "activation_alpha", "activation_beta"):
         if attr in node.attributes:
             return f"attribute '{attr}' is not supported"
@@ -112,6 +126,30 @@ class _Unroller:
         self.h0, self.c0 = _nonzero(_input(node, 5)), _nonzero(_input(node, 6))
         self.peep = _input(node, 7) if p.op == "LSTM" else None
         self.state_axis = 0 if p.layout == 0 else 1  # direction axis of initial_h / Y_h
+        self.quantized = node.op_type == QLSTM
+        if self.quantized:
+            self.qparams = [_input(node, i) for i in (8, 9, 10, 11)]  # W_scale, W_zp, R_scale, R_zp
+
+    def weights(self, d: int) -> tuple[Tensor, Tensor]:
+        """Direction d's input and recurrence weights as the right operands of the products:
+        [I, G*H] and [H, G*H] (float), or (weight, scale, zero point) of the quantized LSTM."""
+        e = self.e
+        if self.quantized:
+            ws, wz, rs, rz = (e.index(q, 0, d) for q in self.qparams)
+            return (e.index(self.w, 0, d), ws, wz), (e.index(self.r, 0, d), rs, rz)
+        return e.transpose(e.index(self.w, 0, d), [1, 0]), e.transpose(e.index(self.r, 0, d), [1, 0])
+
+    def product(self, a: Tensor | None, w) -> Tensor | None:
+        """a · w; None stands for a zero `a`."""
+        if a is None or not self.quantized:
+            return self.e.matmul(a, w)
+        y = self.e.op("DynamicQuantizeMatMul", [a, *w], domain=MS)
+        # onnx's shape inference does not know contrib ops: give the product its type and shape
+        y.type = ir.TensorType(ir.DataType.FLOAT)
+        n = w[0].shape[-1] if isinstance(w[0], np.ndarray) else None
+        if isinstance(a, ir.Value) and a.shape is not None and n is not None:
+            y.shape = ir.Shape([*a.shape[:-1], n])
+        return y
 
     def act(self, name: str, x: Tensor) -> ir.Value:
         return self.e.op(name, [x])
@@ -120,8 +158,7 @@ class _Unroller:
         """Hidden states in time order, the final H and the final C of direction d."""
         e, p, hs = self.e, self.p, self.p.hidden
         g = _GATES[p.op]
-        w_t = e.transpose(e.index(self.w, 0, d), [1, 0])    # [I, G*H]
-        r_t = e.transpose(e.index(self.r, 0, d), [1, 0])    # [H, G*H]
+        w_t, r_t = self.weights(d)                           # [I, G*H], [H, G*H]
         x_bias = rb_h = None
         if self.b is not None:
             bd = e.index(self.b, 0, d)
@@ -132,7 +169,7 @@ class _Unroller:
                 rb_h = e.slice(rb, 0, 2 * hs, 3 * hs)
             else:
                 x_bias = e.add(wb, rb)
-        xw = e.add(e.matmul(self.x, w_t), x_bias)           # all time steps at once
+        xw = e.add(self.product(self.x, w_t), x_bias)       # all time steps at once
         h = None if self.h0 is None else e.index(self.h0, self.state_axis, d)
         c = None if self.c0 is None else e.index(self.c0, self.state_axis, d)
         peep = None
@@ -155,7 +192,7 @@ class _Unroller:
 
     def lstm_step(self, xw_t, h, c, r_t, peep, acts):
         e, hs = self.e, self.p.hidden
-        gi, go, gf, gc = e.split(e.add(xw_t, e.matmul(h, r_t)), 1, [hs] * 4)
+        gi, go, gf, gc = e.split(e.add(xw_t, self.product(h, r_t)), 1, [hs] * 4)
         pi, po, pf = peep if peep is not None else (None, None, None)
         i = self.act(acts[0], e.add(gi, e.mul(pi, c)))
         f = self.act(acts[0], e.add(gf, e.mul(pf, c)))
@@ -205,7 +242,8 @@ class _Unroller:
 
 @register_pass
 class DecomposeRnn(Pass):
-    """Unroll LSTM/GRU/RNN nodes with a static sequence length into MatMul/Add/activation ops."""
+    """Unroll LSTM/GRU/RNN (and com.microsoft DynamicQuantizeLSTM) nodes with a static sequence length
+    into MatMul/Add/activation ops (DynamicQuantizeMatMul for the quantized LSTM's products)."""
 
     name = "decompose-rnn"
     options = {}
@@ -216,7 +254,7 @@ class DecomposeRnn(Pass):
         opset = opset_version(model)
         for graph in all_graphs(model.graph):
             for node in list(graph):
-                if node.op_type not in _GATES or not is_standard(node):
+                if _kind(node) is None:
                     continue
                 p = plan(node)
                 if isinstance(p, str):

@@ -131,7 +131,7 @@ def _legalize_conv2d_nchw(bb, call, lanes):
     b = lanes if oc >= lanes else max(4, 1 << (oc - 1).bit_length())
     ocp = -(-oc // b) * b
     packed = relax.op.layout_transform(w, index_map=lambda o, i, y, x: (o // b, i, y, x, o % b),
-                                       pad_value=0.0 if ocp != oc else None)
+                                       pad_value=(0 if "int" in str(w.ty.dtype) else 0.0) if ocp != oc else None)
     packed = bb.normalize(packed)
     ow = int(call.ty.shape[3])
     _, cap = conv_tiles(ocp // b, ow, _registers(lanes))
