@@ -89,7 +89,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
     g = model.graph
     opset = _onnx_opset(model)
     bb = relax.BlockBuilder()
-    ctx = LowerContext(bb, opset)
+    ctx = LowerContext(bb, opset, file)
     report = LoweringReport()
     used: set[str] = set()
     params = []
@@ -126,6 +126,10 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
                     _tensor_dtype(v, file)
                     outs.append(_as_tensor(ctx, ctx.values[v.name]))
                 out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+                guards = [(bb.emit_output(ok), [_dataflow_output(bb, a) for a in args], msg)
+                          for ok, args, msg in ctx.guards]
+            for ok, args, msg in guards:  # impure: outside the dataflow block, before returning
+                bb.emit(relax.op.assert_op(ok, args, format=msg))
             bb.emit_func_output(out)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -134,6 +138,11 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
     mod = bb.get()
     mod["main"] = mod["main"].with_attr("num_input", len(params))
     return mod, report
+
+
+def _dataflow_output(bb: relax.BlockBuilder, expr: relax.Expr) -> relax.Expr:
+    """`expr` usable after the dataflow block (function parameters and constants already are)."""
+    return bb.emit_output(expr) if isinstance(expr, relax.DataflowVar) else expr
 
 
 def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: LoweringReport, file: str) -> None:

@@ -13,8 +13,12 @@ from tvm import relax
 class LowerContext:
     bb: relax.BlockBuilder
     opset: int
+    file: str = "model"
     values: dict[str, relax.Expr] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
+    # runtime checks: (bool scalar computed in the dataflow block, format args, message);
+    # lower_model emits them as Relax assert_op calls after the dataflow block
+    guards: list[tuple[relax.Expr, list[relax.Expr], str]] = field(default_factory=list)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""
@@ -24,6 +28,12 @@ class LowerContext:
 
     def emit(self, expr: relax.Expr) -> relax.Expr:
         return self.bb.normalize(expr)
+
+    def guard(self, ok: relax.Expr, args: list[relax.Expr], message: str) -> None:
+        """Raise `message` at run time unless the bool scalar `ok` holds (`{}` in `message` are
+        replaced by `args`' runtime values)."""
+        fmt = message.replace("{}", "\x00").replace("{", "{{").replace("}", "}}").replace("\x00", "{}")
+        self.guards.append((ok, list(args), fmt))
 
     def const_inputs(self, node: ir.Node, *indices: int) -> list[np.ndarray | None] | None:
         """Constant values of the node's inputs at `indices` (None for absent optional inputs);
