@@ -9,7 +9,6 @@ import numpy as np
 from tvm import relax
 
 from edgec.errors import GUARD_PREFIX
-
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import lowers
 
