@@ -11,6 +11,7 @@ from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import lowers
 from edgec.targets.tvm.ops.cast import onnx_dtype
+from edgec.targets.tvm.ops.runtime_params import runtime_pad
 
 _R = relax.op
 
@@ -93,7 +94,7 @@ def pad(ctx, node, xs):
     else:
         c = ctx.const_inputs(node, 1, 3)
         if c is None:
-            return NotImplemented
+            return runtime_pad(ctx, node, xs)
         pads = [int(p) for p in c[0].reshape(-1)]
         axes = [int(a) % r for a in c[1].reshape(-1)] if c[1] is not None else list(range(r))
         value = 0.0

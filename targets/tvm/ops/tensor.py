@@ -7,6 +7,7 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, shape_of
 from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops.runtime_params import runtime_slice
 
 _R = relax.op
 
@@ -97,7 +98,7 @@ def slice_(ctx, node, xs):
     vals = [ctx.const_array(v) if v is not None else None for v in node.inputs[1:5]]
     if vals[0] is None or vals[1] is None or any(v is None and i < len(node.inputs) - 1 and node.inputs[i + 1] is not None
                                                for i, v in enumerate(vals)):
-        return NotImplemented
+        return runtime_slice(ctx, node, xs)
     starts, ends = vals[0].tolist(), vals[1].tolist()
     axes = vals[2].tolist() if len(vals) > 2 and vals[2] is not None else list(range(len(starts)))
     steps = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else [1] * len(starts)
