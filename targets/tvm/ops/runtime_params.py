@@ -164,4 +164,4 @@ def runtime_pad(ctx, node, xs):
 def _guard(ctx, node, checks, args, what: str) -> None:
     name = node.inputs[1].name if node.inputs[1] is not None else "?"
     ctx.guard(_all(ctx, checks), args,
-              f"{GUARD_PREFIX}{ctx.file}: node '{node.name}' ({node.op_type}) input '{name}': {what}")
+              f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}) input '{name}': {what}")

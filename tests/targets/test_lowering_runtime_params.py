@@ -1,0 +1,128 @@
+"""Lowerings that take shape parameters as runtime values when the declared output shape is
+static: Reduce* axes (candidate axes sets selected at run time), CumSum/CumProd axis, Slice
+starts/ends/axes/steps, Pad pads. Each is compared with onnxruntime for several runtime values,
+a disagreeing runtime value must raise GuardError (file, node, op), and a case without a declared
+output shape must be declined."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+from edgec.errors import GuardError, UnsupportedOpError  # noqa: E402
+from edgec.reference import run_ort  # noqa: E402
+from tests.targets.lowering_util import model, rand  # noqa: E402
+
+
+def _compile(proto, tmp_path):
+    from edgec.ir import graph_inputs, load_model
+    from edgec.targets import get_target
+    from edgec.targets.tvm.build import build_library
+    from edgec.targets.tvm.lower import lower_model
+    from edgec.targets.tvm.runtime import LoadedModel
+
+    m = load_model(proto)
+    mod, report = lower_model(m)
+    lib = build_library(mod, get_target("x86-64"), tmp_path / "m.so").library
+    return LoadedModel(lib, [t.name for t in graph_inputs(m)], [v.name for v in m.graph.outputs], threads=1), report
+
+
+def _same(lm, proto, feed, atol=1e-5):
+    got, want = lm.run(feed), run_ort(proto, feed)
+    for name, e in want.items():
+        assert got[name].shape == e.shape and got[name].dtype == e.dtype, (name, got[name].shape, e.shape)
+        np.testing.assert_allclose(got[name], e, atol=atol, rtol=1e-5, err_msg=f"{name} {feed}")
+
+
+def _i64(*v):
+    return np.array(v, np.int64)
+
+
+def test_reduce_runtime_axes_ambiguous_keepdims0(tmp_path):
+    # [3, 2, 2] -> [3, 2]: axis 1 or 2 (or -1, -2); both are compiled, the runtime value selects
+    proto = model(18, """
+        agraph (float[3, 2, 2] x, int64[1] axes) => (float[3, 2] y) {
+            y = ReduceLogSumExp <keepdims: int = 0> (x, axes) }""")
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["ReduceLogSumExp"] == 1
+    x = rand(3, 2, 2, lo=-2, hi=2)
+    for a in (1, 2, -1, -2):
+        _same(lm, proto, {"x": x, "axes": _i64(a)})
+    with pytest.raises(GuardError, match=r"\(ReduceLogSumExp\) input 'axes'.*declared output shape \[3, 2\]"):
+        lm.run({"x": x, "axes": _i64(0)})
+
+
+def test_reduce_runtime_axes_size1_dims_keepdims1(tmp_path):
+    proto = model(18, """
+        agraph (float[3, 1, 4] x, int64[2] axes) => (float[1, 1, 4] y) {
+            y = ReduceL2 <keepdims: int = 1> (x, axes) }""")
+    lm, _ = _compile(proto, tmp_path)
+    x = rand(3, 1, 4)
+    for a in ((0, 1), (1, 0), (-3, -2)):
+        _same(lm, proto, {"x": x, "axes": _i64(*a)})
+    with pytest.raises(GuardError):
+        lm.run({"x": x, "axes": _i64(0, 2)})
+
+
+def test_reduce_runtime_axes_needs_declared_shape(tmp_path):
+    proto = model(18, """
+        agraph (float[3, 2, 2] x, int64[1] axes) => (float[?, ?] y) { y = ReduceSum <keepdims: int = 0> (x, axes) }""")
+    with pytest.raises(UnsupportedOpError, match="ReduceSum"):
+        _compile(proto, tmp_path)
+
+
+def test_cumsum_cumprod_runtime_axis(tmp_path):
+    proto = model(14, """
+        agraph (float[2, 3] x, int32 axis) => (float[2, 3] s, float[2, 3] p) {
+            s = CumSum <exclusive: int = 1, reverse: int = 1> (x, axis)
+            p = CumProd (x, axis) }""")
+    proto.opset_import[0].version = 26  # CumProd
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["CumSum"] == 1 and report.by_edgec["CumProd"] == 1
+    x = rand(2, 3, lo=0.5, hi=1.5)
+    for a in (0, 1, -1, -2):
+        got = lm.run({"x": x, "axis": np.array(a, np.int32)})
+        ax = a % 2
+        want_s = np.flip(np.cumsum(np.flip(x, ax), axis=ax), ax) - x
+        np.testing.assert_allclose(got["s"], want_s, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["p"], np.cumprod(x, axis=ax), rtol=1e-5)
+    with pytest.raises(GuardError, match=r"\(CumSum\) input 'axis'.*outside \[-2, 1\]"):
+        lm.run({"x": x, "axis": np.array(2, np.int32)})
+
+
+def test_slice_runtime_params(tmp_path):
+    proto = model(18, """
+        agraph (float[5, 6] x, int64[2] starts, int64[2] ends, int64[2] axes, int64[2] steps) => (float[2, 3] y) {
+            y = Slice (x, starts, ends, axes, steps) }""")
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["Slice"] == 1
+    x = rand(5, 6)
+    for st, en, ax, sp in (((1, 0), (3, 6), (0, 1), (1, 2)),      # plain
+                           ((0, 1), (5, 3), (1, 0), (2, 1)),      # axes swapped
+                           ((-1, -2), (-7, 1), (1, 0), (-2, -1)),  # negative steps, clamped ends
+                           ((3, 0), (100, 6), (-2, -1), (1, 2))):  # out-of-range end, negative axes
+        _same(lm, proto, {"x": x, "starts": _i64(*st), "ends": _i64(*en), "axes": _i64(*ax), "steps": _i64(*sp)})
+    with pytest.raises(GuardError, match=r"\(Slice\).*declared output shape \[2, 3\]"):
+        lm.run({"x": x, "starts": _i64(0, 0), "ends": _i64(3, 6), "axes": _i64(0, 1), "steps": _i64(1, 2)})
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap"])
+def test_pad_runtime_pads(tmp_path, mode):
+    proto = model(19, f"""
+        agraph (float[3, 4] x, int64[4] pads, float v) => (float[5, 6] y) {{
+            y = Pad <mode: string = "{mode}"> (x, pads, v) }}""")
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["Pad"] == 1
+    x, v = rand(3, 4), np.array(-7.5, np.float32)
+    for p in ((1, 2, 1, 0), (2, 0, 0, 2), (0, 1, 2, 1)):
+        _same(lm, proto, {"x": x, "pads": _i64(*p), "v": v})
+    with pytest.raises(GuardError, match=r"\(Pad\) input 'pads'"):
+        lm.run({"x": x, "pads": _i64(1, 1, 1, 0), "v": v})
+
+
+def test_pad_runtime_pads_needs_declared_shape(tmp_path):
+    proto = model(19, """
+        agraph (float[3, 4] x, int64[4] pads) => (float[?, ?] y) { y = Pad (x, pads) }""")
+    with pytest.raises(UnsupportedOpError, match="Pad"):
+        _compile(proto, tmp_path)
