@@ -21,6 +21,7 @@ from tvm.relax.frontend.onnx import onnx_frontend as fe
 
 from edgec.errors import EdgecError, ModelValidationError, UnsupportedOpError, UnsupportedTypeError
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
+from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
 from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
 
@@ -125,11 +126,9 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
                         raise ModelValidationError(f"{file}: graph output '{v.name}' is not produced by any node")
                     _tensor_dtype(v, file)
                     outs.append(_as_tensor(ctx, ctx.values[v.name]))
+                if ctx.guards:  # runtime checks: the first output passes through them
+                    outs[0] = thread_guards(bb, ctx.guards, outs[0])
                 out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
-                guards = [(bb.emit_output(ok), [_dataflow_output(bb, a) for a in args], msg)
-                          for ok, args, msg in ctx.guards]
-            for ok, args, msg in guards:  # impure: outside the dataflow block, before returning
-                bb.emit(relax.op.assert_op(ok, args, format=msg))
             bb.emit_func_output(out)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -138,11 +137,6 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None) -> tuple[tv
     mod = bb.get()
     mod["main"] = mod["main"].with_attr("num_input", len(params))
     return mod, report
-
-
-def _dataflow_output(bb: relax.BlockBuilder, expr: relax.Expr) -> relax.Expr:
-    """`expr` usable after the dataflow block (function parameters and constants already are)."""
-    return bb.emit_output(expr) if isinstance(expr, relax.DataflowVar) else expr
 
 
 def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: LoweringReport, file: str) -> None:

@@ -16,9 +16,9 @@ class LowerContext:
     file: str = "model"
     values: dict[str, relax.Expr] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
-    # runtime checks: (bool scalar computed in the dataflow block, format args, message);
-    # lower_model emits them as Relax assert_op calls after the dataflow block
-    guards: list[tuple[relax.Expr, list[relax.Expr], str]] = field(default_factory=list)
+    # runtime checks: (bool scalar computed in the dataflow block, message); lower_model threads
+    # the first graph output through one asserting kernel per check (targets/tvm/guards.py)
+    guards: list[tuple[relax.Expr, str]] = field(default_factory=list)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""
@@ -29,11 +29,10 @@ class LowerContext:
     def emit(self, expr: relax.Expr) -> relax.Expr:
         return self.bb.normalize(expr)
 
-    def guard(self, ok: relax.Expr, args: list[relax.Expr], message: str) -> None:
-        """Raise `message` at run time unless the bool scalar `ok` holds (`{}` in `message` are
-        replaced by `args`' runtime values)."""
-        fmt = message.replace("{}", "\x00").replace("{", "{{").replace("}", "}}").replace("\x00", "{}")
-        self.guards.append((ok, list(args), fmt))
+    def guard(self, ok: relax.Expr, message: str) -> None:
+        """Fail the run with `message` (which starts with edgec.errors.GUARD_PREFIX) unless the
+        bool scalar `ok` holds."""
+        self.guards.append((ok, message))
 
     def const_inputs(self, node: ir.Node, *indices: int) -> list[np.ndarray | None] | None:
         """Constant values of the node's inputs at `indices` (None for absent optional inputs);

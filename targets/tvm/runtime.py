@@ -32,7 +32,7 @@ class LoadedModel:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             out = self.vm["main"](*self._args(inputs))
-        except AssertionError as e:  # a failing edgec.AssertEqual guard (Relax assert_op)
+        except (RuntimeError, AssertionError) as e:  # a failing runtime guard (targets/tvm/guards.py)
             msg = " ".join(str(e).split())
             if GUARD_PREFIX in msg:
                 raise GuardError(msg[msg.index(GUARD_PREFIX):]) from None

@@ -73,7 +73,7 @@ def test_reduce_axes_specialized_and_guarded(tmp_path):
     np.testing.assert_allclose(run_ort(ir.serde.serialize_model(model), feed)["y"], run_ort(proto, feed)["y"], rtol=1e-6)
     lm = _compile(model, tmp_path)
     _check(lm, proto, [{"x": x, "axes": np.array(a, np.int64)} for a in ([1, 2], [2, 1], [-1, 1], [-2, -1])])
-    with pytest.raises(GuardError, match=r"node 'ReduceSum.*' \(ReduceSum\) input 'axes'.*compiled for \[1, 2\]"):
+    with pytest.raises(GuardError, match=r"node 'ReduceSum.*' \(ReduceSum\) input 'axes'.*differs from the compiled \[1, 2\]"):
         lm.run({"x": x, "axes": np.array([0, 2], np.int64)})
 
 
@@ -137,3 +137,28 @@ def test_in_default_pipelines():
 
     for level in (0, 1, 2, 3):
         assert "specialize-shape-inputs" in default_pipeline(None, level).split(",")
+
+
+def test_cli_compile_run_and_guard_error(tmp_path, run_cli):
+    """`edgec compile` (default pipeline) specializes the runtime axes; `edgec run` with the
+    compiled value works, with another value exits 2 with one line naming file, node and op."""
+    proto = _model(18, """
+        agraph (float[3, 4] x, int64[1] axes) => (float[3, 1] y) { y = ReduceMean <keepdims: int = 1> (x, axes) }""")
+    proto.graph.node[0].name = "mean"
+    src = tmp_path / "mean.onnx"
+    onnx.save(proto, src)
+    r = run_cli("compile", src, "-t", "x86-64", "-o", tmp_path / "out")
+    assert r.code == 0, r.err
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "good.npy", np.array([-1], np.int64))
+    np.save(tmp_path / "bad.npy", np.array([0], np.int64))
+    r = run_cli("run", tmp_path / "out", "-i", f"x={tmp_path / 'x.npy'}", "-i", f"axes={tmp_path / 'good.npy'}",
+                "--output", tmp_path / "o.npz")
+    assert r.code == 0, r.err
+    np.testing.assert_allclose(np.load(tmp_path / "o.npz")["y"], x.mean(axis=1, keepdims=True), rtol=1e-6)
+    r = run_cli("run", tmp_path / "out", "-i", f"x={tmp_path / 'x.npy'}", "-i", f"axes={tmp_path / 'bad.npy'}")
+    assert r.code == 2
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.err
+    assert "mean.onnx" in lines[0] and "node 'mean' (ReduceMean) input 'axes'" in lines[0], lines[0]

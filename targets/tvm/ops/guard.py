@@ -42,6 +42,5 @@ def assert_equal(ctx, node, xs):
     if expected.size:
         bad = ctx.emit(_R.astype(_R.not_equal(x, const(expected)), "int64"))
         ok = ctx.emit(_R.equal(_R.sum(bad), const(np.int64(0))))
-        text = f"{GUARD_PREFIX}{msg}: got {{}} at run time, compiled for {expected.tolist()}"
-        ctx.guard(ok, [x], text)
+        ctx.guard(ok, f"{GUARD_PREFIX}{msg}: the runtime value differs from the compiled {expected.tolist()}")
     return ctx.constant(node, expected)

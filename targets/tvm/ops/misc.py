@@ -153,8 +153,8 @@ def _cumulative_runtime_axis(ctx, node, xs, fn, s):
         out = ctx.emit(_R.where(_R.equal(axis, const(np.int64(i))), ctx.emit(_cumulative_along(ctx, node, xs[0], fn, i)),
                                 out))
     ok = ctx.emit(_R.logical_and(_R.greater_equal(axis, const(np.int64(0))), _R.less(axis, const(np.int64(r)))))
-    ctx.guard(ok, [a], f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}) input "
-                       f"'{node.inputs[1].name}': axis {{}} at run time is outside [-{r}, {r - 1}]")
+    ctx.guard(ok, f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}) input "
+                  f"'{node.inputs[1].name}': the runtime axis is outside [-{r}, {r - 1}]")
     return out
 
 

@@ -127,9 +127,9 @@ def _runtime_axes(ctx, node, xs, s):
     for m in matches[1:]:
         ok = ctx.emit(_R.logical_or(ok, m))
     file = ctx.file
-    ctx.guard(ok, [a], f"{GUARD_PREFIX}{file}: node '{node.name or node.op_type}' ({node.op_type}) input '{node.inputs[1].name}': "
-                       f"axes {{}} at run time do not give the declared output shape {y}; "
-                       f"compiled for {' or '.join(str(c) for c in cands)}")
+    ctx.guard(ok, f"{GUARD_PREFIX}{file}: node '{node.name or node.op_type}' ({node.op_type}) input "
+                  f"'{node.inputs[1].name}': the runtime axes do not give the declared output shape {y}; "
+                  f"compiled for axes {' or '.join(str(c) for c in cands)}")
     return out
 
 

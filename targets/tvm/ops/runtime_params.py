@@ -95,7 +95,7 @@ def runtime_slice(ctx, node, xs):
             continue
         idx = ctx.emit(_R.add(st, _R.multiply(const(np.arange(y[d], dtype=np.int64)), sp)))
         x = ctx.emit(_R.take(x, idx, axis=d, mode="clip"))
-    _guard(ctx, node, checks, [xs[1]], f"starts/ends/axes/steps (starts {{}}) do not give the declared output shape {y}")
+    _guard(ctx, node, checks, f"the runtime starts/ends/axes/steps do not give the declared output shape {y}")
     return _R.zeros(y, dtype_of(x)) if 0 in y else x
 
 
@@ -157,11 +157,11 @@ def runtime_pad(ctx, node, xs):
             fill = value if value is not None else const(np.zeros((), dtype=dtype_of(x)) if dtype_of(x) != "bfloat16"
                                                          else 0.0, dtype_of(x))
             x = ctx.emit(_R.where(inside, x, fill))
-    _guard(ctx, node, checks, [xs[1]], f"pads {{}} do not give the declared output shape {y}")
+    _guard(ctx, node, checks, f"the runtime pads do not give the declared output shape {y}")
     return x
 
 
-def _guard(ctx, node, checks, args, what: str) -> None:
+def _guard(ctx, node, checks, what: str) -> None:
     name = node.inputs[1].name if node.inputs[1] is not None else "?"
-    ctx.guard(_all(ctx, checks), args,
+    ctx.guard(_all(ctx, checks),
               f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}) input '{name}': {what}")
