@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("tvm")
 from edgec.errors import GuardError, UnsupportedOpError  # noqa: E402
 from edgec.reference import run_ort  # noqa: E402
-from tests.targets.lowering_util import model, rand  # noqa: E402
+from tests.targets.lowering_util import model, rand, reference  # noqa: E402
 
 
 def _compile(proto, tmp_path):
@@ -28,8 +28,9 @@ def _compile(proto, tmp_path):
     return LoadedModel(lib, [t.name for t in graph_inputs(m)], [v.name for v in m.graph.outputs], threads=1), report
 
 
-def _same(lm, proto, feed, atol=1e-5):
-    got, want = lm.run(feed), run_ort(proto, feed)
+def _same(lm, proto, feed, atol=1e-5, engine="ort"):
+    got = lm.run(feed)
+    want = run_ort(proto, feed) if engine == "ort" else reference(proto, feed, engine)
     for name, e in want.items():
         assert got[name].shape == e.shape and got[name].dtype == e.dtype, (name, got[name].shape, e.shape)
         np.testing.assert_allclose(got[name], e, atol=atol, rtol=1e-5, err_msg=f"{name} {feed}")
@@ -125,4 +126,41 @@ def test_pad_runtime_pads_needs_declared_shape(tmp_path):
     proto = model(19, """
         agraph (float[3, 4] x, int64[4] pads) => (float[?, ?] y) { y = Pad (x, pads) }""")
     with pytest.raises(UnsupportedOpError, match="Pad"):
+        _compile(proto, tmp_path)
+
+
+@pytest.mark.parametrize("mode,ctm,extra", [
+    ("nearest", "half_pixel", ""),
+    ("nearest", "asymmetric", ', nearest_mode: string = "floor"'),
+    ("linear", "half_pixel", ""),
+    ("linear", "align_corners", ""),
+    ("linear", "half_pixel_symmetric", ""),
+    ("cubic", "pytorch_half_pixel", ""),
+    ("cubic", "half_pixel", ", cubic_coeff_a: float = -0.5, exclude_outside: int = 1"),
+])
+def test_resize_runtime_scales(tmp_path, mode, ctm, extra):
+    # [1, 1, 4, 5] -> [1, 1, 7, 3]: several scales give these sizes, and they sample differently
+    proto = model(19, f"""
+        agraph (float[1, 1, 4, 5] x, float[2] scales) => (float[1, 1, 7, 3] y) {{
+            y = Resize <mode: string = "{mode}", coordinate_transformation_mode: string = "{ctm}",
+                        axes: ints = [2, 3]{extra}> (x, , scales) }}""")
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["Resize"] == 1
+    x = rand(1, 1, 4, 5)
+    # onnx's reference implementation (which the backend node tests' data come from): for
+    # align_corners with a non-integral scale * size it uses the float output width, onnxruntime
+    # the integer one; edgec follows the reference, also for constant scales (resize.py)
+    for sc in ((1.75, 0.6), (1.9, 0.75), (1.76, 0.7)):
+        _same(lm, proto, {"x": x, "scales": np.array(sc, np.float32)}, atol=1e-5, engine="reference")
+        if ctm != "align_corners":
+            _same(lm, proto, {"x": x, "scales": np.array(sc, np.float32)}, atol=1e-5)
+    with pytest.raises(GuardError, match=r"\(Resize\) input 'scales'.*declared output shape \[1, 1, 7, 3\]"):
+        lm.run({"x": x, "scales": np.array((2.0, 0.6), np.float32)})
+
+
+def test_resize_runtime_scales_antialias_declined(tmp_path):
+    proto = model(19, """
+        agraph (float[1, 1, 4, 4] x, float[4] scales) => (float[1, 1, 2, 2] y) {
+            y = Resize <mode: string = "linear", antialias: int = 1> (x, , scales) }""")
+    with pytest.raises(UnsupportedOpError, match="Resize"):
         _compile(proto, tmp_path)
