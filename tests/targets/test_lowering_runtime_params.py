@@ -164,3 +164,28 @@ def test_resize_runtime_scales_antialias_declined(tmp_path):
             y = Resize <mode: string = "linear", antialias: int = 1> (x, , scales) }""")
     with pytest.raises(UnsupportedOpError, match="Resize"):
         _compile(proto, tmp_path)
+
+
+@pytest.mark.parametrize("dtype,vals", [("float", (1.5, 4.0, 0.5)), ("int32", (10, 2, -3))])
+def test_range_runtime_for_declared_length(tmp_path, dtype, vals):
+    n = int(max(np.ceil((vals[1] - vals[0]) / vals[2]), 0))
+    proto = model(11, f"""
+        agraph ({dtype} start, {dtype} limit, {dtype} delta) => ({dtype}[{n}] y) {{ y = Range (start, limit, delta) }}""")
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["Range"] == 1
+    np_dt = np.float32 if dtype == "float" else np.int32
+    feed = {k: np.array(v, np_dt) for k, v in zip(("start", "limit", "delta"), vals)}
+    _same(lm, proto, feed)
+    shifted = dict(feed, limit=np.array(vals[1] + 2 * vals[2], np_dt))  # two more elements
+    with pytest.raises(GuardError, match=r"\(Range\).*declared length"):
+        lm.run(shifted)
+
+
+def test_range_runtime_needs_declared_length(tmp_path):
+    # no declared length: edgec's lowering declines (TVM's frontend takes it, with a dynamic shape)
+    proto = model(11, """agraph (float start, float limit, float delta) => (float[?] y) { y = Range (start, limit, delta) }""")
+    try:
+        _, report = _compile(proto, tmp_path)
+    except UnsupportedOpError:
+        return
+    assert report.by_edgec["Range"] == 0 and report.by_frontend["Range"] == 1
