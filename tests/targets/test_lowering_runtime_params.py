@@ -189,3 +189,20 @@ def test_range_runtime_needs_declared_length(tmp_path):
     except UnsupportedOpError:
         return
     assert report.by_edgec["Range"] == 0 and report.by_frontend["Range"] == 1
+
+
+@pytest.mark.parametrize("policy,out", [("not_larger", [1, 1, 7, 5]), ("not_smaller", [1, 1, 9, 7])])
+def test_resize_runtime_sizes_keep_aspect_ratio(tmp_path, policy, out):
+    # the output shape follows from min/max(sizes / dims): the shapes alone do not give sizes
+    proto = model(19, f"""
+        agraph (float[1, 1, 4, 3] x, int64[2] sizes) => (float{out} y) {{
+            y = Resize <mode: string = "linear", keep_aspect_ratio_policy: string = "{policy}", axes: ints = [2, 3]>
+                (x, , , sizes) }}""")
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["Resize"] == 1
+    x = rand(1, 1, 4, 3)
+    good = (7, 6) if policy == "not_larger" else (8, 7)
+    _same(lm, proto, {"x": x, "sizes": _i64(*good)}, engine="reference")
+    _same(lm, proto, {"x": x, "sizes": _i64(*good)})
+    with pytest.raises(GuardError, match=r"\(Resize\) input 'sizes'"):
+        lm.run({"x": x, "sizes": _i64(20, 20)})

@@ -15,7 +15,7 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import lowers
-from edgec.targets.tvm.ops.resize_runtime import runtime_scales_resize
+from edgec.targets.tvm.ops.resize_runtime import runtime_scales_resize, runtime_sizes_resize
 
 _R = relax.op
 
@@ -158,9 +158,13 @@ def resize(ctx, node, xs):
     if c is None:
         # runtime scales (no sizes; roi, if any, is constant): taps computed at run time
         roi = ctx.const_inputs(node, 1)
+        ctm = _s(attr(node, "coordinate_transformation_mode", "half_pixel"))
         if roi is not None and has_input(node, 2) and ctx.const_inputs(node, 2) is None and not has_input(node, 3):
-            return runtime_scales_resize(ctx, node, x, xs[2],
-                                         _s(attr(node, "coordinate_transformation_mode", "half_pixel")))
+            return runtime_scales_resize(ctx, node, x, xs[2], ctm)
+        scales = ctx.const_inputs(node, 2)
+        if (roi is not None and has_input(node, 3) and ctx.const_inputs(node, 3) is None
+                and (scales is None or scales[0] is None or scales[0].size == 0)):
+            return runtime_sizes_resize(ctx, node, x, xs[3], ctm)
         return NotImplemented
     roi, scales, sizes = c
     if sizes is not None and sizes.size == 0:

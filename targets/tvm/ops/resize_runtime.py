@@ -1,4 +1,4 @@
-"""Resize / Upsample with runtime `scales` and a declared output shape.
+"""Resize / Upsample with runtime `scales` (or `sizes`) and a declared output shape.
 
 The scales are runtime values, but the output shape is static (declared), so the sampling taps are
 computed at run time in float64 exactly as onnx's reference `_interpolate_1d_with_x` does, per
@@ -33,7 +33,28 @@ def _f(v):
     return const(np.float64(v))
 
 
-def runtime_scales_resize(ctx, node, x, scales, ctm: str, nearest_default: str = "round_prefer_floor"):
+def runtime_sizes_resize(ctx, node, x, sizes, ctm: str):
+    """Runtime `sizes`: the scales are sizes / input dims, or for keep_aspect_ratio_policy
+    not_larger / not_smaller their min / max over the resized axes (as onnx's reference)."""
+    s = shape_of(x)
+    policy = _s(attr(node, "keep_aspect_ratio_policy", "stretch"))
+    if s is None or shape_of(sizes) is None or len(shape_of(sizes)) != 1 or policy not in (
+            "stretch", "not_larger", "not_smaller"):
+        return NotImplemented
+    axes = attr(node, "axes")
+    axes = [int(a) % len(s) for a in axes] if axes is not None else list(range(len(s)))
+    if shape_of(sizes) != [len(axes)] or 0 in [s[a] for a in axes]:
+        return NotImplemented
+    ratio = ctx.emit(_R.divide(_R.astype(sizes, _F), const(np.array([s[a] for a in axes], np.float64))))
+    if policy != "stretch":
+        pick = _R.min if policy == "not_larger" else _R.max
+        one = ctx.emit(pick(ratio, axis=[0], keepdims=True))
+        ratio = ctx.emit(_R.broadcast_to(one, [len(axes)]))
+    return runtime_scales_resize(ctx, node, x, ratio, ctm, rounding=policy != "stretch", input_name=node.inputs[3].name)
+
+
+def runtime_scales_resize(ctx, node, x, scales, ctm: str, nearest_default: str = "round_prefer_floor",
+                          rounding: bool = False, input_name: str | None = None):
     s, y = shape_of(x), declared_shape(node.outputs[0])
     mode = _s(attr(node, "mode", "nearest"))
     nearest_mode = _s(attr(node, "nearest_mode", nearest_default))
@@ -53,16 +74,16 @@ def runtime_scales_resize(ctx, node, x, scales, ctm: str, nearest_default: str =
     for i, a in enumerate(axes):
         scale = ctx.emit(_R.reshape(_R.strided_slice(sc, axes=[0], begin=[i], end=[i + 1]), []))
         out_w = ctx.emit(_R.multiply(scale, _f(s[a])))  # the reference's float output width
-        checks.append(ctx.emit(_R.equal(_R.astype(_R.floor(out_w), "int64"), const(np.int64(y[a])))))
+        size = ctx.emit(_R.floor(_R.add(out_w, _f(0.5)) if rounding else out_w))  # sizes + policy round
+        checks.append(ctx.emit(_R.equal(_R.astype(size, "int64"), const(np.int64(y[a])))))
         data = _resize_axis(ctx, node, data, a, r, s[a], y[a], scale, out_w, mode, ctm, nearest_mode)
     ok = checks[0]
     for c in checks[1:]:
         ok = ctx.emit(_R.logical_and(ok, c))
-    name = node.inputs[2].name if len(node.inputs) > 2 and node.inputs[2] is not None else node.inputs[1].name
-    if node.op_type == "Upsample":
-        name = node.inputs[1].name
-    ctx.guard(ok, f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}) input '{name}': "
-                  f"the runtime scales do not give the declared output shape {y}")
+    if input_name is None:
+        input_name = node.inputs[1 if node.op_type == "Upsample" or ctx.opset < 11 else 2].name
+    ctx.guard(ok, f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}) input "
+                  f"'{input_name}': the runtime value does not give the declared output shape {y}")
     return _R.astype(data, dt)
 
 
