@@ -24,7 +24,8 @@ class Canon:
     """How the runtime value is put in canonical form before it is compared with `expected`:
     `exact` as is; `axes` negative axes + `rank`, then sorted; `reshape` -1 (and 0 unless
     allowzero) resolved against `fill` (the compiled target shape) and `zero` (input dims);
-    `expand` 1 replaced by the right-aligned input dims `fill`."""
+    `expand` 1 replaced by the right-aligned input dims `fill`; `ignore` entries the op does
+    not use (`zero` is a 0/1 mask of the used ones) replaced by `fill`."""
 
     kind: str = "exact"
     rank: int = 0
@@ -219,6 +220,17 @@ def _resize(node, ins, outs, param, opset):
     return None if exp is None else [Specialization(3, exp)]
 
 
+def _affine_grid(node, ins, outs, param, opset):
+    # size = [N, C, (D,) H, W] -> output [N, (D,) H, W, r]: C does not change the output
+    y = outs[0]
+    if y is None or len(y) not in (4, 5) or param[0] != (len(y),) or y[-1] != len(y) - 2:
+        return None
+    values = [y[0], 1, *y[1:-1]]
+    exp = _like(values, param)
+    used = tuple(0 if i == 1 else 1 for i in range(len(values)))
+    return None if exp is None else [Specialization(1, exp, Canon("ignore", fill=tuple(values), zero=used))]
+
+
 # op -> (input index of the parameter, derivation(node, in_shapes, out_shapes, (param shape, dtype), opset))
 DERIVATIONS: dict[str, tuple[int, Callable]] = {
     **{op: (1, _reduce) for op in _REDUCE},
@@ -236,4 +248,5 @@ DERIVATIONS: dict[str, tuple[int, Callable]] = {
     "HammingWindow": (0, _dim_of(0, "", 0)),
     "BlackmanWindow": (0, _dim_of(0, "", 0)),
     "Resize": (3, _resize),
+    "AffineGrid": (1, _affine_grid),
 }

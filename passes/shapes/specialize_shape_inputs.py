@@ -7,14 +7,14 @@ the parameter often follows from the shapes alone: Reshape/Expand/ConstantOfShap
 output shape, Reduce axes = the dims reduced to 1 (keepdims=1) or the one way to delete dims
 (keepdims=0), Tile repeats = out / in, TopK k / OneHot depth / window length / Split sizes /
 CenterCropPad shape / Resize sizes = output dims, (Un)Squeeze axes = the only size-1 dims to
-insert/remove. The pass then feeds the node that value through
+insert/remove, AffineGrid size = [N, any C, spatial dims of the output]. The pass then feeds the node that value through
 
     y = edgec.AssertEqual(canonical(runtime value), expected)   # y == expected
 
 so backends compile the constant, and the runtime value is still checked: the backend raises
 (naming file, node, op and input) when it differs. `canonical` is built from standard ONNX ops
 so that equivalent spellings pass the guard: negative axes normalized and sorted, Reshape's 0 / -1
-resolved, Expand's 1 resolved. Ambiguous cases (keepdims=1 over size-1 dims, keepdims=0 removing
+resolved, Expand's 1 resolved, entries the op ignores (AffineGrid's C) masked. Ambiguous cases (keepdims=1 over size-1 dims, keepdims=0 removing
 one of equal dims, Resize `scales`, whose value also moves sampling coordinates) are left alone.
 """
 
@@ -32,36 +32,60 @@ from edgec.passes.shapes._derive import DERIVATIONS, Canon, Specialization
 # ops whose output has the shape of their first input (shapes propagate forward and backward)
 _UNARY = {"Abs", "Neg", "Exp", "Log", "Sqrt", "Cast", "CastLike", "Identity", "Relu", "Sigmoid", "Tanh",
           "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Not", "Erf", "Softplus", "Sin", "Cos"}
-# elementwise ops whose inputs all have one shape (then so has the output)
-_SAME = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}
+# broadcasting elementwise ops: the output shape is the inputs' broadcast shape, and an input
+# whose co-inputs are all single elements of lower rank (or scalars) has the output's shape
+_BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}
+# ops whose lowering with runtime parameters needs a declared output shape: the pass records
+# shapes carried through elementwise ops on their outputs
+_NEEDS_SHAPE = {"Range", "Slice", "Pad", "Resize", "Upsample"}
 
 
-def known_shape(v: ir.Value | None, seen: set[int] | None = None) -> tuple[int, ...] | None:
-    """`v`'s static shape: declared, or carried through shape-preserving elementwise ops."""
+def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        return None
+
+
+_MAX_DEPTH = 12
+
+
+def known_shape(v: ir.Value | None, path: frozenset[int] = frozenset()) -> tuple[int, ...] | None:
+    """`v`'s static shape: declared, a constant's, or carried forward or backward through
+    shape-preserving and broadcasting elementwise ops (at most `_MAX_DEPTH` ops away)."""
     if v is None:
         return None
     s = static_dims(v)
     if s is not None:
         return s
-    seen = set() if seen is None else seen
-    if id(v) in seen:
+    c = constant_array(v)
+    if c is not None:
+        return tuple(int(d) for d in c.shape)
+    if id(v) in path or len(path) >= _MAX_DEPTH:
         return None
-    seen.add(id(v))
+    path = path | {id(v)}
     p = v.producer()
     if p is not None and is_standard(p):
         if p.op_type in _UNARY and p.inputs and p.outputs[0] is v:
-            s = known_shape(p.inputs[0], seen)
-        elif p.op_type in _SAME and p.inputs:
-            shapes = {known_shape(x, seen) for x in p.inputs}
-            s = shapes.pop() if len(shapes) == 1 else None
+            s = known_shape(p.inputs[0], path)
+        elif p.op_type in _BROADCAST and p.inputs:
+            shapes = [known_shape(x, path) for x in p.inputs]
+            s = None if any(x is None for x in shapes) else _broadcast(shapes)
         if s is not None:
             return s
     for use in v.uses():
         n, i = use.node, use.idx
-        if is_standard(n) and i == 0 and n.op_type in _UNARY:
-            s = known_shape(n.outputs[0], seen)
-            if s is not None:
-                return s
+        if not is_standard(n):
+            continue
+        if i == 0 and n.op_type in _UNARY:
+            s = known_shape(n.outputs[0], path)
+        elif n.op_type in _BROADCAST:
+            out = known_shape(n.outputs[0], path)
+            others = [known_shape(x, path) for j, x in enumerate(n.inputs) if j != i] if out is not None else [None]
+            if all(o is not None and (len(o) == 0 or len(o) < len(out) and int(np.prod(o)) == 1) for o in others):
+                s = out
+        if s is not None:
+            return s
     return None
 
 
@@ -80,9 +104,22 @@ def _canonical(em: Emitter, x: ir.Value, canon: Canon, dtype: np.dtype) -> ir.Va
         if canon.zero:
             out = em.op("Where", [em.op("Equal", [x, c(0)]), c(canon.zero), out])
         return em.op("Where", [em.op("Equal", [x, c(-1)]), c(canon.fill), out])
+    if canon.kind == "ignore":
+        return em.op("Where", [np.asarray(canon.zero, dtype=bool), x, c(canon.fill)])
     if canon.kind == "expand":
         return em.op("Where", [em.op("Equal", [x, c(1)]), c(canon.fill), x])
     return x
+
+
+def _record_output_shapes(node: ir.Node) -> bool:
+    """Write shapes carried through elementwise ops onto the node's outputs; True if any."""
+    changed = False
+    for y in node.outputs:
+        s = known_shape(y)
+        if s is not None and static_dims(y) is None:
+            y.shape = ir.Shape(s)
+            changed = True
+    return changed
 
 
 @register_pass
@@ -97,7 +134,10 @@ class SpecializeShapeInputs(Pass):
         namer = None
         modified = False
         for node in list(model.graph):
-            if not is_standard(node) or node.op_type not in DERIVATIONS:
+            if not is_standard(node) or node.op_type not in DERIVATIONS and node.op_type not in _NEEDS_SHAPE:
+                continue
+            if node.op_type not in DERIVATIONS:
+                modified |= _record_output_shapes(node)
                 continue
             index, derive = DERIVATIONS[node.op_type]
             v = node.inputs[index] if index < len(node.inputs) else None
@@ -106,10 +146,7 @@ class SpecializeShapeInputs(Pass):
                 continue
             ins = [known_shape(x) for x in node.inputs]
             outs = [known_shape(y) for y in node.outputs]
-            for y, s in zip(node.outputs, outs):  # record shapes carried through elementwise ops
-                if s is not None and static_dims(y) is None:
-                    y.shape = ir.Shape(s)
-                    modified = True
+            modified |= _record_output_shapes(node)
             specs = derive(node, ins, outs, (dims, v.dtype), opset)
             if not specs:
                 continue

@@ -162,3 +162,24 @@ def test_cli_compile_run_and_guard_error(tmp_path, run_cli):
     lines = r.err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.err
     assert "mean.onnx" in lines[0] and "node 'mean' (ReduceMean) input 'axes'" in lines[0], lines[0]
+
+
+def test_affine_grid_size_channel_ignored_and_expand_ones(tmp_path):
+    """AffineGrid's size[1] (C) does not change the output: any C passes the guard; Expand's 1s
+    stand for the input dims."""
+    proto = _model(20, """
+        agraph (float[2, 2, 3] theta, int64[4] size, float[3, 1] x, int64[2] shape)
+            => (float[2, 4, 5, 2] grid, float[3, 4] e) {
+            grid = AffineGrid <align_corners: int = 0> (theta, size)
+            e = Expand (x, shape) }""")
+    model, modified = _specialize(proto)
+    assert modified and sum(n.op_type == "AssertEqual" for n in model.graph) == 2
+    lm = _compile(model, tmp_path)
+    rng = np.random.default_rng(2)
+    theta = rng.standard_normal((2, 2, 3)).astype(np.float32)
+    x = rng.standard_normal((3, 1)).astype(np.float32)
+    for c, shape in ((3, [3, 4]), (1, [1, 4]), (7, [3, 4])):
+        _check(lm, proto, [{"theta": theta, "size": np.array([2, c, 4, 5], np.int64), "x": x,
+                            "shape": np.array(shape, np.int64)}])
+    with pytest.raises(GuardError, match=r"\(AffineGrid\) input 'size'"):
+        lm.run({"theta": theta, "size": np.array([2, 3, 5, 4], np.int64), "x": x, "shape": np.array([3, 4], np.int64)})
