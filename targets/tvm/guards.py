@@ -34,6 +34,13 @@ def thread_guards(bb: relax.BlockBuilder, guards: list[tuple[relax.Expr, str]], 
     shape = [int(d) for d in out.ty.shape]
     dtype = str(out.ty.dtype)
     size = int(np.prod(shape, dtype=np.int64))
+    if size == 0:  # nothing to copy: the checked flags select between out and itself
+        for ok, message in guards:
+            fn = bb.add_func(_kernel(message, 1, "bool"), "edgec_guard")
+            flag = bb.emit(_R.reshape(ok, [1]))
+            flag = bb.emit(relax.call_tir(fn, [flag, flag], relax.TensorType([1], "bool")))
+            out = bb.emit(_R.where(_R.reshape(flag, [1] * len(shape)), out, out))
+        return out
     flat = bb.emit(_R.reshape(out, [size]))
     for ok, message in guards:
         fn = bb.add_func(_kernel(message, size, dtype), "edgec_guard")

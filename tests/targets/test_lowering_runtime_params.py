@@ -206,3 +206,17 @@ def test_resize_runtime_sizes_keep_aspect_ratio(tmp_path, policy, out):
     _same(lm, proto, {"x": x, "sizes": _i64(*good)})
     with pytest.raises(GuardError, match=r"\(Resize\) input 'sizes'"):
         lm.run({"x": x, "sizes": _i64(20, 20)})
+
+
+def test_zero_size_outputs_slice_guard_and_split(tmp_path):
+    proto = model(18, """
+        agraph (float[4, 3] x, int64[1] starts, int64[1] ends) => (float[0, 3] y, float[4, 0] a, float[4, 3] b)
+        <int64[2] parts = {0, 3}> {
+            y = Slice (x, starts, ends)
+            a, b = Split <axis: int = 1> (x, parts) }""")
+    lm, report = _compile(proto, tmp_path)
+    assert report.by_edgec["Slice"] == 1 and report.by_edgec["Split"] == 1
+    x = rand(4, 3)
+    _same(lm, proto, {"x": x, "starts": _i64(10), "ends": _i64(20)})  # past the end: empty
+    with pytest.raises(GuardError, match=r"\(Slice\)"):
+        lm.run({"x": x, "starts": _i64(1), "ends": _i64(3)})

@@ -96,7 +96,16 @@ def runtime_slice(ctx, node, xs):
         idx = ctx.emit(_R.add(st, _R.multiply(const(np.arange(y[d], dtype=np.int64)), sp)))
         x = ctx.emit(_R.take(x, idx, axis=d, mode="clip"))
     _guard(ctx, node, checks, f"the runtime starts/ends/axes/steps do not give the declared output shape {y}")
-    return _R.zeros(y, dtype_of(x)) if 0 in y else x
+    return empty_like(ctx, x, y) if 0 in y else x
+
+
+def empty_like(ctx, x, shape: list[int]):
+    """A zero-size tensor of `shape` computed from `x` (a zero-size constant would be folded, and
+    zero-size constants do not survive export_library)."""
+    s = shape_of(x)
+    if len(s) == len(shape) and all(d <= e for d, e in zip(shape, s)):
+        return ctx.emit(_R.strided_slice(x, axes=list(range(len(s))), begin=[0] * len(s), end=list(shape)))
+    raise ValueError(f"no zero-size {shape} from a {s} tensor")
 
 
 def _static_untouched(ctx, node, r: int) -> set[int]:
