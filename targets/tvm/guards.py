@@ -31,6 +31,7 @@ def _kernel(message: str, size: int, dtype: str):
 
 def thread_guards(bb: relax.BlockBuilder, guards: list[tuple[relax.Expr, str]], out: relax.Expr) -> relax.Expr:
     """`out` (a static-shape tensor) after passing through every guard's kernel, in order."""
+    out = bb.normalize(out)  # e.g. a zero-size constant built by R.zeros has no type yet
     shape = [int(d) for d in out.ty.shape]
     dtype = str(out.ty.dtype)
     size = int(np.prod(shape, dtype=np.int64))

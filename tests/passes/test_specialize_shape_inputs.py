@@ -183,3 +183,15 @@ def test_affine_grid_size_channel_ignored_and_expand_ones(tmp_path):
                             "shape": np.array(shape, np.int64)}])
     with pytest.raises(GuardError, match=r"\(AffineGrid\) input 'size'"):
         lm.run({"theta": theta, "size": np.array([2, 3, 5, 4], np.int64), "x": x, "shape": np.array([3, 4], np.int64)})
+
+
+def test_constant_of_shape_zero_size_output_guarded(tmp_path):
+    proto = _model(20, """
+        agraph (int64[1] shape) => (int32[0] y) {
+            y = ConstantOfShape <value: tensor = int32[1] {7}> (shape) }""")
+    model, modified = _specialize(proto)
+    assert modified
+    lm = _compile(model, tmp_path)
+    _check(lm, proto, [{"shape": np.array([0], np.int64)}])
+    with pytest.raises(GuardError, match=r"\(ConstantOfShape\) input 'shape'"):
+        lm.run({"shape": np.array([3], np.int64)})
