@@ -56,3 +56,11 @@ class TargetError(EdgecError):
 
 class ArtifactError(EdgecError):
     """An artifact directory is missing or malformed."""
+
+
+class GuardError(EdgecError):
+    """A runtime input differs from the value the artifact was specialized for (edgec.AssertEqual)."""
+
+
+#: Prefix of the runtime message of a failing edgec.AssertEqual guard (see GuardError).
+GUARD_PREFIX = "edgec guard failed: "

@@ -4,7 +4,8 @@ A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec
 
 -O0  what the backend needs: static input shapes, inferred value shapes, and control flow it cannot
      lower rewritten away: constant folding (If conditions, trip counts), If folding, Loop/Scan
-     unrolling, LSTM/GRU/RNN decomposition
+     unrolling, LSTM/GRU/RNN decomposition; shape-determining runtime inputs that the static
+     shapes fix compiled as constants behind a runtime guard (`specialize-shape-inputs`)
 -O1  cleanup: constant folding (incl. shape subgraphs), identity removal, CSE, DCE; control flow
      as at -O0
 -O2  cleanup + fusion: BatchNorm/scale folding, zero-Pad folding, attention/GELU/LayerNorm/
@@ -41,7 +42,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("fix-input-shapes,infer-shapes,fold-constants", frozenset({0})),
     Stage(CLEANUP_PIPELINE, frozenset({1, 2, 3})),
     # fold-constants (above) runs before fold-if: If conditions are usually shape computations
-    Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes", frozenset({0, 1, 2, 3})),
+    # shape-determining runtime inputs that the (now inferred) static shapes fix become guarded constants
+    Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes,specialize-shape-inputs", frozenset({0, 1, 2, 3})),
     Stage(FUSION_PIPELINE, _O2_UP),
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
     Stage("fold-transposes,simplify-slice-concat,eliminate-dead-code,infer-shapes", _O2_UP),

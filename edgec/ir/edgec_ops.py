@@ -160,3 +160,9 @@ def pool_nhwc_function(kind: str, opset: int) -> ir.Function:
     names = POOL_ATTRS[kind]
     body = [f"xn = Transpose <{_TO_NCHW}> (X)", f"yn = {kind} <{_refs(names)}> (xn)", f"Y = Transpose <{_TO_NHWC}> (yn)"]
     return _function(f"{kind}NHWC", "", opset, list(names), ["X"], body)
+
+
+def assert_equal_function(opset: int) -> ir.Function:
+    """edgec.AssertEqual: Y = X; a backend raises at run time (naming `message`) when X differs
+    from the compile-time constant `Expected`. The reference body does not check."""
+    return _function("AssertEqual", "", opset, ["message"], ["X", "Expected"], ["Y = Identity (X)"])

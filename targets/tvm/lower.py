@@ -21,6 +21,7 @@ from tvm.relax.frontend.onnx import onnx_frontend as fe
 
 from edgec.errors import EdgecError, ModelValidationError, UnsupportedOpError, UnsupportedTypeError
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
+from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
 from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
 
@@ -114,7 +115,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
     g = model.graph
     opset = _onnx_opset(model)
     bb = relax.BlockBuilder()
-    ctx = LowerContext(bb, opset)
+    ctx = LowerContext(bb, opset, file)
     report = LoweringReport()
     used: set[str] = set()
     params = []
@@ -158,6 +159,8 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
                         raise ModelValidationError(f"{file}: graph output '{v.name}' is not produced by any node")
                     _tensor_dtype(v, file)
                     outs.append(_as_tensor(ctx, ctx.values[v.name]))
+                if ctx.guards:  # runtime checks: the first output passes through them
+                    outs[0] = thread_guards(bb, ctx.guards, outs[0])
                 out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
             bb.emit_func_output(out)
     except BaseException:

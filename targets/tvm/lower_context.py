@@ -13,8 +13,12 @@ from tvm import relax
 class LowerContext:
     bb: relax.BlockBuilder
     opset: int
+    file: str = "model"
     values: dict[str, relax.Expr] = field(default_factory=dict)
     constants: dict[str, np.ndarray] = field(default_factory=dict)
+    # runtime checks: (bool scalar computed in the dataflow block, message); lower_model threads
+    # the first graph output through one asserting kernel per check (targets/tvm/guards.py)
+    guards: list[tuple[relax.Expr, str]] = field(default_factory=list)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""
@@ -24,6 +28,11 @@ class LowerContext:
 
     def emit(self, expr: relax.Expr) -> relax.Expr:
         return self.bb.normalize(expr)
+
+    def guard(self, ok: relax.Expr, message: str) -> None:
+        """Fail the run with `message` (which starts with edgec.errors.GUARD_PREFIX) unless the
+        bool scalar `ok` holds."""
+        self.guards.append((ok, message))
 
     def const_inputs(self, node: ir.Node, *indices: int) -> list[np.ndarray | None] | None:
         """Constant values of the node's inputs at `indices` (None for absent optional inputs);

@@ -10,6 +10,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from edgec.errors import GUARD_PREFIX, GuardError
+
 
 def set_threads(n: int | None) -> None:
     if n:
@@ -35,7 +37,13 @@ class LoadedModel:
         return [tvm.runtime.tensor(np.require(inputs[n], requirements="C")) for n in self.input_names] + self.weight_args
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self.vm["main"](*self._args(inputs))
+        try:
+            out = self.vm["main"](*self._args(inputs))
+        except (RuntimeError, AssertionError) as e:  # a failing runtime guard (targets/tvm/guards.py)
+            msg = " ".join(str(e).split())
+            if GUARD_PREFIX in msg:
+                raise GuardError(msg[msg.index(GUARD_PREFIX):]) from None
+            raise
         items = list(out) if not hasattr(out, "numpy") else [out]
         return {n: o.numpy() for n, o in zip(self.output_names, items)}
 

@@ -64,14 +64,15 @@ def test_resize_sizes_axes_keep_aspect(tmp_path):
     check(proto, {"x": rand(1, 1, 4, 6)}, tmp_path, owned={"Resize"})
 
 
-def test_resize_with_runtime_scales_is_declined_with_a_precise_error(tmp_path):
-    # edgec's Resize needs constant scales; TVM's frontend cannot take a runtime one either:
-    # the result must be an UnsupportedOpError naming node, op, domain and opset - not a crash
+def test_resize_with_runtime_antialias_scales_is_declined_with_a_precise_error(tmp_path):
+    # runtime scales are lowered with runtime taps (resize_runtime.py) except for antialias, and
+    # TVM's frontend cannot take a runtime scale either: the result must be an
+    # UnsupportedOpError naming node, op, domain and opset - not a crash
     proto = model(19, """
-        agraph (float[1, 1, 4, 4] x, float[4] s) => (float[1, 1, 8, 8] y)
-        { y = Resize <mode: string = "nearest"> (x, , s) }""")
+        agraph (float[1, 1, 4, 4] x, float[4] s) => (float[1, 1, 2, 2] y)
+        { y = Resize <mode: string = "linear", antialias: int = 1> (x, , s) }""")
     proto.graph.node[0].name = "up"
     with pytest.raises(UnsupportedOpError) as e:
-        edgec_run(proto, {"x": rand(1, 1, 4, 4), "s": np.array([1, 1, 2, 2], np.float32)}, tmp_path)
+        edgec_run(proto, {"x": rand(1, 1, 4, 4), "s": np.array([1, 1, 0.5, 0.5], np.float32)}, tmp_path)
     msg = str(e.value)
     assert "node 'up'" in msg and "op 'Resize'" in msg and "domain 'ai.onnx'" in msg and "opset 19" in msg

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, topi
 
+from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import lowers
 from edgec.targets.tvm.ops.cast import onnx_dtype
+from edgec.targets.tvm.ops.runtime_params import runtime_pad
 
 _R = relax.op
 
@@ -92,7 +94,7 @@ def pad(ctx, node, xs):
     else:
         c = ctx.const_inputs(node, 1, 3)
         if c is None:
-            return NotImplemented
+            return runtime_pad(ctx, node, xs)
         pads = [int(p) for p in c[0].reshape(-1)]
         axes = [int(a) % r for a in c[1].reshape(-1)] if c[1] is not None else list(range(r))
         value = 0.0
@@ -127,11 +129,36 @@ def pad(ctx, node, xs):
 def _cumulative(ctx, node, xs, fn):
     x = xs[0]
     s = shape_of(x)
-    c = ctx.const_inputs(node, 1)
-    if s is None or c is None:
+    if s is None:
         return NotImplemented
+    c = ctx.const_inputs(node, 1)
+    if c is None:
+        return _cumulative_runtime_axis(ctx, node, xs, fn, s)
     axis = int(c[0].reshape(-1)[0])
-    axis = axis + len(s) if axis < 0 else axis
+    return _cumulative_along(ctx, node, x, fn, axis + len(s) if axis < 0 else axis)
+
+
+def _cumulative_runtime_axis(ctx, node, xs, fn, s):
+    """The axis is a runtime input (the output shape does not depend on it): scan along every
+    axis, select the one named at run time; a guard raises for an axis outside [-r, r-1]."""
+    a = xs[1]
+    pa = shape_of(a)
+    if not s or pa is None or int(np.prod(pa, dtype=np.int64)) != 1 or not dtype_of(a).startswith("int"):
+        return NotImplemented
+    r = len(s)
+    a64 = ctx.emit(_R.reshape(a if dtype_of(a) == "int64" else ctx.emit(_R.astype(a, "int64")), []))
+    axis = ctx.emit(_R.where(_R.less(a64, const(np.int64(0))), _R.add(a64, const(np.int64(r))), a64))
+    out = ctx.emit(_cumulative_along(ctx, node, xs[0], fn, r - 1))
+    for i in range(r - 2, -1, -1):
+        out = ctx.emit(_R.where(_R.equal(axis, const(np.int64(i))), ctx.emit(_cumulative_along(ctx, node, xs[0], fn, i)),
+                                out))
+    ok = ctx.emit(_R.logical_and(_R.greater_equal(axis, const(np.int64(0))), _R.less(axis, const(np.int64(r)))))
+    ctx.guard(ok, f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}) input "
+                  f"'{node.inputs[1].name}': the runtime axis is outside [-{r}, {r - 1}]")
+    return out
+
+
+def _cumulative_along(ctx, node, x, fn, axis):
     exclusive, reverse = bool(attr(node, "exclusive", 0)), bool(attr(node, "reverse", 0))
     if reverse:
         x = ctx.emit(_R.flip(x, axis=axis))

@@ -3,9 +3,12 @@ reduction sets), ArgMax/ArgMin (select_last_index)."""
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 from tvm import relax
 
+from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import lowers
 
@@ -64,11 +67,75 @@ def reduce(ctx, node, xs):
     s = shape_of(x)
     if s is None:
         return NotImplemented
-    dt = dtype_of(x)
-    pre, red, post, empty = _REDUCE[node.op_type]
     axes = reduce_axes(ctx, node, len(s))
     if axes is NotImplemented:
+        return _runtime_axes(ctx, node, xs, s)
+    return _reduce(ctx, node, x, s, axes)
+
+
+def _declared_shape(v) -> list[int] | None:
+    if v is None or v.shape is None or not all(isinstance(d, int) for d in v.shape):
+        return None
+    return [int(d) for d in v.shape]
+
+
+def _candidates(s: list[int], y: list[int], k: int, keep: bool) -> list[list[int]]:
+    """Every sorted set of k distinct axes that reduces shape `s` to the declared shape `y`."""
+    out = []
+    for axes in combinations(range(len(s)), k):
+        kept = [1 if i in axes else d for i, d in enumerate(s) if keep or i not in axes]
+        if kept == y:
+            out.append(list(axes))
+    return out
+
+
+_MAX_CANDIDATES = 8
+
+
+def _runtime_axes(ctx, node, xs, s):
+    """Reduce* whose axes are a runtime input, for a declared output shape: each axes set that
+    gives that shape is reduced, the one the runtime axes name is selected, and a runtime guard
+    raises when they name none of them (e.g. keepdims=0 over one of two equal dims)."""
+    if not _axes_in_input(node.op_type, ctx.opset) or not has_input(node, 1) or len(xs) < 2:
         return NotImplemented
+    a, y = xs[1], _declared_shape(node.outputs[0])
+    pa = shape_of(a)
+    if y is None or pa is None or len(pa) > 1 or not dtype_of(a).startswith("int"):
+        return NotImplemented
+    k, r = int(np.prod(pa, dtype=np.int64)), len(s)
+    keep = bool(attr(node, "keepdims", 1))
+    if k == 0:  # an empty axes tensor: its value is its static shape
+        axes = [] if attr(node, "noop_with_empty_axes", 0) else list(range(r))
+        return _reduce(ctx, node, xs[0], s, axes)
+    cands = _candidates(s, y, k, keep)
+    if not cands or len(cands) > _MAX_CANDIDATES:
+        return NotImplemented
+    a64 = a if dtype_of(a) == "int64" else ctx.emit(_R.astype(a, "int64"))
+    a64 = ctx.emit(_R.reshape(a64, [k, 1]))
+    norm = ctx.emit(_R.where(_R.less(a64, const(np.int64(0))), _R.add(a64, const(np.int64(r))), a64))
+    matches = []
+    for c in cands:  # runtime axes == c as sets: every axis is in c and every member of c is named
+        hit = ctx.emit(_R.astype(_R.equal(norm, const(np.array([c], np.int64))), "int64"))
+        rows = ctx.emit(_R.min(_R.sum(hit, axis=[1]), axis=[0]))
+        cols = ctx.emit(_R.min(_R.sum(hit, axis=[0]), axis=[0]))
+        matches.append(ctx.emit(_R.logical_and(_R.greater(rows, const(np.int64(0))),
+                                               _R.greater(cols, const(np.int64(0))))))
+    out = ctx.emit(_reduce(ctx, node, xs[0], s, cands[-1]))
+    for c, m in zip(cands[-2::-1], matches[-2::-1]):
+        out = ctx.emit(_R.where(m, ctx.emit(_reduce(ctx, node, xs[0], s, c)), out))
+    ok = matches[0]
+    for m in matches[1:]:
+        ok = ctx.emit(_R.logical_or(ok, m))
+    file = ctx.file
+    ctx.guard(ok, f"{GUARD_PREFIX}{file}: node '{node.name or node.op_type}' ({node.op_type}) input "
+                  f"'{node.inputs[1].name}': the runtime axes do not give the declared output shape {y}; "
+                  f"compiled for axes {' or '.join(str(c) for c in cands)}")
+    return out
+
+
+def _reduce(ctx, node, x, s, axes):
+    dt = dtype_of(x)
+    pre, red, post, empty = _REDUCE[node.op_type]
     keep = bool(attr(node, "keepdims", 1))
     if not axes:  # noop_with_empty_axes: the elementwise parts only
         return _elementwise(post, ctx.emit(_elementwise(pre, x)))

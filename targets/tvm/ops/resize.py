@@ -1,4 +1,5 @@
-"""Resize (opset 10+) and Upsample with constant scales/sizes: every mode (nearest, linear,
+"""Resize (opset 10+) and Upsample with constant scales/sizes (runtime scales:
+`resize_runtime.py`): every mode (nearest, linear,
 cubic, antialias), coordinate transformation, nearest_mode, exclude_outside, axes,
 keep_aspect_ratio_policy and tf_crop_and_resize extrapolation.
 
@@ -14,6 +15,7 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops.resize_runtime import runtime_scales_resize, runtime_sizes_resize
 
 _R = relax.op
 
@@ -150,10 +152,19 @@ def resize(ctx, node, xs):
     if ctx.opset < 11:
         c = ctx.const_inputs(node, 1)
         if c is None:
-            return NotImplemented
+            return runtime_scales_resize(ctx, node, x, xs[1], "asymmetric")
         return _resize(ctx, node, x, None, c[0], None, "asymmetric")
     c = ctx.const_inputs(node, 1, 2, 3)
     if c is None:
+        # runtime scales (no sizes; roi, if any, is constant): taps computed at run time
+        roi = ctx.const_inputs(node, 1)
+        ctm = _s(attr(node, "coordinate_transformation_mode", "half_pixel"))
+        if roi is not None and has_input(node, 2) and ctx.const_inputs(node, 2) is None and not has_input(node, 3):
+            return runtime_scales_resize(ctx, node, x, xs[2], ctm)
+        scales = ctx.const_inputs(node, 2)
+        if (roi is not None and has_input(node, 3) and ctx.const_inputs(node, 3) is None
+                and (scales is None or scales[0] is None or scales[0].size == 0)):
+            return runtime_sizes_resize(ctx, node, x, xs[3], ctm)
         return NotImplemented
     roi, scales, sizes = c
     if sizes is not None and sizes.size == 0:
@@ -173,7 +184,7 @@ def upsample(ctx, node, xs):
     if has_input(node, 1):
         c = ctx.const_inputs(node, 1)
         if c is None:
-            return NotImplemented
+            return runtime_scales_resize(ctx, node, x, xs[1], "asymmetric", "floor")
         scales = c[0]
     else:
         scales = np.array(attr(node, "scales"), dtype=np.float32)

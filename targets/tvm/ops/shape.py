@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import lowers
 
@@ -86,11 +87,31 @@ def tile(ctx, node, xs):
 @lowers("Range")
 def range_(ctx, node, xs):
     c = ctx.const_inputs(node, 0, 1, 2)
-    if c is None:
-        return NotImplemented  # the output length depends on runtime values
+    if c is None:  # the output length depends on runtime values: only for a declared length
+        return _runtime_range(ctx, node, xs)
     start, limit, delta = (np.asarray(v) for v in c)
     n = max(int(np.ceil((limit - start) / delta)), 0)
     return ctx.constant(node, (start + np.arange(n) * delta).astype(start.dtype))
+
+
+def _runtime_range(ctx, node, xs):
+    """start + i * delta (i < n, computed in float64 / int64 as onnx's reference does with
+    numpy.arange) for the declared length n; a runtime guard checks that
+    max(ceil((limit - start) / delta), 0) == n."""
+    v = node.outputs[0]
+    if v.shape is None or len(v.shape) != 1 or not isinstance(v.shape[0], int):
+        return NotImplemented
+    n, dt = int(v.shape[0]), dtype_of(xs[0])
+    wide = "int64" if dt.startswith(("int", "uint")) else "float64"
+    start, limit, delta = (ctx.emit(_R.astype(_R.reshape(x, []), wide)) for x in xs[:3])
+    out = ctx.emit(_R.astype(_R.add(start, _R.multiply(const(np.arange(n, dtype=wide)), delta)), dt))
+    f = [ctx.emit(_R.astype(x, "float64")) for x in (start, limit, delta)]
+    count = ctx.emit(_R.ceil(_R.divide(_R.subtract(f[1], f[0]), f[2])))
+    count = ctx.emit(_R.maximum(count, const(np.float64(0))))
+    ctx.guard(ctx.emit(_R.equal(count, const(np.float64(n)))),
+              f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' (Range): the runtime start/limit/delta "
+              f"do not give the declared length {n}")
+    return out
 
 
 @lowers("EyeLike")

@@ -7,6 +7,7 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, shape_of
 from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops.runtime_params import empty_like, runtime_slice
 
 _R = relax.op
 
@@ -97,7 +98,7 @@ def slice_(ctx, node, xs):
     vals = [ctx.const_array(v) if v is not None else None for v in node.inputs[1:5]]
     if vals[0] is None or vals[1] is None or any(v is None and i < len(node.inputs) - 1 and node.inputs[i + 1] is not None
                                                for i, v in enumerate(vals)):
-        return NotImplemented
+        return runtime_slice(ctx, node, xs)
     starts, ends = vals[0].tolist(), vals[1].tolist()
     axes = vals[2].tolist() if len(vals) > 2 and vals[2] is not None else list(range(len(starts)))
     steps = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else [1] * len(starts)
@@ -132,6 +133,17 @@ def split(ctx, node, xs):
         if s[axis] % n:
             return NotImplemented
         sizes = [s[axis] // n] * n
+    if 0 in sizes:  # R.split needs strictly increasing indices: slice each part
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        parts = []
+        for b, e in zip(bounds[:-1], bounds[1:]):
+            if b == e:
+                shape = list(s)
+                shape[axis] = 0
+                parts.append(empty_like(ctx, xs[0], shape))
+            else:
+                parts.append(ctx.emit(_R.strided_slice(xs[0], axes=[axis], begin=[b], end=[e])))
+        return parts
     idx = np.cumsum(sizes)[:-1].tolist()
     out = ctx.emit(_R.split(xs[0], idx, axis=axis))
     return [ctx.emit(relax.TupleGetItem(out, i)) for i in range(n)]
