@@ -13,39 +13,9 @@ import numpy as np
 from edgec import __version__
 from edgec.artifact import INTERRUPTS
 from edgec.errors import EdgecError
+from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
 
 EXIT_USER, EXIT_INTERNAL, EXIT_MISMATCH = 2, 1, 3
-
-
-def _load_tensor(spec: str) -> tuple[str, np.ndarray]:
-    from edgec.errors import ArtifactError
-
-    if "=" not in spec:
-        raise ArtifactError(f"--input '{spec}' must look like name=file.npy")
-    name, file = spec.split("=", 1)
-    p = Path(file)
-    if not p.is_file():
-        raise ArtifactError(f"input file {p} not found")
-    try:
-        if p.suffix == ".pb":
-            import onnx
-            from onnx import numpy_helper
-
-            t = onnx.TensorProto()
-            t.ParseFromString(p.read_bytes())
-            return name, numpy_helper.to_array(t)
-        return name, np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise ArtifactError(f"{p}: cannot read tensor ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
-
-
-def _summary(name: str, a: np.ndarray) -> str:
-    if a.size and a.dtype.kind in "fiub":
-        f = a.astype(np.float64)
-        stats = f"min {f.min():.6g} max {f.max():.6g} mean {f.mean():.6g}"
-    else:
-        stats = "empty"
-    return f"{name}: {a.dtype}{list(a.shape)} {stats}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -250,14 +220,14 @@ def run(artifact, inputs, out, compare_onnx, atol, seed, threads):
     from edgec.reference import compare, seeded_inputs
 
     art = load_artifact(artifact)
-    feed = dict(_load_tensor(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed)
+    feed = dict(load_tensor_arg(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed)
     if not inputs:
         click.echo(f"inputs: seeded random (seed {seed})")
     outputs = run_artifact(art, feed, threads)
     for name, a in outputs.items():
-        click.echo(_summary(name, a))
+        click.echo(summarize(name, a))
     if out:
-        _save_npz(out, outputs)
+        save_npz_atomic(out, outputs)
         click.echo(f"saved {len(outputs)} output(s) to {out}")
     if compare_onnx:
         from edgec.ir.loader import load_proto
@@ -274,14 +244,6 @@ def run(artifact, inputs, out, compare_onnx, atol, seed, threads):
             click.echo(f"MISMATCH: max abs error {worst:.3g} > atol {atol:g}", err=True)
             sys.exit(EXIT_MISMATCH)
         click.echo(f"OK: matches onnxruntime (max abs error {worst:.3g} <= {atol:g})")
-
-
-def _save_npz(path: str, outputs: dict) -> None:
-    import os
-
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, **outputs)
-    os.replace(tmp, path)
 
 
 @cli.command()

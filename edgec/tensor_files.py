@@ -1,0 +1,48 @@
+"""Tensor files on the command line: `name=file.npy|.pb` inputs, output summaries, .npz outputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgec.errors import ArtifactError
+
+
+def load_tensor_arg(spec: str) -> tuple[str, np.ndarray]:
+    """Parse a `name=file` argument; the file is .npy or an ONNX TensorProto .pb."""
+    if "=" not in spec:
+        raise ArtifactError(f"--input '{spec}' must look like name=file.npy")
+    name, file = spec.split("=", 1)
+    p = Path(file)
+    if not p.is_file():
+        raise ArtifactError(f"input file {p} not found")
+    try:
+        if p.suffix == ".pb":
+            import onnx
+            from onnx import numpy_helper
+
+            t = onnx.TensorProto()
+            t.ParseFromString(p.read_bytes())
+            return name, numpy_helper.to_array(t)
+        return name, np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise ArtifactError(f"{p}: cannot read tensor ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+
+
+def summarize(name: str, a: np.ndarray) -> str:
+    """One line: name, dtype, shape, min/max/mean."""
+    if a.size and a.dtype.kind in "fiub":
+        f = a.astype(np.float64)
+        stats = f"min {f.min():.6g} max {f.max():.6g} mean {f.mean():.6g}"
+    else:
+        stats = "empty"
+    return f"{name}: {a.dtype}{list(a.shape)} {stats}"
+
+
+def save_npz_atomic(path: str, outputs: dict) -> None:
+    """Write all outputs to an .npz via a temporary file and a rename (no partial file)."""
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **outputs)
+    os.replace(tmp, path)
