@@ -35,6 +35,8 @@ def ort_profile(path: str, inputs, runs: int) -> tuple[dict, float]:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
     so.enable_profiling = True
+    # idle spinning ORT workers would steal the cores edgec's kernels run on next (2-core machine)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     for _ in range(5):
