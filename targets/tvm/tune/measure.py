@@ -11,6 +11,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from edgec.errors import EdgecError
+from edgec.targets.tvm.runtime import default_threads
 
 
 class TuneError(EdgecError):
@@ -70,9 +71,10 @@ def make_runner(cfg: MeasureConfig) -> ms.runner.Runner:
         return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=ev, max_workers=max(1, n))
     # timed kernels run in popen workers forked from here: they read the thread pool settings
     # from the environment, as edgec's runtime does (spinning off, N threads)
+    # (TVM's own x86 default, half the logical CPUs, timed every kernel single-threaded on a
+    # 2-core VM: `default_threads` is what `edgec run/bench` use)
     os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
-    if cfg.threads:
-        os.environ["TVM_NUM_THREADS"] = str(cfg.threads)
+    os.environ["TVM_NUM_THREADS"] = str(cfg.threads or default_threads())
     return ms.runner.LocalRunner(evaluator_config=ev, timeout_sec=cfg.run_timeout)
 
 
