@@ -95,6 +95,8 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
     options = {"fix-input-shapes": {"shapes": opts.input_shapes}} if opts.input_shapes else {}
     if opts.io_layout != "nchw":
         options["to-nhwc"] = {"io_layout": opts.io_layout}
+    if spec is not None and spec.tvm.get("kind") == "llvm":
+        options["pad-channels"] = {"block": max(int(spec.vector_bits) // 32, 1)}
     ctx = PassContext(target=spec.name if spec else None, opt_level=opts.opt_level,
                       disabled=frozenset(opts.disabled), options=options, instruments=instruments)
     nodes_before, ops_before = node_count(model), op_histogram(model)

@@ -10,7 +10,8 @@ A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec
      as at -O0
 -O2  cleanup + fusion: BatchNorm/scale folding, zero-Pad folding, attention/GELU/LayerNorm/
      RMSNorm/SiLU/HardSwish recognition, activation fusion into Conv/Gemm/MatMul, transpose and
-     reshape folding; NHWC targets (ARM) also convert to NHWC (`to-nhwc`); then cleanup again
+     reshape folding; NHWC targets (ARM) also convert to NHWC (`to-nhwc`), NCHW CPU targets pad
+     activation channels to the vector block (`pad-channels`); then cleanup again
 -O3  as -O2 (reserved for layout and schedule choices that trade compile time for speed)
 """
 
@@ -46,6 +47,8 @@ STAGES: tuple[Stage, ...] = (
     Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes,specialize-shape-inputs", frozenset({0, 1, 2, 3})),
     Stage(FUSION_PIPELINE, _O2_UP),
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
+    # channels padded to the CPU backend's vector block (the block comes from the target: see api.optimize)
+    Stage("pad-channels", _O2_UP, frozenset({"NCHW"})),
     Stage("fold-transposes,simplify-slice-concat,eliminate-dead-code,infer-shapes", _O2_UP),
 )
 

@@ -68,7 +68,7 @@ def space(sch, ctx) -> list[dict]:
     base = default_knobs(sch, ctx)
     most = ctx.registers - 4
     out = []
-    for ot in (1, 2, 4, 8):
+    for ot in (1, 2, 3, 4, 6, 8):
         if ocb % ot or (ot > 1 and ot * panel > 2 * C.L2_BYTES):
             continue
         for yt in (1, 2, 4):
