@@ -12,7 +12,10 @@ compile with those records (no tuning in the timed process). `--chart` needs mat
 (`pip install -e '.[bench]'`).
 
 Every runtime is timed in its own subprocess (idle worker threads of one runtime would steal the
-other's core); onnxruntime gets 2 intra-op threads. The machine's matmul peak is numpy's 2048^2
+other's core), each with its default thread-pool spinning; onnxruntime gets 2 intra-op threads.
+`--rounds R` (default 3) repeats ORT / edgec / edgec tuned in turn, each in a fresh process on
+the same build; the medians are over all R x `--repeat` runs, so a slow phase of this shared
+machine lands on every runtime alike. The machine's matmul peak is numpy's 2048^2
 fp32 matmul, measured in the same run; "%peak" is a model's GFLOP/s as a fraction of it.
 edgec outputs are checked against onnxruntime (max abs error) before timing.
 """
@@ -33,12 +36,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from models import MODELS, ODD_MODELS, flops_of, sample_inputs, write_all  # noqa: E402
 
-ENV = {**os.environ, "TVM_THREAD_POOL_SPIN_COUNT": "0", "TVM_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}
+# both runtimes keep their default thread-pool spinning (onnxruntime allow_spinning=1, TVM's spin
+# count): each runs in its own process, so idle spinning workers cannot steal the other's cores
+ENV = {k: v for k, v in os.environ.items() if k != "TVM_THREAD_POOL_SPIN_COUNT"}
+ENV.update({"TVM_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
 # TVM default build measured once on this machine (tvm-0.27 notes) for when it is skipped or times out
 NOTES_TVM_DEFAULT_MS = {"resnet18": 3164.0, "mobilenetv2": 341.0, "bert": 724.0}
 
 
-def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
+def worker(kind: str, model_path: str, warmup: int, repeat: int, artifact: str = "") -> dict:
     import onnx
 
     model = onnx.load(model_path)
@@ -80,11 +86,15 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
         import onnxruntime as ort
 
         from edgec.api import CompileOptions, compile_model
+        from edgec.artifact import load_artifact
         from edgec.targets.tvm.execute import load
 
         records = kind.split(":", 1)[1] if kind.startswith("edgec-tuned:") else None
-        art = compile_model(model_path, Path(tempfile.mkdtemp()) / "a",
-                            CompileOptions(target="host", passes="", records=records))
+        if artifact and (Path(artifact) / "metadata.json").exists():  # a later round: same build
+            m = load(load_artifact(artifact), threads=2)
+            return {"times": m.bench(inputs, warmup, repeat)}
+        art = compile_model(model_path, Path(artifact or Path(tempfile.mkdtemp()) / "a"),
+                            CompileOptions(target="host", records=records))
         if records:
             rec = art.metadata["lowering"]["records"]
             kernels = rec["applied"] + sum(art.metadata["lowering"]["schedules"].values())
@@ -101,8 +111,9 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int) -> dict:
     return out
 
 
-def spawn(kind, path, warmup, repeat, timeout):
-    cmd = [sys.executable, __file__, "--worker", kind, str(path), "--warmup", str(warmup), "--repeat", str(repeat)]
+def spawn(kind, path, warmup, repeat, timeout, artifact=""):
+    cmd = [sys.executable, __file__, "--worker", kind, str(path), "--warmup", str(warmup), "--repeat", str(repeat),
+           "--artifact", str(artifact)]
     try:
         p = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -113,8 +124,8 @@ def spawn(kind, path, warmup, repeat, timeout):
 
 
 def tune(path, records, trials, timeout, space="knobs", budget="20m") -> str | None:
-    # the same (empty) pass pipeline as the "edgec untuned" row, so the kernels and keys match
-    cmd = [sys.executable, "-m", "edgec.cli", "tune", str(path), "--passes", "", "--records", str(records),
+    # the default pass pipeline, as the "edgec untuned" row (and `edgec compile`): kernels and keys match
+    cmd = [sys.executable, "-m", "edgec.cli", "tune", str(path), "--records", str(records),
            "--trials", str(trials), "--space", space, "--time-budget", budget,
            "--threads", "2", "--seed", "0"]
     try:
@@ -145,6 +156,9 @@ def main():
     ap.add_argument("--models", default="")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds (ORT, edgec, ... each in a fresh process); medians over all runs")
+    ap.add_argument("--artifact", default="", help=argparse.SUPPRESS)
     ap.add_argument("--tvm-default", choices=["run", "skip"], default="run")
     ap.add_argument("--tvm-timeout", type=int, default=300)
     ap.add_argument("--out", default="/tmp/edgec-bench")
@@ -155,7 +169,7 @@ def main():
     ap.add_argument("--tune-timeout", type=int, default=3600)
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker[0], a.worker[1], a.warmup, a.repeat)))
+        print(json.dumps(worker(a.worker[0], a.worker[1], a.warmup, a.repeat, a.artifact)))
         return
     names = [n for n in a.models.split(",") if n] or list(ODD_MODELS if a.odd else MODELS)
     paths = write_all(Path(a.out), names)
@@ -168,8 +182,8 @@ def main():
     results = {}
     for name in names:
         flops = flops_of(onnx.load(str(paths[name]), load_external_data=False))
+        builds = Path(tempfile.mkdtemp(prefix=f"edgec-bench-{name}-"))
         ort_r = spawn("ort", paths[name], a.warmup, a.repeat, 600)
-        ort_med = np.median(ort_r["times"]) * 1e3
         rows = {"onnxruntime (2 thr)": ort_r}
         if a.tvm_default == "run":
             tvm_r = spawn("tvm", paths[name], 1, 3, a.tvm_timeout)
@@ -178,14 +192,25 @@ def main():
         if "times" not in tvm_r and name in NOTES_TVM_DEFAULT_MS:
             tvm_r = {"times": [NOTES_TVM_DEFAULT_MS[name] / 1e3], "note": f"MEASURED ONCE earlier ({tvm_r['error']})"}
         rows["TVM default build"] = tvm_r
-        rows["edgec untuned"] = spawn("edgec", paths[name], a.warmup, a.repeat, 1200)
+        timed = {"onnxruntime (2 thr)": ("ort", "")}
+        rows["edgec untuned"] = spawn("edgec", paths[name], a.warmup, a.repeat, 1200, builds / "untuned")
+        timed["edgec untuned"] = ("edgec", builds / "untuned")
         if a.tuned_trials:
             records = Path(a.out) / f"{name}.tuning.json"
             t0 = time.perf_counter()
             err = tune(paths[name], records, a.tuned_trials, a.tune_timeout, a.tune_space, a.tune_budget)
-            tuned = spawn(f"edgec-tuned:{records}", paths[name], a.warmup, a.repeat, 1200) if not err else {"error": err}
+            kind = f"edgec-tuned:{records}"
+            tuned = spawn(kind, paths[name], a.warmup, a.repeat, 1200, builds / "tuned") if not err else {"error": err}
             tuned["note"] = tuned.get("note", "") + f", {a.tune_space} tune+compile {time.perf_counter() - t0:.0f}s"
             rows[f"edgec tuned ({a.tuned_trials})"] = tuned
+            if not err:
+                timed[f"edgec tuned ({a.tuned_trials})"] = (kind, builds / "tuned")
+        for _ in range(a.rounds - 1):  # interleaved: a slow phase of the machine hits every runtime alike
+            for rt, (kind, art) in timed.items():
+                if "times" in rows[rt]:
+                    more = spawn(kind, paths[name], a.warmup, a.repeat, 600, art)
+                    rows[rt]["times"] = rows[rt]["times"] + more.get("times", [])
+        ort_med = np.median(rows["onnxruntime (2 thr)"]["times"]) * 1e3
         for rt, r in rows.items():
             print(fmt_row(name, rt, r, ort_med, flops, peak))
         results[name] = {rt: r for rt, r in rows.items()}

@@ -65,7 +65,7 @@ def edgec_profile(path: str, inputs, runs: int, records: str | None) -> tuple[di
     from edgec.targets.tvm.execute import load
 
     art = compile_model(path, Path(tempfile.mkdtemp()) / "a",
-                        CompileOptions(target="host", passes="", records=records))
+                        CompileOptions(target="host", records=records))
     m = load(art, threads=2)
     ts = m.bench(inputs, 5, runs)
     per_kernel: dict[str, float] = defaultdict(float)

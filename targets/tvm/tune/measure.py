@@ -70,10 +70,9 @@ def make_runner(cfg: MeasureConfig) -> ms.runner.Runner:
                             f"{' '.join(str(e).split())[:160]}") from None
         return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=ev, max_workers=max(1, n))
     # timed kernels run in popen workers forked from here: they read the thread pool settings
-    # from the environment, as edgec's runtime does (spinning off, N threads)
+    # from the environment, as edgec's runtime does (N threads, TVM's default spinning)
     # (TVM's own x86 default, half the logical CPUs, timed every kernel single-threaded on a
     # 2-core VM: `default_threads` is what `edgec run/bench` use)
-    os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
     os.environ["TVM_NUM_THREADS"] = str(cfg.threads or default_threads())
     return ms.runner.LocalRunner(evaluator_config=ev, timeout_sec=cfg.run_timeout)
 
