@@ -21,7 +21,7 @@ from edgec.targets.tvm.tune.measure import (
     tuning_target,
 )
 from edgec.targets.tvm.tune.progress import Progress, fmt_us
-from edgec.targets.tvm.tune.records import Records, decide
+from edgec.targets.tvm.tune.records import Records, best_knobs_us, decide
 from edgec.targets.tvm.tune.search import trace_to_json, tune_task
 from edgec.targets.tvm.tune.tasks import Task, extract_tasks
 
@@ -133,7 +133,8 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
     for i, (task, budget) in enumerate(zip(tasks, budgets), 1):
         entry = records.entry(task.key, name=task.name, target=str(target), weight=task.weight, flops=task.flops)
         left = budget - entry.get(done_key, 0)
-        finished = left <= 0 and (not knobs or entry.get("knobs_confirmed") or not budget)
+        confirmed = entry.get("knobs_confirmed") and entry.get("knobs_verdict") is not None
+        finished = left <= 0 and (not knobs or confirmed or not budget)
         if (entry.get("rule") or {}).get("latency_us") is not None and finished:
             summary.skipped += 1
             progress.done(i, n, task.name, entry, budget, "done earlier" if budget else "rules (no trials)")
@@ -146,7 +147,7 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
             progress.update(i, n, task.name, entry, budget, "timing rules")
             _measure_rule(task, entry, ms_target, ctx, builder, runner)
             records.save()
-        if knobs and (left > 0 or not entry.get("knobs_confirmed")) and budget:
+        if knobs and (left > 0 or not confirmed) and budget:
             progress.update(i, n, task.name, entry, budget)
             summary.trials_run += search_knobs(
                 task, records, budget, ctx, ms_target, builder, runner, deadline=deadline,
@@ -174,7 +175,7 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
 
 def _best(e: dict) -> float | None:
     vals = [x for x in ((e.get("rule") or {}).get("latency_us"), e["tuned"][0]["latency_us"] if e.get("tuned") else None,
-                        e["knobs"][0]["latency_us"] if e.get("knobs") else None)
+                        best_knobs_us(e))
             if x is not None]
     return min(vals) if vals else None
 
@@ -183,4 +184,5 @@ def _task_json(task: Task, e: dict, budget: int) -> dict:
     return {"name": task.name, "key": task.key, "weight": task.weight, "trials": e.get("trials", 0), "budget": budget,
             "knob_trials": e.get("knob_trials", 0), "rule_us": (e.get("rule") or {}).get("latency_us"),
             "tuned_us": e["tuned"][0]["latency_us"] if e.get("tuned") else None,
-            "knobs_us": e["knobs"][0]["latency_us"] if e.get("knobs") else None, "best": e.get("best")}
+            "knobs_us": e["knobs"][0]["latency_us"] if e.get("knobs") else None,
+            "knobs_verdict": e.get("knobs_verdict"), "best": e.get("best")}

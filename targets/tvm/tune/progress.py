@@ -29,10 +29,13 @@ class Progress:
         rule = (entry.get("rule") or {}).get("latency_us")
         tuned = entry["tuned"][0]["latency_us"] if entry.get("tuned") else None
         knobs = entry["knobs"][0]["latency_us"] if entry.get("knobs") else None
-        best = min([x for x in (rule, tuned, knobs) if x is not None], default=None)
+        verdict = entry.get("knobs_verdict")
+        usable = knobs if verdict == "accepted" else None  # unconfirmed knobs never count as best
+        best = min([x for x in (rule, tuned, usable) if x is not None], default=None)
         gain = f" ({rule / best:.2f}x vs rules)" if rule and best else ""
         err = f", {entry.get('errors', 0)} failed" if entry.get("errors") else ""
-        found = (f"knobs {fmt_us(knobs)}" if "knob_trials" in entry else f"tuned {fmt_us(tuned)}")
+        found = (f"knobs {fmt_us(knobs)}{f' ({verdict})' if verdict in ('accepted', 'rejected') else ''}"
+                 if "knob_trials" in entry else f"tuned {fmt_us(tuned)}")
         done = entry.get("knob_trials", entry.get("trials", 0))
         return (f"[{self._elapsed()}] task {i}/{n} {name[:40]:<40} trials {done}/{budget}{err}  "
                 f"rules {fmt_us(rule)}  {found}  best {fmt_us(best)}{gain}  {status}")

@@ -8,12 +8,15 @@
          "tuned": [{"latency_us": 18.8, "trace": "<TVM JSON>"}, ...],      # best first, top K
          "knobs": [{"latency_us": 17.9, "values": {"rule": "conv2d-nchwc", "ot": 2, ...}}, ...],
          "knob_trials": 12,                # candidates of the rule's knob space measured so far
+         "knobs_verdict": "accepted" | "rejected" | "none" | null,   # interleaved re-timing vs the rule
+         "confirm": {"rounds": 5, "rule_us": [...], "candidates": [{"values", "us", "wins", "accepted"}]},
          "best": "tuned" | "rule" | "knobs" | null}}}
 
 Keys are a structural hash of the kernel (the fused PrimFunc as a one-function module) and a hash
 of the TVM target, so a record is only ever applied to the same kernel built for the same target.
 `best` is whichever of edgec's rule schedule, the best tuned (MetaSchedule) schedule and the best
-knob setting of the rule (`edgec tune --space knobs`) measured fastest.
+knob setting of the rule (`edgec tune --space knobs`) measured fastest; knob settings count only
+once their interleaved confirmation against the rule accepted them (`knobs_verdict`).
 """
 
 from __future__ import annotations
@@ -96,6 +99,7 @@ class Records:
         old = [k["latency_us"] for k in e["knobs"] if k["values"] == values]
         kept.append({"latency_us": min([latency_us, *old]), "values": values})
         e["knobs"] = sorted(kept, key=lambda r: r["latency_us"])[:TOP_K]
+        e["knobs_verdict"] = None  # a new candidate: the confirmation (knobs.confirm) must run again
         decide(e)
 
     def best_for(self, key: str) -> dict | None:
@@ -108,7 +112,8 @@ def best_tuned_us(e: dict) -> float | None:
 
 
 def best_knobs_us(e: dict) -> float | None:
-    return e["knobs"][0]["latency_us"] if e.get("knobs") else None
+    """The best knob setting's latency, if the interleaved confirmation accepted it (knobs.confirm)."""
+    return e["knobs"][0]["latency_us"] if e.get("knobs") and e.get("knobs_verdict") == "accepted" else None
 
 
 def decide(e: dict) -> None:
