@@ -214,8 +214,31 @@ def main():
         for rt, r in rows.items():
             print(fmt_row(name, rt, r, ort_med, flops, peak))
         results[name] = {rt: r for rt, r in rows.items()}
+    print("\n" + "\n".join(goal_lines(results)))
     if a.chart:
         chart(results, a.chart)
+
+
+GOALS = (("edgec untuned", 2.0), ("edgec tuned", 1.25))  # latency / onnxruntime's, issue 6
+
+
+def goal_lines(results) -> list[str]:
+    """MET / MISSED per model and goal, with the measured ratio (a missing row says so)."""
+    out = ["goals (median latency / onnxruntime's, same run): untuned <= 2x, tuned <= 1.25x"]
+    for name, rows in results.items():
+        ort_med = np.median(rows["onnxruntime (2 thr)"]["times"])
+        parts = []
+        for prefix, limit in GOALS:
+            rt = next((k for k in rows if k.startswith(prefix)), None)
+            if rt is None:
+                continue
+            if "times" not in rows[rt]:
+                parts.append(f"{prefix}: MISSED (no timing: {rows[rt].get('error', '?')})")
+                continue
+            ratio = np.median(rows[rt]["times"]) / ort_med
+            parts.append(f"{prefix} {ratio:.2f}x <= {limit}x: {'MET' if ratio <= limit else 'MISSED'}")
+        out.append(f"  {name:<14}" + "; ".join(parts))
+    return out
 
 
 def chart(results, path):
