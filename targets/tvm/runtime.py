@@ -22,23 +22,12 @@ def default_threads() -> int:
         return int(env)
     cpus = os.sched_getaffinity(0)
     cores = set()
-    try:
-        cpu = None
-        phys = core = None
-        for line in open("/proc/cpuinfo"):
-            key, _, val = line.partition(":")
-            key, val = key.strip(), val.strip()
-            if key == "processor":
-                cpu, phys, core = int(val), None, None
-            elif key == "physical id":
-                phys = val
-            elif key == "core id":
-                core = val
-            if cpu in cpus and phys is not None and core is not None:
-                cores.add((phys, core))
-    except (OSError, ValueError):
-        pass
-    return max(1, min(len(cores) or len(cpus), len(cpus)))
+    for c in cpus:  # one entry per physical core: the CPUs sharing it (hyper-threads) list alike
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            cores.add(str(c))
+    return max(1, len(cores))
 
 
 def set_threads(n: int | None) -> int:

@@ -21,7 +21,7 @@ from edgec.targets.tvm.tune.measure import (
     tuning_target,
 )
 from edgec.targets.tvm.tune.progress import Progress, fmt_us
-from edgec.targets.tvm.tune.records import Records, best_knobs_us, decide
+from edgec.targets.tvm.tune.records import Records, best_knobs_us, decide, knobs_settled
 from edgec.targets.tvm.tune.search import trace_to_json, tune_task
 from edgec.targets.tvm.tune.tasks import Task, extract_tasks
 
@@ -133,7 +133,7 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
     for i, (task, budget) in enumerate(zip(tasks, budgets), 1):
         entry = records.entry(task.key, name=task.name, target=str(target), weight=task.weight, flops=task.flops)
         left = budget - entry.get(done_key, 0)
-        confirmed = entry.get("knobs_confirmed") and entry.get("knobs_verdict") is not None
+        confirmed = knobs_settled(entry)
         finished = left <= 0 and (not knobs or confirmed or not budget)
         if (entry.get("rule") or {}).get("latency_us") is not None and finished:
             summary.skipped += 1

@@ -27,7 +27,7 @@ import time
 
 from edgec.targets.tvm.schedules import knob_space, schedule_func
 from edgec.targets.tvm.tune.measure import measure_modules
-from edgec.targets.tvm.tune.records import Records, decide
+from edgec.targets.tvm.tune.records import Records, decide, knobs_settled
 from edgec.targets.tvm.tune.tasks import Task, workload_of
 
 CONFIRM = 2       # best knob settings re-timed together with the rule
@@ -94,8 +94,7 @@ def search_knobs(task: Task, records: Records, budget: int, ctx, target, builder
         records.save()
         if on_update:
             on_update(entry)
-    if entry.get("knob_trials", 0) >= min(budget, len(space)) and (
-            not entry.get("knobs_confirmed") or entry.get("knobs_verdict") is None):
+    if entry.get("knob_trials", 0) >= min(budget, len(space)) and not knobs_settled(entry):
         confirm(task, records, ctx, target, builder, runner)
     return done
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 import time
 
+from edgec.targets.tvm.tune.records import best_knobs_us
+
 
 def fmt_us(us: float | None) -> str:
     if us is None:
@@ -30,8 +32,8 @@ class Progress:
         tuned = entry["tuned"][0]["latency_us"] if entry.get("tuned") else None
         knobs = entry["knobs"][0]["latency_us"] if entry.get("knobs") else None
         verdict = entry.get("knobs_verdict")
-        usable = knobs if verdict == "accepted" else None  # unconfirmed knobs never count as best
-        best = min([x for x in (rule, tuned, usable) if x is not None], default=None)
+        # unconfirmed knobs never count as best
+        best = min([x for x in (rule, tuned, best_knobs_us(entry)) if x is not None], default=None)
         gain = f" ({rule / best:.2f}x vs rules)" if rule and best else ""
         err = f", {entry.get('errors', 0)} failed" if entry.get("errors") else ""
         found = (f"knobs {fmt_us(knobs)}{f' ({verdict})' if verdict in ('accepted', 'rejected') else ''}"

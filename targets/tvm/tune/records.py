@@ -116,6 +116,12 @@ def best_knobs_us(e: dict) -> float | None:
     return e["knobs"][0]["latency_us"] if e.get("knobs") and e.get("knobs_verdict") == "accepted" else None
 
 
+def knobs_settled(e: dict) -> bool:
+    """The knob search's confirmation has run since the last knob setting was measured
+    (knobs.confirm); records written before the confirmation existed have no verdict."""
+    return bool(e.get("knobs_confirmed")) and e.get("knobs_verdict") is not None
+
+
 def decide(e: dict) -> None:
     """Per task keep the fastest of edgec's rule schedule, the best tuned one and the best knob
     setting (the rule wins ties)."""
