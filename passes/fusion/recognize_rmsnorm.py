@@ -2,6 +2,8 @@
 
 Emits ONNX `RMSNormalization` (opset ≥ 23), else `edgec.RMSNormalization` (last axis only).
 Accepted forms of the normalization: Div(x, r), Mul(x, Reciprocal(r)), Mul(x, Div(1, r)).
+gamma must broadcast like a vector over the normalized axes (leading dims 1, never enlarging the
+output); it is passed with exactly the normalized shape (constants broadcast, others reshaped).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from edgec.infra.pass_base import register_pass
 from edgec.ir.edgec_ops import EDGEC_DOMAIN, rms_norm_function
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
 
-from ._common import rank
+from ._common import as_norm_param, norm_param_problem, normalized_shape, rank
 from ._reduce import trailing_axis
 
 
@@ -29,16 +31,20 @@ class RMSNorm(RewriteRule):
             return MatchResult.fail("ReduceMean must reduce the last axis with keepdims")
         if match.const("eps").size != 1:
             return MatchResult.fail("epsilon is not a scalar")
-        return MatchResult.success()
+        if normalized_shape(match["x"], axis) is None:
+            return MatchResult.fail("the normalized dims of the input are not static")
+        why = norm_param_problem(match["gamma"], match["x"], axis, "gamma")
+        return MatchResult.fail(why) if why else MatchResult.success()
 
     def rewrite(self, op, match):
         axis = trailing_axis(match.node("ms"), rank(match["x"]))
         eps = float(match.const("eps").reshape(()))
+        gamma = as_norm_param(op, match["gamma"], match["x"], axis)
         if match.opset >= 23:
-            return op.RMSNormalization(match["x"], match["gamma"], axis=axis, epsilon=eps)
+            return op.RMSNormalization(match["x"], gamma, axis=axis, epsilon=eps)
         fn = rms_norm_function(match.opset)
         op.add_function(fn)
-        return op.RMSNormalization(match["x"], match["gamma"], _domain=EDGEC_DOMAIN, axis=-1, epsilon=eps)
+        return op.RMSNormalization(match["x"], gamma, _domain=EDGEC_DOMAIN, axis=-1, epsilon=eps)
 
 
 @register_pass
