@@ -41,6 +41,7 @@ class CompileOptions:
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     disabled: tuple[str, ...] = ()
     verify: bool = False
+    verify_allow_unrunnable: bool = False  # --verify: count passes onnxruntime cannot run instead of failing
     instruments: list = field(default_factory=list)
     mcpu: str | None = None
     mattr: str | None = None
@@ -90,7 +91,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
     instruments = [stats, *opts.instruments]
     verifier = None
     if opts.verify:
-        verifier = VerifyAgainstOnnxRuntime()
+        verifier = VerifyAgainstOnnxRuntime(allow_unrunnable=opts.verify_allow_unrunnable)
         instruments.append(verifier)
     options = {"fix-input-shapes": {"shapes": opts.input_shapes}} if opts.input_shapes else {}
     if opts.io_layout != "nchw":
@@ -111,6 +112,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
     if verifier is not None:
         info["verified_passes"] = verifier.checked
         info["verify_skipped"] = verifier.skipped
+        info["_verifier"] = verifier  # popped by compile_model, which also checks the artifact
     return model, info
 
 
@@ -118,6 +120,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
     model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes)
     model, pipeline_info = optimize(model, spec, opts)
+    verifier = pipeline_info.pop("_verifier", None)
     from edgec.targets.tvm.backend import compile_to, make_bundle  # heavy: imports tvm
     from edgec.targets.tvm.emulate import host_arch
 
@@ -147,7 +150,23 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             make_bundle(spec, tmp, meta, result.library)
             meta["bundle"] = "bundle"
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if verifier is not None:  # the artifact as it will be committed, bundle included
+            pipeline_info["artifact_verified"] = verify_artifact(load_artifact(tmp), verifier)
+            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
     return load_artifact(out_dir)
+
+
+def verify_artifact(art: Artifact, verifier: VerifyAgainstOnnxRuntime) -> str:
+    """--verify's last check: the compiled artifact against the original model in onnxruntime.
+    Returns "checked" (ARM artifacts run under qemu), or why it could not run here."""
+    from edgec.targets.tvm.execute import why_not_runnable
+
+    why = why_not_runnable(art)
+    if why:
+        return f"not run: {why}"
+    layout = (art.metadata.get("pipeline") or {}).get("io_layout") or {}
+    verifier.check_artifact(run_artifact(art, verifier.artifact_inputs(layout)), layout)
+    return "checked"
 
 
 def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str, bundle: bool) -> int | None:

@@ -27,8 +27,8 @@ def cli(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
-def _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing=False, dump_ir=None,
-                     max_tensor_bytes=4 << 30, io_layout="nchw", trace=None):
+def _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr,
+                     timing=False, dump_ir=None, max_tensor_bytes=4 << 30, io_layout="nchw", trace=None):
     from edgec.api import CompileOptions, parse_input_shapes
     from edgec.infra.instruments import DumpIR, Timing
 
@@ -42,6 +42,7 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, mc
     return CompileOptions(target=target, passes=passes, opt_level=opt_level,
                           input_shapes=parse_input_shapes(input_shape),
                           disabled=tuple(d for item in disable for d in item.split(",") if d), verify=verify,
+                          verify_allow_unrunnable=verify_allow_unrunnable,
                           instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes,
                           io_layout=io_layout)
 
@@ -65,7 +66,11 @@ _pipeline_opts = [
     click.option("-O", "opt_level", type=click.IntRange(0, 3), default=2, show_default=True, help="Optimization level."),
     click.option("--input-shape", multiple=True, metavar="NAME=D0,D1,..", help="Fix a dynamic input shape."),
     click.option("--disable", multiple=True, metavar="PASS", help="Skip a pass of the pipeline (repeatable)."),
-    click.option("--verify", is_flag=True, help="After each pass, check outputs against onnxruntime."),
+    click.option("--verify", is_flag=True,
+                 help="Check outputs against onnxruntime after each pass that modified the graph, and the "
+                      "compiled artifact where it can run here (ARM under qemu)."),
+    click.option("--verify-allow-unrunnable", is_flag=True,
+                 help="With --verify: count a pass whose output onnxruntime cannot run as unchecked instead of failing."),
     click.option("--mcpu", default=None, help="Override the LLVM CPU of a CPU target."),
     click.option("--mattr", default=None, help="Override LLVM features, comma separated (+neon,+dotprod)."),
     click.option("--timing", is_flag=True, help="Print each pass's time to stderr."),
@@ -100,7 +105,7 @@ def pipeline_options(f):
 @click.option("--weights-file", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Store initializers >= 1 MiB in weights.bin beside the library, mapped at run time "
                    "(auto: when they total >= 512 MiB; CPU targets without a bundle).")
-def compile(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
             weights_file):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
@@ -114,7 +119,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     if out is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
     trace = _new_trace(trace_rewrites)
-    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
     opts.records, opts.threads, opts.weights_file = records, threads, weights_file
@@ -130,7 +135,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     click.echo(f"compiled {model} for {m['target']['name']} -> {art.path} "
                f"({p['nodes_before']} -> {p['nodes_after']} nodes; library {m['library']}{weights})")
     if verify:
-        click.echo(f"verified against onnxruntime after {len(p.get('verified_passes', []))} modifying pass run(s)")
+        click.echo(_verify_summary(p))
     rec = m["lowering"].get("records")
     if rec:
         total = sum(m["lowering"].get("schedules", {}).values()) + rec["applied"]
@@ -138,6 +143,16 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
                    f"({rec['tuned']} tuned, {rec.get('knobs', 0)} rule with tuned knobs, "
                    f"{rec['rule']} rule schedule was faster)"
                    + (f"; {rec['failed']} stale record(s) ignored" if rec["failed"] else ""))
+
+
+def _verify_summary(p: dict) -> str:
+    checked, skipped = p.get("verified_passes", []), p.get("verify_skipped", [])
+    text = (f"verified against onnxruntime: {len(checked)} modifying pass run(s) checked, "
+            f"{len(skipped)} could not be run by onnxruntime")
+    if skipped:
+        text += f" (allowed by --verify-allow-unrunnable: {'; '.join(skipped)[:300]})"
+    art = p.get("artifact_verified", "not run")
+    return text + ("; the compiled artifact matches" if art == "checked" else f"; the compiled artifact was {art}")
 
 
 def _duration(text: str | None) -> float | None:
@@ -171,13 +186,13 @@ def _duration(text: str | None) -> float | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pipeline_options
 def tune(model, records, trials, time_budget, space, seed, threads, rpc_tracker, rpc_key, as_json, target, passes, opt_level,
-         input_shape, disable, verify, mcpu, mattr, timing, dump_ir, max_tensor_bytes, io_layout, trace_rewrites):
+         input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir, max_tensor_bytes, io_layout, trace_rewrites):
     """Tune MODEL's kernels on top of edgec's rule schedules (the rules' own knobs, or MetaSchedule);
     write a records file for `edgec compile --records`."""
     from edgec.api import TuneOptions, tune_model
 
     budget = _duration(time_budget)
-    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout)
     summary = tune_model(model, opts, TuneOptions(records=records, trials=trials, time_budget_s=budget, seed=seed,
                                                   space=space, threads=threads, rpc_tracker=rpc_tracker, rpc_key=rpc_key))
@@ -192,13 +207,13 @@ def tune(model, records, trials, time_budget, space, seed, threads, rpc_tracker,
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Optimized .onnx to write.")
 @pipeline_options
-def optimize(model, out, target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+def optimize(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
              max_tensor_bytes, io_layout, trace_rewrites):
     """Run the pass pipeline on MODEL and write the optimized ONNX graph."""
     from edgec.api import optimize_to_file
 
     trace = _new_trace(trace_rewrites)
-    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, mcpu, mattr, timing, dump_ir,
+    opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
     info = optimize_to_file(model, out, opts)
     _print_trace(trace)
@@ -210,14 +225,17 @@ def optimize(model, out, target, passes, opt_level, input_shape, disable, verify
 @click.option("--input", "-i", "inputs", multiple=True, metavar="NAME=FILE", help="Input tensor (.npy or TensorProto .pb).")
 @click.option("--output", "out", type=click.Path(), default=None, help="Save all outputs to this .npz file.")
 @click.option("--compare-onnx", type=click.Path(), default=None, help="Compare outputs with onnxruntime on this model.")
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Max abs error accepted by --compare-onnx (exit 3 above it).")
+@click.option("--atol", type=float, default=1e-4, show_default=True,
+              help="Max abs error accepted by --compare-onnx (exit 3 above it).")
+@click.option("--rtol", type=float, default=0.0, show_default=True,
+              help="Plus this times max|reference| per output.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs when none are given.")
 @click.option("--threads", type=int, default=None, help="Runtime threads (default: all cores).")
-def run(artifact, inputs, out, compare_onnx, atol, seed, threads):
+def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
     """Run a compiled ARTIFACT on inputs (seeded random ones when none are given)."""
     from edgec.api import run_artifact
     from edgec.artifact import load_artifact
-    from edgec.reference import compare, seeded_inputs
+    from edgec.reference import seeded_inputs
 
     art = load_artifact(artifact)
     feed = dict(load_tensor_arg(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed)
@@ -230,20 +248,24 @@ def run(artifact, inputs, out, compare_onnx, atol, seed, threads):
         save_npz_atomic(out, outputs)
         click.echo(f"saved {len(outputs)} output(s) to {out}")
     if compare_onnx:
-        from edgec.ir.loader import load_proto
-        from edgec.reference import run_ort
+        _compare_with_onnx(compare_onnx, feed, outputs, atol, rtol, (art.metadata.get("pipeline") or {}).get("io_layout"))
 
-        load_proto(compare_onnx)  # same validation as compile: readable, ONNX, external data inside its directory
-        expected = run_ort(str(compare_onnx), feed)  # by path: onnxruntime resolves external data beside it
-        worst = 0.0
-        for d in compare(outputs, {k: v for k, v in expected.items() if k in outputs}):
-            worst = max(worst, d.max_abs)
-            click.echo(f"compare {d.name}: max abs error {d.max_abs:.3g}, max rel error {d.max_rel:.3g}"
-                       + ("" if d.shape_ok else " (shape mismatch)"))
-        if worst > atol:
-            click.echo(f"MISMATCH: max abs error {worst:.3g} > atol {atol:g}", err=True)
-            sys.exit(EXIT_MISMATCH)
-        click.echo(f"OK: matches onnxruntime (max abs error {worst:.3g} <= {atol:g})")
+
+def _compare_with_onnx(model: str, feed: dict, outputs: dict, atol: float, rtol: float, io_layout: dict | None) -> None:
+    """Every output of the reference model against the artifact's: NaN/Inf, missing or extra
+    outputs, shape and dtype differences are mismatches (exit 3), as are errors above the bound."""
+    from edgec.compare import Tolerance, compare_outputs, summary, worst_error
+    from edgec.reference import run_reference_model
+
+    expected = run_reference_model(model, feed, io_layout)
+    diffs = compare_outputs(outputs, expected, Tolerance(atol, rtol))
+    for d in diffs:
+        click.echo(f"compare {d.name}: {d.describe()}")
+    tol = Tolerance(atol, rtol).text()
+    if not all(d.ok for d in diffs):
+        click.echo(f"MISMATCH: {summary(diffs)} (max abs error {worst_error(diffs):.3g}, {tol})", err=True)
+        sys.exit(EXIT_MISMATCH)
+    click.echo(f"OK: matches onnxruntime on all {len(diffs)} output(s) (max abs error {worst_error(diffs):.3g} <= {tol})")
 
 
 @cli.command()
@@ -346,7 +368,8 @@ def main(argv=None) -> None:
     except EdgecError as e:
         if debug:
             traceback.print_exc()
-        click.echo(f"edgec: error: {e.one_line()}", err=True)
+        kind = "internal error" if e.exit_code == EXIT_INTERNAL else "error"
+        click.echo(f"edgec: {kind}: {e.one_line()}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("edgec: interrupted", err=True)

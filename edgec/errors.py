@@ -1,8 +1,10 @@
 """Errors edgec reports to users.
 
-`EdgecError` and its subclasses are *user* errors: bad input, unsupported op, missing toolchain.
-The CLI prints them as one line and exits with `exit_code` (2). Anything else is an internal
-error (exit 1, traceback with --debug).
+`EdgecError` and its subclasses are printed by the CLI as one line and exit with `exit_code`:
+2 for the user's input, options or environment (bad model, unsupported op, missing toolchain),
+1 for `InternalError` and `VerificationError`, which are edgec's own bugs (a pass or the backend
+crashed or changed the results). Any other exception is an internal error too (exit 1, traceback
+with --debug).
 """
 
 from __future__ import annotations
@@ -46,8 +48,24 @@ class PipelineError(EdgecError):
     """A pipeline text names an unknown pass, has bad options, or a pass failed."""
 
 
+class InternalError(EdgecError):
+    """edgec's own bug: a pass, the lowering or a schedule crashed. The message names the pass
+    (or node and op) where it happened; `--debug` shows the traceback."""
+
+    exit_code = 1
+
+    def one_line(self) -> str:
+        return f"{super().one_line()} (an edgec bug; rerun with --debug for the traceback)"
+
+
 class VerificationError(EdgecError):
-    """--verify found that a pass changed the model's outputs."""
+    """--verify found that a pass (or the backend) changed the model's outputs, or produced a model
+    onnxruntime cannot run: edgec's bug, not the model's."""
+
+    exit_code = 1
+
+    def one_line(self) -> str:
+        return f"{super().one_line()} (an edgec bug; `edgec reduce` shrinks the model to a minimal repro)"
 
 
 class TargetError(EdgecError):

@@ -1,8 +1,6 @@
-"""onnxruntime as the numerical reference: seeded inputs, sessions, comparisons."""
+"""onnxruntime as the numerical reference: seeded inputs and sessions (comparisons: edgec.compare)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -48,36 +46,6 @@ def run_ort(model: onnx.ModelProto | bytes | str, inputs: dict[str, np.ndarray],
     return dict(zip(names, sess.run(names, feed)))
 
 
-@dataclass
-class Diff:
-    name: str
-    max_abs: float
-    max_rel: float
-    shape_ok: bool
-
-    def ok(self, atol: float) -> bool:
-        return self.shape_ok and self.max_abs <= atol
-
-
-def compare(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> list[Diff]:
-    diffs = []
-    for name, e in expected.items():
-        a = actual.get(name)
-        if a is None or np.shape(a) != np.shape(e):
-            diffs.append(Diff(name, float("inf"), float("inf"), False))
-            continue
-        a64, e64 = np.asarray(a, dtype=np.float64), np.asarray(e, dtype=np.float64)
-        if a64.size == 0:
-            diffs.append(Diff(name, 0.0, 0.0, True))
-            continue
-        err = np.abs(a64 - e64)
-        same_nan = np.isnan(a64) & np.isnan(e64)
-        err[same_nan] = 0.0
-        rel = err / np.maximum(np.abs(e64), 1e-6)
-        diffs.append(Diff(name, float(np.max(err)), float(np.max(rel)), True))
-    return diffs
-
-
 def run_ort_ir(model, inputs: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
     """Run an edgec IR model in onnxruntime. Models whose weights are external data are saved
     (weights included) to a temporary directory and run by path; others go through memory."""
@@ -91,3 +59,48 @@ def run_ort_ir(model, inputs: dict[str, np.ndarray], threads: int = 1) -> dict[s
         path = f"{tmp}/model.onnx"
         ir.save(model, path, external_data="weights.bin")
         return run_ort(path, inputs, threads)
+
+
+_TO_NCHW, _TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
+
+
+def run_reference_model(path: str, feed: dict[str, np.ndarray], io_layout: dict[str, str] | None = None,
+                        threads: int = 1) -> dict[str, np.ndarray]:
+    """Run the ONNX model at `path` in onnxruntime on `feed` (the artifact's inputs) and return its
+    outputs in the artifact's layout. `io_layout` ({name: "NHWC"}, from the artifact's metadata)
+    names the 4-D inputs/outputs the artifact takes and gives as NHWC where the model has NCHW.
+
+    A reference whose inputs are not the artifact's (names), that is not a readable ONNX model, or
+    that onnxruntime cannot run is the user's error (EdgecError, exit 2), named with the file."""
+    from edgec.errors import EdgecError
+    from edgec.ir.loader import load_proto
+
+    io_layout = io_layout or {}
+    load_proto(path)  # same validation as compile: readable, ONNX, external data inside its directory
+    try:
+        sess = ort_session(str(path))  # by path: onnxruntime resolves external data beside it
+    except Exception as e:
+        raise EdgecError(f"{path}: onnxruntime cannot load the reference model: {' '.join(str(e).split())[:300]}") from None
+    want = [i.name for i in sess.get_inputs()]
+    missing = [n for n in want if n not in feed]
+    if missing:
+        raise EdgecError(f"{path}: the reference model takes input(s) {missing} that the artifact does not "
+                         f"(artifact inputs: {sorted(feed)}); compare with the model the artifact was compiled from")
+    names = [o.name for o in sess.get_outputs()]
+    try:
+        outs = sess.run(names, to_model_layout({n: feed[n] for n in want}, io_layout))
+    except Exception as e:
+        raise EdgecError(f"{path}: onnxruntime failed to run the reference model: {' '.join(str(e).split())[:300]}") from None
+    return to_artifact_layout(dict(zip(names, outs)), io_layout)
+
+
+def to_model_layout(tensors: dict[str, np.ndarray], io_layout: dict[str, str]) -> dict[str, np.ndarray]:
+    """Tensors an artifact takes/gives as NHWC (io_layout {name: "NHWC"}) in the model's NCHW."""
+    return {n: np.ascontiguousarray(a.transpose(_TO_NCHW)) if io_layout.get(n) == "NHWC" and a.ndim == 4 else a
+            for n, a in tensors.items()}
+
+
+def to_artifact_layout(tensors: dict[str, np.ndarray], io_layout: dict[str, str]) -> dict[str, np.ndarray]:
+    """The model's NCHW tensors in an artifact's NHWC where io_layout says so."""
+    return {n: np.ascontiguousarray(a.transpose(_TO_NHWC)) if io_layout.get(n) == "NHWC" and a.ndim == 4 else a
+            for n, a in tensors.items()}

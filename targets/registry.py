@@ -59,6 +59,18 @@ def _cpu_flags(cpuinfo: str | None = None) -> set[str]:
     return set()
 
 
+def missing_host_features(spec: TargetSpec, cpuinfo: str | None = None) -> list[str]:
+    """x86 features `spec`'s code may use that this machine's CPU lacks (running it would be an
+    illegal instruction). Empty for other architectures."""
+    if spec.arch != "x86_64":
+        return []
+    flags = _cpu_flags(cpuinfo)
+    have = {m[1:] for f, m in _X86_FLAG_TO_MATTR.items() if f in flags}
+    known = {m[1:] for m in _X86_FLAG_TO_MATTR.values()}
+    wanted = set(spec.features) | {m.lstrip("+") for m in spec.tvm.get("mattr", []) if m.startswith("+")}
+    return sorted((wanted & known) - have)
+
+
 def host_target(cpuinfo: str | None = None) -> TargetSpec:
     """This machine's CPU, features read from /proc/cpuinfo flags (LLVM's CPU name can be wrong)."""
     if platform.machine() not in ("x86_64", "AMD64") and cpuinfo is None:

@@ -6,7 +6,7 @@ import time
 
 import onnx_ir as ir
 
-from edgec.errors import EdgecError, PipelineError
+from edgec.errors import EdgecError, InternalError
 from edgec.infra.context import PassContext
 from edgec.infra.pass_base import Pass, PassResult
 from edgec.infra.pipeline import Pipeline
@@ -35,7 +35,7 @@ class PassManager:
                 except EdgecError:
                     raise
                 except Exception as e:
-                    raise PipelineError(f"pass '{p.name}' failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+                    raise InternalError(f"pass '{p.name}' crashed: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
                 dt = time.perf_counter() - t0
                 for inst in ctx.instruments:
                     inst.after_pass(p, model, ctx, result, dt)

@@ -1,17 +1,35 @@
-"""--verify: after every pass, run the model in onnxruntime on seeded inputs and compare with the
-outputs of the original model; the first pass that changes them is named in the error."""
+"""--verify: after every pass that modified the model, run it in onnxruntime on seeded inputs and
+compare with the outputs of the original model (edgec.compare: NaN/Inf, missing or extra outputs,
+shape and dtype changes are mismatches). The first pass that changes them is named in the error.
+
+A pass whose output onnxruntime cannot run is an error too, unless `allow_unrunnable` (CLI:
+`--verify-allow-unrunnable`): then it is counted as not checked. Passes are edgec's code, so a pass
+that changes the outputs is edgec's bug (exit 1), not the model's.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_ir as ir
 
-from edgec.errors import VerificationError
+from edgec.compare import Tolerance, all_match, compare_outputs, summary
+from edgec.errors import EdgecError, VerificationError
 from edgec.infra.instruments import Instrument
 from edgec.ir.analysis import graph_inputs
-from edgec.reference import compare, run_ort_ir, seeded_inputs
+from edgec.reference import run_ort_ir, seeded_inputs, to_artifact_layout, to_model_layout
+
+IO_LAYOUT_KEY = "edgec.io_layout"  # written by to-nhwc{io_layout=nhwc}: {name: "NHWC"}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200]
+
+
+def _io_layout(model: ir.Model) -> dict[str, str]:
+    return json.loads(model.metadata_props.get(IO_LAYOUT_KEY, "{}"))
 
 
 @dataclass
@@ -19,33 +37,63 @@ class VerifyAgainstOnnxRuntime(Instrument):
     atol: float = 1e-4
     rtol: float = 1e-4
     seed: int = 0
-    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    allow_unrunnable: bool = False
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)   # in the original model's layout
     expected: dict[str, np.ndarray] | None = None
     checked: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
-    def start(self, model: ir.Model) -> None:
-        self.inputs = seeded_inputs(graph_inputs(model), self.seed)
-        self.expected = run_ort_ir(model, self.inputs)
+    @property
+    def tolerance(self) -> Tolerance:
+        return Tolerance(self.atol, self.rtol)
+
+    def start(self, model: ir.Model, ctx=None) -> None:
+        from edgec.passes.cleanup.fix_input_shapes import parse_shapes
+
+        fixed = parse_shapes(((ctx.options if ctx else {}).get("fix-input-shapes") or {}).get("shapes"))
+        infos = graph_inputs(model)
+        for info in infos:
+            if info.name in fixed:
+                info.shape = list(fixed[info.name])
+        self.inputs = seeded_inputs(infos, self.seed)
+        try:
+            self.expected = run_ort_ir(model, self.inputs)
+        except Exception as e:
+            raise EdgecError(f"--verify: onnxruntime cannot run the input model, so there is nothing to verify "
+                             f"against: {_one_line(e)}") from None
 
     def before_pass(self, pass_, model, ctx):
         if self.expected is None:
-            self.start(model)
+            self.start(model, ctx)
+
+    def outputs_of(self, model: ir.Model) -> dict[str, np.ndarray]:
+        """`model` run in onnxruntime, outputs in the original model's layout."""
+        layout = _io_layout(model)
+        return to_model_layout(run_ort_ir(model, to_artifact_layout(self.inputs, layout)), layout)
 
     def after_pass(self, pass_, model, ctx, result, seconds):
         if not result.modified:
             return
         try:
-            actual = run_ort_ir(result.model, self.inputs)
-        except Exception as e:  # ops outside onnxruntime's reach (e.g. edgec-domain fusions)
-            msg = " ".join(str(e).split())[:160]
-            self.skipped.append(f"{pass_.name}: {msg}")
-            return
-        for d in compare(actual, self.expected):
-            tol = self.atol + self.rtol * float(np.max(np.abs(self.expected[d.name]))) if d.shape_ok else 0
-            if not d.shape_ok or d.max_abs > tol:
+            actual = self.outputs_of(result.model)
+        except Exception as e:
+            if not self.allow_unrunnable:
                 raise VerificationError(
-                    f"--verify: pass '{pass_.spec()}' changed output '{d.name}' "
-                    f"(max abs error {d.max_abs:.3g} > {tol:.3g})"
-                )
+                    f"--verify: onnxruntime cannot run the model after pass '{pass_.spec()}' "
+                    f"({_one_line(e)}); --verify-allow-unrunnable skips such passes") from None
+            self.skipped.append(f"{pass_.name}: {_one_line(e)}")
+            return
+        diffs = compare_outputs(actual, self.expected, self.tolerance)
+        if not all_match(diffs):
+            raise VerificationError(f"--verify: pass '{pass_.spec()}' changed the outputs: {summary(diffs)}")
         self.checked.append(pass_.name)
+
+    def check_artifact(self, actual: dict[str, np.ndarray], io_layout: dict[str, str]) -> None:
+        """The compiled artifact's outputs (run on `artifact_inputs`) against the original model."""
+        diffs = compare_outputs(to_model_layout(actual, io_layout), self.expected, self.tolerance)
+        if not all_match(diffs):
+            raise VerificationError(f"--verify: the compiled artifact (backend: lowering, layout, schedules) "
+                                    f"differs from onnxruntime: {summary(diffs)}")
+
+    def artifact_inputs(self, io_layout: dict[str, str]) -> dict[str, np.ndarray]:
+        return to_artifact_layout(self.inputs, io_layout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ import tvm
 from tvm import relax
 from tvm.support import cc
 
-from edgec.errors import TargetError
+from edgec.errors import EdgecError, InternalError, TargetError
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
 from edgec.targets.tvm.schedules import apply_schedules, context_for
@@ -106,8 +107,28 @@ def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target |
     how many kernels each schedule rule (or tuning record) took; `weight_plan` the plan of the
     weight parameters (see optimize_relax)."""
     target = target or tvm_target(spec)
-    mod = schedule(optimize_relax(mod, target, spec, weight_plan), spec, target, used, records, threads)
-    return tvm.compile(mod, target=target)
+    with backend_stage("graph optimization (blocked layout, legalize, fusion)"):
+        mod = optimize_relax(mod, target, spec, weight_plan)
+    with backend_stage("schedules"):
+        mod = schedule(mod, spec, target, used, records, threads)
+    with backend_stage("code generation"):
+        return tvm.compile(mod, target=target)
+
+
+@contextlib.contextmanager
+def backend_stage(name: str):
+    """A crash inside a backend stage is edgec's bug: an InternalError naming the stage (exit 1)."""
+    try:
+        yield
+    except EdgecError:
+        raise
+    except Exception as e:
+        from edgec.artifact import INTERRUPTS
+
+        if INTERRUPTS.seen:  # TVM wrapped a Ctrl-C into an FFI error
+            raise KeyboardInterrupt from e
+        raise InternalError(f"backend stage '{name}' crashed: {type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:300]}") from e
 
 
 def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=None,

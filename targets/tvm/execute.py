@@ -25,6 +25,31 @@ def spec_for(art) -> TargetSpec:
         raise ArtifactError(f"{art.path}: artifact target '{art.target['name']}' is not a known target") from None
 
 
+def why_not_runnable(art) -> str | None:
+    """None if `run` can execute `art` on this machine, else why not (GPU, CPU features the host
+    lacks, no bundle, no emulator)."""
+    import shutil
+
+    from edgec.targets.registry import missing_host_features
+
+    try:
+        spec = spec_for(art)
+    except ArtifactError as e:
+        return str(e)
+    if spec.tvm.get("kind") != "llvm":
+        return f"a {spec.tvm.get('kind')} artifact and no GPU here"
+    missing = missing_host_features(spec)
+    if missing:
+        return f"the target uses CPU features this machine lacks: {', '.join(missing)}"
+    if spec.arch == host_arch() and spec.runtime == "vm":
+        return None
+    if not (art.path / "bundle").is_dir():
+        return f"a {spec.arch} artifact without a bundle"
+    if spec.emulator and shutil.which(spec.emulator[0]) is None:
+        return f"no {spec.emulator[0]} to run {spec.arch} code"
+    return None
+
+
 def run(art, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
     spec = spec_for(art)
     if spec.tvm.get("kind") != "llvm":

@@ -3,7 +3,9 @@
 Each node goes first to edgec's own lowering table (`edgec.targets.tvm.ops`); where edgec has no
 lowering yet, or a lowering declines (returns NotImplemented), the node's converter from TVM's ONNX
 frontend is called on the same BlockBuilder. A node neither can lower is an `UnsupportedOpError`
-naming the node, op, domain and opset. `LoweringReport` records who lowered what.
+naming the node, op, domain and opset (exit 2), as is a lowering that raises `Unsupported`; any
+other exception in edgec's lowering, or Relax rejecting what it emitted, is an `InternalError`
+naming the node and op (edgec's bug, exit 1). `LoweringReport` records who lowered what.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as fe
 
-from edgec.errors import EdgecError, ModelValidationError, UnsupportedOpError, UnsupportedTypeError
+from edgec.errors import EdgecError, InternalError, ModelValidationError, UnsupportedOpError, UnsupportedTypeError
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
-from edgec.targets.tvm.ops import LoweringTable, builtin_lowerings
+from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings
 
 
 @dataclass
@@ -151,8 +153,8 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
                     except EdgecError:
                         raise
                     except Exception as e:  # Relax rejected what a lowering emitted for this node
-                        raise UnsupportedOpError(node.name or node.op_type, node.op_type, node.domain,
-                                                 _version(ctx, node), file, detail=f"Relax: {_one_line(e)}") from e
+                        raise InternalError(f"{file}: lowering node '{node.name or node.op_type}' op '{node.op_type}' "
+                                            f"produced Relax that TVM rejects: {type(e).__name__}: {_one_line(e)}") from e
                 outs = []
                 for v in g.outputs:
                     if v.name not in ctx.values:
@@ -198,9 +200,14 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
     if fn is not None:
         try:
             result = fn(ctx, node, inputs)
-        except Exception as e:
+        except Unsupported as e:
             raise UnsupportedOpError(name, node.op_type, node.domain, _version(ctx, node), file,
-                                     detail=f"edgec lowering failed: {_one_line(e)}") from e
+                                     detail=_one_line(e)) from e
+        except EdgecError:
+            raise
+        except Exception as e:
+            raise InternalError(f"{file}: edgec's lowering of node '{name}' op '{node.op_type}' crashed: "
+                                f"{type(e).__name__}: {_one_line(e)}") from e
     if result is not NotImplemented:
         report.by_edgec[node.op_type] += 1
     else:

@@ -3,7 +3,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 
-from edgec.errors import PipelineError, VerificationError
+from edgec.errors import InternalError, PipelineError, VerificationError
 from edgec.infra.context import PassContext
 from edgec.infra.instruments import DumpIR, Statistics
 from edgec.infra.manager import PassManager
@@ -99,8 +99,9 @@ def test_disabled_pass_is_skipped():
 
 
 def test_in_place_contract_violation_raises():
-    with pytest.raises(PipelineError, match="copies-model.*in-place"):
+    with pytest.raises(InternalError, match="copies-model.*in-place") as e:
         PassManager([CopiesModel()]).run(make_model())
+    assert e.value.exit_code == 1  # a broken pass is edgec's bug, not the model's
 
 
 def test_statistics_records_op_delta():
@@ -130,7 +131,7 @@ def test_verify_names_the_broken_pass():
     model = make_model()
     verify = VerifyAgainstOnnxRuntime(atol=1e-5, rtol=1e-5)
     passes = parse_pipeline("remove-identity-ops").passes + [AddToSub()]
-    with pytest.raises(VerificationError, match="pass 'add-to-sub' changed output 'y'"):
+    with pytest.raises(VerificationError, match="pass 'add-to-sub' changed the outputs: 'y'"):
         PassManager(passes).run(model, PassContext(instruments=[verify]))
     assert verify.checked == ["remove-identity-ops"]
 
@@ -142,3 +143,49 @@ def test_verify_accepts_correct_passes():
         model, PassContext(instruments=[verify]))
     assert "remove-identity-ops" in verify.checked
     assert set(verify.expected) == {"y"} and np.all(np.isfinite(verify.expected["y"]))
+
+
+@register_pass
+class ReluToLog(Pass):
+    """Deliberately broken: Relu(b) -> Log(b), NaN where b < 0."""
+
+    name = "relu-to-log"
+
+    def run(self, model, ctx):
+        changed = False
+        for node in model.graph:
+            if node.op_type == "Relu":
+                node.op_type = "Log"
+                changed = True
+        return PassResult(model, changed)
+
+
+@register_pass
+class RenameToUnknownOp(Pass):
+    """Deliberately produces a model onnxruntime cannot run (an op of an unknown domain)."""
+
+    name = "rename-to-unknown-op"
+
+    def run(self, model, ctx):
+        for node in model.graph:
+            if node.op_type == "Relu":
+                node.domain = "com.example"
+                model.opset_imports["com.example"] = 1
+                return PassResult(model, True)
+        return PassResult(model, False)
+
+
+def test_verify_catches_a_pass_that_introduces_nan():
+    verify = VerifyAgainstOnnxRuntime()
+    with pytest.raises(VerificationError, match=r"pass 'relu-to-log' changed the outputs: 'y': \d+ of 6 values: NaN") as e:
+        PassManager([ReluToLog()]).run(make_model(), PassContext(instruments=[verify]))
+    assert e.value.exit_code == 1
+
+
+def test_verify_fails_on_a_pass_onnxruntime_cannot_run_unless_allowed():
+    with pytest.raises(VerificationError, match="cannot run the model after pass 'rename-to-unknown-op'"):
+        PassManager([RenameToUnknownOp()], fixpoint=False).run(
+            make_model(), PassContext(instruments=[VerifyAgainstOnnxRuntime()]))
+    verify = VerifyAgainstOnnxRuntime(allow_unrunnable=True)
+    PassManager([RenameToUnknownOp()], fixpoint=False).run(make_model(), PassContext(instruments=[verify]))
+    assert verify.checked == [] and len(verify.skipped) == 1 and verify.skipped[0].startswith("rename-to-unknown-op:")

@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgec.compare import Tolerance, compare_outputs
 from edgec.ir import graph_inputs, load_model
-from edgec.reference import compare, run_ort, seeded_inputs
+from edgec.reference import run_ort, seeded_inputs
 from edgec.targets import get_target
 from tests.conftest import model_from_text
 
@@ -101,7 +102,7 @@ def _compile_and_compare(proto, tmp_path, seed=0):
     m = LoadedModel(lib, [t.name for t in infos], [v.name for v in model.graph.outputs])
     actual = m.run(inputs)
     expected = run_ort(proto, inputs)
-    return report, compare(actual, expected)
+    return report, compare_outputs(actual, expected, Tolerance(ATOL))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -111,7 +112,7 @@ def test_edgec_lowering_matches_onnxruntime(case, tmp_path):
     report, diffs = _compile_and_compare(proto, tmp_path)
     assert owned <= set(report.by_edgec), f"lowered by the frontend instead: {report.to_json()}"
     for d in diffs:
-        assert d.ok(ATOL), d
+        assert d.ok, d
 
 
 def test_unlowered_op_falls_back_to_tvm_frontend(tmp_path):
@@ -119,7 +120,7 @@ def test_unlowered_op_falls_back_to_tvm_frontend(tmp_path):
         agraph (float[2, 3] x, float[3, 4] w) => (float[2, 4] y) { y = Einsum <equation: string = "ij,jk->ik"> (x, w) }""")
     report, diffs = _compile_and_compare(proto, tmp_path)
     assert report.by_frontend == {"Einsum": 1} and not report.by_edgec
-    assert all(d.ok(ATOL) for d in diffs)
+    assert all(d.ok for d in diffs)
 
 
 def test_declining_lowering_falls_back(tmp_path):
@@ -129,7 +130,7 @@ def test_declining_lowering_falls_back(tmp_path):
         { y = Conv <auto_pad: string = "SAME_UPPER", strides: ints = [2, 2]> (x, w) }""" % ", ".join(["0.25"] * 36))
     report, diffs = _compile_and_compare(proto, tmp_path)
     assert report.by_frontend == {"Conv": 1}
-    assert all(d.ok(ATOL) for d in diffs)
+    assert all(d.ok for d in diffs)
 
 
 def test_dynamic_input_needs_input_shape(tmp_path):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgec.compare import Tolerance, compare_outputs
 from edgec.ir import graph_inputs, load_model
-from edgec.reference import compare, run_ort, seeded_inputs
+from edgec.reference import run_ort, seeded_inputs
 from edgec.targets import get_target
 
 pytest.importorskip("tvm")
@@ -65,8 +66,8 @@ def test_microsoft_op_matches_onnxruntime(case, tmp_path):
     infos = graph_inputs(model)
     inputs = seeded_inputs(infos, 1)
     actual = LoadedModel(lib, [t.name for t in infos], ["y"]).run(inputs)
-    for d in compare(actual, run_ort(proto, inputs)):
-        assert d.ok(1e-4), d
+    for d in compare_outputs(actual, run_ort(proto, inputs), Tolerance(1e-4)):
+        assert d.ok, d
 
 
 def test_unknown_microsoft_op_is_unsupported(tmp_path):

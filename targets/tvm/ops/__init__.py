@@ -13,6 +13,12 @@ from collections.abc import Callable
 LoweringFn = Callable
 
 
+class Unsupported(ValueError):  # noqa: N818 - reads as `raise Unsupported("...")`
+    """Raised by a lowering for a node it cannot lower: attributes or types the backend does not
+    support, or an invalid combination. The driver reports it as an unsupported op (exit 2); any
+    other exception inside a lowering is edgec's bug (exit 1)."""
+
+
 class LoweringTable:
     def __init__(self) -> None:
         self._fns: dict[tuple[str, str], LoweringFn] = {}

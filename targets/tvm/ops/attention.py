@@ -9,7 +9,7 @@ import numpy as np
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.cast import onnx_dtype
 
 _R = relax.op
@@ -84,7 +84,7 @@ def _attention(ctx, node, q, k, v, mask, past_k, past_v, nonpad, scale_dtype=Non
     q_heads, kv_heads = attr(node, "q_num_heads"), attr(node, "kv_num_heads")
     if rank == 3:
         if q_heads is None or kv_heads is None:
-            raise ValueError("3-D Attention needs q_num_heads and kv_num_heads")
+            raise Unsupported("3-D Attention needs q_num_heads and kv_num_heads")
         q, k, v = _to_heads(ctx, q, q_heads), _to_heads(ctx, k, kv_heads), _to_heads(ctx, v, kv_heads)
     b, qh, q_len, head = shape_of(q)
     scale = attr(node, "scale")
@@ -146,7 +146,7 @@ def _attention(ctx, node, q, k, v, mask, past_k, past_v, nonpad, scale_dtype=Non
     if precision is not None:
         pdt = onnx_dtype(precision)
         if pdt is None:
-            raise ValueError(f"softmax_precision {precision} is not supported")
+            raise Unsupported(f"softmax_precision {precision} is not supported")
         if pdt != dt:
             logits = ctx.emit(_R.astype(logits, pdt))
     probs = _safe_softmax(ctx, logits)

@@ -9,7 +9,7 @@ import numpy as np
 from tvm import relax, topi
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 
 _R = relax.op
 
@@ -33,7 +33,7 @@ def onnx_dtype(to) -> str | None:
 def cast_to(ctx, x, to: str):
     src = dtype_of(x)
     if src not in SUPPORTED:
-        raise ValueError(f"cannot cast from {src}")
+        raise Unsupported(f"cannot cast from {src}")
     if src == to:
         return x
     if to == "bool":
@@ -64,7 +64,7 @@ def cast(ctx, node, xs):
     to_code = attr(node, "to")
     to = onnx_dtype(to_code)
     if to is None:
-        raise ValueError(f"Cast to ONNX data type {to_code} is not supported by edgec's TVM backend")
+        raise Unsupported(f"Cast to ONNX data type {to_code} is not supported by edgec's TVM backend")
     return cast_to(ctx, xs[0], to)
 
 
@@ -72,5 +72,5 @@ def cast(ctx, node, xs):
 def cast_like(ctx, node, xs):
     to = dtype_of(xs[1])
     if to not in SUPPORTED:
-        raise ValueError(f"CastLike to {to} is not supported by edgec's TVM backend")
+        raise Unsupported(f"CastLike to {to} is not supported by edgec's TVM backend")
     return cast_to(ctx, xs[0], to)

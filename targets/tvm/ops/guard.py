@@ -13,7 +13,7 @@ from tvm import relax
 from edgec.errors import GUARD_PREFIX, ModelValidationError
 from edgec.ir.edgec_ops import EDGEC_DOMAIN
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 
 _R = relax.op
 
@@ -27,7 +27,7 @@ def _message(node) -> str:
 def assert_equal(ctx, node, xs):
     c = ctx.const_inputs(node, 1)
     if c is None or c[0] is None:
-        raise ValueError("edgec.AssertEqual needs a constant Expected input")
+        raise Unsupported("edgec.AssertEqual needs a constant Expected input")
     expected = np.asarray(c[0])
     msg = _message(node)
     known = ctx.const_array(node.inputs[0])

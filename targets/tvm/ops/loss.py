@@ -8,7 +8,7 @@ import numpy as np
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 
 _R = relax.op
 
@@ -51,7 +51,7 @@ def _nll(ctx, logp, target, weight, reduction: str, ignore_index, mask_without_w
         return _R.sum(loss)
     if reduction == "none":
         return loss
-    raise ValueError(f"unknown reduction '{reduction}'")
+    raise Unsupported(f"unknown reduction '{reduction}'")
 
 
 def _opt(xs, i):

@@ -9,7 +9,7 @@ from tvm import relax, topi
 
 from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.cast import onnx_dtype
 from edgec.targets.tvm.ops.runtime_params import runtime_pad
 
@@ -102,7 +102,7 @@ def pad(ctx, node, xs):
             cv = ctx.const_inputs(node, 2)
             value = xs[2] if cv is None else cv[0].reshape(-1)[0].item()
     if len(pads) != 2 * len(axes):
-        raise ValueError(f"Pad: {len(pads)} pads for {len(axes)} axes")
+        raise Unsupported(f"Pad: {len(pads)} pads for {len(axes)} axes")
     before, after = [0] * r, [0] * r
     for i, a in enumerate(axes):
         before[a], after[a] = pads[i], pads[i + len(axes)]
@@ -115,7 +115,7 @@ def pad(ctx, node, xs):
         return x
     width = [v for pair in zip(before, after) for v in pair]
     if mode not in _PAD_MODES:
-        raise ValueError(f"Pad mode '{mode}'")
+        raise Unsupported(f"Pad mode '{mode}'")
     if mode == "constant" and isinstance(value, relax.Expr):  # runtime pad value
         value = ctx.emit(_R.reshape(value, []))
         if dtype_of(value) != dtype_of(x):
@@ -214,9 +214,9 @@ def bitcast(ctx, node, xs):
     src = dtype_of(x)
     if to is None or src not in ("bool",) and np.dtype(src if src != "bfloat16" else "float16").itemsize != (
             np.dtype(to if to != "bfloat16" else "float16").itemsize):
-        raise ValueError(f"BitCast {src} -> {attr(node, 'to')}: only same-width numeric types")
+        raise Unsupported(f"BitCast {src} -> {attr(node, 'to')}: only same-width numeric types")
     if "bool" in (src, to):
-        raise ValueError("BitCast to/from bool")
+        raise Unsupported("BitCast to/from bool")
     return ctx.bb.emit_te(topi.reinterpret, x, to)
 
 
@@ -231,7 +231,7 @@ def center_crop_pad(ctx, node, xs):
     target = [int(v) for v in c[0].reshape(-1)]
     axes = [int(a) % r for a in (attr(node, "axes") or range(r))]
     if len(axes) != len(target):
-        raise ValueError(f"CenterCropPad: {len(target)} sizes for {len(axes)} axes")
+        raise Unsupported(f"CenterCropPad: {len(target)} sizes for {len(axes)} axes")
     begin, end, before, after = [0] * r, list(s), [0] * r, [0] * r
     for a, t in zip(axes, target):
         if t < s[a]:  # crop: the extra element (odd difference) comes off the end

@@ -6,7 +6,7 @@ from __future__ import annotations
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.cast import onnx_dtype
 
 _R = relax.op
@@ -22,7 +22,7 @@ def _axes_from(node, rank: int) -> list[int]:
     axis = int(attr(node, "axis", -1))
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis < rank:
-        raise ValueError(f"axis {attr(node, 'axis', -1)} out of range for rank {rank}")
+        raise Unsupported(f"axis {attr(node, 'axis', -1)} out of range for rank {rank}")
     return list(range(axis, rank))
 
 
@@ -90,7 +90,7 @@ def lp_norm(ctx, node, xs):
     elif p == 2:
         n = ctx.emit(_R.sqrt(_R.sum(_R.multiply(x, x), axis=[axis], keepdims=True)))
     else:
-        raise ValueError(f"LpNormalization p={p} (ONNX allows 1 or 2)")
+        raise Unsupported(f"LpNormalization p={p} (ONNX allows 1 or 2)")
     zero = ctx.emit(_R.equal(n, const(0.0, dt)))
     safe = ctx.emit(_R.where(zero, _R.ones_like(n), n))
     return _R.where(zero, _R.zeros_like(x), _R.divide(x, safe))

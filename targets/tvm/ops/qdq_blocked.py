@@ -7,7 +7,7 @@ from __future__ import annotations
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, dtype_of, has_input, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.cast import onnx_dtype
 from edgec.targets.tvm.ops.quant_util import QRANGE, f32, i32, saturate
 
@@ -22,10 +22,10 @@ def _blocks(ctx, node, xs):
     x, s = xs[0], xs[1]
     shp, sshp = shape_of(x), shape_of(s)
     if shp is None or sshp is None or len(sshp) != len(shp):
-        raise ValueError(f"blocked quantization needs a scale of the input's rank, got {sshp} for {shp}")
+        raise Unsupported(f"blocked quantization needs a scale of the input's rank, got {sshp} for {shp}")
     axis = int(attr(node, "axis", 1)) % len(shp)
     if sshp[axis] != -(-shp[axis] // block):
-        raise ValueError(f"scale dim {sshp[axis]} along axis {axis} does not match ceil({shp[axis]} / {block})")
+        raise Unsupported(f"scale dim {sshp[axis]} along axis {axis} does not match ceil({shp[axis]} / {block})")
 
     def expand(v):
         v = ctx.emit(_R.repeat(v, block, axis=axis))
@@ -44,11 +44,11 @@ def quantize_linear_blocked(ctx, node, xs):
         return NotImplemented
     x, s, zp, _ = got
     if int(attr(node, "precision", 0)):
-        raise ValueError("attribute 'precision' is not supported")
+        raise Unsupported("attribute 'precision' is not supported")
     code = int(attr(node, "output_dtype", 0))
     out = onnx_dtype(code) if code else (dtype_of(zp) if zp is not None else "uint8")
     if out not in QRANGE:
-        raise ValueError(f"output type {out} is not supported (int8, uint8, int16, uint16)")
+        raise Unsupported(f"output type {out} is not supported (int8, uint8, int16, uint16)")
     y = ctx.emit(_R.divide(f32(ctx, x), f32(ctx, s)))
     return saturate(ctx, y, zp if zp is not None else relax.const(0, "int32"), out)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.quant_util import (
     along,
     centered,
@@ -31,7 +31,7 @@ _R = relax.op
 def _rank(x) -> int:
     s = shape_of(x)
     if s is None:
-        raise ValueError("inputs must have a static shape")
+        raise Unsupported("inputs must have a static shape")
     return len(s)
 
 
@@ -61,7 +61,7 @@ def qlinear_conv(ctx, node, xs):
     bias = opt(node, xs, 8)
     if bias is not None:
         if dtype_of(bias) != "int32":
-            raise ValueError(f"bias B must be int32, got {dtype_of(bias)}")
+            raise Unsupported(f"bias B must be int32, got {dtype_of(bias)}")
         acc = ctx.emit(_R.add(acc, along(ctx, bias, 1, r)))
     x_scale = scale(ctx, node, xs, 1, "x_scale")
     w_scale = scale(ctx, node, xs, 4, "w_scale", axis=1, rank=r)
@@ -107,7 +107,7 @@ def dynamic_quantize_linear(ctx, node, xs):
     """(y uint8, y_scale, y_zero_point): scale and zero point from the range of x including 0."""
     x = xs[0]
     if dtype_of(x) != "float32":
-        raise ValueError(f"input must be float32, got {dtype_of(x)}")
+        raise Unsupported(f"input must be float32, got {dtype_of(x)}")
     scale, zp = dynamic_qparams(ctx, x)
     y = ctx.emit(quantize(ctx, x, scale, zp, "uint8"))
     return [y, scale, ctx.emit(_R.astype(zp, "uint8"))]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.quant_util import (
     centered,
     check_qtype,
@@ -90,7 +90,7 @@ def qlinear_average_pool(ctx, node, xs):
     out = _qtype(xs[0])
     shp = shape_of(xs[0])
     if shp is None or len(shp) not in (3, 4, 5):
-        raise ValueError(f"input must be 3-D, 4-D or 5-D with a static shape, got {shp}")
+        raise Unsupported(f"input must be 3-D, 4-D or 5-D with a static shape, got {shp}")
     n = len(shp) - 2
     last = bool(attr(node, "channels_last", 0))
     spatial = shp[1:-1] if last else shp[2:]
@@ -110,7 +110,7 @@ def qlinear_global_average_pool(ctx, node, xs):
     out = _qtype(xs[0])
     shp = shape_of(xs[0])
     if shp is None or len(shp) < 3:
-        raise ValueError(f"input must have rank >= 3 and a static shape, got {shp}")
+        raise Unsupported(f"input must have rank >= 3 and a static shape, got {shp}")
     axes = list(range(1, len(shp) - 1)) if attr(node, "channels_last", 0) else list(range(2, len(shp)))
     size = 1
     for a in axes:
@@ -134,13 +134,13 @@ def _same_params(ctx, node, i: int, j: int) -> bool:
 def qlinear_concat(ctx, node, xs):
     """Concat of (x_i, x_scale_i, x_zero_point_i) requantized to (Y_scale, Y_zero_point)."""
     if len(xs) < 5 or (len(xs) - 2) % 3:
-        raise ValueError(f"expects Y_scale, Y_zero_point and (X, X_scale, X_zero_point) triples, got {len(xs)} inputs")
+        raise Unsupported(f"expects Y_scale, Y_zero_point and (X, X_scale, X_zero_point) triples, got {len(xs)} inputs")
     out = check_qtype(dtype_of(xs[1]), "Y_zero_point")
     y_scale, y_zp = scale(ctx, node, xs, 0, "Y_scale"), zero_point(ctx, node, xs, 1, what="Y_zero_point")
     parts = []
     for k in range(2, len(xs), 3):
         if dtype_of(xs[k]) != out:
-            raise ValueError(f"input {k} has type {dtype_of(xs[k])}, Y_zero_point {out}")
+            raise Unsupported(f"input {k} has type {dtype_of(xs[k])}, Y_zero_point {out}")
         if _same_params(ctx, node, k + 1, 0):
             parts.append(xs[k])
             continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.quant_util import (
     centered,
     centered_bound,
@@ -30,7 +30,7 @@ MS = "com.microsoft"
 def _rank(x) -> int:
     s = shape_of(x)
     if s is None:
-        raise ValueError("inputs must have a static shape")
+        raise Unsupported("inputs must have a static shape")
     return len(s)
 
 
@@ -64,7 +64,7 @@ def dynamic_quantize_matmul(ctx, node, xs):
     inputs A, B, b_scale, b_zero_point, bias."""
     a = xs[0]
     if dtype_of(a) != "float32":
-        raise ValueError(f"input A must be float32, got {dtype_of(a)}")
+        raise Unsupported(f"input A must be float32, got {dtype_of(a)}")
     a_scale, a_zp = dynamic_qparams(ctx, a)
     a_q = ctx.emit(quantize(ctx, a, a_scale, a_zp, "uint8"))
     acc = _int_matmul(ctx, ctx.emit(_R.subtract(i32(ctx, a_q), i32(ctx, a_zp))), 255, xs[1], 1, 3, node, xs)
@@ -81,7 +81,7 @@ def qgemm(ctx, node, xs):
     check_qtype(dtype_of(a), "input A")
     check_qtype(dtype_of(b), "input B")
     if _rank(a) != 2 or _rank(b) != 2:
-        raise ValueError("A and B must be 2-D")
+        raise Unsupported("A and B must be 2-D")
     if attr(node, "transA", 0):
         a = ctx.emit(_R.permute_dims(a, [1, 0]))
     if attr(node, "transB", 0):
@@ -92,7 +92,7 @@ def qgemm(ctx, node, xs):
     c = opt(node, xs, 6)
     if c is not None:
         if dtype_of(c) != "int32":
-            raise ValueError(f"C must be int32, got {dtype_of(c)}")
+            raise Unsupported(f"C must be int32, got {dtype_of(c)}")
         acc = ctx.emit(_R.add(acc, c))
     alpha = relax.const(float(attr(node, "alpha", 1.0)), "float32")
     mult = ctx.emit(_R.multiply(ctx.emit(_R.multiply(alpha, scale(ctx, node, xs, 1, "a_scale"))),

@@ -18,7 +18,7 @@ import numpy as np
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.quant_util import check_qtype, i32, scale, zero_point
 
 _R = relax.op
@@ -37,15 +37,15 @@ def qlinear_softmax(ctx, node, xs):
     out = check_qtype(dtype_of(x), "input X")
     shp = shape_of(x)
     if shp is None or not shp:
-        raise ValueError(f"input must have a static shape of rank >= 1, got {shp}")
+        raise Unsupported(f"input must have a static shape of rank >= 1, got {shp}")
     opset = int(attr(node, "opset", -1))
     if opset < 0:
-        raise ValueError("attribute 'opset' is required")
+        raise Unsupported("attribute 'opset' is required")
     r = len(shp)
     axis = int(attr(node, "axis", 1 if opset < 13 else -1)) % r
     got = ctx.const_inputs(node, 1)
     if got is None or got[0] is None or got[0].size != 1:
-        raise ValueError("X_scale must be a compile-time constant scalar")
+        raise Unsupported("X_scale must be a compile-time constant scalar")
     if opset < 13:
         d = int(np.prod(shp[axis:]))
         x = ctx.emit(_R.reshape(x, [int(np.prod(shp[:axis])), d]))

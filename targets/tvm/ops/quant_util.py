@@ -14,6 +14,7 @@ import numpy as np
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, dtype_of, has_input, shape_of
+from edgec.targets.tvm.ops import Unsupported
 
 _R = relax.op
 
@@ -22,7 +23,7 @@ QRANGE = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16":
 
 def check_qtype(dtype: str, what: str) -> str:
     if dtype not in ("uint8", "int8"):
-        raise ValueError(f"{what} must be int8 or uint8, got {dtype}")
+        raise Unsupported(f"{what} must be int8 or uint8, got {dtype}")
     return dtype
 
 
@@ -42,7 +43,7 @@ def i32(ctx, v):
 def param_size(v) -> int:
     shp = shape_of(v)
     if shp is None:
-        raise ValueError("scale/zero-point inputs must have a static shape")
+        raise Unsupported("scale/zero-point inputs must have a static shape")
     return int(np.prod(shp)) if shp else 1
 
 
@@ -64,7 +65,7 @@ def along(ctx, v, axis: int, rank: int):
 def scalar(ctx, v, what: str):
     """A per-tensor parameter (scalar or 1-element tensor) as a scalar."""
     if param_size(v) != 1:
-        raise ValueError(f"{what} must be a scalar (per-tensor quantization), got shape {shape_of(v)}")
+        raise Unsupported(f"{what} must be a scalar (per-tensor quantization), got shape {shape_of(v)}")
     return along(ctx, v, 0, 1)
 
 
@@ -141,7 +142,7 @@ def conv_pads(node, in_spatial: list[int], kernel: list[int], strides: list[int]
     if auto == "VALID":
         return [0] * (2 * n)
     if auto not in ("SAME_UPPER", "SAME_LOWER"):
-        raise ValueError(f"unknown auto_pad {auto!r}")
+        raise Unsupported(f"unknown auto_pad {auto!r}")
     begin, end = [], []
     for i in range(n):
         out = -(-in_spatial[i] // strides[i])
@@ -196,11 +197,11 @@ def int_conv(ctx, node, x_i32, w_i32, out_dtype: str = "int32"):
     float32 tensors holding integers, when `exact_in_float32` says the result is exact)."""
     xs, ws = shape_of(x_i32), shape_of(w_i32)
     if xs is None or ws is None or len(xs) not in (3, 4, 5) or len(ws) != len(xs):
-        raise ValueError(f"input and weight must be 3-D, 4-D or 5-D with static shapes, got {xs} and {ws}")
+        raise Unsupported(f"input and weight must be 3-D, 4-D or 5-D with static shapes, got {xs} and {ws}")
     n = len(xs) - 2
     kernel = [int(k) for k in attr(node, "kernel_shape", ws[2:])]
     if kernel != ws[2:]:
-        raise ValueError(f"kernel_shape {kernel} does not match the weight's spatial shape {ws[2:]}")
+        raise Unsupported(f"kernel_shape {kernel} does not match the weight's spatial shape {ws[2:]}")
     strides = [int(s) for s in attr(node, "strides", [1] * n)]
     dilations = [int(d) for d in attr(node, "dilations", [1] * n)]
     pads = conv_pads(node, xs[2:], kernel, strides, dilations)

@@ -14,7 +14,7 @@ import numpy as np
 from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.resize_runtime import runtime_scales_resize, runtime_sizes_resize
 
 _R = relax.op
@@ -29,14 +29,14 @@ def _coeff_fn(mode, antialias, nearest_mode, cubic_a):
 
     if mode == "nearest":
         if antialias:
-            raise ValueError("antialias is not defined for mode 'nearest'")
+            raise Unsupported("antialias is not defined for mode 'nearest'")
         return lambda x, scale: ref._nearest_coeffs(x, mode=nearest_mode)
     if mode == "cubic":
         f = ref._cubic_coeffs_antialias if antialias else ref._cubic_coeffs
         return lambda x, scale: f(x, scale, A=cubic_a)
     if mode == "linear":
         return ref._linear_coeffs_antialias if antialias else ref._linear_coeffs
-    raise ValueError(f"Resize mode '{mode}'")
+    raise Unsupported(f"Resize mode '{mode}'")
 
 
 def _out_geometry(shape, scales, sizes, axes, policy):
@@ -60,7 +60,7 @@ def _out_geometry(shape, scales, sizes, axes, policy):
         if policy != "stretch":
             pick = min if policy == "not_larger" else max
             if policy not in ("not_larger", "not_smaller"):
-                raise ValueError(f"keep_aspect_ratio_policy '{policy}'")
+                raise Unsupported(f"keep_aspect_ratio_policy '{policy}'")
             sc = pick(scales[a] for a in axes)
             scales = [sc if i in axes else 1.0 for i in range(r)]
             sizes = [int(sc * shape[i] + 0.5) if i in axes else shape[i] for i in range(r)]
@@ -98,7 +98,7 @@ def _resize_axis(ctx, x, axis, rank, idx, coeff, ext, extrapolation, nearest):
         y = ctx.emit(_R.take(x, const(idx[np.arange(out_w), coeff.argmax(axis=1)]), axis=axis))
     else:
         if not dt.startswith("float"):
-            raise ValueError(f"Resize interpolation of {dt} data")
+            raise Unsupported(f"Resize interpolation of {dt} data")
         y = None
         for t in range(idx.shape[1]):
             g = ctx.emit(_R.take(x, const(idx[:, t]), axis=axis))
@@ -136,7 +136,7 @@ def _resize(ctx, node, x, roi, scales, sizes, ctm, nearest_mode="round_prefer_fl
         if np.isclose(sc, 1.0) and out_w == s[a] and (roi is None or (np.isclose(roi[a], 0) and np.isclose(roi[a + r], 1))):
             continue
         if out_w == 0:
-            raise ValueError("Resize to a zero-size axis")
+            raise Unsupported("Resize to a zero-size axis")
         idx, coeff, ext = _taps(s[a], out_w, sc, fct, None if roi is None else [roi[a], roi[a + r]], ctm,
                                 bool(attr(node, "exclude_outside", 0)))
         y = _resize_axis(ctx, y, a, r, idx, coeff, ext, float(attr(node, "extrapolation_value", 0.0)),
@@ -172,7 +172,7 @@ def resize(ctx, node, xs):
     if scales is not None and scales.size == 0:
         scales = None
     if (scales is None) == (sizes is None):
-        raise ValueError("Resize needs exactly one of scales and sizes")
+        raise Unsupported("Resize needs exactly one of scales and sizes")
     return _resize(ctx, node, x, roi, scales, sizes, _s(attr(node, "coordinate_transformation_mode", "half_pixel")))
 
 

@@ -13,6 +13,7 @@ from tvm import relax
 
 from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
+from edgec.targets.tvm.ops import Unsupported
 
 _R = relax.op
 _I64 = "int64"
@@ -105,7 +106,7 @@ def empty_like(ctx, x, shape: list[int]):
     s = shape_of(x)
     if len(s) == len(shape) and all(d <= e for d, e in zip(shape, s)):
         return ctx.emit(_R.strided_slice(x, axes=list(range(len(s))), begin=[0] * len(s), end=list(shape)))
-    raise ValueError(f"no zero-size {shape} from a {s} tensor")
+    raise Unsupported(f"no zero-size {shape} from a {s} tensor")
 
 
 def _static_untouched(ctx, node, r: int) -> set[int]:

@@ -9,7 +9,7 @@ from tvm import relax
 
 from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 
 _R = relax.op
 
@@ -43,7 +43,7 @@ def constant_of_shape(ctx, node, xs):
     value = np.zeros((1,), np.float32) if value is None else np.asarray(value).reshape(-1)
     dims = [int(d) for d in c[0].reshape(-1)]
     if any(d < 0 for d in dims):
-        raise ValueError(f"negative dimension in ConstantOfShape shape {dims}")
+        raise Unsupported(f"negative dimension in ConstantOfShape shape {dims}")
     return ctx.constant(node, np.full(dims, value[0], dtype=value.dtype))
 
 
@@ -53,7 +53,7 @@ def _bidirectional(a: list[int], b: list[int]) -> list[int]:
     out = []
     for x, y in zip(a, b):
         if x != y and 1 not in (x, y):
-            raise ValueError(f"shapes {a} and {b} do not broadcast")
+            raise Unsupported(f"shapes {a} and {b} do not broadcast")
         out.append(y if x == 1 else x)
     return out
 
@@ -78,7 +78,7 @@ def tile(ctx, node, xs):
         return NotImplemented
     reps = [int(r) for r in c[0].reshape(-1)]
     if len(reps) != len(s) or any(r < 0 for r in reps):
-        raise ValueError(f"Tile repeats {reps} do not match input rank {len(s)}")
+        raise Unsupported(f"Tile repeats {reps} do not match input rank {len(s)}")
     if 0 in reps or 0 in s:
         return _R.zeros([d * r for d, r in zip(s, reps)], dtype_of(xs[0]))
     return _R.tile(xs[0], reps)
