@@ -50,7 +50,7 @@ def worker_ort(model: str, threads: int, warmup: int, repeat: int) -> list[float
     from edgec.reference import ort_session
 
     feeds = _seeded(graph_inputs(load_model(model)))
-    sess = ort_session(Path(model).read_bytes(), threads)  # allow_spinning=0 is set there
+    sess = ort_session(Path(model).read_bytes(), threads, optimized=True)  # allow_spinning=0 is set there
     names = [o.name for o in sess.get_outputs()]
     for _ in range(warmup):
         sess.run(names, feeds)

@@ -42,6 +42,7 @@ class CompileOptions:
     disabled: tuple[str, ...] = ()
     verify: bool = False
     verify_allow_unrunnable: bool = False  # --verify: count passes onnxruntime cannot run instead of failing
+    verify_tolerance: tuple[float, float] = (1e-4, 1e-4)  # --verify: atol, rtol (x max|output|)
     instruments: list = field(default_factory=list)
     mcpu: str | None = None
     mattr: str | None = None
@@ -91,7 +92,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
     instruments = [stats, *opts.instruments]
     verifier = None
     if opts.verify:
-        verifier = VerifyAgainstOnnxRuntime(allow_unrunnable=opts.verify_allow_unrunnable)
+        verifier = VerifyAgainstOnnxRuntime(*opts.verify_tolerance, allow_unrunnable=opts.verify_allow_unrunnable)
         instruments.append(verifier)
     options = {"fix-input-shapes": {"shapes": opts.input_shapes}} if opts.input_shapes else {}
     if opts.io_layout != "nchw":

@@ -27,10 +27,15 @@ def seeded_inputs(infos: list[TensorInfo], seed: int = 0, default_dim: int = 1) 
     return out
 
 
-def ort_session(model: onnx.ModelProto | bytes | str, threads: int = 1):
+def ort_session(model: onnx.ModelProto | bytes | str, threads: int = 1, optimized: bool = False):
+    """An onnxruntime CPU session. As a reference its graph optimizations are off (`optimized`
+    False): a result then comes from onnxruntime's kernels alone, not from its own rewrites;
+    benchmarks that time onnxruntime pass optimized=True."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if not optimized:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
