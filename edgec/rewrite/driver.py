@@ -6,6 +6,16 @@ match and is no graph output (unless the rule sets `shared_intermediates`: then 
 kept for their other users); then `check`, then `rewrite`. Only then is the graph changed: new
 initializers and nodes are inserted before the root, uses of the root's output are redirected,
 matched nodes are removed, and constants the match consumed and nobody else uses are dropped.
+
+Rules apply in every scope: the main graph, every subgraph (If/Loop/Scan bodies, nested), and the
+bodies of model-local functions, except functions in the `edgec` domain. Those are the reference
+definitions of edgec's own ops, added by the passes themselves: backends read the node's
+attributes, not the body, and rewriting a body into the op it defines would make it recursive.
+Functions importing another default-domain opset than the model are skipped too (the rules'
+opset checks use the model's). A match must lie in one scope (values captured from an enclosing
+graph are inputs to it, never matched through), and in function bodies no matched node may use
+a reference attribute (its value is only known at the call). In nested scopes the new constants
+become Constant nodes (functions have no initializers) and new values get model-unique names.
 """
 
 from __future__ import annotations
@@ -16,11 +26,21 @@ from typing import ClassVar
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult
-from edgec.rewrite.matcher import Match, Matcher
+from edgec.rewrite.matcher import Match, Matcher, normalize_domain
 from edgec.rewrite.rule import MatchResult, RewriteBuilder, RewriteRule
 from edgec.rewrite.trace import RewriteTrace
 
 EDGEC_DOMAIN = "edgec"
+
+
+def scope_reason(match: Match) -> str:
+    """Why `match` cannot be rewritten in place within its scope ('' if it can)."""
+    for n in match.nodes:
+        if n.graph is not match.graph:
+            return f"{n.op_type} '{n.name}' is in an enclosing graph (captured value)"
+        if any(a.is_ref() for a in n.attributes.values()):
+            return f"{n.op_type} '{n.name}' has a reference attribute (function parameter)"
+    return ""
 
 
 def outside_use_reason(match: Match) -> str:
@@ -64,16 +84,61 @@ def _removable(match: Match) -> list[ir.Node]:
     return dead
 
 
-def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: ir.Value,
-           shared: bool = False) -> None:
-    graph, root, old = match.graph, match.root, match.output
+def _model_value_names(model: ir.Model) -> set[str]:
+    names: set[str] = set()
+    for g in (model.graph, *model.graph.subgraphs()):
+        names.update(v.name for v in (*g.inputs, *g.initializers.values()) if v.name)
+        names.update(o.name for n in g for o in n.outputs if o.name)
+    return names
+
+
+def _nested_constants(builder: RewriteBuilder, replacement: ir.Value) -> tuple[list[ir.Node], ir.Value]:
+    """The builder's new initializers as Constant nodes (for subgraphs and function bodies)."""
+    consts = []
     for v in builder.initializers:
-        v.name = _unique_name(graph, v.name or "const")
-        v.const_value.name = v.name
-        graph.register_initializer(v)
-    new_nodes = list(builder.nodes)
-    if old.is_graph_output() and (replacement.producer() is None or replacement.is_graph_output()
-                                  or replacement.is_initializer()):
+        node = ir.Node("", "Constant", [], [ir.AttrTensor("value", v.const_value)])
+        out = node.outputs[0]
+        out.name, out.type, out.shape = v.name, v.type, v.shape
+        for n in builder.nodes:
+            for i, x in enumerate(n.inputs):
+                if x is v:
+                    n.replace_input_with(i, out)
+        replacement = out if replacement is v else replacement
+        consts.append(node)
+    return consts, replacement
+
+
+def _name_nested_values(model: ir.Model, nodes: list[ir.Node]) -> None:
+    taken = _model_value_names(model)
+    counter = model.graph.meta.get("edgec.rewrite.counter", 0)
+    for n in nodes:
+        for o in n.outputs:
+            base = o.name or "v"
+            name = base
+            while name in taken:
+                counter += 1
+                name = f"{base}_rw{counter}"
+            o.name = name
+            taken.add(name)
+    model.graph.meta["edgec.rewrite.counter"] = counter
+
+
+def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: ir.Value,
+           shared: bool = False, function: ir.Function | None = None) -> None:
+    graph, root, old = match.graph, match.root, match.output
+    nested = graph is not model.graph
+    if nested:
+        new_nodes, replacement = _nested_constants(builder, replacement)
+        new_nodes += builder.nodes
+    else:
+        for v in builder.initializers:
+            v.name = _unique_name(graph, v.name or "const")
+            v.const_value.name = v.name
+            graph.register_initializer(v)
+        new_nodes = list(builder.nodes)
+    producer = replacement.producer()
+    if old.is_graph_output() and (producer is None or producer.graph not in (None, graph)
+                                  or replacement.is_graph_output() or replacement.is_initializer()):
         ident = ir.Node("", "Identity", [replacement])
         new_nodes.append(ident)
         replacement = ident.outputs[0]
@@ -81,6 +146,8 @@ def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: 
         replacement.type = old.type
     if replacement.shape is None:
         replacement.shape = old.shape
+    if nested:
+        _name_nested_values(model, new_nodes)
     graph.insert_before(root, new_nodes)
     if old.is_graph_output():
         old_name, old.name = old.name, None
@@ -98,6 +165,8 @@ def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: 
     for n in builder.nodes:
         if n.domain and n.domain not in model.opset_imports:
             model.opset_imports[n.domain] = 1
+        if function is not None and n.domain not in function.opset_imports:
+            function.opset_imports[n.domain] = model.opset_imports[n.domain]
 
 
 def _drop_unused_constants(graph: ir.Graph, values: list[ir.Value]) -> None:
@@ -105,20 +174,21 @@ def _drop_unused_constants(graph: ir.Graph, values: list[ir.Value]) -> None:
         if v.uses() or v.is_graph_output() or v in graph.inputs:
             continue
         producer = v.producer()
-        if v.is_initializer() and v.name in graph.initializers and producer is None:
+        if v.is_initializer() and graph.initializers.get(v.name) is v and producer is None:
             del graph.initializers[v.name]
         elif producer is not None and producer.op_type == "Constant" and producer.graph is graph:
             graph.remove(producer, safe=True)
 
 
-def try_rule(model: ir.Model, rule: RewriteRule, node: ir.Node, trace: RewriteTrace | None, matcher: Matcher) -> bool:
+def try_rule(model: ir.Model, rule: RewriteRule, node: ir.Node, trace: RewriteTrace | None, matcher: Matcher,
+             function: ir.Function | None = None) -> bool:
     declined = ""
     structural_failure = ""
     for pattern in rule.patterns:
         if (pattern.node.domain, pattern.node.op_type) != (_domain(node), node.op_type):
             continue
         for match in matcher.matches(model, pattern, node):
-            reason = "" if rule.shared_intermediates else outside_use_reason(match)
+            reason = scope_reason(match) or ("" if rule.shared_intermediates else outside_use_reason(match))
             if not reason:
                 result = rule.check(match)
                 result = result if isinstance(result, MatchResult) else MatchResult(bool(result), "check returned False")
@@ -140,7 +210,7 @@ def try_rule(model: ir.Model, rule: RewriteRule, node: ir.Node, trace: RewriteTr
                             else "replacement uses a value computed inside the match")
                 continue
             where = node.name or (match.output.name or node.op_type)
-            commit(model, match, builder, out, shared=rule.shared_intermediates)
+            commit(model, match, builder, out, shared=rule.shared_intermediates, function=function)
             if trace is not None:
                 trace.hit(rule.rule_name, where)
             return True
@@ -157,12 +227,26 @@ def _uses_match_internals(builder: RewriteBuilder, match: Match, out: ir.Value) 
 
 
 def _domain(node: ir.Node) -> str:
-    return "" if node.domain in ("", "ai.onnx") else node.domain
+    return normalize_domain(node.domain)
+
+
+def rewrite_scopes(model: ir.Model) -> list[tuple[ir.Graph, ir.Function | None]]:
+    """The graphs rules apply in, outermost first, each with the function it belongs to (or None)."""
+    scopes: list[tuple[ir.Graph, ir.Function | None]] = [(model.graph, None)]
+    scopes += [(g, None) for g in model.graph.subgraphs()]
+    opset = model.opset_imports.get("")
+    for fn in list(model.functions.values()):
+        if fn.domain == EDGEC_DOMAIN or fn.opset_imports.get("", opset) != opset:
+            continue
+        scopes += [(fn.graph, fn)] + [(g, fn) for g in fn.graph.subgraphs()]
+    return scopes
 
 
 def apply_rules(model: ir.Model, rules: Sequence[RewriteRule], *, max_iterations: int = 16,
                 trace: RewriteTrace | None = None) -> int:
-    """Rewrite `model.graph` in place until no rule fires (or `max_iterations` sweeps); returns the hit count."""
+    """Rewrite the model in place until no rule fires (or `max_iterations` sweeps); returns the hit count.
+
+    Every sweep visits the scopes of `rewrite_scopes` (main graph, subgraphs, user functions)."""
     opset = model.opset_imports.get("")
     active = []
     for rule in rules:
@@ -173,16 +257,17 @@ def apply_rules(model: ir.Model, rules: Sequence[RewriteRule], *, max_iterations
         else:
             active.append(rule)
     roots = {(p.node.domain, p.node.op_type) for r in active for p in r.patterns}
-    graph, matcher, total = model.graph, Matcher(), 0
+    matcher, total = Matcher(), 0
     for _ in range(max(1, max_iterations)):
         hits = 0
-        for node in list(graph):
-            if node.graph is not graph or (_domain(node), node.op_type) not in roots:
-                continue
-            for rule in active:
-                if try_rule(model, rule, node, trace, matcher):
-                    hits += 1
-                    break
+        for graph, function in rewrite_scopes(model):
+            for node in list(graph):
+                if node.graph is not graph or (_domain(node), node.op_type) not in roots:
+                    continue
+                for rule in active:
+                    if try_rule(model, rule, node, trace, matcher, function):
+                        hits += 1
+                        break
         total += hits
         if not hits:
             break
