@@ -148,8 +148,14 @@ def summary(diffs: list[OutputDiff]) -> str:
 
 
 def assert_outputs_match(actual: dict, expected: dict, atol: float, rtol: float = 0.0) -> list[OutputDiff]:
-    """For tests and scripts: raise AssertionError naming every mismatch."""
+    """For tests and scripts: raise AssertionError naming every mismatch. On top of
+    `compare_outputs` the error is also bounded element by element, as numpy's assert_allclose
+    does (|a - e| <= atol + rtol * |e|), which is at least as strict."""
     diffs = compare_outputs(actual, expected, Tolerance(atol, rtol))
     if not all_match(diffs):
         raise AssertionError(summary(diffs))
+    for name, e in expected.items():
+        a = np.asarray(actual[name])
+        if a.dtype.kind in "fc":
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"output {name}")
     return diffs

@@ -7,6 +7,7 @@ import onnx
 import onnx_ir as ir
 
 from edgec.ir.analysis import graph_inputs
+from edgec.ir.domains import is_onnx_domain
 from edgec.ir.loader import to_proto
 from edgec.reference import run_ort, seeded_inputs
 
@@ -22,7 +23,7 @@ def parse(text: str, infer_shapes: bool = True) -> ir.Model:
 
 def op_list(model: ir.Model) -> list[str]:
     """Ops in graph order; non-default domains as `domain.Op` (Constant nodes omitted)."""
-    return [(f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
+    return [(f"{n.domain}.{n.op_type}" if not is_onnx_domain(n.domain) else n.op_type)
             for n in model.graph if n.op_type != "Constant"]
 
 
@@ -43,9 +44,9 @@ def inputs_for(model: ir.Model, seed: int = 0, scale: float = 1.0) -> dict[str, 
 
 
 def assert_same_outputs(before: dict[str, np.ndarray], after: dict[str, np.ndarray], *, rtol: float, atol: float) -> None:
-    assert set(before) == set(after), f"outputs differ: {sorted(before)} vs {sorted(after)}"
-    for name, expected in before.items():
-        np.testing.assert_allclose(after[name], expected, rtol=rtol, atol=atol, err_msg=f"output {name}")
+    from edgec.compare import assert_outputs_match
+
+    assert_outputs_match(after, before, atol, rtol)  # NaN/Inf, missing/extra, shape, dtype: mismatches
 
 
 def check_pass(model_text: str, pass_: object, expected_ops: list[str] | None, *, rtol: float = 1e-4,

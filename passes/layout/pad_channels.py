@@ -17,9 +17,26 @@ reduction over channels, ... is left alone (`--trace` reason: the op that stops 
 What changes: the producing convs get zero output channels (weights and bias), depthwise convs
 get zero filters and `group` = the padded count, consuming convs get zero input-channel weights,
 per-channel constants get zeros (ones for a divisor). The padded channels then hold f(0)-style
-finite values that only ever meet zero weights, so the real channels are computed with the same
-operations in the same order: outputs are unchanged (bit-exact unless an input is inf/NaN, whose
-0 * inf = NaN can then reach outputs through the zero weights).
+values that only ever meet zero weights, so the real channels are computed with the same
+operations in the same order: outputs are unchanged, bit-exact.
+
+Why that is exact -- the proof obligation for every op a region takes in: a padded channel must
+hold a *finite* value wherever it meets a zero weight, because 0 * x = 0 only for finite x
+(0 * inf = 0 * NaN = NaN, and the sink conv sums it into every real channel). So:
+- producers (Conv, FusedConv with an activation of `_FINITE_UNARY`) start padded channels at
+  exactly act(0 + 0) -- finite;
+- `_FINITE_UNARY` ops map finite to finite (Relu, Sigmoid, Tanh, Elu, ... of any finite value);
+  Exp, Log, Sqrt, Reciprocal, Pow, Softplus-style ops that overflow or are undefined at some
+  finite value are not taken in;
+- Add, Sub, Mul of two region values or with a per-channel constant (padded with 0) stay finite;
+- Div only by a per-channel constant (padded with 1). Div by a computed tensor ends the region:
+  its padded channels could hold 0 (Relu(x) + c, Sigmoid(x) * c with c padded to 0), and 0/0 is NaN;
+- pools and depthwise convs work per channel; anything that mixes channels (reductions, norms or
+  Softmax over channels, Reshape, Concat, grouped convs) or that cannot be proven per-channel ends
+  the region.
+If the real model's own input is inf/NaN, a producer's zero weights give NaN in padded channels,
+which then reaches real channels where the original might not have had NaN: the pass assumes
+finite inputs (as every compiler assuming `-ffinite-math` does for this rewrite).
 """
 
 from __future__ import annotations
@@ -32,8 +49,9 @@ import onnx_ir as ir
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import constant_array, effective_options, int_attr, static_dims
 
-_UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Identity", "Elu",
-          "Selu", "Softplus", "Silu", "Gelu"}
+# finite at every finite input (see the module doc): what a padded channel may pass through
+_FINITE_UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Identity", "Elu",
+                 "Selu", "Silu", "Gelu", "Abs", "Neg"}
 _BINARY = {"Add", "Sub", "Mul", "Div"}
 _POOLS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 _CONVS = {"Conv", "FusedConv"}
@@ -47,7 +65,7 @@ def _kind(node: ir.Node) -> str | None:
         return "conv"
     if node.domain == "edgec" and op not in ("Silu", "Gelu"):
         return None
-    if op in _UNARY:
+    if op in _FINITE_UNARY:
         return "unary"
     if op in _BINARY:
         return "binary"
@@ -110,12 +128,17 @@ def _grow(start: ir.Value, graph_outputs: set) -> Region:
             ck = _conv_kind(node)
             if ck is None:
                 return fail(f"conv '{node.name}' is grouped or has non-constant weights")
+            act = node.attributes.get_string("activation", "") if node.op_type == "FusedConv" else ""
+            if act and act not in _FINITE_UNARY:
+                return fail(f"conv '{node.name}' has activation {act}, not known to be finite")
             r.producers.add(node)
             if ck == "depthwise":
                 add(node.inputs[0])
             if len(node.inputs) > 3 and node.inputs[3] is not None:
                 add(node.inputs[3])
         elif kind == "binary":
+            if node.op_type == "Div" and constant_array(node.inputs[1]) is None:
+                return fail(f"Div '{node.name}' divides by a computed tensor (0/0 in padded channels)")
             for i, x in enumerate(node.inputs):
                 if constant_array(x) is not None:
                     if not _per_channel(x, r.channels):
@@ -141,6 +164,8 @@ def _grow(start: ir.Value, graph_outputs: set) -> Region:
             elif uk in ("unary", "pool") and idx == 0:
                 add(user.outputs[0])
             elif uk == "binary":
+                if user.op_type == "Div" and idx == 1:
+                    return fail(f"'{v.name}' is the divisor of Div '{user.name}' (0/0 in padded channels)")
                 add(user.outputs[0])
             else:
                 return fail(f"'{v.name}' is read by {user.op_type} '{user.name}'")

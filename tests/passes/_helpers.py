@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 
+from edgec.compare import assert_outputs_match
 from edgec.infra.context import PassContext
 from edgec.infra.manager import PassManager
 from edgec.infra.pipeline import parse_pipeline
@@ -36,7 +36,4 @@ def assert_same_outputs(before: onnx.ModelProto, after: ir.Model, atol: float, r
     inputs = seeded_inputs(graph_inputs(ir.serde.deserialize_model(before)), seed, default_dim=2)
     expected = run_ort(before, inputs)
     actual = run_ort(after_proto, inputs)
-    assert set(actual) == set(expected)
-    for name, e in expected.items():
-        assert actual[name].dtype == e.dtype, name
-        np.testing.assert_allclose(actual[name], e, atol=atol, rtol=rtol, err_msg=name)
+    assert_outputs_match(actual, expected, atol, rtol)  # NaN/Inf, missing/extra, shape, dtype: mismatches

@@ -132,3 +132,68 @@ def test_compile_path_sets_the_block_from_the_target():
     # AVX2: 8 lanes divide 24: nothing to pad
     assert not any(p["pass"] == "pad-channels" and p["modified"] for p in info2["passes"])
     assert_same_outputs(proto, model, atol=1e-5, rtol=1e-5)
+
+
+def _two_conv_region(middle: list, extra_inits: list, c: int = 24) -> onnx.ModelProto:
+    """x -> Conv a, Conv b (c channels each) -> `middle` nodes producing 'm' -> 1x1 Conv -> y."""
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "wb"], ["b"], pads=[1, 1, 1, 1]),
+             *middle, helper.make_node("Conv", ["m", "wy"], ["y"])]
+    inits = [_w("wa", c, 16, 3, 3), _w("wb", c, 16, 3, 3), _w("wy", 40, c, 1, 1), *extra_inits]
+    return _model(nodes, inits, [1, 16, 6, 6], None)
+
+
+def _const(name, value, c=24):
+    return numpy_helper.from_array(np.full((1, c, 1, 1), value, np.float32), name)
+
+
+UNSAFE_DIVISORS = {  # the divisor's padded channels would hold 0: 0/0 = NaN spread by the next conv
+    "div-of-two-convs": ([helper.make_node("Div", ["a", "b"], ["m"])], []),
+    "relu-plus-c": ([helper.make_node("Relu", ["b"], ["r"]), helper.make_node("Add", ["r", "c"], ["d"]),
+                     helper.make_node("Div", ["a", "d"], ["m"])], [_const("c", 0.5)]),
+    "sigmoid-times-c": ([helper.make_node("Sigmoid", ["b"], ["s"]), helper.make_node("Mul", ["s", "c"], ["d"]),
+                         helper.make_node("Div", ["a", "d"], ["m"])], [_const("c", 2.0)]),
+    "constant-over-computed": ([helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Abs", ["s"], ["t"]),
+                                helper.make_node("Add", ["t", "c"], ["d"]), helper.make_node("Div", ["c", "d"], ["m"])],
+                               [_const("c", 1.0)]),
+}
+NOT_FINITE_EVERYWHERE = ["Exp", "Log", "Sqrt", "Reciprocal", "Softplus"]  # overflow or undefined at finite x
+
+
+@pytest.mark.parametrize("case", sorted(UNSAFE_DIVISORS))
+def test_does_not_pad_a_division_by_a_computed_tensor(case):
+    proto = _two_conv_region(*UNSAFE_DIVISORS[case])
+    model, modified = run(proto, "pad-channels{block=16,max_growth=1}")
+    assert not modified, case
+    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("op", NOT_FINITE_EVERYWHERE)
+def test_does_not_pad_through_ops_that_are_not_finite_everywhere(op):
+    proto = _two_conv_region([helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node(op, ["s"], ["m"])], [])
+    model, modified = run(proto, "pad-channels{block=16,max_growth=1}")
+    assert not modified, op
+
+
+def test_still_pads_through_safe_ops_between_two_convs():
+    middle = [helper.make_node("Sigmoid", ["b"], ["s"]), helper.make_node("Mul", ["a", "s"], ["p"]),
+              helper.make_node("Sub", ["p", "a"], ["q"]), helper.make_node("Div", ["q", "dv"], ["m"])]
+    proto = _two_conv_region(middle, [_const("dv", 3.0)])
+    model, modified = run(proto, "pad-channels{block=16,max_growth=1}")
+    assert modified
+    assert [tuple(n.inputs[1].shape) for n in model.graph if n.op_type == "Conv"] == [(32, 16, 3, 3), (32, 16, 3, 3), (40, 32, 1, 1)]
+    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+
+
+def test_issue_model_compiles_and_matches_at_the_default_level(tmp_path):
+    """The report: Conv(x,w1)/Conv(x,w2) then a Conv, 60 channels, was all-NaN at -O2 and every check said OK."""
+    from edgec.differential import check_model
+
+    c = 60
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w2"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Div", ["a", "b"], ["d"]), helper.make_node("Conv", ["d", "w3"], ["y"])]
+    proto = _model(nodes, [_w("w1", c, 3, 3, 3), _w("w2", c, 3, 3, 3), _w("w3", 8, c, 1, 1)], [1, 3, 8, 8], None)
+    for level in (0, 2):
+        outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
+        assert outcome.kind == "match", (level, outcome)
