@@ -52,6 +52,7 @@ class CompileOptions:
     records: str | None = None          # tuning-records file from `edgec tune` (applied where keys match)
     threads: int | None = None          # runtime threads: sizes the schedules, default for run/bench
     weights_file: str = "auto"          # big initializers in weights.bin: "auto" (>= 512 MiB of them), "always", "never"
+    plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
 
 
 @dataclass
@@ -82,6 +83,10 @@ def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int
 
 
 def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> tuple[ir.Model, dict]:
+    from edgec.infra.registry import load_plugin_file
+
+    for plugin in opts.plugins:
+        load_plugin_file(plugin)
     text = opts.passes if opts.passes is not None else default_pipeline(spec, opts.opt_level, opts.io_layout)
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):

@@ -44,7 +44,7 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, ve
                           disabled=tuple(d for item in disable for d in item.split(",") if d), verify=verify,
                           verify_allow_unrunnable=verify_allow_unrunnable,
                           instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes,
-                          io_layout=io_layout)
+                          io_layout=io_layout, plugins=_plugins())
 
 
 def _new_trace(enabled: bool):
@@ -58,6 +58,14 @@ def _new_trace(enabled: bool):
 def _print_trace(trace) -> None:
     if trace is not None:
         click.echo(trace.format(), err=True)
+
+
+def _plugins(ctx=None, param=None, value=None) -> tuple[str, ...]:
+    """--plugin's callback (records the files) and, without arguments, the files recorded."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is not None and value is not None:
+        ctx.meta["edgec.plugins"] = tuple(value)
+    return tuple(ctx.meta.get("edgec.plugins", ())) if ctx is not None else ()
 
 
 _pipeline_opts = [
@@ -80,6 +88,8 @@ _pipeline_opts = [
     click.option("--io-layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True,
                  help="nhwc: to-nhwc also makes the graph's 4-D inputs/outputs NHWC (recorded in metadata)."),
     click.option("--trace-rewrites", is_flag=True, help="Print rewrite-rule hit counts and decline reasons to stderr."),
+    click.option("--plugin", multiple=True, type=click.Path(), metavar="FILE.py", expose_value=False, callback=_plugins,
+                 help="Load @register_pass classes from this Python file for the pipeline (repeatable)."),
 ]
 
 
