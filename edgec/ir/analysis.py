@@ -9,6 +9,8 @@ import networkx as nx
 import numpy as np
 import onnx_ir as ir
 
+from edgec.ir.domains import is_onnx_domain
+
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -46,7 +48,7 @@ def graph_outputs(model: ir.Model) -> list[TensorInfo]:
 
 def op_histogram(model: ir.Model) -> Counter:
     return Counter(
-        (f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type)
+        (f"{n.domain}::{n.op_type}" if not is_onnx_domain(n.domain) else n.op_type)
         for n in ir.traversal.RecursiveGraphIterator(model.graph)
     )
 

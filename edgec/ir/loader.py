@@ -15,6 +15,7 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 
 from edgec.errors import ModelLoadError, ModelValidationError
+from edgec.ir.domains import ONNX_DOMAINS, canonicalize_onnx_domain
 from edgec.ir.safety import DEFAULT_MAX_TENSOR_BYTES, check_initializers, check_value_sizes
 
 
@@ -147,6 +148,11 @@ def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = 
         raise ModelValidationError(f"{file}: malformed graph: {_first_line(e)}") from None
     if base_dir is not None:
         ir.external_data.set_base_dir(model.graph, base_dir)
+    versions = {o.version for o in proto.opset_import if o.domain in ONNX_DOMAINS}
+    if len(versions) > 1:
+        raise ModelValidationError(f"{file}: imports the default ONNX domain as both '' and 'ai.onnx' "
+                                   f"at different versions {sorted(versions)}")
+    canonicalize_onnx_domain(model)
     model.meta["edgec.source"] = file
     return model
 

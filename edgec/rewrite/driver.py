@@ -26,6 +26,7 @@ from typing import ClassVar
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult
+from edgec.ir.domains import onnx_opset
 from edgec.rewrite.matcher import Match, Matcher, normalize_domain
 from edgec.rewrite.rule import MatchResult, RewriteBuilder, RewriteRule
 from edgec.rewrite.trace import RewriteTrace
@@ -163,9 +164,9 @@ def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: 
         if fn.overload:
             model.ir_version = max(model.ir_version or 0, 10)
     for n in builder.nodes:
-        if n.domain and n.domain not in model.opset_imports:
+        if normalize_domain(n.domain) and n.domain not in model.opset_imports:
             model.opset_imports[n.domain] = 1
-        if function is not None and n.domain not in function.opset_imports:
+        if function is not None and normalize_domain(n.domain) and n.domain not in function.opset_imports:
             function.opset_imports[n.domain] = model.opset_imports[n.domain]
 
 
@@ -234,9 +235,9 @@ def rewrite_scopes(model: ir.Model) -> list[tuple[ir.Graph, ir.Function | None]]
     """The graphs rules apply in, outermost first, each with the function it belongs to (or None)."""
     scopes: list[tuple[ir.Graph, ir.Function | None]] = [(model.graph, None)]
     scopes += [(g, None) for g in model.graph.subgraphs()]
-    opset = model.opset_imports.get("")
+    opset = onnx_opset(model.opset_imports)
     for fn in list(model.functions.values()):
-        if fn.domain == EDGEC_DOMAIN or fn.opset_imports.get("", opset) != opset:
+        if fn.domain == EDGEC_DOMAIN or onnx_opset(fn.opset_imports, opset) != opset:
             continue
         scopes += [(fn.graph, fn)] + [(g, fn) for g in fn.graph.subgraphs()]
     return scopes
@@ -247,7 +248,7 @@ def apply_rules(model: ir.Model, rules: Sequence[RewriteRule], *, max_iterations
     """Rewrite the model in place until no rule fires (or `max_iterations` sweeps); returns the hit count.
 
     Every sweep visits the scopes of `rewrite_scopes` (main graph, subgraphs, user functions)."""
-    opset = model.opset_imports.get("")
+    opset = onnx_opset(model.opset_imports)
     active = []
     for rule in rules:
         why = rule.opset_reason(opset)

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
+from edgec.ir.domains import is_onnx_domain, normalize_domain, onnx_opset
 from edgec.rewrite.pattern import Const, NodeOutput, NodePattern, ValuePattern, Var, attr_matches
 
-
-def normalize_domain(domain: str) -> str:
-    return "" if domain in ("", "ai.onnx") else domain
+__all__ = ["Match", "Matcher", "attr_value", "const_array", "normalize_domain"]
 
 
 _CONSTANT_ATTRS = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
@@ -36,7 +35,7 @@ def const_array(value: ir.Value | None) -> np.ndarray | None:
             return None  # an initializer that is also a graph input can be overridden at run time
         return value.const_value.numpy()
     node = value.producer()
-    if node is None or node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or len(node.attributes) != 1:
+    if node is None or node.op_type != "Constant" or not is_onnx_domain(node.domain) or len(node.attributes) != 1:
         return None
     name, attr = next(iter(node.attributes.items()))
     if attr.is_ref():
@@ -90,7 +89,7 @@ class Match:
 
     @property
     def opset(self) -> int:
-        return self.model.opset_imports.get("", 0)
+        return onnx_opset(self.model.opset_imports, 0)
 
 
 @dataclass

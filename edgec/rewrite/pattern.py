@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgec.ir.domains import is_onnx_domain, normalize_domain
+
 COMMUTATIVE_OPS = frozenset({"Add", "Mul", "Max", "Min", "And", "Or", "Xor", "Equal"})
 
 
@@ -54,7 +56,7 @@ class NodePattern:
 
     @property
     def commutative(self) -> bool:
-        return self.domain == "" and self.op_type in COMMUTATIVE_OPS and len(self.inputs) == 2
+        return is_onnx_domain(self.domain) and self.op_type in COMMUTATIVE_OPS and len(self.inputs) == 2
 
     def __repr__(self) -> str:
         dom = f"{self.domain}." if self.domain else ""
@@ -90,7 +92,7 @@ class PatternBuilder:
 
         def make(*inputs: Any, _domain: str = "", _outputs: int = 1, _name: str | None = None,
                  _allow_other_inputs: bool = False, **attrs: Any):
-            node = NodePattern(op_type, _domain, [self._coerce(i) for i in inputs], attrs, _name,
+            node = NodePattern(op_type, normalize_domain(_domain), [self._coerce(i) for i in inputs], attrs, _name,
                                _outputs, _allow_other_inputs)
             node.outputs = [NodeOutput(node, i) for i in range(_outputs)]
             return node.outputs[0] if _outputs == 1 else tuple(node.outputs)

@@ -9,8 +9,7 @@ import onnx_ir as ir
 
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import _coerce
-
-STANDARD_DOMAINS = ("", "ai.onnx")
+from edgec.ir.domains import is_onnx_domain, onnx_opset
 
 
 def effective_options(pass_, ctx) -> dict[str, Any]:
@@ -45,11 +44,11 @@ def has_subgraph(node: ir.Node) -> bool:
 
 
 def is_standard(node: ir.Node) -> bool:
-    return node.domain in STANDARD_DOMAINS
+    return is_onnx_domain(node.domain)
 
 
 def opset_version(model: ir.Model) -> int:
-    return model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+    return onnx_opset(model.opset_imports, 1)
 
 
 def constant_array(v: ir.Value | None) -> np.ndarray | None:

@@ -7,6 +7,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.domains import is_onnx_domain, normalize_domain
 from edgec.ir.evaluate import NONDETERMINISTIC
 from edgec.passes.cleanup._common import (
     all_graphs,
@@ -35,7 +36,7 @@ def _attr_key(attr: ir.Attr, size_limit: int):
 
 
 def _node_key(node: ir.Node, size_limit: int):
-    if has_subgraph(node) or (node.domain in ("", "ai.onnx") and node.op_type in NONDETERMINISTIC):
+    if has_subgraph(node) or (is_onnx_domain(node.domain) and node.op_type in NONDETERMINISTIC):
         return None
     attrs = []
     for k, a in sorted(node.attributes.items()):
@@ -43,7 +44,7 @@ def _node_key(node: ir.Node, size_limit: int):
         if key is None:
             return None
         attrs.append((k, a.type.value, key))
-    return (node.domain, node.op_type, node.overload, len(node.outputs),
+    return (normalize_domain(node.domain), node.op_type, node.overload, len(node.outputs),
             tuple(id(v) for v in node.inputs), tuple(attrs))
 
 

@@ -10,6 +10,7 @@ from onnx_ir.passes.common import (
 )
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.domains import canonicalize_onnx_domain
 from edgec.passes.cleanup._common import all_graphs, graph_signature
 
 
@@ -29,6 +30,9 @@ class EliminateDeadCode(Pass):
 
     def run(self, model: ir.Model, ctx) -> PassResult:
         before = graph_signature(model)
+        # onnx_ir's RemoveUnusedOpsetsPass keeps only a "" default-domain import: an "ai.onnx"
+        # one used by ""-domain nodes would be dropped. Spell it "" first.
+        canonicalize_onnx_domain(model)
         # RemoveUnusedNodesPass also drops unused optional outputs (e.g. Dropout's mask), which it
         # does not report as a modification: compare structural signatures instead.
         RemoveUnusedNodesPass()(model)

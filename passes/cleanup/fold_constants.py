@@ -8,6 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.domains import onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.passes.cleanup._common import (
     all_graphs,
@@ -87,7 +88,7 @@ class FoldConstants(Pass):
 
     def run(self, model: ir.Model, ctx) -> PassResult:
         max_bytes = int(effective_options(self, ctx)["max_bytes"])
-        opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+        opset = onnx_opset(model.opset_imports, 1)
         modified = False
         for graph in all_graphs(model.graph):
             for node in list(graph):

@@ -6,6 +6,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.domains import onnx_opset
 from edgec.passes.cleanup._common import (
     all_graphs,
     constant_array,
@@ -166,7 +167,7 @@ class RemoveIdentityOps(Pass):
     options = {}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1))
+        opset = onnx_opset(model.opset_imports, 1)
         modified = False
         for graph in all_graphs(model.graph):
             for node in list(graph):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.infra.pass_base import register_pass
+from edgec.ir.domains import is_onnx_domain
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
 from edgec.rewrite.matcher import attr_value, const_array
 
@@ -51,7 +52,7 @@ def nonnegative(v) -> bool:
     p = v.producer()
     if p is None:
         return False
-    if p.domain in ("", "ai.onnx") and p.op_type in _NONNEG_OPS:
+    if is_onnx_domain(p.domain) and p.op_type in _NONNEG_OPS:
         return True
     if p.op_type == "Clip" and len(p.inputs) > 1 and p.inputs[1] is not None:
         lo = const_array(p.inputs[1])
