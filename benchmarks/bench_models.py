@@ -1,7 +1,8 @@
 """Latency of the benchmark models: onnxruntime vs TVM's default build vs edgec (untuned).
 
-    python benchmarks/bench_models.py                 # resnet18, mobilenetv2, bert
-    python benchmarks/bench_models.py --odd           # odd shapes nobody tuned for
+    python benchmarks/bench_models.py                 # resnet18, mobilenetv2, bert and the odd shapes
+    python benchmarks/bench_models.py --odd           # only the odd shapes nobody tuned for
+    python benchmarks/bench_models.py --standard      # only resnet18, mobilenetv2, bert
     python benchmarks/bench_models.py --tvm-default skip --repeat 30
     python benchmarks/bench_models.py --models resnet_block --tuned-trials 64   # + "edgec tuned" row
     python benchmarks/bench_models.py --tuned-trials 400 --chart chart.png     # + PNG bar chart
@@ -17,7 +18,13 @@ other's core), each with its default thread-pool spinning; onnxruntime gets 2 in
 the same build; the medians are over all R x `--repeat` runs, so a slow phase of this shared
 machine lands on every runtime alike. The machine's matmul peak is numpy's 2048^2
 fp32 matmul, measured in the same run; "%peak" is a model's GFLOP/s as a fraction of it.
-edgec outputs are checked against onnxruntime (max abs error) before timing.
+
+Every runtime is timed with the same loop: one whole call per run, inputs copied in and outputs
+copied out (onnxruntime's `run`, edgec's and TVM's `bench`). "TVM, no schedules" is TVM's ONNX
+frontend + plain `tvm.compile`: what TVM gives with no schedule at all (naive loops), not TVM's
+best; it is timed in this run or its row says why not. edgec's outputs are compared with
+onnxruntime's (edgec.compare: NaN/Inf, missing outputs, shapes are mismatches) before timing,
+and a model whose outputs do not match never gets MET.
 """
 
 from __future__ import annotations
@@ -40,8 +47,7 @@ from models import MODELS, ODD_MODELS, flops_of, sample_inputs, write_all  # noq
 # count): each runs in its own process, so idle spinning workers cannot steal the other's cores
 ENV = {k: v for k, v in os.environ.items() if k != "TVM_THREAD_POOL_SPIN_COUNT"}
 ENV.update({"TVM_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
-# TVM default build measured once on this machine (tvm-0.27 notes) for when it is skipped or times out
-NOTES_TVM_DEFAULT_MS = {"resnet18": 3164.0, "mobilenetv2": 341.0, "bert": 724.0}
+TVM_ROW = "TVM, no schedules"
 
 
 def worker(kind: str, model_path: str, warmup: int, repeat: int, artifact: str = "") -> dict:
@@ -100,12 +106,15 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int, artifact: str =
             kernels = rec["applied"] + sum(art.metadata["lowering"]["schedules"].values())
             out["note"] = (f"{rec['applied']}/{kernels} kernels from records ({rec['tuned']} tuned, "
                            f"{rec.get('knobs', 0)} knobs)")
+        from edgec.compare import Tolerance, all_match, compare_outputs, summary, worst_error
+        from edgec.reference import run_ort
+
         m = load(art, threads=2)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        ref = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"]).run(None, inputs)
-        got = m.run(inputs)
-        out["max_abs_err"] = float(max(np.abs(g - r).max() for g, r in zip(got.values(), ref)))
+        diffs = compare_outputs(m.run(inputs), run_ort(model_path, inputs), Tolerance(1e-4, 1e-4))
+        out["max_abs_err"] = worst_error(diffs)
+        out["outputs_match"] = all_match(diffs)
+        if not out["outputs_match"]:
+            out["note"] = f"OUTPUTS DO NOT MATCH: {summary(diffs)[:100]} " + out.get("note", "")
     out["build_s"] = time.perf_counter() - t0
     out["times"] = m.bench(inputs, warmup, repeat)
     return out
@@ -152,7 +161,8 @@ def fmt_row(name, runtime, r, ort_med, flops, peak):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", nargs=2)
-    ap.add_argument("--odd", action="store_true", help="odd-shape models instead of the three standard ones")
+    ap.add_argument("--odd", action="store_true", help="only the odd-shape models")
+    ap.add_argument("--standard", action="store_true", help="only resnet18, mobilenetv2, bert")
     ap.add_argument("--models", default="")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
@@ -171,7 +181,8 @@ def main():
     if a.worker:
         print(json.dumps(worker(a.worker[0], a.worker[1], a.warmup, a.repeat, a.artifact)))
         return
-    names = [n for n in a.models.split(",") if n] or list(ODD_MODELS if a.odd else MODELS)
+    default = list(ODD_MODELS) if a.odd else list(MODELS) if a.standard else [*MODELS, *ODD_MODELS]
+    names = [n for n in a.models.split(",") if n] or default
     paths = write_all(Path(a.out), names)
     import onnx
 
@@ -186,12 +197,9 @@ def main():
         ort_r = spawn("ort", paths[name], a.warmup, a.repeat, 600)
         rows = {"onnxruntime (2 thr)": ort_r}
         if a.tvm_default == "run":
-            tvm_r = spawn("tvm", paths[name], 1, 3, a.tvm_timeout)
+            rows[TVM_ROW] = spawn("tvm", paths[name], 1, 3, a.tvm_timeout)
         else:
-            tvm_r = {"error": "skipped"}
-        if "times" not in tvm_r and name in NOTES_TVM_DEFAULT_MS:
-            tvm_r = {"times": [NOTES_TVM_DEFAULT_MS[name] / 1e3], "note": f"MEASURED ONCE earlier ({tvm_r['error']})"}
-        rows["TVM default build"] = tvm_r
+            rows[TVM_ROW] = {"error": "not timed in this run (--tvm-default skip)"}
         timed = {"onnxruntime (2 thr)": ("ort", "")}
         rows["edgec untuned"] = spawn("edgec", paths[name], a.warmup, a.repeat, 1200, builds / "untuned")
         timed["edgec untuned"] = ("edgec", builds / "untuned")
@@ -235,6 +243,9 @@ def goal_lines(results) -> list[str]:
             if "times" not in rows[rt]:
                 parts.append(f"{prefix}: MISSED (no timing: {rows[rt].get('error', '?')})")
                 continue
+            if not rows[rt].get("outputs_match", False):
+                parts.append(f"{prefix}: MISSED (outputs do not match onnxruntime)")
+                continue
             ratio = np.median(rows[rt]["times"]) / ort_med
             parts.append(f"{prefix} {ratio:.2f}x <= {limit}x: {'MET' if ratio <= limit else 'MISSED'}")
         out.append(f"  {name:<14}" + "; ".join(parts))
@@ -251,9 +262,9 @@ def chart(results, path):
         print("\n(matplotlib not importable: no chart written)")
         return
     names = list(results)
-    # bars relative to onnxruntime (1.0), one group per model, for every measured runtime but TVM's
-    # default build (50-170x: it would flatten the rest); the label on each bar is its median in ms
-    runtimes = [rt for rt in dict.fromkeys(k for n in names for k in results[n]) if not rt.startswith("TVM default")]
+    # bars relative to onnxruntime (1.0), one group per model, for every measured runtime but TVM
+    # with no schedules (50-170x: it would flatten the rest); the label on each bar is its median in ms
+    runtimes = [rt for rt in dict.fromkeys(k for n in names for k in results[n]) if rt != TVM_ROW]
     fig, ax = plt.subplots(figsize=(1.2 + 1.6 * len(names), 4))
     width = 0.8 / len(runtimes)
     for i, rt in enumerate(runtimes):

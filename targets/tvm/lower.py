@@ -21,7 +21,13 @@ import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as fe
 
-from edgec.errors import EdgecError, InternalError, ModelValidationError, UnsupportedOpError, UnsupportedTypeError
+from edgec.errors import (
+    EdgecError,
+    InternalError,
+    ModelValidationError,
+    UnsupportedOpError,
+    UnsupportedTypeError,
+)
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const

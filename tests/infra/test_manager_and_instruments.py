@@ -3,7 +3,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 
-from edgec.errors import InternalError, PipelineError, VerificationError
+from edgec.errors import InternalError, VerificationError
 from edgec.infra.context import PassContext
 from edgec.infra.instruments import DumpIR, Statistics
 from edgec.infra.manager import PassManager
