@@ -31,7 +31,18 @@ def binary(ctx, node, xs):
         return out
     if node.op_type == "Div" and dtype_of(xs[0]).startswith("int"):
         return NotImplemented  # ONNX integer Div truncates; Relax divide differs
+    if node.op_type == "Div" and _is_scalar_zero(ctx, node.inputs[1]):
+        # TVM's constant folder asserts on x / 0.0 once legalization inlines the scalar. IEEE
+        # x / +-0 and x * +-inf agree for every x (+-inf by sign, NaN for 0 and NaN): exact.
+        with np.errstate(divide="ignore"):
+            inf = np.reciprocal(ctx.constants[node.inputs[1].name])
+        return _R.multiply(xs[0], relax.const(inf, dtype_of(xs[0])))
     return fn(xs[0], xs[1])
+
+
+def _is_scalar_zero(ctx, v) -> bool:
+    a = ctx.constants.get(v.name) if v is not None else None
+    return a is not None and a.ndim == 0 and a.dtype.kind == "f" and a == 0
 
 
 @lowers("Sum")

@@ -1,0 +1,26 @@
+"""Backend bugs found by differential checks, each with the model that showed it."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from edgec.api import CompileOptions, compile_model, run_artifact
+from edgec.compare import assert_outputs_match
+from edgec.reference import run_ort
+from tests.conftest import model_from_text
+
+
+@pytest.mark.parametrize("zero", ["0.0", "-0.0"])
+def test_div_by_a_scalar_zero_constant_gives_ieee_inf_and_nan(zero, tmp_path):
+    """TVM's constant folder asserted ("Divide by zero") on x / 0.0 once the scalar was inlined."""
+    proto = model_from_text(f'''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[2,3] x) => (float[2,3] y) <float z = {{{zero}}}> {{ y = Div(x, z) }}''')
+    onnx.save(proto, tmp_path / "m.onnx")
+    x = np.array([[0.0, -1.0, 2.0], [np.nan, np.inf, -0.0]], np.float32)
+    for level in (0, 2):
+        art = compile_model(tmp_path / "m.onnx", tmp_path / f"a{level}", CompileOptions(target="x86-64", opt_level=level))
+        got, want = run_artifact(art, {"x": x}), run_ort(proto, {"x": x})
+        assert np.isnan(want["y"]).sum() == 3 and np.isinf(want["y"]).sum() == 3
+        assert_outputs_match(got, want, atol=0.0)
