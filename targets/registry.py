@@ -173,6 +173,23 @@ def get_target(name: str, mcpu: str | None = None, mattr: str | None = None) -> 
     return spec
 
 
+def spec_from_json(data: dict) -> TargetSpec:
+    """The target an artifact was compiled for, from its metadata (`TargetSpec.to_json`): named,
+    host, `name+custom` and raw TVM-JSON ("custom") targets alike. The recorded fields win; what
+    metadata does not record (emulator, toolchain package, GPU host target) comes from the named
+    target, else from the named target with the same triple (as for a raw JSON target)."""
+    if not isinstance(data, dict) or not isinstance(data.get("tvm"), dict) or "kind" not in data["tvm"]:
+        raise TargetError("artifact metadata has no TVM target object")
+    name = str(data.get("name") or "custom")
+    base = {t.name: t for t in TARGETS}.get(name.split("+", 1)[0])
+    if base is None:
+        base = _from_json(json.dumps(data["tvm"]))
+    recorded = {k: data[k] for k in ("description", "arch", "cross_compiler", "layout", "vector_bits", "runtime")
+                if k in data}
+    recorded.update({k: tuple(data[k]) for k in ("dtypes", "features") if isinstance(data.get(k), list)})
+    return replace(base, name=name, tvm=dict(data["tvm"]), **recorded)
+
+
 def _from_json(text: str) -> TargetSpec:
     try:
         tvm = json.loads(text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.errors import ArtifactError, TargetError
-from edgec.targets.registry import TargetSpec, get_target
+from edgec.targets.registry import TargetSpec, missing_host_features, spec_from_json
 from edgec.targets.tvm.emulate import host_arch, run_bundle
 from edgec.targets.tvm.runtime import LoadedModel
 from edgec.weights import open_weights
@@ -18,11 +18,29 @@ def load(art, threads: int | None = None) -> LoadedModel:
 
 
 def spec_for(art) -> TargetSpec:
-    name = art.target["name"].split("+", 1)[0]
+    """The artifact's target as recorded in its metadata (raw TVM-JSON targets included)."""
     try:
-        return get_target(name)
-    except TargetError:
-        raise ArtifactError(f"{art.path}: artifact target '{art.target['name']}' is not a known target") from None
+        return spec_from_json(art.target)
+    except TargetError as e:
+        name = art.target.get("name") if isinstance(art.target, dict) else None
+        raise ArtifactError(f"{art.path}: artifact target '{name}': {e}") from None
+
+
+def missing_features(spec: TargetSpec) -> list[str]:
+    """CPU features `spec`'s code may use that this host lacks: the recorded ones, and for host
+    x86 code also those LLVM enables for its mcpu (a raw JSON target records none)."""
+    missing = set(missing_host_features(spec))
+    if spec.arch == "x86_64" == host_arch() and spec.tvm.get("kind") == "llvm":
+        import tvm
+        from tvm.target import codegen
+
+        try:
+            with tvm.target.Target(spec.tvm):
+                llvm = tuple(str(f) for f in codegen.llvm_get_cpu_features())
+        except Exception as e:  # tvm raises assorted errors for a target it cannot parse
+            raise ArtifactError(f"the artifact's TVM target {spec.tvm} is not usable: {e}") from None
+        missing |= set(missing_host_features(TargetSpec(spec.name, "", {}, "x86_64", features=llvm)))
+    return sorted(missing)
 
 
 def why_not_runnable(art) -> str | None:
@@ -30,15 +48,13 @@ def why_not_runnable(art) -> str | None:
     lacks, no bundle, no emulator)."""
     import shutil
 
-    from edgec.targets.registry import missing_host_features
-
     try:
         spec = spec_for(art)
     except ArtifactError as e:
         return str(e)
     if spec.tvm.get("kind") != "llvm":
         return f"a {spec.tvm.get('kind')} artifact and no GPU here"
-    missing = missing_host_features(spec)
+    missing = missing_features(spec)
     if missing:
         return f"the target uses CPU features this machine lacks: {', '.join(missing)}"
     if spec.arch == host_arch() and spec.runtime == "vm":
@@ -55,6 +71,7 @@ def run(art, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[
     if spec.tvm.get("kind") != "llvm":
         raise TargetError(f"{art.path}: {spec.arch} artifacts are compile-tested only here: no GPU on this machine")
     if spec.arch == host_arch() and spec.runtime == "vm":
+        _check_host_features(art, spec)
         return load(art, threads).run(inputs)
     bundle = art.path / "bundle"
     if not bundle.is_dir():
@@ -69,4 +86,12 @@ def bench(art, inputs: dict[str, np.ndarray], warmup: int, repeat: int, threads:
     if spec.arch != host_arch() or spec.runtime != "vm":
         raise TargetError(f"{art.path}: `edgec bench` times host-architecture artifacts; a {spec.arch} artifact "
                           "must be timed on its device (bundle/edgec-runner --repeat N); qemu is not a timer")
+    _check_host_features(art, spec)
     return load(art, threads).bench(inputs, warmup, repeat)
+
+
+def _check_host_features(art, spec: TargetSpec) -> None:
+    missing = missing_features(spec)
+    if missing:  # running it would die of an illegal instruction
+        raise TargetError(f"{art.path}: compiled for target '{spec.name}', which uses CPU features this "
+                          f"machine lacks: {', '.join(missing)}")
