@@ -362,6 +362,9 @@ def targets_cmd(as_json):
         click.echo(f"{t.name:14s} {t.arch:8s} {','.join(t.features):34s} {t.description}")
 
 
+cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
+
+
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     INTERRUPTS.install()
