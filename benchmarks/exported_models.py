@@ -37,9 +37,11 @@ def measure(name: str, target: str, seed: int, tmp: Path) -> str:
         return f"compile failed: {c.stderr.strip().splitlines()[-1]}"
     r = subprocess.run([*EDGEC, "run", str(art), "--compare-onnx", str(model), "--seed", str(seed)],
                        capture_output=True, text=True)
-    errors = re.findall(r"compare (\S+): max abs error ([0-9.e+-]+),", r.stdout)
-    if not errors:
+    if r.returncode == 3:  # --compare-onnx found a mismatch (NaN/Inf, missing output, shape, error)
+        return f"MISMATCH: {r.stderr.strip().splitlines()[-1][:160]}"
+    if r.returncode:
         return f"run failed: {(r.stderr or r.stdout).strip().splitlines()[-1]}"
+    errors = re.findall(r"compare (\S+): max abs error (\S+),", r.stdout)
     return max(float(e) for _, e in errors)
 
 
