@@ -16,7 +16,12 @@ from google.protobuf.message import DecodeError
 
 from edgec.errors import ModelLoadError, ModelValidationError
 from edgec.ir.domains import ONNX_DOMAINS, canonicalize_onnx_domain
-from edgec.ir.safety import DEFAULT_MAX_TENSOR_BYTES, check_initializers, check_value_sizes
+from edgec.ir.safety import (
+    DEFAULT_MAX_TENSOR_BYTES,
+    check_initializers,
+    check_value_sizes,
+    tensor_nbytes,
+)
 
 
 def _iter_tensors(graph: onnx.GraphProto):
@@ -54,17 +59,17 @@ def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, file: str
         offset = int(info.get("offset", 0) or 0)
         size = target.stat().st_size
         length = int(info["length"]) if info.get("length") else size - offset
-        elem = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize if t.data_type not in (0, onnx.TensorProto.STRING) else 0
         n = 1
         for d in t.dims:
             n *= d
+        expected = tensor_nbytes(t.data_type, n)  # sub-byte types packed, e.g. int4 two per byte
         if offset < 0 or offset + length > size:
             raise ModelLoadError(
                 f"{file}: tensor '{t.name}' external data '{loc}' [{offset}, {offset + length}) exceeds the file ({size} bytes)"
             )
-        if elem and length != n * elem:
+        if expected is not None and length != expected:
             raise ModelLoadError(
-                f"{file}: tensor '{t.name}' declares {n} elements ({n * elem} bytes) but its external data has {length} bytes"
+                f"{file}: tensor '{t.name}' declares {n} elements ({expected} bytes) but its external data has {length} bytes"
             )
 
 

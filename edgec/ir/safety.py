@@ -3,8 +3,8 @@ with their data, and absurd shapes (memory bombs) above a configurable limit."""
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
+import onnx_ir as ir
 
 from edgec.errors import ModelValidationError
 
@@ -15,11 +15,20 @@ _TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "doubl
 _PER_ENTRY = {onnx.TensorProto.COMPLEX64: 0.5, onnx.TensorProto.COMPLEX128: 0.5}
 
 
-def _itemsize(data_type: int) -> int:
+def tensor_nbytes(data_type: int, numel: int) -> int | None:
+    """Bytes `numel` elements of ONNX `data_type` take in raw or external data: sub-byte types are
+    packed (4-bit: two per byte, rounded up). None for strings and unknown types."""
     try:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
-    except Exception:
-        return 1
+        bits = ir.DataType(data_type).bitwidth
+    except (TypeError, ValueError):
+        return None
+    return (numel * bits + 7) // 8
+
+
+def _nbytes_at_least_1(data_type: int, numel: int) -> int:
+    """For the memory-bomb limit: strings and unknown types count a byte per element."""
+    n = tensor_nbytes(data_type, numel)
+    return numel if n is None else n
 
 
 def _numel(dims) -> int:
@@ -34,17 +43,14 @@ def check_initializers(graph: onnx.GraphProto, file: str, limit: int) -> None:
         if any(d < 0 for d in t.dims):
             raise ModelValidationError(f"{file}: initializer '{t.name}' has a negative dimension {list(t.dims)}")
         n = _numel(t.dims)
-        size = n * _itemsize(t.data_type)
+        size = _nbytes_at_least_1(t.data_type, n)
         if size > limit:
             raise ModelValidationError(
                 f"{file}: initializer '{t.name}' declares {size:,} bytes, over the limit of {limit:,} (--max-tensor-bytes)")
         if t.data_location == onnx.TensorProto.EXTERNAL or t.data_type in (0, onnx.TensorProto.STRING):
             continue
         if t.HasField("raw_data"):
-            if t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.FLOAT4E2M1):
-                expected = (n + 1) // 2
-            else:
-                expected = size
+            expected = size
             if len(t.raw_data) != expected:
                 raise ModelValidationError(
                     f"{file}: initializer '{t.name}' declares {list(t.dims)} ({expected} bytes) but holds {len(t.raw_data)} bytes")
@@ -62,7 +68,7 @@ def check_value_sizes(graph: onnx.GraphProto, file: str, limit: int) -> None:
         if tt is None or not tt.HasField("shape"):
             continue
         dims = [d.dim_value for d in tt.shape.dim if d.HasField("dim_value")]
-        size = _numel(dims) * _itemsize(tt.elem_type)
+        size = _nbytes_at_least_1(tt.elem_type, _numel(dims))
         if size > limit:
             raise ModelValidationError(
                 f"{file}: value '{vi.name}' of shape {dims} needs {size:,} bytes, over the limit of {limit:,} (--max-tensor-bytes)")
