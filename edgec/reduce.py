@@ -110,6 +110,30 @@ def _uses(node: onnx.NodeProto) -> list[str]:
     return names
 
 
+def _dims(model: onnx.ModelProto, k: int) -> list[int]:
+    """Input k's dims, 0 for unknown ones."""
+    return [d.dim_value for d in model.graph.input[k].type.tensor_type.shape.dim]
+
+
+def _halved(model: onnx.ModelProto, inputs: set[int], r: int) -> onnx.ModelProto | None:
+    """`model` with dim r (negative: from the right) of `inputs` halved, output shapes re-inferred."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for j in inputs:
+        dim = m.graph.input[j].type.tensor_type.shape.dim[r]
+        dim.dim_value //= 2
+    del m.graph.value_info[:]
+    for o in m.graph.output:
+        for od in o.type.tensor_type.shape.dim:
+            od.Clear()
+    try:
+        m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    except Exception:
+        return None
+    del m.graph.value_info[:]
+    return m
+
+
 class Reducer:
     def __init__(self, model: onnx.ModelProto, opts: ReduceOptions, log: Callable[[str], None] = lambda s: None):
         self.opts, self.log = opts, log
@@ -146,9 +170,10 @@ class Reducer:
             if vi.name in names:
                 m.graph.output[names.index(vi.name)].CopyFrom(vi)
         try:
-            return run_ort(m, _inputs_of(self.orig))
+            values = run_ort(m, _inputs_of(self.orig))
         except Exception:
             return {}
+        return {k: v for k, v in values.items() if isinstance(v, np.ndarray)}  # tensors only
 
     # -- candidates ---------------------------------------------------------------------------
 
@@ -258,26 +283,19 @@ class Reducer:
                 return
 
     def reduce_dims(self) -> None:
+        """Halve each input dim while it still fails: together with the same (right-aligned,
+        broadcast) dim of every other input of that size first, then alone."""
         cur = self.best
         for k in range(len(cur.graph.input)):
-            for d in range(len(cur.graph.input[k].type.tensor_type.shape.dim)):
-                while True:
-                    dim = cur.graph.input[k].type.tensor_type.shape.dim[d]
-                    if not dim.HasField("dim_value") or dim.dim_value <= 1:
-                        break
-                    m = onnx.ModelProto()
-                    m.CopyFrom(cur)
-                    m.graph.input[k].type.tensor_type.shape.dim[d].dim_value = dim.dim_value // 2
-                    del m.graph.value_info[:]
-                    for o in m.graph.output:  # output shapes follow from the inputs again
-                        for od in o.type.tensor_type.shape.dim:
-                            od.Clear()
-                    try:
-                        m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
-                        del m.graph.value_info[:]
-                    except Exception:
-                        break
-                    if not self.fails(m, f" ({m.graph.input[k].name} dim {d} -> {dim.dim_value // 2})"):
+            for d in range(len(_dims(cur, k))):
+                while _dims(cur, k)[d] > 1:
+                    n, r = _dims(cur, k)[d], d - len(_dims(cur, k))
+                    group = {j for j in range(len(cur.graph.input))
+                             if len(_dims(cur, j)) >= -r and _dims(cur, j)[r] == n}
+                    tries = [group, {k}] if group != {k} else [{k}]
+                    m = next((m for g in tries if (m := _halved(cur, g, r)) is not None and _runnable(m)), None)
+                    what = f" ({cur.graph.input[k].name} dim {d}: {n} -> {n // 2})"
+                    if m is None or not self.fails(m, what):
                         break
                     cur = m
 
