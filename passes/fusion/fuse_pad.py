@@ -3,9 +3,12 @@
 * Conv: always exact (Conv pads with zeros).
 * AveragePool: exact with `count_include_pad=1` (set by the rewrite); declines if the pool already
   pads with `count_include_pad=0`, or uses `ceil_mode`.
-* MaxPool pads with -inf, not 0: exact only if the Pad input is provably >= 0 (produced by Relu,
-  Sigmoid, Softmax, Abs, Exp, Clip with min >= 0, or a fused op with such an activation) and every
-  window keeps at least one real element (pad < kernel); no `ceil_mode`, no indices output.
+* MaxPool pads with -inf, not 0: exact only if the Pad input is provably >= 0 and never NaN for
+  finite model inputs (produced by Relu, Sigmoid, Softmax, Abs, Exp, HardSigmoid, Clip with a
+  constant min >= 0, or a fused op with such an activation) and every window keeps at least one
+  real element (pad < kernel); no `ceil_mode`, no dilations, no indices output. Sqrt is not taken:
+  Sqrt of a negative finite value is NaN, and max(0, NaN) over an explicit zero pad is not
+  max(NaN) over implicit padding (onnxruntime: 0 vs NaN).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from edgec.rewrite.matcher import attr_value, const_array
 
 from ._common import rank
 
-_NONNEG_OPS = {"Relu", "Sigmoid", "Softmax", "Abs", "Exp", "Sqrt", "HardSigmoid"}
+# >= 0 and not NaN at every finite input (Sqrt is >= 0 *or NaN*: not here)
+_NONNEG_OPS = {"Relu", "Sigmoid", "Softmax", "Abs", "Exp", "HardSigmoid"}
 _NONNEG_ACTS = {"Relu", "Sigmoid", "HardSigmoid"}
 
 

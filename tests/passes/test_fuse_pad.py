@@ -42,6 +42,9 @@ def test_pad_into_max_pool_after_relu():
 
 @pytest.mark.parametrize("body,out,why", [
     ("q = Pad (x, p)\n y = MaxPool <kernel_shape = [3, 3], strides = [2, 2]> (q)", "float[1,3,3,3] y", "provably >= 0"),
+    # Sqrt(x < 0) is NaN: the explicit zero pad made border windows 0, MaxPool's own padding NaN
+    ("r = Sqrt (x)\n q = Pad (r, p)\n y = MaxPool <kernel_shape = [3, 3], strides = [2, 2]> (q)", "float[1,3,3,3] y",
+     "provably >= 0"),
     ("q = Pad (x, p, v)\n y = Conv (q, w)", "float[1,4,6,6] y", "constant zero pad"),
     ('q = Pad <mode = "reflect"> (x, p)\n y = Conv (q, w)', "float[1,4,6,6] y", "constant zero pad"),
     ("q = Pad (x, pc)\n y = Conv (q, w2)", "float[1,4,6,6] y", "channel"),
