@@ -52,6 +52,16 @@ def _auto_pad_ok(match, name: str) -> bool:
     return match.attr(name, "auto_pad", "NOTSET") in ("NOTSET", "VALID")
 
 
+def _dropped_attrs(node: ir.Node, kept) -> list[str]:
+    """Attributes of `node` the NHWC op would not carry (and that are not at their no-op default)."""
+    out = []
+    for k, a in node.attributes.items():
+        if k in kept or (k == "dilations" and not a.is_ref() and all(int(d) == 1 for d in a.value)):
+            continue
+        out.append(k)
+    return out
+
+
 class ConvToNHWC(RewriteRule):
     def pattern(self, op, x):
         return [op.Conv(x, _allow_other_inputs=True, _name="conv"),
@@ -63,6 +73,12 @@ class ConvToNHWC(RewriteRule):
             return MatchResult.fail("not a 2-D convolution with a constant weight")
         if not _auto_pad_ok(match, "conv") or static_shape(match.output) is None:
             return MatchResult.fail("auto_pad SAME_* or output shape unknown")
+        dropped = _dropped_attrs(match.root, CONV_ATTRS + ("activation", "activation_params"))
+        if dropped:
+            return MatchResult.fail(f"attributes {dropped} would not be carried by edgec.ConvNHWC")
+        z = match.root.inputs[3] if len(match.root.inputs) > 3 else None
+        if z is not None and static_shape(z) != static_shape(match.output):
+            return MatchResult.fail("residual Z does not have the output's (static 4-D) shape")
         return MatchResult.success()
 
     def rewrite(self, op, match):
@@ -94,6 +110,9 @@ class PoolToNHWC(RewriteRule):
             return MatchResult.fail("not a 2-D pool with NOTSET/VALID auto_pad and known output shape")
         if len(n.outputs) > 1 or match.attr("pool", "storage_order", 0):
             return MatchResult.fail("MaxPool indices output")
+        dropped = _dropped_attrs(n, POOL_ATTRS[n.op_type])
+        if dropped:  # e.g. AveragePool-19 dilations: edgec.AveragePoolNHWC has none
+            return MatchResult.fail(f"attributes {dropped} would not be carried by edgec.{n.op_type}NHWC")
         return MatchResult.success()
 
     def rewrite(self, op, match):
