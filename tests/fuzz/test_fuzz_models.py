@@ -1,7 +1,9 @@
 """Fuzzing: 2000 mutated models (bytes and graph structure) through `edgec compile`.
 
 Each must either compile (exit 0, artifact written) or be rejected with exit 2 and exactly one
-line on stderr; never a crash, hang, traceback or internal error. Compiles run in a worker
+line on stderr; never a crash, hang, traceback or internal error (exit 1). A model that compiled
+is also run and compared with onnxruntime (`edgec run --compare-onnx`) whenever onnxruntime can
+run it: a mismatch (exit 3) or any other non-zero exit is a failure. Compiles run in a worker
 subprocess so a native crash is caught and attributed to the model that caused it."""
 
 from __future__ import annotations
@@ -55,10 +57,21 @@ def run_models(paths: list[Path], out_dir: Path) -> list[dict]:
     return results
 
 
+def _bad_run(run: dict | None) -> str | None:
+    """The compiled artifact's run against onnxruntime: exit 0, or skipped because onnxruntime
+    could not run the model (nothing to compare with)."""
+    if run is None:
+        return "compiled but not run"
+    if "skipped" in run or run["code"] == 0:
+        return None
+    what = "mismatch with onnxruntime" if run["code"] == 3 else f"run exit {run['code']}"
+    return f"{what}: {run['stderr'][-400:]}"
+
+
 def _bad(r: dict) -> str | None:
     lines = r["stderr"].strip().splitlines()
     if r["code"] == 0:
-        return None if r["artifact"] else "exit 0 but no artifact"
+        return _bad_run(r.get("run")) if r["artifact"] else "exit 0 but no artifact"
     if r["code"] != 2:
         return f"exit {r['code']}: {r['stderr'][-400:]}"
     if len(lines) != 1 or not lines[0].startswith("edgec: error: ") or "Traceback" in r["stderr"]:
@@ -78,7 +91,9 @@ def test_mutated_models_compile_or_exit_2(tmp_path):
     assert len(results) == COUNT
     failures = [(Path(r["model"]).name, why) for r in results if (why := _bad(r))]
     compiled = sum(r["code"] == 0 for r in results)
-    print(f"fuzz: {COUNT} models, {compiled} compiled, {COUNT - compiled - len(failures)} rejected cleanly, "
-          f"{len(failures)} failures")
+    compared = sum(r["code"] == 0 and "code" in (r.get("run") or {}) for r in results)
+    print(f"fuzz: {COUNT} models, {compiled} compiled ({compared} run and compared with onnxruntime), "
+          f"{COUNT - compiled - len(failures)} rejected cleanly, {len(failures)} failures")
     assert not failures, "\n".join(f"{n}: {w}" for n, w in failures[:10])
     assert compiled > 0  # the mutator must leave some models valid, or it only tests the parser
+    assert compared > 0  # and some of them must run, or miscompiles go unseen
