@@ -1,6 +1,16 @@
 """fold-batchnorm: inference BatchNormalization into a preceding Conv/ConvTranspose/Gemm, or into Mul+Add.
 
 BN(y) = (y - mean) * s + bias with s = scale / sqrt(var + epsilon), per channel (axis 1).
+
+Taken in: inference BN (no training_mode, no running-statistics outputs) with constant
+scale/bias/mean/var and var + epsilon > 0 everywhere, so s and the shift are finite (at
+var + epsilon = 0 the spec's (y - mean) / 0 is +-inf where the folded y * inf + (bias - mean * inf)
+is NaN; a negative sum is an invalid model and is declined too). Folded into the producer only
+when the producer's output feeds nothing else (the rewrite engine declines shared
+intermediates), its weight (and bias) are constant floats and its channel count is BN's;
+otherwise Mul + Add by constants of the *input's* dtype (opset 15 lets scale be float while x is
+float16). The factors are computed in float64 and rounded once: exact up to float rounding and
+reassociation, not bit-exact.
 """
 
 from __future__ import annotations
@@ -27,11 +37,30 @@ def _bn_factors(match) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _check_bn(match) -> str:
-    if match.attr("bn", "training_mode", 0):
-        return "BatchNormalization is in training mode"
+    bn = match.node("bn")
+    if match.attr("bn", "training_mode", 0) or any(o.name for o in bn.outputs[1:]):
+        return "BatchNormalization is in training mode (or has running-statistics outputs)"
     if any(match.const(p) is None for p in _BN_PARAMS):
         return "BatchNormalization parameters are not constant"
+    var = match.const("var").astype(np.float64)
+    if np.any(~(var + match.attr("bn", "epsilon", 1e-5) > 0)):
+        return "var + epsilon <= 0 (or NaN): 1/sqrt is not finite, folding would change inf into NaN"
+    with np.errstate(all="ignore"):
+        s, shift = _bn_factors(match)
+        dtype = match.const("scale").dtype
+        if not (np.all(np.isfinite(s.astype(dtype))) and np.all(np.isfinite(shift.astype(dtype)))):
+            return "folded scale or shift overflows"
     return ""
+
+
+def _input_dtype(match) -> np.dtype | None:
+    """The dtype of BN's input X (what a Mul/Add replacement's constants must have)."""
+    t = match["x"].dtype
+    try:
+        dt = np.dtype(t.numpy()) if t is not None else None
+    except Exception:
+        return None
+    return dt if dt is not None and dt.kind == "f" else None
 
 
 class _FoldIntoProducer(RewriteRule):
@@ -148,14 +177,13 @@ class StandaloneBatchNorm(RewriteRule):
             return MatchResult.fail(why)
         if rank(match["x"]) is None or rank(match["x"]) < 2:
             return MatchResult.fail("input rank unknown")
-        dtype = match.const("scale").dtype
-        if dtype.kind != "f":
-            return MatchResult.fail("parameters are not floating point")
+        if _input_dtype(match) is None or match.const("scale").dtype.kind != "f":
+            return MatchResult.fail("input dtype unknown or parameters not floating point")
         return MatchResult.success()
 
     def rewrite(self, op, match):
         s, shift = _bn_factors(match)
-        dtype = match.const("scale").dtype
+        dtype = _input_dtype(match)
         shape = (-1,) + (1,) * (rank(match["x"]) - 2)
         scaled = op.Mul(match["x"], op.initializer(s.reshape(shape).astype(dtype), "bn_scale"))
         return op.Add(scaled, op.initializer(shift.reshape(shape).astype(dtype), "bn_shift"))

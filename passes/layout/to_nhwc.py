@@ -29,7 +29,7 @@ from edgec.ir.edgec_ops import (
 )
 from edgec.passes.cleanup._common import effective_options
 from edgec.passes.fusion._common import rank, static_shape
-from edgec.passes.fusion.fold_batchnorm import _bn_factors, _check_bn
+from edgec.passes.fusion.fold_batchnorm import _bn_factors, _check_bn, _input_dtype
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass, RewriteTrace, apply_rules
 
 from ._perm import TO_NCHW, TO_NHWC, perm_of
@@ -147,13 +147,13 @@ class BatchNormToNHWC(RewriteRule):
 
     def check(self, match):
         why = _check_bn(match)
-        if why or rank(match["x"]) != 4 or match.const("scale").dtype.kind != "f":
-            return MatchResult.fail(why or "input is not 4-D or parameters not float")
+        if why or rank(match["x"]) != 4 or match.const("scale").dtype.kind != "f" or _input_dtype(match) is None:
+            return MatchResult.fail(why or "input is not 4-D, or its dtype unknown, or parameters not float")
         return MatchResult.success()
 
     def rewrite(self, op, match):
         s, shift = _bn_factors(match)
-        dtype = match.const("scale").dtype
+        dtype = _input_dtype(match)  # opset 15: scale may be float while X is float16
         xt = _to_nhwc(op, match["x"])
         y = with_shape(op.Mul(xt, op.initializer(s.astype(dtype), "bn_scale_nhwc")), xt)
         return _back(op, op.Add(y, op.initializer(shift.astype(dtype), "bn_shift_nhwc")), match.output)

@@ -90,3 +90,40 @@ def test_wrong_opset_skips():
     check_pass(conv_bn(opset=8).replace("epsilon = 0.001", "epsilon = 0.001, spatial = 1"), pass_,
                ["Conv", "BatchNormalization"], modified=False)
     assert "min_opset 9" in pass_.last_trace.skipped["ConvBatchNorm"]
+
+
+def _zero_var_text(producer: bool) -> str:
+    # channel 0: var + epsilon = 0. The spec gives (y - mean) / 0 * scale = +-inf; folded
+    # weights/scale of inf give NaN (inf - inf). Channel 1 is ordinary.
+    w = f", float[2,3,1,1] w = {{{_floats(6, 5)}}}" if producer else ""
+    src = "x3" if producer else "x2"
+    body = "c = Conv (x3, w)\n      y = BatchNormalization <epsilon = 0.0> (c, s, b, m, v)" if producer else \
+        "y = BatchNormalization <epsilon = 0.0> (x2, s, b, m, v)"
+    return f"""<ir_version: 8, opset_import: ["" : 18]>
+    g (float[1,{3 if producer else 2},3,3] {src}) => (float[1,2,3,3] y) <float[2] s = {{1.0, 2.0}},
+        float[2] b = {{0.5, 0.0}}, float[2] m = {{0.25, 0.0}}, float[2] v = {{0.0, 2.0}}{w}> {{
+      {body}
+    }}"""
+
+
+def test_zero_variance_plus_epsilon_declines():
+    for producer, ops in ((True, ["Conv", "BatchNormalization"]), (False, ["BatchNormalization"])):
+        pass_ = FoldBatchNorm()
+        check_pass(_zero_var_text(producer), pass_, ops, modified=False)
+        reasons = [r for rs in pass_.last_trace.declines.values() for r in rs]
+        assert any("var + epsilon <= 0" in r for r in reasons), reasons
+
+
+def test_small_positive_variance_still_folds():
+    check_pass(_zero_var_text(True).replace("epsilon = 0.0", "epsilon = 0.001"), FoldBatchNorm(), ["Conv"],
+               rtol=1e-4, atol=1e-4)
+
+
+def test_float16_input_with_float_parameters_gets_float16_constants():
+    # opset 15 allows float scale/mean/var for a float16 X: Mul/Add constants must be float16
+    text = f"""<ir_version: 8, opset_import: ["" : 15]>
+    g (float16[2,4,3] x) => (float16[2,4,3] y) <{BN_PARAMS}> {{
+      y = BatchNormalization (x, s, b, m, v)
+    }}"""
+    m = check_pass(text, FoldBatchNorm(), ["Mul", "Add"], rtol=4e-3, atol=4e-3)
+    assert {v.const_value.numpy().dtype.name for v in m.graph.initializers.values()} == {"float16"}
