@@ -51,3 +51,52 @@ def test_does_not_fire_on_different_attrs_or_random_ops():
     model, modified = run(proto, "eliminate-common-subexpressions")
     assert not modified
     assert ops(model) == ["LeakyRelu", "LeakyRelu", "Add", "RandomUniformLike", "RandomUniformLike", "Add", "Sub"]
+
+
+def test_zero_and_negative_zero_attributes_stay_apart():
+    # 0.0 == -0.0 in Python (same hash): merging made 1/(-0.0) = +inf instead of -inf
+    proto = parse(HEADER + """
+    g (float[4] x) => (float[4] y, float[4] z) {
+      a = Constant<value_float = 0.0>()
+      b = Constant<value_float = -0.0>()
+      one = Constant<value_float = 1.0>()
+      ia = Div(one, a)
+      ib = Div(one, b)
+      y = Add(x, ib)
+      z = Add(x, ia)
+    }""")
+    model, modified = run(proto, "eliminate-common-subexpressions")
+    assert not modified
+    assert ops(model).count("Constant") == 3
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+
+
+def test_equal_float_attributes_still_merge():
+    proto = parse(HEADER + """
+    g (float[2,3] x) => (float[2,3] y) {
+      a = LeakyRelu<alpha = 0.1>(x)
+      b = LeakyRelu<alpha = 0.1>(x)
+      y = Sub(a, b)
+    }""")
+    model, modified = run(proto, "eliminate-common-subexpressions")
+    assert modified and ops(model) == ["LeakyRelu", "Sub"]
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+
+
+def test_training_dropouts_and_custom_ops_are_not_merged():
+    # two training-mode Dropouts draw two masks; a custom-domain op may be random too
+    proto = parse('<ir_version: 8, opset_import: ["" : 17, "custom" : 1]>\n' + """
+    g (float[64] x) => (float[64] y, float[64] z, float[64] w) <float r = {0.5}, bool t = {1}, bool f = {0}> {
+      a = Dropout(x, r, t)
+      b = Dropout(x, r, t)
+      y = Sub(a, b)
+      c = custom.Noise(x)
+      d = custom.Noise(x)
+      z = Sub(c, d)
+      e = Dropout(x, r, f)
+      g1 = Dropout(x, r, f)
+      w = Sub(e, g1)
+    }""")
+    model, modified = run(proto, "eliminate-common-subexpressions")
+    assert modified  # the two inference Dropouts (training_mode constant false) still merge
+    assert ops(model) == ["Dropout", "Dropout", "Sub", "Noise", "Noise", "Sub", "Dropout", "Sub"]
