@@ -7,10 +7,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
-pytest.importorskip("tvm")
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

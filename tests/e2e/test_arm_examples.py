@@ -14,6 +14,7 @@ import pytest
 from edgec.artifact import load_artifact
 from edgec.reference import run_ort, seeded_inputs
 from tests.conftest import EXAMPLES
+from tests.e2e.compile_check import run_and_check
 
 NEEDS = {"armv8": ("aarch64-linux-gnu-g++", "qemu-aarch64"), "armv7": ("arm-linux-gnueabihf-g++", "qemu-arm")}
 
@@ -32,10 +33,7 @@ def test_arm_compile_and_run_under_qemu(target, name, tmp_path, run_cli):
     art = tmp_path / "art"
     r = run_cli("compile", model, "-t", target, "-o", art)
     assert r.code == 0, r
-    r = run_cli("run", art, "--compare-onnx", model)
-    assert r.code == 0, r
-    errors = [float(x) for x in re.findall(r"max abs error ([0-9.e+-]+),", r.out)]
-    assert errors and max(errors) <= 1e-4
+    run_and_check(run_cli, art, model, tmp_path, atol=1e-4)
 
 
 def test_armv8_bundle_runner_outside_python(tmp_path, run_cli):

@@ -11,6 +11,7 @@ import pytest
 
 from edgec.artifact import sha256_file
 from tests.conftest import EXAMPLES
+from tests.e2e.compile_check import run_and_check
 
 MODELS = ["small_cnn", "tiny_transformer"]
 
@@ -76,12 +77,12 @@ def test_run_with_pb_and_npy_inputs(tmp_path, run_cli):
     art = tmp_path / "tr"
     assert run_cli("compile", EXAMPLES / "tiny_transformer.onnx", "-t", "x86-64", "-o", art).code == 0
     rng = np.random.default_rng(3)
-    np.save(tmp_path / "tokens.npy", rng.standard_normal((1, 16, 64)).astype(np.float32))
-    (tmp_path / "mask.pb").write_bytes(
-        numpy_helper.from_array(np.zeros((1, 1, 16, 16), np.float32)).SerializeToString())
-    r = run_cli("run", art, "-i", f"tokens={tmp_path / 'tokens.npy'}", "-i", f"mask={tmp_path / 'mask.pb'}",
-                "--compare-onnx", EXAMPLES / "tiny_transformer.onnx")
-    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r
+    feeds = {"tokens": rng.standard_normal((1, 16, 64)).astype(np.float32),
+             "mask": np.zeros((1, 1, 16, 16), np.float32)}
+    np.save(tmp_path / "tokens.npy", feeds["tokens"])
+    (tmp_path / "mask.pb").write_bytes(numpy_helper.from_array(feeds["mask"]).SerializeToString())
+    run_and_check(run_cli, art, EXAMPLES / "tiny_transformer.onnx", tmp_path, atol=1e-4, inputs=feeds,
+                  extra=("-i", f"tokens={tmp_path / 'tokens.npy'}", "-i", f"mask={tmp_path / 'mask.pb'}"))
 
 
 def test_inspect_passes_targets(run_cli):

@@ -15,9 +15,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
-pytest.importorskip("tvm")
+from tests.e2e.compile_check import compare_onnx_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 GiB = 1 << 30
@@ -81,11 +82,13 @@ def test_over_2gib_optimize_compile_run(workdir):
     np.save(workdir / "ids.npy", ids)
     code, rss, _, text = bench.measure(_edgec("run", art, "-i", f"ids={workdir / 'ids.npy'}",
                                               "--compare-onnx", model, "--output", workdir / "out.npz"))
-    assert code == 0 and "OK: matches onnxruntime" in text, text
+    assert code == 0, text
+    outputs = [o.name for o in onnx.load(str(model), load_external_data=False).graph.output]
+    assert max(compare_onnx_errors(text, outputs).values()) <= 1e-4, text
     # onnxruntime holds one copy of the weights; edgec maps its own (and touches the head, the rows)
     assert rss < 1.5 * weights, f"run + onnxruntime peaked at {rss / GiB:.2f} GiB"
     logits = np.load(workdir / "out.npz")["logits"]
-    assert logits.shape == (1, 8, vocab) and np.abs(logits).max() > 0.01
+    assert logits.shape == (1, 8, vocab) and np.isfinite(logits).all() and np.abs(logits).max() > 0.01
 
 
 def test_weights_are_packed_one_at_a_time(tmp_path):
@@ -109,5 +112,7 @@ def test_weights_are_packed_one_at_a_time(tmp_path):
     extra = peaks["big"] - peaks["toy"]
     assert extra < 192 << 20, f"packing 7 x 64 MiB weights took {extra / (1 << 20):.0f} MiB over the toy compile"
     code, _, _, text = bench.measure(_edgec("run", art, "--compare-onnx", model))
-    assert code == 0 and "OK: matches onnxruntime" in text, text
+    assert code == 0, text
+    outputs = [o.name for o in onnx.load(str(model), load_external_data=False).graph.output]
+    assert max(compare_onnx_errors(text, outputs).values()) <= 1e-4, text
     shutil.rmtree(tmp_path, ignore_errors=True)

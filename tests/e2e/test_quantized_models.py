@@ -8,12 +8,10 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnxruntime import quantization
 
 from edgec.reference import run_ort
 from tests.conftest import EXAMPLES
-
-pytest.importorskip("tvm")
-quantization = pytest.importorskip("onnxruntime.quantization")
 
 SHAPES = {"small_cnn": {"input": (1, 3, 32, 32)}, "tiny_transformer": {"tokens": (1, 16, 64), "mask": (1, 1, 16, 16)}}
 

@@ -4,11 +4,12 @@ x86-64, run, compare with onnxruntime."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import onnx
 import pytest
+
+from tests.e2e.compile_check import run_and_check
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -33,12 +34,7 @@ def test_compile_run_compare(name, args, control_ops, tmp_path, run_cli):
     meta = json.loads((art / "metadata.json").read_text())
     lowered = set(meta["lowering"]["edgec"]) | set(meta["lowering"]["tvm-onnx-frontend"])
     assert not lowered & {"LSTM", "GRU", "RNN", "If", "Loop", "Scan"}, lowered
-    r = run_cli("run", art, "--compare-onnx", model)
-    assert r.code == 0, r
-    errors = [float(x) for x in re.findall(r"max abs error ([0-9.e+-]+),", r.out)]
-    outputs = [o.name for o in onnx.load(model).graph.output]
-    assert len(errors) == len(outputs), r.out
-    assert max(errors) <= 1e-4, r.out
+    run_and_check(run_cli, art, model, tmp_path, atol=1e-4)
 
 
 @pytest.mark.slow
@@ -53,5 +49,4 @@ def test_unrolled_loop_and_scan_compile_and_match(which, tmp_path, run_cli):
     onnx.save(test_unroll_loop.parse(getattr(test_unroll_loop, which)), model)
     art = tmp_path / "art"
     assert run_cli("compile", model, "--target", "x86-64", "-o", art).code == 0
-    r = run_cli("run", art, "--compare-onnx", model)
-    assert r.code == 0 and "OK: matches onnxruntime" in r.out, r
+    run_and_check(run_cli, art, model, tmp_path, atol=1e-4)

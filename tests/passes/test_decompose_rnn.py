@@ -134,7 +134,6 @@ def test_declines_clip():
 
 
 def test_lowering_of_a_declined_rnn_names_the_node(tmp_path, run_cli):
-    pytest.importorskip("tvm")
     path = tmp_path / "rnn.onnx"
     onnx.save(parse(CLIPPED), path)
     r = run_cli("compile", path, "--target", "x86-64", "-o", tmp_path / "out")

@@ -16,8 +16,6 @@ from edgec.errors import GuardError
 from edgec.reference import run_ort
 from tests.passes._helpers import run
 
-pytest.importorskip("tvm")
-
 
 def _model(opset: int, text: str) -> onnx.ModelProto:
     proto = onnx.parser.parse_model(f'<ir_version: 10, opset_import: ["" : {opset}]>\n' + text)

@@ -15,17 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tvm
+from tvm.relax.frontend.onnx import from_onnx
+from tvm.support import cc
 
 from edgec.errors import TargetError
 from edgec.targets.registry import get_target
+from edgec.targets.tvm import bundle, emulate, plan
 from tests.targets.arm_models import MODELS, io_metadata, onnxruntime_outputs, random_inputs
-
-tvm = pytest.importorskip("tvm")
-from_onnx = pytest.importorskip("tvm.relax.frontend.onnx").from_onnx
-cc = pytest.importorskip("tvm.support.cc")
-bundle = pytest.importorskip("edgec.targets.tvm.bundle")
-emulate = pytest.importorskip("edgec.targets.tvm.emulate")
-plan = pytest.importorskip("edgec.targets.tvm.plan")
 
 ATOL = 1e-4
 ELF_MACHINE = {"aarch64": 183, "armv7": 40, "x86_64": 62}
@@ -252,7 +249,7 @@ def test_armv7_vectorized_kernel_uses_neon(tmp_path):
     """LLVM does not auto-vectorize fp32 for armv7 (non-IEEE NEON), explicit vectorize does."""
     spec = get_target("armv7")
     _need(spec.cross_compiler, "arm-linux-gnueabihf-objdump")
-    s_tir, te = pytest.importorskip("tvm.s_tir"), pytest.importorskip("tvm.te")
+    from tvm import s_tir, te
     a, b = te.placeholder((32, 64), name="A"), te.placeholder((64, 32), name="B")
     k = te.reduce_axis((0, 64), name="k")
     c = te.compute((32, 32), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")

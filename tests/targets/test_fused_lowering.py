@@ -13,11 +13,9 @@ from edgec.ir.loader import to_proto
 from edgec.reference import run_ort, seeded_inputs
 from edgec.rewrite.testing import op_list, parse
 from edgec.targets import get_target
-
-tvm = pytest.importorskip("tvm")
-from edgec.targets.tvm.build import build_library  # noqa: E402
-from edgec.targets.tvm.lower import lower_model  # noqa: E402
-from edgec.targets.tvm.runtime import LoadedModel  # noqa: E402
+from edgec.targets.tvm.build import build_library
+from edgec.targets.tvm.lower import lower_model
+from edgec.targets.tvm.runtime import LoadedModel
 
 ATOL = 1e-4
 

@@ -11,12 +11,10 @@ from edgec.compare import Tolerance, compare_outputs
 from edgec.ir import graph_inputs, load_model
 from edgec.reference import run_ort, seeded_inputs
 from edgec.targets import get_target
+from edgec.targets.tvm.build import build_library
+from edgec.targets.tvm.lower import lower_model
+from edgec.targets.tvm.runtime import LoadedModel
 from tests.conftest import model_from_text
-
-tvm = pytest.importorskip("tvm")
-from edgec.targets.tvm.build import build_library  # noqa: E402
-from edgec.targets.tvm.lower import lower_model  # noqa: E402
-from edgec.targets.tvm.runtime import LoadedModel  # noqa: E402
 
 ATOL = 1e-4
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-pytest.importorskip("tvm")
-from tests.targets.lowering_util import check, model, rand  # noqa: E402
+from tests.targets.lowering_util import check, model, rand
 
 
 def test_attention_gqa_causal_3d(tmp_path):

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("tvm")
-from edgec.errors import UnsupportedOpError  # noqa: E402
-from tests.targets.lowering_util import check, edgec_run, model, rand  # noqa: E402
+from edgec.errors import UnsupportedOpError
+from tests.targets.lowering_util import check, edgec_run, model, rand
 
 
 def test_pad_modes(tmp_path):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-pytest.importorskip("tvm")
-from tests.targets.lowering_util import check, model, rand  # noqa: E402
+from tests.targets.lowering_util import check, model, rand
 
 
 def test_layer_norm_extra_outputs_multi_axis(tmp_path):

@@ -10,8 +10,6 @@ from onnx import TensorProto
 
 from tests.targets.qlinear_util import compare_float, compare_quantized, one_node_model, qdata
 
-pytest.importorskip("tvm")
-
 U8, I8 = np.uint8, np.int8
 MS = "com.microsoft"
 T = {U8: TensorProto.UINT8, I8: TensorProto.INT8}

@@ -9,10 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("tvm")
-from edgec.errors import GuardError, UnsupportedOpError  # noqa: E402
-from edgec.reference import run_ort  # noqa: E402
-from tests.targets.lowering_util import model, rand, reference  # noqa: E402
+from edgec.errors import GuardError, UnsupportedOpError
+from edgec.reference import run_ort
+from tests.targets.lowering_util import model, rand, reference
 
 
 def _compile(proto, tmp_path):

@@ -6,10 +6,9 @@ import shutil
 import subprocess
 
 import pytest
+import tvm
 
 from edgec.targets.registry import TARGETS, get_target
-
-tvm = pytest.importorskip("tvm")
 
 
 @pytest.mark.parametrize("spec", TARGETS, ids=[t.name for t in TARGETS])
@@ -26,8 +25,7 @@ def test_target_names_unique():
 
 
 def _vectorized_matmul():
-    s_tir = pytest.importorskip("tvm.s_tir")
-    te = pytest.importorskip("tvm.te")
+    from tvm import s_tir, te
     a = te.placeholder((64, 128), name="A")
     b = te.placeholder((128, 64), name="B")
     k = te.reduce_axis((0, 128), name="k")
