@@ -28,6 +28,7 @@ from edgec.errors import (
     UnsupportedOpError,
     UnsupportedTypeError,
 )
+from edgec.ir.domains import is_onnx_domain, onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
@@ -61,7 +62,7 @@ def _ident(name: str, used: set[str]) -> str:
 
 
 def _onnx_opset(model: ir.Model) -> int:
-    return int(model.opset_imports.get("", model.opset_imports.get("ai.onnx", 1)))
+    return int(onnx_opset(model.opset_imports, 1))
 
 
 _DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -182,7 +183,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
 
 def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: LoweringReport, file: str) -> None:
     name = node.name or f"{node.op_type}_{id(node):x}"
-    if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+    if node.op_type == "Constant" and is_onnx_domain(node.domain):
         arr = _constant_node_value(node)
         if arr is not None:
             ctx.constants[node.outputs[0].name] = arr
@@ -231,7 +232,7 @@ def _fold(ctx: LowerContext, node: ir.Node) -> list[np.ndarray] | None:
     """Evaluate a node whose inputs are all compile-time constants with onnx's reference
     implementation, so shape computations (Shape -> Gather -> Concat -> Reshape) reach the
     consumers' lowerings as constants. None if the node cannot or should not be folded."""
-    if node.domain not in ("", "ai.onnx") or node.op_type in _NO_FOLD or not node.inputs:
+    if not is_onnx_domain(node.domain) or node.op_type in _NO_FOLD or not node.inputs:
         return None
     present = [v for v in node.inputs if v is not None and v.name]
     if not present or any(v.name not in ctx.constants for v in present):
@@ -259,7 +260,7 @@ def _as_tensor(ctx: LowerContext, expr):
 
 
 def _version(ctx: LowerContext, node: ir.Node) -> int | None:
-    return node.version if node.version is not None else (ctx.opset if node.domain in ("", "ai.onnx") else None)
+    return node.version if node.version is not None else (ctx.opset if is_onnx_domain(node.domain) else None)
 
 
 def _one_line(e: Exception) -> str:
@@ -282,7 +283,7 @@ def _constant_node_value(node: ir.Node) -> np.ndarray | None:
 def _frontend_fallback(ctx: LowerContext, node: ir.Node, inputs, name: str, file: str):
     version = _version(ctx, node)
     convert_map = fe._get_convert_map()
-    if node.domain not in ("", "ai.onnx") or node.op_type not in convert_map:
+    if not is_onnx_domain(node.domain) or node.op_type not in convert_map:
         raise UnsupportedOpError(name, node.op_type, node.domain, version, file)
     proto = ir.serde.serialize_node(node)
     try:

@@ -10,6 +10,8 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 
+from edgec.ir.domains import normalize_domain
+
 LoweringFn = Callable
 
 
@@ -30,7 +32,7 @@ class LoweringTable:
         self._fns[key] = fn
 
     def get(self, domain: str, op_type: str) -> LoweringFn | None:
-        return self._fns.get(("" if domain == "ai.onnx" else domain, op_type))
+        return self._fns.get((normalize_domain(domain), op_type))
 
     def ops(self) -> list[str]:
         return sorted(f"{d}::{o}" if d else o for d, o in self._fns)
