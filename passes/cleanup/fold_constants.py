@@ -1,10 +1,25 @@
-"""fold-constants: evaluate nodes whose inputs are all constant and store their outputs as initializers."""
+"""fold-constants: evaluate nodes whose inputs are all constant and store their outputs as initializers.
+
+Taken in: a standard-domain node without subgraphs whose inputs are all true constants
+(initializers that are not graph inputs -- a caller may override those -- or Constant outputs),
+and Shape/Size/Gather-of-Shape of statically shaped values. The value is computed by onnx's
+reference evaluator, i.e. by the op's definition: exact as far as the reference implements the
+op (float results may differ from a backend's in the last bits, as any two implementations do).
+Not taken: ops whose value is not a function of their inputs -- RandomNormal/Uniform[Like],
+Multinomial, Bernoulli, Dropout in training mode (constant training_mode true or is_test = 0);
+nodes producing If-branch outputs of subgraphs; non-tensor results. Size: the output size is
+known *before* evaluating -- from the declared shapes, else from onnx shape inference run on the
+node with the constant inputs' values (ConstantOfShape, Expand, Tile, Range, broadcasting ...);
+over `max_bytes`, or unknown, the node is not evaluated (a 40 GB ConstantOfShape must not be
+allocated only to be discarded).
+"""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
@@ -66,8 +81,56 @@ def _fold_metadata(node: ir.Node) -> list[np.ndarray] | None:
     return None
 
 
+def _training_dropout(node: ir.Node) -> bool:
+    if node.op_type != "Dropout":
+        return False
+    if int_attr(node, "is_test", 1) == 0:
+        return True
+    training = node.inputs[2] if len(node.inputs) > 2 else None
+    t = constant_array(training)
+    return training is not None and (t is None or bool(np.any(t)))
+
+
 def _foldable(node: ir.Node) -> bool:
-    return is_standard(node) and node.op_type not in NONDETERMINISTIC and not has_subgraph(node)
+    return (is_standard(node) and node.op_type not in NONDETERMINISTIC and not _training_dropout(node)
+            and not has_subgraph(node))
+
+
+_DATA_LIMIT = 4096  # elements: inputs passed to shape inference as data (shapes, repeats, scalars)
+
+
+def _inferred_bytes(node: ir.Node, arrays: list[np.ndarray | None], opset: int) -> int | None:
+    """Total output bytes by onnx shape inference on `node` with the constant inputs' values, or
+    None when inference does not give every output a static shape."""
+    try:
+        proto = ir.serde.serialize_node(node)
+        names = [f"in{i}" if a is not None else "" for i, a in enumerate(arrays)]
+        del proto.input[:]
+        proto.input.extend(names)
+        del proto.output[:]
+        proto.output.extend(f"out{i}" for i in range(len(node.outputs)))
+        types, data = {}, {}
+        for n, a in zip(names, arrays):
+            if not n:
+                continue
+            types[n] = onnx.helper.make_tensor_type_proto(onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+            if a.size <= _DATA_LIMIT:
+                data[n] = onnx.numpy_helper.from_array(a)
+        schema = onnx.defs.get_schema(node.op_type, opset, "")
+        out = onnx.shape_inference.infer_node_outputs(schema, proto, types, input_data=data)
+    except Exception:
+        return None
+    total = 0
+    for i in range(len(node.outputs)):
+        t = out.get(f"out{i}")
+        if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        dims = t.tensor_type.shape.dim
+        if not all(d.HasField("dim_value") for d in dims):
+            return None
+        size = int(np.prod([d.dim_value for d in dims], dtype=np.int64))
+        total += size * onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).itemsize
+    return total
 
 
 def _too_big(node: ir.Node, max_bytes: int) -> bool:
@@ -116,6 +179,11 @@ class FoldConstants(Pass):
             if any(a is None and v is not None for a, v in zip(arrays, node.inputs)):
                 return False
             if _too_big(node, max_bytes):
+                return False
+            size = _inferred_bytes(node, arrays, opset)
+            if size is None or size > max_bytes:
+                logger.info("not folding %s (%s): output size %s", node.name, node.op_type,
+                            "unknown before evaluation" if size is None else f"{size} bytes > {max_bytes}")
                 return False
             results = evaluate_node(node, arrays, opset)
             if results is None:

@@ -105,3 +105,41 @@ def test_sequence_results_are_not_folded():
     model, modified = run(proto, "fold-constants")
     assert not modified
     assert ops(model) == ["SequenceEmpty", "SequenceInsert"]
+
+
+def test_output_size_is_bounded_before_evaluating(monkeypatch):
+    # no declared shapes: the sizes come from shape inference on the constant inputs, before
+    # anything is allocated (the old check evaluated first and discarded oversize results)
+    import edgec.passes.cleanup.fold_constants as fc
+
+    evaluated = []
+    real = fc.evaluate_node
+    monkeypatch.setattr(fc, "evaluate_node", lambda node, *a: evaluated.append(node.op_type) or real(node, *a))
+    proto = parse(HEADER + """
+    g (float[2] x) => (float[2] y) <int64[2] big = {64, 64}, int64[1] two = {2}, float[64,1] col = {""" +
+                  ", ".join(["1.0"] * 64) + """}, float[1,64] row = {""" + ", ".join(["2.0"] * 64) + """}> {
+      c = ConstantOfShape<value = float[1] {1.0}>(big)
+      r = Add(col, row)
+      s = ConstantOfShape<value = float[1] {3.0}>(two)
+      y = Add(x, s)
+      z = ReduceSum(c)
+      w = ReduceSum(r)
+    }""")
+    model, modified = run(proto, "fold-constants{max_bytes=1024}")
+    assert modified and evaluated == ["ConstantOfShape"]  # only the 8-byte one
+    assert ops(model) == ["ConstantOfShape", "Add", "Add", "ReduceSum", "ReduceSum"]
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+
+
+def test_training_dropout_is_not_folded():
+    proto = parse(HEADER + """
+    g (float[8] x) => (float[8] y, float[8] z) <float[8] c = {1, 2, 3, 4, 5, 6, 7, 8}, float r = {0.5},
+        bool t = {1}, bool f = {0}> {
+      a = Dropout(c, r, t)
+      y = Add(x, a)
+      b = Dropout(c, r, f)
+      z = Add(x, b)
+    }""")
+    model, modified = run(proto, "fold-constants")
+    assert modified  # the inference Dropout folds
+    assert ops(model) == ["Dropout", "Add", "Add"]
