@@ -1,4 +1,14 @@
-"""remove-identity-ops: bypass nodes that compute their input unchanged (Identity, no-op Cast/Reshape/...)."""
+"""remove-identity-ops: bypass nodes that compute their input unchanged (Identity, no-op Cast/Reshape/...).
+
+Taken in (each returns its input bit for bit): Identity; inference Dropout (training_mode absent or
+constant false, mask output unused; before opset 7 `is_test` must be set: its default 0 is
+training); Cast/CastLike to the input's own dtype; Reshape/Expand whose constant target is the
+input's static shape; Transpose by the identity; Pad by all-zero pads; single-input
+Concat/Sum/Max/Min/Mean; Slice covering every axis fully with step 1; and x + c, c + x with c
+all -0.0 (x + (+0.0) turns -0.0 into +0.0, which 1/x tells apart), x - c with c all +0.0, x * 1,
+1 * x, x / 1 -- for integer dtypes any zero -- only when c does not broadcast x to a larger shape
+and has x's dtype. Bit-exact.
+"""
 
 from __future__ import annotations
 
@@ -73,6 +83,8 @@ def _neutral_operand(node: ir.Node) -> ir.Value | None:
     if len(node.inputs) != 2 or any(v is None for v in node.inputs):
         return None
     neutral = 0 if node.op_type in ("Add", "Sub") else 1
+    # IEEE: -0 + +0 = +0 and -0 - -0 = +0; only x + (-0) and x - (+0) return every x (incl. -0)
+    sign_needed = {"Add": True, "Sub": False}.get(node.op_type)
     candidates = [(0, 1), (1, 0)] if node.op_type in ("Add", "Mul") else [(0, 1)]
     for xi, ci in candidates:
         x, c = node.inputs[xi], node.inputs[ci]
@@ -81,6 +93,8 @@ def _neutral_operand(node: ir.Node) -> ir.Value | None:
         if a is None or xdims is None or x.dtype is None or c.dtype != x.dtype:
             continue
         if not np.all(a == neutral):
+            continue
+        if sign_needed is not None and a.dtype.kind == "f" and not np.all(np.signbit(a) == sign_needed):
             continue
         if a.ndim > len(xdims) or any(s not in (1, d) for s, d in zip(a.shape[::-1], xdims[::-1])):
             continue  # broadcasting would change the output shape
@@ -100,7 +114,7 @@ def identity_source(node: ir.Node, opset: int) -> ir.Value | None:
     if op == "Dropout":
         if len(node.outputs) > 1 and (node.outputs[1].uses() or node.outputs[1].is_graph_output()):
             return None
-        if int_attr(node, "is_test", 1) == 0:
+        if int_attr(node, "is_test", 1 if opset >= 7 else 0) == 0:  # Dropout-1/6: default is training
             return None
         training = node.inputs[2] if len(node.inputs) > 2 else None
         if training is not None:

@@ -6,7 +6,7 @@ HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
 
 def test_removes_all_kinds_of_noops():
     proto = parse(HEADER + """
-    g (float[2,3] x) => (float[2,3] y) <int64[2] shp = {2, 3}, float[1] zero = {0.0}, float[1] one = {1.0},
+    g (float[2,3] x) => (float[2,3] y) <int64[2] shp = {2, 3}, float[1] zero = {0.0}, float[1] nzero = {-0.0}, float[1] one = {1.0},
         int64[4] nopad = {0, 0, 0, 0}, int64[2] st = {0, 0}, int64[2] en = {2, 9223372036854775807}> {
       a = Identity(x)
       b = Cast<to = 1>(a)
@@ -16,7 +16,7 @@ def test_removes_all_kinds_of_noops():
       f = Concat<axis = 0>(e)
       g1 = Sum(f)
       h = Slice(g1, st, en)
-      i = Add(h, zero)
+      i = Add(h, nzero)
       j = Mul(one, i)
       k = Sub(j, zero)
       l = Div(k, one)
@@ -69,3 +69,36 @@ def test_does_not_fire(body):
     model, modified = run(proto, "remove-identity-ops")
     assert not modified
     assert len(ops(model)) == 1
+
+
+def test_add_positive_zero_changed_the_sign_of_negative_zero():
+    # x * -0 is -0 for x > 0; Add(m, +0) gives +0, so 1/y flips from -inf to +inf if the Add goes
+    proto = parse(HEADER + """
+    g (float[2,3] x) => (float[2,3] y) <float[1] zero = {0.0}, float[1] nzero = {-0.0}, float[1] one = {1.0}> {
+      a = Abs(x)
+      m = Mul(a, nzero)
+      s = Add(m, zero)
+      y = Div(one, s)
+    }""")
+    model, _ = run(proto, "infer-shapes,remove-identity-ops")
+    assert ops(model) == ["Abs", "Mul", "Add", "Div"]
+    assert_same_outputs(proto, model, atol=0, rtol=0)
+    model, modified = run(parse(HEADER + """
+    g (float[2,3] x) => (float[2,3] y) <float[1] nzero = {-0.0}> {
+      a = Abs(x)
+      s = Add(nzero, a)
+      y = Neg(s)
+    }"""), "infer-shapes,remove-identity-ops")
+    assert modified and ops(model) == ["Abs", "Neg"]
+
+
+def test_dropout_before_opset_7_defaults_to_training():
+    proto = parse('<ir_version: 3, opset_import: ["" : 6]>\n' + """
+    g (float[2,3] x) => (float[2,3] y, float[2,3] z) {
+      d = Dropout(x)
+      y = Relu(d)
+      e = Dropout<is_test = 1>(x)
+      z = Relu(e)
+    }""")
+    model, modified = run(proto, "remove-identity-ops")
+    assert modified and ops(model) == ["Dropout", "Relu", "Relu"]
