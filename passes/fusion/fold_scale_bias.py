@@ -3,6 +3,15 @@
 Conv output [N, M, ...]: the constant must broadcast only along axis 1 (size M or 1).
 Gemm output [M, N]: only along the last axis (size N or 1). Anything else declines.
 Div and Sub fold only with the producer as the first operand (y / c, y - c).
+
+Why exact: Conv/Gemm are linear per output channel, (W x + b) * s = (W * s) x + b * s and
+(W x + b) + t = W x + (b + t); the new weights are computed in float64 and rounded once, so the
+result equals the original up to float rounding and reassociation (not bit-exact; y / c becomes a
+multiplication by 1/c). Declined: a non-constant weight, bias or operand, dtypes that differ, an
+operand that is not a per-output-channel broadcast (it would enlarge or mix the output), division
+by zero, and any non-finite operand or folded weight/bias (y * inf is +-inf or NaN per element,
+a weight of inf makes the whole sum NaN; 1/c or W * s may overflow where the original did not).
+The producer's output must feed nothing else (the rewrite engine declines shared intermediates).
 """
 
 from __future__ import annotations
@@ -51,6 +60,11 @@ class _FoldConstant(RewriteRule):
             return None, f"{self.binary} operand shape {list(c.shape)} is not a per-output-channel broadcast"
         if self.binary == "Div" and np.any(vec == 0):
             return None, "division by zero"
+        if not np.all(np.isfinite(vec)):
+            return None, f"{self.binary} operand is not finite"
+        new_w, new_b = self._folded(match, vec.astype(np.float64))
+        if not (np.all(np.isfinite(new_w)) and np.all(np.isfinite(new_b))):
+            return None, "folded weight or bias overflows"
         return vec.astype(np.float64), ""
 
     def check(self, match):
@@ -58,8 +72,19 @@ class _FoldConstant(RewriteRule):
         return MatchResult.success() if vec is not None else MatchResult.fail(why)
 
     def rewrite(self, op, match):
-        prod, w, b_val, b = self._weights(match)
+        prod = match.node("prod")
         vec, _ = self._vector(match)
+        new_w, new_b = self._folded(match, vec)
+        attrs = {k: a for k, a in prod.attributes.items()}
+        if self.producer == "Gemm":
+            attrs.update(alpha=1.0, beta=1.0)
+        w_init = op.initializer(new_w, "w_folded")
+        b_init = op.initializer(new_b, "b_folded")
+        return getattr(op, self.producer)(match["x"], w_init, b_init, **attrs)
+
+    def _folded(self, match, vec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The new weight and bias (in the weight's dtype)."""
+        prod, w, b_val, b = self._weights(match)
         w64 = w.astype(np.float64)
         b64 = np.zeros(vec.size) if b is None else b.astype(np.float64)
         if self.producer == "Gemm":
@@ -73,12 +98,8 @@ class _FoldConstant(RewriteRule):
             w64, b64 = w64 * s[col], b64 * s
         else:
             b64 = b64 + (vec if self.binary == "Add" else -vec)
-        attrs = {k: a for k, a in prod.attributes.items()}
-        if self.producer == "Gemm":
-            attrs.update(alpha=1.0, beta=1.0)
-        new_w = op.initializer(w64.astype(w.dtype), "w_folded")
-        new_b = op.initializer(b64.astype(w.dtype), "b_folded")
-        return getattr(op, self.producer)(match["x"], new_w, new_b, **attrs)
+        with np.errstate(all="ignore"):
+            return w64.astype(w.dtype), b64.astype(w.dtype)
 
 
 def _rule(producer: str, binary: str) -> type[_FoldConstant]:

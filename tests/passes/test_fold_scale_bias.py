@@ -65,3 +65,27 @@ def test_gemm_row_varying_constant_declines():
       y = Mul (h, k)
     }}"""
     check_pass(text, FoldScaleBias(), ["Gemm", "Mul"], modified=False)
+
+
+def _inf_text(c: str, w: str = "0.5, -0.25, 1.0, -1.0, 0.75, 0.5") -> str:
+    return f"""<ir_version: 8, opset_import: ["" : 18]>
+    g (float[1,3,3,3] x) => (float[1,2,3,3] y) <float[2,3,1,1] w = {{{w}}}, float[1,2,1,1] k = {{{c}}}> {{
+      a = Conv (x, w)
+      y = Mul (a, k)
+    }}"""
+
+
+def test_non_finite_operand_declines():
+    # y * inf is +-inf per element; a weight of inf made the conv sum inf - inf = NaN
+    pass_ = FoldScaleBias()
+    check_pass(_inf_text("inf, 2.0"), pass_, ["Conv", "Mul"], modified=False)
+    assert any("not finite" in r for r in pass_.last_trace.declines["ConvMul"])
+
+
+def test_overflowing_folded_weight_declines():
+    # (1e30 x0 - 1e30 x1) * 1e10 can be finite; weights of 1e40 are inf in float32
+    pass_ = FoldScaleBias()
+    check_pass(_inf_text("1e10, 2.0", "1e30, -1e30, 1.0, -1.0, 0.75, 0.5"), pass_, ["Conv", "Mul"], modified=False)
+    assert any("overflows" in r for r in pass_.last_trace.declines["ConvMul"])
+    check_pass(_inf_text("1e5, 2.0", "1e30, -1e30, 1.0, -1.0, 0.75, 0.5"), FoldScaleBias(), ["Conv"],
+               rtol=1e-4, atol=1e-4)
