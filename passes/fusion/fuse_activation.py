@@ -4,11 +4,22 @@ Activations: Relu, Clip (constant bounds, e.g. ReLU6), LeakyRelu, Sigmoid, HardS
 Tanh and SiLU (x * Sigmoid(x)). A residual Add after Conv becomes FusedConv's 4th input Z:
 Y = act(Conv(X, W, B) + Z), the same order as com.microsoft.FusedConv. Semantics of the edgec
 ops: docs/edgec-ops.md.
+
+Why exact: the fused op computes the same ops in the same order (its reference body is the base op
+then the activation), so the result is bit-exact as long as the activation is the one the fused op
+implements *with the same parameters*: LeakyRelu alpha and HardSigmoid alpha/beta are copied
+(spec defaults when absent); Clip bounds must be constant scalars present as inputs and are stored
+as float32 `activation_params`, so they are taken only if float32 holds them exactly (a double
+bound like 0.1 would move) and, before opset 15 (no CastLike in the body), only for float32
+tensors. The base output must feed nothing but the activation (the rewrite engine declines
+shared intermediates); the residual Z must have exactly the Conv output's static shape (a
+broadcast Z would change Y's shape).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnx_ir as ir
 
 from edgec.infra.pass_base import register_pass
 from edgec.ir.edgec_ops import CONV_ATTRS, EDGEC_DOMAIN, GEMM_ATTRS, fused_function
@@ -85,7 +96,13 @@ class _BaseActivation(RewriteRule):
             bounds = [match.const_value_of(v) if v is not None else None for v in list(act.inputs[1:3]) + [None] * 2][:2]
             if any(b is None or b.size != 1 for b in bounds):
                 return None, "Clip bounds must be constant scalars (min and max)"
-            return [float(b.reshape(())) for b in bounds], ""
+            vals = [b.reshape(()) for b in bounds]
+            if any(np.float32(v) != v and not np.isnan(v) for v in vals):
+                return None, "Clip bound is not exactly representable in float32 (activation_params)"
+            dtype = match.node("base").outputs[0].dtype
+            if match.opset < 15 and dtype != ir.DataType.FLOAT:
+                return None, "Clip on a non-float32 tensor before opset 15 (the fused body has no CastLike)"
+            return [float(v) for v in vals], ""
         if self.act in _DEFAULTS:
             return [float(match.attr("act", k, d)) for k, d in _DEFAULTS[self.act].items()], ""
         return [], ""

@@ -89,3 +89,40 @@ def test_wrong_opset_skips():
     pass_ = FuseActivation()
     check_pass(text, pass_, ["Conv", "Relu"], modified=False)
     assert "opset 10 < min_opset 11" == pass_.last_trace.skipped["ConvRelu"]
+
+
+def _f16_bits(values) -> str:
+    return ", ".join(str(int(b)) for b in np.asarray(values, np.float16).view(np.uint16))
+
+
+def _clip_f16(opset: int) -> str:
+    w = np.random.default_rng(1).uniform(-1, 1, 108)
+    return f"""<ir_version: 8, opset_import: ["" : {opset}]>
+    g (float16[1,3,5,5] x) => (float16[1,4,5,5] y) <float16[4,3,3,3] w = {{{_f16_bits(w)}}},
+        float16 lo = {{{_f16_bits([0.0])}}}, float16 hi = {{{_f16_bits([0.5])}}}> {{
+      c = Conv <pads = [1,1,1,1]> (x, w)
+      y = Clip (c, lo, hi)
+    }}"""
+
+
+def test_clip_on_float16_before_opset_15_declines():
+    # the fused body's Clip bounds are float32 Constants (no CastLike before opset 15): for a
+    # float16 Conv the fused model was invalid (Clip min of type float on a float16 tensor)
+    pass_ = FuseActivation()
+    check_pass(_clip_f16(13), pass_, ["Conv", "Clip"], modified=False)
+    assert any("before opset 15" in r for r in pass_.last_trace.declines["ConvClip"])
+    check_pass(_clip_f16(18), FuseActivation(), ["edgec.FusedConv"], rtol=0, atol=0)
+
+
+def test_clip_bound_not_exact_in_float32_declines():
+    # activation_params are float32: a double bound 0.1 would become 0.10000000149011612
+    text = """<ir_version: 8, opset_import: ["" : 18]>
+    g (double[2,3] x) => (double[2,3] y) <double[3,3] w = {1, 0, 0, 0, 1, 0, 0, 0, 1}, double lo = {0.0},
+        double hi = {0.1}> {
+      c = MatMul (x, w)
+      y = Clip (c, lo, hi)
+    }"""
+    pass_ = FuseActivation()
+    check_pass(text, pass_, ["MatMul", "Clip"], modified=False)
+    assert any("float32" in r for r in pass_.last_trace.declines["MatMulClip"])
+    check_pass(text.replace("hi = {0.1}", "hi = {0.5}"), FuseActivation(), ["edgec.FusedMatMul"], rtol=0, atol=0)
