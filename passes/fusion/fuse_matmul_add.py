@@ -1,4 +1,13 @@
-"""fuse-matmul-add: MatMul(2-D x, constant W) + constant bias → Gemm(x, W, bias)."""
+"""fuse-matmul-add: MatMul(2-D x, constant W) + constant bias → Gemm(x, W, bias).
+
+Taken in: x of rank exactly 2 (Gemm has no batch dims), W a constant float matrix [K, N], the bias
+a constant of W's dtype shaped like Gemm's C broadcasts: a scalar, [1], [N], [1, 1] or [1, N]
+(never [M, N]-varying rows only via [M, 1]/[M, N], nor rank 3, which would enlarge the output).
+Add is commutative, so c + MatMul is taken too; the MatMul output must feed only the Add.
+Integer MatMul is left alone (Gemm on integers has no onnxruntime kernel: the --verify reference
+could no longer run the optimized model). Gemm computes the same products and the same sum with
+C added: exact up to float reassociation (a backend may add C into the accumulator first).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +36,8 @@ class MatMulAdd(RewriteRule):
             return MatchResult.fail(f"bias shape {list(c.shape)} is not [N], [1, N] or a scalar")
         if c.dtype != w.dtype:
             return MatchResult.fail("bias and weight dtypes differ")
+        if w.dtype.kind != "f":
+            return MatchResult.fail("integer MatMul (Gemm on integers has no onnxruntime kernel)")
         return MatchResult.success()
 
     def rewrite(self, op, match):

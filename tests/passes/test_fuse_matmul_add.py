@@ -45,3 +45,15 @@ def test_matmul_output_used_elsewhere_declines():
 
 def test_row_bias_declines():
     check_pass(model(bias="float[2,4] c"), FuseMatMulAdd(), ["MatMul", "Add"], modified=False)
+
+
+def test_integer_matmul_declines():
+    # int32 Gemm is valid ONNX but no runtime kernel exists for it (onnxruntime: NOT_IMPLEMENTED)
+    text = """<ir_version: 8, opset_import: ["" : 18]>
+    g (int32[3,4] x) => (int32[3,2] y) <int32[4,2] w = {1, 2, 3, 4, 5, 6, 7, 8}, int32[2] c = {1, 2}> {
+      m = MatMul (x, w)
+      y = Add (c, m)
+    }"""
+    pass_ = FuseMatMulAdd()
+    check_pass(text, pass_, ["MatMul", "Add"], modified=False)
+    assert any("integer" in r for r in pass_.last_trace.declines["MatMulAdd"])
