@@ -1,5 +1,9 @@
 """simplify-slice-concat: Slice of a Concat that reads whole concat inputs → those inputs;
-Concat of adjacent Slices of one tensor along the concat axis → one Slice (or the tensor)."""
+Concat of adjacent Slices of one tensor along the concat axis → one Slice (or the tensor).
+
+Bit-exact (pure selection). Only single-axis, unit-step Slices with constant parameters along the
+Concat axis, static shapes; starts/ends resolved and clamped as Slice does, ranges must cover
+whole Concat inputs / be adjacent in order. See docs/pass-safety.md."""
 
 from __future__ import annotations
 

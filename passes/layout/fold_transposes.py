@@ -6,6 +6,8 @@
 * chains of Reshape / Squeeze / Unsqueeze / Flatten with a static final shape → one Reshape
 
 Inner nodes with other consumers are kept (and still feed those), so a rewrite never adds nodes.
+Bit-exact: pure data movement (reshape-like ops keep row-major order; final shapes with a 0 dim
+are not taken, Reshape's 0 meaning "copy"). See docs/pass-safety.md.
 """
 
 from __future__ import annotations

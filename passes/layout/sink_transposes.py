@@ -9,6 +9,14 @@
 A rewrite never increases the number of Transposes unless every consumer of the op is itself a
 Transpose (which the next `fold-transposes` rule composes away). Transposes with other consumers
 are kept for them. Pair with fold-transposes (Transpose∘Transpose → one or none).
+
+Why exact (bit-exact; cubic Resize up to rounding order): elementwise ops commute with any
+permutation; a constant of lower rank is padded with leading 1s before it is permuted, so it
+broadcasts against the same elements; the output rank must equal the input's; per-axis
+parameters (Concat axis mod rank, Pad pads, Resize roi/scales/sizes) move with their axes. Any
+other op (Reshape, Softmax, Reduce*, Gather, Split, Slice, variadic Max/Min, Pad/Resize with
+`axes` or runtime parameters) is not passed: the Transpose stays in front of it. See
+docs/pass-safety.md.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@
    each graph input and output.
 3. `io_layout=nhwc` also removes those by making the graph's 4-D inputs/outputs NHWC; which ones
    is recorded in the model's metadata_props["edgec.io_layout"] (JSON: name → "NHWC").
+
+Exactness: each converted op is Transpose∘op_nhwc∘Transpose with the same attributes; a node with
+an attribute the NHWC op does not carry (AveragePool-19 dilations), a Z of another shape, MaxPool
+indices or a BN that fold-batchnorm's check rejects is declined. See docs/pass-safety.md.
 """
 
 from __future__ import annotations
