@@ -125,7 +125,11 @@ def test_sink_resize_permutes_its_per_axis_parameters(mode, params, inputs, expe
       r = Resize <mode = "{mode}", coordinate_transformation_mode = "{ctm}"> ({inputs})
       y = Transpose <perm = [0,2,3,1]> (r)
     }}"""
-    m = check_pass(text, SinkTransposes(), ["Resize"], rtol=1e-6, atol=1e-6)
+    # cubic sums 4x4 taps with negative weights; onnxruntime walks them in another order on the NHWC
+    # tensor, and cancellation leaves 1.14e-6 on an output of 0.11 (measured on an AVX2 EPYC; 10 ulp
+    # of max|y|): float reassociation, not a semantic change. The other modes stay at 1e-6.
+    tol = 4e-6 if mode == "cubic" else 1e-6
+    m = check_pass(text, SinkTransposes(), ["Resize"], rtol=1e-6, atol=tol)
     params = [v.const_value.numpy() for v in m.graph.node(0).inputs[1:] if v is not None and v.name]
     assert params[-1].tolist() == expected  # scales/sizes of NHWC x: the channel entry moved to axis 3
     if mode == "cubic":
