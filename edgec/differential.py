@@ -6,7 +6,8 @@ attributed to the first pass that changed the outputs, or to the backend.
 
 Outcome kinds:
   match       compiled, ran, every output matches onnxruntime (edgec.compare)
-  mismatch    a pass or the backend changed the outputs (`stage` names which)
+  mismatch    a pass or the backend changed the outputs, or a pass wrote a model onnxruntime
+              cannot run (`stage` names which)
   internal    edgec crashed (exit 1): a pass, the lowering or a backend stage
   rejected    edgec refused the model (exit 2): unsupported op, invalid model, ...
   reference   onnxruntime cannot run the original model: nothing to compare with
@@ -72,7 +73,7 @@ def check_model(model: onnx.ModelProto | str | Path, target: str = "x86-64", opt
         else:
             path = Path(model)
         opts = CompileOptions(target=target, opt_level=opt_level, passes=passes, disabled=tuple(disabled),
-                              verify=True, verify_allow_unrunnable=True, verify_tolerance=(atol, rtol))
+                              verify=True, verify_tolerance=(atol, rtol))
         try:
             art = compile_model(path, Path(tmp) / "out", opts)
         except VerificationError as e:
