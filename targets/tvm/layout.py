@@ -1,10 +1,12 @@
 """Blocked activation layout (NCHW{c}c) carried through the Relax graph, and its conv kernels.
 
-`convert_to_blocked(mod, block)` rewrites every 2-D convolution whose channels divide by `block`
-to `data_layout=NCHW{block}c, kernel_layout=OIHW{block}o` with Relax's ConvertLayout, which also
+`convert_to_blocked(mod, block)` rewrites every dense or depthwise 2-D convolution whose channels
+divide by `block` (`_conv_ok`; grouped and channel-multiplier convs keep NCHW) to
+`data_layout=NCHW{block}c, kernel_layout=OIHW{block}o` with Relax's ConvertLayout, which also
 moves elementwise ops, pooling and reductions between convolutions into the blocked layout, so the
-layout is transformed only where the graph enters or leaves a run of blocked ops. The weight
-`layout_transform`s act on constants and are folded at compile time.
+layout is transformed only where the graph enters or leaves a run of blocked ops. Only ops whose
+blocked form is known to be right stay blocked; the others end the blocked region
+(`layout_guard`). The weight `layout_transform`s act on constants and are folded at compile time.
 
 `legalize_map()` gives the TE computes for the blocked convolutions (TOPI has none for
 OIHW{o}o on CPU). Their block names (`edgec_conv_nchwc`, `edgec_dwconv_nchwc`) are how the
@@ -17,6 +19,7 @@ import tvm
 from tvm import relax, te, tirx, topi
 
 from edgec.targets.tvm import packing
+from edgec.targets.tvm.layout_guard import guard_blocked, strip_barriers
 
 CONV_BLOCK = "edgec_conv_nchwc"
 DWCONV_BLOCK = "edgec_dwconv_nchwc"
@@ -302,13 +305,30 @@ def _clip_to_minmax(mod: tvm.IRModule) -> tvm.IRModule:
     return mod
 
 
+def _conv_layouts(block: int):
+    """ConvertLayout's per-call desired layouts: the blocked layout for the convs `_conv_ok`
+    accepts; every other conv keeps its own layouts (its input leaves the blocked layout)."""
+
+    def layouts(call: relax.Call) -> dict:
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.conv2d"):
+            return {}
+        if _conv_ok(call, block):
+            return {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]}
+        a = call.attrs
+        return {"relax.nn.conv2d": [str(a.data_layout), str(a.kernel_layout), str(a.out_layout)]}
+
+    return layouts
+
+
 def convert_to_blocked(mod: tvm.IRModule, lanes: int) -> tvm.IRModule:
-    """Blocked layout for eligible convolutions; others (e.g. 3-channel stems) keep NCHW."""
+    """Blocked layout for eligible convolutions; others (e.g. 3-channel stems, grouped convs)
+    keep NCHW, and so do ops whose blocked form is not known to be right (layout_guard)."""
     block = choose_block(mod, lanes)
     if block is None:
         return mod
-    mod = _clip_to_minmax(mod)
-    mod = relax.transform.ConvertLayout({"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]})(mod)
+    mod = guard_blocked(_clip_to_minmax(mod))
+    mod = relax.transform.ConvertLayout({}, _conv_layouts(block))(mod)
+    mod = strip_barriers(mod)
     # ConvertLayout emits one layout_transform per consumer (ResNet's stem output fed two blocked
     # convs through two identical transforms): keep one
     return relax.transform.EliminateCommonSubexpr()(mod)
