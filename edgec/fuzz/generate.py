@@ -1,7 +1,7 @@
 """Random *valid* ONNX models (opset 17, IR 8) from a seed: `random_model(seed, family)`.
 
 A family is an input builder plus a table of blocks (`blocks_*.py`, name -> (builder, weight,
-applies-to)); a model is the input followed by 2..6 weighted random blocks whose predicate
+applies-to)); a model is the input followed by 2..8 weighted random blocks whose predicate
 accepts the current tensor, with elementwise blocks mixed in, an occasional intermediate output.
 Every model passes `onnx.checker.check_model(full_check=True)` and runs in onnxruntime on
 `edgec.reference.seeded_inputs` (floats U(-1, 1), ints in [0, 4), random bools).
@@ -75,7 +75,8 @@ def build(seed: int, family: str, n_blocks: int | None = None,
     g = Graph(np.random.default_rng([seed, FAMILY_NAMES.index(family)]))
     x = fam.make_input(g)
     used = []
-    count = n_blocks if n_blocks is not None else int(g.rng.integers(2, 7))
+    drawn = int(g.rng.integers(2, 9))   # drawn even when overridden: the first blocks stay the same
+    count = n_blocks if n_blocks is not None else drawn
     for _ in range(count):
         table = _ANY if g.chance(fam.mix_elementwise) else fam.blocks
         name, fn = _choose_block(g, table, x)
