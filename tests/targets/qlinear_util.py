@@ -1,7 +1,17 @@
 """Helpers for the quantized-operator tests: build one-node models, seeded int8/uint8 data, and
-compare edgec with onnxruntime in quantized units."""
+compare edgec with onnxruntime in quantized units.
+
+onnxruntime is an exact reference for uint8 x int8 products only on some CPUs: MLAS's u8s8 GEMM on
+x86 without VNNI (AVX2, AVX-512 BW) multiplies with vpmaddubsw, which adds two adjacent u8·s8
+products into an int16 with saturation (255·127·2 = 64770 becomes 32767; onnxruntime documents
+this and offers `reduce_range`), while VNNI's vpdpbusd (and the u8u8 kernels, which widen to
+int16 and use vpmaddwd) are exact. `exact_ort_model` re-encodes the int8 B operand of such products
+as uint8 (b + 128 with zero point + 128: the same b - b_zp), so that onnxruntime runs its exact
+u8u8 kernels on every CPU; `ort_u8s8_exact` tells whether the model as written is exact here too."""
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import onnx
@@ -46,17 +56,105 @@ def one_node_model(op, inputs: dict, consts: list, out_dtype, out_shape=None, do
     return m
 
 
+@functools.cache
+def ort_u8s8_exact() -> bool:
+    """Whether onnxruntime's uint8 x int8 integer products are exact on this CPU: MatMulInteger of
+    [255, 255] and [127, 127] is 64770, or 32767 where pairs of products saturate at int16."""
+    proto = one_node_model("MatMulInteger", {"a": np.full((1, 2), 255, np.uint8)},
+                           [("b", np.full((2, 1), 127, np.int8))], TensorProto.INT32, [1, 1], model_opset=13)
+    return int(run_ort(proto, {"a": np.full((1, 2), 255, np.uint8)})["y"][0, 0]) == 255 * 127 * 2
+
+
+# op -> (A or its zero point: indices whose dtype tells whether A is uint8, None: always uint8;
+#        [(B index, B zero point index)])
+_U8S8 = {"QLinearConv": ((2, 0), [(3, 5)]), "QLinearMatMul": ((2, 0), [(3, 5)]), "QGemm": ((2, 0), [(3, 5)]),
+         "MatMulInteger": ((2, 0), [(1, 3)]), "ConvInteger": ((2, 0), [(1, 3)]),
+         "MatMulIntegerToFloat": ((4, 0), [(1, 5)]), "DynamicQuantizeMatMul": (None, [(1, 3)]),
+         "DynamicQuantizeLSTM": (None, [(1, 9), (2, 11)])}
+
+
+def exact_ort_model(proto, inputs: dict):
+    """(proto, inputs) with every int8 B operand of a uint8 x int8 product (an initializer or a graph
+    input, with its zero point) re-encoded as uint8 + 128: the same integer products, which
+    onnxruntime computes exactly on every CPU (its u8u8 kernels do not saturate)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    g, inputs = m.graph, dict(inputs)
+    inits = {t.name: t for t in g.initializer}
+    gins = {i.name: i for i in g.input}
+    producers = {o: n for n in g.node for o in n.output}
+
+    def elem_type(name):
+        if name in inits:
+            return inits[name].data_type
+        if name in gins:
+            return gins[name].type.tensor_type.elem_type
+        p = producers.get(name)
+        return TensorProto.UINT8 if p is not None and p.op_type == "DynamicQuantizeLinear" else None
+
+    done: dict[str, str] = {}
+
+    def shifted(name):
+        if name not in done:
+            if name in gins:
+                gins[name].type.tensor_type.elem_type = TensorProto.UINT8
+                inputs[name] = (inputs[name].astype(np.int16) + 128).astype(np.uint8)
+                done[name] = name
+            else:
+                a = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
+                g.initializer.append(numpy_helper.from_array(a.astype(np.uint8), name + "_as_u8"))
+                done[name] = name + "_as_u8"
+        return done[name]
+
+    for k, n in enumerate(g.node):
+        if n.op_type not in _U8S8:
+            continue
+        a_idx, operands = _U8S8[n.op_type]
+        if a_idx is not None:
+            names = [n.input[i] for i in a_idx if i < len(n.input) and n.input[i]]
+            if not names or elem_type(names[0]) != TensorProto.UINT8:
+                continue
+        for b, zp in operands:
+            if elem_type(n.input[b]) != TensorProto.INT8:
+                continue
+            n.input[b] = shifted(n.input[b])
+            while len(n.input) <= zp:
+                n.input.append("")
+            if n.input[zp]:
+                n.input[zp] = shifted(n.input[zp])
+            else:
+                n.input[zp] = f"_u8_zero_point_{k}_{zp}"
+                g.initializer.append(numpy_helper.from_array(np.uint8(128), n.input[zp]))
+    return m, inputs
+
+
+def run_ort_exact(proto, inputs: dict) -> dict:
+    """onnxruntime's outputs with exact integer products (`exact_ort_model`)."""
+    return run_ort(*exact_ort_model(proto, inputs))
+
+
+def _references(proto, inputs) -> list[tuple[str, np.ndarray]]:
+    """(output name, expected value) from onnxruntime with exact integer products, and again from
+    onnxruntime running the model as written where that is exact too (labelled "as written")."""
+    refs = list(run_ort_exact(proto, inputs).items())
+    if ort_u8s8_exact():
+        refs += [(f"{k} (onnxruntime as written)", v) for k, v in run_ort(proto, inputs).items()]
+    return refs
+
+
 def compare_quantized(proto, inputs, tmp_path, owned=(), max_units=0):
-    """Run edgec and onnxruntime; assert same shape/dtype and at most `max_units` quantized units
-    of difference. Returns (max difference, number of differing elements, number of elements)."""
+    """Run edgec and onnxruntime (with exact integer products, and as written where its u8s8
+    products are exact: `ort_u8s8_exact`); assert same shape/dtype and at most `max_units`
+    quantized units of difference. Returns (max difference, number of differing elements, number
+    of elements)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     actual, report = edgec_run(proto, inputs, tmp_path)
-    expected = run_ort(proto, inputs)
+    expected = _references(proto, inputs)
     missing = set(owned) - set(report.by_edgec)
     assert not missing, f"not lowered by edgec: {missing}; {report.to_json()}"
     worst = (0, 0, 0)
-    for name, e in expected.items():
-        a = actual[name]
+    for name, e in expected:
+        a = actual[name.split()[0]]
         assert a.shape == e.shape and a.dtype == e.dtype, (name, a.shape, a.dtype, e.shape, e.dtype)
         d = np.abs(a.astype(np.int64) - e.astype(np.int64))
         res = (int(d.max()) if d.size else 0, int(np.count_nonzero(d)), int(d.size))
@@ -66,15 +164,16 @@ def compare_quantized(proto, inputs, tmp_path, owned=(), max_units=0):
 
 
 def compare_float(proto, inputs, tmp_path, owned=(), atol=1e-4, rtol=1e-4):
-    """Run edgec and onnxruntime on a model with float outputs; assert allclose; return max abs error."""
+    """Run edgec and onnxruntime (as in `compare_quantized`) on a model with float outputs; assert
+    allclose; return max abs error."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     actual, report = edgec_run(proto, inputs, tmp_path)
-    expected = run_ort(proto, inputs)
+    expected = _references(proto, inputs)
     missing = set(owned) - set(report.by_edgec)
     assert not missing, f"not lowered by edgec: {missing}; {report.to_json()}"
     err = 0.0
-    for name, e in expected.items():
-        a = actual[name]
+    for name, e in expected:
+        a = actual[name.split()[0]]
         assert a.shape == e.shape and a.dtype == e.dtype, (name, a.shape, a.dtype, e.shape, e.dtype)
         np.testing.assert_allclose(a, e, atol=atol, rtol=rtol, err_msg=name)
         err = max(err, float(np.max(np.abs(a.astype(np.float64) - e))) if e.size else 0.0)

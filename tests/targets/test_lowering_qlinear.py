@@ -1,6 +1,10 @@
 """ONNX-domain quantized ops (QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger,
 DynamicQuantizeLinear) against onnxruntime on seeded full-range int8/uint8 data. These kernels
-are exact integer arithmetic plus one float32 requantization, so the results must be identical."""
+are exact integer arithmetic plus one float32 requantization, so the results must be identical.
+onnxruntime's uint8 x int8 products saturate pairs at int16 on x86 without VNNI (AVX2), so it is run
+with those int8 operands re-encoded as uint8 (qlinear_util.exact_ort_model; as written it was 22-36
+units off on the u8s8 QLinearConv / QLinearMatMul cases and 21984 off on MatMulInteger on an AVX2
+EPYC), and also as written where it is exact."""
 
 from __future__ import annotations
 
@@ -8,7 +12,14 @@ import numpy as np
 import pytest
 from onnx import TensorProto
 
-from tests.targets.qlinear_util import compare_quantized, one_node_model, qdata
+from edgec.reference import run_ort
+from tests.targets.qlinear_util import (
+    compare_quantized,
+    exact_ort_model,
+    one_node_model,
+    ort_u8s8_exact,
+    qdata,
+)
 
 U8, I8 = np.uint8, np.int8
 
@@ -120,6 +131,25 @@ def test_conv_integer_matches_onnxruntime(xt, wt, tmp_path):
     proto = one_node_model("ConvInteger", {"x": x}, [("w", w), ("x_zp", xt(100)), ("w_zp", wt(7))],
                            TensorProto.INT32, pads=[1, 1, 1, 1], strides=[2, 2])
     compare_quantized(proto, {"x": x}, tmp_path, owned=["ConvInteger"], max_units=0)
+
+
+def test_exact_onnxruntime_reference_does_not_saturate():
+    """The worst uint8 x int8 pair, 255·127 + 255·127 = 64770: exact through `exact_ort_model` on every
+    CPU; onnxruntime as written gives it, or 32767 (int16 saturation) exactly where `ort_u8s8_exact`
+    says so. Per-column int8 zero points and a runtime int8 B are re-encoded too."""
+    a = np.full((3, 4), 255, U8)
+    b = np.full((4, 2), 127, I8)
+    zps = [("a_zp", U8(0)), ("b_zp", np.zeros(2, I8))]
+    for inputs, consts in (({"a": a}, [("b", b), *zps]), ({"a": a, "b": b}, zps)):
+        proto = one_node_model("MatMulInteger", inputs, consts, TensorProto.INT32, [3, 2],
+                               order=["a", "b", "a_zp", "b_zp"])
+        exact_proto, exact_inputs = exact_ort_model(proto, inputs)
+        types = {t.name: t.data_type for t in exact_proto.graph.initializer}
+        types |= {i.name: i.type.tensor_type.elem_type for i in exact_proto.graph.input}
+        assert [types[n] for n in exact_proto.graph.node[0].input[1::2]] == [TensorProto.UINT8] * 2  # b, b_zp
+        np.testing.assert_array_equal(run_ort(exact_proto, exact_inputs)["y"], np.full((3, 2), 2 * 64770))
+        as_written = run_ort(proto, inputs)["y"]
+        np.testing.assert_array_equal(as_written, np.full((3, 2), 2 * (64770 if ort_u8s8_exact() else 32767)))
 
 
 def test_matmul_integer_matches_onnxruntime(tmp_path):

@@ -1,6 +1,10 @@
 """com.microsoft quantized ops against onnxruntime's contrib kernels on seeded full-range int8/uint8
 data. Integer-exact kernels must match exactly; the float-requantizing ones (add, mul, sigmoid,
-leaky relu, average pool) may differ by one quantized unit on a small fraction of elements."""
+leaky relu, average pool) may differ by one quantized unit on a small fraction of elements.
+onnxruntime's uint8 x int8 products saturate pairs at int16 on x86 without VNNI (AVX2), so the
+reference re-encodes those int8 operands as uint8 (qlinear_util.exact_ort_model; as written, on an
+AVX2 EPYC, QGemm u8s8 was 8 units off, MatMulIntegerToFloat and DynamicQuantizeMatMul with int8 B
+5.3 and 1.7 absolute), and onnxruntime as written is compared as well where it is exact."""
 
 from __future__ import annotations
 
