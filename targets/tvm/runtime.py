@@ -40,6 +40,30 @@ def set_threads(n: int | None) -> int:
     return n
 
 
+_LOADED: dict[str, tuple] = {}  # library path -> identity of the file first loaded from it
+
+
+def load_library(library: Path):
+    """tvm.runtime.load_module, but never a stale library: the dynamic loader reuses an object
+    already loaded from the same path, so a library recompiled into that path would silently run
+    the old code in this process. A changed file at a known path is loaded from a private copy."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = str(Path(library).resolve())
+    st = os.stat(path)
+    ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+    first = _LOADED.setdefault(path, ident)
+    if first == ident:
+        return tvm.runtime.load_module(path)
+    tmp = tempfile.mkdtemp(prefix="edgec-lib-")
+    atexit.register(shutil.rmtree, tmp, True)
+    copy = Path(tmp) / Path(path).name
+    shutil.copyfile(path, copy)
+    return tvm.runtime.load_module(str(copy))
+
+
 class LoadedModel:
     """`weights`: arrays for the library's weight parameters (an artifact's weights.bin, mapped by
     edgec.weights.open_weights), passed after the inputs on every call. They are handed to TVM
@@ -52,7 +76,7 @@ class LoadedModel:
         # cost 20% of its latency (4.2 vs 5.2 ms). Set TVM_THREAD_POOL_SPIN_COUNT=0 when another
         # runtime computes in this process between edgec calls.
         set_threads(threads)
-        self.vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), tvm.cpu())
+        self.vm = relax.VirtualMachine(load_library(library), tvm.cpu())
         self.input_names, self.output_names = input_names, output_names
         self._weights = list(weights or [])  # keeps the mappings alive as long as TVM uses them
         self.weight_args = [tvm.runtime.from_dlpack(w) for w in self._weights]

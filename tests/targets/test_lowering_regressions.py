@@ -24,3 +24,14 @@ def test_div_by_a_scalar_zero_constant_gives_ieee_inf_and_nan(zero, tmp_path):
         got, want = run_artifact(art, {"x": x}), run_ort(proto, {"x": x})
         assert np.isnan(want["y"]).sum() == 3 and np.isinf(want["y"]).sum() == 3
         assert_outputs_match(got, want, atol=0.0)
+
+
+def test_recompiling_into_the_same_path_runs_the_new_library(tmp_path):
+    """The dynamic loader reuses a library already loaded from a path: a recompile into the same
+    artifact directory ran the old code in this process (found by the blocked-layout work)."""
+    head = '<ir_version: 8, opset_import: ["" : 17]>\n'
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    for op, want in (("Relu", np.maximum(x, 0)), ("Neg", -x), ("Abs", np.abs(x))):
+        onnx.save(model_from_text(head + f"g (float[2,3] x) => (float[2,3] y) {{ y = {op}(x) }}"), tmp_path / "m.onnx")
+        art = compile_model(tmp_path / "m.onnx", tmp_path / "art", CompileOptions(target="x86-64", opt_level=0))
+        assert_outputs_match(run_artifact(art, {"x": x}), {"y": want}, atol=0.0)
