@@ -12,7 +12,8 @@ provably right in the blocked layout (the allow-list below, with its conditions)
 arguments are wrapped in a *barrier*: a pure packed call ConvertLayout knows nothing of, so it
 returns them to the plain layout (ending the blocked region before the op) and the op itself
 sees only plain inputs. `strip_barriers(mod)` removes the barriers after ConvertLayout.
-Normalizations that keep more ops blocked without changing results: axes made non-negative,
+Normalizations that keep more ops blocked (or out of a broken rule) without changing results:
+`stack` as concat of expand_dims (its rule aborts on any input), axes made non-negative,
 all-ones broadcast operands made scalars, lower-rank operands given leading unit dims, and a
 split into equal parts expressed as a number of sections.
 Bool tensors never enter the blocked layout: TVM legalizes (and FoldConstant pre-legalizes)
@@ -104,6 +105,14 @@ def _normalize(bb: relax.BlockBuilder, call: relax.Call) -> relax.Call:
     broadcast operands as scalars, lower-rank operands with leading unit dims, equal splits by
     sections."""
     name = call.op.name
+    if name == "relax.stack" and isinstance(call.args[0], relax.Tuple):
+        # ConvertLayout's rule for stack aborts ("Invalid SLayout: can't find S") even on plain
+        # inputs (Mean of several inputs lowers to stack + mean): the same values by concat
+        ndim = call.args[0].fields[0].ty.ndim if call.args[0].fields else -1
+        if ndim >= 0:
+            axis = int(call.attrs.axis) % (ndim + 1) if call.attrs.axis is not None else 0
+            parts = [bb.emit(relax.op.expand_dims(x, axis)) for x in call.args[0].fields]
+            return bb.normalize(relax.op.concat(parts, axis=axis))
     if name == "relax.concat" and call.attrs.axis is not None and int(call.attrs.axis) < 0:
         fields = call.args[0].ty.fields
         if fields:

@@ -35,3 +35,22 @@ def test_recompiling_into_the_same_path_runs_the_new_library(tmp_path):
         onnx.save(model_from_text(head + f"g (float[2,3] x) => (float[2,3] y) {{ y = {op}(x) }}"), tmp_path / "m.onnx")
         art = compile_model(tmp_path / "m.onnx", tmp_path / "art", CompileOptions(target="x86-64", opt_level=0))
         assert_outputs_match(run_artifact(art, {"x": x}), {"y": want}, atol=0.0)
+
+
+@pytest.mark.parametrize("hw", [1, 5])
+def test_mean_of_inputs_before_a_blocked_conv(hw, tmp_path):
+    """Fuzzer (cnn seed 10): Mean of three tensors lowers to stack + mean, and ConvertLayout's
+    rule for stack aborted ("Index -1 out of bounds") once a blocked conv followed."""
+    from edgec.differential import check_model
+
+    rng = np.random.default_rng(0)
+    w = ", ".join(f"{v:.3f}" for v in rng.uniform(-0.2, 0.2, 60 * 60 * 9))
+    proto = model_from_text(f'''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,60,{hw},{hw}] a, float[1,60,{hw},{hw}] b, float[1,60,{hw},{hw}] c) => (float[1,60,{hw},{hw}] y)
+        <float[60,60,3,3] w = {{{w}}}> {{
+          m = Mean(a, b, c)
+          y = Conv <pads = [1, 1, 1, 1]> (m, w)
+        }}''')
+    for level in (0, 2):
+        outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
+        assert outcome.kind == "match", (level, outcome)
