@@ -54,3 +54,23 @@ def test_mean_of_inputs_before_a_blocked_conv(hw, tmp_path):
     for level in (0, 2):
         outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
         assert outcome.kind == "match", (level, outcome)
+
+
+@pytest.mark.parametrize("op", ["Or", "And", "Xor"])
+@pytest.mark.parametrize("mask", ["input", "constant"])
+def test_logical_op_of_a_stored_and_a_computed_bool(op, mask, tmp_path):
+    """Fuzzer (elementwise seed 5033): Or(bool constant, Less(x, c)) failed LLVM's verifier in
+    vectorized code (a loaded bool is <n x i8>, a computed one <n x i1>); a bool graph input too."""
+    from edgec.differential import check_model
+
+    bits = ", ".join(str(int(b)) for b in np.random.default_rng(1).integers(0, 2, 4 * 8 * 1 * 4))
+    inputs = "float[4,8,1,4] x" + (", bool[4,8,1,4] m" if mask == "input" else "")
+    consts = "float c = {0.5}" + ("" if mask == "input" else f", bool[4,8,1,4] m = {{{bits}}}")
+    proto = model_from_text(f'''<ir_version: 8, opset_import: ["" : 17]>
+        g ({inputs}) => (bool[4,8,1,4] y) <{consts}> {{
+          l = Less(x, c)
+          y = {op}(m, l)
+        }}''')
+    for level in (0, 2):
+        outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
+        assert outcome.kind == "match", (level, outcome)

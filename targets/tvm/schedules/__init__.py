@@ -13,6 +13,7 @@ Rules with knobs (tile sizes, parallel grain) also have `default_knobs(sch, ctx)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 
@@ -54,6 +55,8 @@ def schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules=RULES, knobs: dic
         values = {k: v for k, v in knobs.items() if k != "rule"}
         sch = rule.apply(sch, ctx, values) or sch
         return sch.mod["main"].with_attr("tirx.is_scheduled", True), rule.NAME
+    if _touches_bool(func):  # LLVM rejects TVM's vector code mixing loaded (i8) and computed (i1) bools
+        ctx = dataclasses.replace(ctx, lanes=1)
     for rule in rules:
         sch = s_tir.Schedule(func)
         try:
@@ -66,6 +69,22 @@ def schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules=RULES, knobs: dic
             continue
         return sch.mod["main"].with_attr("tirx.is_scheduled", True), rule.NAME
     return func, "none"
+
+
+def _touches_bool(func: tirx.PrimFunc) -> bool:
+    """Whether a kernel reads or writes a bool buffer. TVM's LLVM codegen loads a bool vector as
+    <n x i8> but computes one as <n x i1>, and `or` of the two fails LLVM's verifier (fuzzer:
+    Or(bool input, Less(x, c))): such kernels are scheduled without vectors."""
+    try:
+        sch = s_tir.Schedule(func)
+        blocks = sch.get_child_blocks(sch.get_sblock("root"))
+    except Exception:  # noqa: BLE001 - no root block: not a kernel the rules schedule
+        return False
+    for b in blocks:
+        blk = sch.get(b)
+        if any(str(r.source.dtype) == "bool" for r in [*blk.reads, *blk.writes]):
+            return True
+    return False
 
 
 def apply_schedules(mod: tvm.IRModule, ctx: RuleContext) -> tuple[tvm.IRModule, Counter]:
