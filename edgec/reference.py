@@ -39,7 +39,7 @@ def ort_session(model: onnx.ModelProto | bytes | str, threads: int = 1, optimize
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # errors come back as exceptions; its log would repeat them on stderr
     data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
@@ -109,3 +109,39 @@ def to_artifact_layout(tensors: dict[str, np.ndarray], io_layout: dict[str, str]
     """The model's NCHW tensors in an artifact's NHWC where io_layout says so."""
     return {n: np.ascontiguousarray(a.transpose(_TO_NHWC)) if io_layout.get(n) == "NHWC" and a.ndim == 4 else a
             for n, a in tensors.items()}
+
+
+def node_rejected_by_onnxruntime(node, opset_imports: dict[str, int], constants: dict[str, np.ndarray]) -> str | None:
+    """Why onnxruntime refuses to run `node` (an onnx_ir Node) alone on inputs of its static
+    shapes and dtypes (constant inputs with their values), or None if it runs it, or if that
+    cannot be decided (a dynamic shape, an unknown dtype). Lets edgec tell a node that is invalid
+    in the model (exit 2) from one its own lowering got wrong (exit 1)."""
+    import onnx_ir as ir
+    from onnx import helper, numpy_helper
+
+    graph_inputs, inits, feed = [], [], {}
+    rng = np.random.default_rng(0)
+    for v in node.inputs:
+        if v is None or not v.name or v.name in feed or any(i.name == v.name for i in inits):
+            continue
+        if v.name in constants:
+            inits.append(numpy_helper.from_array(np.asarray(constants[v.name]), v.name))
+            continue
+        if v.shape is None or v.dtype is None or not all(isinstance(d, int) for d in v.shape):
+            return None
+        dtype = np.dtype(v.dtype.numpy())
+        a = rng.uniform(-1, 1, tuple(v.shape)) if dtype.kind == "f" else rng.integers(0, 2, tuple(v.shape))
+        feed[v.name] = np.asarray(a).astype(dtype)
+        graph_inputs.append(helper.make_tensor_value_info(v.name, int(v.dtype), list(v.shape)))
+    outputs = [onnx.ValueInfoProto(name=o.name) for o in node.outputs if o.name]  # types: inferred
+    try:
+        graph = helper.make_graph([ir.serde.serialize_node(node)], "node", graph_inputs, outputs, inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opset_imports.items()])
+        model.ir_version = min(model.ir_version, 10)
+    except Exception:
+        return None
+    try:
+        run_ort(model, feed)
+    except Exception as e:
+        return " ".join(str(e).split())[:200]
+    return None

@@ -124,7 +124,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
     g = model.graph
     opset = _onnx_opset(model)
     bb = relax.BlockBuilder()
-    ctx = LowerContext(bb, opset, file)
+    ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports))
     report = LoweringReport()
     used: set[str] = set()
     params = []
@@ -160,6 +160,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
                     except EdgecError:
                         raise
                     except Exception as e:  # Relax rejected what a lowering emitted for this node
+                        _raise_invalid_node(ctx, node, file, e)
                         raise InternalError(f"{file}: lowering node '{node.name or node.op_type}' op '{node.op_type}' "
                                             f"produced Relax that TVM rejects: {type(e).__name__}: {_one_line(e)}") from e
                 outs = []
@@ -179,6 +180,19 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
     mod = bb.get()
     mod["main"] = mod["main"].with_attr("num_input", num_input)
     return mod, report
+
+
+def _raise_invalid_node(ctx: LowerContext, node: ir.Node, file: str, cause: Exception) -> None:
+    """A node edgec failed to lower is the model's fault (ModelValidationError, exit 2) only when
+    onnxruntime refuses it too, on inputs of the same shapes and constants; else the caller
+    raises edgec's InternalError."""
+    from edgec.reference import node_rejected_by_onnxruntime
+
+    opsets = {d or "": v for d, v in (ctx.opset_imports or {"": ctx.opset}).items()}
+    why = node_rejected_by_onnxruntime(node, opsets, ctx.constants)
+    if why:
+        raise ModelValidationError(f"{file}: node '{node.name or node.op_type}' op '{node.op_type}' is invalid: "
+                                   f"onnxruntime rejects it as well: {why}") from cause
 
 
 def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: LoweringReport, file: str) -> None:
@@ -213,6 +227,7 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         except EdgecError:
             raise
         except Exception as e:
+            _raise_invalid_node(ctx, node, file, e)
             raise InternalError(f"{file}: edgec's lowering of node '{name}' op '{node.op_type}' crashed: "
                                 f"{type(e).__name__}: {_one_line(e)}") from e
     if result is not NotImplemented:

@@ -19,6 +19,7 @@ class LowerContext:
     # runtime checks: (bool scalar computed in the dataflow block, message); lower_model threads
     # the first graph output through one asserting kernel per check (targets/tvm/guards.py)
     guards: list[tuple[relax.Expr, str]] = field(default_factory=list)
+    opset_imports: dict[str, int] = field(default_factory=dict)  # the model's, domain -> version
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""

@@ -74,3 +74,47 @@ def test_logical_op_of_a_stored_and_a_computed_bool(op, mask, tmp_path):
     for level in (0, 2):
         outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
         assert outcome.kind == "match", (level, outcome)
+
+
+@pytest.mark.parametrize("scale,bias", [("float s = {0.5}", ""), ("float[1] s = {0.5}", ", float[1] b = {0.1}")])
+def test_layer_norm_with_a_broadcast_scale(scale, bias, tmp_path):
+    """Mutation fuzzer: LayerNormalization(x, scalar scale) is valid (onnxruntime runs it), but
+    the lowering handed the scalar to relax.nn.layer_norm, which takes only [D]."""
+    from edgec.differential import check_model
+
+    args = "m, s" + (", b" if bias else "")
+    proto = model_from_text(f'''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,4,8] x) => (float[1,4,8] y) <{scale}{bias}> {{
+          m = Relu(x)
+          y = LayerNormalization({args})
+        }}''')
+    for level in (0, 2):
+        outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
+        assert outcome.kind == "match", (level, outcome)
+
+
+def test_a_node_onnxruntime_also_rejects_is_the_models_fault(tmp_path, run_cli):
+    """An inconsistent Reshape (12 elements into [1,4]) fails in the lowering; onnxruntime refuses
+    the node too, so it is bad input (exit 2), not an edgec bug (exit 1)."""
+    proto = model_from_text('''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,3,4] x) => (float[1,4] y) <int64[2] shp = {1, 4}> { y = Reshape(x, shp) }''')
+    onnx.save(proto, tmp_path / "m.onnx")
+    r = run_cli("compile", tmp_path / "m.onnx", "-t", "x86-64", "-o", tmp_path / "out")
+    assert r.code == 2, r
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "op 'Reshape' is invalid: onnxruntime rejects it as well" in lines[0], r
+    assert not (tmp_path / "out").exists()
+
+
+def test_node_rejected_by_onnxruntime_accepts_a_valid_node():
+    import onnx_ir as ir
+
+    from edgec.reference import node_rejected_by_onnxruntime
+
+    proto = model_from_text('''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,3,4] x) => (float[4,3] y) <int64[2] shp = {4, 3}> { y = Reshape(x, shp) }''')
+    model = ir.serde.deserialize_model(proto)
+    node = model.graph.node(0)
+    consts = {"shp": np.array([4, 3], np.int64)}
+    assert node_rejected_by_onnxruntime(node, {"": 17}, consts) is None
+    assert "reshape" in node_rejected_by_onnxruntime(node, {"": 17}, {"shp": np.array([5, 3], np.int64)}).lower()

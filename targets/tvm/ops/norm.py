@@ -37,7 +37,9 @@ def layer_norm(ctx, node, xs):
     eps = float(attr(node, "epsilon", 1e-5))
     dt = dtype_of(x)
     wanted = [o is not None and bool(o.name) for o in node.outputs]
-    if dt == "float32" and len(axes) == 1 and not any(wanted[1:]):
+    vec = [s[axes[0]]]  # relax.nn.layer_norm takes gamma/beta of exactly the normalized shape
+    params_ok = shape_of(scale) == vec and (bias is None or shape_of(bias) == vec)
+    if dt == "float32" and len(axes) == 1 and not any(wanted[1:]) and params_ok:
         b = bias if bias is not None else _R.zeros_like(scale)
         return _R.nn.layer_norm(x, scale, b, axes=axes, epsilon=eps)
     xu = _stash(ctx, node, x)
