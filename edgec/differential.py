@@ -28,14 +28,15 @@ import onnx
 from edgec.errors import EdgecError, InternalError, VerificationError
 
 _PASS = re.compile(r"pass '([^'{]+)")
-_STAGE = re.compile(r"backend stage '([^']+)'|the compiled artifact|lowering")
+_BACKEND_STAGE = re.compile(r"backend stage '([^']+)'")
+_ERROR_TYPE = re.compile(r"(?:crashed|rejects): (\w+):")
 
 
 @dataclass
 class Outcome:
     kind: str
     detail: str = ""
-    stage: str = ""     # mismatch/internal: the pass name, or "backend"
+    stage: str = ""     # mismatch/internal: the pass name, or "backend" / "backend (<stage>)"
 
     @property
     def failed(self) -> bool:
@@ -43,10 +44,12 @@ class Outcome:
         return self.kind in ("mismatch", "internal")
 
     def signature(self) -> str:
-        """What makes two failures 'the same bug' for deduplication and for `edgec reduce`."""
+        """What makes two failures 'the same bug' for deduplication and for `edgec reduce`: kind,
+        stage and, for a crash, the exception type."""
         if not self.failed:
             return self.kind
-        return f"{self.kind}:{self.stage}"
+        m = _ERROR_TYPE.search(self.detail) if self.kind == "internal" else None
+        return f"{self.kind}:{self.stage}" + (f":{m.group(1)}" if m else "")
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "stage": self.stage, "detail": self.detail}
@@ -56,7 +59,12 @@ def _stage_of(message: str) -> str:
     m = _PASS.search(message)
     if m:
         return m.group(1)
-    return "backend" if _STAGE.search(message) else "unknown"
+    m = _BACKEND_STAGE.search(message)
+    if m:
+        return f"backend ({m.group(1)})"
+    if "lowering" in message:
+        return "backend (lowering)"
+    return "backend" if "the compiled artifact" in message else "unknown"
 
 
 def check_model(model: onnx.ModelProto | str | Path, target: str = "x86-64", opt_level: int = 2,
