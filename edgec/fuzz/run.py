@@ -63,15 +63,17 @@ def record(seed: int, family: str, target: str, level: int, kind: str, stage: st
     return rec
 
 
-def fuzz_one(seed: int, family: str, target: str = "x86-64", levels=(0, 2), workdir=None) -> list[dict]:
-    """Compile the generated model at each level with --verify semantics, run it, compare."""
+def fuzz_one(seed: int, family: str, target: str = "x86-64", levels=(0, 2), workdir=None,
+             passes: str | None = None) -> list[dict]:
+    """Compile the generated model at each level (or with the pipeline `passes`) with --verify
+    semantics, run it, compare."""
     from edgec.differential import check_model
 
     model = random_model(seed, family)
     out = []
     for level in levels:
         start = time.perf_counter()
-        o = check_model(model, target, level, workdir=workdir)
+        o = check_model(model, target, level, passes=passes, workdir=workdir)
         out.append(record(seed, family, target, level, o.kind, o.stage, o.detail, time.perf_counter() - start))
     return out
 

@@ -64,3 +64,65 @@ def test_sample_matches_onnxruntime_armv8():
     if missing:
         pytest.skip(f"armv8 needs {', '.join(missing)} on PATH (apt: qemu-user, g++-aarch64-linux-gnu)")
     _assert_sound(_run(ARM_SEEDS, "armv8"))
+
+
+BROKEN_PASSES = '''
+import numpy as np
+import onnx_ir as ir
+
+from edgec.infra.pass_base import Pass, PassResult, register_pass
+
+
+@register_pass
+class FuzzFlipSign(Pass):
+    """Deliberately broken: negates the weights of the first Conv."""
+
+    name = "fuzz-flip-sign"
+
+    def run(self, model, ctx):
+        for node in model.graph:
+            if node.op_type == "Conv" and node.inputs[1].const_value is not None:
+                w = node.inputs[1]
+                w.const_value = ir.tensor(-w.const_value.numpy(), name=w.name)
+                return PassResult(model, True)
+        return PassResult(model, False)
+
+
+@register_pass
+class FuzzCrash(Pass):
+    """Deliberately broken: crashes on any model with a Conv."""
+
+    name = "fuzz-crash"
+
+    def run(self, model, ctx):
+        if any(n.op_type == "Conv" for n in model.graph):
+            raise IndexError("deliberate")
+        return PassResult(model, False)
+'''
+
+
+@pytest.fixture(scope="module")
+def broken_plugin(tmp_path_factory):
+    from edgec.infra.registry import load_plugin_file
+
+    path = tmp_path_factory.mktemp("plugin") / "broken.py"
+    path.write_text(BROKEN_PASSES)
+    return load_plugin_file(path)
+
+
+@pytest.mark.parametrize("broken,kind", [("fuzz-flip-sign", "mismatch"), ("fuzz-crash", "internal")])
+def test_the_fuzzer_catches_a_deliberately_broken_pass(broken, kind, broken_plugin, tmp_path):
+    """The fuzz harness must see an edgec bug as a failure naming the pass: a wrong result as a
+    mismatch, a crash as an internal error (exit 1), never as a rejection of the model."""
+    from edgec.fuzz.run import fuzz_one
+    from edgec.pipelines import default_pipeline
+    from edgec.targets.registry import get_target
+
+    assert broken in broken_plugin
+    text = default_pipeline(get_target("x86-64"), 2).replace("fold-constants,", f"fold-constants,{broken},", 1)
+    cnn_seeds = [s for s in range(60) if family_of_seed(s) == "cnn"
+                 and any(n.op_type == "Conv" for n in random_model(s, "cnn").graph.node)][:2]
+    records = [r for s in cnn_seeds for r in fuzz_one(s, "cnn", "x86-64", levels=(2,), workdir=tmp_path, passes=text)]
+    assert records and all(r["kind"] == kind and r["stage"] == broken for r in records), \
+        [(r["kind"], r["stage"], r["detail"][:200]) for r in records]
+    assert all(r["kind"] in FAILURE_KINDS for r in records)
