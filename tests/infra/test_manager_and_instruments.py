@@ -189,3 +189,47 @@ def test_verify_fails_on_a_pass_onnxruntime_cannot_run_unless_allowed():
     verify = VerifyAgainstOnnxRuntime(allow_unrunnable=True)
     PassManager([RenameToUnknownOp()], fixpoint=False).run(make_model(), PassContext(instruments=[verify]))
     assert verify.checked == [] and len(verify.skipped) == 1 and verify.skipped[0].startswith("rename-to-unknown-op:")
+
+
+@register_pass
+class BreakOutputs(Pass):
+    """Deliberately broken in a way chosen by option `how`: drop an output, add an output, change
+    an output's shape, or make it Inf."""
+
+    name = "break-outputs"
+    options = {"how": "drop"}
+
+    def run(self, model, ctx):
+        g, how = model.graph, self.opts["how"]
+        y = g.outputs[0]
+        if how == "drop":  # a second output 'z' is dropped
+            g.outputs.pop()
+        elif how == "add":
+            g.outputs.append(g.node(1).outputs[0])  # Add's result becomes an extra output
+        elif how in ("shape", "inf"):  # y := Reshape(y, [6]) or y / 0, under the name 'y'
+            y.name = "y_pre"
+            if how == "shape":
+                arg = ir.Value(name="flat_shape", const_value=ir.tensor(np.array([6], np.int64)))
+            else:
+                arg = ir.Value(name="zero", const_value=ir.tensor(np.array(0.0, np.float32)))
+            g.register_initializer(arg)
+            node = ir.Node("", "Reshape" if how == "shape" else "Div", [y, arg], num_outputs=1)
+            g.append(node)
+            node.outputs[0].name = "y"
+            g.outputs[0] = node.outputs[0]
+        return PassResult(model, True)
+
+
+@pytest.mark.parametrize("how,why", [
+    ("drop", r"'a': missing from the outputs"),
+    ("add", r"'a': extra output the reference does not have"),
+    ("shape", r"'y': shape \[6\], reference \[2, 3\]"),
+    ("inf", r"'y': .*\d+ of 6 values: Inf where the reference is finite"),
+])
+def test_verify_fails_on_missing_extra_reshaped_or_infinite_outputs(how, why):
+    model = make_model()
+    if how == "drop":
+        model.graph.outputs.append(model.graph.node(1).outputs[0])  # outputs y and a; the pass drops a
+    verify = VerifyAgainstOnnxRuntime()
+    with pytest.raises(VerificationError, match=why):
+        PassManager([BreakOutputs(how=how)], fixpoint=False).run(model, PassContext(instruments=[verify]))
