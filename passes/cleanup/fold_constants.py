@@ -24,7 +24,7 @@ import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.ir.domains import onnx_opset
-from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
+from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node, positional_node_proto
 from edgec.passes.cleanup._common import (
     all_graphs,
     constant_array,
@@ -103,12 +103,7 @@ def _inferred_bytes(node: ir.Node, arrays: list[np.ndarray | None], opset: int) 
     """Total output bytes by onnx shape inference on `node` with the constant inputs' values, or
     None when inference does not give every output a static shape."""
     try:
-        proto = ir.serde.serialize_node(node)
-        names = [f"in{i}" if a is not None else "" for i, a in enumerate(arrays)]
-        del proto.input[:]
-        proto.input.extend(names)
-        del proto.output[:]
-        proto.output.extend(f"out{i}" for i in range(len(node.outputs)))
+        proto, names = positional_node_proto(node, arrays)
         types, data = {}, {}
         for n, a in zip(names, arrays):
             if not n:
