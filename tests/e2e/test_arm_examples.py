@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from edgec.artifact import load_artifact
+from edgec.compare import assert_outputs_match
 from edgec.reference import run_ort, seeded_inputs
 from tests.conftest import EXAMPLES
 from tests.e2e.compile_check import run_and_check
@@ -62,3 +63,17 @@ def test_armv8_bundle_runner_outside_python(tmp_path, run_cli):
                          text=True).stdout if shutil.which("aarch64-linux-gnu-objdump") else ""
     if dis:
         assert re.search(r"\bv\d+\.4s\b", dis), "no NEON vector instructions in the armv8 library"
+
+
+def test_nhwc_io_artifact_is_verified_and_compared_in_its_layout(tmp_path, run_cli):
+    """--io-layout nhwc: --verify feeds the artifact NHWC and the model NCHW; --compare-onnx too."""
+    _skip_without("armv8")
+    model = EXAMPLES / "small_cnn.onnx"
+    art = tmp_path / "art"
+    r = run_cli("compile", model, "-t", "armv8", "--io-layout", "nhwc", "--verify", "-o", art)
+    assert r.code == 0 and "the compiled artifact matches" in r.out, r
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x.transpose(0, 2, 3, 1))
+    r = run_cli("run", art, "-i", f"input={tmp_path / 'x.npy'}", "--compare-onnx", model, "--output", tmp_path / "o.npz")
+    assert r.code == 0, r
+    assert_outputs_match(dict(np.load(tmp_path / "o.npz")), run_ort(str(model), {"input": x}), atol=1e-4)
