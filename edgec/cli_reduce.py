@@ -20,8 +20,13 @@ import click
               help="Budget: compile-and-compare checks in total (reduction and pipeline bisection).")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance of the comparison.")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Plus this times max|output|.")
+@click.option("--isolate/--in-process", default=True, show_default=True,
+              help="Run each check in a worker process, so native crashes and hangs reduce too.")
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="With --isolate: seconds before a check counts as a hang.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def reduce_cmd(model, out, target, opt_level, passes, disable, plugins, max_checks, atol, rtol, quiet):
+def reduce_cmd(model, out, target, opt_level, passes, disable, plugins, max_checks, atol, rtol, isolate, timeout,
+               quiet):
     """Shrink MODEL, which edgec compiles wrongly or crashes on, to a minimal model that fails the
     same way, and name the first pass that breaks it (or the backend)."""
     import onnx
@@ -36,7 +41,8 @@ def reduce_cmd(model, out, target, opt_level, passes, disable, plugins, max_chec
     onnx.load_external_data_for_model(proto, str(Path(model).resolve().parent))  # candidates carry their weights
     opts = ReduceOptions(target=target, opt_level=opt_level, passes=passes,
                          disabled=tuple(d for item in disable for d in item.split(",") if d),
-                         max_checks=max_checks, atol=atol, rtol=rtol)
+                         max_checks=max_checks, atol=atol, rtol=rtol, isolate=isolate, timeout=timeout,
+                         plugins=tuple(str(Path(p).resolve()) for p in plugins))
     log = (lambda s: None) if quiet else (lambda s: click.echo(f"reduce: {s}", err=True))
     result = reduce_model(proto, opts, log)
     onnx.save(result.model, out)

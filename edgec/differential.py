@@ -12,6 +12,8 @@ Outcome kinds:
   rejected    edgec refused the model (exit 2): unsupported op, invalid model, ...
   reference   onnxruntime cannot run the original model: nothing to compare with
   unrunnable  compiled, but the artifact cannot run here (GPU, missing qemu)
+  crash/hang  (only when run in a worker process, `edgec.fuzz.run.Runner`) the process died or
+              took too long: a native crash of edgec or TVM
 
 Runs in-process: callers that must survive a native crash run it in a worker process.
 """
@@ -41,7 +43,7 @@ class Outcome:
     @property
     def failed(self) -> bool:
         """An edgec bug: a wrong result or a crash."""
-        return self.kind in ("mismatch", "internal")
+        return self.kind in ("mismatch", "internal", "crash", "hang")
 
     def signature(self) -> str:
         """What makes two failures 'the same bug' for deduplication and for `edgec reduce`: kind,

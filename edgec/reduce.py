@@ -18,7 +18,8 @@ wander off to a different bug. Steps, within a budget of `max_checks` check_mode
    pipeline already shows is "backend".
 
 Candidates the ONNX checker rejects or onnxruntime cannot run are rejected without a check.
-Runs check_model in-process (a native crash of TVM ends the reduction).
+`isolate` (the CLI's default) runs each check in a worker process (edgec.fuzz.run.Runner), so a
+native crash or a hang is a failure to reduce like any other; in-process otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -47,6 +49,9 @@ class ReduceOptions:
     max_checks: int = 300
     atol: float = 1e-4
     rtol: float = 1e-4
+    isolate: bool = False       # each check in a worker process: native crashes and hangs reduce too
+    timeout: float = 300.0      # isolate: seconds before a check counts as a hang
+    plugins: tuple[str, ...] = ()  # isolate: plugin files the worker loads
 
 
 @dataclass
@@ -66,6 +71,11 @@ class ReduceResult:
         where = (f"first failing pass: '{self.culprit}'" if self.culprit != "backend"
                  else "fails in the backend (lowering/schedules/codegen)"
                  + (f" on the output of pass '{self.after_pass}'" if self.after_pass else ""))
+        if self.original.kind in ("crash", "hang"):  # no message names where: only the bisection does
+            what = "dies" if self.original.kind == "crash" else "hangs"
+            where = (f"the process {what} once pass '{self.after_pass}' runs (in that pass, or in the "
+                     f"backend on its output)" if self.after_pass
+                     else f"the process {what} in the backend (lowering/schedules/codegen)")
         if not self.confirmed:
             where += " (not confirmed by bisection)"
         nodes = f"{self.nodes_after} node{'s' if self.nodes_after != 1 else ''}"
@@ -150,6 +160,19 @@ class Reducer:
         self.checks, self.signature, self.limit = 0, "", opts.max_checks  # limit: for the reduction steps
         self.cache: dict[str, bool] = {}
         self.best = model
+        self.runner = self.workdir = None
+        if opts.isolate:
+            import tempfile
+
+            from edgec.fuzz.run import Runner
+
+            self.runner = Runner(timeout=opts.timeout, threads=None)
+            self.workdir = tempfile.TemporaryDirectory(prefix="edgec-reduce-")
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.workdir.cleanup()
 
     def _intermediate_values(self) -> dict[str, np.ndarray]:
         """Every tensor of the main graph in onnxruntime on seeded inputs (cut points' types and
@@ -247,8 +270,13 @@ class Reducer:
     def check(self, model: onnx.ModelProto, passes: str | None = None) -> Outcome:
         self.checks += 1
         o = self.opts
-        return check_model(model, o.target, o.opt_level, passes if passes is not None else o.passes,
-                           tuple(o.disabled), o.atol, o.rtol)
+        passes = passes if passes is not None else o.passes
+        if self.runner is None:
+            return check_model(model, o.target, o.opt_level, passes, tuple(o.disabled), o.atol, o.rtol)
+        path = Path(self.workdir.name) / "candidate.onnx"
+        onnx.save(model, path)
+        got = self.runner.check(str(path), o.target, o.opt_level, passes, o.disabled, o.atol, o.rtol, o.plugins)
+        return Outcome(got["kind"], got.get("detail", ""), got.get("stage", ""))
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -347,6 +375,13 @@ def reduce_model(model: onnx.ModelProto, opts: ReduceOptions, log: Callable[[str
     """Reduce `model` (see the module doc). EdgecError (exit 2) when the original does not fail."""
     t0 = time.monotonic()
     r = Reducer(model, opts, log)
+    try:
+        return _reduce(r, model, opts, log, t0)
+    finally:
+        r.close()
+
+
+def _reduce(r: Reducer, model: onnx.ModelProto, opts: ReduceOptions, log, t0: float) -> ReduceResult:
     original = r.check(model)
     log(f"check 1/{opts.max_checks}: original model, {len(model.graph.node)} nodes: {original.signature()}")
     if not original.failed:

@@ -83,14 +83,16 @@ class Runner:
     edgec.fuzz.worker`). A worker that dies is a "crash" of the job it was running, one that
     takes longer than `timeout` a "hang"; either way a fresh worker takes the next job."""
 
-    def __init__(self, timeout: float = 240.0, threads: int = 1):
+    def __init__(self, timeout: float = 240.0, threads: int | None = 1):
         self.timeout, self.threads = timeout, threads
         self.proc: subprocess.Popen | None = None
         self._stderr = None
 
     def _start(self) -> subprocess.Popen:
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        env = {**os.environ, "TVM_NUM_THREADS": str(self.threads), "OMP_NUM_THREADS": str(self.threads)}
+        env = dict(os.environ)
+        if self.threads:  # None: the runtime's default
+            env.update(TVM_NUM_THREADS=str(self.threads), OMP_NUM_THREADS=str(self.threads))
         return subprocess.Popen([sys.executable, "-m", "edgec.fuzz.worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env)
 
@@ -100,10 +102,23 @@ class Runner:
         return " | ".join(lines[-3:])[-400:]
 
     def run(self, seed: int, family: str, target: str, level: int, timeout: float | None = None) -> dict:
+        """A generated model (seed, family) at one level: a fuzz record."""
+        job = {"seed": seed, "family": family, "target": target, "level": level}
+        return self.run_job(job, timeout) or {}
+
+    def check(self, model: str, target: str, level: int, passes: str | None = None, disabled=(),
+              atol: float = 1e-4, rtol: float = 1e-4, plugins=(), timeout: float | None = None) -> dict:
+        """`edgec.differential.check_model` on the model file at `model`, in the worker: a dict of
+        the Outcome's fields (kind "crash" or "hang" when the worker died or took too long)."""
+        job = {"model": str(model), "target": target, "level": level, "passes": passes, "disabled": list(disabled),
+               "atol": atol, "rtol": rtol, "plugins": [str(p) for p in plugins]}
+        return self.run_job(job, timeout)
+
+    def run_job(self, job: dict, timeout: float | None = None) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self.proc = self._start()
         start = time.perf_counter()
-        self.proc.stdin.write(json.dumps({"seed": seed, "family": family, "target": target, "level": level}) + "\n")
+        self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout or self.timeout)
         line = self.proc.stdout.readline() if ready else ""
@@ -112,11 +127,14 @@ class Runner:
         elapsed = time.perf_counter() - start
         if not ready:
             self.close()
-            return record(seed, family, target, level, "hang", "", f"no result after {elapsed:.0f} s", elapsed)
-        code = self.proc.wait(timeout=30)
-        detail = f"worker exited with {code}; {self._stderr_tail()}"
-        self.proc = None
-        return record(seed, family, target, level, "crash", "", detail, elapsed)
+            kind, detail = "hang", f"no result after {elapsed:.0f} s"
+        else:
+            code = self.proc.wait(timeout=30)
+            kind, detail = "crash", f"worker exited with {code}; {self._stderr_tail()}"
+            self.proc = None
+        if "model" in job:
+            return {"kind": kind, "stage": "", "detail": detail}
+        return record(job["seed"], job["family"], job["target"], job["level"], kind, "", detail, elapsed)
 
     def close(self) -> None:
         if self.proc is not None:

@@ -1,5 +1,6 @@
-"""Fuzz worker: one JSON job per stdin line ({"seed", "family", "target", "level"}), one JSON
-record per stdout line (`edgec.fuzz.run.fuzz_one`). Everything else the libraries print goes to
+"""Fuzz worker: one JSON job per stdin line ({"seed", "family", "target", "level"}: a generated
+model, `edgec.fuzz.run.fuzz_one`; or {"model": path, ...}: `check_model` on a file, for `edgec
+reduce`), one JSON record per stdout line. Everything else the libraries print goes to
 stderr, so the protocol stays clean. Run by `edgec.fuzz.run.Runner`."""
 
 from __future__ import annotations
@@ -21,9 +22,28 @@ def main() -> None:
             if not line.strip():
                 continue
             job = json.loads(line)
-            rec = fuzz_one(job["seed"], job["family"], job["target"], (job["level"],), workdir=work)[0]
+            if "model" in job:
+                rec = check_file(job, work)
+            else:
+                rec = fuzz_one(job["seed"], job["family"], job["target"], (job["level"],), workdir=work)[0]
             protocol.write(json.dumps(rec) + "\n")
             protocol.flush()
+
+
+def check_file(job: dict, work: str) -> dict:
+    """A {"model": path, ...} job (`Runner.check`): check_model's Outcome as a dict."""
+    from edgec.differential import check_model
+    from edgec.errors import EdgecError
+    from edgec.infra.registry import load_plugin_file
+
+    try:
+        for plugin in job.get("plugins", []):
+            load_plugin_file(plugin)
+    except EdgecError as e:
+        return {"kind": "rejected", "stage": "", "detail": e.one_line()}
+    out = check_model(job["model"], job["target"], job["level"], job.get("passes"), tuple(job.get("disabled", ())),
+                      job.get("atol", 1e-4), job.get("rtol", 1e-4), workdir=work)
+    return out.to_json()
 
 
 if __name__ == "__main__":

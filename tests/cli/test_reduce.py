@@ -183,3 +183,39 @@ def test_budget_stops_reduction(monkeypatch):
     assert res.checks == len(calls) <= reduce_mod.BISECT_RESERVE + 2
     assert any("--max-checks" in n for n in res.notes)
     assert any(n.op_type == "Tanh" for n in res.model.graph.node) and len(res.model.graph.node) < 8
+
+
+SEGV_PLUGIN = '''
+import os
+import signal
+
+from edgec.infra.pass_base import Pass, PassResult, register_pass
+
+
+@register_pass
+class SegfaultOnConv(Pass):
+    """Deliberately broken: the process dies (SIGSEGV) on any model with a Conv."""
+
+    name = "segv-on-conv"
+
+    def run(self, model, ctx):
+        if any(n.op_type == "Conv" for n in model.graph):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return PassResult(model, False)
+'''
+
+
+def test_reduce_survives_and_shrinks_a_native_crash(tmp_path, run_cli):
+    """Checks run in a worker process (--isolate, the default): a segfault is a failure to reduce,
+    not the end of edgec reduce; the bisection names the pass after which the process dies."""
+    plugin = tmp_path / "segv.py"
+    plugin.write_text(SEGV_PLUGIN)
+    r = run_cli("compile", EXAMPLES / "small_cnn.onnx", "-t", "x86-64", "--print-pipeline")
+    passes = r.out.strip().replace("fold-constants,", "fold-constants,segv-on-conv,", 1)
+    out = tmp_path / "min.onnx"
+    r = run_cli("reduce", EXAMPLES / "small_cnn.onnx", "-o", out, "-t", "x86-64", "--plugin", plugin,
+                "--passes", passes, "-q")
+    assert r.code == 0, r
+    assert "the process dies once pass 'segv-on-conv' runs" in r.out, r
+    m = onnx.load(out)
+    assert len(m.graph.node) <= 3 and any(n.op_type == "Conv" for n in m.graph.node)
