@@ -118,3 +118,29 @@ def test_node_rejected_by_onnxruntime_accepts_a_valid_node():
     consts = {"shp": np.array([4, 3], np.int64)}
     assert node_rejected_by_onnxruntime(node, {"": 17}, consts) is None
     assert "reshape" in node_rejected_by_onnxruntime(node, {"": 17}, {"shp": np.array([5, 3], np.int64)}).lower()
+
+
+def test_bool_kernel_with_a_reduction_is_not_vectorized_by_any_rule(tmp_path):
+    """Fuzzer (cnn seed 20220, 30-minute run): a fused ReduceMean kernel with a Xor of two computed
+    bools was vectorized (extent 6) by a rule that ignores the lane count: LLVM rejected
+    `xor <6 x i8>, <6 x i1>`. A bool kernel's schedule may have no vector loop at all."""
+    from edgec.differential import check_model
+
+    proto = model_from_text('''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,3,1,6] x, float[1,3,1,6] s, double[1,3,1,6] d, float[1,3,1,6] t) => (float[1,3,1,6] y)
+        <double c0 = {0.5}, float c1 = {-0.3}, float c2 = {0.5}> {
+          r = ReduceMean <axes = [1], keepdims = 1> (x)
+          m = Max(r, x)
+          n = Min(m, s)
+          dh = Mul(d, c0)
+          f = Cast <to = 1> (dh)
+          p = Mul(f, n)
+          a = LessOrEqual(t, c1)
+          b = Less(p, c2)
+          z = Xor(a, b)
+          h = Tanh(p)
+          y = Where(z, h, p)
+        }''')
+    for level in (0, 2):
+        outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
+        assert outcome.kind == "match", (level, outcome)

@@ -54,8 +54,11 @@ def schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules=RULES, knobs: dic
             raise ValueError(f"rule {rule.NAME} does not match this kernel")
         values = {k: v for k, v in knobs.items() if k != "rule"}
         sch = rule.apply(sch, ctx, values) or sch
+        if _touches_bool(func) and _has_vector_loop(sch):
+            raise ValueError("vectorized bool kernel (LLVM rejects TVM's mixed i8/i1 bool vectors)")
         return sch.mod["main"].with_attr("tirx.is_scheduled", True), rule.NAME
-    if _touches_bool(func):  # LLVM rejects TVM's vector code mixing loaded (i8) and computed (i1) bools
+    scalar_bools = _touches_bool(func)  # LLVM rejects TVM's vector code mixing loaded (i8) and computed (i1) bools
+    if scalar_bools:
         ctx = dataclasses.replace(ctx, lanes=1)
     for rule in rules:
         sch = s_tir.Schedule(func)
@@ -66,6 +69,8 @@ def schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules=RULES, knobs: dic
         except Exception:  # noqa: BLE001 - a rule that cannot apply falls through to the next
             if os.environ.get("EDGEC_SCHEDULE_DEBUG"):
                 raise
+            continue
+        if scalar_bools and _has_vector_loop(sch):  # a rule that vectorizes whatever ctx.lanes says
             continue
         return sch.mod["main"].with_attr("tirx.is_scheduled", True), rule.NAME
     return func, "none"
@@ -83,6 +88,13 @@ def _touches_bool(func: tirx.PrimFunc) -> bool:
     for b in blocks:
         blk = sch.get(b)
         if any(str(r.source.dtype) == "bool" for r in [*blk.reads, *blk.writes]):
+            return True
+    return False
+
+
+def _has_vector_loop(sch: s_tir.Schedule) -> bool:
+    for b in sch.get_child_blocks(sch.get_sblock("root")):
+        if any(int(sch.get(lp).kind) == int(tirx.ForKind.VECTORIZED) for lp in sch.get_loops(b)):
             return True
     return False
 
