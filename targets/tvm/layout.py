@@ -20,6 +20,7 @@ from tvm import relax, te, tirx, topi
 
 from edgec.targets.tvm import packing
 from edgec.targets.tvm.layout_guard import guard_blocked, strip_barriers
+from edgec.targets.tvm.mathfuncs import tanh_accurate
 
 CONV_BLOCK = "edgec_conv_nchwc"
 DWCONV_BLOCK = "edgec_dwconv_nchwc"
@@ -176,7 +177,7 @@ def legalize_map(lanes: int = 0, weights: frozenset[str] = frozenset()) -> dict:
     constant matmul B operands. `weights`: names of weight parameters packed like constants."""
     _LANES[0] = lanes
     _WEIGHTS[0] = frozenset(weights)
-    out = {"relax.nn.conv2d": _legalize_conv2d}
+    out = {"relax.nn.conv2d": _legalize_conv2d, "relax.tanh": _legalize_tanh}
     if lanes:
         out["relax.matmul"] = _legalize_matmul  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
         out["relax.exp"] = _fast("fast_exp")
@@ -211,6 +212,15 @@ def _legalize_softmax(bb, call):
 
         return _nn_softmax(bb, call)
     return bb.call_te(softmax_fast, x, axis=x.ty.ndim - 1, primfunc_name_hint="softmax")
+
+
+def _legalize_tanh(bb, call):
+    """float32 tanh accurate near 0 (mathfuncs.py); TVM's own cancels there."""
+    if str(call.ty.dtype) != "float32":
+        from tvm.relax.transform.legalize_ops.common import _call_topi_without_attr
+
+        return _call_topi_without_attr(topi.tanh)(bb, call)
+    return bb.call_te(tanh_accurate, call.args[0], primfunc_name_hint="tanh")
 
 
 def _fast(name):

@@ -144,3 +144,23 @@ def test_bool_kernel_with_a_reduction_is_not_vectorized_by_any_rule(tmp_path):
     for level in (0, 2):
         outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
         assert outcome.kind == "match", (level, outcome)
+
+
+def test_tanh_is_accurate_near_zero(tmp_path):
+    """Fuzzer (elementwise seed 30108): TVM's tanh, (1 - e^-2x) / (1 + e^-2x), cancels for small
+    |x| (tanh(-5.4e-5) was 1.8e-4 off relatively), so x - tanh(x) had the wrong sign and a
+    LessOrEqual/Where downstream picked the other branch. Now within 2 ulp of float64's tanh."""
+    proto = model_from_text('''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[4096] x) => (float[4096] y, float[4096] d) { y = Tanh(x)
+          d = Sub(x, y) }''')
+    onnx.save(proto, tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([10 ** rng.uniform(-12, 0, 2048) * rng.choice([-1, 1], 2048), rng.uniform(-30, 30, 2040),
+                        [0.0, -0.0, np.inf, -np.inf, 1e-40, 0.625, -0.625, 100.0]]).astype(np.float32)
+    want = np.tanh(x.astype(np.float64))
+    for target in ("x86-64",):
+        art = compile_model(tmp_path / "m.onnx", tmp_path / target, CompileOptions(target=target))
+        got = run_artifact(art, {"x": x})
+        ulp = np.abs(got["y"] - want) / np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+        assert ulp.max() <= 2.0, (ulp.max(), x[np.argmax(ulp)])
+        assert np.all(got["d"][x > 0] >= 0) and np.all(got["d"][x < 0] <= 0)  # tanh(x) <= x for x > 0
