@@ -164,3 +164,23 @@ def test_tanh_is_accurate_near_zero(tmp_path):
         ulp = np.abs(got["y"] - want) / np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
         assert ulp.max() <= 2.0, (ulp.max(), x[np.argmax(ulp)])
         assert np.all(got["d"][x > 0] >= 0) and np.all(got["d"][x < 0] <= 0)  # tanh(x) <= x for x > 0
+
+
+@pytest.mark.parametrize("hw,pads", [(1, "0, 0, 0, 0, 0, 0, 1, 0"), (6, "0, 0, 1, 2, 0, 0, 2, 1"), (6, "0, 3, 0, 0, 0, 2, 0, 0")])
+def test_pad_after_a_conv_writes_its_border(hw, pads, tmp_path):
+    """Fuzzer (cnn seed 40195, 30-minute run 3): Conv -> Relu -> Pad fused into one kernel; the conv
+    rule put the Pad under the conv's tile loops (reverse_compute_at), which produce only elements
+    that depend on the conv, so the border held uninitialized memory (NaN, 1e-42) instead of 0."""
+    from edgec.differential import check_model
+
+    w = ", ".join(f"{v:.3f}" for v in np.random.default_rng(2).uniform(-1, 1, 37 * 3))
+    proto = model_from_text(f'''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,3,{hw},{hw}] x) => (float[1,?,?,?] y)
+        <float[37,3,1,1] w = {{{w}}}, int64[8] p = {{{pads}}}, float z = {{0.0}}> {{
+          c = Conv(x, w)
+          r = Relu(c)
+          y = Pad <mode = "constant"> (r, p, z)
+        }}''')
+    for level in (0, 2):
+        outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
+        assert outcome.kind == "match", (level, outcome)

@@ -82,9 +82,25 @@ def inline_consumers(sch: s_tir.Schedule, anchor):
         return None
     if not is_elementwise_chain(sch, after):
         raise ValueError("non-spatial block after the anchor")
+    if _elements(sch, after[-1]) > _elements(sch, anchor):
+        # the tail goes under the anchor's tile loops (reverse_compute_at), which produce only
+        # the elements that depend on the anchor's: a larger tail (a Pad after a conv, a padding
+        # layout transform, a broadcast) would leave the others unwritten (uninitialized memory)
+        raise ValueError("the epilogue writes more elements than the anchor computes (pad, broadcast)")
     for b in after[:-1]:
         sch.compute_inline(b)
     return after[-1]
+
+
+def _elements(sch: s_tir.Schedule, block) -> int:
+    """Points of the block's spatial domain."""
+    from tvm import tirx
+
+    n = 1
+    for iv in sch.get(block).iter_vars:
+        if iv.iter_type == tirx.IterVar.DataPar:
+            n *= int(iv.dom.extent)
+    return n
 
 
 def schedule_tail(sch: s_tir.Schedule, block, lanes: int) -> None:
