@@ -26,6 +26,7 @@ import onnx_ir as ir
 
 from edgec.infra.pass_base import PassResult, register_pass
 from edgec.ir.edgec_ops import EDGEC_DOMAIN
+from edgec.passes.cleanup._common import static_dims
 from edgec.passes.fusion._common import rank
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
 from edgec.rewrite.matcher import const_array
@@ -253,9 +254,13 @@ class SinkResize(_Sink):
         return perm, out
 
     def check(self, match):
-        perm, _ = self.new_inputs(match)
+        perm, new = self.new_inputs(match)
         if perm is None:
             return MatchResult.fail("roi/scales/sizes not constant, opset-10 form, or axes given")
+        if match.root.attributes.get_string("mode", "nearest") == "cubic" and not _onnxruntime_runs_cubic(match, new):
+            # exact, but onnxruntime refuses this cubic Resize (it downsamples non-innermost axes):
+            # --verify and every comparison with onnxruntime could no longer check the model
+            return MatchResult.fail("the moved cubic Resize is one onnxruntime refuses (downsampling NHWC)")
         why = self.gain(match, [match.node("t")])
         return MatchResult.fail(why) if why else MatchResult.success()
 
@@ -264,6 +269,26 @@ class SinkResize(_Sink):
         y = op.Resize(match["x"], *new, **dict(match.root.attributes.items()))
         with_shape(y, match.output, inverse(perm))
         return op.Transpose(y, perm=perm)
+
+
+def _onnxruntime_runs_cubic(match, new) -> bool:
+    """Whether onnxruntime runs the moved cubic Resize (its ScalesValidation): only the two
+    innermost axes resized, or, on 4-D, outermost and innermost kept with antialias, or kept with
+    every other axis upsampled (scale >= 1)."""
+    scales, sizes = (list(new) + [None, None, None])[1:3]
+    dims = static_dims(match["x"])
+    if scales is not None and scales.size:
+        sc = [float(v) for v in scales.tolist()]
+    elif sizes is not None and dims is not None and all(d > 0 for d in dims):
+        sc = [s / d for s, d in zip(sizes.tolist(), dims)]
+    else:
+        return False
+    if all(v == 1.0 for v in sc[:-2]):
+        return True
+    if len(sc) != 4 or sc[0] != 1.0 or sc[3] != 1.0:
+        return False
+    antialias = match.root.attributes.get_int("antialias", 0)
+    return bool(antialias) or all(v >= 1.0 for v in sc)
 
 
 def remove_dead_transposes(graph: ir.Graph) -> int:

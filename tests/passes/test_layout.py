@@ -177,3 +177,17 @@ def test_o2_recognises_every_block(target):
             assert ops.count("edgec.Gelu") == 2, ops
             assert not {"Softmax", "Erf", "ReduceMean", "Sqrt", "Pow"} & set(ops), ops
         assert_same_outputs(expected, run(model, feeds), rtol=0, atol=1e-4)
+
+
+def test_sink_resize_declines_a_cubic_resize_onnxruntime_refuses():
+    """Fuzzer (cnn seed 40180, armv8): moving a downsampling cubic Resize to NHWC is exact, but
+    onnxruntime refuses cubic on non-innermost axes unless it upsamples, so --verify failed on
+    to-nhwc's output. The upsampling case above still moves."""
+    text = HEADER + """
+    g (float[1,16,16,4] x) => (float[1,4,8,8] r) <int64[4] sz = {1, 4, 8, 8}> {
+      t = Transpose <perm = [0,3,1,2]> (x)
+      r = Resize <mode = "cubic"> (t, , , sz)
+    }"""
+    pass_ = SinkTransposes()
+    check_pass(text, pass_, ["Transpose", "Resize"], modified=False)
+    assert any("onnxruntime refuses" in r for r in pass_.last_trace.declines["SinkResize"])
