@@ -12,6 +12,7 @@ import numpy as np
 
 from edgec import __version__
 from edgec.artifact import INTERRUPTS
+from edgec.cli_checks import compare_with_onnx, verify_summary
 from edgec.errors import EdgecError
 from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
 
@@ -145,7 +146,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     click.echo(f"compiled {model} for {m['target']['name']} -> {art.path} "
                f"({p['nodes_before']} -> {p['nodes_after']} nodes; library {m['library']}{weights})")
     if verify:
-        click.echo(_verify_summary(p))
+        click.echo(verify_summary(p))
     rec = m["lowering"].get("records")
     if rec:
         total = sum(m["lowering"].get("schedules", {}).values()) + rec["applied"]
@@ -153,16 +154,6 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
                    f"({rec['tuned']} tuned, {rec.get('knobs', 0)} rule with tuned knobs, "
                    f"{rec['rule']} rule schedule was faster)"
                    + (f"; {rec['failed']} stale record(s) ignored" if rec["failed"] else ""))
-
-
-def _verify_summary(p: dict) -> str:
-    checked, skipped = p.get("verified_passes", []), p.get("verify_skipped", [])
-    text = (f"verified against onnxruntime: {len(checked)} modifying pass run(s) checked, "
-            f"{len(skipped)} could not be run by onnxruntime")
-    if skipped:
-        text += f" (allowed by --verify-allow-unrunnable: {'; '.join(skipped)[:300]})"
-    art = p.get("artifact_verified", "not run")
-    return text + ("; the compiled artifact matches" if art == "checked" else f"; the compiled artifact was {art}")
 
 
 def _duration(text: str | None) -> float | None:
@@ -258,24 +249,9 @@ def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
         save_npz_atomic(out, outputs)
         click.echo(f"saved {len(outputs)} output(s) to {out}")
     if compare_onnx:
-        _compare_with_onnx(compare_onnx, feed, outputs, atol, rtol, (art.metadata.get("pipeline") or {}).get("io_layout"))
-
-
-def _compare_with_onnx(model: str, feed: dict, outputs: dict, atol: float, rtol: float, io_layout: dict | None) -> None:
-    """Every output of the reference model against the artifact's: NaN/Inf, missing or extra
-    outputs, shape and dtype differences are mismatches (exit 3), as are errors above the bound."""
-    from edgec.compare import Tolerance, compare_outputs, summary, worst_error
-    from edgec.reference import run_reference_model
-
-    expected = run_reference_model(model, feed, io_layout)
-    diffs = compare_outputs(outputs, expected, Tolerance(atol, rtol))
-    for d in diffs:
-        click.echo(f"compare {d.name}: {d.describe()}")
-    tol = Tolerance(atol, rtol).text()
-    if not all(d.ok for d in diffs):
-        click.echo(f"MISMATCH: {summary(diffs)} (max abs error {worst_error(diffs):.3g}, {tol})", err=True)
-        sys.exit(EXIT_MISMATCH)
-    click.echo(f"OK: matches onnxruntime on all {len(diffs)} output(s) (max abs error {worst_error(diffs):.3g} <= {tol})")
+        if not compare_with_onnx(compare_onnx, feed, outputs, atol, rtol,
+                                 (art.metadata.get("pipeline") or {}).get("io_layout")):
+            sys.exit(EXIT_MISMATCH)
 
 
 @cli.command()
