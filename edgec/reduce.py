@@ -36,6 +36,7 @@ from onnx import helper, numpy_helper
 
 from edgec.differential import Outcome, check_model
 from edgec.errors import EdgecError
+from edgec.reduce_candidates import dims, halved, inputs_of, runnable, uses
 
 BISECT_RESERVE = 16  # checks kept back from the reduction for the pipeline bisection
 
@@ -86,64 +87,6 @@ class _OutOfBudget(Exception):
     pass
 
 
-def _inputs_of(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    import onnx_ir as ir
-
-    from edgec.ir.analysis import graph_inputs
-    from edgec.reference import seeded_inputs
-
-    return seeded_inputs(graph_inputs(ir.serde.deserialize_model(model)))
-
-
-def _runnable(model: onnx.ModelProto) -> bool:
-    """The ONNX checker accepts it and onnxruntime runs it on seeded inputs (quietly)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads, so.log_severity_level = 1, 4
-    try:
-        onnx.checker.check_model(model, full_check=True)
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, _inputs_of(model))
-    except Exception:
-        return False
-    return True
-
-
-def _uses(node: onnx.NodeProto) -> list[str]:
-    """Names a node reads: its inputs and (over-approximated) every name its subgraphs read."""
-    names = [n for n in node.input if n]
-    for a in node.attribute:
-        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            for n in g.node:
-                names += _uses(n)
-    return names
-
-
-def _dims(model: onnx.ModelProto, k: int) -> list[int]:
-    """Input k's dims, 0 for unknown ones."""
-    return [d.dim_value for d in model.graph.input[k].type.tensor_type.shape.dim]
-
-
-def _halved(model: onnx.ModelProto, inputs: set[int], r: int) -> onnx.ModelProto | None:
-    """`model` with dim r (negative: from the right) of `inputs` halved, output shapes re-inferred."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for j in inputs:
-        dim = m.graph.input[j].type.tensor_type.shape.dim[r]
-        dim.dim_value //= 2
-    del m.graph.value_info[:]
-    for o in m.graph.output:
-        for od in o.type.tensor_type.shape.dim:
-            od.Clear()
-    try:
-        m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
-    except Exception:
-        return None
-    del m.graph.value_info[:]
-    return m
-
-
 class Reducer:
     def __init__(self, model: onnx.ModelProto, opts: ReduceOptions, log: Callable[[str], None] = lambda s: None):
         self.opts, self.log = opts, log
@@ -155,7 +98,7 @@ class Reducer:
         self.outputs = [o.name for o in g.output]
         self.producer = {o: i for i, n in enumerate(self.nodes) for o in n.output if o}
         self.known = set(self.producer) | set(self.inits) | {i.name for i in self.inputs}
-        self.uses = [[u for u in dict.fromkeys(_uses(n)) if u in self.known] for n in self.nodes]
+        self.uses = [[u for u in dict.fromkeys(uses(n)) if u in self.known] for n in self.nodes]
         self.values = self._intermediate_values()
         self.checks, self.signature, self.limit = 0, "", opts.max_checks  # limit: for the reduction steps
         self.cache: dict[str, bool] = {}
@@ -193,7 +136,7 @@ class Reducer:
             if vi.name in names:
                 m.graph.output[names.index(vi.name)].CopyFrom(vi)
         try:
-            values = run_ort(m, _inputs_of(self.orig))
+            values = run_ort(m, inputs_of(self.orig))
         except Exception:
             return {}
         return {k: v for k, v in values.items() if isinstance(v, np.ndarray)}  # tensors only
@@ -253,7 +196,7 @@ class Reducer:
         """Does `model` fail with the original's signature? Invalid models do not (and cost no check)."""
         key = hashlib.sha1(model.SerializeToString(deterministic=True)).hexdigest()
         if key not in self.cache:
-            if not _runnable(model):
+            if not runnable(model):
                 self.cache[key] = False
                 return False
             if self.checks >= self.limit:
@@ -315,13 +258,13 @@ class Reducer:
         broadcast) dim of every other input of that size first, then alone."""
         cur = self.best
         for k in range(len(cur.graph.input)):
-            for d in range(len(_dims(cur, k))):
-                while _dims(cur, k)[d] > 1:
-                    n, r = _dims(cur, k)[d], d - len(_dims(cur, k))
+            for d in range(len(dims(cur, k))):
+                while dims(cur, k)[d] > 1:
+                    n, r = dims(cur, k)[d], d - len(dims(cur, k))
                     group = {j for j in range(len(cur.graph.input))
-                             if len(_dims(cur, j)) >= -r and _dims(cur, j)[r] == n}
+                             if len(dims(cur, j)) >= -r and dims(cur, j)[r] == n}
                     tries = [group, {k}] if group != {k} else [{k}]
-                    m = next((m for g in tries if (m := _halved(cur, g, r)) is not None and _runnable(m)), None)
+                    m = next((m for g in tries if (m := halved(cur, g, r)) is not None and runnable(m)), None)
                     what = f" ({cur.graph.input[k].name} dim {d}: {n} -> {n // 2})"
                     if m is None or not self.fails(m, what):
                         break
