@@ -92,11 +92,14 @@ def compare_array(name: str, actual, expected, tol: Tolerance = Tolerance()) -> 
         d.problems.append(f"dtype {a.dtype}, reference {e.dtype}")
     if a.size == 0:
         return d
-    if a.dtype.kind not in "fiucb" or e.dtype.kind not in "fiucb":
+    if a.dtype.kind not in "fiucbc" or e.dtype.kind not in "fiucbc":
         if not np.array_equal(a, e):
             d.problems.append("values differ")
             d.max_abs = d.max_rel = float("inf")
         return d
+    if a.dtype.kind == "c" or e.dtype.kind == "c":  # real and imaginary parts, each compared
+        a, e = np.asarray(a, np.complex128), np.asarray(e, np.complex128)
+        a, e = np.stack([a.real, a.imag], -1), np.stack([e.real, e.imag], -1)
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
     problems, both = _nonfinite_problems(a64, e64)
     d.problems += problems
