@@ -86,12 +86,9 @@ def render(meta: dict, title: str = "edgec compile report") -> str:
 
 
 def write_report(path: str | os.PathLike, meta: dict) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(render(meta), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Render and write the report atomically; an unwritable path is a one-line OutputPathError
+    (the CLI checks it with `check_output_file` before compiling)."""
+    from edgec.output_paths import write_file_atomic
+
+    write_file_atomic(path, render(meta), "report")
+    return Path(path)

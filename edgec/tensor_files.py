@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,8 @@ def summarize(name: str, a: np.ndarray) -> str:
 
 
 def save_npz_atomic(path: str, outputs: dict) -> None:
-    """Write all outputs to an .npz via a temporary file and a rename (no partial file)."""
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, **outputs)
-    os.replace(tmp, path)
+    """Write all outputs to an .npz via a temporary file and a rename (no partial file); the name is
+    used as given (no .npz appended). An unwritable path is a one-line OutputPathError."""
+    from edgec.output_paths import write_file_atomic
+
+    write_file_atomic(path, lambda f: np.savez(f, **outputs), "outputs file")

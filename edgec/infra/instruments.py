@@ -81,12 +81,36 @@ class Timing(Instrument):
 
 @dataclass
 class DumpIR(Instrument):
-    """Writes the model as ONNX text after every pass into `directory` (NN-pass-name.txt)."""
+    """Writes the model as ONNX text after every pass into `directory` (NNN-pass-name.txt).
+
+    The directory must be new, empty or an earlier dump (only NNN-pass-name.txt files): checked
+    when the instrument is made, before any pass runs. The earlier dump's files are removed when the
+    first pass finishes (so the directory never mixes two runs); nothing else is ever deleted."""
 
     directory: Path = Path("edgec-dump")
     _n: int = 0
 
+    def __post_init__(self):
+        from edgec.output_paths import check_output_dir_for_dump
+
+        self.directory = Path(self.directory)
+        check_output_dir_for_dump(self.directory)
+
     def after_pass(self, pass_, model, ctx, result, seconds):
-        self.directory.mkdir(parents=True, exist_ok=True)
+        from edgec.output_paths import (
+            check_output_dir_for_dump,
+            earlier_dump_files,
+            output_error,
+            write_file_atomic,
+        )
+
+        if self._n == 0:
+            check_output_dir_for_dump(self.directory)  # still new, empty or an earlier dump
+            try:
+                for f in earlier_dump_files(self.directory):
+                    f.unlink()
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise output_error(e, self.directory, "IR dump directory") from None
         self._n += 1
-        (self.directory / f"{self._n:03d}-{pass_.name}.txt").write_text(ir.to_onnx_text(result.model))
+        write_file_atomic(self.directory / f"{self._n:03d}-{pass_.name}.txt", ir.to_onnx_text(result.model), "IR dump")
