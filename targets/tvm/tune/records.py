@@ -75,11 +75,21 @@ class Records:
         return cls(p, tasks)
 
     def save(self, path: str | os.PathLike | None = None) -> None:
-        p = Path(path or self.path)
-        tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+        """Write atomically (temporary file + rename); an unwritable path is a one-line error."""
+        from edgec.output_paths import write_file_atomic
+
         doc = {"format": FORMAT, "version": VERSION, "tasks": self.tasks}
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, p)
+        write_file_atomic(path or self.path, json.dumps(doc, indent=1, sort_keys=True) + "\n", "records file")
+
+
+def check_records_output(path: str | os.PathLike, inputs=()) -> None:
+    """Before tuning: `path` can be written and is a new file or an edgec records file (resumed),
+    never a user's unrelated file, a directory or one of `inputs` (the model)."""
+    from edgec.output_paths import check_output_file
+
+    check_output_file(path, "records file", inputs)
+    if Path(path).exists():
+        Records.load(path)  # RecordsError unless it is an edgec records file
 
     def entry(self, key: str, **init) -> dict:
         e = self.tasks.setdefault(key, {"trials": 0, "errors": 0, "rule": None, "tuned": [], "best": None})
