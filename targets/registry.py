@@ -150,10 +150,15 @@ def all_targets() -> list[TargetSpec]:
 
 
 def get_target(name: str, mcpu: str | None = None, mattr: str | None = None) -> TargetSpec:
-    """A named target, or a raw TVM target JSON object; `mcpu`/`mattr` override the LLVM CPU."""
+    """A named target, or a raw TVM target JSON object; `mcpu`/`mattr` override the LLVM CPU.
+    A CPU or feature name given by the user (--mcpu, --mattr, "mcpu"/"mattr" of a target JSON) must
+    be one LLVM knows for the triple (a TargetError listing close names; this imports TVM)."""
     name = name.strip()
+    check = None  # CPU/feature names the user gave: checked against LLVM (lazily imports TVM)
     if name.startswith("{"):
         spec = _from_json(name)
+        if spec.tvm.get("kind") == "llvm" and ("mcpu" in spec.tvm or "mattr" in spec.tvm):
+            check = "target JSON"
     elif name == "host":
         spec = host_target()
     else:
@@ -170,6 +175,11 @@ def get_target(name: str, mcpu: str | None = None, mattr: str | None = None) -> 
         if mattr:
             tvm["mattr"] = [a if a[0] in "+-" else "+" + a for a in mattr.split(",") if a]
         spec = replace(spec, tvm=tvm, name=f"{spec.name}+custom")
+        check = "--mcpu/--mattr"
+    if check:
+        from edgec.targets.tvm.llvm_names import check_cpu_and_features
+
+        check_cpu_and_features(spec.tvm, check)
     return spec
 
 
