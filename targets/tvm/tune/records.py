@@ -82,15 +82,6 @@ class Records:
         write_file_atomic(path or self.path, json.dumps(doc, indent=1, sort_keys=True) + "\n", "records file")
 
 
-def check_records_output(path: str | os.PathLike, inputs=()) -> None:
-    """Before tuning: `path` can be written and is a new file or an edgec records file (resumed),
-    never a user's unrelated file, a directory or one of `inputs` (the model)."""
-    from edgec.output_paths import check_output_file
-
-    check_output_file(path, "records file", inputs)
-    if Path(path).exists():
-        Records.load(path)  # RecordsError unless it is an edgec records file
-
     def entry(self, key: str, **init) -> dict:
         e = self.tasks.setdefault(key, {"trials": 0, "errors": 0, "rule": None, "tuned": [], "best": None})
         e.update({k: v for k, v in init.items() if v is not None})
@@ -139,3 +130,13 @@ def decide(e: dict) -> None:
         (("rule", (e.get("rule") or {}).get("latency_us")), ("knobs", best_knobs_us(e)), ("tuned", best_tuned_us(e))))
         if v is not None]
     e["best"] = min(cands)[2] if cands else None
+
+
+def check_records_output(path: str | os.PathLike, inputs=()) -> None:
+    """Before tuning: `path` can be written and is a new file or an edgec records file (resumed),
+    never a user's unrelated file, a directory or one of `inputs` (the model)."""
+    from edgec.output_paths import check_output_file
+
+    check_output_file(path, "records file", inputs)
+    if Path(path).exists():
+        Records.load(path)  # RecordsError unless it is an edgec records file
