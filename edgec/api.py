@@ -105,7 +105,8 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
     if spec is not None and spec.tvm.get("kind") == "llvm":
         options["pad-channels"] = {"block": max(int(spec.vector_bits) // 32, 1)}
     ctx = PassContext(target=spec.name if spec else None, opt_level=opts.opt_level,
-                      disabled=frozenset(opts.disabled), options=options, instruments=instruments)
+                      disabled=frozenset(opts.disabled), options=options, instruments=instruments,
+                      max_tensor_bytes=opts.max_tensor_bytes)
     nodes_before, ops_before = node_count(model), op_histogram(model)
     model = PassManager(pipeline).run(model, ctx).model
     info = {
