@@ -14,12 +14,13 @@ from edgec import __version__
 from edgec.artifact import (
     FORMAT,
     Artifact,
-    atomic_directory,
-    c_header,
     load_artifact,
     package_versions,
     sha256_file,
+    write_metadata,
 )
+from edgec.atomic_output import atomic_directory, check_destination
+from edgec.c_header import c_header
 from edgec.errors import ArtifactError
 from edgec.infra.context import PassContext
 from edgec.infra.instruments import Statistics
@@ -125,6 +126,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
 
 def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opts: CompileOptions) -> Artifact:
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
+    check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
     model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes)
     model, pipeline_info = optimize(model, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
@@ -134,7 +136,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
     weight_min = weight_min_bytes(model, spec, opts.weights_file, bundle)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, [model_path]) as tmp:
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min)
         meta = {
             "format": FORMAT,
@@ -151,15 +153,14 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             **({"weights": result.weights} if result.weights else {}),
             "versions": {**package_versions(), "edgec": __version__},
         }
-        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
         if bundle and spec.tvm.get("kind") == "llvm":
             make_bundle(spec, tmp, meta, result.library)
             meta["bundle"] = "bundle"
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_metadata(tmp, meta)
         if verifier is not None:  # the artifact as it will be committed, bundle included
             pipeline_info["artifact_verified"] = verify_artifact(load_artifact(tmp), verifier)
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2) + "\n")
+            write_metadata(tmp, meta)
     return load_artifact(out_dir)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -11,9 +13,9 @@ import click
 import numpy as np
 
 from edgec import __version__
-from edgec.artifact import INTERRUPTS
 from edgec.cli_checks import compare_with_onnx, verify_summary
 from edgec.errors import EdgecError
+from edgec.signals import INTERRUPTS, Terminated
 from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
 
 EXIT_USER, EXIT_INTERNAL, EXIT_MISMATCH = 2, 1, 3
@@ -341,16 +343,24 @@ def targets_cmd(as_json):
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
 
 
+# OSErrors that say what is wrong with the user's paths or machine, not with edgec
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
+                       errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EMFILE, errno.ENFILE}
+
+
+def _os_error_line(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"
+
+
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     INTERRUPTS.install()
     try:
         cli.main(args=argv, prog_name="edgec", standalone_mode=False)
-        if INTERRUPTS.seen:  # a library swallowed the KeyboardInterrupt
-            raise KeyboardInterrupt
-    except click.exceptions.Abort:
-        click.echo("edgec: interrupted", err=True)
-        sys.exit(130)
+        INTERRUPTS.raise_if_seen()  # a library swallowed the KeyboardInterrupt
+    except click.exceptions.Abort as e:  # click's wrapper of a KeyboardInterrupt
+        _interrupted(e.__cause__)
     except click.ClickException as e:
         click.echo(f"edgec: error: {' '.join(e.format_message().split())}", err=True)
         sys.exit(EXIT_USER)
@@ -360,17 +370,35 @@ def main(argv=None) -> None:
         kind = "internal error" if e.exit_code == EXIT_INTERNAL else "error"
         click.echo(f"edgec: {kind}: {e.one_line()}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("edgec: interrupted", err=True)
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as e:
+        _interrupted(e)
     except SystemExit:
         raise
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        if e.errno in _ENVIRONMENT_ERRNOS:
+            click.echo(f"edgec: error: {' '.join(_os_error_line(e).split())}", err=True)
+            sys.exit(EXIT_USER)
+        _internal(e)
     except BaseException as e:  # internal error
         if debug:
             traceback.print_exc()
-        click.echo(f"edgec: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
-                   "(rerun with --debug for the traceback)", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _internal(e)
+
+
+def _interrupted(e: BaseException | None) -> None:
+    """`edgec: interrupted` (naming SIGTERM / SIGHUP), exit 128 + the signal number."""
+    signum = e.signum if isinstance(e, Terminated) else INTERRUPTS.signum or signal.SIGINT
+    name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
+    click.echo(f"edgec: interrupted{name}", err=True)
+    sys.exit(128 + signum)
+
+
+def _internal(e: BaseException) -> None:
+    click.echo(f"edgec: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+               "(rerun with --debug for the traceback)", err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 if __name__ == "__main__":

@@ -123,10 +123,9 @@ def backend_stage(name: str):
     except EdgecError:
         raise
     except Exception as e:
-        from edgec.artifact import INTERRUPTS
+        from edgec.signals import INTERRUPTS
 
-        if INTERRUPTS.seen:  # TVM wrapped a Ctrl-C into an FFI error
-            raise KeyboardInterrupt from e
+        INTERRUPTS.raise_if_seen()  # TVM wrapped a Ctrl-C / SIGTERM into an FFI error
         raise InternalError(f"backend stage '{name}' crashed: {type(e).__name__}: "
                             f"{' '.join(str(e).split())[:300]}") from e
 

@@ -1,0 +1,77 @@
+"""Termination signals: SIGINT, SIGTERM and SIGHUP all stop edgec the same way.
+
+Each raises an exception in the main thread (SIGINT the usual KeyboardInterrupt, SIGTERM and
+SIGHUP `Terminated`), so every `finally` and `except BaseException` on the way out runs: the artifact's temporary directory is removed, the
+previous artifact at `-o` stays intact, and child compilers writing into the temporary directory
+are stopped. The CLI then prints `edgec: interrupted (SIGTERM)` and exits 128 + the signal number,
+as a shell reports a process killed by that signal.
+
+A signal ignored when edgec starts (`nohup` ignores SIGHUP, a parent may ignore SIGINT) stays
+ignored: the user asked for that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (`signum` says which). A BaseException like KeyboardInterrupt,
+    so `except Exception` does not absorb it; not a KeyboardInterrupt, which click would answer
+    with the blank line that closes a terminal's ^C echo."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _exception(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+class _InterruptFlag:
+    """Remembers a termination signal even when a library swallowed the exception it raised.
+
+    TVM wraps a KeyboardInterrupt raised inside a Python callback (a schedule rule, a pass) into an
+    FFI error, which a fallback `except Exception` may then absorb: the compile would finish and
+    commit the artifact although the user pressed Ctrl-C. `atomic_directory` checks this flag
+    before it commits, and the CLI before it reports success.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def seen(self) -> bool:
+        return self.signum is not None
+
+    def install(self) -> None:
+        for sig in HANDLED:
+            current = signal.getsignal(sig)
+            if current is signal.default_int_handler or current is signal.SIG_DFL:
+                signal.signal(sig, self._handle)
+
+    def raise_if_seen(self) -> None:
+        if self.signum is not None:
+            raise _exception(self.signum)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        raise _exception(signum)
+
+
+INTERRUPTS = _InterruptFlag()
+
+
+@contextlib.contextmanager
+def deferred():
+    """Hold termination signals back while the block runs (a commit's two renames, a cleanup);
+    one that arrived meanwhile is delivered when the block ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
