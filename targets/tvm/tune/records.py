@@ -81,7 +81,6 @@ class Records:
         doc = {"format": FORMAT, "version": VERSION, "tasks": self.tasks}
         write_file_atomic(path or self.path, json.dumps(doc, indent=1, sort_keys=True) + "\n", "records file")
 
-
     def entry(self, key: str, **init) -> dict:
         e = self.tasks.setdefault(key, {"trials": 0, "errors": 0, "rule": None, "tuned": [], "best": None})
         e.update({k: v for k, v in init.items() if v is not None})
