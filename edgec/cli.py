@@ -85,7 +85,9 @@ _pipeline_opts = [
     click.option("--mcpu", default=None, help="Override the LLVM CPU of a CPU target."),
     click.option("--mattr", default=None, help="Override LLVM features, comma separated (+neon,+dotprod)."),
     click.option("--timing", is_flag=True, help="Print each pass's time to stderr."),
-    click.option("--dump-ir", type=click.Path(), default=None, help="Write the model after each pass into this directory."),
+    click.option("--dump-ir", type=click.Path(), default=None, metavar="DIR",
+                 help="Write the model after each pass into DIR as NNN-pass.txt. DIR must be new, empty or an "
+                      "earlier dump (its NNN-*.txt files are replaced); any other directory is refused."),
     click.option("--max-tensor-bytes", type=int, default=4 << 30, show_default=True,
                  help="Reject models declaring any tensor larger than this (memory-bomb guard)."),
     click.option("--io-layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True,
@@ -131,6 +133,14 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
         return
     if out is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
+    if report or dump_ir:  # a careless path fails now, not after the compile
+        from edgec.output_paths import check_not_inputs, check_output_file
+
+        mine = ((model, "input model"), (out, "artifact directory"))
+        if report:
+            check_output_file(report, "report", inputs=mine, will_create=(out,))
+        if dump_ir:
+            check_not_inputs(dump_ir, "IR dump directory", mine)
     trace = _new_trace(trace_rewrites)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
@@ -193,8 +203,10 @@ def tune(model, records, trials, time_budget, space, seed, threads, rpc_tracker,
     """Tune MODEL's kernels on top of edgec's rule schedules (the rules' own knobs, or MetaSchedule);
     write a records file for `edgec compile --records`."""
     from edgec.api import TuneOptions, tune_model
+    from edgec.targets.tvm.tune.records import check_records_output
 
     budget = _duration(time_budget)
+    check_records_output(records, inputs=((model, "input model"),))
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout)
     summary = tune_model(model, opts, TuneOptions(records=records, trials=trials, time_budget_s=budget, seed=seed,
@@ -214,11 +226,18 @@ def optimize(model, out, target, passes, opt_level, input_shape, disable, verify
              max_tensor_bytes, io_layout, trace_rewrites):
     """Run the pass pipeline on MODEL and write the optimized ONNX graph."""
     from edgec.api import optimize_to_file
+    from edgec.output_paths import check_output_file, output_error
 
+    check_output_file(out, "optimized model", inputs=((model, "input model"),))
     trace = _new_trace(trace_rewrites)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
-    info = optimize_to_file(model, out, opts)
+    try:
+        info = optimize_to_file(model, out, opts)
+    except OSError as e:  # writing beside `out` (ENOSPC, ...): name the user's path
+        if e.filename and Path(e.filename).resolve().parent == Path(out).resolve().parent:
+            raise output_error(e, out, "optimized model") from None
+        raise
     _print_trace(trace)
     click.echo(f"optimized {model} -> {out} ({info['nodes_before']} -> {info['nodes_after']} nodes)")
 
@@ -240,6 +259,13 @@ def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
     from edgec.artifact import load_artifact
     from edgec.reference import seeded_inputs
 
+    if out:  # before running: the inputs, the model and the artifact's files are never overwritten
+        from edgec.output_paths import check_output_file
+
+        art_dir = Path(artifact)
+        mine = [(s.split("=", 1)[1], "input") for s in inputs if "=" in s] + [(compare_onnx, "model")]
+        mine += [(f, "artifact file") for f in art_dir.rglob("*") if f.is_file()] if art_dir.is_dir() else []
+        check_output_file(out, "outputs file", inputs=mine)
     art = load_artifact(artifact)
     feed = dict(load_tensor_arg(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed)
     if not inputs:
