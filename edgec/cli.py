@@ -134,13 +134,13 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     if out is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
     if report or dump_ir:  # a careless path fails now, not after the compile
-        from edgec.output_paths import check_not_inputs, check_output_file
+        from edgec.output_paths import check_output_file, check_outside
 
-        mine = ((model, "input model"), (out, "artifact directory"))
+        for path, what in ((report, "report"), (dump_ir, "IR dump directory")):
+            if path:
+                check_outside(path, what, out, "artifact directory")
         if report:
-            check_output_file(report, "report", inputs=mine, will_create=(out,))
-        if dump_ir:
-            check_not_inputs(dump_ir, "IR dump directory", mine)
+            check_output_file(report, "report", inputs=((model, "input model"),))
     trace = _new_trace(trace_rewrites)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)

@@ -115,6 +115,16 @@ def check_not_inputs(path, what: str, inputs: Iterable = ()) -> None:
             raise OutputPathError(f"{what} {path} is the same file as the {label} {inp}; refusing to overwrite it")
 
 
+def check_outside(path, what: str, directory, label: str) -> None:
+    """`path` must not be `directory` or inside it (e.g. the artifact directory, which a compile
+    replaces as a whole and which holds only the artifact's own files)."""
+    if directory is None or not str(directory):
+        return
+    p, d = Path(os.path.realpath(path)), Path(os.path.realpath(directory))
+    if p == d or d in p.parents:
+        raise OutputPathError(f"{what} {path} is inside the {label} {directory}; write it elsewhere")
+
+
 def check_output_file(path, what: str, inputs: Iterable = (), will_create: Iterable = ()) -> Path:
     """Check, before any work, that the file `path` can be written atomically and is none of
     `inputs`. Directories in `will_create` are made by the same command before `path` is written

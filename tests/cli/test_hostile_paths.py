@@ -117,6 +117,11 @@ def test_dump_ir_is_the_artifact_directory(run_cli, tmp_path, model):
     _refused(run_cli, tmp_path, ["compile", model, "-t", "x86-64", "-o", out, "--dump-ir", out], out)
 
 
+def test_dump_ir_inside_the_artifact_directory(run_cli, tmp_path, model):
+    d = tmp_path / "out" / "dump"
+    _refused(run_cli, tmp_path, ["compile", model, "-t", "x86-64", "-o", tmp_path / "out", "--dump-ir", d], d)
+
+
 # --report ----------------------------------------------------------------------------------------
 
 def test_report_is_a_directory(run_cli, tmp_path, model):
@@ -140,6 +145,21 @@ def test_report_parent_unwritable(run_cli, tmp_path, model):
 def test_report_is_the_model(run_cli, tmp_path, model):
     r = _refused(run_cli, tmp_path, ["compile", model, "-t", "x86-64", "-o", tmp_path / "out", "--report", model], model)
     assert "same file" in r.err
+
+
+def test_report_inside_the_artifact_directory(run_cli, tmp_path, model):
+    """The artifact directory holds only the artifact's files (a later compile would refuse to
+    replace it), so a report there is refused before compiling."""
+    out = tmp_path / "out"
+    p = out / "report.html"
+    r = _refused(run_cli, tmp_path, ["compile", model, "-t", "x86-64", "-o", out, "--report", p], p)
+    assert "artifact directory" in r.err
+
+
+def test_report_written_beside_the_artifact(run_cli, tmp_path, model):
+    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "out", "--report", tmp_path / "r.html")
+    assert r.code == 0, r
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "r.html", "small_cnn.onnx"]
 
 
 def test_report_name_too_long(run_cli, tmp_path, model):
