@@ -324,3 +324,10 @@ def test_valid_mcpu_compiles(run_cli, tmp_path, model):
     assert r.code == 0, r
     tvm = json.loads((out / "metadata.json").read_text())["target"]["tvm"]
     assert tvm["mcpu"] == "znver3" and tvm["mattr"] == ["+avx2", "-avx512f"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_run_output_no_space_left(run_cli, tmp_path, artifact):
+    """A write that fails after the run (ENOSPC: /dev/full) is one line naming the path."""
+    r = _refused(run_cli, tmp_path, ["run", artifact, "--output", "/dev/full"], "/dev/full", extra_dirs=(artifact,))
+    assert "No space left" in r.err
