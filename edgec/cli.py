@@ -82,8 +82,10 @@ _pipeline_opts = [
                       "compiled artifact where it can run here (ARM under qemu)."),
     click.option("--verify-allow-unrunnable", is_flag=True,
                  help="With --verify: count a pass whose output onnxruntime cannot run as unchecked instead of failing."),
-    click.option("--mcpu", default=None, help="Override the LLVM CPU of a CPU target."),
-    click.option("--mattr", default=None, help="Override LLVM features, comma separated (+neon,+dotprod)."),
+    click.option("--mcpu", default=None,
+                 help="Override the LLVM CPU of a CPU target; an unknown name for the target's triple is an error."),
+    click.option("--mattr", default=None,
+                 help="Override LLVM features, comma separated (+neon,+dotprod); unknown features are an error."),
     click.option("--timing", is_flag=True, help="Print each pass's time to stderr."),
     click.option("--dump-ir", type=click.Path(), default=None, metavar="DIR",
                  help="Write the model after each pass into DIR as NNN-pass.txt. DIR must be new, empty or an "
