@@ -33,8 +33,10 @@ def reduce_cmd(model, out, target, opt_level, passes, disable, plugins, max_chec
 
     from edgec.infra.registry import load_plugin_file
     from edgec.ir.loader import load_proto
+    from edgec.output_paths import check_output_file, write_file_atomic
     from edgec.reduce import ReduceOptions, reduce_model
 
+    check_output_file(out, "reduced model", inputs=((model, "input model"),))  # before the (long) search
     for p in plugins:
         load_plugin_file(p)
     proto = load_proto(model)
@@ -45,7 +47,7 @@ def reduce_cmd(model, out, target, opt_level, passes, disable, plugins, max_chec
                          plugins=tuple(str(Path(p).resolve()) for p in plugins))
     log = (lambda s: None) if quiet else (lambda s: click.echo(f"reduce: {s}", err=True))
     result = reduce_model(proto, opts, log)
-    onnx.save(result.model, out)
+    write_file_atomic(out, result.model.SerializeToString(), "reduced model")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     log(f"{result.checks} checks in {result.seconds:.1f} s")

@@ -9,7 +9,8 @@ tune --records): checked before any work starts, written atomically, errors as o
   (only `NNN-pass.txt` files, which the new dump replaces); anything else is refused.
 - `write_file_atomic(path, data, what)`: a temporary file in the same directory, then a rename;
   the temporary file is removed on any failure. Symbolic links are followed (the link's target is
-  replaced), devices and FIFOs (/dev/null, /dev/stdout) are written in place.
+  replaced), character devices (/dev/null) are written in place;
+  FIFOs, sockets and block devices are refused (a FIFO without a reader would hang).
 
 OS errors on these paths (EACCES, EROFS, ENOSPC, ENOTDIR, EISDIR, ENAMETOOLONG, ...) become an
 `OutputPathError` naming the path: one line, exit 2.
@@ -146,7 +147,10 @@ def check_output_file(path, what: str, inputs: Iterable = (), will_create: Itera
     if st is not None:
         if stat.S_ISDIR(st.st_mode):
             raise _fail(path, what, "is a directory")
-        if not stat.S_ISREG(st.st_mode):  # a device or FIFO: written in place
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+            raise _fail(path, what, "is a FIFO, socket or block device; edgec writes regular files "
+                                    "(or a character device such as /dev/null)")
+        if stat.S_ISCHR(st.st_mode):  # /dev/null: written in place
             if not os.access(target, os.W_OK):
                 raise _fail(path, what, "permission denied")
             return target
@@ -214,7 +218,9 @@ def write_file_atomic(path, data: str | bytes | Callable, what: str = "file") ->
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise _fail(path, what, "is a directory")
     try:
-        if st is not None and not stat.S_ISREG(st.st_mode):  # /dev/null, a FIFO: in place
+        if st is not None and stat.S_ISFIFO(st.st_mode) | stat.S_ISSOCK(st.st_mode) | stat.S_ISBLK(st.st_mode):
+            raise _fail(path, what, "is a FIFO, socket or block device; edgec writes regular files")
+        if st is not None and not stat.S_ISREG(st.st_mode):  # /dev/null: in place
             with open(target, "wb") as f:
                 _fill(f)
             return target

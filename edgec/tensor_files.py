@@ -43,6 +43,10 @@ def summarize(name: str, a: np.ndarray) -> str:
 def save_npz_atomic(path: str, outputs: dict) -> None:
     """Write all outputs to an .npz via a temporary file and a rename (no partial file); the name is
     used as given (no .npz appended). An unwritable path is a one-line OutputPathError."""
+    import io
+
     from edgec.output_paths import write_file_atomic
 
-    write_file_atomic(path, lambda f: np.savez(f, **outputs), "outputs file")
+    buf = io.BytesIO()  # a zip needs a seekable file; /dev/null is not
+    np.savez(buf, **outputs)
+    write_file_atomic(path, buf.getvalue(), "outputs file")
