@@ -331,3 +331,28 @@ def test_run_output_no_space_left(run_cli, tmp_path, artifact):
     """A write that fails after the run (ENOSPC: /dev/full) is one line naming the path."""
     r = _refused(run_cli, tmp_path, ["run", artifact, "--output", "/dev/full"], "/dev/full", extra_dirs=(artifact,))
     assert "No space left" in r.err
+
+
+@pytest.mark.parametrize("argv", [("compile", "{model}", "-t", "x86-64", "-o", "{tmp}/art", "--report", "{out}"),
+                                  ("run", "{art}", "--output", "{out}"),
+                                  ("optimize", "{model}", "-o", "{out}"),
+                                  ("reduce", "{model}", "-o", "{out}")],
+                         ids=["report", "run-output", "optimize", "reduce"])
+def test_fifo_as_output_is_refused_not_a_hang(argv, tmp_path, model):
+    """A FIFO without a reader blocks its writer forever: refused before any work."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT as REPO
+
+    out = tmp_path / "out.fifo"
+    os.mkfifo(out)
+    art = tmp_path / "art0"
+    art.mkdir()  # never reached: the output is checked first
+    args = [a.format(model=model, tmp=tmp_path, out=out, art=art) for a in argv]
+    before = snapshot(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "edgec.cli", *args], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "FIFO" in r.stderr and str(out) in r.stderr, r.stderr
+    assert snapshot(tmp_path) == before
