@@ -225,8 +225,9 @@ def make_bundle(spec: TargetSpec, model_lib: str | Path, metadata: dict | str | 
 
 
 def _readme(spec: TargetSpec, metadata: dict | None) -> str:
-    def io(kind):
-        return "\n".join(f"- `{t['name']}`: {t.get('dtype', 'float32')} {t['shape']}"
+    def io(kind):  # names from the model: quoted and escaped, never raw Markdown or HTML
+        return "\n".join(f"- `{json.dumps(t['name']).replace('`', chr(92) + 'u0060')}`: "
+                          f"{t.get('dtype', 'float32')} {t['shape']}"
                          for t in (metadata or {}).get(kind, [])) or "- (see the model)"
     tvm_part = ("`libtvm_runtime.so` and `libtvm_ffi.so` are the TVM runtime "
                 f"(TVM {tvm_versions()['apache-tvm']}).\n" if spec.runtime != "plan" else
