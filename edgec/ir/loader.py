@@ -2,7 +2,9 @@
 
 Every failure here is a one-line `ModelLoadError` / `ModelValidationError` naming the file:
 missing file, not ONNX, truncated protobuf, external data outside the model directory, and
-inconsistent shapes (onnx's strict shape inference).
+inconsistent shapes (onnx's strict shape inference). The model and its external data files are
+read through `edgec.safe_read`: a FIFO, a device (/dev/zero) or a file over the protobuf limit is
+refused before reading.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from edgec.ir.domains import ONNX_DOMAINS, canonicalize_onnx_domain
 from edgec.ir.safety import (
     DEFAULT_MAX_TENSOR_BYTES,
     check_initializers,
-    check_value_sizes,
+    infer_shapes_bounded,
     tensor_nbytes,
+    unknown_minus_one_dims,
 )
+from edgec.safe_read import check_regular_file, read_regular_file
 
 
 def _iter_tensors(graph: onnx.GraphProto):
@@ -54,11 +58,10 @@ def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, file: str
             raise ModelLoadError(
                 f"{file}: tensor '{t.name}' external data '{loc}' escapes the model directory {root}"
             )
-        if not target.is_file():
-            raise ModelLoadError(f"{file}: tensor '{t.name}' external data file '{loc}' not found")
-        offset = int(info.get("offset", 0) or 0)
-        size = target.stat().st_size
-        length = int(info["length"]) if info.get("length") else size - offset
+        what = f"{file}: tensor '{t.name}' external data '{loc}'"
+        size = check_regular_file(target, what)
+        offset = _external_int(info, "offset", 0, what)
+        length = _external_int(info, "length", size - offset, what)
         n = 1
         for d in t.dims:
             n *= d
@@ -71,6 +74,20 @@ def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, file: str
             raise ModelLoadError(
                 f"{file}: tensor '{t.name}' declares {n} elements ({expected} bytes) but its external data has {length} bytes"
             )
+
+
+def _external_int(info: dict[str, str], key: str, default: int, what: str) -> int:
+    """An external-data `offset` / `length` entry: a non-negative integer."""
+    text = info.get(key) or ""
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ModelLoadError(f"{what}: {key} '{text[:40]}' is not a non-negative integer")
+    return value
 
 
 def parse_model_bytes(data: bytes, file: str) -> onnx.ModelProto:
@@ -86,7 +103,8 @@ def parse_model_bytes(data: bytes, file: str) -> onnx.ModelProto:
 
 def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
                    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
-    """Declared sizes, onnx.checker, strict shape inference, value sizes; one-line errors.
+    """Declared sizes, onnx.checker, strict shape inference, value sizes (negative dims, memory
+    bombs); one-line errors.
 
     With `path` (the model's file), the checker resolves external data beside the model instead of
     relative to the current directory.
@@ -102,12 +120,11 @@ def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
     except UnicodeDecodeError:
         raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
     try:
-        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+        infer_shapes_bounded(proto, file, max_tensor_bytes, strict_mode=True)
     except onnx.shape_inference.InferenceError as e:
         raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(e)}") from None
     except UnicodeDecodeError:
         raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
-    check_value_sizes(inferred.graph, file, max_tensor_bytes)
 
 
 def _first_line(e: Exception) -> str:
@@ -117,14 +134,9 @@ def _first_line(e: Exception) -> str:
 
 def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
     p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"{p}: file not found")
     if p.is_dir():
         raise ModelLoadError(f"{p}: is a directory, expected an .onnx file")
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise ModelLoadError(f"{p}: cannot read: {e.strerror}") from None
+    data = read_regular_file(p, str(p))
     if not data:
         raise ModelLoadError(f"{p}: empty file, not an ONNX model")
     proto = parse_model_bytes(data, str(p))
@@ -145,6 +157,7 @@ def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = 
     else:
         file = str(source)
         proto, base_dir, path = load_proto(source), Path(source).parent, Path(source)
+    unknown_minus_one_dims(proto.graph)
     if validate:
         validate_proto(proto, file, path, max_tensor_bytes)
     try:

@@ -1,5 +1,7 @@
 """Checks that run before edgec allocates anything a model declares: tensor sizes that disagree
-with their data, and absurd shapes (memory bombs) above a configurable limit."""
+with their data, negative dims, and absurd shapes (memory bombs) above a configurable limit --
+also the shapes only shape inference reveals, without letting onnx's data propagation allocate
+them (`infer_shapes_bounded`)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,12 @@ def _nbytes_at_least_1(data_type: int, numel: int) -> int:
     """For the memory-bomb limit: strings and unknown types count a byte per element."""
     n = tensor_nbytes(data_type, numel)
     return numel if n is None else n
+
+
+def limit_nbytes(data_type: int, dims) -> int:
+    """The bytes a tensor of static `dims` counts against --max-tensor-bytes (Python ints: a
+    product of huge dims does not overflow)."""
+    return _nbytes_at_least_1(data_type, _numel(dims))
 
 
 def _numel(dims) -> int:
@@ -61,14 +69,86 @@ def check_initializers(graph: onnx.GraphProto, file: str, limit: int) -> None:
                     f"{file}: initializer '{t.name}' declares {n} elements but holds {stored}")
 
 
+def _graphs(graph: onnx.GraphProto):
+    """`graph` and every subgraph (If branches, Loop/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _graphs(attr.g)
+            for g in attr.graphs:
+                yield from _graphs(g)
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list | None:
+    """The dims of a tensor value: ints, None for an unknown or symbolic dim; None without a shape."""
+    tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
+    if tt is None or not tt.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+
+
+def unknown_minus_one_dims(graph: onnx.GraphProto) -> None:
+    """Exporters such as Paddle declare an unknown dim as -1: make it an unknown dim (no value), so
+    that it is treated like a symbolic one (`--input-shape` pins it) instead of a negative size."""
+    for g in _graphs(graph):
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+                for d in vi.type.tensor_type.shape.dim:
+                    if d.HasField("dim_value") and d.dim_value == -1:
+                        d.ClearField("dim_value")
+
+
+def node_label(name: str | None, op_type: str) -> str:
+    """How an error names a node: "node 'conv1' op 'Conv'" (just "op 'Conv'" when unnamed)."""
+    return f"node '{name}' op '{op_type}'" if name else f"op '{op_type}'"
+
+
 def check_value_sizes(graph: onnx.GraphProto, file: str, limit: int) -> None:
-    """Graph inputs, outputs and (inferred) intermediate values must fit under `limit` bytes."""
-    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
-        tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
-        if tt is None or not tt.HasField("shape"):
-            continue
-        dims = [d.dim_value for d in tt.shape.dim if d.HasField("dim_value")]
-        size = _nbytes_at_least_1(tt.elem_type, _numel(dims))
-        if size > limit:
-            raise ModelValidationError(
-                f"{file}: value '{vi.name}' of shape {dims} needs {size:,} bytes, over the limit of {limit:,} (--max-tensor-bytes)")
+    """Graph inputs, outputs and (inferred) intermediate values, also in subgraphs, must have no
+    negative dim and fit under `limit` bytes: a C header with a negative element count, or a
+    buffer of a terabyte, must not be generated."""
+    for g in _graphs(graph):
+        infos = {vi.name: vi for vi in list(g.value_info) + list(g.output) + list(g.input)}
+        order = [(name, None) for name in (vi.name for vi in g.input)]
+        order += [(name, n) for n in g.node for name in n.output]  # earliest bad value first
+        order += [(vi.name, None) for vi in g.output]
+        for name, node in order:
+            vi = infos.get(name)
+            dims = _dims(vi) if vi is not None else None
+            if dims is None:
+                continue
+            where = f" ({node_label(node.name, node.op_type)})" if node is not None else ""
+            if any(d is not None and d < 0 for d in dims):
+                raise ModelValidationError(f"{file}: value '{name}'{where} has a negative dimension "
+                                           f"{['?' if d is None else d for d in dims]}")
+            known = [d for d in dims if d is not None]
+            size = _nbytes_at_least_1(vi.type.tensor_type.elem_type, _numel(known))
+            if size > limit:
+                raise ModelValidationError(
+                    f"{file}: value '{name}'{where} of shape {known} needs {size:,} bytes, "
+                    f"over the limit of {limit:,} (--max-tensor-bytes)")
+
+
+DATA_PROP_MAX_LEN = 1 << 16  # 1-D values longer than this: shape inference without data propagation
+
+
+def infer_shapes_bounded(proto: onnx.ModelProto, file: str, limit: int, **kwargs) -> onnx.ModelProto:
+    """onnx shape inference (keyword arguments as `onnx.shape_inference.infer_shapes`) that cannot
+    exhaust memory, followed by `check_value_sizes`.
+
+    With data propagation, onnx represents the value of a 1-D tensor of static length N as N dims
+    (onnx/shape_inference/implementation.h), so `Add(Range(0, 1e10, 1), x)` allocates hundreds of
+    GB inside the C++ inference. Inference runs first without data propagation and its sizes are
+    checked against `limit`; data is propagated only when no 1-D value is longer than
+    DATA_PROP_MAX_LEN. Raises onnx's InferenceError for the caller to report."""
+    plain = onnx.shape_inference.infer_shapes(proto, data_prop=False, **kwargs)
+    check_value_sizes(plain.graph, file, limit)
+    for g in _graphs(plain.graph):
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            dims = _dims(vi)
+            if dims is not None and len(dims) == 1 and (dims[0] or 0) > DATA_PROP_MAX_LEN:
+                return plain
+    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True, **kwargs)
+    check_value_sizes(inferred.graph, file, limit)
+    return inferred

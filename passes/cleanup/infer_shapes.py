@@ -1,4 +1,6 @@
-"""infer-shapes: run ONNX shape inference (with data propagation) and write shapes/dtypes onto IR values."""
+"""infer-shapes: run ONNX shape inference (with data propagation) and write shapes/dtypes onto IR values.
+
+Every inferred size is checked against --max-tensor-bytes (`edgec.ir.safety.infer_shapes_bounded`)."""
 
 from __future__ import annotations
 
@@ -6,8 +8,9 @@ import onnx
 import onnx_ir as ir
 from onnx_ir.passes.common import _c_api_utils
 
-from edgec.errors import ModelValidationError
+from edgec.errors import EdgecError, ModelValidationError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.safety import infer_shapes_bounded
 from edgec.passes.cleanup._common import all_graphs
 
 
@@ -47,13 +50,17 @@ class InferShapes(Pass):
     options = {"strict": False}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
+        file = model.meta.get("edgec.source") or model.graph.name or "model"
+
         def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
-            return onnx.shape_inference.infer_shapes(
-                proto, check_type=False, strict_mode=bool(self.opts["strict"]), data_prop=True
-            )
+            # bounded: a size bomb revealed here is a one-line error, not an exhausted memory
+            return infer_shapes_bounded(proto, file, ctx.max_tensor_bytes,
+                                        check_type=False, strict_mode=bool(self.opts["strict"]))
 
         try:
             inferred_proto = _c_api_utils.call_onnx_api(infer, model)
+        except EdgecError:
+            raise
         except Exception as e:
             msg = " ".join(str(e).split())[:300]
             raise ModelValidationError(f"{model.graph.name or 'model'}: shape inference failed: {msg}") from None
