@@ -1,4 +1,8 @@
-"""PassManager: runs a pipeline to a fixpoint, honouring the context and calling instruments."""
+"""PassManager: runs a pipeline to a fixpoint, honouring the context and calling instruments.
+
+After every pass, every value with a static shape must fit under --max-tensor-bytes
+(`PassContext.max_tensor_bytes`): sizes that folding, unrolling or fixed input shapes reveal meet
+the same limit as the model's declared ones, before a later pass or the backend allocates them."""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import time
 
 import onnx_ir as ir
 
-from edgec.errors import EdgecError, InternalError
+from edgec.errors import EdgecError, InternalError, ModelValidationError
 from edgec.infra.context import PassContext
 from edgec.infra.pass_base import Pass, PassResult
 from edgec.infra.pipeline import Pipeline
+from edgec.ir.safety import limit_nbytes, node_label
 
 
 class PassManager:
@@ -40,8 +45,29 @@ class PassManager:
                 for inst in ctx.instruments:
                     inst.after_pass(p, model, ctx, result, dt)
                 model = result.model
+                if result.modified:
+                    check_static_sizes(model, ctx.max_tensor_bytes, p.name)
                 changed |= result.modified
             any_modified |= changed
             if not (self.fixpoint and changed):
                 break
         return PassResult(model, any_modified)
+
+
+def check_static_sizes(model: ir.Model, limit: int, pass_name: str) -> None:
+    """A one-line ModelValidationError for the first value (graph input or node output, also in
+    subgraphs) whose static shape needs more than `limit` bytes, naming the value, the node and
+    op producing it and the pass after which it appeared."""
+    file = model.meta.get("edgec.source") or model.graph.name or "model"
+    values = [(v, None) for v in model.graph.inputs]
+    values += [(o, n) for n in ir.traversal.RecursiveGraphIterator(model.graph) for o in n.outputs]
+    for v, node in values:
+        if v.shape is None or v.dtype is None or not v.shape.is_static():
+            continue
+        dims = [int(d) for d in v.shape]
+        nbytes = limit_nbytes(int(v.dtype), dims)
+        if nbytes > limit:
+            where = f" ({node_label(node.name, node.op_type)})" if node is not None else ""
+            raise ModelValidationError(
+                f"{file}: value '{v.name}'{where} of shape {dims} needs {nbytes:,} bytes after pass '{pass_name}', "
+                f"over the limit of {limit:,} (--max-tensor-bytes)")

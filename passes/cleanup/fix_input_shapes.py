@@ -8,6 +8,7 @@ import onnx_ir as ir
 
 from edgec.errors import ModelValidationError, PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.safety import limit_nbytes
 from edgec.passes.cleanup._common import all_graphs, effective_options
 
 _DIMS = re.compile(r"^\s*\d+\s*([x,]\s*\d+\s*)*$")
@@ -16,7 +17,8 @@ _DIMS = re.compile(r"^\s*\d+\s*([x,]\s*\d+\s*)*$")
 def _parse_dims(name: str, text) -> list[int]:
     if isinstance(text, (list, tuple)):
         if not all(isinstance(d, int) and d >= 0 for d in text):
-            raise PipelineError(f"fix-input-shapes: shape of '{name}' must be non-negative ints, got {list(text)}")
+            raise PipelineError(f"fix-input-shapes: shape of '{name}' must be non-negative ints "
+                                f"(no negative or unknown dim), got {list(text)}")
         return list(text)
     text = str(text).strip()
     if text == "":
@@ -70,12 +72,22 @@ class FixInputShapes(Pass):
                 if isinstance(o, int) and o != d:
                     raise ModelValidationError(
                         f"{file}: fix-input-shapes: input '{name}' dim {i} is {o}, given {d}")
+            _check_size(file, name, v, dims, ctx.max_tensor_bytes)
             if old is None or any(not isinstance(o, int) for o in old):
                 v.shape = ir.Shape(dims)
                 changed = True
         if changed:
             _clear_intermediate_shapes(model)
         return PassResult(model, changed)
+
+
+def _check_size(file: str, name: str, v: ir.Value, dims: list[int], limit: int) -> None:
+    """The user's shape meets --max-tensor-bytes like a declared one: a 1.6 TB input must not
+    compile into an artifact whose `run` then cannot allocate it."""
+    nbytes = limit_nbytes(int(v.dtype) if v.dtype is not None else 0, dims)
+    if nbytes > limit:
+        raise ModelValidationError(f"{file}: fix-input-shapes: input '{name}' of shape {dims} needs {nbytes:,} bytes, "
+                                   f"over the limit of {limit:,} (--max-tensor-bytes)")
 
 
 def _clear_intermediate_shapes(model: ir.Model) -> None:

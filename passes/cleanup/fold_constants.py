@@ -11,20 +11,24 @@ nodes producing If-branch outputs of subgraphs; non-tensor results. Size: the ou
 known *before* evaluating -- from the declared shapes, else from onnx shape inference run on the
 node with the constant inputs' values (ConstantOfShape, Expand, Tile, Range, broadcasting ...);
 over `max_bytes`, or unknown, the node is not evaluated (a 40 GB ConstantOfShape must not be
-allocated only to be discarded).
+allocated only to be discarded); over --max-tensor-bytes (`PassContext.max_tensor_bytes`) a used
+node is a ModelValidationError naming node and op, as the model would compute it at run time.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import onnx
 import onnx_ir as ir
 
+from edgec.errors import ModelValidationError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.ir.domains import onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node, positional_node_proto
+from edgec.ir.safety import node_label
 from edgec.passes.cleanup._common import (
     all_graphs,
     constant_array,
@@ -99,9 +103,9 @@ def _foldable(node: ir.Node) -> bool:
 _DATA_LIMIT = 4096  # elements: inputs passed to shape inference as data (shapes, repeats, scalars)
 
 
-def _inferred_bytes(node: ir.Node, arrays: list[np.ndarray | None], opset: int) -> int | None:
-    """Total output bytes by onnx shape inference on `node` with the constant inputs' values, or
-    None when inference does not give every output a static shape."""
+def _inferred_shapes(node: ir.Node, arrays: list[np.ndarray | None], opset: int) -> list[tuple[list[int], int]] | None:
+    """(shape, bytes) of each output by onnx shape inference on `node` with the constant inputs'
+    values, or None when inference does not give every output a static shape."""
     try:
         proto, names = positional_node_proto(node, arrays)
         types, data = {}, {}
@@ -115,7 +119,7 @@ def _inferred_bytes(node: ir.Node, arrays: list[np.ndarray | None], opset: int) 
         out = onnx.shape_inference.infer_node_outputs(schema, proto, types, input_data=data)
     except Exception:
         return None
-    total = 0
+    shapes = []
     for i in range(len(node.outputs)):
         t = out.get(f"out{i}")
         if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
@@ -123,9 +127,24 @@ def _inferred_bytes(node: ir.Node, arrays: list[np.ndarray | None], opset: int) 
         dims = t.tensor_type.shape.dim
         if not all(d.HasField("dim_value") for d in dims):
             return None
-        size = int(np.prod([d.dim_value for d in dims], dtype=np.int64))
-        total += size * onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).itemsize
-    return total
+        shape = [d.dim_value for d in dims]
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(t.tensor_type.elem_type).itemsize
+        shapes.append((shape, math.prod(shape) * itemsize))  # Python ints: no int64 overflow
+    return shapes
+
+
+def _check_limit(node: ir.Node, shapes: list[tuple[list[int], int]], limit: int, file: str) -> None:
+    """A deterministic node of constant inputs computes exactly this value at run time: one over
+    --max-tensor-bytes (an Expand/Tile/ConstantOfShape/Range bomb whose size only constant
+    arithmetic reveals) makes the model unrunnable, a bad model rather than a value not to fold.
+    Unused outputs are left to eliminate-dead-code."""
+    if not any(o.uses() or o.is_graph_output() for o in node.outputs):
+        return
+    for shape, nbytes in shapes:
+        if nbytes > limit:
+            raise ModelValidationError(
+                f"{file}: {node_label(node.name, node.op_type)} would produce shape {shape} = {nbytes:,} bytes, "
+                f"over the limit of {limit:,} (--max-tensor-bytes)")
 
 
 def _too_big(node: ir.Node, max_bytes: int) -> bool:
@@ -147,13 +166,16 @@ class FoldConstants(Pass):
     def run(self, model: ir.Model, ctx) -> PassResult:
         max_bytes = int(effective_options(self, ctx)["max_bytes"])
         opset = onnx_opset(model.opset_imports, 1)
+        limit = (ctx.max_tensor_bytes, model.meta.get("edgec.source") or model.graph.name or "model")
         modified = False
         for graph in all_graphs(model.graph):
             for node in list(graph):
-                modified |= self._fold_node(graph, node, max_bytes, opset, graph is not model.graph)
+                modified |= self._fold_node(graph, node, max_bytes, opset, graph is not model.graph, limit)
         return PassResult(model, modified)
 
-    def _fold_node(self, graph: ir.Graph, node: ir.Node, max_bytes: int, opset: int, subgraph: bool) -> bool:
+    def _fold_node(self, graph: ir.Graph, node: ir.Node, max_bytes: int, opset: int, subgraph: bool,
+                   limit: tuple[int, str]) -> bool:
+        """`limit`: --max-tensor-bytes and the model's file name, for `_check_limit`."""
         if not _foldable(node) or not node.outputs:
             return False
         if subgraph and any(o.is_graph_output() for o in node.outputs):
@@ -175,7 +197,10 @@ class FoldConstants(Pass):
                 return False
             if _too_big(node, max_bytes):
                 return False
-            size = _inferred_bytes(node, arrays, opset)
+            shapes = _inferred_shapes(node, arrays, opset)
+            if shapes is not None:
+                _check_limit(node, shapes, *limit)
+            size = None if shapes is None else sum(nbytes for _, nbytes in shapes)
             if size is None or size > max_bytes:
                 logger.info("not folding %s (%s): output size %s", node.name, node.op_type,
                             "unknown before evaluation" if size is None else f"{size} bytes > {max_bytes}")

@@ -168,15 +168,34 @@ def unroll_scan(graph: ir.Graph, node: ir.Node, plan: tuple, namer: Namer, opset
     _finish(graph, node, e, namer, state + stacked)
 
 
+_BUDGET_KEY = "edgec.unroll_loop.nodes"  # model.meta: body nodes copied so far in this compile
+
+
+def _charge_budget(model: ir.Model, node: ir.Node, plan: int | tuple, max_nodes: int) -> int | tuple | str:
+    """Unroll bombs: each loop's trip count is bounded, but a nest multiplies out (three nested
+    64-trip loops are 262,144 body copies, over the fixpoint iterations). The body copies made over
+    the whole compile (`model.meta`, nested bodies counted in full) stay within `max_nodes`; a loop
+    over the budget is left alone (the backend then reports it as unsupported)."""
+    trips = plan if isinstance(plan, int) else plan[0]
+    body = node.attributes["body"].as_graph()
+    cost = trips * sum(1 for _ in ir.traversal.RecursiveGraphIterator(body))
+    spent = int(model.meta.get(_BUDGET_KEY, 0))
+    if spent + cost > max_nodes:
+        return f"unrolling would copy {cost:,} nodes, {spent:,} copied already (max_unrolled_nodes {max_nodes:,})"
+    model.meta[_BUDGET_KEY] = spent + cost
+    return plan
+
+
 @register_pass
 class UnrollLoop(Pass):
-    """Unroll Loop (trip count known at compile time, also through a simulated condition) and Scan nodes of at most max_trip_count steps."""
+    """Unroll Loop (trip count known at compile time, also through a simulated condition) and Scan nodes of at most max_trip_count steps, copying at most max_unrolled_nodes body nodes in all."""
 
     name = "unroll-loop"
-    options = {"max_trip_count": 64}
+    options = {"max_trip_count": 64, "max_unrolled_nodes": 10000}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        max_trips = int(effective_options(self, ctx)["max_trip_count"])
+        opts = effective_options(self, ctx)
+        max_trips, max_nodes = int(opts["max_trip_count"]), int(opts["max_unrolled_nodes"])
         namer: Namer | None = None
         modified = False
         opset = opset_version(model)
@@ -188,6 +207,8 @@ class UnrollLoop(Pass):
                     plan = loop_trip_count(node, max_trips, opset)
                 else:
                     plan = _scan_plan(node, max_trips) if opset >= 9 else "Scan before opset 9"
+                if not isinstance(plan, str):
+                    plan = _charge_budget(model, node, plan, max_nodes)
                 if isinstance(plan, str):
                     logger.info("unroll-loop: leaving %s (%s): %s", node.name, node.op_type, plan)
                     continue
