@@ -16,6 +16,7 @@ from types import ModuleType
 
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, is_registered_pass
+from edgec.safe_read import check_regular_file
 
 ENTRY_POINT_GROUP = "edgec.passes"
 
@@ -91,16 +92,16 @@ def load_plugin_file(path: str | Path, registry: PassRegistry | None = None) -> 
     (default: `default_registry()`, the one pipelines are parsed with). Loading the same file into
     the same registry again is a no-op. Returns the pass names the file defines.
 
-    A missing file, a file that fails to import, one without passes, or a pass name that is
-    already taken is a PipelineError (exit 2) naming the file. Exceptions raised later inside a
+    A missing file, one that is not a regular file (a FIFO, a device), a file that fails to
+    import, one without passes, or a pass name that is already taken is a PipelineError (exit 2)
+    naming the file. Exceptions raised later inside a
     plugin pass's `run` are reported like any pass crash (exit 1)."""
     registry = registry if registry is not None else default_registry()
     resolved = Path(path).expanduser().resolve()
     key = str(resolved)
     if key in registry._plugin_files:
         return list(registry._plugin_files[key])
-    if not resolved.is_file():
-        raise PipelineError(f"plugin '{path}': no such file")
+    check_regular_file(resolved, f"plugin '{path}'", PipelineError)  # not a FIFO importlib would block on
     name = f"edgec_plugin_{resolved.stem}_{hashlib.sha1(key.encode()).hexdigest()[:10]}"
     try:
         spec = importlib.util.spec_from_file_location(name, resolved)

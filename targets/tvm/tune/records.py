@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgec.errors import EdgecError
+from edgec.safe_read import read_regular_file
 
 FORMAT, VERSION = "edgec-tuning-records", 1
 TOP_K = 8  # tuned traces kept per task (the best is applied; the rest seed a resumed search)
+MAX_RECORDS_BYTES = 256 << 20  # a records file holds a few traces per kernel: megabytes, not gigabytes
 
 
 class RecordsError(EdgecError):
@@ -57,9 +59,10 @@ class Records:
             if missing_ok:
                 return cls(p)
             raise RecordsError(f"records file {p} not found")
+        data = read_regular_file(p, f"records file {p}", RecordsError, MAX_RECORDS_BYTES)  # no FIFO, no /dev/zero
         try:
-            doc = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            doc = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise RecordsError(f"{p}: not a valid records file ({type(e).__name__}: {' '.join(str(e).split())[:100]})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise RecordsError(f"{p}: not an edgec tuning-records file (no \"format\": \"{FORMAT}\")")
