@@ -7,23 +7,28 @@ from pathlib import Path
 import numpy as np
 
 from edgec.errors import ArtifactError
+from edgec.safe_read import check_regular_file, read_regular_file
 
 
 def load_tensor_arg(spec: str) -> tuple[str, np.ndarray]:
-    """Parse a `name=file` argument; the file is .npy or an ONNX TensorProto .pb."""
+    """Parse a `name=file` argument; the file is .npy or an ONNX TensorProto .pb, and a regular
+    file (a FIFO or /dev/zero would block or never end)."""
     if "=" not in spec:
         raise ArtifactError(f"--input '{spec}' must look like name=file.npy")
     name, file = spec.split("=", 1)
     p = Path(file)
-    if not p.is_file():
-        raise ArtifactError(f"input file {p} not found")
+    what = f"input file {p}"
+    if p.suffix == ".pb":
+        data = read_regular_file(p, what, ArtifactError)  # at most the protobuf limit, 2 GiB
+    else:
+        check_regular_file(p, what, ArtifactError)  # np.load reads a regular file's declared size
     try:
         if p.suffix == ".pb":
             import onnx
             from onnx import numpy_helper
 
             t = onnx.TensorProto()
-            t.ParseFromString(p.read_bytes())
+            t.ParseFromString(data)
             return name, numpy_helper.to_array(t)
         return name, np.load(p, allow_pickle=False)
     except Exception as e:
