@@ -215,7 +215,7 @@ def weights_file_escapes(d: CaseDir) -> Spec:
     meta = _meta(d)
     meta["weights"] = {"file": "../w.bin", "tensors": {}}
     _set_meta(d, meta)
-    return _run(words=("w.bin",))
+    return _run()
 
 
 @artifacts
@@ -226,7 +226,7 @@ def runtime_file_escapes(d: CaseDir) -> Spec:
     meta = _meta(d)
     meta["runtime_files"] = ["../evil.so"]
     _set_meta(d, meta)
-    return _run(words=("evil.so",), never=(marker,))
+    return _run(never=(marker,))
 
 
 @artifacts

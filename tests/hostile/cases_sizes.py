@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import onnx
 from onnx import helper, numpy_helper
 
 from tests.hostile import models as M
@@ -195,7 +196,7 @@ def initializer_dims_disagree(d: CaseDir) -> Spec:
 
 @sizes
 def initializer_huge_dims_no_data(d: CaseDir) -> Spec:
-    w = helper.make_tensor("w", M.FLOAT, [1 << 20, 1 << 20], [])
+    w = onnx.TensorProto(name="w", data_type=M.FLOAT, dims=[1 << 20, 1 << 20])  # 4 TiB declared, no data
     m = M.model([helper.make_node("Add", ["x", "w"], ["y"], name="add")], [M.vi("x", [1])], [M.vi("y", None)], [w])
     return _refused(d.save("nodata.onnx", m))
 
@@ -210,9 +211,10 @@ def input_shape_bypasses_limit(d: CaseDir) -> Spec:
 
 @sizes
 def input_shape_over_small_limit(d: CaseDir) -> Spec:
-    model = d.small_cnn()
-    return _refused(model, "--input-shape", "input=64,3,32,32", "--max-tensor-bytes", "100000",
-                    words=("max-tensor-bytes",))
+    """--input-shape makes a 1 MiB input; --max-tensor-bytes allows 100 kB."""
+    m = M.model([helper.make_node("Relu", ["x"], ["y"], name="r")], [M.vi("x", ["a", "b", "c"])], [M.vi("y", ["a", "b", "c"])])
+    model = d.save("dyn.onnx", m)
+    return _refused(model, "--input-shape", "x=64,64,64", "--max-tensor-bytes", "100000", words=("max-tensor-bytes",))
 
 
 @sizes

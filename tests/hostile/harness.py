@@ -10,7 +10,7 @@ optionally a signal to send mid-compile. `run_case` then checks, whatever the ca
   `edgec: interrupted ...`;
 - the process finished within the case's limit (a hang is killed with its whole process group);
 - neither the process nor any descendant it waited for peaked above 2 GiB resident
-  (`os.wait4` ru_maxrss, plus the RUSAGE_CHILDREN high-water mark); an address-space limit
+  (ru_maxrss of edgec and RUSAGE_CHILDREN of it, taken by a small launcher); an address-space limit
   (RLIMIT_AS 4 GiB, see `address_space_limit`) keeps a memory bomb from taking the machine down;
 - no file, directory or link of the case directory outside the paths the command was asked to
   write (`-o`, `--report`, `--dump-ir`, `run --output`) was created, changed or deleted
@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import stat
@@ -49,17 +48,35 @@ MEMORY_LIMIT = 2 * GIB  # bytes of resident memory any process of a case may pea
 DEFAULT_TIMEOUT = 60.0
 TARGET = "x86-64"  # deterministic (host would read /proc/cpuinfo)
 
-# A tiny launcher: limits the address space, restores the default disposition of the termination
-# signals (pytest or TVM pools may have left SIGINT ignored, and an ignored signal stays ignored
-# across exec), then becomes `python -m edgec.cli ARGV` in the same process (wait4 measures it).
+# A small launcher between the harness and edgec. It limits the address space, restores the
+# default disposition of the termination signals (pytest or TVM pools may have left SIGINT ignored,
+# and an ignored signal stays ignored across exec), forks `python -m edgec.cli ARGV`, forwards
+# SIGINT/SIGTERM/SIGHUP to it, and when it ends writes its peak RSS (and that of everything it
+# waited for) to REPORT and exits the same way. Why not measure the harness's own child: Linux
+# carries the parent's resident high-water mark into a child across fork/vfork and exec, so
+# wait4() on a child of pytest reports at least pytest's size; a child of this launcher starts
+# from the launcher's few MiB.
 _LAUNCHER = textwrap.dedent("""
     import os, resource, signal, sys
-    limit = int(sys.argv[1])
+    limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
-    os.execv(sys.executable, [sys.executable, "-m", "edgec.cli", *sys.argv[2:]])
+    pid = os.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "edgec.cli", *argv])
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, lambda signum, frame: os.kill(pid, signum))
+    _, status, ru = os.wait4(pid, 0)
+    if report != "-":
+        with open(report, "w") as f:
+            f.write(f"{ru.ru_maxrss} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}")
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    sys.exit(code)
 """)
 
 
@@ -90,8 +107,8 @@ class Outcome:
     stdout: str = ""
     stderr: str = ""
     seconds: float = 0.0
-    maxrss_kib: int = 0            # the edgec process itself
-    descendants_maxrss_kib: int = 0  # RUSAGE_CHILDREN high-water mark when it rose during the case
+    maxrss_kib: int = 0  # the edgec process itself
+    descendants_maxrss_kib: int = 0  # the largest process edgec started and waited for
     timed_out: bool = False
     pid: int = 0  # also the process group of the case
     signal_sent: int | None = None
@@ -144,7 +161,6 @@ class Session:
         self.as_limit = address_space_limit()
         self._lock = threading.Lock()
         self._artifact: Path | None = None
-        self._rusage_lock = threading.Lock()
 
     def env(self, tmpdir: Path) -> dict[str, str]:
         env = dict(os.environ)  # HOME unchanged
@@ -153,8 +169,8 @@ class Session:
         env.pop("PYTHONSTARTUP", None)
         return env
 
-    def command(self, argv: list[str]) -> list[str]:
-        return [sys.executable, "-c", _LAUNCHER, str(self.as_limit), *map(str, argv)]
+    def command(self, argv: list[str], report: Path | None = None) -> list[str]:
+        return [sys.executable, "-c", _LAUNCHER, str(self.as_limit), str(report or "-"), *map(str, argv)]
 
     def edgec(self, argv: list[str], cwd: Path, tmpdir: Path, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run edgec to completion (for session set-up and result checks)."""
@@ -437,10 +453,9 @@ def _launch_and_wait(session: Session, cd: CaseDir, spec: Spec, out: Outcome) ->
             target = (cd.work / o)
             watch = (target.parent, f".{target.name}.tmp-*")
     with open(log_out, "wb") as fo, open(log_err, "wb") as fe:
-        with session._rusage_lock:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        report = cd.scratch / "rusage"
         t0 = time.monotonic()
-        proc = subprocess.Popen(session.command(spec.argv), cwd=cd.work, env=session.env(cd.tmp),
+        proc = subprocess.Popen(session.command(spec.argv, report), cwd=cd.work, env=session.env(cd.tmp),
                                 stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, start_new_session=True)
         out.pid = proc.pid
         deadline = t0 + spec.timeout
@@ -466,10 +481,11 @@ def _launch_and_wait(session: Session, cd: CaseDir, spec: Spec, out: Outcome) ->
         out.seconds = time.monotonic() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.returncode = proc.returncode
-        out.maxrss_kib = ru.ru_maxrss
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        if after > before:
-            out.descendants_maxrss_kib = after
+        if report.is_file():  # absent when the launcher itself was killed (a hang)
+            own, everything = map(int, report.read_text().split())
+            out.maxrss_kib, out.descendants_maxrss_kib = own, everything
+        else:
+            out.maxrss_kib = ru.ru_maxrss  # an upper bound (includes the harness's size)
     out.stdout = log_out.read_text(errors="replace")
     out.stderr = log_err.read_text(errors="replace")
 
@@ -536,7 +552,8 @@ def run_case(case: Case, session: Session, base: Path) -> tuple[list[str], Outco
     leftover = _leftover_processes(out.pid)
     if leftover:
         fails.append(f"processes still running after edgec exited: {leftover}")
-    for kib, who in ((out.maxrss_kib, "edgec"), (out.descendants_maxrss_kib, "a process edgec started")):
+    started = out.descendants_maxrss_kib if out.descendants_maxrss_kib > out.maxrss_kib else 0
+    for kib, who in ((out.maxrss_kib, "edgec"), (started, "a process edgec started")):
         if kib * 1024 > MEMORY_LIMIT:
             fails.append(f"{who} peaked at {kib / (1 << 20):.2f} GiB resident, over 2 GiB")
     after = snapshot(work, exclude)
@@ -560,5 +577,6 @@ def run_case(case: Case, session: Session, base: Path) -> tuple[list[str], Outco
             fails.append(str(e))
     left = sorted(os.listdir(cd.tmp))
     if left:
-        fails.append(f"left in TMPDIR: {left[:10]}")
+        why = " (.ses: onnxruntime's telemetry session file)" if ".ses" in left else ""
+        fails.append(f"left in TMPDIR: {left[:10]}{why}")
     return fails, out

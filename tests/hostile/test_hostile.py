@@ -5,6 +5,7 @@ rules and the case list."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,13 @@ def hostile_results(request, tmp_path_factory):
             return case.name, ([f"harness error: {type(e).__name__}: {e}"], None)
 
     with ThreadPoolExecutor(_jobs()) as pool:
-        return dict(pool.map(one, todo))
+        results = dict(pool.map(one, todo))
+    summary = {name: {"exit": out.returncode if out else None, "seconds": round(out.seconds, 2) if out else None,
+                      "maxrss_mib": round(out.maxrss_kib / 1024) if out else None,
+                      "descendants_maxrss_mib": round(out.descendants_maxrss_kib / 1024) if out else None,
+                      "failures": fails} for name, (fails, out) in results.items()}
+    (root / "results.json").write_text(json.dumps(summary, indent=1))  # for CI logs; pytest prints nothing
+    return results
 
 
 @pytest.mark.parametrize("case", ALL, ids=[c.name for c in ALL])
