@@ -58,14 +58,14 @@ TARGET = "x86-64"  # deterministic (host would read /proc/cpuinfo)
 # from the launcher's few MiB.
 _LAUNCHER = textwrap.dedent("""
     import os, resource, signal, sys
-    limit, report, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    limit, report, module, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_DFL)
     pid = os.fork()
     if pid == 0:
-        os.execv(sys.executable, [sys.executable, "-m", "edgec.cli", *argv])
+        os.execv(sys.executable, [sys.executable, "-m", module, *argv])
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, lambda signum, frame: os.kill(pid, signum))
     _, status, ru = os.wait4(pid, 0)
@@ -154,6 +154,8 @@ class Group:
 class Session:
     """What all cases share: a root directory, the bundle-runner cache, the previous artifact."""
 
+    module = "edgec.cli"  # what the launcher runs (the harness's own tests swap in a fake)
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.cache = self.root / "edgec-cache"  # EDGEC_CACHE: edgec-owned, outside every case dir
@@ -170,7 +172,7 @@ class Session:
         return env
 
     def command(self, argv: list[str], report: Path | None = None) -> list[str]:
-        return [sys.executable, "-c", _LAUNCHER, str(self.as_limit), str(report or "-"), *map(str, argv)]
+        return [sys.executable, "-c", _LAUNCHER, str(self.as_limit), str(report or "-"), self.module, *map(str, argv)]
 
     def edgec(self, argv: list[str], cwd: Path, tmpdir: Path, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run edgec to completion (for session set-up and result checks)."""
