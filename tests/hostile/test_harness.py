@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.harness import ROOT, Case, CaseDir, Session, Spec, run_case
+from tests.hostile.harness import ROOT, Case, CaseDir, CaseFailure, Session, Spec, run_case
 
 
 class FakeSession(Session):
@@ -96,3 +96,28 @@ def test_unhandled_signal_is_reported(judge):
     fails, out = judge(lambda d: Spec(["compile", "compile-slowly", "-o", "out"], signal=signal.SIGTERM, timeout=20))
     assert out.signal_sent == signal.SIGTERM and out.returncode == -signal.SIGTERM
     assert "expected 143" in fails and "created: '.out.tmp-" in fails
+
+
+@pytest.mark.parametrize("header, caught", [
+    ('#define EDGEC_MODEL_NUM_INPUTS 1\n#define X "a"\n', None),
+    ('#define EDGEC_MODEL_NUM_INPUTS 1\n/* x */ int edgec_pwned; /* */\n', "does not compile"),
+    ('#define EDGEC_MODEL_NUM_INPUTS 1\n#define EDGEC_PWNED 1\n', "does not compile"),
+    ('#define EDGEC_MODEL_NUM_INPUTS 1\n#define X "x??/"\n', "does not compile"),
+    ('#define EDGEC_MODEL_NUM_INPUTS 1\n#define X "x\n', "does not compile"),
+])
+def test_check_header_catches_injection(tmp_path, header, caught):
+    cd = CaseDir(FakeSession(tmp_path / "s"), tmp_path / "c")
+    (cd.work / "out").mkdir()
+    (cd.work / "out" / "model.h").write_text(header)
+    if caught is None:
+        cd.check_header("out")
+    else:
+        with pytest.raises(CaseFailure, match=caught):
+            cd.check_header("out")
+
+
+def test_check_report_catches_script(tmp_path):
+    cd = CaseDir(FakeSession(tmp_path / "s"), tmp_path / "c")
+    (cd.work / "r.html").write_text("<html><td>&lt;/script&gt;</td><td></ScRiPt ><SCRIPT>x</td></html>")
+    with pytest.raises(CaseFailure, match="unescaped <script"):
+        cd.check_report("r.html")
