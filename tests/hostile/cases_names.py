@@ -49,7 +49,7 @@ def quote_and_newline(d: CaseDir) -> Spec:
 @names
 def backslash_continuation(d: CaseDir) -> Spec:
     """A trailing backslash would splice the next header line into a string or a // comment."""
-    return _compiled(d, _named("x\\", "y\\\nint edgec_pwned;\n// \\"), run=True)
+    return _compiled(d, _named("x\\", "y\\\nint edgec_pwned;\n// \\"))
 
 
 @names
@@ -111,5 +111,4 @@ def unicode_and_format_strings(d: CaseDir) -> Spec:
 
 @names
 def c_keywords_and_macros(d: CaseDir) -> Spec:
-    return _compiled(d, _named("EDGEC_MODEL_NUM_INPUTS", "__LINE__", node="int", graph="EDGEC_MODEL_EDGEC_MODEL_H"),
-                     run=True)
+    return _compiled(d, _named("EDGEC_MODEL_NUM_INPUTS", "__LINE__", node="int", graph="EDGEC_MODEL_EDGEC_MODEL_H"))
