@@ -32,6 +32,8 @@ def _open_regular(path: str | os.PathLike, what: str, error: type[EdgecError]) -
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise error(f"{what}: file not found") from None
+    except ValueError:  # a NUL byte in the path
+        raise error(f"{what}: not a valid path") from None
     except OSError as e:
         raise error(f"{what}: cannot open: {e.strerror}") from None
     st = os.fstat(fd)

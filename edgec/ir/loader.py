@@ -51,6 +51,8 @@ def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, file: str
         loc = info.get("location", "")
         if root is None:
             raise ModelLoadError(f"{file}: tensor '{t.name}' uses external data but the model has no directory")
+        if "\0" in loc:
+            raise ModelLoadError(f"{file}: tensor '{t.name}' external data location {loc!r} contains a NUL byte")
         if not loc or os.path.isabs(loc):
             raise ModelLoadError(f"{file}: tensor '{t.name}' external data location '{loc}' must be a relative path")
         target = (root / loc).resolve()

@@ -133,22 +133,30 @@ def check_value_sizes(graph: onnx.GraphProto, file: str, limit: int) -> None:
 DATA_PROP_MAX_LEN = 1 << 16  # 1-D values longer than this: shape inference without data propagation
 
 
-def infer_shapes_bounded(proto: onnx.ModelProto, file: str, limit: int, **kwargs) -> onnx.ModelProto:
+def infer_shapes_bounded(proto: onnx.ModelProto, file: str, limit: int | None, **kwargs) -> onnx.ModelProto:
     """onnx shape inference (keyword arguments as `onnx.shape_inference.infer_shapes`) that cannot
-    exhaust memory, followed by `check_value_sizes`.
+    exhaust memory, followed by `check_value_sizes` unless `limit` is None (the PassManager
+    checks the sizes a pass reveals on the IR, faster).
 
     With data propagation, onnx represents the value of a 1-D tensor of static length N as N dims
     (onnx/shape_inference/implementation.h), so `Add(Range(0, 1e10, 1), x)` allocates hundreds of
-    GB inside the C++ inference. Inference runs first without data propagation and its sizes are
-    checked against `limit`; data is propagated only when no 1-D value is longer than
-    DATA_PROP_MAX_LEN. Raises onnx's InferenceError for the caller to report."""
+    GB inside the C++ inference. Inference runs first without data propagation; data is
+    propagated only when no 1-D value is longer than DATA_PROP_MAX_LEN. (A 1-D length that only
+    data propagation reveals can still reach a data propagator in the same run.) Raises onnx's
+    InferenceError for the caller to report."""
     plain = onnx.shape_inference.infer_shapes(proto, data_prop=False, **kwargs)
-    check_value_sizes(plain.graph, file, limit)
-    for g in _graphs(plain.graph):
-        for vi in list(g.input) + list(g.output) + list(g.value_info):
-            dims = _dims(vi)
-            if dims is not None and len(dims) == 1 and (dims[0] or 0) > DATA_PROP_MAX_LEN:
-                return plain
-    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True, **kwargs)
-    check_value_sizes(inferred.graph, file, limit)
+    safe = not _long_1d(plain.graph)
+    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True, **kwargs) if safe else plain
+    if limit is not None:
+        check_value_sizes(inferred.graph, file, limit)
     return inferred
+
+
+def _long_1d(graph: onnx.GraphProto) -> bool:
+    """Some 1-D value is longer than DATA_PROP_MAX_LEN."""
+    for g in _graphs(graph):
+        for vi in (*g.input, *g.output, *g.value_info):
+            dims = vi.type.tensor_type.shape.dim
+            if len(dims) == 1 and dims[0].dim_value > DATA_PROP_MAX_LEN:
+                return True
+    return False
