@@ -56,9 +56,9 @@ def check_destination(dest: str | os.PathLike, inputs: Iterable[str | os.PathLik
         raise ArtifactError(f"{d}: is a symbolic link; give the artifact directory itself")
     if d.exists() and not d.is_dir():
         raise ArtifactError(f"{d}: exists and is not a directory; edgec writes an artifact directory there")
-    real = d.resolve()
+    real = _resolve(d)
     for f in inputs:
-        src = Path(f).absolute().resolve()
+        src = _resolve(Path(f).absolute())
         if src == real or real in src.parents:
             raise ArtifactError(f"{d}: holds the input {f}; choose another artifact directory")
     if d.is_dir():
@@ -77,6 +77,13 @@ def check_destination(dest: str | os.PathLike, inputs: Iterable[str | os.PathLik
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ArtifactError(f"{d}: cannot write in {parent}: permission denied")
     return d
+
+
+def _resolve(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError) as e:  # a symbolic-link loop
+        raise ArtifactError(f"{p}: cannot resolve the path: {' '.join(str(e).split())}") from None
 
 
 @contextlib.contextmanager

@@ -103,6 +103,24 @@ def parse_model_bytes(data: bytes, file: str) -> onnx.ModelProto:
     return proto
 
 
+def _newest_opsets() -> dict[str, int]:
+    """The newest opset of each standard domain the installed onnx defines."""
+    table = onnx.helper.VERSION_TABLE  # (release, ir_version, ai.onnx, ai.onnx.ml, ai.onnx.training)
+    return {"": max(r[2] for r in table), "ai.onnx": max(r[2] for r in table),
+            "ai.onnx.ml": max(r[3] for r in table)}
+
+
+def check_opset_versions(proto: onnx.ModelProto, file: str) -> None:
+    """A standard domain imported at a version newer than onnx defines (or below 1) has no op
+    semantics edgec could know: the model is from the future or crafted."""
+    newest = _newest_opsets()
+    for o in proto.opset_import:
+        top = newest.get(o.domain)
+        if top is not None and not 1 <= o.version <= top:
+            raise ModelValidationError(f"{file}: imports opset {o.version} of domain '{o.domain or 'ai.onnx'}'; "
+                                       f"edgec knows versions 1 to {top} (onnx {onnx.__version__})")
+
+
 def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
                    max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
     """Declared sizes, onnx.checker, strict shape inference, value sizes (negative dims, memory
@@ -112,6 +130,7 @@ def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
     relative to the current directory.
     """
     check_initializers(proto.graph, file, max_tensor_bytes)
+    check_opset_versions(proto, file)
     try:
         if path is not None:
             onnx.checker.check_model(str(path))
