@@ -486,8 +486,8 @@ def _launch_and_wait(session: Session, cd: CaseDir, spec: Spec, out: Outcome) ->
         if report.is_file():  # absent when the launcher itself was killed (a hang)
             own, everything = map(int, report.read_text().split())
             out.maxrss_kib, out.descendants_maxrss_kib = own, everything
-        else:
-            out.maxrss_kib = ru.ru_maxrss  # an upper bound (includes the harness's size)
+        # else the launcher was killed (a hang): its own ru_maxrss would be the harness's size, not
+        # edgec's, so the peak stays unknown (0); the hang is the failure reported
     out.stdout = log_out.read_text(errors="replace")
     out.stderr = log_err.read_text(errors="replace")
 
