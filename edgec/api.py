@@ -48,6 +48,7 @@ class CompileOptions:
     mcpu: str | None = None
     mattr: str | None = None
     max_tensor_bytes: int = 4 << 30
+    max_nodes: int = 100_000            # graph-bomb guard: nodes in the model, subgraphs included
     bundle: bool | None = None          # None: bundle when the target is not this host's architecture
     io_layout: str = "nchw"             # "nhwc": to-nhwc also makes 4-D graph inputs/outputs NHWC
     records: str | None = None          # tuning-records file from `edgec tune` (applied where keys match)
@@ -127,7 +128,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
 def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opts: CompileOptions) -> Artifact:
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
-    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes)
+    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
     model, pipeline_info = optimize(model, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
     from edgec.targets.tvm.backend import compile_to, make_bundle  # heavy: imports tvm
@@ -200,7 +201,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     """Tune the kernels `compile_model(model_path, ..., opts)` would build; records go to
     `tune.records` (resumed when it exists). Returns a summary dict."""
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
-    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes)
+    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
     model, _ = optimize(model, spec, opts)
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
@@ -214,12 +215,15 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
 
 def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
     spec = get_target(opts.target, opts.mcpu, opts.mattr) if opts.target else None
-    model, info = optimize(load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes), spec, opts)
+    model, info = optimize(load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes), spec, opts)
     save_model(model, out_path)
     return info
 
 
 def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    extra = set(inputs) - {t.name for t in art.inputs}
+    if extra:  # first: a misspelt name would otherwise be reported as the input it was meant to be
+        raise ArtifactError(f"unknown input(s) {sorted(extra)}; the artifact takes {[t.name for t in art.inputs]}")
     out = {}
     for t in art.inputs:
         if t.name not in inputs:
@@ -230,9 +234,6 @@ def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.n
         if str(a.dtype) != t.dtype:
             raise ArtifactError(f"input '{t.name}' has dtype {a.dtype}, the artifact expects {t.dtype}")
         out[t.name] = a
-    extra = set(inputs) - {t.name for t in art.inputs}
-    if extra:
-        raise ArtifactError(f"unknown input(s) {sorted(extra)}; the artifact takes {[t.name for t in art.inputs]}")
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from edgec import __version__
 from edgec.cli_checks import compare_with_onnx, verify_summary
 from edgec.errors import EdgecError
-from edgec.signals import INTERRUPTS, Terminated
+from edgec.signals import INTERRUPTS, Interrupted
 from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
 
 EXIT_USER, EXIT_INTERNAL, EXIT_MISMATCH = 2, 1, 3
@@ -47,7 +47,8 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, ve
                           disabled=tuple(d for item in disable for d in item.split(",") if d), verify=verify,
                           verify_allow_unrunnable=verify_allow_unrunnable,
                           instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes,
-                          io_layout=io_layout, plugins=_plugins())
+                          io_layout=io_layout, plugins=_plugins(),
+                          max_nodes=click.get_current_context().meta.get("edgec.max_nodes", 100_000))
 
 
 def _new_trace(enabled: bool):
@@ -90,7 +91,10 @@ _pipeline_opts = [
     click.option("--dump-ir", type=click.Path(), default=None, metavar="DIR",
                  help="Write the model after each pass into DIR as NNN-pass.txt. DIR must be new, empty or an "
                       "earlier dump (its NNN-*.txt files are replaced); any other directory is refused."),
-    click.option("--max-tensor-bytes", type=int, default=4 << 30, show_default=True,
+    click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True, expose_value=False,
+                 callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.max_nodes", value),
+                 help="Reject models with more nodes than this, subgraphs included (graph-bomb guard)."),
+    click.option("--max-tensor-bytes", type=click.IntRange(1), default=4 << 30, show_default=True,
                  help="Reject models declaring any tensor larger than this (memory-bomb guard)."),
     click.option("--io-layout", type=click.Choice(["nchw", "nhwc"]), default="nchw", show_default=True,
                  help="nhwc: to-nhwc also makes the graph's 4-D inputs/outputs NHWC (recorded in metadata)."),
@@ -254,7 +258,7 @@ def optimize(model, out, target, passes, opt_level, input_shape, disable, verify
 @click.option("--rtol", type=float, default=0.0, show_default=True,
               help="Plus this times max|reference| per output.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs when none are given.")
-@click.option("--threads", type=int, default=None, help="Runtime threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads (default: all cores).")
 def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
     """Run a compiled ARTIFACT on inputs (seeded random ones when none are given)."""
     from edgec.api import run_artifact
@@ -288,7 +292,7 @@ def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
 @click.argument("artifact", type=click.Path())
 @click.option("--repeat", "-n", type=click.IntRange(1), default=50, show_default=True, help="Timed runs.")
 @click.option("--warmup", type=click.IntRange(0), default=5, show_default=True, help="Untimed runs first.")
-@click.option("--threads", type=int, default=None, help="Runtime threads (default: all cores).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads (default: all cores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bench(artifact, repeat, warmup, threads, seed, as_json):
@@ -398,7 +402,7 @@ def main(argv=None) -> None:
         kind = "internal error" if e.exit_code == EXIT_INTERNAL else "error"
         click.echo(f"edgec: {kind}: {e.one_line()}", err=True)
         sys.exit(e.exit_code)
-    except (KeyboardInterrupt, Terminated) as e:
+    except (KeyboardInterrupt, Interrupted) as e:
         _interrupted(e)
     except SystemExit:
         raise
@@ -417,7 +421,7 @@ def main(argv=None) -> None:
 
 def _interrupted(e: BaseException | None) -> None:
     """`edgec: interrupted` (naming SIGTERM / SIGHUP), exit 128 + the signal number."""
-    signum = e.signum if isinstance(e, Terminated) else INTERRUPTS.signum or signal.SIGINT
+    signum = e.signum if isinstance(e, Interrupted) else INTERRUPTS.signum or signal.SIGINT
     name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
     click.echo(f"edgec: interrupted{name}", err=True)
     sys.exit(128 + signum)

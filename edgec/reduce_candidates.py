@@ -17,7 +17,9 @@ def inputs_of(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 def runnable(model: onnx.ModelProto) -> bool:
     """The ONNX checker accepts it and onnxruntime runs it on seeded inputs (quietly)."""
-    import onnxruntime as ort
+    from edgec.user_cache import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -31,7 +31,9 @@ def ort_session(model: onnx.ModelProto | bytes | str, threads: int = 1, optimize
     """An onnxruntime CPU session. As a reference its graph optimizations are off (`optimized`
     False): a result then comes from onnxruntime's kernels alone, not from its own rewrites;
     benchmarks that time onnxruntime pass optimized=True."""
-    import onnxruntime as ort
+    from edgec.user_cache import import_onnxruntime
+
+    ort = import_onnxruntime()
 
     so = ort.SessionOptions()
     if not optimized:

@@ -1,7 +1,7 @@
 """Termination signals: SIGINT, SIGTERM and SIGHUP all stop edgec the same way.
 
-Each raises an exception in the main thread (SIGINT the usual KeyboardInterrupt, SIGTERM and
-SIGHUP `Terminated`), so every `finally` and `except BaseException` on the way out runs: the artifact's temporary directory is removed, the
+Each raises `Interrupted` in the main thread, so every `finally` and `except BaseException` on the
+way out runs: the artifact's temporary directory is removed, the
 previous artifact at `-o` stays intact, and child compilers writing into the temporary directory
 are stopped. The CLI then prints `edgec: interrupted (SIGTERM)` and exits 128 + the signal number,
 as a shell reports a process killed by that signal.
@@ -18,18 +18,14 @@ import signal
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP arrived (`signum` says which). A BaseException like KeyboardInterrupt,
+class Interrupted(BaseException):
+    """A termination signal arrived (`signum` says which). A BaseException like KeyboardInterrupt,
     so `except Exception` does not absorb it; not a KeyboardInterrupt, which click would answer
-    with the blank line that closes a terminal's ^C echo."""
+    with an extra blank line on stderr."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-def _exception(signum: int) -> BaseException:
-    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
 
 
 class _InterruptFlag:
@@ -56,11 +52,11 @@ class _InterruptFlag:
 
     def raise_if_seen(self) -> None:
         if self.signum is not None:
-            raise _exception(self.signum)
+            raise Interrupted(self.signum)
 
     def _handle(self, signum, frame):
         self.signum = signum
-        raise _exception(signum)
+        raise Interrupted(signum)
 
 
 INTERRUPTS = _InterruptFlag()

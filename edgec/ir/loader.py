@@ -19,8 +19,10 @@ from google.protobuf.message import DecodeError
 from edgec.errors import ModelLoadError, ModelValidationError
 from edgec.ir.domains import ONNX_DOMAINS, canonicalize_onnx_domain
 from edgec.ir.safety import (
+    DEFAULT_MAX_NODES,
     DEFAULT_MAX_TENSOR_BYTES,
     check_initializers,
+    check_node_count,
     infer_shapes_bounded,
     tensor_nbytes,
     unknown_minus_one_dims,
@@ -122,13 +124,14 @@ def check_opset_versions(proto: onnx.ModelProto, file: str) -> None:
 
 
 def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
-                   max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> None:
+                   max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES, max_nodes: int = DEFAULT_MAX_NODES) -> None:
     """Declared sizes, onnx.checker, strict shape inference, value sizes (negative dims, memory
     bombs); one-line errors.
 
     With `path` (the model's file), the checker resolves external data beside the model instead of
     relative to the current directory.
     """
+    check_node_count(proto.graph, file, max_nodes)
     check_initializers(proto.graph, file, max_tensor_bytes)
     check_opset_versions(proto, file)
     try:
@@ -166,7 +169,7 @@ def load_proto(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = True,
-               max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES) -> ir.Model:
+               max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES, max_nodes: int = DEFAULT_MAX_NODES) -> ir.Model:
     """Load an ONNX model from a path or a ModelProto into edgec's IR.
 
     External data is resolved only inside the model's directory.
@@ -180,7 +183,7 @@ def load_model(source: str | os.PathLike | onnx.ModelProto, *, validate: bool = 
         proto, base_dir, path = load_proto(source), Path(source).parent, Path(source)
     unknown_minus_one_dims(proto.graph)
     if validate:
-        validate_proto(proto, file, path, max_tensor_bytes)
+        validate_proto(proto, file, path, max_tensor_bytes, max_nodes)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:  # onnx_ir raises various errors on malformed graphs

@@ -11,6 +11,10 @@ import onnx_ir as ir
 from edgec.errors import ModelValidationError
 
 DEFAULT_MAX_TENSOR_BYTES = 4 << 30  # 4 GiB per tensor
+# Nodes in the model, subgraphs included. Compile time grows about linearly with nodes (~2 ms per
+# node here, mostly the backend), so this bounds what one model can cost to a few minutes; the
+# largest real models we know of (LLM decoders exported whole) have a few 10,000s.
+DEFAULT_MAX_NODES = 100_000
 
 _TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
 # elements stored per typed-field entry (complex types use two entries per element)
@@ -67,6 +71,19 @@ def check_initializers(graph: onnx.GraphProto, file: str, limit: int) -> None:
             if stored and stored * _PER_ENTRY.get(t.data_type, 1) != n and stored != n:
                 raise ModelValidationError(
                     f"{file}: initializer '{t.name}' declares {n} elements but holds {stored}")
+
+
+def check_node_count(graph: onnx.GraphProto, file: str, limit: int) -> None:
+    """A graph bomb (millions of nodes, or subgraphs nested to multiply them) is refused before
+    any pass or backend walks it."""
+    n = 0
+    for g in _graphs(graph):
+        n += len(g.node)
+        if n > limit:
+            break
+    if n > limit:
+        raise ModelValidationError(f"{file}: the model has more than {limit:,} nodes (subgraphs included), "
+                                   "over the limit (--max-nodes)")
 
 
 def _graphs(graph: onnx.GraphProto):

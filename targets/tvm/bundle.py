@@ -32,6 +32,7 @@ from pathlib import Path
 
 from edgec.errors import TargetError
 from edgec.targets.registry import TargetSpec
+from edgec.user_cache import cache_dir
 
 RUNTIME_LIBS = ("libtvm_runtime.so", "libtvm_ffi.so")
 _WHEEL_PLATFORM = {"aarch64": "manylinux_2_28_aarch64"}
@@ -43,13 +44,6 @@ _HOST_CXX = "g++"
 def runtime_sources() -> Path:
     """Directory of the C/C++ runtime sources shipped as package data (edgec/targets/runtime)."""
     return Path(str(resources.files("edgec.targets") / "runtime"))
-
-
-def cache_dir(override: str | Path | None = None) -> Path:
-    """`override`, else $EDGEC_CACHE, else ~/.cache/edgec (created)."""
-    d = Path(override or os.environ.get("EDGEC_CACHE") or Path.home() / ".cache" / "edgec")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def tvm_versions() -> dict[str, str]:
