@@ -118,7 +118,7 @@ def test_reduce_correct_model_exit_2(run_cli, tmp_path):
 
 
 @pytest.mark.parametrize("content, expect", [
-    (None, "no such file"),
+    (None, "file not found"),
     ("import no_such_module_xyz\n", "failed to import: ModuleNotFoundError"),
     ("x = 1\n", "defines no @register_pass class"),
     ('from edgec.infra.pass_base import Pass, register_pass\n\n@register_pass\nclass F(Pass):\n'
