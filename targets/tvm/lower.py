@@ -11,6 +11,7 @@ naming the node and op (edgec's bug, exit 1). `LoweringReport` records who lower
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from edgec.ir.domains import is_onnx_domain, onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
-from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings
+from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings, control
 
 
 @dataclass
@@ -151,18 +152,13 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
         ctx.constants[name] = arr
         if name not in ctx.values:
             ctx.values[name] = const(arr)
+    # an If needs plain binding blocks (Relax has no control flow inside a dataflow block);
+    # ConvertToDataflow below regroups the pure bindings into dataflow blocks for fusion
+    branches = control.has_control_flow(g)
     try:
         with bb.function("main", params=params):
-            with bb.dataflow():
-                for node in g:
-                    try:
-                        _lower_node(ctx, table, node, report, file)
-                    except EdgecError:
-                        raise
-                    except Exception as e:  # Relax rejected what a lowering emitted for this node
-                        _raise_invalid_node(ctx, node, file, e)
-                        raise InternalError(f"{file}: lowering node '{node.name or node.op_type}' op '{node.op_type}' "
-                                            f"produced Relax that TVM rejects: {type(e).__name__}: {_one_line(e)}") from e
+            with contextlib.nullcontext() if branches else bb.dataflow():
+                _lower_nodes(ctx, table, g, report, file)
                 outs = []
                 for v in g.outputs:
                     if v.name not in ctx.values:
@@ -171,15 +167,41 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
                     outs.append(_as_tensor(ctx, ctx.values[v.name]))
                 if ctx.guards:  # runtime checks: the first output passes through them
                     outs[0] = thread_guards(bb, ctx.guards, outs[0])
-                out = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+                result = outs[0] if len(outs) == 1 else relax.Tuple(outs)
+                out = bb.emit(result) if branches else bb.emit_output(result)
             bb.emit_func_output(out)
     except BaseException:
         with contextlib.suppress(Exception):
             bb._end_block()  # close the block the scopes left open, or TVM logs a warning on exit
         raise
     mod = bb.get()
+    if branches:
+        mod = relax.transform.ConvertToDataflow(min_size=1)(mod)
     mod["main"] = mod["main"].with_attr("num_input", num_input)
     return mod, report
+
+
+def _lower_nodes(ctx: LowerContext, table: LoweringTable, g: ir.Graph, report: LoweringReport, file: str) -> None:
+    for node in g:
+        try:
+            _lower_node(ctx, table, node, report, file)
+        except EdgecError:
+            raise
+        except Exception as e:  # Relax rejected what a lowering emitted for this node
+            _raise_invalid_node(ctx, node, file, e)
+            raise InternalError(f"{file}: lowering node '{node.name or node.op_type}' op '{node.op_type}' "
+                                f"produced Relax that TVM rejects: {type(e).__name__}: {_one_line(e)}") from e
+
+
+def _lower_subgraph(ctx: LowerContext, table: LoweringTable, g: ir.Graph, report: LoweringReport, file: str) -> None:
+    """Lower a branch's initializers (as constants) and nodes into the current block; the outer
+    scope's values stay visible through ctx.values."""
+    for name, v in g.initializers.items():
+        if v.const_value is not None:
+            arr = v.const_value.numpy()
+            ctx.constants[name] = arr
+            ctx.values[name] = const(arr)
+    _lower_nodes(ctx, table, g, report, file)
 
 
 def _raise_invalid_node(ctx: LowerContext, node: ir.Node, file: str, cause: Exception) -> None:
@@ -217,6 +239,9 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         report.folded[node.op_type] += 1
         return
     fn = table.get(node.domain, node.op_type)
+    if node.op_type == "If" and is_onnx_domain(node.domain):
+        fn = functools.partial(control.lower_if,
+                               lower_graph=lambda sub: _lower_subgraph(ctx, table, sub, report, file))
     result = NotImplemented
     if fn is not None:
         try:
