@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from edgec import __version__
-from edgec.cli_checks import compare_with_onnx, verify_summary
+from edgec.cli_checks import compare_with_onnx, lowering_summary, verify_summary
 from edgec.errors import EdgecError
 from edgec.signals import INTERRUPTS, Interrupted
 from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
@@ -163,6 +163,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     weights = f", {len(m['weights']['tensors'])} weights in {m['weights']['file']}" if m.get("weights") else ""
     click.echo(f"compiled {model} for {m['target']['name']} -> {art.path} "
                f"({p['nodes_before']} -> {p['nodes_after']} nodes; library {m['library']}{weights})")
+    click.echo(lowering_summary(m["lowering"]))
     if verify:
         click.echo(verify_summary(p))
     rec = m["lowering"].get("records")

@@ -1,4 +1,4 @@
-"""What `edgec compile --verify` and `edgec run --compare-onnx` print."""
+"""What `edgec compile` (its lowering summary, --verify) and `edgec run --compare-onnx` print."""
 
 from __future__ import annotations
 
@@ -13,6 +13,25 @@ def verify_summary(p: dict) -> str:
         text += f" (allowed by --verify-allow-unrunnable: {'; '.join(skipped)[:300]})"
     art = p.get("artifact_verified", "not run")
     return text + ("; the compiled artifact matches" if art == "checked" else f"; the compiled artifact was {art}")
+
+
+def lowering_summary(lowering: dict) -> str:
+    """Where each node went and which kernels run generic code, so no node falls back silently:
+    nodes lowered by edgec, nodes handed to TVM's ONNX importer (named by op), kernels scheduled by
+    an edgec rule or a tuning record, and kernels no rule scheduled (TVM's generic loops)."""
+    own = sum((lowering.get("edgec") or {}).values())
+    frontend = lowering.get("tvm-onnx-frontend") or {}
+    schedules = lowering.get("schedules") or {}
+    generic = schedules.get("none", 0)
+    rec = (lowering.get("records") or {}).get("applied", 0)
+    kernels = sum(schedules.values()) + rec
+    text = f"lowering: {own} node(s) by edgec, {sum(frontend.values())} by TVM's ONNX importer"
+    if frontend:
+        text += " (" + ", ".join(f"{op} {n}" for op, n in sorted(frontend.items())) + ")"
+    text += f"; {kernels} kernel(s), {kernels - generic} with an edgec schedule"
+    if generic:
+        text += f", {generic} unscheduled (generic code, slow)"
+    return text
 
 
 def compare_with_onnx(model: str, feed: dict, outputs: dict, atol: float, rtol: float, io_layout: dict | None) -> bool:
