@@ -43,6 +43,118 @@ class Namer:
         return name
 
 
+_UNARY = {"Identity", "Sigmoid", "Tanh", "Relu", "Neg", "Abs", "Exp"}
+_BINARY = {"Add", "Sub", "Mul", "Div"}
+
+
+def _const_ints(v: ir.Value | None, attrs: dict[str, Any], name: str) -> list[int] | None:
+    """An int list given as the constant input `v` or else as the attribute `name`."""
+    if v is not None:
+        return None if v.const_value is None else [int(i) for i in np.asarray(v.const_value.numpy()).reshape(-1)]
+    a = attrs.get(name)
+    return None if a is None else [int(i) for i in np.asarray(a).reshape(-1)]
+
+
+def _broadcast(a: ir.Shape, b: ir.Shape) -> ir.Shape:
+    n = max(len(a), len(b))
+    da, db = [1] * (n - len(a)) + list(a), [1] * (n - len(b)) + list(b)
+    dims: list[Any] = []
+    for x, y in zip(da, db):
+        if x == 1 or x == y:
+            dims.append(y)
+        elif y == 1 or isinstance(x, int):  # a valid broadcast of x != 1 is x
+            dims.append(x)
+        elif isinstance(y, int):
+            dims.append(y)
+        else:
+            dims.append(None)
+    return ir.Shape(dims)
+
+
+def _shape_of(op_type: str, ins: list[ir.Value | None], attrs: dict[str, Any], num_outputs: int) -> list[ir.Shape] | None:
+    """The output shapes of the ops the control passes emit, or None where unknown."""
+    shapes = [None if v is None else v.shape for v in ins]
+    x = shapes[0] if shapes else None
+    if x is None:
+        return None
+    if op_type in _UNARY:
+        return [x]
+    if op_type in _BINARY:
+        return None if shapes[1] is None else [_broadcast(x, shapes[1])]
+    if op_type in ("MatMul", "DynamicQuantizeMatMul"):
+        w = shapes[1]
+        if w is None or len(x) < 2 or len(w) != 2:
+            return None
+        return [ir.Shape([*x[:-1], w[-1]])]
+    if op_type == "Transpose":
+        perm = attrs.get("perm")
+        return None if perm is None else [ir.Shape([x[p] for p in perm])]
+    if op_type == "Gather":
+        idx = ins[1].const_value if ins[1] is not None else None
+        axis = int(attrs.get("axis", 0)) % len(x)
+        if idx is None or idx.shape is None:
+            return None
+        return [ir.Shape([*x[:axis], *idx.shape, *x[axis + 1:]])]
+    if op_type == "Slice":
+        starts, ends = _const_ints(ins[1], {}, ""), _const_ints(ins[2], {}, "")
+        axes = _const_ints(ins[3], {}, "") if len(ins) > 3 and ins[3] is not None else None
+        steps = _const_ints(ins[4], {}, "") if len(ins) > 4 and ins[4] is not None else None
+        if starts is None or ends is None or (len(ins) > 3 and ins[3] is not None and axes is None) \
+                or (len(ins) > 4 and ins[4] is not None and steps is None):
+            return None
+        axes = axes if axes is not None else list(range(len(starts)))
+        steps = steps if steps is not None else [1] * len(starts)
+        dims = list(x)
+        for a, s0, e0, st in zip(axes, starts, ends, steps):
+            a %= len(x)
+            dims[a] = len(range(dims[a])[s0:e0:st]) if isinstance(dims[a], int) else None
+        return [ir.Shape(dims)]
+    if op_type == "Split":
+        axis = int(attrs.get("axis", 0)) % len(x)
+        sizes = _const_ints(ins[1] if len(ins) > 1 else None, attrs, "split")
+        if sizes is None or len(sizes) != num_outputs:
+            return None
+        return [ir.Shape([*x[:axis], s, *x[axis + 1:]]) for s in sizes]
+    if op_type == "Unsqueeze":
+        axes = _const_ints(ins[1] if len(ins) > 1 else None, attrs, "axes")
+        if axes is None:
+            return None
+        rank = len(x) + len(axes)
+        axes = sorted(a % rank for a in axes)
+        dims, rest = [], iter(x)
+        for i in range(rank):
+            dims.append(1 if i in axes else next(rest))
+        return [ir.Shape(dims)]
+    if op_type == "Concat":
+        if any(s is None or len(s) != len(x) for s in shapes):
+            return None
+        axis = int(attrs["axis"]) % len(x)
+        dims: list[Any] = []
+        for i in range(len(x)):
+            known = {s[i] for s in shapes if isinstance(s[i], int)}
+            dims.append(known.pop() if len(known) == 1 else x[i] if len({s[i] for s in shapes}) == 1 else None)
+        along = [s[axis] for s in shapes]
+        dims[axis] = sum(along) if all(isinstance(d, int) for d in along) else None
+        return [ir.Shape(dims)]
+    return None
+
+
+def _output_types(op_type: str, domain: str, ins: list[ir.Value | None], attrs: dict[str, Any],
+                  num_outputs: int) -> list[tuple[ir.TensorType | None, ir.Shape | None]]:
+    """(type, shape) of each output of an emitted node, None where unknown. Every emitted op keeps
+    its first input's tensor type, but DynamicQuantizeMatMul, whose output is float32; values of
+    other types (sequences through an Identity) are left untyped."""
+    x = ins[0] if ins else None
+    if op_type == "DynamicQuantizeMatMul" and domain == "com.microsoft":
+        typ = ir.TensorType(ir.DataType.FLOAT)
+    elif domain in ("", "ai.onnx") and x is not None and isinstance(x.type, ir.TensorType):
+        typ = ir.TensorType(x.type.dtype)
+    else:
+        return [(None, None)] * num_outputs
+    shapes = _shape_of(op_type, ins, attrs, num_outputs)
+    return [(typ, None if shapes is None else shapes[i]) for i in range(num_outputs)]
+
+
 class Emitter:
     """Collects new nodes and initializers for insertion before `anchor` in `graph`.
 
@@ -70,8 +182,15 @@ class Emitter:
         ins = [None if x is None else self.value(x) for x in inputs]
         node = ir.Node(domain, op_type, ins, attributes=ir.convenience.convert_attributes(attrs or {}),
                        num_outputs=num_outputs, name=self.namer.fresh(node_name or f"{self.prefix}_{op_type}"))
-        for o in node.outputs:
+        for o, (typ, shape) in zip(node.outputs, _output_types(op_type, domain, ins, attrs or {}, num_outputs)):
             o.name = self.namer.fresh(f"{self.prefix}_{op_type.lower()}")
+            # Shape inference cannot see through the contrib ops emitted here (com.microsoft
+            # DynamicQuantizeMatMul): give every output the dtype and shape it is known to have,
+            # so that values computed from it (a stacked RNN's input) get static shapes too.
+            if typ is not None:
+                o.type = typ
+            if shape is not None:
+                o.shape = shape
         self.nodes.append(node)
         return node.outputs[0] if num_outputs == 1 else list(node.outputs)
 

@@ -143,13 +143,8 @@ class _Unroller:
         """a · w; None stands for a zero `a`."""
         if a is None or not self.quantized:
             return self.e.matmul(a, w)
-        y = self.e.op("DynamicQuantizeMatMul", [a, *w], domain=MS)
-        # onnx's shape inference does not know contrib ops: give the product its type and shape
-        y.type = ir.TensorType(ir.DataType.FLOAT)
-        n = w[0].shape[-1] if isinstance(w[0], np.ndarray) else None
-        if isinstance(a, ir.Value) and a.shape is not None and n is not None:
-            y.shape = ir.Shape([*a.shape[:-1], n])
-        return y
+        # onnx's shape inference does not know contrib ops: the Emitter gives it its type and shape
+        return self.e.op("DynamicQuantizeMatMul", [a, *w], domain=MS)
 
     def act(self, name: str, x: Tensor) -> ir.Value:
         return self.e.op(name, [x])
