@@ -11,6 +11,7 @@ the branch it takes, inline. Both branches must give every output the same stati
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -70,8 +71,18 @@ def shape_of_type(ty) -> list[int] | None:
         return None
 
 
-def _lower_branch(ctx: LowerContext, g: ir.Graph, key: str, lower_graph: LowerGraph):
-    """Lower branch `g` into a SeqExpr of its own; returns (seq, output types)."""
+def _as_call(ctx: LowerContext, seq: relax.SeqExpr, name: str) -> relax.SeqExpr:
+    """The branch body `seq` as a private Relax function of the outer values it reads, and a
+    SeqExpr calling it: FuseOps fuses the dataflow blocks of every function, not those nested
+    in an If, so a branch of its own fuses (and is scheduled) like the main graph."""
+    free = list(relax.analysis.free_vars(seq))
+    fn = relax.utils.copy_with_new_vars(relax.Function(free, seq, ret_ty=seq.body.ty))
+    gv = ctx.bb.add_func(fn, re.sub(r"\W", "_", name))
+    return relax.SeqExpr([], relax.Call(gv, free))
+
+
+def _lower_branch(ctx: LowerContext, g: ir.Graph, key: str, lower_graph: LowerGraph, node_name: str):
+    """Lower branch `g` into a function of its own; returns (a SeqExpr calling it, output types)."""
     bb = ctx.bb
     values, constants, guards = dict(ctx.values), dict(ctx.constants), ctx.guards
     ctx.guards = []
@@ -89,7 +100,7 @@ def _lower_branch(ctx: LowerContext, g: ir.Graph, key: str, lower_graph: LowerGr
         body = outs[0] if len(outs) == 1 else bb.emit(relax.Tuple(outs))
         block = bb._end_block()
         closed = True
-        return relax.SeqExpr([block], body), [o.ty for o in outs]
+        return _as_call(ctx, relax.SeqExpr([block], body), f"{node_name}_{key}"), [o.ty for o in outs]
     finally:
         if not closed:
             bb._end_block()
@@ -121,8 +132,8 @@ def lower_if(ctx: LowerContext, node: ir.Node, inputs: list, lower_graph: LowerG
             raise Unsupported(f"the condition has shape {list(c.shape)}, not a single element")
         return _lower_branch_inline(ctx, then_g if bool(c.reshape(-1)[0]) else else_g, lower_graph)
     cond = _condition(ctx, node, inputs[0] if inputs else None)
-    then_seq, then_tys = _lower_branch(ctx, then_g, "then_branch", lower_graph)
-    else_seq, else_tys = _lower_branch(ctx, else_g, "else_branch", lower_graph)
+    then_seq, then_tys = _lower_branch(ctx, then_g, "then_branch", lower_graph, node.name or "If")
+    else_seq, else_tys = _lower_branch(ctx, else_g, "else_branch", lower_graph, node.name or "If")
     for i, (a, b) in enumerate(zip(then_tys, else_tys)):
         if shape_of_type(a) != shape_of_type(b) or str(a.dtype) != str(b.dtype):
             raise Unsupported(f"output {i} is {_describe(a)} in then_branch but {_describe(b)} in else_branch; "
