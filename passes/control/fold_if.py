@@ -1,4 +1,7 @@
-"""fold-if: replace an If whose condition is constant by the nodes of the branch it takes."""
+"""fold-if: replace an If whose condition is constant by the nodes of the branch it takes.
+
+An If whose condition is only known at run time stays: the TVM backend lowers it to a Relax If
+whose branches are private functions (targets/tvm/ops/control.py)."""
 
 from __future__ import annotations
 
