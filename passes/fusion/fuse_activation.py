@@ -14,6 +14,10 @@ bound like 0.1 would move) and, before opset 15 (no CastLike in the body), only 
 tensors. The base output must feed nothing but the activation (the rewrite engine declines
 shared intermediates); the residual Z must have exactly the Conv output's static shape (a
 broadcast Z would change Y's shape).
+
+Only what edgec's backend lowers is fused: FusedConv has no TVM-importer fallback, so a Conv is
+fused only when `conv_lowerable` (edgec/targets/lowerable.py, the same test the Conv lowering
+makes) accepts it: ranks 3-5 (1-D/2-D/3-D), auto_pad resolvable from static shapes.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import onnx_ir as ir
 from edgec.infra.pass_base import register_pass
 from edgec.ir.edgec_ops import CONV_ATTRS, EDGEC_DOMAIN, GEMM_ATTRS, fused_function
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
+from edgec.targets.lowerable import conv_lowerable
 
 from ._common import static_shape
 
@@ -41,6 +46,13 @@ def _base_pattern(op, base: str, x):
         return getattr(op, base)(x, _domain=EDGEC_DOMAIN, _allow_other_inputs=True, _name="base",
                                  activation=lambda a: a in (None, ""))
     return getattr(op, base)(x, _allow_other_inputs=True, _name="base")
+
+
+def _not_lowerable(match) -> str:
+    """Why edgec's backend could not lower the fused op (FusedConv has no TVM-importer fallback,
+    so a Conv only edgec's Conv lowering takes is fused), '' when it can."""
+    base = match.node("base")
+    return conv_lowerable(base) if _kind(base.op_type) == "Conv" else ""
 
 
 def _filled_inputs(op, match) -> tuple[list, str]:
@@ -111,6 +123,8 @@ class _BaseActivation(RewriteRule):
         params, why = self.params(match)
         if params is None:
             return MatchResult.fail(why)
+        if why := _not_lowerable(match):
+            return MatchResult.fail(why)
         _, why = _filled_inputs(None, match)
         return MatchResult.fail(why) if why else MatchResult.success()
 
@@ -131,6 +145,8 @@ class ConvResidualAdd(RewriteRule):
         out, zs = static_shape(match.node("base").outputs[0]), static_shape(match["z"])
         if out is None or zs != out:
             return MatchResult.fail(f"residual shape {zs} is not the Conv output shape {out}")
+        if why := _not_lowerable(match):
+            return MatchResult.fail(why)
         _, why = _filled_inputs(None, match)
         return MatchResult.fail(why) if why else MatchResult.success()
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from tvm import relax
 
-from edgec.targets.tvm.lower_context import attr
+from edgec.targets.lowerable import conv_lowerable, conv_pads, conv_rank
+from edgec.targets.tvm.lower_context import attr, shape_of
 from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops.reduce import staged_mean
 
 _R = relax.op
 
@@ -14,18 +16,33 @@ def _static_rank(x) -> int | None:
     return x.ty.ndim if hasattr(x.ty, "ndim") and x.ty.ndim >= 0 else None
 
 
+_CONV = {3: (_R.nn.conv1d, "NCW", "OIW"), 4: (_R.nn.conv2d, "NCHW", "OIHW"), 5: (_R.nn.conv3d, "NCDHW", "OIDHW")}
+
+
 @lowers("Conv")
 def conv(ctx, node, xs):
+    """Conv of rank 3/4/5 (1-D/2-D/3-D); what it takes is `conv_lowerable` (edgec/targets/lowerable.py),
+    which fuse-activation asks too before it makes an edgec.FusedConv. float16 accumulates in
+    float32 and adds the bias there, rounding once (as MatMul; a float16 accumulator over K = 1280
+    products put the slovorez zoo model 7e-3 off)."""
     x, w = xs[0], xs[1]
     b = xs[2] if len(xs) > 2 else None
-    if _static_rank(x) != 4 or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+    r = _static_rank(x)
+    if conv_lowerable(node) or r != conv_rank(node):
         return NotImplemented
-    pads = attr(node, "pads", [0, 0, 0, 0])
-    y = ctx.emit(_R.nn.conv2d(x, w, strides=attr(node, "strides", [1, 1]), padding=pads,
-                              dilation=attr(node, "dilations", [1, 1]), groups=int(attr(node, "group", 1))))
+    fn, data_layout, kernel_layout = _CONV[r]
+    nd = r - 2
+    dt = str(x.ty.dtype)
+    half = dt == "float16"
+    if half:  # float32 operands, not out_dtype: the blocked-layout rewrite drops out_dtype
+        x, w = ctx.emit(_R.astype(x, "float32")), ctx.emit(_R.astype(w, "float32"))
+        b = None if b is None else ctx.emit(_R.astype(b, "float32"))
+    y = ctx.emit(fn(x, w, strides=attr(node, "strides", [1] * nd), padding=conv_pads(node),
+                    dilation=attr(node, "dilations", [1] * nd), groups=int(attr(node, "group", 1)),
+                    data_layout=data_layout, kernel_layout=kernel_layout))
     if b is not None:
-        y = _R.add(y, _R.reshape(b, (1, -1, 1, 1)))
-    return y
+        y = ctx.emit(_R.add(y, _R.reshape(b, [1, -1] + [1] * nd)))
+    return _R.astype(y, dt) if half else y
 
 
 def _pool_args(node):
@@ -57,6 +74,9 @@ def global_pool(ctx, node, xs):
     if r is None or r < 3:
         return NotImplemented
     axes = list(range(2, r))
+    s = shape_of(xs[0])
+    if node.op_type == "GlobalAveragePool" and s is not None and str(xs[0].ty.dtype).startswith("float"):
+        return staged_mean(ctx, xs[0], s, axes, True)  # staged when the plane is long (ops/reduce.py)
     fn = _R.mean if node.op_type == "GlobalAveragePool" else _R.max
     return fn(xs[0], axis=axes, keepdims=True)
 
@@ -107,6 +127,8 @@ def softmax(ctx, node, xs):
     axis = int(attr(node, "axis", -1 if ctx.opset >= 13 else 1))
     if ctx.opset < 13 and r is not None and axis % r != r - 1:
         return NotImplemented  # old Softmax flattens to 2-D at `axis`
+    if str(xs[0].ty.dtype) == "float16":  # exp and the sum in float32, rounded once (as Conv/MatMul)
+        return _R.astype(ctx.emit(_R.nn.softmax(ctx.emit(_R.astype(xs[0], "float32")), axis=axis)), "float16")
     return _R.nn.softmax(xs[0], axis=axis)
 
 

@@ -1,5 +1,13 @@
 """Reductions: Reduce* (axes as attribute or constant input, noop_with_empty_axes, empty
-reduction sets), ArgMax/ArgMin (select_last_index)."""
+reduction sets), ArgMax/ArgMin (select_last_index).
+
+Long floating-point sums (more than `LONG_SUM` elements per output: ReduceSum/Mean/L1/L2/
+SumSquare/LogSum/LogSumExp, GlobalAveragePool) are reduced in stages: a reduced axis longer than
+`LONG_SUM` is split into blocks (when a block size in [32, LONG_SUM] divides it), and the reduced axes are summed in groups of at most `LONG_SUM`
+elements, innermost first, each group's partial sums summed by the next. A single serial fp32
+accumulator over n values has error growing with n (a mean over a 120x160 plane was 2e-4 off, a
+zoo model failed on it); staged, it grows with the group sizes (~ sqrt(n) each). Reductions of at
+most `LONG_SUM` elements (GlobalAveragePool over 7x7, LayerNorm over 768) are emitted as before."""
 
 from __future__ import annotations
 
@@ -133,6 +141,58 @@ def _runtime_axes(ctx, node, xs, s):
     return out
 
 
+LONG_SUM = 1024  # reduced elements per output above which a float sum is staged
+
+
+def _split_extent(e: int) -> tuple[int, int] | None:
+    """(blocks, block) with blocks * block == e and block the divisor of e in [32, LONG_SUM]
+    nearest sqrt(e) (preferring multiples of 8: vector lanes), or None when e has none."""
+    best = None
+    for b in range(32, min(e // 2, LONG_SUM) + 1):
+        if e % b == 0:
+            key = (b % 8 != 0, abs(np.log(b) - 0.5 * np.log(e)))
+            if best is None or key < best[0]:
+                best = (key, b)
+    return None if best is None else (e // best[1], best[1])
+
+
+def _staged(ctx, fn, x, s: list[int], axes: list[int], keepdims: bool):
+    n = int(np.prod([s[a] for a in axes], dtype=np.int64))
+    if n <= LONG_SUM or not dtype_of(x).startswith("float"):
+        return fn(x, axis=axes, keepdims=keepdims)
+    out_shape = [1 if i in axes else d for i, d in enumerate(s) if keepdims or i not in axes]
+    shape, red = [], []  # the shape with long reduced axes split into blocks, and its reduced axes
+    for i, d in enumerate(s):
+        for dj in (_split_extent(d) if i in axes and d > LONG_SUM else None) or (d,):
+            if i in axes:
+                red.append(len(shape))
+            shape.append(dj)
+    if shape != list(s):
+        x = ctx.emit(_R.reshape(x, shape))
+    groups, size = [[]], 1  # reduced axes, innermost first, in groups of at most LONG_SUM elements
+    for a in reversed(red):  # (an axis no block size divides stays one long group)
+        if size * shape[a] > LONG_SUM and groups[-1]:
+            groups.append([])
+            size = 1
+        groups[-1].append(a)
+        size *= shape[a]
+    for g in groups:
+        x = ctx.emit(fn(x, axis=sorted(g), keepdims=True))
+    return x if shape_of(x) == out_shape else _R.reshape(x, out_shape)
+
+
+def staged_sum(ctx, x, s: list[int], axes: list[int], keepdims: bool):
+    """sum(x, axes) for x of static shape `s`: staged for a long float sum (module doc), else R.sum."""
+    return _staged(ctx, _R.sum, x, s, axes, keepdims)
+
+
+def staged_mean(ctx, x, s: list[int], axes: list[int], keepdims: bool):
+    """mean(x, axes): staged as a mean of block means (equal blocks: the same value, one rounding
+    more per stage) for a long float mean, else R.mean. Mean stages, not sums divided once: a
+    mean kernel (sum + divide) gets the vectorized row-wise schedule, a lone sum a serial loop."""
+    return _staged(ctx, _R.mean, x, s, axes, keepdims)
+
+
 def _reduce(ctx, node, x, s, axes):
     dt = dtype_of(x)
     pre, red, post, empty = _REDUCE[node.op_type]
@@ -157,12 +217,16 @@ def _reduce(ctx, node, x, s, axes):
         m = ctx.emit(_R.max(x, axis=axes, keepdims=True))
         m = ctx.emit(_R.where(_R.isinf(m), _R.zeros_like(m), m))
         e = ctx.emit(_R.exp(_R.subtract(x, m)))
-        y = ctx.emit(_R.log(_R.sum(e, axis=axes, keepdims=keep)))
+        y = ctx.emit(_R.log(ctx.emit(staged_sum(ctx, e, s, axes, keep))))
         mk = m if keep else ctx.emit(_R.reshape(m, out_shape))
         return _R.add(y, mk)
     if red == "mean" and not dt.startswith("float"):
         return NotImplemented
-    y = ctx.emit(getattr(_R, red)(ctx.emit(_elementwise(pre, x)), axis=axes, keepdims=keep))
+    x = ctx.emit(_elementwise(pre, x))
+    if red in ("sum", "mean") and dt.startswith("float"):
+        y = ctx.emit((staged_sum if red == "sum" else staged_mean)(ctx, x, s, axes, keep))
+    else:
+        y = ctx.emit(getattr(_R, red)(x, axis=axes, keepdims=keep))
     return _elementwise(post, y)
 
 
