@@ -119,7 +119,11 @@ class _PlanBuilder:
             return tuple(self.value(f) for f in expr.fields)
         if isinstance(expr, tvm.ir.expr.TupleGetItem):
             return self.value(expr.tuple_value)[int(expr.index)]
-        raise TargetError(f"call plan: unsupported expression {type(expr).__name__}: {expr}")
+        if isinstance(expr, relax.If):
+            raise TargetError("call plan: the model has run-time control flow (If); armv7's call plan runs a "
+                              "fixed list of kernels: compile it for an armv8 or x86 target")
+        raise TargetError(f"call plan: unsupported expression {type(expr).__name__}: "
+                          f"{' '.join(str(expr).split())[:160]}")
 
     def call_tir(self, call, var) -> object:
         callee, args = call.args[0], call.args[1]

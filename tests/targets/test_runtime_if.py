@@ -153,3 +153,14 @@ def test_runtime_if_armv8(run_cli, tmp_path):
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (apt-get install -y $(cat .ci/apt-packages.txt))")
     _compile_and_compare(run_cli, tmp_path, if_model(nested=True), ["then", "else_then"], target="armv8")
+
+
+def test_armv7_refuses_runtime_if_in_one_short_line(run_cli, tmp_path):
+    """armv7's call plan runs a fixed kernel list: a clear refusal, not the Relax IR on one line."""
+    model = tmp_path / "if.onnx"
+    onnx.save(if_model(), model)
+    r = run_cli("compile", model, "-t", "armv7", "-o", tmp_path / "out")
+    assert r.code == 2, r
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "run-time control flow (If)" in lines[0] and len(lines[0]) < 300, r.err
+    assert not (tmp_path / "out").exists()
