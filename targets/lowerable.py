@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from edgec.passes.cleanup.resolve_auto_pad import explicit_pads
-
 #: Conv ranks edgec lowers: 3 (1-D, R.nn.conv1d), 4 (2-D, conv2d), 5 (3-D, conv3d)
 CONV_RANKS = (3, 4, 5)
 
@@ -44,7 +42,31 @@ def conv_pads(node: ir.Node) -> list[int] | None:
         return [0] * (2 * (r - 2)) if a is None else [int(p) for p in a.as_ints()]
     if mode == "VALID":
         return [0] * (2 * (r - 2))
-    return explicit_pads(node)
+    # resolve-auto-pad's SAME_* arithmetic; the kernel from W, which a FusedConv has too
+    w = node.inputs[1] if len(node.inputs) > 1 else None
+    k = node.attributes.get("kernel_shape")
+    kernel = [int(d) for d in k.as_ints()] if k is not None else _static_dims(w, 2)
+    x = _static_dims(node.inputs[0], 2)
+    if x is None or kernel is None or len(x) != r - 2 or len(kernel) != r - 2:
+        return None
+    begin, end = [], []
+    for size, kk, st, d in zip(x, kernel, _ints(node, "strides", r - 2), _ints(node, "dilations", r - 2)):
+        total = max(0, (-(-size // st) - 1) * st + (kk - 1) * d + 1 - size)
+        small = total // 2
+        begin.append(small if mode == "SAME_UPPER" else total - small)
+        end.append(total - small if mode == "SAME_UPPER" else small)
+    return begin + end
+
+
+def _static_dims(v: ir.Value | None, skip: int) -> list[int] | None:
+    if v is None or v.shape is None or not all(isinstance(d, int) for d in v.shape):
+        return None
+    return [int(d) for d in v.shape][skip:]
+
+
+def _ints(node: ir.Node, name: str, n: int) -> list[int]:
+    a = node.attributes.get(name)
+    return [1] * n if a is None else [int(v) for v in a.as_ints()]
 
 
 def conv_lowerable(node: ir.Node) -> str:

@@ -58,3 +58,29 @@ def test_conv_1d_3d_lowered_by_edgec(rank, dtype, tmp_path):
     tol = 2e-3 if dtype == "float16" else 1e-4
     report = check(proto, inputs, tmp_path, atol=tol, rtol=tol)
     assert report.by_edgec["Conv"] == 2, report.to_json()
+
+
+@pytest.mark.parametrize("rank", [3, 5])
+def test_conv_relu_1d_3d_default_pipeline(rank, tmp_path):
+    """issue 12: -O2's fuse-activation made an edgec.FusedConv of a 1-D Conv + Relu that the
+    backend refused. Now it is fused and lowered by edgec (conv1d / conv3d)."""
+    import onnx
+
+    from edgec.api import CompileOptions, compile_model, run_artifact
+    from edgec.reference import run_ort
+
+    xs, ks = {3: ([16], [3]), 5: ([4, 6, 5], [3, 3, 3])}[rank]
+    nd = len(xs)
+    x = ",".join(map(str, [1, 3] + xs))
+    proto = model(13, f"""
+        agraph (float[{x}] x) => (float[{",".join(map(str, [1, 4] + xs))}] y)
+        <float[{",".join(map(str, [4, 3] + ks))}] w = {{{",".join(["0.1", "-0.2", "0.3"] * (4 * 3 * int(np.prod(ks)) // 3))}}},
+         float[4] b = {{0.1, -0.1, 0.2, 0.0}}>
+        {{ c = Conv <pads: ints = [{",".join(["1"] * 2 * nd)}]> (x, w, b)
+           y = Relu (c) }}""")
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    art = compile_model(path, tmp_path / "out", CompileOptions(target="x86-64"))
+    assert art.metadata["lowering"]["edgec"].get("FusedConv") == 1, art.metadata["lowering"]
+    inputs = {"x": rand(1, 3, *xs)}
+    np.testing.assert_allclose(run_artifact(art, inputs)["y"], run_ort(proto, inputs)["y"], atol=1e-5, rtol=1e-5)
