@@ -10,7 +10,7 @@ that changes the outputs is edgec's bug (exit 1), not the model's.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx_ir as ir
@@ -51,10 +51,9 @@ class VerifyAgainstOnnxRuntime(Instrument):
         from edgec.passes.cleanup.fix_input_shapes import parse_shapes
 
         fixed = parse_shapes(((ctx.options if ctx else {}).get("fix-input-shapes") or {}).get("shapes"))
-        infos = graph_inputs(model)
-        for info in infos:
-            if info.name in fixed:
-                info.shape = list(fixed[info.name])
+        # TensorInfo is frozen: the --input-shape dims replace the declared ones in a copy
+        infos = [replace(info, shape=tuple(fixed[info.name])) if info.name in fixed else info
+                 for info in graph_inputs(model)]
         self.inputs = seeded_inputs(infos, self.seed)
         try:
             self.expected = run_ort_ir(model, self.inputs)
