@@ -12,6 +12,8 @@ import onnx
 import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
+from edgec.ir.domains import normalize_domain
+
 logger = logging.getLogger(__name__)
 
 NONDETERMINISTIC = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
@@ -30,14 +32,31 @@ def positional_node_proto(node: ir.Node, arrays: list) -> tuple[onnx.NodeProto, 
     return proto, names
 
 
+def _one_node_function(node: ir.Node, proto: onnx.NodeProto, names: list[str], opset: int) -> onnx.FunctionProto:
+    """`proto` wrapped in a one-node FunctionProto importing the default domain at `opset`.
+
+    ReferenceEvaluator ignores `opsets` for a bare NodeProto and runs it at the newest opset (an
+    opset-11 `Unsqueeze(x, axes=[0])` then fails as Unsqueeze-13, which takes axes as an input);
+    a function's own opset imports are what it loads each op's version from."""
+    domain = normalize_domain(proto.domain)
+    proto.domain = domain
+    imports = {"": opset}
+    if domain:
+        imports[domain] = node.version or 1
+    return onnx.helper.make_function(
+        "edgec.evaluate", "node", [n for n in names if n], list(proto.output), [proto],
+        [onnx.helper.make_opsetid(d, v) for d, v in imports.items()])
+
+
 def evaluate_node(node: ir.Node, arrays: list[np.ndarray | None], opset: int) -> list[np.ndarray] | None:
-    """Outputs of `node` for inputs `arrays` (None = absent optional input), or None when the
-    evaluator cannot run it or it yields something that is not a tensor (sequence, map, optional)."""
+    """Outputs of `node` for inputs `arrays` (None = absent optional input), run at default-domain
+    opset `opset`, or None when the evaluator cannot run it or it yields something that is not a
+    tensor (sequence, map, optional)."""
     proto, names = positional_node_proto(node, arrays)
     try:
-        ev = ReferenceEvaluator(proto, opsets={"": opset})
+        ev = ReferenceEvaluator(_one_node_function(node, proto, names, opset))
         with np.errstate(all="ignore"):
-            results = ev.run(None, {n: a for n, a in zip(names, arrays) if n})
+            results = ev.run(None, {n: a for n, a in zip(names, arrays) if n}, attributes={})
     except Exception as e:  # an op the evaluator cannot run: leave it to the backend
         logger.info("cannot evaluate %s (%s): %s", node.name, node.op_type, e)
         return None
