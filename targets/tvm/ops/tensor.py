@@ -93,15 +93,26 @@ def gather(ctx, node, xs):
 @lowers("Slice")
 def slice_(ctx, node, xs):
     s = shape_of(xs[0])
-    if s is None or ctx.opset < 10:
+    if s is None:
         return NotImplemented
-    vals = [ctx.const_array(v) if v is not None else None for v in node.inputs[1:5]]
-    if vals[0] is None or vals[1] is None or any(v is None and i < len(node.inputs) - 1 and node.inputs[i + 1] is not None
-                                               for i, v in enumerate(vals)):
-        return runtime_slice(ctx, node, xs)
-    starts, ends = vals[0].tolist(), vals[1].tolist()
-    axes = vals[2].tolist() if len(vals) > 2 and vals[2] is not None else list(range(len(starts)))
-    steps = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else [1] * len(starts)
+    if ctx.opset < 10:  # Slice-1: starts/ends/axes are attributes, no steps
+        starts, ends = attr(node, "starts"), attr(node, "ends")
+        if starts is None or ends is None:
+            return NotImplemented
+        starts, ends = [int(v) for v in starts], [int(v) for v in ends]
+        axes = attr(node, "axes")
+        axes = [int(a) for a in axes] if axes is not None else list(range(len(starts)))
+        steps = [1] * len(starts)
+    else:
+        vals = [ctx.const_array(v) if v is not None else None for v in node.inputs[1:5]]
+        if vals[0] is None or vals[1] is None or any(
+                v is None and i < len(node.inputs) - 1 and node.inputs[i + 1] is not None for i, v in enumerate(vals)):
+            return runtime_slice(ctx, node, xs)
+        starts, ends = vals[0].tolist(), vals[1].tolist()
+        axes = vals[2].tolist() if len(vals) > 2 and vals[2] is not None else list(range(len(starts)))
+        steps = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        return NotImplemented
     if any(st < 0 for st in steps):
         return NotImplemented
     axes = [a % len(s) for a in axes]
