@@ -121,13 +121,22 @@ def test_unlowered_op_falls_back_to_tvm_frontend(tmp_path):
     assert all(d.ok for d in diffs)
 
 
-def test_declining_lowering_falls_back(tmp_path):
-    # SAME_UPPER auto_pad is not handled by edgec's Conv lowering: it must decline, not mis-compile.
+def test_same_upper_conv_is_lowered_by_edgec(tmp_path):
     proto = model_from_text(HEADER + """
         agraph (float[1, 2, 5, 5] x) => (float[1, 2, 3, 3] y) <float[2, 2, 3, 3] w = {%s}>
         { y = Conv <auto_pad: string = "SAME_UPPER", strides: ints = [2, 2]> (x, w) }""" % ", ".join(["0.25"] * 36))
     report, diffs = _compile_and_compare(proto, tmp_path)
-    assert report.by_frontend == {"Conv": 1}
+    assert report.by_frontend == {} and report.by_edgec == {"Conv": 1}
+    assert all(d.ok for d in diffs)
+
+
+def test_declining_lowering_falls_back(tmp_path):
+    # a dilated AveragePool is not handled by edgec's lowering: it must decline, not mis-compile.
+    proto = model_from_text(HEADER.replace("17", "19") + """
+        agraph (float[1, 2, 6, 6] x) => (float[1, 2, 4, 4] y)
+        { y = AveragePool <kernel_shape: ints = [2, 2], dilations: ints = [2, 2]> (x) }""")
+    report, diffs = _compile_and_compare(proto, tmp_path)
+    assert report.by_frontend == {"AveragePool": 1}
     assert all(d.ok for d in diffs)
 
 
