@@ -77,7 +77,7 @@ def check_node_count(graph: onnx.GraphProto, file: str, limit: int) -> None:
     """A graph bomb (millions of nodes, or subgraphs nested to multiply them) is refused before
     any pass or backend walks it."""
     n = 0
-    for g in _graphs(graph):
+    for g in all_graphs(graph):
         n += len(g.node)
         if n > limit:
             break
@@ -86,15 +86,15 @@ def check_node_count(graph: onnx.GraphProto, file: str, limit: int) -> None:
                                    "over the limit (--max-nodes)")
 
 
-def _graphs(graph: onnx.GraphProto):
+def all_graphs(graph: onnx.GraphProto):
     """`graph` and every subgraph (If branches, Loop/Scan bodies), depth first."""
     yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.HasField("g"):
-                yield from _graphs(attr.g)
+                yield from all_graphs(attr.g)
             for g in attr.graphs:
-                yield from _graphs(g)
+                yield from all_graphs(g)
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list | None:
@@ -108,7 +108,7 @@ def _dims(vi: onnx.ValueInfoProto) -> list | None:
 def unknown_minus_one_dims(graph: onnx.GraphProto) -> None:
     """Exporters such as Paddle declare an unknown dim as -1: make it an unknown dim (no value), so
     that it is treated like a symbolic one (`--input-shape` pins it) instead of a negative size."""
-    for g in _graphs(graph):
+    for g in all_graphs(graph):
         for vi in list(g.input) + list(g.output) + list(g.value_info):
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
                 for d in vi.type.tensor_type.shape.dim:
@@ -125,7 +125,7 @@ def check_value_sizes(graph: onnx.GraphProto, file: str, limit: int) -> None:
     """Graph inputs, outputs and (inferred) intermediate values, also in subgraphs, must have no
     negative dim and fit under `limit` bytes: a C header with a negative element count, or a
     buffer of a terabyte, must not be generated."""
-    for g in _graphs(graph):
+    for g in all_graphs(graph):
         infos = {vi.name: vi for vi in list(g.value_info) + list(g.output) + list(g.input)}
         order = [(name, None) for name in (vi.name for vi in g.input)]
         order += [(name, n) for n in g.node for name in n.output]  # earliest bad value first
@@ -171,7 +171,7 @@ def infer_shapes_bounded(proto: onnx.ModelProto, file: str, limit: int | None, *
 
 def _long_1d(graph: onnx.GraphProto) -> bool:
     """Some 1-D value is longer than DATA_PROP_MAX_LEN."""
-    for g in _graphs(graph):
+    for g in all_graphs(graph):
         for vi in (*g.input, *g.output, *g.value_info):
             dims = vi.type.tensor_type.shape.dim
             if len(dims) == 1 and dims[0].dim_value > DATA_PROP_MAX_LEN:

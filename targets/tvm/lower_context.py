@@ -73,7 +73,12 @@ def const(value, dtype: str | None = None) -> relax.Expr:
 
 def shape_of(x: relax.Expr) -> list[int] | None:
     """The static shape of a tensor-typed expression, or None."""
-    s = getattr(getattr(x, "ty", None), "shape", None)
+    return shape_of_type(getattr(x, "ty", None))
+
+
+def shape_of_type(ty) -> list[int] | None:
+    """The static shape of a tensor type, or None."""
+    s = getattr(ty, "shape", None)
     if s is None:
         return None
     try:

@@ -16,6 +16,8 @@ import onnx_ir as ir
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
+from edgec.ir.safety import all_graphs
+
 CHUNKS = 8
 
 with warnings.catch_warnings():
@@ -34,18 +36,8 @@ def _clear_defaults(msg) -> None:
             msg.ClearField(field.name)
 
 
-def _graphs(graph: onnx.GraphProto):
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from _graphs(attr.g)
-            for g in attr.graphs:
-                yield from _graphs(g)
-
-
 def _drop_implied_initializer_value_info(model: onnx.ModelProto) -> None:
-    for graph in _graphs(model.graph):
+    for graph in all_graphs(model.graph):
         inits = {t.name: t for t in graph.initializer}
         keep = []
         for vi in graph.value_info:

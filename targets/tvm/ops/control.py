@@ -19,7 +19,7 @@ import onnx_ir as ir
 from tvm import relax
 
 from edgec.targets.tvm.guards import thread_guards
-from edgec.targets.tvm.lower_context import LowerContext, const, shape_of
+from edgec.targets.tvm.lower_context import LowerContext, const, shape_of, shape_of_type
 from edgec.targets.tvm.ops import Unsupported
 
 _R = relax.op
@@ -59,16 +59,6 @@ def _describe(ty) -> str:
         s = shape_of_type(ty)
         return f"{'?' if s is None else list(s)} {ty.dtype}"
     return type(ty).__name__
-
-
-def shape_of_type(ty) -> list[int] | None:
-    s = getattr(ty, "shape", None)
-    if s is None:
-        return None
-    try:
-        return [int(d) for d in s]
-    except TypeError:
-        return None
 
 
 def _as_call(ctx: LowerContext, seq: relax.SeqExpr, name: str) -> relax.SeqExpr:
