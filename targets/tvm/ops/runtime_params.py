@@ -66,12 +66,21 @@ def _vector(ctx, node, i: int, count: int, default: int):
 
 
 def runtime_slice(ctx, node, xs):
-    x, s, y = xs[0], shape_of(xs[0]), declared_shape(node.outputs[0])
-    if s is None or y is None or len(y) != len(s) or ctx.opset < 10:
+    """A Slice whose starts/ends/axes/steps are computed at run time, to the output shape the model
+    declares (checked at run time). Without a static input and output shape it is refused in one
+    line (exit 2): TVM's importer would make a shapeless `dynamic_strided_slice` that its own
+    legalization then crashes on."""
+    if ctx.opset < 10:
         return NotImplemented
+    x, s, y = xs[0], shape_of(xs[0]), declared_shape(node.outputs[0])
+    if s is None:
+        raise Unsupported("starts/ends are computed at run time and the input shape is not static")
+    if y is None or len(y) != len(s):
+        raise Unsupported("starts/ends are computed at run time and the output shape is not static "
+                          "(fix the model's inputs with --input-shape, or make the slice bounds constants)")
     ps = shape_of(xs[1])
     if ps is None or len(ps) != 1:
-        return NotImplemented
+        raise Unsupported("starts must be a 1-D tensor of static length")
     k, r = ps[0], len(s)
     starts, ends = _vector(ctx, node, 1, k, 0), _vector(ctx, node, 2, k, 0)
     steps = _vector(ctx, node, 4, k, 1)

@@ -93,11 +93,9 @@ def gather(ctx, node, xs):
 @lowers("Slice")
 def slice_(ctx, node, xs):
     s = shape_of(xs[0])
-    if s is None:
-        return NotImplemented
     if ctx.opset < 10:  # Slice-1: starts/ends/axes are attributes, no steps
         starts, ends = attr(node, "starts"), attr(node, "ends")
-        if starts is None or ends is None:
+        if s is None or starts is None or ends is None:
             return NotImplemented
         starts, ends = [int(v) for v in starts], [int(v) for v in ends]
         axes = attr(node, "axes")
@@ -108,6 +106,8 @@ def slice_(ctx, node, xs):
         if vals[0] is None or vals[1] is None or any(
                 v is None and i < len(node.inputs) - 1 and node.inputs[i + 1] is not None for i, v in enumerate(vals)):
             return runtime_slice(ctx, node, xs)
+        if s is None:
+            return NotImplemented
         starts, ends = vals[0].tolist(), vals[1].tolist()
         axes = vals[2].tolist() if len(vals) > 2 and vals[2] is not None else list(range(len(starts)))
         steps = vals[3].tolist() if len(vals) > 3 and vals[3] is not None else [1] * len(starts)
