@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from edgec.infra.instruments import Statistics
 from edgec.infra.manager import PassManager
 from edgec.infra.pipeline import parse_pipeline
 from edgec.infra.verify import VerifyAgainstOnnxRuntime
-from edgec.ir.analysis import graph_inputs, graph_outputs, node_count, op_histogram
+from edgec.ir.analysis import TensorInfo, graph_inputs, graph_outputs, node_count, op_histogram
 from edgec.ir.loader import load_model, save_model
 from edgec.pipelines import default_pipeline
 from edgec.targets.registry import TargetSpec, get_target
@@ -139,6 +140,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     weight_min = weight_min_bytes(model, spec, opts.weights_file, bundle)
     with atomic_directory(out_dir, [model_path]) as tmp:
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min)
+        outputs = compiled_outputs(outputs, result.output_shapes)
         meta = {
             "format": FORMAT,
             "model": {"file": os.path.basename(str(model_path)), "sha256": sha256_file(model_path),
@@ -163,6 +165,30 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             pipeline_info["artifact_verified"] = verify_artifact(load_artifact(tmp), verifier)
             write_metadata(tmp, meta)
     return load_artifact(out_dir)
+
+
+def compiled_outputs(outputs: list[TensorInfo], shapes: list | None) -> list[TensorInfo]:
+    """The graph outputs with the shapes the compiled code returns. A dim the ONNX graph left
+    symbolic (shape inference gave up) is taken from the compiled code; a static dim that
+    disagrees with it is edgec's bug; an output static in neither is the user's to fix."""
+    from edgec.errors import InternalError, ModelValidationError
+
+    if shapes is None or len(shapes) != len(outputs):
+        return outputs
+    out = []
+    for t, compiled in zip(outputs, shapes):
+        declared = list(t.shape)
+        if compiled is None:
+            if all(isinstance(d, int) for d in declared):
+                out.append(t)
+                continue
+            raise ModelValidationError(f"output '{t.name}' has the dynamic shape {declared}; edgec builds static "
+                                       "shapes: fix the inputs' dims with --input-shape")
+        if len(compiled) != len(declared) or any(isinstance(d, int) and d != c for d, c in zip(declared, compiled)):
+            raise InternalError(f"output '{t.name}': the graph says shape {declared}, the compiled code returns "
+                                f"{compiled}")
+        out.append(dataclasses.replace(t, shape=tuple(compiled)))
+    return out
 
 
 def verify_artifact(art: Artifact, verifier: VerifyAgainstOnnxRuntime) -> str:

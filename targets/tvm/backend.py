@@ -8,6 +8,7 @@ from pathlib import Path
 
 import onnx_ir as ir
 import tvm
+from tvm import relax
 
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.build import build_library
@@ -23,6 +24,21 @@ class BackendResult:
     lowering: dict
     extra_files: tuple[str, ...] = ()
     weights: dict | None = None  # {"file": "weights.bin", "tensors": [...]} when weights are separate
+    output_shapes: list | None = None  # per graph output: the static shape the compiled code returns, or None
+
+
+def output_shapes(mod: tvm.IRModule) -> list:
+    """The shapes `main` returns, per output (None where not static): what the artifact really
+    gives, whatever shapes the ONNX graph still declares."""
+    ret = mod["main"].ret_ty
+    fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    out = []
+    for f in fields:
+        try:
+            out.append([int(d) for d in f.shape])
+        except (TypeError, AttributeError):
+            out.append(None)
+    return out
 
 
 def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str = "model.so",
@@ -47,6 +63,7 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
 
         raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
     mod, report = lower_model(model, weight_min_bytes=weight_min_bytes)
+    shapes = output_shapes(mod)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library
 
@@ -60,14 +77,15 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
                 extra.append(f.name)
         shutil.rmtree(stage)
         return BackendResult(lib_name, str(tvm.target.Target(spec.tvm)), report.to_json(),
-                             tuple(sorted(set(extra) - {lib_name})))
+                             tuple(sorted(set(extra) - {lib_name})), output_shapes=shapes)
     if spec.tvm.get("kind") != "llvm":  # GPU: device source (+ binaries) beside the host library
         from edgec.targets.tvm.build import optimize_relax, tvm_target
         from edgec.targets.tvm.gpu import build_gpu
 
         target = tvm_target(spec)
         files, kernels = build_gpu(optimize_relax(mod, target), spec, target, out_dir, lib_name)
-        return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files))
+        return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files),
+                             output_shapes=shapes)
     res = build_library(mod, spec, out_dir / lib_name, recs, threads)
     weights = None
     if report.weights:
@@ -78,7 +96,7 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
     lowering = {**report.to_json(), "schedules": res.schedules}
     if res.records:
         lowering["records"] = res.records
-    return BackendResult(lib_name, res.tvm_target, lowering, weights=weights)
+    return BackendResult(lib_name, res.tvm_target, lowering, weights=weights, output_shapes=shapes)
 
 
 def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, weight_min_bytes: int | None = None, **kw):
