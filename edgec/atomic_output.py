@@ -135,8 +135,11 @@ def _clean_leftovers(dest: Path) -> None:
     for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
         with contextlib.suppress(OSError, ValueError):
             pid = int(stale.name.rsplit("-", 1)[1])
-            if not (stale / PARTIAL_MARK).is_file() or stale.is_symlink():
-                continue  # not ours
+            if stale.is_symlink() or not stale.is_dir():
+                continue
+            # ours: marked, or still empty (killed between its mkdir and the marker)
+            if not (stale / PARTIAL_MARK).is_file() and any(stale.iterdir()):
+                continue
             if _alive(pid):
                 continue  # still running
             _remove_tree(stale)

@@ -45,6 +45,7 @@ class Namer:
 
 _UNARY = {"Identity", "Sigmoid", "Tanh", "Relu", "Neg", "Abs", "Exp"}
 _BINARY = {"Add", "Sub", "Mul", "Div"}
+_SAME_TYPE = _UNARY | _BINARY | {"MatMul", "Transpose", "Gather", "Slice", "Split", "Unsqueeze", "Concat"}
 
 
 def _const_ints(v: ir.Value | None, attrs: dict[str, Any], name: str) -> list[int] | None:
@@ -141,13 +142,15 @@ def _shape_of(op_type: str, ins: list[ir.Value | None], attrs: dict[str, Any], n
 
 def _output_types(op_type: str, domain: str, ins: list[ir.Value | None], attrs: dict[str, Any],
                   num_outputs: int) -> list[tuple[ir.TensorType | None, ir.Shape | None]]:
-    """(type, shape) of each output of an emitted node, None where unknown. Every emitted op keeps
-    its first input's tensor type, but DynamicQuantizeMatMul, whose output is float32; values of
-    other types (sequences through an Identity) are left untyped."""
+    """(type, shape) of each output of an emitted node, None where unknown. The ops of
+    `_SAME_TYPE` keep their first input's tensor type, DynamicQuantizeMatMul gives float32; any
+    other op (a comparison gives bool, Shape int64, Cast its `to`) and values of other types
+    (sequences through an Identity) are left for shape inference."""
     x = ins[0] if ins else None
     if op_type == "DynamicQuantizeMatMul" and domain == "com.microsoft":
         typ = ir.TensorType(ir.DataType.FLOAT)
-    elif domain in ("", "ai.onnx") and x is not None and isinstance(x.type, ir.TensorType):
+    elif (domain in ("", "ai.onnx") and op_type in _SAME_TYPE and x is not None
+          and isinstance(x.type, ir.TensorType)):
         typ = ir.TensorType(x.type.dtype)
     else:
         return [(None, None)] * num_outputs
