@@ -50,6 +50,17 @@ ENV.update({"TVM_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
 TVM_ROW = "TVM, no schedules"
 
 
+def time_calls(run, warmup: int, repeat: int) -> list[float]:
+    """Seconds of each of `repeat` calls of `run`, after `warmup` untimed ones (whole calls, I/O included)."""
+    for _ in range(warmup):
+        run()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        run()
+        ts.append(time.perf_counter() - t0)
+    return ts
+
 def worker(kind: str, model_path: str, warmup: int, repeat: int, artifact: str = "") -> dict:
     import onnx
 
@@ -71,15 +82,7 @@ def worker(kind: str, model_path: str, warmup: int, repeat: int, artifact: str =
         so = ort.SessionOptions()
         so.intra_op_num_threads = 2
         sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
-        run = lambda: sess.run(None, inputs)  # noqa: E731
-        for _ in range(warmup):
-            run()
-        ts = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            run()
-            ts.append(time.perf_counter() - t0)
-        return {"times": ts}
+        return {"times": time_calls(lambda: sess.run(None, inputs), warmup, repeat)}
     from edgec.targets.registry import get_target
 
     spec = get_target("host")

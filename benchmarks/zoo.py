@@ -143,14 +143,9 @@ def worker_ref(model_id: str, dest: Path, mdir: Path) -> dict:
 
 
 def _times(run, warmup: int, repeat: int) -> list[float]:
-    for _ in range(warmup):
-        run()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        run()
-        ts.append(time.perf_counter() - t0)
-    return ts
+    from bench_models import time_calls  # the same loop as the model benchmark
+
+    return time_calls(run, warmup, repeat)
 
 
 def worker_time(kind: str, model_id: str, dest: Path, mdir: Path, warmup: int, repeat: int) -> dict:
