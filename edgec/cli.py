@@ -312,67 +312,9 @@ def bench(artifact, repeat, warmup, threads, seed, as_json):
                f"p90 {stats['p90_ms']:.3f} ms, min {stats['min_ms']:.3f} ms over {repeat} runs")
 
 
-@cli.command()
-@click.argument("model", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def inspect(model, as_json):
-    """Print MODEL's op histogram, parameters, FLOPs and I/O."""
-    from edgec.infra.manager import PassManager
-    from edgec.infra.pipeline import parse_pipeline
-    from edgec.ir import (
-        flops,
-        graph_inputs,
-        graph_outputs,
-        load_model,
-        op_histogram,
-        parameter_count,
-    )
-
-    m = load_model(model)
-    m = PassManager(parse_pipeline("infer-shapes"), fixpoint=False).run(m).model  # shapes for FLOP counts
-    info = {
-        "file": model, "opsets": dict(m.opset_imports), "producer": m.producer_name or "",
-        "inputs": [t.to_json() for t in graph_inputs(m)], "outputs": [t.to_json() for t in graph_outputs(m)],
-        "nodes": sum(op_histogram(m).values()), "parameters": parameter_count(m), "flops": flops(m),
-        "ops": dict(op_histogram(m).most_common()),
-    }
-    if as_json:
-        click.echo(json.dumps(info, indent=2))
-        return
-    click.echo(f"{model}: {info['nodes']} nodes, {info['parameters']:,} parameters, {info['flops'] / 1e6:,.2f} MFLOP")
-    opsets = ", ".join(f"{k or 'ai.onnx'}={v}" for k, v in info["opsets"].items())
-    click.echo(f"opsets: {opsets}")
-    for kind in ("inputs", "outputs"):
-        for t in info[kind]:
-            click.echo(f"{kind[:-1]:6s} {t['name']}: {t['dtype']}{t['shape']}")
-    for op, n in info["ops"].items():
-        click.echo(f"  {op:28s} {n}")
-
-
-@cli.command("passes")
-def passes_cmd():
-    """List the available passes (built-in and plugins) with their docs."""
-    from edgec.infra.registry import default_registry
-
-    for name, cls in default_registry().items():
-        opts = f"  {{{', '.join(f'{k}={v}' for k, v in cls.options.items())}}}" if cls.options else ""
-        click.echo(f"{name:34s} {cls.summary()}{opts}")
-
-
-@cli.command("targets")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def targets_cmd(as_json):
-    """List the targets with their features."""
-    from edgec.targets.registry import all_targets
-
-    ts = all_targets()
-    if as_json:
-        click.echo(json.dumps([t.to_json() for t in ts], indent=2))
-        return
-    for t in ts:
-        click.echo(f"{t.name:14s} {t.arch:8s} {','.join(t.features):34s} {t.description}")
-
-
+cli.add_command(__import__("edgec.cli_info", fromlist=["inspect"]).inspect)  # edgec inspect / passes / targets
+cli.add_command(__import__("edgec.cli_info", fromlist=["passes_cmd"]).passes_cmd)
+cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_cmd)
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
 
 
