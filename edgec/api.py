@@ -182,8 +182,8 @@ def compiled_outputs(outputs: list[TensorInfo], shapes: list | None) -> list[Ten
             if all(isinstance(d, int) for d in declared):
                 out.append(t)
                 continue
-            raise ModelValidationError(f"output '{t.name}' has the dynamic shape {declared}; edgec builds static "
-                                       "shapes: fix the inputs' dims with --input-shape")
+            raise ModelValidationError(f"output '{t.name}' has a data-dependent shape {declared} even with every "
+                                       "input dim fixed; edgec builds static shapes only")
         if len(compiled) != len(declared) or any(isinstance(d, int) and d != c for d, c in zip(declared, compiled)):
             raise InternalError(f"output '{t.name}': the graph says shape {declared}, the compiled code returns "
                                 f"{compiled}")

@@ -318,9 +318,11 @@ cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_c
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
 
 
-# OSErrors that say what is wrong with the user's paths or machine, not with edgec
+# OSErrors that say what is wrong with the machine (permissions, a full or read-only disk, limits),
+# never with edgec. ENOTDIR/EISDIR/ELOOP are not here: the user's paths are checked before the work
+# (edgec.output_paths, edgec.atomic_output), so one of those later is more likely edgec's own bug.
 _ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
-                       errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EMFILE, errno.ENFILE}
+                       errno.EMFILE, errno.ENFILE}
 
 
 def _os_error_line(e: OSError) -> str:

@@ -21,8 +21,8 @@ def test_static_shapes_pass_through():
     assert compiled_outputs([t], [None]) == [t]
 
 
-def test_dynamic_in_both_is_the_users_to_fix():
-    with pytest.raises(ModelValidationError, match="--input-shape"):
+def test_data_dependent_output_shape_is_refused():
+    with pytest.raises(ModelValidationError, match="data-dependent shape"):
         compiled_outputs([TensorInfo("y", ("N", 3), "float32")], [None])
 
 
