@@ -67,7 +67,7 @@ def run_bundle(bundle_dir: str | Path, spec: TargetSpec, inputs: dict[str, np.nd
         args = []
         for i, (name, arr) in enumerate(inputs.items()):
             path = tmpd / f"in{i}.npy"
-            np.save(path, np.ascontiguousarray(arr))
+            np.save(path, np.asarray(arr))  # np.save writes C order; ascontiguousarray made a scalar 1-D
             args += ["--input", f"{name}={path}"]
         out = tmpd / "out"
         out.mkdir()

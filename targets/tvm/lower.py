@@ -33,7 +33,7 @@ from edgec.ir.domains import is_onnx_domain, onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
-from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings, control
+from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings, control, loop
 
 
 @dataclass
@@ -152,7 +152,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
         ctx.constants[name] = arr
         if name not in ctx.values:
             ctx.values[name] = const(arr)
-    # an If needs plain binding blocks (Relax has no control flow inside a dataflow block);
+    # an If or Loop needs plain binding blocks (Relax has no control flow inside a dataflow block);
     # ConvertToDataflow below regroups the pure bindings into dataflow blocks for fusion
     branches = control.has_control_flow(g)
     try:
@@ -164,7 +164,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
                     if v.name not in ctx.values:
                         raise ModelValidationError(f"{file}: graph output '{v.name}' is not produced by any node")
                     _tensor_dtype(v, file)
-                    outs.append(_as_tensor(ctx, ctx.values[v.name]))
+                    outs.append(control.as_tensor(ctx, ctx.values[v.name]))
                 if ctx.guards:  # runtime checks: the first output passes through them
                     outs[0] = thread_guards(bb, ctx.guards, outs[0])
                 result = outs[0] if len(outs) == 1 else relax.Tuple(outs)
@@ -217,6 +217,10 @@ def _raise_invalid_node(ctx: LowerContext, node: ir.Node, file: str, cause: Exce
                                    f"onnxruntime rejects it as well: {why}") from cause
 
 
+# ops with subgraphs, lowered by edgec with the subgraphs lowered in place
+_CONTROL = {"If": control.lower_if, "Loop": loop.lower_loop}
+
+
 def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: LoweringReport, file: str) -> None:
     name = node.name or f"{node.op_type}_{id(node):x}"
     if node.op_type == "Constant" and is_onnx_domain(node.domain):
@@ -239,8 +243,8 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         report.folded[node.op_type] += 1
         return
     fn = table.get(node.domain, node.op_type)
-    if node.op_type == "If" and is_onnx_domain(node.domain):
-        fn = functools.partial(control.lower_if,
+    if node.op_type in _CONTROL and is_onnx_domain(node.domain):
+        fn = functools.partial(_CONTROL[node.op_type],
                                lower_graph=lambda sub: _lower_subgraph(ctx, table, sub, report, file))
     result = NotImplemented
     if fn is not None:
@@ -292,11 +296,6 @@ def _fold(ctx: LowerContext, node: ir.Node) -> list[np.ndarray] | None:
     return res
 
 
-def _as_tensor(ctx: LowerContext, expr):
-    """Graph outputs are tensors: turn a Relax shape value into an int64 tensor."""
-    if isinstance(getattr(expr, "ty", None), relax.ShapeType):
-        return ctx.bb.emit(relax.op.shape_to_tensor(expr))
-    return expr
 
 
 def _version(ctx: LowerContext, node: ir.Node) -> int | None:

@@ -120,8 +120,7 @@ class _PlanBuilder:
         if isinstance(expr, tvm.ir.expr.TupleGetItem):
             return self.value(expr.tuple_value)[int(expr.index)]
         if isinstance(expr, relax.If):
-            raise TargetError("call plan: the model has run-time control flow (If); armv7's call plan runs a "
-                              "fixed list of kernels: compile it for an armv8 or x86 target")
+            raise TargetError(_CONTROL_FLOW)
         raise TargetError(f"call plan: unsupported expression {type(expr).__name__}: "
                           f"{' '.join(str(expr).split())[:160]}")
 
@@ -149,6 +148,8 @@ class _PlanBuilder:
             raise TargetError(f"call plan: unsupported binding {type(b).__name__} ({b.var})")
         v = b.value
         if isinstance(v, tvm.ir.expr.Call):
+            if isinstance(v.op, tvm.ir.GlobalVar):  # a Relax function: a run-time Loop's, or an If branch
+                raise TargetError(_CONTROL_FLOW)
             if not (isinstance(v.op, tvm.ir.Op) and v.op.name == "relax.call_tir"):
                 what = v.op.name if isinstance(v.op, tvm.ir.Op) else str(v.op)
                 raise TargetError(f"call plan: '{what}' is not a kernel call; only call_tir "
@@ -156,6 +157,10 @@ class _PlanBuilder:
             self.values[b.var] = self.call_tir(v, b.var)
         else:
             self.values[b.var] = self.value(v)
+
+
+_CONTROL_FLOW = ("call plan: the model has run-time control flow (If or Loop); armv7's call plan runs a "
+                 "fixed list of kernels: compile it for an armv8 or x86 target")
 
 
 def _legalize(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:

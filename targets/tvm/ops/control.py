@@ -29,8 +29,9 @@ LowerGraph = Callable[[ir.Graph], None]
 
 
 def has_control_flow(graph: ir.Graph) -> bool:
-    """True if `graph` (not counting its subgraphs) holds an If that lower_if may lower."""
-    return any(n.op_type == "If" and n.domain in ("", "ai.onnx") for n in graph)
+    """True if `graph` (not counting its subgraphs) holds an If or Loop that lower_if / lower_loop
+    may lower: those need plain binding blocks."""
+    return any(n.op_type in ("If", "Loop") and n.domain in ("", "ai.onnx") for n in graph)
 
 
 def _branch(node: ir.Node, key: str) -> ir.Graph:
@@ -43,7 +44,7 @@ def _branch(node: ir.Node, key: str) -> ir.Graph:
     return g
 
 
-def _as_tensor(ctx: LowerContext, expr: relax.Expr) -> relax.Expr:
+def as_tensor(ctx: LowerContext, expr: relax.Expr) -> relax.Expr:
     if isinstance(getattr(expr, "ty", None), relax.ShapeType):
         return ctx.bb.emit(_R.shape_to_tensor(expr))
     return expr
@@ -51,10 +52,10 @@ def _as_tensor(ctx: LowerContext, expr: relax.Expr) -> relax.Expr:
 
 def _lower_branch_inline(ctx: LowerContext, g: ir.Graph, lower_graph: LowerGraph) -> list[relax.Expr]:
     lower_graph(g)
-    return [_as_tensor(ctx, ctx.values[v.name]) for v in g.outputs]
+    return [as_tensor(ctx, ctx.values[v.name]) for v in g.outputs]
 
 
-def _describe(ty) -> str:
+def describe_type(ty) -> str:
     if isinstance(ty, relax.TensorType):
         s = shape_of_type(ty)
         return f"{'?' if s is None else list(s)} {ty.dtype}"
@@ -83,7 +84,7 @@ def _lower_branch(ctx: LowerContext, g: ir.Graph, key: str, lower_graph: LowerGr
         outs = _lower_branch_inline(ctx, g, lower_graph)
         for i, (v, o) in enumerate(zip(g.outputs, outs)):
             if not isinstance(getattr(o, "ty", None), relax.TensorType) or shape_of(o) is None:
-                raise Unsupported(f"{key} output {i} ('{v.name}') is {_describe(getattr(o, 'ty', None))}, "
+                raise Unsupported(f"{key} output {i} ('{v.name}') is {describe_type(getattr(o, 'ty', None))}, "
                                   "not a tensor of static shape")
         if ctx.guards:  # checks inside the branch run only when it is taken
             outs[0] = thread_guards(bb, ctx.guards, outs[0])
@@ -101,7 +102,7 @@ def _lower_branch(ctx: LowerContext, g: ir.Graph, key: str, lower_graph: LowerGr
 def _condition(ctx: LowerContext, node: ir.Node, cond: relax.Expr | None) -> relax.Expr:
     ty = getattr(cond, "ty", None)
     if not isinstance(ty, relax.TensorType):
-        raise Unsupported(f"the condition is {_describe(ty)}, not a tensor")
+        raise Unsupported(f"the condition is {describe_type(ty)}, not a tensor")
     shape = shape_of(cond)
     if shape is None or int(np.prod(shape, dtype=np.int64)) != 1:
         raise Unsupported(f"the condition has shape {'?' if shape is None else shape}, not a single element")
@@ -126,7 +127,7 @@ def lower_if(ctx: LowerContext, node: ir.Node, inputs: list, lower_graph: LowerG
     else_seq, else_tys = _lower_branch(ctx, else_g, "else_branch", lower_graph, node.name or "If")
     for i, (a, b) in enumerate(zip(then_tys, else_tys)):
         if shape_of_type(a) != shape_of_type(b) or str(a.dtype) != str(b.dtype):
-            raise Unsupported(f"output {i} is {_describe(a)} in then_branch but {_describe(b)} in else_branch; "
+            raise Unsupported(f"output {i} is {describe_type(a)} in then_branch but {describe_type(b)} in else_branch; "
                               "edgec needs both branches to give the same static shape and dtype")
     out = ctx.bb.emit(relax.If(cond, then_seq, else_seq))
     if len(node.outputs) == 1:
