@@ -169,8 +169,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
 
 def compiled_outputs(outputs: list[TensorInfo], shapes: list | None) -> list[TensorInfo]:
     """The graph outputs with the shapes the compiled code returns. A dim the ONNX graph left
-    symbolic (shape inference gave up) is taken from the compiled code; a static dim that
-    disagrees with it is edgec's bug; an output static in neither is the user's to fix."""
+    symbolic is taken from the compiled code (a size, or an expression of the symbolic input dims);
+    a static dim that disagrees with it is edgec's bug; a data-dependent shape is refused."""
     from edgec.errors import InternalError, ModelValidationError
 
     if shapes is None or len(shapes) != len(outputs):
@@ -182,12 +182,16 @@ def compiled_outputs(outputs: list[TensorInfo], shapes: list | None) -> list[Ten
             if all(isinstance(d, int) for d in declared):
                 out.append(t)
                 continue
-            raise ModelValidationError(f"output '{t.name}' has a data-dependent shape {declared} even with every "
-                                       "input dim fixed; edgec builds static shapes only")
-        if len(compiled) != len(declared) or any(isinstance(d, int) and d != c for d, c in zip(declared, compiled)):
+            raise ModelValidationError(f"output '{t.name}' has a data-dependent shape {declared}; edgec's "
+                                       "outputs have shapes computed from the input shapes only")
+        if len(compiled) != len(declared) or any(isinstance(d, int) and isinstance(c, int) and d != c
+                                                 for d, c in zip(declared, compiled)):
             raise InternalError(f"output '{t.name}': the graph says shape {declared}, the compiled code returns "
                                 f"{compiled}")
-        out.append(dataclasses.replace(t, shape=tuple(compiled)))
+        # a dim the compiled code computes from symbolic input dims is its expression ("seq * 2")
+        # unless the graph knew it statically
+        merged = [d if isinstance(d, int) else c for d, c in zip(declared, compiled)]
+        out.append(dataclasses.replace(t, shape=tuple(merged)))
     return out
 
 
@@ -250,13 +254,18 @@ def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     extra = set(inputs) - {t.name for t in art.inputs}
     if extra:  # first: a misspelt name would otherwise be reported as the input it was meant to be
         raise ArtifactError(f"unknown input(s) {sorted(extra)}; the artifact takes {[t.name for t in art.inputs]}")
-    out = {}
+    out, sizes = {}, {}
     for t in art.inputs:
         if t.name not in inputs:
             raise ArtifactError(f"missing input '{t.name}' ({t.dtype}{list(t.shape)})")
         a = np.asarray(inputs[t.name])
-        if tuple(a.shape) != tuple(t.shape):
+        if len(a.shape) != len(t.shape) or any(isinstance(d, int) and d != n for d, n in zip(t.shape, a.shape)):
             raise ArtifactError(f"input '{t.name}' has shape {list(a.shape)}, the artifact expects {list(t.shape)}")
+        for d, n in zip(t.shape, a.shape):  # a symbolic dim has one size in every input naming it
+            if isinstance(d, str):
+                if sizes.setdefault(d, (n, t.name))[0] != n:
+                    raise ArtifactError(f"input '{t.name}' has {d} = {n}, input '{sizes[d][1]}' has {d} = "
+                                        f"{sizes[d][0]}; the artifact's inputs share the dim '{d}'")
         if str(a.dtype) != t.dtype:
             raise ArtifactError(f"input '{t.name}' has dtype {a.dtype}, the artifact expects {t.dtype}")
         out[t.name] = a

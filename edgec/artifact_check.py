@@ -82,8 +82,10 @@ def _check_tensors(meta: dict, key: str, where: str) -> None:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             _fail(where, f"{key}[{i}] has no name")
         shape = t.get("shape")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            _fail(where, f"{key}[{i}] '{t['name']}' shape {shape!r} is not a list of non-negative ints")
+        if not isinstance(shape, list) or not all((type(d) is int and d >= 0) or (type(d) is str and d)
+                                                  for d in shape):
+            _fail(where, f"{key}[{i}] '{t['name']}' shape {shape!r} is not a list of non-negative ints "
+                         "and symbolic dim names")
         _check_dtype(t.get("dtype"), where, f"{key}[{i}] '{t['name']}'")
 
 

@@ -50,16 +50,21 @@ def c_header(model_name: str, inputs: list[TensorInfo], outputs: list[TensorInfo
     ]
     for kind, infos in (("INPUT", inputs), ("OUTPUT", outputs)):
         for i, t in enumerate(infos):
-            dims = [int(d) for d in t.shape]
-            if any(d < 0 for d in dims):  # the loader rejects these; never emit a negative size
-                raise ValueError(f"{kind.lower()} '{t.name}' has a negative dimension {dims}")
-            numel = int(np.prod(dims, dtype=np.int64)) if dims else 1
+            # a symbolic dim (a name or an expression of names) is -1: its size is set at run time
+            dims = [d if isinstance(d, int) else -1 for d in t.shape]
+            if any(isinstance(d, int) and d < 0 for d in t.shape):  # the loader rejects these
+                raise ValueError(f"{kind.lower()} '{t.name}' has a negative dimension {list(t.shape)}")
+            dynamic = -1 in dims
+            numel = -1 if dynamic else (int(np.prod(dims, dtype=np.int64)) if dims else 1)
             item = np.dtype(t.dtype).itemsize
             p = f"EDGEC_MODEL_{kind}{i}"
+            shown = "[" + ", ".join(str(d) for d in t.shape) + "]"
             lines += [
-                f"/* {kind.lower()} {i}: {c_comment(t.name)} {t.dtype}{dims} */",
+                f"/* {kind.lower()} {i}: {c_comment(t.name)} {t.dtype}{c_comment(shown)}"
+                f"{' (-1: a symbolic dim, sized at run time)' if dynamic else ''} */",
                 f"#define {p}_NAME {c_string(t.name)}", f"#define {p}_DTYPE {c_string(str(t.dtype))}",
-                f"#define {p}_NDIM {len(dims)}", f"#define {p}_NUMEL {numel}", f"#define {p}_BYTES {numel * item}",
+                f"#define {p}_NDIM {len(dims)}", f"#define {p}_NUMEL {numel}",
+                f"#define {p}_BYTES {-1 if dynamic else numel * item}",
                 f"static const int64_t edgec_model_{kind.lower()}{i}_shape[{max(len(dims), 1)}] = "
                 f"{{{', '.join(map(str, dims)) or '1'}}};", "",
             ]

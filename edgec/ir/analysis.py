@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
@@ -36,10 +37,25 @@ def value_info(v: ir.Value) -> TensorInfo:
     return TensorInfo(v.name or "", shape, dtype_name(v.dtype))
 
 
+def dim_label(value_name: str, index: int, dim) -> int | str:
+    """An input dim as the compiled code sees it: its size, its symbolic name, or for an unnamed
+    unknown dim `<input>_dim<index>` (one symbol of its own)."""
+    if isinstance(dim, int):
+        return dim
+    name = getattr(dim, "value", dim)
+    return str(name) if name else f"{value_name}_dim{index}"
+
+
 def graph_inputs(model: ir.Model) -> list[TensorInfo]:
-    """The real inputs (graph inputs that are not initializers)."""
+    """The real inputs (graph inputs that are not initializers); dynamic dims by `dim_label`."""
     inits = set(model.graph.initializers)
-    return [value_info(v) for v in model.graph.inputs if v.name not in inits]
+    out = []
+    for v in model.graph.inputs:
+        if v.name in inits:
+            continue
+        t = value_info(v)
+        out.append(dataclasses.replace(t, shape=tuple(dim_label(t.name, i, d) for i, d in enumerate(t.shape))))
+    return out
 
 
 def graph_outputs(model: ir.Model) -> list[TensorInfo]:

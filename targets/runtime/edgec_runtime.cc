@@ -90,13 +90,19 @@ std::vector<TensorInfo> ParseInfos(const ffi::json::Object& root, const char* ke
     auto dt = obj.find(ffi::String("dtype"));
     if (dt != obj.end()) t.dtype = std::string((*dt).second.cast<ffi::String>());
     ffi::StringToDLDataType(t.dtype);  // validate
+    bool symbolic = false;  // a dim named in the metadata ("batch"): the caller sets the shape
     for (const ffi::Any& d : obj.at(ffi::String("shape")).cast<ffi::json::Array>()) {
+      if (d.as<ffi::String>().has_value()) {
+        symbolic = true;
+        continue;
+      }
       int64_t v = d.cast<int64_t>();
-      if (v < 0) throw std::runtime_error("metadata shape of '" + t.name + "' is not static");
+      if (v < 0) throw std::runtime_error("metadata shape of '" + t.name + "' is negative");
       t.shape.push_back(v);
     }
     if (t.shape.size() > EDGEC_MAX_NDIM) throw std::runtime_error("too many dimensions");
-    t.known = true;
+    if (symbolic) t.shape.clear();
+    t.known = !symbolic;
     out.push_back(std::move(t));
   }
   return out;

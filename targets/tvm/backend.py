@@ -28,16 +28,18 @@ class BackendResult:
 
 
 def output_shapes(mod: tvm.IRModule) -> list:
-    """The shapes `main` returns, per output (None where not static): what the artifact really
-    gives, whatever shapes the ONNX graph still declares."""
+    """The shapes `main` returns, per output: ints, and for a dim computed from symbolic input
+    dims its expression as text (`seq`, `seq * 2`); None where the shape is data-dependent. What
+    the artifact really gives, whatever shapes the ONNX graph still declares."""
     ret = mod["main"].ret_ty
     fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
     out = []
     for f in fields:
-        try:
-            out.append([int(d) for d in f.shape])
-        except (TypeError, AttributeError):
-            out.append(None)
+        s = getattr(f, "shape", None)
+        if not isinstance(s, relax.ShapeExpr):
+            out.append(None)  # unknown rank or a data-dependent shape
+            continue
+        out.append([int(d.value) if isinstance(d, tvm.tirx.IntImm) else str(d) for d in s.values])
     return out
 
 
@@ -62,7 +64,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         from edgec.errors import TargetError
 
         raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
-    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes)
+    # dynamic input dims stay symbolic, except for armv7's call plan (a fixed list of kernels)
+    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=spec.runtime != "plan")
     shapes = output_shapes(mod)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library
@@ -103,7 +106,7 @@ def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, weight_mi
     """Lower `model` as compile_to does and tune its kernels (see tune.driver.tune_model)."""
     from edgec.targets.tvm.tune.driver import tune_model
 
-    mod, _ = lower_model(model, weight_min_bytes=weight_min_bytes)
+    mod, _ = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=True)
     return tune_model(mod, spec, records, trials, **kw)
 
 

@@ -157,7 +157,8 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
 
         if (str(a.data_layout), str(a.kernel_layout), str(a.out_layout)) == ("NCHW", "OIHW", "NCHW") and \
-                int(a.groups) == 1 and packing.is_weight(call.args[1], _WEIGHTS[0]) and _LANES[0]:
+                int(a.groups) == 1 and packing.is_weight(call.args[1], _WEIGHTS[0]) and _LANES[0] and \
+                _static(call.ty) and _static(call.args[0].ty):
             return _legalize_conv2d_nchw(bb, call, _LANES[0])
         out = packing.legalize_dwconv_nchw(bb, call, _LANES[0])
         return out if out is not None else _nn_conv2d(bb, call)
@@ -265,12 +266,22 @@ def _convs(mod: tvm.IRModule) -> list[relax.Call]:
     return found
 
 
+def _static(ty) -> bool:
+    """A tensor type whose dims are all known integers (not symbolic)."""
+    s = getattr(ty, "shape", None)
+    return isinstance(s, relax.ShapeExpr) and all(isinstance(d, tirx.IntImm) for d in s.values)
+
+
 def choose_block(mod: tvm.IRModule, lanes: int) -> int | None:
     """The channel block: the widest power of two <= the vector lanes (down to a quarter) that
-    blocks nearly all the conv FLOPs any candidate blocks; None when too few FLOPs would be."""
+    blocks nearly all the conv FLOPs any candidate blocks; None when too few FLOPs would be, or
+    when a convolution has symbolic dims (its blocked kernels and schedules need static ones)."""
     work: dict[int, float] = {}
     total = 0.0
-    for c in _convs(mod):
+    convs = _convs(mod)
+    if not all(_static(c.args[0].ty) and _static(c.args[1].ty) and _static(c.ty) for c in convs):
+        return None
+    for c in convs:
         w, y = c.args[1].ty, c.ty
         flops = float(_prod(w.shape) * _prod(list(y.shape)[2:]))
         total += flops

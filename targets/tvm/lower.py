@@ -29,8 +29,10 @@ from edgec.errors import (
     UnsupportedOpError,
     UnsupportedTypeError,
 )
+from edgec.ir.analysis import dim_label
 from edgec.ir.domains import is_onnx_domain, onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
+from edgec.targets.tvm import symbolic
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
 from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings, control, loop
@@ -85,16 +87,24 @@ def _tensor_dtype(v: ir.Value, file: str) -> str:
     return name
 
 
-def _static_shape(v: ir.Value, file: str) -> list[int]:
+def _input_shape(v: ir.Value, file: str, dim_vars: dict[str, tvm.tirx.Var] | None) -> list:
+    """The input's shape: ints, and for a named or unknown dim a symbolic int64 (one per name,
+    shared by every input that names it) when `dim_vars` is given; else a dynamic dim is an error."""
     if v.shape is None:
         raise ModelValidationError(f"{file}: input '{v.name}' has unknown rank; give it with --input-shape {v.name}=...")
     dims = []
-    for d in v.shape:
-        if not isinstance(d, int):
+    for i, d in enumerate(v.shape):
+        if isinstance(d, int):
+            dims.append(d)
+            continue
+        if dim_vars is None:
             raise ModelValidationError(
                 f"{file}: input '{v.name}' has dynamic dimension '{d}'; fix it with --input-shape {v.name}=" +
                 ",".join(str(x) if isinstance(x, int) else "N" for x in v.shape))
-        dims.append(d)
+        name = dim_label(v.name, i, d)
+        if name not in dim_vars:
+            dim_vars[name] = tvm.tirx.Var(re.sub(r"\W", "_", name), "int64")
+        dims.append(dim_vars[name])
     return dims
 
 
@@ -113,12 +123,15 @@ def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
 
 
 def lower_model(model: ir.Model, table: LoweringTable | None = None,
-                weight_min_bytes: int | None = None) -> tuple[tvm.IRModule, LoweringReport]:
+                weight_min_bytes: int | None = None, symbolic: bool = True) -> tuple[tvm.IRModule, LoweringReport]:
     """Lower `model` to a Relax module with one function `main(inputs..., weights...)`.
 
     Initializers of at least `weight_min_bytes` (None: none) become parameters after the graph
     inputs (`num_input` counts only the inputs) instead of constants, so their data is never read
     here; `report.weights` lists them in parameter order. Lowerings see them as non-constant.
+    With `symbolic`, a named or unknown input dim is a symbolic int64 of main's signature (one per
+    name, `edgec.ir.analysis.dim_label`), and shape computations over it are evaluated by
+    `symbolic.py`; without, it is an error asking for --input-shape.
     """
     table = table or builtin_lowerings()
     file = model.meta.get("edgec.source", model.graph.name or "model")
@@ -128,13 +141,14 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
     ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports))
     report = LoweringReport()
     used: set[str] = set()
+    dim_vars: dict[str, tvm.tirx.Var] | None = {} if symbolic else None
     params = []
     inits = g.initializers
     for v in g.inputs:
         if v.name in inits:
             continue
         dtype = _tensor_dtype(v, file)
-        var = relax.Var(_ident(v.name, used), relax.TensorType(_static_shape(v, file), dtype))
+        var = relax.Var(_ident(v.name, used), relax.TensorType(_input_shape(v, file, dim_vars), dtype))
         ctx.values[v.name] = var
         params.append(var)
     num_input = len(params)
@@ -242,6 +256,12 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
                 ctx.values[v.name] = const(arr)
         report.folded[node.op_type] += 1
         return
+    if ctx.symbolic or node.op_type in ("Shape", "Size"):
+        shapes = symbolic.evaluate(ctx, node, inputs)
+        if shapes is not None:
+            _bind_shape_values(ctx, node, shapes)
+            report.folded[node.op_type] += 1
+            return
     fn = table.get(node.domain, node.op_type)
     if node.op_type in _CONTROL and is_onnx_domain(node.domain):
         fn = functools.partial(_CONTROL[node.op_type],
@@ -265,6 +285,23 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         result = _frontend_fallback(ctx, node, inputs, name, file)
         report.by_frontend[node.op_type] += 1
     _bind_outputs(ctx, node, result, name, file)
+
+
+def _bind_shape_values(ctx: LowerContext, node: ir.Node, outs: list[np.ndarray]) -> None:
+    """Outputs computed on shape values: symbolic ones stay shape values (and are emitted as
+    tensors for any consumer that reads the data), all-int ones are constants."""
+    for v, arr in zip(node.outputs, outs):
+        if not v.name:
+            continue
+        dtype = _tensor_dtype(v, ctx.file) if v.dtype is not None else "int64"
+        if symbolic.is_symbolic(arr):
+            ctx.symbolic[v.name] = arr
+            t = symbolic.materialize(ctx, arr)
+            ctx.values[v.name] = t if dtype == "int64" else ctx.emit(relax.op.astype(t, dtype))
+        else:
+            arr = np.asarray(arr.tolist() if arr.dtype == object else arr, dtype=dtype)
+            ctx.constants[v.name] = arr
+            ctx.values[v.name] = const(arr)
 
 
 # ops whose value is not a function of their inputs alone, or that carry subgraphs

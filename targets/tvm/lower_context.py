@@ -20,6 +20,8 @@ class LowerContext:
     # the first graph output through one asserting kernel per check (targets/tvm/guards.py)
     guards: list[tuple[relax.Expr, str]] = field(default_factory=list)
     opset_imports: dict[str, int] = field(default_factory=dict)  # the model's, domain -> version
+    # shape values over symbolic dims (object arrays of ints / TIR expressions; targets/tvm/symbolic.py)
+    symbolic: dict[str, np.ndarray] = field(default_factory=dict)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""

@@ -140,6 +140,8 @@ def legalize_dwconv_nchw(bb: relax.BlockBuilder, call: relax.Call, lanes: int):
         return None
     if x.ty.ndim != 4 or w.ty.ndim != 4 or str(x.ty.dtype) != "float32":
         return None
+    if not all(isinstance(d, tvm.tirx.IntImm) for d in [*x.ty.shape.values, *call.ty.shape.values]):
+        return None  # symbolic dims: TVM's generic conv2d
     c = int(x.ty.shape[1])
     if not (int(a.groups) == c == int(w.ty.shape[0]) and int(w.ty.shape[1]) == 1):
         return None

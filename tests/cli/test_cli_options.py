@@ -33,11 +33,18 @@ def test_print_pipeline_per_level(run_cli):
     assert r.out.strip() == "fold-constants{max_bytes=10}"
 
 
-def test_input_shape_fixes_dynamic_batch(tmp_path, run_cli):
+def test_dynamic_batch_is_symbolic_and_input_shape_fixes_it(tmp_path, run_cli):
     model = tmp_path / "dyn.onnx"
     onnx.save(model_from_text(DYNAMIC), model)
-    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "a")
-    assert r.code == 2 and "--input-shape x=N,3,8,8" in r.err
+    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "sym")
+    assert r.code == 0, r
+    meta = json.loads((tmp_path / "sym" / "metadata.json").read_text())
+    assert meta["inputs"][0]["shape"] == ["N", 3, 8, 8] and meta["outputs"][0]["shape"] == ["N", 4], meta
+    for n in (1, 3):  # one artifact, any batch
+        x = tmp_path / f"x{n}.npy"
+        np.save(x, np.random.default_rng(n).standard_normal((n, 3, 8, 8)).astype(np.float32))
+        r = run_cli("run", tmp_path / "sym", "-i", f"x={x}", "--compare-onnx", model)
+        assert r.code == 0 and "OK: matches onnxruntime" in r.out, r
     r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "a", "--input-shape", "x=2,3,8,8")
     assert r.code == 0, r
     meta = json.loads((tmp_path / "a" / "metadata.json").read_text())

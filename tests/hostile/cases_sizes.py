@@ -1,9 +1,11 @@
 """Graph and size bombs: sizes that only constant folding, unrolling or the user's --input-shape
 reveal are checked against the same limits as declared sizes, before anything is allocated.
-Every bomb gets exit 2 within its limit and under 2 GiB; a big but legitimate graph finishes."""
+Every bomb gets exit 2 within its limit and under 2 GiB; a big but legitimate graph finishes
+(a Loop too long to unroll compiles as a run-time loop)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -11,7 +13,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from tests.hostile import models as M
-from tests.hostile.harness import CaseDir, Group, Spec, compile_argv
+from tests.hostile.harness import CaseDir, CaseFailure, Group, Spec, compile_argv
 
 sizes = Group("sizes")
 CASES = sizes.cases
@@ -130,22 +132,35 @@ def resize_bomb(d: CaseDir) -> Spec:
     return _refused(d.save("resize.onnx", m))
 
 
+def _runtime_loops(model: str, loops: int) -> Spec:
+    """Valid: too many trips to unroll, so the Loop is compiled as run-time control flow (not
+    copied), within the time and memory limits. Not run: it would take hours."""
+    def check(cd: CaseDir, o) -> None:
+        cd.check_artifact("out")
+        meta = json.loads((cd.path("out") / "metadata.json").read_text())
+        got = meta["lowering"]["edgec"].get("Loop", 0)
+        if got != loops:
+            raise CaseFailure(f"expected {loops} Loop(s) lowered as run-time loops, metadata says {got}")
+    return Spec(compile_argv(model), code=0, check=check)
+
+
 @sizes
 def loop_trip_count_1e9(d: CaseDir) -> Spec:
     m = M.loop_model([M.const("M", 10**9)])
-    return _refused(d.save("loop1e9.onnx", m))
+    return _runtime_loops(d.save("loop1e9.onnx", m), 1)
 
 
 @sizes
 def loop_trip_count_from_arithmetic(d: CaseDir) -> Spec:
     m = M.loop_model([M.const("ma", 100000), M.const("mb", 100000),
                       helper.make_node("Mul", ["ma", "mb"], ["M"], name="mul")])
-    return _refused(d.save("loop_mul.onnx", m))
+    return _runtime_loops(d.save("loop_mul.onnx", m), 1)
 
 
 @sizes
 def nested_loops(d: CaseDir) -> Spec:
-    """Three nested Loops of 1000 iterations each: unrolled, 10**9 nodes."""
+    """Three nested Loops of 1000 iterations each: unrolled, 10**9 nodes; compiled as three
+    run-time loops instead."""
     body = None
     for level in range(3):
         suffix = f"_{level}"
@@ -163,7 +178,7 @@ def nested_loops(d: CaseDir) -> Spec:
     nodes = [M.const("one", np.ones(2), np.float32), M.const("M", 1000), M.const("go", True, np.bool_),
              helper.make_node("Loop", ["M", "go", "x"], ["y"], name="outer", body=body)]
     m = M.model(nodes, [M.vi("x", [2])], [M.vi("y", [2])])
-    return _refused(d.save("nested_loops.onnx", m))
+    return _runtime_loops(d.save("nested_loops.onnx", m), 3)
 
 
 @sizes

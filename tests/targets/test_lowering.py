@@ -140,9 +140,14 @@ def test_declining_lowering_falls_back(tmp_path):
     assert all(d.ok for d in diffs)
 
 
-def test_dynamic_input_needs_input_shape(tmp_path):
+def test_dynamic_input_is_symbolic_or_needs_input_shape(tmp_path):
+    """A named dim is one symbolic var of main's signature; without symbolic lowering (armv7's
+    call plan) it needs --input-shape."""
     from edgec.errors import ModelValidationError
 
-    proto = model_from_text(HEADER + "agraph (float[N, 3] x) => (float[N, 3] y) { y = Relu(x) }")
+    proto = model_from_text(HEADER + "agraph (float[N, 3] x, float[N, 3] z) => (float[N, 3] y) { y = Add(x, z) }")
+    mod, _ = lower_model(load_model(proto))
+    dims = [str(p.ty.shape.values[0]) for p in mod["main"].params]
+    assert dims == ["N", "N"], dims
     with pytest.raises(ModelValidationError, match="--input-shape x=N,3"):
-        lower_model(load_model(proto))
+        lower_model(load_model(proto), symbolic=False)

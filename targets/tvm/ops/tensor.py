@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax
+from tvm import relax, tirx
 
+from edgec.targets.tvm import symbolic
 from edgec.targets.tvm.lower_context import attr, shape_of
 from edgec.targets.tvm.ops import lowers
 from edgec.targets.tvm.ops.runtime_params import empty_like, runtime_slice
+from edgec.targets.tvm.symbolic import dims_of, shape_value
 
 _R = relax.op
 
 
 @lowers("Reshape")
 def reshape(ctx, node, xs):
-    target = ctx.const_array(node.inputs[1])
-    in_shape = shape_of(xs[0])
-    if target is None or in_shape is None:
+    """The target shape may be a constant or a shape value over symbolic dims (symbolic.py)."""
+    target = shape_value(ctx, node.inputs[1])
+    in_dims = dims_of(xs[0])
+    if target is None or in_dims is None:
         return NotImplemented
     allowzero = attr(node, "allowzero", 0)
-    new = [int(in_shape[i]) if (d == 0 and not allowzero) else int(d) for i, d in enumerate(target.tolist())]
+    new = [in_dims[i] if (isinstance(d, int) and d == 0 and not allowzero) else d
+           for i, d in enumerate(symbolic.as_dims(target))]
+    if all(isinstance(d, int) for d in new + in_dims):
+        return _R.reshape(xs[0], new)
+    if sum(1 for d in new if isinstance(d, int) and d == -1) == 1:  # infer it: Relax cannot, symbolically
+        known = 1
+        for d in new:
+            known = known if isinstance(d, int) and d == -1 else known * d
+        total = 1
+        for d in in_dims:
+            total = total * d
+        new = [symbolic.simplify(tirx.floordiv(total, known)) if isinstance(d, int) and d == -1 else d for d in new]
     return _R.reshape(xs[0], new)
 
 
