@@ -125,7 +125,7 @@ def _size(node, ins, dims):
     n = 1
     for d in dims:
         n = n * d
-    return [np.array(simplify(n), dtype=object)]
+    return [_scalar(simplify(n))]
 
 
 def _gather(node, ins):
@@ -200,7 +200,7 @@ def _reduce_prod(node, ins):
     n = 1
     for e in data:
         n = n * e
-    out = np.array(simplify(n), dtype=object)
+    out = _scalar(simplify(n))
     return [out.reshape([1]) if int(attr(node, "keepdims", 1)) else out]
 
 
@@ -260,4 +260,10 @@ def evaluate(ctx: LowerContext, node: ir.Node, inputs: list) -> list[np.ndarray]
         return None
     if outs is None or any(o is None for o in outs):
         return None
-    return outs
+    return [o if isinstance(o, np.ndarray) else _scalar(o) for o in outs]  # numpy gives a 0-d result as the element
+
+
+def _scalar(e) -> np.ndarray:
+    out = np.empty((), object)
+    out[()] = e
+    return out
