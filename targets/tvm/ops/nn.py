@@ -16,7 +16,7 @@ def _static_rank(x) -> int | None:
     return x.ty.ndim if hasattr(x.ty, "ndim") and x.ty.ndim >= 0 else None
 
 
-_CONV = {3: (_R.nn.conv1d, "NCW", "OIW"), 4: (_R.nn.conv2d, "NCHW", "OIHW"), 5: (_R.nn.conv3d, "NCDHW", "OIDHW")}
+_CONV = {4: (_R.nn.conv2d, "NCHW", "OIHW"), 5: (_R.nn.conv3d, "NCDHW", "OIDHW")}
 
 
 @lowers("Conv")
@@ -30,16 +30,23 @@ def conv(ctx, node, xs):
     r = _static_rank(x)
     if conv_lowerable(node) or r != conv_rank(node):
         return NotImplemented
-    fn, data_layout, kernel_layout = _CONV[r]
     nd = r - 2
     dt = str(x.ty.dtype)
     half = dt == "float16"
     if half:  # float32 operands, not out_dtype: the blocked-layout rewrite drops out_dtype
         x, w = ctx.emit(_R.astype(x, "float32")), ctx.emit(_R.astype(w, "float32"))
         b = None if b is None else ctx.emit(_R.astype(b, "float32"))
-    y = ctx.emit(fn(x, w, strides=attr(node, "strides", [1] * nd), padding=conv_pads(node),
-                    dilation=attr(node, "dilations", [1] * nd), groups=int(attr(node, "group", 1)),
-                    data_layout=data_layout, kernel_layout=kernel_layout))
+    strides, pads = attr(node, "strides", [1] * nd), conv_pads(node)
+    dilations, groups = attr(node, "dilations", [1] * nd), int(attr(node, "group", 1))
+    if r == 3:  # 1-D as 2-D with height 1: the 2-D convolutions have schedules, conv1d has none
+        y = ctx.emit(_R.nn.conv2d(ctx.emit(_R.expand_dims(x, 2)), ctx.emit(_R.expand_dims(w, 2)),
+                                  strides=[1, strides[0]], padding=[0, pads[0], 0, pads[1]],
+                                  dilation=[1, dilations[0]], groups=groups))
+        y = ctx.emit(_R.squeeze(y, [2]))
+    else:
+        fn, data_layout, kernel_layout = _CONV[r]
+        y = ctx.emit(fn(x, w, strides=strides, padding=pads, dilation=dilations, groups=groups,
+                        data_layout=data_layout, kernel_layout=kernel_layout))
     if b is not None:
         y = ctx.emit(_R.add(y, _R.reshape(b, [1, -1] + [1] * nd)))
     return _R.astype(y, dt) if half else y
