@@ -64,6 +64,22 @@ def load_library(library: Path):
     return tvm.runtime.load_module(str(copy))
 
 
+def _numeric(t) -> bool:
+    return str(t.dtype) not in ("bool", "bfloat16")
+
+
+def _dlpack_ok(dtype: np.dtype) -> bool:
+    return dtype.kind in "fiu" and dtype.itemsize in (1, 2, 4, 8) and dtype.name != "bfloat16"
+
+
+def _aligned_empty(shape: tuple, dtype: np.dtype, align: int = 64) -> np.ndarray:
+    """An uninitialized C-order array whose data starts on an `align`-byte boundary."""
+    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(n + align, np.uint8)
+    off = -raw.ctypes.data % align
+    return raw[off:off + n].view(dtype).reshape(shape)
+
+
 class LoadedModel:
     """`weights`: arrays for the library's weight parameters (an artifact's weights.bin, mapped by
     edgec.weights.open_weights), passed after the inputs on every call. They are handed to TVM
@@ -80,21 +96,57 @@ class LoadedModel:
         self.input_names, self.output_names = input_names, output_names
         self._weights = list(weights or [])  # keeps the mappings alive as long as TVM uses them
         self.weight_args = [tvm.runtime.from_dlpack(w) for w in self._weights]
+        self._staging: dict[int, tuple] = {}  # input index -> (aligned numpy buffer, TVM tensor of it)
+
+    def _arg(self, i: int, a: np.ndarray):
+        """Input `i` for the VM: the caller's array itself through DLPack when it is C-contiguous
+        and aligned as TVM's kernels assume (64 bytes), else a copy into a buffer kept for that
+        input (tvm.runtime.tensor allocated anew on every call: 30-60 us, more than a small
+        model's kernels)."""
+        a = np.require(a, requirements="C")  # keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
+        if a.size and _dlpack_ok(a.dtype) and a.ctypes.data % 64 == 0:
+            try:
+                return tvm.runtime.from_dlpack(a)
+            except Exception:  # noqa: BLE001 - a dtype DLPack cannot carry: copy below
+                pass
+        staged = self._staging.get(i)
+        if staged is None or staged[0].shape != a.shape or staged[0].dtype != a.dtype:
+            host = _aligned_empty(a.shape, a.dtype)
+            staged = self._staging[i] = (host, tvm.runtime.from_dlpack(host) if _dlpack_ok(a.dtype)
+                                         else tvm.runtime.empty(a.shape, str(a.dtype)))
+        if _dlpack_ok(a.dtype):
+            np.copyto(staged[0], a)  # the TVM tensor views this memory
+        else:
+            staged[1].copyfrom(a)
+        return staged[1]
 
     def _args(self, inputs: dict[str, np.ndarray]):
-        # np.require keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
-        return [tvm.runtime.tensor(np.require(inputs[n], requirements="C")) for n in self.input_names] + self.weight_args
+        return [self._arg(i, inputs[n]) for i, n in enumerate(self.input_names)] + self.weight_args
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = self._args(inputs)
         try:
-            out = self.vm["main"](*self._args(inputs))
+            out = self.vm["main"](*args)
         except (RuntimeError, AssertionError) as e:  # a failing runtime guard (targets/tvm/guards.py)
             msg = " ".join(str(e).split())
             if GUARD_PREFIX in msg:
                 raise GuardError(msg[msg.index(GUARD_PREFIX):]) from None
             raise
         items = list(out) if not hasattr(out, "numpy") else [out]
-        return {n: o.numpy() for n, o in zip(self.output_names, items)}
+        return {n: self._result(o, args) for n, o in zip(self.output_names, items)}
+
+    @staticmethod
+    def _result(o, args) -> np.ndarray:
+        """An output as numpy without a copy (a fresh VM allocation), except when it is one of
+        the arguments (an output that is an input passed through): then a copy, so the result
+        never aliases the caller's array or a reused staging buffer."""
+        try:
+            a = np.from_dlpack(o)
+        except Exception:  # noqa: BLE001 - a dtype numpy's DLPack import does not take
+            return o.numpy()
+        if a.size and any(a.ctypes.data == np.from_dlpack(x).ctypes.data for x in args if _numeric(x)):
+            return a.copy()
+        return a
 
     def bench(self, inputs: dict[str, np.ndarray], warmup: int, repeat: int) -> list[float]:
         """Seconds per whole call, as onnxruntime's `run` is timed: inputs copied in, the model
