@@ -285,9 +285,21 @@ def run_artifact(art: Artifact, inputs: dict[str, np.ndarray], threads: int | No
     return run(art, inputs, threads)
 
 
-def bench_artifact(art: Artifact, warmup: int, repeat: int, threads: int | None = None, seed: int = 0) -> list[float]:
-    """Per-run seconds of `repeat` timed runs after `warmup` (host-architecture artifacts)."""
+def symbolic_dims(art: Artifact, given: dict[str, int] | None) -> dict[str, int]:
+    """`--dim NAME=N` sizes for the artifact's symbolic input dims; a name it does not have is an error."""
+    names = sorted({d for t in art.inputs for d in t.shape if isinstance(d, str)})
+    unknown = sorted(set(given or {}) - set(names))
+    if unknown:
+        raise ArtifactError(f"--dim {unknown[0]}: the artifact's symbolic dims are {names or 'none'}")
+    return dict(given or {})
+
+
+def bench_artifact(art: Artifact, warmup: int, repeat: int, threads: int | None = None, seed: int = 0,
+                   dims: dict[str, int] | None = None) -> list[float]:
+    """Per-run seconds of `repeat` timed runs after `warmup` (host-architecture artifacts), on seeded
+    inputs whose symbolic dims are `dims` (else 1)."""
     from edgec.reference import seeded_inputs
     from edgec.targets.tvm.execute import bench  # heavy: imports tvm
 
-    return bench(art, seeded_inputs(art.inputs, seed), warmup, repeat, artifact_threads(art, threads))
+    feed = seeded_inputs(art.inputs, seed, dims=symbolic_dims(art, dims))
+    return bench(art, feed, warmup, repeat, artifact_threads(art, threads))

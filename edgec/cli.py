@@ -260,7 +260,9 @@ def optimize(model, out, target, passes, opt_level, input_shape, disable, verify
               help="Plus this times max|reference| per output.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random inputs when none are given.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads (default: all cores).")
-def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
+@click.option("--dim", "dims", multiple=True, metavar="NAME=N",
+              help="Size of a symbolic input dim for the random inputs (default 1).")
+def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads, dims):
     """Run a compiled ARTIFACT on inputs (seeded random ones when none are given)."""
     from edgec.api import run_artifact
     from edgec.artifact import load_artifact
@@ -274,7 +276,10 @@ def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
         mine += [(f, "artifact file") for f in art_dir.rglob("*") if f.is_file()] if art_dir.is_dir() else []
         check_output_file(out, "outputs file", inputs=mine)
     art = load_artifact(artifact)
-    feed = dict(load_tensor_arg(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed)
+    from edgec.api import symbolic_dims
+
+    sizes = symbolic_dims(art, parse_dims(dims))
+    feed = dict(load_tensor_arg(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed, dims=sizes)
     if not inputs:
         click.echo(f"inputs: seeded random (seed {seed})")
     outputs = run_artifact(art, feed, threads)
@@ -296,13 +301,14 @@ def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads):
 @click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads (default: all cores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the random inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bench(artifact, repeat, warmup, threads, seed, as_json):
+@click.option("--dim", "dims", multiple=True, metavar="NAME=N", help="Size of a symbolic input dim (default 1).")
+def bench(artifact, repeat, warmup, threads, seed, as_json, dims):
     """Time a host-architecture ARTIFACT: median / p90 / min latency over --repeat runs."""
     from edgec.api import bench_artifact
     from edgec.artifact import load_artifact
 
     art = load_artifact(artifact)
-    times = np.array(bench_artifact(art, warmup, repeat, threads, seed)) * 1e3
+    times = np.array(bench_artifact(art, warmup, repeat, threads, seed, parse_dims(dims))) * 1e3
     stats = {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
              "min_ms": float(times.min()), "runs": repeat, "warmup": warmup, "threads": threads}
     if as_json:
@@ -316,6 +322,17 @@ cli.add_command(__import__("edgec.cli_info", fromlist=["inspect"]).inspect)  # e
 cli.add_command(__import__("edgec.cli_info", fromlist=["passes_cmd"]).passes_cmd)
 cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_cmd)
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
+
+
+def parse_dims(items: tuple[str, ...]) -> dict[str, int]:
+    """`--dim NAME=N` options -> {NAME: N} (N >= 0)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.strip().isdigit():
+            raise click.BadParameter(f"expected NAME=N with N a non-negative integer, got '{item}'", param_hint="--dim")
+        out[name] = int(value)
+    return out
 
 
 # OSErrors that say what is wrong with the machine (permissions, a full or read-only disk, limits),

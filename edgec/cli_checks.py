@@ -29,6 +29,9 @@ def lowering_summary(lowering: dict) -> str:
     if frontend:
         text += " (" + ", ".join(f"{op} {n}" for op, n in sorted(frontend.items())) + ")"
     text += f"; {kernels} kernel(s), {kernels - generic} with an edgec schedule"
+    symbolic = schedules.get("parallel-symbolic", 0)
+    if symbolic:
+        text += f" ({symbolic} of them only parallel: symbolic extents, not tiled)"
     if generic:
         text += f", {generic} unscheduled (generic code, slow)"
     return text

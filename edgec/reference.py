@@ -8,12 +8,15 @@ import onnx
 from edgec.ir.analysis import TensorInfo
 
 
-def seeded_inputs(infos: list[TensorInfo], seed: int = 0, default_dim: int = 1) -> dict[str, np.ndarray]:
-    """Deterministic inputs: floats ~ U(-1, 1), ints in [0, 4), bools random."""
+def seeded_inputs(infos: list[TensorInfo], seed: int = 0, default_dim: int = 1,
+                  dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Deterministic inputs: floats ~ U(-1, 1), ints in [0, 4), bools random. A symbolic dim is
+    `dims[name]`, else `default_dim`."""
     rng = np.random.default_rng(seed)
+    dims = dims or {}
     out = {}
     for info in infos:
-        shape = tuple(d if isinstance(d, int) else default_dim for d in info.shape)
+        shape = tuple(d if isinstance(d, int) else dims.get(d, default_dim) for d in info.shape)
         dt = np.dtype(info.dtype) if info.dtype != "unknown" else np.dtype("float32")
         if dt.kind == "f":
             a = rng.uniform(-1, 1, size=shape).astype(dt)

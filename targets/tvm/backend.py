@@ -13,6 +13,7 @@ from tvm import relax
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.build import build_library
 from edgec.targets.tvm.lower import lower_model
+from edgec.targets.tvm.symbolic import format_dim
 from edgec.targets.tvm.weights import write_weight_plan
 from edgec.weights import WEIGHTS_FILE
 
@@ -39,7 +40,7 @@ def output_shapes(mod: tvm.IRModule) -> list:
         if not isinstance(s, relax.ShapeExpr):
             out.append(None)  # unknown rank or a data-dependent shape
             continue
-        out.append([int(d.value) if isinstance(d, tvm.tirx.IntImm) else str(d) for d in s.values])
+        out.append([format_dim(d) for d in s.values])
     return out
 
 

@@ -93,6 +93,7 @@ class LoadedModel:
         # runtime computes in this process between edgec calls.
         set_threads(threads)
         self.vm = relax.VirtualMachine(load_library(library), tvm.cpu())
+        self._main = self.vm["main"]  # looked up once: a per-call lookup is measurable on small models
         self.input_names, self.output_names = input_names, output_names
         self._weights = list(weights or [])  # keeps the mappings alive as long as TVM uses them
         self.weight_args = [tvm.runtime.from_dlpack(w) for w in self._weights]
@@ -126,7 +127,7 @@ class LoadedModel:
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         args = self._args(inputs)
         try:
-            out = self.vm["main"](*args)
+            out = self._main(*args)
         except (RuntimeError, AssertionError) as e:  # a failing runtime guard (targets/tvm/guards.py)
             msg = " ".join(str(e).split())
             if GUARD_PREFIX in msg:

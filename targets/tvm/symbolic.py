@@ -41,6 +41,27 @@ def simplify(e):
     return int(e.value) if isinstance(e, tirx.IntImm) else e
 
 
+_BINARY = {"Add": "+", "Sub": "-", "Mul": "*", "FloorDiv": "//", "Div": "//", "FloorMod": "%", "Mod": "%"}
+
+
+def format_dim(e) -> str | int:
+    """A dim for people and metadata: an int, a name, or an expression of names (`seq // 2`)."""
+    e = simplify(e)
+    if isinstance(e, int):
+        return e
+    if isinstance(e, tirx.Var):
+        return str(e.name)
+    kind = type(e).__name__
+    if kind in _BINARY:
+        def side(x):
+            s = format_dim(x)
+            return f"({s})" if isinstance(s, str) and " " in s else str(s)
+        return f"{side(e.a)} {_BINARY[kind]} {side(e.b)}"
+    if kind in ("Max", "Min"):
+        return f"{kind.lower()}({format_dim(e.a)}, {format_dim(e.b)})"
+    return str(e)
+
+
 def is_symbolic(arr: np.ndarray) -> bool:
     return arr.dtype == object and any(not isinstance(e, int) for e in arr.reshape(-1))
 
@@ -94,8 +115,12 @@ def _elementwise(fn: Callable) -> Callable:
 
 
 def _int_div(x, y):
+    """ONNX integer Div truncates toward zero."""
     if isinstance(x, int) and isinstance(y, int):
-        return int(x / y) if y else None
+        if not y:
+            return None
+        q = abs(x) // abs(y)
+        return q if (x >= 0) == (y > 0) else -q
     return tirx.truncdiv(x, y)
 
 

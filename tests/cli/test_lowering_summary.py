@@ -14,6 +14,8 @@ def test_summary_names_importer_ops_and_generic_kernels():
                              "schedules": {"conv2d-nchwc": 3, "none": 2}, "records": {"applied": 1}})
     assert text == ("lowering: 5 node(s) by edgec, 3 by TVM's ONNX importer (Det 1, Einsum 2); "
                     "6 kernel(s), 4 with an edgec schedule, 2 unscheduled (generic code, slow)")
+    text = lowering_summary({"edgec": {"MatMul": 1}, "schedules": {"matmul": 1, "parallel-symbolic": 2}})
+    assert text.endswith("3 kernel(s), 3 with an edgec schedule (2 of them only parallel: symbolic extents, not tiled)")
 
 
 def test_compile_prints_the_summary_matching_metadata(tmp_path, run_cli):

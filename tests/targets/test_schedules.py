@@ -144,3 +144,29 @@ def test_avx2_target_lanes(tmp_path):
     conv, inits, y = _conv("x", 8, 24, 3)
     used = _check(_model([conv], [("x", [1, 8, 9, 10])], y, inits), tmp_path, spec="x86-64-avx2")
     assert used.get("conv2d-nchwc") == 1
+
+
+def _loop_kinds(func) -> set[int]:
+    from tvm import s_tir
+
+    sch = s_tir.Schedule(func)
+    return {int(sch.get(lp).kind) for b in sch.get_child_blocks(sch.get_sblock("root")) for lp in sch.get_loops(b)}
+
+
+@pytest.mark.parametrize("n, k, parallel", [(8, 64, False), (16, 32, False), (256, 256, True)])
+def test_small_kernels_run_on_one_thread(n, k, parallel):
+    """A kernel of fewer than SERIAL_WORK iterations is scheduled without parallel loops (a
+    fork-join of the thread pool costs more than its work); a larger one keeps them."""
+    from tvm import te, tirx
+
+    from edgec.targets.tvm.schedules import SERIAL_WORK, context_for, kernel_work, schedule_func
+
+    a = te.placeholder((n, k), name="a")
+    w = te.placeholder((k, 32), name="w")
+    r = te.reduce_axis((0, k), name="r")
+    c = te.compute((n, 32), lambda i, j: te.sum(a[i, r] * w[r, j], axis=r), name="c")
+    func = te.create_prim_func([a, w, c])
+    assert (kernel_work(func) < SERIAL_WORK) != parallel
+    new, rule = schedule_func(func, context_for(get_target("x86-64"), threads=2))
+    assert rule != "none"
+    assert (int(tirx.ForKind.PARALLEL) in _loop_kinds(new)) == parallel, rule

@@ -2,8 +2,9 @@
 
 Each rule is a module with `NAME`, `match(sch, ctx) -> bool` and `apply(sch, ctx)`; rules are tried
 in `RULES` order and the first that matches and applies without error wins (a rule that raises
-leaves the function untouched for the next one). `injective` matches everything, so no kernel is
-left as the naive single-threaded loop nest.
+leaves the function untouched for the next one). `injective` matches every kernel with static
+extents and `symbolic` the ones with symbolic extents, so no kernel is left as the naive
+single-threaded loop nest unless both fail (counted as "none").
 
 Rules with knobs (tile sizes, parallel grain) also have `default_knobs(sch, ctx)` and
 `space(sch, ctx)` (candidate knob dicts, the default first) and take `apply(sch, ctx, knobs)`;
@@ -20,6 +21,7 @@ from collections import Counter
 import tvm
 from tvm import s_tir, tirx
 
+from edgec.targets.tvm.schedules import common as C
 from edgec.targets.tvm.schedules import (
     conv_nchw,
     conv_nchwc,
@@ -29,10 +31,11 @@ from edgec.targets.tvm.schedules import (
     matmul,
     reduction,
     rowwise,
+    symbolic,
 )
 from edgec.targets.tvm.schedules.common import RuleContext
 
-RULES = (conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul, rowwise, reduction, injective)
+RULES = (conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul, rowwise, reduction, injective, symbolic)
 
 
 def context_for(spec, target=None, threads: int | None = None) -> RuleContext:
@@ -44,9 +47,41 @@ def context_for(spec, target=None, threads: int | None = None) -> RuleContext:
 BY_NAME = {r.NAME: r for r in RULES}
 
 
+# below this many innermost iterations (all blocks, reduction loops included) a kernel runs on one
+# thread: a fork-join of the pool costs more than the work (openwakeword's classifiers: a handful
+# of kernels of a few thousand multiply-adds each)
+SERIAL_WORK = 1 << 15
+
+
+def kernel_work(func: tirx.PrimFunc) -> int | None:
+    """Innermost iterations of the unscheduled kernel, summed over its blocks; None if unknown
+    (symbolic extents, no root block)."""
+    try:
+        sch = s_tir.Schedule(func)
+        total = 0
+        for b in sch.get_child_blocks(sch.get_sblock("root")):
+            n = 1
+            for lp in sch.get_loops(b):
+                n *= int(sch.get(lp).extent)
+            total += n
+        return total
+    except Exception:  # noqa: BLE001 - symbolic extents or an unusual function
+        return None
+
+
 def schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules=RULES, knobs: dict | None = None) -> tuple[tirx.PrimFunc, str]:
-    """Schedule one kernel with the first rule that applies. With `knobs` ({"rule": NAME, ...}),
-    only that rule is tried, with those knob values (it raises if they do not apply)."""
+    """Schedule one kernel with the first rule that applies (on one thread when it is smaller than
+    SERIAL_WORK). With `knobs` ({"rule": NAME, ...}), only that rule is tried, with those knob
+    values (it raises if they do not apply)."""
+    work = kernel_work(func)
+    token = C.SERIAL.set(work is not None and work < SERIAL_WORK)
+    try:
+        return _schedule_func(func, ctx, rules, knobs)
+    finally:
+        C.SERIAL.reset(token)
+
+
+def _schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules, knobs: dict | None) -> tuple[tirx.PrimFunc, str]:
     if knobs is not None:
         rule = BY_NAME[knobs["rule"]]
         sch = s_tir.Schedule(func)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass
 
 from tvm import s_tir, tirx
@@ -115,6 +116,16 @@ def schedule_tail(sch: s_tir.Schedule, block, lanes: int) -> None:
         sch.vectorize(inner)
 
 
+# set by schedules.schedule_func for kernels too small to be worth a fork-join of the thread pool
+SERIAL: contextvars.ContextVar[bool] = contextvars.ContextVar("edgec_serial_kernel", default=False)
+
+
+def parallel(sch: s_tir.Schedule, loop) -> None:
+    """Mark `loop` parallel, unless the kernel being scheduled is too small for that (SERIAL)."""
+    if not SERIAL.get():
+        sch.parallel(loop)
+
+
 def parallel_outer(sch: s_tir.Schedule, loops, min_tasks: int):
     """Fuse leading loops until there are at least `min_tasks` iterations; mark them parallel."""
     ext = extents(sch, loops)
@@ -124,7 +135,7 @@ def parallel_outer(sch: s_tir.Schedule, loops, min_tasks: int):
         k += 1
     k = max(k, 1)
     fused = sch.fuse(*loops[:k]) if k > 1 else loops[0]
-    sch.parallel(fused)
+    parallel(sch, fused)
     return fused, k
 
 

@@ -56,7 +56,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     x_o, x_i = sch.split(x, [None, wt])
     sch.reorder(n, o_o, y, x_o, rc, ry, rx, o_i, x_i, k)
     row = sch.fuse(n, o_o, y)
-    sch.parallel(row)
+    C.parallel(sch, row)
     # the NCHW unpack + epilogue runs per output row on the real width, vectorized along it (a
     # tile-level epilogue would test the padded columns per lane and be scalarized)
     acc = C.place_accumulator(sch, conv, tail, row)

@@ -49,7 +49,7 @@ def apply(sch, ctx) -> None:
     outer = sch.fuse(n, c)
     if nn * cc < ctx.threads * 4:  # few channels: row bands in parallel too
         outer = sch.fuse(outer, y_o)
-    sch.parallel(outer)
+    C.parallel(sch, outer)
     if pad is not None:
         sch.compute_at(pad, outer)
         try:  # fill + interior copy; the phase-split copy of a strided conv stays one scalar pass

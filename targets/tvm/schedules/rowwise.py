@@ -70,7 +70,7 @@ def apply(sch, ctx) -> None:
     blocks = C.root_blocks(sch)
     loops = sch.get_loops(blocks[-1])
     row = sch.fuse(*loops[:k]) if k > 1 else loops[0]
-    sch.parallel(row)
+    C.parallel(sch, row)
     for b in reversed(blocks[:-1]):
         sch.compute_at(b, row)
     rf_names = {sch.get(b).name_hint for b in rfs}
