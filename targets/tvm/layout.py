@@ -184,6 +184,7 @@ def legalize_map(lanes: int = 0, weights: frozenset[str] = frozenset()) -> dict:
         out["relax.exp"] = _fast("fast_exp")
         out["relax.erf"] = _fast("fast_erf")
         out["relax.nn.gelu"] = _legalize_gelu
+        out["relax.sigmoid"] = _legalize_sigmoid
         out["relax.nn.softmax"] = _legalize_softmax
     return out
 
@@ -222,6 +223,25 @@ def _legalize_gelu(bb, call):
 
         return _nn_gelu(bb, call)
     return bb.call_te(gelu_fast, call.args[0], primfunc_name_hint="gelu")
+
+
+def sigmoid_fast(x):
+    """1 / (1 + e^-x) with TOPI's vectorizable polynomial exp; NaN stays NaN (fast_exp clamps its
+    input, which would turn a NaN into a number)."""
+    e = topi.fast_exp(te.compute(x.shape, lambda *i: -x(*i), name="sigmoid_neg"))
+    one = tirx.const(1.0, x.dtype)
+    return te.compute(x.shape, lambda *i: tirx.Select(tirx.isnan(x(*i)), x(*i), one / (one + e(*i))),
+                      name="sigmoid")
+
+
+def _legalize_sigmoid(bb, call):
+    """float32 sigmoid with the polynomial exp: TVM's calls libm's scalar expf per element (SiLU
+    after every YOLOv8 conv)."""
+    if str(call.ty.dtype) != "float32":
+        from tvm.relax.transform.legalize_ops.common import _call_topi_without_attr
+
+        return _call_topi_without_attr(topi.sigmoid, "tir_sigmoid")(bb, call)
+    return bb.call_te(sigmoid_fast, call.args[0], primfunc_name_hint="sigmoid")
 
 
 def _legalize_softmax(bb, call):
