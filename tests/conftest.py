@@ -50,3 +50,16 @@ def examples_dir(tmp_path) -> Path:
     for f in EXAMPLES.glob("*.onnx"):
         shutil.copy(f, d / f.name)
     return d
+
+
+def require_target_tools(target: str):
+    """The target's spec; skips the test when its cross compiler or emulator is not installed."""
+    from edgec.targets import get_target
+    from edgec.targets.tvm import emulate
+
+    spec = get_target(target)
+    tools = [spec.cross_compiler, *([spec.emulator[0]] if spec.emulator and spec.arch != emulate.host_arch() else [])]
+    missing = [t for t in tools if t and shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (apt-get install -y $(cat .ci/apt-packages.txt))")
+    return spec

@@ -4,18 +4,14 @@ onnxruntime; nested Ifs; branches with different output shapes are refused in on
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from edgec.reference import run_ort
-from edgec.targets import get_target
-from edgec.targets.tvm import emulate
+from tests.conftest import require_target_tools
 from tests.targets.lowering_util import check
 
 C = 4
@@ -147,11 +143,7 @@ def test_branch_shape_mismatch_is_one_line_exit_2(run_cli, tmp_path):
 
 
 def test_runtime_if_armv8(run_cli, tmp_path):
-    spec = get_target("armv8")
-    tools = [spec.cross_compiler, *([spec.emulator[0]] if spec.emulator and spec.arch != emulate.host_arch() else [])]
-    missing = [t for t in tools if t and shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install -y $(cat .ci/apt-packages.txt))")
+    require_target_tools("armv8")
     _compile_and_compare(run_cli, tmp_path, if_model(nested=True), ["then", "else_then"], target="armv8")
 
 

@@ -5,8 +5,6 @@ body's condition, matching onnxruntime; what it cannot take is refused in one li
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import onnx
 import pytest
@@ -17,8 +15,7 @@ from onnx import numpy_helper as nh
 from edgec.api import CompileOptions, compile_model, run_artifact
 from edgec.compare import assert_outputs_match
 from edgec.reference import run_ort
-from edgec.targets import get_target
-from edgec.targets.tvm import emulate
+from tests.conftest import require_target_tools
 
 SHAPE = [2, 3]
 
@@ -138,11 +135,7 @@ def test_unsupported_runtime_loop_is_one_line_exit_2(run_cli, tmp_path, kw, word
 
 
 def test_runtime_loop_armv8(tmp_path):
-    spec = get_target("armv8")
-    tools = [spec.cross_compiler, *([spec.emulator[0]] if spec.emulator and spec.arch != emulate.host_arch() else [])]
-    missing = [t for t in tools if t and shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install -y $(cat .ci/apt-packages.txt))")
+    require_target_tools("armv8")
     model = loop_model(inner_if=True)
     art = _compile(model, tmp_path, "armv8")
     for trips, thr in [(0, 1e9), (3, 1e9), (2000, 1e30)]:

@@ -6,7 +6,6 @@ onnxruntime; --input-shape still specializes."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -19,8 +18,7 @@ from edgec.api import CompileOptions, compile_model, run_artifact
 from edgec.compare import assert_outputs_match
 from edgec.errors import ArtifactError
 from edgec.reference import run_ort
-from edgec.targets import get_target
-from edgec.targets.tvm import emulate
+from tests.conftest import require_target_tools
 
 D, HEADS = 32, 4
 
@@ -134,11 +132,7 @@ def test_inputs_sharing_a_dim_must_agree(tmp_path, run_cli):
 
 def test_symbolic_artifact_on_armv8(tmp_path):
     """The bundle's C runtime takes each run's input shape (metadata names the dims)."""
-    spec = get_target("armv8")
-    tools = [spec.cross_compiler, *([spec.emulator[0]] if spec.emulator and spec.arch != emulate.host_arch() else [])]
-    missing = [t for t in tools if t and shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install -y $(cat .ci/apt-packages.txt))")
+    require_target_tools("armv8")
     model = attention_model()
     art = _compile(model, tmp_path, target="armv8")
     meta = json.loads((tmp_path / "art" / "metadata.json").read_text())
