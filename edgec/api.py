@@ -50,6 +50,7 @@ class CompileOptions:
     mattr: str | None = None
     max_tensor_bytes: int = 4 << 30
     max_nodes: int = 100_000            # graph-bomb guard: nodes in the model, subgraphs included
+    symbolic_dims: bool = False         # dynamic input dims stay symbolic (experimental: the fuzzer still breaks it)
     bundle: bool | None = None          # None: bundle when the target is not this host's architecture
     io_layout: str = "nchw"             # "nhwc": to-nhwc also makes 4-D graph inputs/outputs NHWC
     records: str | None = None          # tuning-records file from `edgec tune` (applied where keys match)
@@ -139,7 +140,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
     weight_min = weight_min_bytes(model, spec, opts.weights_file, bundle)
     with atomic_directory(out_dir, [model_path]) as tmp:
-        result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min)
+        result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min,
+                            symbolic=opts.symbolic_dims)
         outputs = compiled_outputs(outputs, result.output_shapes)
         meta = {
             "format": FORMAT,

@@ -48,7 +48,8 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, ve
                           verify_allow_unrunnable=verify_allow_unrunnable,
                           instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes,
                           io_layout=io_layout, plugins=_plugins(),
-                          max_nodes=click.get_current_context().meta.get("edgec.max_nodes", 100_000))
+                          max_nodes=click.get_current_context().meta.get("edgec.max_nodes", 100_000),
+                          symbolic_dims=click.get_current_context().meta.get("edgec.symbolic_dims", False))
 
 
 def _new_trace(enabled: bool):
@@ -91,6 +92,10 @@ _pipeline_opts = [
     click.option("--dump-ir", type=click.Path(), default=None, metavar="DIR",
                  help="Write the model after each pass into DIR as NNN-pass.txt. DIR must be new, empty or an "
                       "earlier dump (its NNN-*.txt files are replaced); any other directory is refused."),
+    click.option("--symbolic-dims", is_flag=True, expose_value=False,
+                 callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.symbolic_dims", value),
+                 help="Keep dynamic input dims symbolic (one artifact for every size; experimental) instead of "
+                      "asking for --input-shape."),
     click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True, expose_value=False,
                  callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.max_nodes", value),
                  help="Reject models with more nodes than this, subgraphs included (graph-bomb guard)."),

@@ -45,7 +45,7 @@ def output_shapes(mod: tvm.IRModule) -> list:
 
 
 def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str = "model.so",
-               records: str | None = None, threads: int | None = None,
+               records: str | None = None, threads: int | None = None, symbolic: bool = False,
                weight_min_bytes: int | None = None) -> BackendResult:
     """Lower `model` and build it for `spec` into `out_dir` (library + any runtime side files).
     `records`: a tuning-records file from `edgec tune` (CPU VM targets); `threads`: the thread
@@ -65,8 +65,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         from edgec.errors import TargetError
 
         raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
-    # dynamic input dims stay symbolic, except for armv7's call plan (a fixed list of kernels)
-    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=spec.runtime != "plan")
+    # with `symbolic`, dynamic input dims stay symbolic, except for armv7's call plan (a fixed kernel list)
+    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=symbolic and spec.runtime != "plan")
     shapes = output_shapes(mod)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library

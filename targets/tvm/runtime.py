@@ -111,11 +111,12 @@ class LoadedModel:
             except Exception:  # noqa: BLE001 - a dtype DLPack cannot carry: copy below
                 pass
         staged = self._staging.get(i)
+        viewable = _dlpack_ok(a.dtype) and a.size > 0  # a zero-size view has no aligned address
         if staged is None or staged[0].shape != a.shape or staged[0].dtype != a.dtype:
             host = _aligned_empty(a.shape, a.dtype)
-            staged = self._staging[i] = (host, tvm.runtime.from_dlpack(host) if _dlpack_ok(a.dtype)
+            staged = self._staging[i] = (host, tvm.runtime.from_dlpack(host) if viewable
                                          else tvm.runtime.empty(a.shape, str(a.dtype)))
-        if _dlpack_ok(a.dtype):
+        if viewable:
             np.copyto(staged[0], a)  # the TVM tensor views this memory
         else:
             staged[1].copyfrom(a)

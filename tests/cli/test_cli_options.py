@@ -36,7 +36,9 @@ def test_print_pipeline_per_level(run_cli):
 def test_dynamic_batch_is_symbolic_and_input_shape_fixes_it(tmp_path, run_cli):
     model = tmp_path / "dyn.onnx"
     onnx.save(model_from_text(DYNAMIC), model)
-    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "sym")
+    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "a")
+    assert r.code == 2 and "--input-shape x=N,3,8,8" in r.err  # without --symbolic-dims
+    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "sym", "--symbolic-dims")
     assert r.code == 0, r
     meta = json.loads((tmp_path / "sym" / "metadata.json").read_text())
     assert meta["inputs"][0]["shape"] == ["N", 3, 8, 8] and meta["outputs"][0]["shape"] == ["N", 4], meta

@@ -147,7 +147,8 @@ def test_minus_one_dim_is_unknown(tmp_path, run_cli):
     """Paddle writes -1 for an unknown dim: a symbolic dim of its own (one artifact runs any
     size), or fixed with --input-shape."""
     model = _save_text(tmp_path, "m1.onnx", "agraph (float[-1, 3] x) => (float[-1, 3] y) { y = Relu(x) }")
-    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "sym")
+    _compile(run_cli, model, tmp_path, words=("m1.onnx", "'x'", "--input-shape"))  # without --symbolic-dims
+    r = run_cli("compile", model, "-t", "x86-64", "-o", tmp_path / "sym", "--symbolic-dims")
     assert r.code == 0, r
     meta = json.loads((tmp_path / "sym" / "metadata.json").read_text())
     assert meta["inputs"][0]["shape"] == ["x_dim0", 3] and meta["outputs"][0]["shape"] == ["x_dim0", 3], meta

@@ -69,7 +69,8 @@ def attention_model(seq_dim="seq") -> onnx.ModelProto:
 def _compile(model, tmp_path, name="art", target="x86-64", shapes=None):
     path = tmp_path / f"{name}.onnx"
     onnx.save(model, path)
-    return compile_model(path, tmp_path / name, CompileOptions(target=target, input_shapes=shapes or {}))
+    return compile_model(path, tmp_path / name, CompileOptions(target=target, input_shapes=shapes or {},
+                                                               symbolic_dims=True))
 
 
 def _x(batch, seq, seed=0):
