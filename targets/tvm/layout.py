@@ -20,7 +20,7 @@ from tvm import relax, te, tirx, topi
 
 from edgec.targets.tvm import packing
 from edgec.targets.tvm.layout_guard import guard_blocked, strip_barriers
-from edgec.targets.tvm.mathfuncs import tanh_accurate
+from edgec.targets.tvm.mathfuncs import gelu_fast, sigmoid_fast, tanh_accurate
 
 CONV_BLOCK = "edgec_conv_nchwc"
 DWCONV_BLOCK = "edgec_dwconv_nchwc"
@@ -207,14 +207,6 @@ def softmax_fast(x, axis: int):
     return te.compute(x.shape, lambda *i: e(*i) / s(*i[:-1]), name="softmax_norm")
 
 
-def gelu_fast(x):
-    """(x * (1 + erf(x / sqrt(2)))) * 0.5 with TOPI's vectorizable polynomial erf, in the order torch
-    exports GELU (so a huge x overflows to inf as onnxruntime's unfused graph does)."""
-    e = topi.fast_erf(te.compute(x.shape, lambda *i: x(*i) / tirx.const(1.4142135623730951, x.dtype), name="gelu_scale"))
-    return te.compute(x.shape, lambda *i: (x(*i) * (tirx.const(1.0, x.dtype) + e(*i))) * tirx.const(0.5, x.dtype),
-                      name="gelu")
-
-
 def _legalize_gelu(bb, call):
     """float32 GELU (erf form) with the polynomial erf: TVM's legalization calls libm's scalar erf
     per element (PP-OCRv6's 1x1 conv + GELU on 64x120x160: 11 ms, of which the conv is ~1 ms)."""
@@ -223,15 +215,6 @@ def _legalize_gelu(bb, call):
 
         return _nn_gelu(bb, call)
     return bb.call_te(gelu_fast, call.args[0], primfunc_name_hint="gelu")
-
-
-def sigmoid_fast(x):
-    """1 / (1 + e^-x) with TOPI's vectorizable polynomial exp; NaN stays NaN (fast_exp clamps its
-    input, which would turn a NaN into a number)."""
-    e = topi.fast_exp(te.compute(x.shape, lambda *i: -x(*i), name="sigmoid_neg"))
-    one = tirx.const(1.0, x.dtype)
-    return te.compute(x.shape, lambda *i: tirx.Select(tirx.isnan(x(*i)), x(*i), one / (one + e(*i))),
-                      name="sigmoid")
 
 
 def _legalize_sigmoid(bb, call):

@@ -259,7 +259,8 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
     if ctx.symbolic or node.op_type in ("Shape", "Size"):
         shapes = symbolic.evaluate(ctx, node, inputs)
         if shapes is not None:
-            _bind_shape_values(ctx, node, shapes)
+            dtypes = [_tensor_dtype(v, ctx.file) if v.dtype is not None else "int64" for v in node.outputs]
+            symbolic.bind_shape_values(ctx, node, shapes, dtypes)
             report.folded[node.op_type] += 1
             return
     fn = table.get(node.domain, node.op_type)
@@ -285,23 +286,6 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         result = _frontend_fallback(ctx, node, inputs, name, file)
         report.by_frontend[node.op_type] += 1
     _bind_outputs(ctx, node, result, name, file)
-
-
-def _bind_shape_values(ctx: LowerContext, node: ir.Node, outs: list[np.ndarray]) -> None:
-    """Outputs computed on shape values: symbolic ones stay shape values (and are emitted as
-    tensors for any consumer that reads the data), all-int ones are constants."""
-    for v, arr in zip(node.outputs, outs):
-        if not v.name:
-            continue
-        dtype = _tensor_dtype(v, ctx.file) if v.dtype is not None else "int64"
-        if symbolic.is_symbolic(arr):
-            ctx.symbolic[v.name] = arr
-            t = symbolic.materialize(ctx, arr)
-            ctx.values[v.name] = t if dtype == "int64" else ctx.emit(relax.op.astype(t, dtype))
-        else:
-            arr = np.asarray(arr.tolist() if arr.dtype == object else arr, dtype=dtype)
-            ctx.constants[v.name] = arr
-            ctx.values[v.name] = const(arr)
 
 
 # ops whose value is not a function of their inputs alone, or that carry subgraphs

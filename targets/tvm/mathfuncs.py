@@ -1,4 +1,5 @@
-"""Elementwise math whose TVM lowering is not accurate enough, as TE computes.
+"""Elementwise math whose TVM lowering is not accurate enough (tanh) or not fast enough (GELU and
+sigmoid: libm's scalar erff/expf per element), as TE computes.
 
 TVM lowers `tanh` on CPUs to (1 - e^-2x) / (1 + e^-2x): for small |x| the numerator cancels, and
 the relative error grows as |x| shrinks (tanh(-5.4e-5) came out 1.8e-4 off, so x - tanh(x) had
@@ -9,7 +10,7 @@ minimax polynomial for |x| <= 0.625 (no cancellation; a few ulp), 1 - 2 / (e^2|x
 
 from __future__ import annotations
 
-from tvm import te, tirx
+from tvm import te, tirx, topi
 
 # Cephes tanhf.c, |x| <= 0.625: tanh(x) = x + x^3 P(x^2)
 _P = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1)
@@ -33,3 +34,20 @@ def tanh_accurate(x: te.Tensor) -> te.Tensor:
         return tirx.Select(z > c(0.625), tirx.Select(v < c(0.0), -big, big), small)
 
     return te.compute(x.shape, f, name="tanh")
+
+
+def gelu_fast(x):
+    """(x * (1 + erf(x / sqrt(2)))) * 0.5 with TOPI's vectorizable polynomial erf, in the order torch
+    exports GELU (so a huge x overflows to inf as onnxruntime's unfused graph does)."""
+    e = topi.fast_erf(te.compute(x.shape, lambda *i: x(*i) / tirx.const(1.4142135623730951, x.dtype), name="gelu_scale"))
+    return te.compute(x.shape, lambda *i: (x(*i) * (tirx.const(1.0, x.dtype) + e(*i))) * tirx.const(0.5, x.dtype),
+                      name="gelu")
+
+
+def sigmoid_fast(x):
+    """1 / (1 + e^-x) with TOPI's vectorizable polynomial exp; NaN stays NaN (fast_exp clamps its
+    input, which would turn a NaN into a number)."""
+    e = topi.fast_exp(te.compute(x.shape, lambda *i: -x(*i), name="sigmoid_neg"))
+    one = tirx.const(1.0, x.dtype)
+    return te.compute(x.shape, lambda *i: tirx.Select(tirx.isnan(x(*i)), x(*i), one / (one + e(*i))),
+                      name="sigmoid")

@@ -26,7 +26,7 @@ import tvm
 import tvm.sym
 from tvm import relax, tirx
 
-from edgec.targets.tvm.lower_context import LowerContext, attr
+from edgec.targets.tvm.lower_context import LowerContext, attr, const
 
 _R = relax.op
 MAX_ELEMENTS = 64
@@ -292,3 +292,19 @@ def _scalar(e) -> np.ndarray:
     out = np.empty((), object)
     out[()] = e
     return out
+
+
+def bind_shape_values(ctx: LowerContext, node: ir.Node, outs: list[np.ndarray], dtypes: list[str]) -> None:
+    """Outputs computed on shape values: symbolic ones stay shape values (and are emitted as
+    tensors of `dtypes` for any consumer that reads the data), all-int ones are constants."""
+    for v, arr, dtype in zip(node.outputs, outs, dtypes):
+        if not v.name:
+            continue
+        if is_symbolic(arr):
+            ctx.symbolic[v.name] = arr
+            t = materialize(ctx, arr)
+            ctx.values[v.name] = t if dtype == "int64" else ctx.emit(_R.astype(t, dtype))
+        else:
+            arr = np.asarray(arr.tolist() if arr.dtype == object else arr, dtype=dtype)
+            ctx.constants[v.name] = arr
+            ctx.values[v.name] = const(arr)
