@@ -108,6 +108,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
         options["to-nhwc"] = {"io_layout": opts.io_layout}
     if spec is not None and spec.tvm.get("kind") == "llvm":
         options["pad-channels"] = {"block": max(int(spec.vector_bits) // 32, 1)}
+        options["decompose-rnn"] = {"native": True}  # the CPU backend runs LSTM/GRU/RNN as one kernel
     ctx = PassContext(target=spec.name if spec else None, opt_level=opts.opt_level,
                       disabled=frozenset(opts.disabled), options=options, instruments=instruments,
                       max_tensor_bytes=opts.max_tensor_bytes)

@@ -84,3 +84,25 @@ def conv_lowerable(node: ir.Node) -> str:
     if pads is None or len(pads) != 2 * (r - 2):
         return f"Conv auto_pad {mode} with a non-static input shape"
     return ""
+
+
+def rnn_lowerable(node: ir.Node) -> str:
+    """'' when the TVM backend's recurrence lowering (`targets/tvm/ops/rnn.py`: one projection
+    matmul + one recurrence kernel) takes this LSTM / GRU / RNN node, else the reason it does not;
+    `decompose-rnn{native=1}` unrolls what this refuses."""
+    from edgec.passes.control.rnn_plan import plan, rnn_kind
+
+    if rnn_kind(node) is None or node.domain not in ("", "ai.onnx"):
+        return f"{node.op_type} is not an ONNX LSTM, GRU or RNN"
+    p = plan(node)
+    if isinstance(p, str):
+        return p
+    x = node.inputs[0]
+    if x.dtype != ir.DataType.FLOAT:
+        return f"X is {x.dtype}, the recurrence kernel is float32"
+    if not all(isinstance(d, int) for d in x.shape):
+        return "the shape of X is not static"
+    w = node.inputs[1] if len(node.inputs) > 1 else None
+    if w is None or w.shape is None or not all(isinstance(d, int) for d in w.shape):
+        return "the shape of W is not static"
+    return ""

@@ -16,24 +16,51 @@ from tvm import te, tirx, topi
 _P = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1)
 
 
+def _c(v: float, dt: str):
+    return tirx.const(v, dt)
+
+
+# Cephes expf: e^x = 2^n e^r, n = round(x log2 e), r = x - n ln 2, e^r = 1 + r + r^2 P(r)
+_EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+_EXP_MAX = 88.3762626647949
+
+
+def exp_poly(v):
+    """e^v (float32, as every scalar helper here) as a polynomial that vectorizes (no libm call): a few ulp; the input is
+    clamped to +-88.38 (so +-inf gives FLT_MAX-ish / 0 and a NaN becomes a number: callers that must
+    keep NaN select it back)."""
+    dt = "float32"
+    x = tirx.max(tirx.min(v, _c(_EXP_MAX, dt)), _c(-_EXP_MAX, dt))
+    n = tirx.floor(x * _c(1.4426950408889634, dt) + _c(0.5, dt))
+    r = x - n * _c(0.6931471805599453, dt)
+    p = _c(_EXP_P[0], dt)
+    for k in _EXP_P[1:]:
+        p = p * r + _c(k, dt)
+    two_n = tirx.reinterpret(dt, tirx.shift_left(tirx.Cast("int32", n + _c(127.0, dt)), 23))
+    return two_n * (p * r * r + r + _c(1.0, dt))
+
+
+def sigmoid_scalar(v):
+    """1 / (1 + e^-v) with `exp_poly`; NaN stays NaN."""
+    one = _c(1.0, "float32")
+    return tirx.Select(tirx.isnan(v), v, one / (one + exp_poly(-v)))
+
+
+def tanh_scalar(v):
+    """Cephes tanhf (see the module doc) with `exp_poly` for e^2|x|; NaN stays NaN, +-inf gives +-1."""
+    dt = "float32"
+    z = tirx.abs(v)
+    big = _c(1.0, dt) - _c(2.0, dt) / (exp_poly(_c(2.0, dt) * z) + _c(1.0, dt))
+    s = v * v
+    p = _c(_P[0], dt)
+    for k in _P[1:]:
+        p = p * s + _c(k, dt)
+    small = p * s * v + v
+    return tirx.Select(z > _c(0.625, dt), tirx.Select(v < _c(0.0, dt), -big, big), small)
+
+
 def tanh_accurate(x: te.Tensor) -> te.Tensor:
-    dt = x.dtype
-
-    def c(v: float):
-        return tirx.const(v, dt)
-
-    def f(*i):
-        v = x(*i)
-        z = tirx.abs(v)
-        big = c(1.0) - c(2.0) / (tirx.exp(c(2.0) * z) + c(1.0))
-        s = v * v
-        p = c(_P[0])
-        for k in _P[1:]:
-            p = p * s + c(k)
-        small = p * s * v + v
-        return tirx.Select(z > c(0.625), tirx.Select(v < c(0.0), -big, big), small)
-
-    return te.compute(x.shape, f, name="tanh")
+    return te.compute(x.shape, lambda *i: tanh_scalar(x(*i)), name="tanh")
 
 
 def gelu_fast(x):
