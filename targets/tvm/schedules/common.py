@@ -72,9 +72,15 @@ def is_elementwise_chain(sch: s_tir.Schedule, blocks) -> bool:
     return all(iter_kinds(sch, b) and set(iter_kinds(sch, b)) == {"S"} for b in blocks)
 
 
-def inline_consumers(sch: s_tir.Schedule, anchor):
+def inline_consumers(sch: s_tir.Schedule, anchor, ctx):
     """Inline the spatial blocks after `anchor` into the last one; returns that last block, or None
-    when the anchor writes the function output itself. Blocks that cannot be inlined stay."""
+    when the anchor writes the function output itself. Blocks that cannot be inlined stay.
+
+    From the first block that writes more elements than the anchor computes (a Pad after a conv, a
+    padding layout transform, a broadcast: oskut's attention adds a [64, 1, 96] matmul to a
+    [64, 21, 96] tensor), the epilogue becomes its own parallel, vectorized loop nest after the
+    anchor's: under the anchor's tile loops (reverse_compute_at) it would produce only the elements
+    that depend on the anchor's and leave the others unwritten."""
     blocks = root_blocks(sch)
     names = [sch.get(b).name_hint for b in blocks]
     idx = names.index(sch.get(anchor).name_hint)
@@ -83,14 +89,39 @@ def inline_consumers(sch: s_tir.Schedule, anchor):
         return None
     if not is_elementwise_chain(sch, after):
         raise ValueError("non-spatial block after the anchor")
-    if _elements(sch, after[-1]) > _elements(sch, anchor):
-        # the tail goes under the anchor's tile loops (reverse_compute_at), which produce only
-        # the elements that depend on the anchor's: a larger tail (a Pad after a conv, a padding
-        # layout transform, a broadcast) would leave the others unwritten (uninitialized memory)
-        raise ValueError("the epilogue writes more elements than the anchor computes (pad, broadcast)")
-    for b in after[:-1]:
+    size = _elements(sch, anchor)
+    cut = next((i for i, b in enumerate(after) if _elements(sch, b) > size), len(after))
+    near, far = after[:cut], after[cut:]
+    if far:
+        for b in far[:-1]:
+            sch.compute_inline(b)
+        name = sch.get(far[-1]).name_hint
+        schedule_spatial(sch, sch.get_sblock(name), ctx)
+    for b in near[:-1]:
         sch.compute_inline(b)
-    return after[-1]
+    return near[-1] if near else None
+
+
+def schedule_spatial(sch: s_tir.Schedule, block, ctx) -> None:
+    """A spatial block on its own: innermost loop vectorized where a vector width divides it, outer
+    loops fused and parallel (nothing for fewer than 64 points)."""
+    loops = sch.get_loops(block)
+    ext = extents(sch, loops)
+    total = 1
+    for e in ext:
+        total *= e
+    if total < 64:
+        return
+    inner = loops[-1]
+    w = vector_width(ext[-1], ctx.lanes)
+    outer = loops[:-1]
+    if w > 1:
+        if ext[-1] > w:
+            o, inner = sch.split(inner, [None, w])
+            outer = outer + [o]
+        sch.vectorize(inner)
+    if outer:
+        parallel_outer(sch, outer, ctx.threads * 4)
 
 
 def _elements(sch: s_tir.Schedule, block) -> int:

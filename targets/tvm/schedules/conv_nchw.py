@@ -48,7 +48,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     pad = C.find_block(sch, PAD_BLOCK)
     if pad is not None:
         C.materialize_pad(sch, pad, ctx.threads)
-    tail = C.inline_consumers(sch, conv)
+    tail = C.inline_consumers(sch, conv, ctx)
     n, o, y, x, k, rc, ry, rx = sch.get_loops(conv)
     _, ocb, oh, owp, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
     ot, wt = kn["ot"], kn["wt"]

@@ -33,7 +33,7 @@ def apply(sch, ctx) -> None:
     conv = C.find_block(sch, DWCONV_NCHW)
     pad = C.find_block(sch, DWCONV_NCHW_PAD)
     padded_width = C.find_block(sch, DWCONV_NCHW_UNPAD) is not None
-    tail = C.inline_consumers(sch, conv)
+    tail = C.inline_consumers(sch, conv, ctx)
     n, c, y, x, ry, rx = sch.get_loops(conv)
     nn, cc, oh, owp, _, _ = C.extents(sch, sch.get_loops(conv))
     wt = _tile(owp, ctx.lanes)

@@ -43,7 +43,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
         C.materialize_pad(sch, pad, ctx.threads)
     elif pad is not None:  # inlined: a separate padded copy measured slower for this memory-bound op
         sch.compute_inline(pad)
-    tail = C.inline_consumers(sch, conv)
+    tail = C.inline_consumers(sch, conv, ctx)
     n, o, y, x, k, ry, rx = sch.get_loops(conv)
     wt = kn["wt"]
     x_o, x_i = sch.split(x, [None, wt])

@@ -66,7 +66,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
         if not loops:
             continue
         if set(kinds) == {"S"}:
-            _spatial(sch, b, loops, ctx)
+            C.schedule_spatial(sch, b, ctx)
         elif "R" in kinds and kinds.index("R") > 0:
             n_sp = kinds.index("R")
             if "S" not in kinds[n_sp:]:
@@ -83,23 +83,3 @@ def _write_lanes(sch, b, idx, lanes, ctx):
     outer = order[:-2]
     if outer:
         C.parallel_outer(sch, outer, ctx.threads * 4)
-
-
-def _spatial(sch, b, loops, ctx):
-    ext = C.extents(sch, loops)
-    total = 1
-    for e in ext:
-        total *= e
-    if total < 64:
-        return
-    inner = loops[-1]
-    w = C.vector_width(ext[-1], ctx.lanes)
-    outer = loops[:-1]
-    if w > 1:
-        if ext[-1] > w:
-            o, inner = sch.split(inner, [None, w])
-            outer = outer + [o]
-        sch.vectorize(inner)
-    if outer:
-        C.parallel_outer(sch, outer, ctx.threads * 4)
-
