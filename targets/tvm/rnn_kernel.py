@@ -6,8 +6,9 @@ ran 5.5x onnxruntime). Here the input projection X·Wᵀ + biases of every step 
 graph (`ops/rnn.py`), and this kernel runs the time loop: per direction (directions in parallel),
 per step, per batch row,
 
-    gates = h_prev · Rᵀ          register-tiled GEMV: LANES gate columns accumulate over k in a
-                                 local vector, Rᵀ stored [H, G*H] so each k reads contiguous columns
+    gates = h_prev · Rᵀ          register-tiled: L gate columns x RB batch rows accumulate over k in
+                                 local vectors; Rᵀ is stored [H, G*H] so each k reads contiguous
+                                 columns, and a column panel stays in cache across the batch rows
     cell update                  ONNX's formulas, vectorized, polynomial exp (mathfuncs.py)
 
 Buffers (D directions, B batch, H hidden, G gates):
@@ -15,7 +16,8 @@ Buffers (D directions, B batch, H hidden, G gates):
     rt [D, H, G*H]   Rᵀ per direction
     h0 [D, B, H], c0 [D, B, H] (LSTM), peep [D, 3H] (LSTM: i, o, f), rbh [D, H] (GRU Rb_h)
     y  [S, D, B, H]  every step's H (ONNX Y with layout 0); yh / yc [D, B, H] final H / C
-    work [D, B, G*H] scratch (an output nobody reads)
+    work [D, B, G*H] scratch (an output nobody reads; GRU with linear_before_reset=0: [D, B, 4H],
+                     r * h_prev at 2H and its product with R_hᵀ at 3H)
 
 The final states live in yh / yc from the start (copied from h0 / c0) and are updated in place, so
 the previous H is read from one contiguous row whatever the direction.
@@ -84,6 +86,37 @@ def _act(spec: RecurrenceSpec, d, which: int, v):
     return tirx.Select(d == 0, ACTIVATIONS[spec.acts[0][which]](v), ACTIVATIONS[spec.acts[1][which]](v))
 
 
+def _gemv(spec: RecurrenceSpec):
+    """A macro: dst[d, b, dst_off + c] = sum_k src[d, b, src_off + k] * rt[d, k, col0 + c] for the
+    `ncols` columns from col0 and every batch row b."""
+    B, H = spec.batch, spec.hidden
+    L = _lanes(H, 32)                     # H divides every column range used
+    RB = 2 if B % 2 == 0 else 1           # batch rows per register tile (2 x 4 vectors on AVX2)
+
+    @T.macro
+    def gemv(d, rt, src, src_off, dst, dst_off, col0, ncols):
+        for jo, bo in T.grid(ncols // L, B // RB):
+            acc = T.alloc_buffer((RB, L), F32, scope="local")
+            for bi in T.unroll(RB):
+                for ji in T.vectorized(L):
+                    acc[bi, ji] = T.float32(0)
+            for k in range(H):
+                for bi in T.unroll(RB):
+                    for ji in T.vectorized(L):
+                        acc[bi, ji] = acc[bi, ji] + src[d, bo * RB + bi, src_off + k] * rt[d, k, col0 + jo * L + ji]
+            for bi in T.unroll(RB):
+                for ji in T.vectorized(L):
+                    dst[d, bo * RB + bi, dst_off + jo * L + ji] = acc[bi, ji]
+
+    return gemv
+
+
+def work_size(spec: RecurrenceSpec) -> int:
+    """The last axis of the kernel's scratch output."""
+    h = spec.hidden
+    return 4 * h if spec.op == "GRU" and not spec.lbr else spec.gates * h
+
+
 def recurrence_kernel(spec: RecurrenceSpec) -> tirx.PrimFunc:
     if spec.op == "LSTM":
         return _lstm(spec)
@@ -100,9 +133,9 @@ def _attrs():
 def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
     S, B, H, D = spec.seq, spec.batch, spec.hidden, len(spec.reverse)
     GH = 4 * H
-    L = _lanes(H, 32)   # GEMV columns per register tile (H divides every gate block)
     E = _lanes(H, 8)    # cell-update vector width
     peep = spec.peephole
+    gemv = _gemv(spec)
 
     def ts(d, s):
         return _step_index(spec, d, s)
@@ -120,17 +153,9 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
             for b, j in T.grid(B, H):
                 yh[d, b, j] = h0[d, b, j]
                 yc[d, b, j] = c0[d, b, j]
-            for s, b in T.grid(S, B):
-                for jo in range(GH // L):
-                    acc = T.alloc_buffer((L,), F32, scope="local")
-                    for ji in T.vectorized(L):
-                        acc[ji] = T.float32(0)
-                    for k in range(H):
-                        for ji in T.vectorized(L):
-                            acc[ji] = acc[ji] + yh[d, b, k] * rt[d, k, jo * L + ji]
-                    for ji in T.vectorized(L):
-                        work[d, b, jo * L + ji] = acc[ji]
-                for jo in range(H // E):
+            for s in range(S):
+                gemv(d, rt, yh, 0, work, 0, 0, GH)
+                for b, jo in T.grid(B, H // E):
                     for ji in T.vectorized(E):
                         # gates i, o, f, c at 0, H, 2H, 3H; peepholes i, o, f
                         if peep:
@@ -158,12 +183,12 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
 def _gru(spec: RecurrenceSpec) -> tirx.PrimFunc:
     S, B, H, D = spec.seq, spec.batch, spec.hidden, len(spec.reverse)
     GH = 3 * H
-    L = _lanes(H, 32)
     E = _lanes(H, 8)
     lbr = spec.lbr
     # linear_before_reset=0 multiplies r into h before the candidate's product: the GEMV runs over
     # the z, r columns first, then over the candidate's columns with r * h_prev (kept in work[2H:])
     first = GH if lbr else 2 * H
+    gemv = _gemv(spec)
 
     def ts(d, s):
         return _step_index(spec, d, s)
@@ -174,60 +199,43 @@ def _gru(spec: RecurrenceSpec) -> tirx.PrimFunc:
     @T.prim_func(private=True)
     def edgec_gru(xw: T.Buffer((S * B, D * GH), F32), rt: T.Buffer((D, H, GH), F32),
                   h0: T.Buffer((D, B, H), F32), rbh: T.Buffer((D, H), F32),
-                  y: T.Buffer((S, D, B, H), F32), yh: T.Buffer((D, B, H), F32), work: T.Buffer((D, B, GH), F32)):
+                  y: T.Buffer((S, D, B, H), F32), yh: T.Buffer((D, B, H), F32), work: T.Buffer((D, B, work_size(spec)), F32)):
         T.func_attr(_attrs())
         for d in T.parallel(D):
             for b, j in T.grid(B, H):
                 yh[d, b, j] = h0[d, b, j]
-            for s, b in T.grid(S, B):
-                for jo in range(first // L):
-                    acc = T.alloc_buffer((L,), F32, scope="local")
-                    for ji in T.vectorized(L):
-                        acc[ji] = T.float32(0)
-                    for k in range(H):
-                        for ji in T.vectorized(L):
-                            acc[ji] = acc[ji] + yh[d, b, k] * rt[d, k, jo * L + ji]
-                    for ji in T.vectorized(L):
-                        work[d, b, jo * L + ji] = acc[ji]
-                if lbr:
-                    for jo in range(H // E):
-                        for ji in T.vectorized(E):
-                            # candidate n = g(xh + r * (hh + Rb_h)), kept in y; then H = n + z (H_prev - n)
-                            y[ts(d, s), d, b, jo * E + ji] = act(
-                                d, 1, xw[ts(d, s) * B + b, d * GH + 2 * H + jo * E + ji]
-                                + act(d, 0, xw[ts(d, s) * B + b, d * GH + H + jo * E + ji] + work[d, b, H + jo * E + ji])
-                                * (work[d, b, 2 * H + jo * E + ji] + rbh[d, jo * E + ji]))
-                            yh[d, b, jo * E + ji] = y[ts(d, s), d, b, jo * E + ji] + act(
-                                d, 0, xw[ts(d, s) * B + b, d * GH + jo * E + ji] + work[d, b, jo * E + ji]) * (
-                                yh[d, b, jo * E + ji] - y[ts(d, s), d, b, jo * E + ji])
-                            y[ts(d, s), d, b, jo * E + ji] = yh[d, b, jo * E + ji]
-                else:
-                    for jo in range(H // E):
+            for s in range(S):
+                gemv(d, rt, yh, 0, work, 0, 0, first)
+                if not lbr:
+                    for b, jo in T.grid(B, H // E):
                         for ji in T.vectorized(E):  # r * H_prev
                             work[d, b, 2 * H + jo * E + ji] = act(
                                 d, 0, xw[ts(d, s) * B + b, d * GH + H + jo * E + ji] + work[d, b, H + jo * E + ji]
                             ) * yh[d, b, jo * E + ji]
-                    for jo in range(H // L):
-                        acc2 = T.alloc_buffer((L,), F32, scope="local")
-                        for ji in T.vectorized(L):
-                            acc2[ji] = T.float32(0)
-                        for k in range(H):
-                            for ji in T.vectorized(L):
-                                acc2[ji] = acc2[ji] + work[d, b, 2 * H + k] * rt[d, k, 2 * H + jo * L + ji]
-                        for ji in T.vectorized(L):
-                            y[ts(d, s), d, b, jo * L + ji] = act(
-                                d, 1, xw[ts(d, s) * B + b, d * GH + 2 * H + jo * L + ji] + acc2[ji])
-                            yh[d, b, jo * L + ji] = y[ts(d, s), d, b, jo * L + ji] + act(
-                                d, 0, xw[ts(d, s) * B + b, d * GH + jo * L + ji] + work[d, b, jo * L + ji]) * (
-                                yh[d, b, jo * L + ji] - y[ts(d, s), d, b, jo * L + ji])
-                            y[ts(d, s), d, b, jo * L + ji] = yh[d, b, jo * L + ji]
+                    gemv(d, rt, work, 2 * H, work, 3 * H, 2 * H, H)
+                for b, jo in T.grid(B, H // E):
+                    for ji in T.vectorized(E):
+                        # candidate n (kept in y), then H = n + z (H_prev - n)
+                        if lbr:
+                            y[ts(d, s), d, b, jo * E + ji] = act(
+                                d, 1, xw[ts(d, s) * B + b, d * GH + 2 * H + jo * E + ji]
+                                + act(d, 0, xw[ts(d, s) * B + b, d * GH + H + jo * E + ji] + work[d, b, H + jo * E + ji])
+                                * (work[d, b, 2 * H + jo * E + ji] + rbh[d, jo * E + ji]))
+                        else:
+                            y[ts(d, s), d, b, jo * E + ji] = act(
+                                d, 1, xw[ts(d, s) * B + b, d * GH + 2 * H + jo * E + ji] + work[d, b, 3 * H + jo * E + ji])
+                        yh[d, b, jo * E + ji] = y[ts(d, s), d, b, jo * E + ji] + act(
+                            d, 0, xw[ts(d, s) * B + b, d * GH + jo * E + ji] + work[d, b, jo * E + ji]) * (
+                            yh[d, b, jo * E + ji] - y[ts(d, s), d, b, jo * E + ji])
+                        y[ts(d, s), d, b, jo * E + ji] = yh[d, b, jo * E + ji]
 
     return edgec_gru
 
 
 def _rnn(spec: RecurrenceSpec) -> tirx.PrimFunc:
     S, B, H, D = spec.seq, spec.batch, spec.hidden, len(spec.reverse)
-    L = _lanes(H, 32)
+    L = _lanes(H, 8)
+    gemv = _gemv(spec)
 
     def ts(d, s):
         return _step_index(spec, d, s)
@@ -242,17 +250,9 @@ def _rnn(spec: RecurrenceSpec) -> tirx.PrimFunc:
         for d in T.parallel(D):
             for b, j in T.grid(B, H):
                 yh[d, b, j] = h0[d, b, j]
-            for s, b in T.grid(S, B):
-                for jo in range(H // L):
-                    acc = T.alloc_buffer((L,), F32, scope="local")
-                    for ji in T.vectorized(L):
-                        acc[ji] = T.float32(0)
-                    for k in range(H):
-                        for ji in T.vectorized(L):
-                            acc[ji] = acc[ji] + yh[d, b, k] * rt[d, k, jo * L + ji]
-                    for ji in T.vectorized(L):
-                        work[d, b, jo * L + ji] = acc[ji]
-                for jo in range(H // L):
+            for s in range(S):
+                gemv(d, rt, yh, 0, work, 0, 0, H)
+                for b, jo in T.grid(B, H // L):
                     for ji in T.vectorized(L):
                         yh[d, b, jo * L + ji] = act(d, 0, xw[ts(d, s) * B + b, d * H + jo * L + ji] + work[d, b, jo * L + ji])
                         y[ts(d, s), d, b, jo * L + ji] = yh[d, b, jo * L + ji]

@@ -23,6 +23,8 @@ CASES = [
     ("LSTM", dict(peephole=True, bias=False, direction="bidirectional", seq=9, batch=1, hidden=48)),
     ("LSTM", dict(direction="bidirectional", acts=["Sigmoid", "Tanh", "Tanh", "Sigmoid", "Relu", "Tanh"])),
     ("GRU", dict(hidden=32)),
+    ("LSTM", dict(batch=3, hidden=32, direction="bidirectional", seq=5)),
+    ("GRU", dict(batch=4, hidden=16, direction="bidirectional")),
     ("GRU", dict(lbr=1, direction="bidirectional", initial=True, hidden=24)),
     ("GRU", dict(lbr=1, layout=1, seq=7, hidden=128, batch=1)),
     ("GRU", dict(direction="reverse", bias=False, initial=True, layout=1)),

@@ -16,7 +16,7 @@ from edgec.passes.control.rnn_plan import GATES, plan
 from edgec.targets.lowerable import rnn_lowerable
 from edgec.targets.tvm.lower_context import const, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
-from edgec.targets.tvm.rnn_kernel import RecurrenceSpec, recurrence_kernel
+from edgec.targets.tvm.rnn_kernel import RecurrenceSpec, recurrence_kernel, work_size
 
 _R = relax.op
 F32 = "float32"
@@ -69,7 +69,7 @@ def rnn(ctx, node, xs):
     fn = ctx.bb.add_func(recurrence_kernel(spec), f"edgec_{p.op.lower()}")
     state = relax.TensorType([d, batch, h], F32)
     y_ty = relax.TensorType([seq, d, batch, h], F32)
-    work = relax.TensorType([d, batch, gh], F32)
+    work = relax.TensorType([d, batch, work_size(spec)], F32)
     if p.op == "LSTM":
         c0 = _state(ctx, xs[6] if len(xs) > 6 else None, d, batch, h, p.layout)
         peep = xs[7] if spec.peephole else _zeros([d, 3 * h])
