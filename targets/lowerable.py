@@ -8,6 +8,7 @@ Conv + Relu became a FusedConv that the rank-4-only Conv lowering declined).
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 #: Conv ranks edgec lowers: 3 (1-D, R.nn.conv1d), 4 (2-D, conv2d), 5 (3-D, conv3d)
@@ -88,12 +89,12 @@ def conv_lowerable(node: ir.Node) -> str:
 
 def rnn_lowerable(node: ir.Node) -> str:
     """'' when the TVM backend's recurrence lowering (`targets/tvm/ops/rnn.py`: one projection
-    matmul + one recurrence kernel) takes this LSTM / GRU / RNN node, else the reason it does not;
-    `decompose-rnn{native=1}` unrolls what this refuses."""
-    from edgec.passes.control.rnn_plan import plan, rnn_kind
+    matmul + one recurrence kernel) takes this LSTM / GRU / RNN / com.microsoft DynamicQuantizeLSTM
+    node, else the reason it does not; `decompose-rnn{native=1}` unrolls what this refuses."""
+    from edgec.passes.control.rnn_plan import QLSTM, plan, rnn_kind
 
-    if rnn_kind(node) is None or node.domain not in ("", "ai.onnx"):
-        return f"{node.op_type} is not an ONNX LSTM, GRU or RNN"
+    if rnn_kind(node) is None:
+        return f"{node.op_type} is not an LSTM, GRU or RNN"
     p = plan(node)
     if isinstance(p, str):
         return p
@@ -105,4 +106,37 @@ def rnn_lowerable(node: ir.Node) -> str:
     w = node.inputs[1] if len(node.inputs) > 1 else None
     if w is None or w.shape is None or not all(isinstance(d, int) for d in w.shape):
         return "the shape of W is not static"
+    return qlstm_exact(node) if node.op_type == QLSTM else ""
+
+
+F32_EXACT = 1 << 24
+
+
+def qlstm_weights(node: ir.Node, i_w: int) -> tuple | None:
+    """(W - W_zp as int64 [D, K, 4H], scale [D, 4H] float32) of a DynamicQuantizeLSTM weight (W at
+    input 1 with scale / zero point at 8 / 9, R at 2 with 10 / 11), or None unless all are constants."""
+    from edgec.passes.cleanup._common import constant_array
+
+    i_s, i_z = {1: (8, 9), 2: (10, 11)}[i_w]
+    vals = [node.inputs[i] if len(node.inputs) > i else None for i in (i_w, i_s, i_z)]
+    arrs = [constant_array(v) if v is not None else None for v in vals]
+    w, scale, zp = arrs
+    if w is None or scale is None or (vals[2] is not None and zp is None):
+        return None
+    d, _, cols = w.shape
+    zp = np.zeros((d, 1, 1), np.int64) if zp is None else np.asarray(zp, np.int64).reshape(d, 1, -1)
+    scale = np.broadcast_to(np.asarray(scale, np.float32).reshape(d, -1), (d, cols))
+    return w.astype(np.int64) - zp, np.ascontiguousarray(scale)
+
+
+def qlstm_exact(node: ir.Node) -> str:
+    """'' when a DynamicQuantizeLSTM's products are exact in float32 (uint8 activations centered on
+    their zero point, |q - zp| <= 255, times the centered weights: every partial sum an integer
+    below 2^24 in any order), else the reason."""
+    for i_w, what in ((1, "W"), (2, "R")):
+        got = qlstm_weights(node, i_w)
+        if got is None:
+            return f"{what}, its scale or zero point is not a constant"
+        if int(np.abs(got[0]).sum(axis=1).max(initial=0)) * 255 >= F32_EXACT:
+            return f"{what}'s products may exceed 2^24 (not exact in float32)"
     return ""

@@ -156,6 +156,22 @@ class _Unroller:
         return results
 
 
+def _type_outputs(node: ir.Node) -> None:
+    """Give a node left to the backend its output types where they are unknown: onnx's shape
+    inference does not know com.microsoft DynamicQuantizeLSTM, and without them a stacked second
+    LSTM would have no static sequence length."""
+    p = plan(node)
+    x = node.inputs[0]
+    seq, batch = x.shape[p.layout], x.shape[1 - p.layout]
+    d = len(p.reverse)
+    state = [d, batch, p.hidden] if p.layout == 0 else [batch, d, p.hidden]
+    shapes = [[seq, d, batch, p.hidden] if p.layout == 0 else [batch, seq, d, p.hidden], state, state]
+    for v, shape in zip(node.outputs, shapes):
+        if v.name and v.shape is None:
+            v.shape = ir.Shape(shape)
+            v.dtype = x.dtype
+
+
 @register_pass
 class DecomposeRnn(Pass):
     """Unroll LSTM/GRU/RNN (and com.microsoft DynamicQuantizeLSTM) nodes with a static sequence length
@@ -178,6 +194,7 @@ class DecomposeRnn(Pass):
                     continue
                 if native and not rnn_lowerable(node):
                     logger.info("decompose-rnn: leaving %s (%s) to the backend's recurrence kernel", node.name, node.op_type)
+                    _type_outputs(node)
                     continue
                 p = plan(node)
                 if isinstance(p, str):

@@ -60,6 +60,7 @@ class RecurrenceSpec:
     acts: tuple[tuple[str, ...], ...]  # per direction, ONNX names
     lbr: bool = False             # GRU linear_before_reset
     peephole: bool = False        # LSTM with P
+    quantized: bool = False       # com.microsoft DynamicQuantizeLSTM (see _lstm)
 
     @property
     def gates(self) -> int:
@@ -114,7 +115,7 @@ def _gemv(spec: RecurrenceSpec):
 def work_size(spec: RecurrenceSpec) -> int:
     """The last axis of the kernel's scratch output."""
     h = spec.hidden
-    return 4 * h if spec.op == "GRU" and not spec.lbr else spec.gates * h
+    return 4 * h if spec.op == "GRU" and not spec.lbr else spec.gates * h + (h if spec.quantized else 0)
 
 
 def recurrence_kernel(spec: RecurrenceSpec) -> tirx.PrimFunc:
@@ -131,11 +132,21 @@ def _attrs():
 
 
 def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
+    """The LSTM; `rs` [D, 4H] scales h·Rᵀ per column (ones for a float LSTM).
+
+    Quantized (DynamicQuantizeLSTM, as onnxruntime and `decompose-rnn`'s DynamicQuantizeMatMul
+    products compute it): at each step H_prev of the whole batch is quantized to uint8 with
+    DynamicQuantizeLinear's parameters (range [min(h, 0), max(h, 0)], scale = range / 255, zero point
+    round(clip(-min / scale, 0, 255))), centered (q - zp, exact small integers in float32, kept at
+    work[4H:]), multiplied by the centered weights rt (the lowering checks every partial sum is an
+    integer below 2^24, so float32 is exact in any order), and scaled by h_scale * rs."""
     S, B, H, D = spec.seq, spec.batch, spec.hidden, len(spec.reverse)
     GH = 4 * H
     E = _lanes(H, 8)    # cell-update vector width
     peep = spec.peephole
+    quant = spec.quantized
     gemv = _gemv(spec)
+    W = work_size(spec)
 
     def ts(d, s):
         return _step_index(spec, d, s)
@@ -146,15 +157,32 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
     @T.prim_func(private=True)
     def edgec_lstm(xw: T.Buffer((S * B, D * GH), F32), rt: T.Buffer((D, H, GH), F32),
                    h0: T.Buffer((D, B, H), F32), c0: T.Buffer((D, B, H), F32), p: T.Buffer((D, 3 * H), F32),
+                   rs: T.Buffer((D, GH), F32),
                    y: T.Buffer((S, D, B, H), F32), yh: T.Buffer((D, B, H), F32), yc: T.Buffer((D, B, H), F32),
-                   work: T.Buffer((D, B, GH), F32)):
+                   work: T.Buffer((D, B, W), F32)):
         T.func_attr(_attrs())
         for d in T.parallel(D):
             for b, j in T.grid(B, H):
                 yh[d, b, j] = h0[d, b, j]
                 yc[d, b, j] = c0[d, b, j]
             for s in range(S):
-                gemv(d, rt, yh, 0, work, 0, 0, GH)
+                hq = T.alloc_buffer((4,), F32, scope="local")  # min, max, scale, zero point of H_prev
+                if quant:
+                    hq[0] = T.float32(0)
+                    hq[1] = T.float32(0)
+                    for b, k in T.grid(B, H):
+                        hq[0] = T.min(hq[0], yh[d, b, k])
+                        hq[1] = T.max(hq[1], yh[d, b, k])
+                    hq[2] = T.Select(hq[1] == hq[0], T.float32(1), (hq[1] - hq[0]) / T.float32(255))
+                    hq[3] = T.round(T.max(T.min(T.float32(0) - hq[0] / hq[2], T.float32(255)), T.float32(0)))
+                    for b, k in T.grid(B, H):
+                        work[d, b, GH + k] = T.max(T.min(T.round(yh[d, b, k] / hq[2]) + hq[3], T.float32(255)),
+                                                   T.float32(0)) - hq[3]
+                    gemv(d, rt, work, GH, work, 0, 0, GH)
+                    for b, j in T.grid(B, GH):
+                        work[d, b, j] = work[d, b, j] * (hq[2] * rs[d, j])
+                else:
+                    gemv(d, rt, yh, 0, work, 0, 0, GH)
                 for b, jo in T.grid(B, H // E):
                     for ji in T.vectorized(E):
                         # gates i, o, f, c at 0, H, 2H, 3H; peepholes i, o, f

@@ -103,15 +103,21 @@ def _qlstm_reference(proto, inputs, saturate_pairs=False):
 def test_dynamic_quantize_lstm_matches_exact_reference_and_onnxruntime(direction, initial_state, per_channel, wtype,
                                                                       tmp_path):
     from edgec.api import CompileOptions, compile_model, run_artifact
+    from edgec.pipelines import default_pipeline
     from edgec.reference import run_ort
+    from edgec.targets.registry import get_target
 
     _lstm(tmp_path / "f.onnx", direction, initial_state)
     quantization.quantize_dynamic(tmp_path / "f.onnx", tmp_path / "q.onnx", per_channel=per_channel,
                                   weight_type=getattr(quantization.QuantType, wtype))
     proto = onnx.load(tmp_path / "q.onnx")
     assert [n.op_type for n in proto.graph.node] == ["DynamicQuantizeLSTM"]
+    # native: one recurrence kernel (targets/tvm/ops/rnn.py); unrolled: decompose-rnn{native=0}
     art = compile_model(tmp_path / "q.onnx", tmp_path / "art", CompileOptions(target="x86-64"))
-    assert "DynamicQuantizeMatMul" in art.metadata["lowering"]["edgec"], art.metadata["lowering"]
+    assert art.metadata["lowering"]["edgec"] == {"DynamicQuantizeLSTM": 1}, art.metadata["lowering"]
+    pipeline = default_pipeline(get_target("x86-64"), 2).replace("decompose-rnn", "decompose-rnn{native=0}")
+    unrolled = compile_model(tmp_path / "q.onnx", tmp_path / "art-u", CompileOptions(target="x86-64", passes=pipeline))
+    assert "DynamicQuantizeMatMul" in unrolled.metadata["lowering"]["edgec"], unrolled.metadata["lowering"]
     for seed in range(2):
         rng = np.random.default_rng(seed)
         inputs = {i.name: rng.uniform(-1, 1, [d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
@@ -119,6 +125,7 @@ def test_dynamic_quantize_lstm_matches_exact_reference_and_onnxruntime(direction
         expected = _qlstm_reference(proto, inputs)
         ort_model = expected if ort_u8s8_exact() else _qlstm_reference(proto, inputs, saturate_pairs=True)
         for got, want, what in [(run_artifact(art, inputs), expected, "edgec"),
+                                (run_artifact(unrolled, inputs), expected, "edgec, unrolled"),
                                 (run_ort_exact(proto, inputs), expected, "onnxruntime, uint8 weights"),
                                 (run_ort(proto, inputs), ort_model, "onnxruntime as written")]:
             for name, e in want.items():

@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from edgec.passes.control.rnn_plan import GATES, plan
-from edgec.targets.lowerable import rnn_lowerable
+from edgec.passes.control.rnn_plan import GATES, MS, QLSTM, plan
+from edgec.targets.lowerable import qlstm_weights, rnn_lowerable
 from edgec.targets.tvm.lower_context import const, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
+from edgec.targets.tvm.ops.quant_util import dynamic_qparams, f32, i32, quantize
 from edgec.targets.tvm.rnn_kernel import RecurrenceSpec, recurrence_kernel, work_size
 
 _R = relax.op
@@ -31,6 +32,25 @@ def _state(ctx, x, d: int, b: int, h: int, layout: int) -> relax.Expr:
     if x is None:
         return _zeros([d, b, h])
     return ctx.emit(_R.permute_dims(x, [1, 0, 2])) if layout == 1 else x
+
+
+def _quantized_projection(ctx, node, x2, d: int, gh: int, inp: int) -> relax.Expr:
+    """X·W of a DynamicQuantizeLSTM as its DynamicQuantizeMatMul products compute it: X of every
+    step quantized to uint8 at once, centered, times the centered int8 weights (exact in float32:
+    `qlstm_exact`), scaled by x_scale * w_scale per column."""
+    x_scale, x_zp = dynamic_qparams(ctx, x2)
+    xq = quantize(ctx, x2, x_scale, x_zp, "uint8")
+    x_c = f32(ctx, ctx.emit(_R.subtract(i32(ctx, xq), i32(ctx, x_zp))))
+    w_c, w_scale = qlstm_weights(node, 1)                       # [D, I, 4H], [D, 4H]
+    w = np.ascontiguousarray(w_c.transpose(1, 0, 2).reshape(inp, d * gh).astype(np.float32))
+    acc = ctx.emit(_R.matmul(x_c, const(w)))
+    return ctx.emit(_R.multiply(acc, ctx.emit(_R.multiply(x_scale, const(w_scale.reshape(d * gh))))))
+
+
+@lowers("DynamicQuantizeLSTM", domain=MS)
+def dynamic_quantize_lstm(ctx, node, xs):
+    """com.microsoft DynamicQuantizeLSTM: inputs as LSTM's, then W / R scales and zero points (8-11)."""
+    return rnn(ctx, node, xs)
 
 
 @lowers("LSTM", "GRU", "RNN")
@@ -49,9 +69,14 @@ def rnn(ctx, node, xs):
     d, h, g = len(p.reverse), p.hidden, GATES[p.op]
     gh = g * h
 
+    quantized = node.op_type == QLSTM
     # projection of every step: [S*B, I] x [I, D*G*H] (+ the biases that add to it)
-    w = ctx.emit(_R.permute_dims(_R.reshape(xs[1], [d * gh, inp]), [1, 0]))
-    xw = ctx.emit(_R.matmul(_R.reshape(x, [seq * batch, inp]), w))
+    x2 = _R.reshape(x, [seq * batch, inp])
+    if quantized:
+        xw = _quantized_projection(ctx, node, ctx.emit(x2), d, gh, inp)
+    else:
+        w = ctx.emit(_R.permute_dims(_R.reshape(xs[1], [d * gh, inp]), [1, 0]))
+        xw = ctx.emit(_R.matmul(x2, w))
     bias = xs[3] if len(xs) > 3 else None
     rbh = _zeros([d, h])
     if bias is not None:
@@ -61,11 +86,16 @@ def rnn(ctx, node, xs):
             rbh = ctx.emit(_R.strided_slice(rb, [1], [2 * h], [3 * h]))
             rb = _R.concat([_R.strided_slice(rb, [1], [0], [2 * h]), _zeros([d, h])], axis=1)
         xw = ctx.emit(_R.add(xw, _R.reshape(_R.add(wb, rb), [d * gh])))
-    rt = ctx.emit(_R.permute_dims(xs[2], [0, 2, 1]))     # [D, H, G*H]
+    if quantized:  # R [D, H, 4H] (already K-major), centered; its scales per column
+        r_c, r_scale = qlstm_weights(node, 2)
+        rt, rs = const(r_c.astype(np.float32)), const(r_scale)
+    else:
+        rt = ctx.emit(_R.permute_dims(xs[2], [0, 2, 1]))     # [D, H, G*H]
+        rs = const(np.ones((d, gh), np.float32))
     h0 = _state(ctx, xs[5] if len(xs) > 5 else None, d, batch, h, p.layout)
 
     spec = RecurrenceSpec(p.op, seq, batch, h, tuple(p.reverse), tuple(tuple(a) for a in p.acts), p.lbr,
-                          p.op == "LSTM" and len(xs) > 7 and xs[7] is not None)
+                          p.op == "LSTM" and len(xs) > 7 and xs[7] is not None, quantized)
     fn = ctx.bb.add_func(recurrence_kernel(spec), f"edgec_{p.op.lower()}")
     state = relax.TensorType([d, batch, h], F32)
     y_ty = relax.TensorType([seq, d, batch, h], F32)
@@ -73,7 +103,7 @@ def rnn(ctx, node, xs):
     if p.op == "LSTM":
         c0 = _state(ctx, xs[6] if len(xs) > 6 else None, d, batch, h, p.layout)
         peep = xs[7] if spec.peephole else _zeros([d, 3 * h])
-        out = ctx.emit(relax.call_tir(fn, [xw, rt, h0, c0, peep], [y_ty, state, state, work]))
+        out = ctx.emit(relax.call_tir(fn, [xw, rt, h0, c0, peep, rs], [y_ty, state, state, work]))
         results = [relax.TupleGetItem(out, i) for i in range(3)]
     else:
         args = [xw, rt, h0, rbh] if p.op == "GRU" else [xw, rt, h0]
