@@ -13,7 +13,8 @@ per step, per batch row,
 
 Buffers (D directions, B batch, H hidden, G gates):
     xw [S*B, D*G*H]  input projection with the biases that add to it
-    rt [D, H, G*H]   Rᵀ per direction
+    rt [D, H, G*H]   Rᵀ per direction (the quantized LSTM's centered R as int8 / int16: a quarter /
+                     half of the bytes to stream per step, converted to float32 in the GEMV)
     h0 [D, B, H], c0 [D, B, H] (LSTM), peep [D, 3H] (LSTM: i, o, f), rbh [D, H] (GRU Rb_h)
     y  [S, D, B, H]  every step's H (ONNX Y with layout 0); yh / yc [D, B, H] final H / C
     work [D, B, G*H] scratch (an output nobody reads; GRU with linear_before_reset=0: [D, B, 4H],
@@ -61,6 +62,7 @@ class RecurrenceSpec:
     lbr: bool = False             # GRU linear_before_reset
     peephole: bool = False        # LSTM with P
     quantized: bool = False       # com.microsoft DynamicQuantizeLSTM (see _lstm)
+    weights: str = F32            # dtype of rt: int8 / int16 for the quantized LSTM's centered R
 
     @property
     def gates(self) -> int:
@@ -104,7 +106,7 @@ def _gemv(spec: RecurrenceSpec):
             for k in range(H):
                 for bi in T.unroll(RB):
                     for ji in T.vectorized(L):
-                        acc[bi, ji] = acc[bi, ji] + src[d, bo * RB + bi, src_off + k] * rt[d, k, col0 + jo * L + ji]
+                        acc[bi, ji] = acc[bi, ji] + src[d, bo * RB + bi, src_off + k] * T.Cast(F32, rt[d, k, col0 + jo * L + ji])
             for bi in T.unroll(RB):
                 for ji in T.vectorized(L):
                     dst[d, bo * RB + bi, dst_off + jo * L + ji] = acc[bi, ji]
@@ -155,7 +157,7 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
         return _act(spec, d, k, v)
 
     @T.prim_func(private=True)
-    def edgec_lstm(xw: T.Buffer((S * B, D * GH), F32), rt: T.Buffer((D, H, GH), F32),
+    def edgec_lstm(xw: T.Buffer((S * B, D * GH), F32), rt: T.Buffer((D, H, GH), spec.weights),
                    h0: T.Buffer((D, B, H), F32), c0: T.Buffer((D, B, H), F32), p: T.Buffer((D, 3 * H), F32),
                    rs: T.Buffer((D, GH), F32),
                    y: T.Buffer((S, D, B, H), F32), yh: T.Buffer((D, B, H), F32), yc: T.Buffer((D, B, H), F32),

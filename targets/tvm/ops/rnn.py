@@ -88,14 +88,16 @@ def rnn(ctx, node, xs):
         xw = ctx.emit(_R.add(xw, _R.reshape(_R.add(wb, rb), [d * gh])))
     if quantized:  # R [D, H, 4H] (already K-major), centered; its scales per column
         r_c, r_scale = qlstm_weights(node, 2)
-        rt, rs = const(r_c.astype(np.float32)), const(r_scale)
+        r_dtype = "int8" if np.abs(r_c).max(initial=0) <= 127 else "int16"
+        rt, rs = const(r_c.astype(r_dtype)), const(r_scale)
     else:
         rt = ctx.emit(_R.permute_dims(xs[2], [0, 2, 1]))     # [D, H, G*H]
         rs = const(np.ones((d, gh), np.float32))
     h0 = _state(ctx, xs[5] if len(xs) > 5 else None, d, batch, h, p.layout)
 
     spec = RecurrenceSpec(p.op, seq, batch, h, tuple(p.reverse), tuple(tuple(a) for a in p.acts), p.lbr,
-                          p.op == "LSTM" and len(xs) > 7 and xs[7] is not None, quantized)
+                          p.op == "LSTM" and len(xs) > 7 and xs[7] is not None, quantized,
+                          r_dtype if quantized else F32)
     fn = ctx.bb.add_func(recurrence_kernel(spec), f"edgec_{p.op.lower()}")
     state = relax.TensorType([d, batch, h], F32)
     y_ty = relax.TensorType([seq, d, batch, h], F32)
