@@ -64,12 +64,15 @@ def load_library(library: Path):
     return tvm.runtime.load_module(str(copy))
 
 
-def _numeric(t) -> bool:
-    return str(t.dtype) not in ("bool", "bfloat16")
+_DLPACK_OK: dict[np.dtype, bool] = {}  # numpy's dtype.name costs microseconds per call
 
 
 def _dlpack_ok(dtype: np.dtype) -> bool:
-    return dtype.kind in "fiu" and dtype.itemsize in (1, 2, 4, 8) and dtype.name != "bfloat16"
+    ok = _DLPACK_OK.get(dtype)
+    if ok is None:
+        ok = _DLPACK_OK[dtype] = (dtype.kind in "fiu" and dtype.itemsize in (1, 2, 4, 8)
+                                  and dtype.name != "bfloat16")
+    return ok
 
 
 def _aligned_empty(shape: tuple, dtype: np.dtype, align: int = 64) -> np.ndarray:
@@ -97,48 +100,55 @@ class LoadedModel:
         self.input_names, self.output_names = input_names, output_names
         self._weights = list(weights or [])  # keeps the mappings alive as long as TVM uses them
         self.weight_args = [tvm.runtime.from_dlpack(w) for w in self._weights]
+        self._weight_ptrs = {w.ctypes.data for w in self._weights if w.size}
         self._staging: dict[int, tuple] = {}  # input index -> (aligned numpy buffer, TVM tensor of it)
 
     def _arg(self, i: int, a: np.ndarray):
-        """Input `i` for the VM: the caller's array itself through DLPack when it is C-contiguous
-        and aligned as TVM's kernels assume (64 bytes), else a copy into a buffer kept for that
-        input (tvm.runtime.tensor allocated anew on every call: 30-60 us, more than a small
-        model's kernels)."""
-        a = np.require(a, requirements="C")  # keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
-        if a.size and _dlpack_ok(a.dtype) and a.ctypes.data % 64 == 0:
-            try:
-                return tvm.runtime.from_dlpack(a)
-            except Exception:  # noqa: BLE001 - a dtype DLPack cannot carry: copy below
-                pass
+        """(input `i` for the VM, the address of its data): the caller's array itself through
+        DLPack when it is C-contiguous and aligned as TVM's kernels assume (64 bytes), else a copy
+        into a buffer kept for that input (tvm.runtime.tensor allocated anew on every call: 30-60
+        us, more than a small model's kernels). Per-call Python work is kept to a few microseconds:
+        openwakeword's classifiers run their kernels in about 15 us."""
+        if type(a) is not np.ndarray or not a.flags.c_contiguous:
+            a = np.require(a, requirements="C")  # keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
+        ok = _dlpack_ok(a.dtype)
+        if ok and a.size:
+            ptr = a.ctypes.data
+            if ptr % 64 == 0:
+                try:
+                    return tvm.runtime.from_dlpack(a), ptr
+                except Exception:  # noqa: BLE001 - a dtype DLPack cannot carry: copy below
+                    pass
         staged = self._staging.get(i)
-        viewable = _dlpack_ok(a.dtype) and a.size > 0  # a zero-size view has no aligned address
+        viewable = ok and a.size > 0  # a zero-size view has no aligned address
         if staged is None or staged[0].shape != a.shape or staged[0].dtype != a.dtype:
             host = _aligned_empty(a.shape, a.dtype)
             staged = self._staging[i] = (host, tvm.runtime.from_dlpack(host) if viewable
-                                         else tvm.runtime.empty(a.shape, str(a.dtype)))
+                                         else tvm.runtime.empty(a.shape, str(a.dtype)), host.ctypes.data)
         if viewable:
             np.copyto(staged[0], a)  # the TVM tensor views this memory
         else:
             staged[1].copyfrom(a)
-        return staged[1]
+        return staged[1], staged[2]
 
     def _args(self, inputs: dict[str, np.ndarray]):
-        return [self._arg(i, inputs[n]) for i, n in enumerate(self.input_names)] + self.weight_args
+        return [self._arg(i, inputs[n])[0] for i, n in enumerate(self.input_names)] + self.weight_args
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = self._args(inputs)
+        staged = [self._arg(i, inputs[n]) for i, n in enumerate(self.input_names)]
         try:
-            out = self._main(*args)
+            out = self._main(*[t for t, _ in staged], *self.weight_args)
         except (RuntimeError, AssertionError) as e:  # a failing runtime guard (targets/tvm/guards.py)
             msg = " ".join(str(e).split())
             if GUARD_PREFIX in msg:
                 raise GuardError(msg[msg.index(GUARD_PREFIX):]) from None
             raise
         items = list(out) if not hasattr(out, "numpy") else [out]
-        return {n: self._result(o, args) for n, o in zip(self.output_names, items)}
+        ptrs = {p for _, p in staged} | self._weight_ptrs
+        return {n: self._result(o, ptrs) for n, o in zip(self.output_names, items)}
 
     @staticmethod
-    def _result(o, args) -> np.ndarray:
+    def _result(o, arg_ptrs: set[int]) -> np.ndarray:
         """An output as numpy without a copy (a fresh VM allocation), except when it is one of
         the arguments (an output that is an input passed through): then a copy, so the result
         never aliases the caller's array or a reused staging buffer."""
@@ -146,7 +156,7 @@ class LoadedModel:
             a = np.from_dlpack(o)
         except Exception:  # noqa: BLE001 - a dtype numpy's DLPack import does not take
             return o.numpy()
-        if a.size and any(a.ctypes.data == np.from_dlpack(x).ctypes.data for x in args if _numeric(x)):
+        if a.size and a.ctypes.data in arg_ptrs:
             return a.copy()
         return a
 
