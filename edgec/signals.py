@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -49,6 +50,8 @@ class _InterruptFlag:
             current = signal.getsignal(sig)
             if current is signal.default_int_handler or current is signal.SIG_DFL:
                 signal.signal(sig, self._handle)
+        if not getattr(sys.unraisablehook, "_edgec", False):
+            sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
 
     def raise_if_seen(self) -> None:
         if self.signum is not None:
@@ -57,6 +60,21 @@ class _InterruptFlag:
     def _handle(self, signum, frame):
         self.signum = signum
         raise Interrupted(signum)
+
+
+def _quiet_unraisable(previous):
+    """A signal that lands while Python runs a callback whose exceptions it cannot propagate (an
+    import lock's weakref callback, a __del__) has its `Interrupted` "ignored", with a traceback on
+    stderr. The flag still holds the signal, and the CLI re-raises it at its next check: keep stderr
+    to the one `edgec: interrupted` line."""
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, Interrupted):
+            return
+        previous(unraisable)
+
+    hook._edgec = True
+    return hook
 
 
 INTERRUPTS = _InterruptFlag()
