@@ -26,6 +26,7 @@ the previous H is read from one contiguous row whatever the direction.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from tvm import tirx
@@ -89,6 +90,11 @@ def _act(spec: RecurrenceSpec, d, which: int, v):
     return tirx.Select(d == 0, ACTIVATIONS[spec.acts[0][which]](v), ACTIVATIONS[spec.acts[1][which]](v))
 
 
+def _helpers(spec: RecurrenceSpec):
+    """ts(d, s): the time index direction d runs at step s; act(d, which, v): its activation."""
+    return functools.partial(_step_index, spec), functools.partial(_act, spec)
+
+
 def _gemv(spec: RecurrenceSpec):
     """A macro: dst[d, b, dst_off + c] = sum_k src[d, b, src_off + k] * rt[d, k, col0 + c] for the
     `ncols` columns from col0 and every batch row b."""
@@ -149,12 +155,7 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
     quant = spec.quantized
     gemv = _gemv(spec)
     W = work_size(spec)
-
-    def ts(d, s):
-        return _step_index(spec, d, s)
-
-    def act(d, k, v):
-        return _act(spec, d, k, v)
+    ts, act = _helpers(spec)
 
     @T.prim_func(private=True)
     def edgec_lstm(xw: T.Buffer((S * B, D * GH), F32), rt: T.Buffer((D, H, GH), spec.weights),
@@ -219,12 +220,7 @@ def _gru(spec: RecurrenceSpec) -> tirx.PrimFunc:
     # the z, r columns first, then over the candidate's columns with r * h_prev (kept in work[2H:])
     first = GH if lbr else 2 * H
     gemv = _gemv(spec)
-
-    def ts(d, s):
-        return _step_index(spec, d, s)
-
-    def act(d, k, v):
-        return _act(spec, d, k, v)
+    ts, act = _helpers(spec)
 
     @T.prim_func(private=True)
     def edgec_gru(xw: T.Buffer((S * B, D * GH), F32), rt: T.Buffer((D, H, GH), F32),
@@ -266,12 +262,7 @@ def _rnn(spec: RecurrenceSpec) -> tirx.PrimFunc:
     S, B, H, D = spec.seq, spec.batch, spec.hidden, len(spec.reverse)
     L = _lanes(H, 8)
     gemv = _gemv(spec)
-
-    def ts(d, s):
-        return _step_index(spec, d, s)
-
-    def act(d, k, v):
-        return _act(spec, d, k, v)
+    ts, act = _helpers(spec)
 
     @T.prim_func(private=True)
     def edgec_rnn(xw: T.Buffer((S * B, D * H), F32), rt: T.Buffer((D, H, H), F32), h0: T.Buffer((D, B, H), F32),
