@@ -99,19 +99,29 @@ def test_decomposed_qlstm_values_carry_dtypes_and_shapes(tmp_path):
     assert list(y0.shape) == [S, 2, B, H]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["kernel", "unrolled"])
 @pytest.mark.parametrize("direction", ["bidirectional", "forward"])
-def test_stacked_dynamic_quantize_lstms_with_fixed_sequence_length(direction, tmp_path):
+def test_stacked_dynamic_quantize_lstms_with_fixed_sequence_length(direction, native, tmp_path):
+    """Both LSTMs as the CPU backend's recurrence kernel (decompose-rnn types the first one's
+    outputs so the second gets a static X), or unrolled (decompose-rnn{native=0})."""
     from edgec.api import CompileOptions, compile_model, run_artifact
+    from edgec.pipelines import default_pipeline
+    from edgec.targets.registry import get_target
 
     _stacked(tmp_path / "f.onnx", direction)
     quantization.quantize_dynamic(tmp_path / "f.onnx", tmp_path / "q.onnx", weight_type=quantization.QuantType.QInt8)
     proto = onnx.load(tmp_path / "q.onnx")
     assert [n.op_type for n in proto.graph.node].count("DynamicQuantizeLSTM") == 2
+    passes = None if native else default_pipeline(get_target("x86-64"), 2).replace("decompose-rnn", "decompose-rnn{native=0}")
     art = compile_model(tmp_path / "q.onnx", tmp_path / "art",
-                        CompileOptions(target="x86-64", input_shapes={"x": [S, B, IN]}))
+                        CompileOptions(target="x86-64", input_shapes={"x": [S, B, IN]}, passes=passes))
     lowering = art.metadata["lowering"]
-    assert "DynamicQuantizeMatMul" in lowering["edgec"], lowering
-    assert "DynamicQuantizeLSTM" not in str(lowering), lowering
+    if native:
+        assert lowering["edgec"].get("DynamicQuantizeLSTM") == 2, lowering
+        assert "DynamicQuantizeMatMul" not in lowering["edgec"], lowering
+    else:
+        assert "DynamicQuantizeMatMul" in lowering["edgec"], lowering
+        assert "DynamicQuantizeLSTM" not in str(lowering), lowering
     for seed in range(2):
         x = np.random.default_rng(seed).uniform(-1, 1, (S, B, IN)).astype(np.float32)
         want = _reference(proto, x)
