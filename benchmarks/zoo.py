@@ -126,7 +126,7 @@ def worker_ref(model_id: str, dest: Path, mdir: Path) -> dict:
     """Inputs (.npy) and the onnxruntime reference (npz, keyed by index; names in ref.json)."""
     import numpy as np
 
-    from edgec.reference import ort_session, run_ort
+    from edgec.reference import ort_session
 
     entry = _entry(model_id)
     feeds = zoo_fetch.make_inputs(entry, dest)
@@ -137,7 +137,7 @@ def worker_ref(model_id: str, dest: Path, mdir: Path) -> dict:
         spec.append({"name": name, "file": f"in{i}.npy", "shape": list(x.shape), "dtype": str(x.dtype)})
     (mdir / "inputs.json").write_text(json.dumps(spec))
     path = str(zoo_fetch.model_path(dest, entry))
-    ref = run_ort(path, feeds)
+    ref, as_written_err = _reference(path, feeds)
     np.savez(mdir / "ref.npz", **{f"o{i}": v for i, v in enumerate(ref.values())})
     (mdir / "ref.json").write_text(json.dumps(list(ref)))
     # the model's own sensitivity: onnxruntime with its graph optimizations on (fused kernels,
@@ -150,7 +150,25 @@ def worker_ref(model_id: str, dest: Path, mdir: Path) -> dict:
         self_err = _rel_error(compare(opt, ref), ref)
     except Exception:  # noqa: BLE001 - context only: an optimizer failure leaves it blank
         self_err = None
-    return {"outputs": {k: [list(v.shape), str(v.dtype)] for k, v in ref.items()}, "ort_self_err": self_err}
+    return {"outputs": {k: [list(v.shape), str(v.dtype)] for k, v in ref.items()}, "ort_self_err": self_err,
+            "ort_as_written_err": as_written_err}
+
+
+def _reference(path: str, feeds: dict):
+    """(onnxruntime's outputs with exact integer products, error of onnxruntime as written against
+    them or None). A model with uint8 x int8 products runs with its int8 operands re-encoded as uint8
+    (`edgec.reference_exact`): the same integers, computed by onnxruntime's u8u8 kernels, which do
+    not saturate int16 pairs as its u8s8 kernels do on x86 without VNNI."""
+    import onnx
+
+    from edgec.reference import run_ort
+    from edgec.reference_exact import exact_ort_model, has_u8s8_products
+
+    as_written = run_ort(path, feeds)
+    if not has_u8s8_products(onnx.load(path, load_external_data=False)):
+        return as_written, None
+    exact = run_ort(*exact_ort_model(onnx.load(path), feeds))
+    return exact, _rel_error(compare(as_written, exact), exact)
 
 
 def _times(run, warmup: int, repeat: int) -> list[float]:
@@ -361,6 +379,7 @@ def run_model(entry: dict, targets: list[str], a) -> dict:
             res["targets"][t] = {"status": "input-fail", "reason": f"inputs/onnxruntime reference: {ref['error']}"}
         return res
     res["ort_self_err"] = ref.get("ort_self_err")
+    res["ort_as_written_err"] = ref.get("ort_as_written_err")
     for t in targets:
         res["targets"][t] = check_target(entry, t, mdir, a)
     x86 = res["targets"].get("x86-64")
@@ -434,7 +453,10 @@ def write_markdown(path: Path, results: list[dict], targets: list[str], a, summa
         "sources in [zoo-sources.md](zoo-sources.md)), each with its realistic input (`zoo_fetch.make_inputs`); "
         "dynamic input dims fixed with `--input-shape` from that input. Pass bar (issue 12): per output, "
         "max abs error <= 1e-3 x max(1, max|onnxruntime|); `max err` is the worst max abs error over "
-        "that scale. onnxruntime is the reference (graph optimizations off) and, with graph optimizations on, "
+        "that scale. onnxruntime is the reference (graph optimizations off; a model with uint8 x int8 products "
+        "runs with its int8 operands re-encoded as uint8, `edgec.reference_exact`, so that onnxruntime's integer "
+        "products are exact on every CPU: on x86 without VNNI its u8s8 kernels saturate int16 pairs; the reason "
+        "column then gives onnxruntime as written against that reference) and, with graph optimizations on, "
         "the timing baseline; OpenVINO is its CPU plugin (f32, latency hint). `ORT opt err` is onnxruntime "
         "with its optimizations on against the same reference, in the same units: the model's own sensitivity "
         "to ordinary float differences (shown for context; it never makes a model pass).",
@@ -468,6 +490,8 @@ def write_markdown(path: Path, results: list[dict], targets: list[str], a, summa
                 row += (f"{_fmt_ms(x.get('edgec_ms'))} | {_fmt_ms(x.get('ort_ms'))} | {_fmt_ms(x.get('ov_ms'))} | "
                         f"{ratio('edgec_ort')} | {ratio('edgec_ov')} | ")
             why = x.get("reason", "")
+            if r.get("ort_as_written_err") is not None:
+                why = (why + "; " if why else "") + f"ORT as written: {r['ort_as_written_err']:.1e}"
             if x.get("time_errors"):
                 why = (why + " " if why else "") + "timing: " + "; ".join(f"{k}: {v}" for k, v in x["time_errors"].items())
             lines.append(row + _md_cell(why) + " |")
