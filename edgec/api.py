@@ -86,7 +86,10 @@ def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int
     return out
 
 
-def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> tuple[ir.Model, dict]:
+def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
+             pass_options: dict[str, dict] | None = None) -> tuple[ir.Model, dict]:
+    """Run the pipeline; `pass_options` ({pass name: options}) reach passes through the context
+    (values the pipeline text cannot hold: paths, name lists)."""
     from edgec.infra.registry import load_plugin_file
 
     for plugin in opts.plugins:
@@ -109,6 +112,8 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions) -> 
     if spec is not None and spec.tvm.get("kind") == "llvm":
         options["pad-channels"] = {"block": max(int(spec.vector_bits) // 32, 1)}
         options["decompose-rnn"] = {"native": True}  # the CPU backend runs LSTM/GRU/RNN as one kernel
+    for name, extra in (pass_options or {}).items():
+        options.setdefault(name, {}).update(extra)
     ctx = PassContext(target=spec.name if spec else None, opt_level=opts.opt_level,
                       disabled=frozenset(opts.disabled), options=options, instruments=instruments,
                       max_tensor_bytes=opts.max_tensor_bytes)

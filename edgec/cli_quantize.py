@@ -1,0 +1,69 @@
+"""`edgec quantize`: calibrated QDQ quantization of an ONNX model (edgec/quantize.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+
+def _fmt(x: float) -> str:
+    return "inf" if math.isinf(x) else f"{x:.4f}" if abs(x) < 1e4 else f"{x:.3g}"
+
+
+def print_report(rep: dict, top: int) -> None:
+    click.echo(f"report: {rep['samples']} samples from {rep['source']}")
+    for name, s in rep["outputs"].items():
+        agree = f", top-1 agreement {s['top1_agreement']:.4f}" if "top1_agreement" in s else ""
+        bad = " MISMATCH (shape or NaN pattern differs)" if s["mismatch"] else ""
+        click.echo(f"  output {name}: cosine {_fmt(s['cosine'])}, SNR {_fmt(s['snr_db'])} dB, "
+                   f"max abs {s['max_abs']:.3g}{agree}{bad}")
+    worst = sorted(rep["tensors"].items(), key=lambda kv: kv[1]["snr_db"])
+    click.echo(f"  {len(worst)} quantized tensors; lowest SNR first:")
+    for name, s in worst[:top]:
+        click.echo(f"    {name}: cosine {_fmt(s['cosine'])}, SNR {_fmt(s['snr_db'])} dB")
+
+
+@click.command("quantize")
+@click.argument("model", type=click.Path())
+@click.option("-o", "--output", "out", required=True, type=click.Path(), help="Quantized (QDQ) .onnx to write.")
+@click.option("--mode", type=click.Choice(["int8", "int8-symmetric", "int16"]), default="int8", show_default=True,
+              help="int8: uint8 asymmetric activations; int8-symmetric: int8 activations, zero point 0; "
+                   "int16: int16 symmetric activations (16-bit fixed point). Weights: int8 symmetric.")
+@click.option("--calibration-data", type=click.Path(), default=None,
+              help="Directory of .npy/.npz inputs or images; without it, seeded random inputs (with a warning).")
+@click.option("--preprocess", default="", help="For image folders: 'resize=H,W;mean=..;std=..;scale=255;layout=NCHW;channels=RGB'.")
+@click.option("--samples", type=click.IntRange(1), default=64, show_default=True, help="Calibration samples.")
+@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]), default="minmax",
+              show_default=True, help="How an activation's range is chosen from its streamed histogram.")
+@click.option("--percentile", type=click.FloatRange(50, 100), default=99.99, show_default=True)
+@click.option("--per-tensor", is_flag=True, help="One weight scale per tensor instead of per output channel.")
+@click.option("--symmetric/--asymmetric", "symmetric", default=None, help="Activation zero point (default: the mode's).")
+@click.option("--exclude", multiple=True, metavar="NODE", help="Leave this node in float (repeatable).")
+@click.option("--input-shape", multiple=True, metavar="NAME=D1,D2,...", help="Fix a dynamic input's shape.")
+@click.option("--report", "report", is_flag=True, help="Compare with the float model: per tensor and per output.")
+@click.option("--eval-data", type=click.Path(), default=None, help="Inputs for --report (default: the calibration data).")
+@click.option("--eval-samples", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result (and report) as JSON.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method, percentile, per_tensor, symmetric,
+                 exclude, input_shape, report, eval_data, eval_samples, as_json, seed):
+    """Quantize MODEL's Conv/MatMul/Gemm to a calibrated QDQ model that onnxruntime and edgec run."""
+    from edgec.api import parse_input_shapes
+    from edgec.output_paths import check_output_file
+    from edgec.quantize import QuantizeOptions, quantize_model
+
+    check_output_file(out, "quantized model", inputs=((model, "input model"),))
+    o = QuantizeOptions(mode=mode, method=method, percentile=percentile, calibration_data=calibration_data,
+                        preprocess=preprocess, samples=samples, per_channel=not per_tensor, symmetric=symmetric,
+                        exclude=tuple(exclude), seed=seed, eval_data=eval_data, eval_samples=eval_samples,
+                        input_shapes=parse_input_shapes(input_shape))
+    res = quantize_model(model, out, o, report=report)
+    if as_json:
+        click.echo(json.dumps(res, indent=1))
+        return
+    click.echo(f"quantized {model} -> {out} ({mode}, {method}): {res['quantized_tensors']} activation tensors, "
+               f"{res['dequantized'] - res['quantized_tensors']} weights/biases")
+    if report:
+        print_report(res["report"], 10)

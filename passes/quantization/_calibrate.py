@@ -1,0 +1,58 @@
+"""Run the float model in onnxruntime over calibration samples and stream the named tensors into
+`TensorStats` (one run per sample; the tensors are extra graph outputs of a copy of the model)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from edgec.passes.quantization._histogram import TensorStats
+
+
+def _values(model: ir.Model) -> dict[str, ir.Value]:
+    g = model.graph
+    out = {v.name: v for v in g.inputs}
+    for n in g:
+        out.update((o.name, o) for o in n.outputs if o.name)
+    return out
+
+
+def observed_model(model: ir.Model, names: list[str]) -> onnx.ModelProto:
+    """A copy of `model` (ONNX) whose outputs also include `names` (typed from the IR)."""
+    proto = ir.serde.serialize_model(model)
+    have = {o.name for o in proto.graph.output}
+    values = _values(model)
+    for n in names:
+        if n in have:
+            continue
+        v = values[n]
+        elem = int(v.dtype) if v.dtype is not None else onnx.TensorProto.FLOAT
+        proto.graph.output.append(onnx.helper.make_tensor_value_info(n, elem, None))
+    return proto
+
+
+def collect(model: ir.Model, names: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> tuple[dict[str, TensorStats], int]:
+    """(stats per name, number of samples run)."""
+    from edgec.reference import ort_session
+
+    stats = {n: TensorStats() for n in names}
+    proto = observed_model(model, names)
+    n = 0
+    with tempfile.TemporaryDirectory(prefix="edgec-calib-") as tmp:
+        if proto.ByteSize() > 1 << 30:  # large weights: onnxruntime reads them from a file
+            path = f"{tmp}/model.onnx"
+            onnx.save(proto, path, save_as_external_data=True, location="weights.bin")
+            sess = ort_session(path)
+        else:
+            sess = ort_session(proto.SerializeToString())
+        wanted = [i.name for i in sess.get_inputs()]
+        for feed in feeds:
+            outs = sess.run(names, {k: feed[k] for k in wanted})
+            for name, a in zip(names, outs):
+                stats[name].update(a)
+            n += 1
+    return stats, n
