@@ -57,6 +57,7 @@ class CompileOptions:
     threads: int | None = None          # runtime threads: sizes the schedules, default for run/bench
     weights_file: str = "auto"          # big initializers in weights.bin: "auto" (>= 512 MiB of them), "always", "never"
     plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
+    quantize: dict | None = None        # quantize-static options (edgec.quantize.quantize_options): runs before the pipeline
 
 
 @dataclass
@@ -95,6 +96,11 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
     for plugin in opts.plugins:
         load_plugin_file(plugin)
     text = opts.passes if opts.passes is not None else default_pipeline(spec, opts.opt_level, opts.io_layout)
+    if opts.quantize is not None:
+        from edgec.quantize import PREPARE
+
+        text = f"fix-input-shapes,{PREPARE},quantize-static,{text}"
+        pass_options = {**(pass_options or {}), "quantize-static": opts.quantize}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
         from edgec.errors import PipelineError
@@ -129,6 +135,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
     if verifier is not None:
         info["verified_passes"] = verifier.checked
         info["verify_skipped"] = verifier.skipped
+        info["verify_rebaselined"] = verifier.rebaselined
         info["_verifier"] = verifier  # popped by compile_model, which also checks the artifact
     return model, info
 

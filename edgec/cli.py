@@ -14,6 +14,7 @@ import numpy as np
 
 from edgec import __version__
 from edgec.cli_checks import compare_with_onnx, lowering_summary, verify_summary
+from edgec.cli_quantize import compile_quantize_options, quantize_settings
 from edgec.errors import EdgecError
 from edgec.signals import INTERRUPTS, Interrupted
 from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
@@ -131,9 +132,10 @@ def pipeline_options(f):
 @click.option("--weights-file", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Store initializers >= 1 MiB in weights.bin beside the library, mapped at run time "
                    "(auto: when they total >= 512 MiB; CPU targets without a bundle).")
+@compile_quantize_options
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
-            weights_file):
+            weights_file, quantize, calibration_data, calibration_method, calibration_samples):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
@@ -157,6 +159,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
                             max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
     opts.records, opts.threads, opts.weights_file = records, threads, weights_file
+    opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples)
     art = compile_model(model, out, opts)
     _print_trace(trace)
     if report:

@@ -11,6 +11,9 @@ def verify_summary(p: dict) -> str:
             f"{len(skipped)} could not be run by onnxruntime")
     if skipped:
         text += f" (allowed by --verify-allow-unrunnable: {'; '.join(skipped)[:300]})"
+    if p.get("verify_rebaselined"):
+        text += (f"; after {', '.join(p['verify_rebaselined'])} (changes numerics by design) against its output "
+                 "in onnxruntime, within 2 int8 steps of the largest output")
     art = p.get("artifact_verified", "not run")
     return text + ("; the compiled artifact matches" if art == "checked" else f"; the compiled artifact was {art}")
 

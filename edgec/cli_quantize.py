@@ -25,6 +25,33 @@ def print_report(rep: dict, top: int) -> None:
         click.echo(f"    {name}: cosine {_fmt(s['cosine'])}, SNR {_fmt(s['snr_db'])} dB")
 
 
+def compile_quantize_options(f):
+    """`edgec compile --quantize MODE --calibration-data DIR ...` (quantize-static before the pipeline)."""
+    opts = [
+        click.option("--quantize", "quantize", type=click.Choice(["int8", "int8-symmetric", "int16"]), default=None,
+                     help="Quantize Conv/MatMul/Gemm first (as `edgec quantize`), then compile the QDQ model."),
+        click.option("--calibration-data", type=click.Path(), default=None,
+                     help="With --quantize: .npy/.npz inputs or images (default: seeded random, with a warning)."),
+        click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
+                     default="minmax", show_default=True, help="With --quantize: how activation ranges are chosen."),
+        click.option("--calibration-samples", type=click.IntRange(1), default=64, show_default=True),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def quantize_settings(mode, data, method, samples) -> dict | None:
+    """quantize-static options for `CompileOptions.quantize`, or None without --quantize."""
+    if mode is None:
+        if data:
+            raise click.UsageError("--calibration-data needs --quantize")
+        return None
+    from edgec.quantize import QuantizeOptions, quantize_options
+
+    return quantize_options(QuantizeOptions(mode=mode, calibration_data=data, method=method, samples=samples))
+
+
 @click.command("quantize")
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Quantized (QDQ) .onnx to write.")

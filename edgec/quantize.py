@@ -74,9 +74,11 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
         ort_session(str(out_path))
     except Exception as e:  # edgec wrote a model onnxruntime refuses: edgec's bug
         raise InternalError(f"quantize-static wrote a model onnxruntime cannot load: {' '.join(str(e).split())[:300]}") from None
-    hist = op_histogram(model)
-    result = {"pipeline": f"{prepare.passes},{info['text']}", "options": qopts, "quantized_tensors": hist.get("QuantizeLinear", 0),
-              "dequantized": hist.get("DequantizeLinear", 0), "nodes_after": info["nodes_after"]}
+    hist = op_histogram(model)  # keys: op, or domain:op outside ai.onnx
+    count = lambda op: sum(v for k, v in hist.items() if k.split(":")[-1] == op)  # noqa: E731
+    result = {"pipeline": f"{prepare.passes},{info['text']}", "options": qopts,
+              "quantized_tensors": count("QuantizeLinear"), "dequantized": count("DequantizeLinear"),
+              "nodes_after": info["nodes_after"]}
     if report:
         result["report"] = _report(float_proto, str(out_path), graph_inputs(model), o)
     return result

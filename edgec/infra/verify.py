@@ -42,10 +42,12 @@ class VerifyAgainstOnnxRuntime(Instrument):
     expected: dict[str, np.ndarray] | None = None
     checked: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    rebaselined: list[str] = field(default_factory=list)  # passes that change numerics by design
+    quant_atol: float = 0.0  # after quantization: 2 int8 steps of the largest output magnitude
 
     @property
     def tolerance(self) -> Tolerance:
-        return Tolerance(self.atol, self.rtol)
+        return Tolerance(max(self.atol, self.quant_atol), self.rtol)
 
     def start(self, model: ir.Model, ctx=None) -> None:
         from edgec.passes.cleanup.fix_input_shapes import parse_shapes
@@ -81,6 +83,12 @@ class VerifyAgainstOnnxRuntime(Instrument):
                     f"--verify: onnxruntime cannot run the model after pass '{pass_.spec()}' "
                     f"({_one_line(e)}); --verify-allow-unrunnable skips such passes") from None
             self.skipped.append(f"{pass_.name}: {_one_line(e)}")
+            return
+        if pass_.changes_numerics:  # quantization: later passes and the artifact are checked against its output
+            self.expected, self.rebaselined = actual, [*self.rebaselined, pass_.name]
+            mags = [float(np.max(np.abs(v[np.isfinite(v)]))) for v in actual.values()
+                    if v.dtype.kind == "f" and np.isfinite(v).any()]
+            self.quant_atol = 2 * max(mags, default=0.0) / 127
             return
         diffs = compare_outputs(actual, self.expected, self.tolerance)
         if not all_match(diffs):

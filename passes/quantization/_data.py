@@ -6,7 +6,7 @@ A source is one of:
   input, or with a batch larger than a static batch of 1, is split along its first dim;
 - a directory of images (.png/.jpg/.jpeg/.bmp) with a preprocessing spec
   `resize=H,W;mean=..;std=..;scale=255;layout=NCHW|NHWC;channels=RGB|BGR|L` (needs Pillow);
-- nothing: seeded uniform random inputs in [0, 1) (the caller warns: ranges from random data are
+- nothing: seeded random inputs as `edgec run` makes them (floats in [-1, 1); the caller warns: ranges from random data are
   rarely the ranges of real data).
 A file that cannot be read, or whose arrays do not fit the model's inputs, is the user's error
 (EdgecError naming the file)."""
@@ -37,10 +37,13 @@ def samples(inputs: list[TensorInfo], source: str | None, limit: int, seed: int 
 
 
 def _raw(inputs, source, seed, preprocess):
-    if not source:
-        rng = np.random.default_rng(seed)
+    if not source:  # the inputs `edgec run` and --verify use, one seed per sample
+        from edgec.reference import seeded_inputs
+
+        k = 0
         while True:
-            yield {i.name: _random(rng, i) for i in inputs}
+            yield seeded_inputs(inputs, seed + k)
+            k += 1
     root = Path(source)
     if not root.is_dir():
         raise EdgecError(f"{root}: calibration data must be a directory of .npy/.npz files or images")
@@ -54,16 +57,6 @@ def _raw(inputs, source, seed, preprocess):
         raise EdgecError(f"{root}: no .npy, .npz or image files for calibration")
     for p in arrays:
         yield _read(inputs, p)
-
-
-def _random(rng, info: TensorInfo) -> np.ndarray:
-    shape = tuple(d if isinstance(d, int) else 1 for d in info.shape)
-    dt = np.dtype(info.dtype if info.dtype != "unknown" else "float32")
-    if dt.kind == "f":
-        return rng.random(shape).astype(dt)
-    if dt.kind in "iu":
-        return rng.integers(0, 4, size=shape).astype(dt)
-    return rng.integers(0, 2, size=shape).astype(bool)
 
 
 def _read(inputs, p: Path) -> dict[str, np.ndarray]:

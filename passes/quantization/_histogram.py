@@ -1,9 +1,9 @@
 """Streamed statistics of one tensor for calibration, and the ranges calibration methods pick.
 
-`TensorStats` keeps the exact min and max and a 2048-bin histogram over [-R, R). When a value
+`TensorStats` keeps the exact min and max and a 4096-bin histogram over [-R, R). When a value
 falls outside, R doubles and adjacent bin pairs merge (exact: the old range is the middle half of
 the new one), so memory is fixed whatever the number of samples and no count is ever lost or
-re-estimated. Non-finite values are counted apart and never move the range.
+re-estimated (32 KiB per tensor). Non-finite values are counted apart and never move the range.
 
 Range methods (`pick_range`), each returning (lo, hi) with lo <= 0 <= hi:
 - minmax: the observed min and max;
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BINS = 2048
+BINS = 4096
 METHODS = ("minmax", "percentile", "entropy", "mse")
 
 
@@ -129,26 +129,34 @@ def _entropy_threshold(st: TensorStats, nq: int) -> float:
     for i in range(nq, last + 1, max(1, (last - nq) // 256)):
         p = f[:i].copy()
         p[i - 1] += f[i:].sum()  # clipped mass on the last bin
-        # Q: merge p's first i bins into nq groups, spread each group's mass over its nonzero bins
+        # Q: the unclipped first i bins merged into nq groups, each group's mass spread over the
+        # bins where P is nonzero (so the bin holding the clipped mass gets its share)
         groups = np.array_split(np.arange(i), nq)
         q = np.zeros(i)
         src = f[:i]
         for g in groups:
-            nz = src[g] > 0
+            nz = p[g] > 0
             if nz.any():
                 q[g[nz]] = src[g].sum() / nz.sum()
         ps, qs = p.sum(), q.sum()
         if ps == 0 or qs == 0:
             continue
-        pn, qn = p / ps, q / qs
+        pn, qn = _smooth(p / ps), _smooth(q / qs)
         mask = pn > 0
-        if np.any(qn[mask] == 0):
-            kl = np.inf
-        else:
-            kl = float(np.sum(pn[mask] * np.log(pn[mask] / qn[mask])))
+        kl = float(np.sum(pn[mask] * np.log(pn[mask] / qn[mask])))
         if kl < best:
             best, best_i = kl, i
     return best_i * width
+
+
+def _smooth(d: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Move eps of mass onto every empty bin (taken evenly from the others), so that KL is finite."""
+    zero = d == 0
+    nz = d.size - int(zero.sum())
+    if nz == 0 or not zero.any():
+        return d
+    eps = min(eps, 0.5 * float(d[~zero].min()) * nz / zero.sum())  # no bin goes to 0 or below
+    return d + eps * zero - (eps * zero.sum() / nz) * ~zero
 
 
 def _mse_factor(st: TensorStats, symmetric: bool, levels: int, lo: float, hi: float) -> float:

@@ -106,6 +106,7 @@ class QuantizeStatic(Pass):
     """Calibrated QDQ around Conv/MatMul/Gemm: int8 per-channel weights, uint8/int8/int16 activations."""
 
     name = "quantize-static"
+    changes_numerics = True
     options = {"activations": "uint8", "symmetric": False, "per_channel": True, "method": "minmax",
                "percentile": 99.99, "data": "", "preprocess": "", "samples": 64, "exclude": "", "seed": 0}
 
@@ -121,7 +122,7 @@ class QuantizeStatic(Pass):
             return PassResult(model, False)
         acts = activation_tensors(nodes)
         if not o["data"]:
-            logger.warning("quantize-static: no calibration data: ranges come from seeded random inputs in [0, 1), "
+            logger.warning("quantize-static: no calibration data: ranges come from seeded random inputs in [-1, 1), "
                            "rarely those of real data (give --calibration-data)")
         feeds = _data.samples(graph_inputs(model), o["data"] or None, o["samples"], o["seed"], o["preprocess"])
         stats, n = collect(model, [v.name for v in acts], feeds)
