@@ -32,7 +32,7 @@ from edgec.errors import (
 from edgec.ir.analysis import dim_label
 from edgec.ir.domains import is_onnx_domain, onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
-from edgec.targets.tvm import symbolic
+from edgec.targets.tvm import half, symbolic
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
 from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings, control, loop
@@ -209,13 +209,18 @@ def _lower_nodes(ctx: LowerContext, table: LoweringTable, g: ir.Graph, report: L
 
 def _lower_subgraph(ctx: LowerContext, table: LoweringTable, g: ir.Graph, report: LoweringReport, file: str) -> None:
     """Lower a branch's initializers (as constants) and nodes into the current block; the outer
-    scope's values stay visible through ctx.values."""
+    scope's values stay visible through ctx.values (their float32 values, ctx.wide, do not: a
+    Loop body is a function of its own)."""
     for name, v in g.initializers.items():
         if v.const_value is not None:
             arr = v.const_value.numpy()
             ctx.constants[name] = arr
             ctx.values[name] = const(arr)
-    _lower_nodes(ctx, table, g, report, file)
+    outer, ctx.wide = ctx.wide, {}
+    try:
+        _lower_nodes(ctx, table, g, report, file)
+    finally:
+        ctx.wide = outer
 
 
 def _raise_invalid_node(ctx: LowerContext, node: ir.Node, file: str, cause: Exception) -> None:
@@ -267,6 +272,9 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
     if node.op_type in _CONTROL and is_onnx_domain(node.domain):
         fn = functools.partial(_CONTROL[node.op_type],
                                lower_graph=lambda sub: _lower_subgraph(ctx, table, sub, report, file))
+    wide = half.wide_inputs(ctx, node, inputs)  # float16 computed in float32 (targets/tvm/half.py)
+    if wide is not None:
+        inputs = wide
     result = NotImplemented
     if fn is not None:
         try:
@@ -286,6 +294,8 @@ def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: 
         result = _frontend_fallback(ctx, node, inputs, name, file)
         report.by_frontend[node.op_type] += 1
     _bind_outputs(ctx, node, result, name, file)
+    if wide is not None:
+        half.round_outputs(ctx, node)
 
 
 # ops whose value is not a function of their inputs alone, or that carry subgraphs

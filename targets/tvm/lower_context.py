@@ -22,6 +22,8 @@ class LowerContext:
     opset_imports: dict[str, int] = field(default_factory=dict)  # the model's, domain -> version
     # shape values over symbolic dims (object arrays of ints / TIR expressions; targets/tvm/symbolic.py)
     symbolic: dict[str, np.ndarray] = field(default_factory=dict)
+    # float16 values computed in float32: the unrounded float32 value by name (targets/tvm/half.py)
+    wide: dict[str, relax.Expr] = field(default_factory=dict)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""

@@ -22,20 +22,15 @@ _CONV = {4: (_R.nn.conv2d, "NCHW", "OIHW"), 5: (_R.nn.conv3d, "NCDHW", "OIDHW")}
 @lowers("Conv")
 def conv(ctx, node, xs):
     """Conv of rank 3/4/5 (1-D/2-D/3-D); what it takes is `conv_lowerable` (edgec/targets/lowerable.py),
-    which fuse-activation asks too before it makes an edgec.FusedConv. float16 accumulates in
-    float32 and adds the bias there, rounding once (as MatMul; a float16 accumulator over K = 1280
-    products put the slovorez zoo model 7e-3 off)."""
+    which fuse-activation asks too before it makes an edgec.FusedConv. A float16 Conv gets float32
+    inputs (targets/tvm/half.py): a float16 accumulator over K = 1280 products put the slovorez zoo
+    model 7e-3 off."""
     x, w = xs[0], xs[1]
     b = xs[2] if len(xs) > 2 else None
     r = _static_rank(x)
     if conv_lowerable(node) or r != conv_rank(node):
         return NotImplemented
     nd = r - 2
-    dt = str(x.ty.dtype)
-    half = dt == "float16"
-    if half:  # float32 operands, not out_dtype: the blocked-layout rewrite drops out_dtype
-        x, w = ctx.emit(_R.astype(x, "float32")), ctx.emit(_R.astype(w, "float32"))
-        b = None if b is None else ctx.emit(_R.astype(b, "float32"))
     strides, pads = attr(node, "strides", [1] * nd), conv_pads(node)
     dilations, groups = attr(node, "dilations", [1] * nd), int(attr(node, "group", 1))
     if r == 3:  # 1-D as 2-D with height 1: the 2-D convolutions have schedules, conv1d has none
@@ -49,7 +44,7 @@ def conv(ctx, node, xs):
                         data_layout=data_layout, kernel_layout=kernel_layout))
     if b is not None:
         y = ctx.emit(_R.add(y, _R.reshape(b, [1, -1] + [1] * nd)))
-    return _R.astype(y, dt) if half else y
+    return y
 
 
 def _pool_args(node):
@@ -110,11 +105,7 @@ def gemm(ctx, node, xs):
 
 @lowers("MatMul")
 def matmul(ctx, node, xs):
-    a, b = xs
-    if str(a.ty.dtype) == "float16" and str(b.ty.dtype) == "float16":
-        # accumulate half-precision products in float32 (as numpy and onnxruntime do), round once
-        y = ctx.emit(_R.matmul(ctx.emit(_R.astype(a, "float32")), ctx.emit(_R.astype(b, "float32"))))
-        return _R.astype(y, "float16")
+    a, b = xs  # float16 comes as float32 (targets/tvm/half.py): products accumulate in float32
     return _R.matmul(a, b)
 
 
@@ -134,8 +125,6 @@ def softmax(ctx, node, xs):
     axis = int(attr(node, "axis", -1 if ctx.opset >= 13 else 1))
     if ctx.opset < 13 and r is not None and axis % r != r - 1:
         return NotImplemented  # old Softmax flattens to 2-D at `axis`
-    if str(xs[0].ty.dtype) == "float16":  # exp and the sum in float32, rounded once (as Conv/MatMul)
-        return _R.astype(ctx.emit(_R.nn.softmax(ctx.emit(_R.astype(xs[0], "float32")), axis=axis)), "float16")
     return _R.nn.softmax(xs[0], axis=axis)
 
 
