@@ -11,6 +11,7 @@ minimax polynomial for |x| <= 0.625 (no cancellation; a few ulp), 1 - 2 / (e^2|x
 from __future__ import annotations
 
 from tvm import te, tirx, topi
+from tvm.tirx.op import fma as _fma
 
 # Cephes tanhf.c, |x| <= 0.625: tanh(x) = x + x^3 P(x^2)
 _P = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1)
@@ -57,6 +58,53 @@ def tanh_scalar(v):
         p = p * s + _c(k, dt)
     small = p * s * v + v
     return tirx.Select(z > _c(0.625, dt), tirx.Select(v < _c(0.0, dt), -big, big), small)
+
+
+# Eigen's rational approximations of the logistic function and tanh, which onnxruntime's MLAS uses
+# (MlasComputeLogistic / MlasComputeTanh; its LSTM kernels call them): odd numerator over even
+# denominator in x^2, input clamped to +-18 / +-9, Horner steps fused multiply-adds as its FMA3
+# (x86 AVX2) and NEON kernels evaluate them.
+_LOGISTIC_P = (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03,
+               2.48287947061529e-01)
+_LOGISTIC_Q = (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03,
+               1.16817656904453e-01, 9.93151921023180e-01)
+_TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+           1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+
+
+def _horner_fma(s, coeffs):
+    dt = "float32"
+    acc = _fma(s, _c(coeffs[0], dt), _c(coeffs[1], dt))
+    for k in coeffs[2:]:
+        acc = _fma(s, acc, _c(k, dt))
+    return acc
+
+
+def _rational(v, bound, p, q):
+    dt = "float32"
+    x = tirx.min(tirx.max(v, _c(-bound, dt)), _c(bound, dt))
+    s = x * x
+    return x * _horner_fma(s, p) / _horner_fma(s, q)
+
+
+def sigmoid_rational(v):
+    """The logistic function as onnxruntime computes it (to the bit on x86 with FMA): p(x) / q(x) + 0.5,
+    at least 0; NaN stays NaN."""
+    dt = "float32"
+    r = tirx.max(_rational(v, 18.0, _LOGISTIC_P, _LOGISTIC_Q) + _c(0.5, dt), _c(0.0, dt))
+    return tirx.Select(tirx.isnan(v), v, r)
+
+
+def tanh_rational(v):
+    """tanh as onnxruntime computes it (to the bit on x86 with FMA); NaN stays NaN."""
+    return tirx.Select(tirx.isnan(v), v, _rational(v, 9.0, _TANH_P, _TANH_Q))
+
+
+def unfused(v):
+    """`v` (float32) as computed, never contracted with a following add into a fused multiply-add
+    (LLVM contracts a * b + c when it may): an arithmetic fence, which emits no instruction."""
+    return tirx.call_llvm_pure_intrin("float32", "llvm.arithmetic.fence", v)
 
 
 def tanh_accurate(x: te.Tensor) -> te.Tensor:

@@ -16,6 +16,7 @@ Buffers (D directions, B batch, H hidden, G gates):
     rt [D, H, G*H]   Rᵀ per direction (the quantized LSTM's centered R as int8 / int16: a quarter /
                      half of the bytes to stream per step, converted to float32 in the GEMV)
     h0 [D, B, H], c0 [D, B, H] (LSTM), peep [D, 3H] (LSTM: i, o, f), rbh [D, H] (GRU Rb_h)
+    gb [D, G*H]      the quantized LSTM's Wb + Rb (zeros, unused, for a float LSTM)
     y  [S, D, B, H]  every step's H (ONNX Y with layout 0); yh / yc [D, B, H] final H / C
     work [D, B, G*H] scratch (an output nobody reads; GRU with linear_before_reset=0: [D, B, 4H],
                      r * h_prev at 2H and its product with R_hᵀ at 3H)
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from tvm import tirx
 from tvm.script import tirx as T
 
-from edgec.targets.tvm.mathfuncs import sigmoid_scalar, tanh_scalar
+from edgec.targets.tvm.mathfuncs import sigmoid_rational, sigmoid_scalar, tanh_rational, tanh_scalar, unfused
 
 F32 = "float32"
 
@@ -42,6 +43,8 @@ def _relu(v):
 
 
 ACTIVATIONS = {"Sigmoid": sigmoid_scalar, "Tanh": tanh_scalar, "Relu": _relu}
+# the quantized LSTM's: onnxruntime's own approximations (see `_lstm`)
+QUANTIZED_ACTIVATIONS = {**ACTIVATIONS, "Sigmoid": sigmoid_rational, "Tanh": tanh_rational}
 
 
 def _lanes(n: int, widest: int) -> int:
@@ -84,10 +87,11 @@ def _step_index(spec: RecurrenceSpec, d, s):
 
 def _act(spec: RecurrenceSpec, d, which: int, v):
     """Activation `which` of direction `d` applied to `v` (directions may differ)."""
+    acts = QUANTIZED_ACTIVATIONS if spec.quantized else ACTIVATIONS
     names = {a[which] for a in spec.acts}
     if len(names) == 1:
-        return ACTIVATIONS[names.pop()](v)
-    return tirx.Select(d == 0, ACTIVATIONS[spec.acts[0][which]](v), ACTIVATIONS[spec.acts[1][which]](v))
+        return acts[names.pop()](v)
+    return tirx.Select(d == 0, acts[spec.acts[0][which]](v), acts[spec.acts[1][which]](v))
 
 
 def _helpers(spec: RecurrenceSpec):
@@ -147,7 +151,17 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
     DynamicQuantizeLinear's parameters (range [min(h, 0), max(h, 0)], scale = range / 255, zero point
     round(clip(-min / scale, 0, 255))), centered (q - zp, exact small integers in float32, kept at
     work[4H:]), multiplied by the centered weights rt (the lowering checks every partial sum is an
-    integer below 2^24, so float32 is exact in any order), and scaled by h_scale * rs."""
+    integer below 2^24, so float32 is exact in any order), and scaled by h_scale * rs.
+
+    The rest of the quantized step is onnxruntime's arithmetic, operation for operation: gate input
+    (X·W + H·R) + (Wb + Rb) (`gb`), its activations (`sigmoid_rational` / `tanh_rational`, MLAS's),
+    C = f * C_prev + i * g with both products rounded (no fused multiply-add). The requantization of
+    H at every step makes this recurrence ill-conditioned: an element of H / scale within a few ulps
+    of a rounding tie moves by a whole quantization step when H differs by an ulp, and that step
+    reaches every gate of the next step through R (tashkeel_rawi_int8: one such element at step 53
+    of 64 moved the model's output by 0.022 with edgec's own, more accurate, activations). With the
+    same operations the integer products (exact) and everything after them agree with onnxruntime
+    to the bit wherever it runs MLAS's FMA kernels (x86 with AVX2 + FMA)."""
     S, B, H, D = spec.seq, spec.batch, spec.hidden, len(spec.reverse)
     GH = 4 * H
     E = _lanes(H, 8)    # cell-update vector width
@@ -157,10 +171,22 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
     W = work_size(spec)
     ts, act = _helpers(spec)
 
+    def pre(xw, work, gb, p, yc, d, b, s, g, j):
+        """Gate g's input at hidden index j (the cell state yc feeds the peepholes)."""
+        v = xw[ts(d, s) * B + b, d * GH + g * H + j] + work[d, b, g * H + j]
+        if peep and g < 3:
+            v = v + (unfused(p[d, g * H + j] * yc[d, b, j]) if quant else p[d, g * H + j] * yc[d, b, j])
+        return v + gb[d, g * H + j] if quant else v
+
+    def cell(forget, update):
+        """f * C_prev + i * g: rounded products then their sum when quantized (as onnxruntime), else
+        as LLVM contracts it."""
+        return unfused(forget) + unfused(update) if quant else forget + update
+
     @T.prim_func(private=True)
     def edgec_lstm(xw: T.Buffer((S * B, D * GH), F32), rt: T.Buffer((D, H, GH), spec.weights),
                    h0: T.Buffer((D, B, H), F32), c0: T.Buffer((D, B, H), F32), p: T.Buffer((D, 3 * H), F32),
-                   rs: T.Buffer((D, GH), F32),
+                   rs: T.Buffer((D, GH), F32), gb: T.Buffer((D, GH), F32),
                    y: T.Buffer((S, D, B, H), F32), yh: T.Buffer((D, B, H), F32), yc: T.Buffer((D, B, H), F32),
                    work: T.Buffer((D, B, W), F32)):
         T.func_attr(_attrs())
@@ -189,23 +215,12 @@ def _lstm(spec: RecurrenceSpec) -> tirx.PrimFunc:
                 for b, jo in T.grid(B, H // E):
                     for ji in T.vectorized(E):
                         # gates i, o, f, c at 0, H, 2H, 3H; peepholes i, o, f
-                        if peep:
-                            yc[d, b, jo * E + ji] = (
-                                act(d, 0, xw[ts(d, s) * B + b, d * GH + 2 * H + jo * E + ji] + work[d, b, 2 * H + jo * E + ji]
-                                    + p[d, 2 * H + jo * E + ji] * yc[d, b, jo * E + ji]) * yc[d, b, jo * E + ji]
-                                + act(d, 0, xw[ts(d, s) * B + b, d * GH + jo * E + ji] + work[d, b, jo * E + ji]
-                                      + p[d, jo * E + ji] * yc[d, b, jo * E + ji])
-                                * act(d, 1, xw[ts(d, s) * B + b, d * GH + 3 * H + jo * E + ji] + work[d, b, 3 * H + jo * E + ji]))
-                            yh[d, b, jo * E + ji] = act(d, 0, xw[ts(d, s) * B + b, d * GH + H + jo * E + ji] + work[d, b, H + jo * E + ji]
-                                                        + p[d, H + jo * E + ji] * yc[d, b, jo * E + ji]) * act(d, 2, yc[d, b, jo * E + ji])
-                        else:
-                            yc[d, b, jo * E + ji] = (
-                                act(d, 0, xw[ts(d, s) * B + b, d * GH + 2 * H + jo * E + ji] + work[d, b, 2 * H + jo * E + ji])
-                                * yc[d, b, jo * E + ji]
-                                + act(d, 0, xw[ts(d, s) * B + b, d * GH + jo * E + ji] + work[d, b, jo * E + ji])
-                                * act(d, 1, xw[ts(d, s) * B + b, d * GH + 3 * H + jo * E + ji] + work[d, b, 3 * H + jo * E + ji]))
-                            yh[d, b, jo * E + ji] = (act(d, 0, xw[ts(d, s) * B + b, d * GH + H + jo * E + ji] + work[d, b, H + jo * E + ji])
-                                                     * act(d, 2, yc[d, b, jo * E + ji]))
+                        yc[d, b, jo * E + ji] = cell(
+                            act(d, 0, pre(xw, work, gb, p, yc, d, b, s, 2, jo * E + ji)) * yc[d, b, jo * E + ji],
+                            act(d, 0, pre(xw, work, gb, p, yc, d, b, s, 0, jo * E + ji))
+                            * act(d, 1, pre(xw, work, gb, p, yc, d, b, s, 3, jo * E + ji)))
+                        yh[d, b, jo * E + ji] = (act(d, 0, pre(xw, work, gb, p, yc, d, b, s, 1, jo * E + ji))
+                                                 * act(d, 2, yc[d, b, jo * E + ji]))
                         y[ts(d, s), d, b, jo * E + ji] = yh[d, b, jo * E + ji]
 
     return edgec_lstm

@@ -4,7 +4,8 @@ What this takes is `rnn_lowerable` (targets/lowerable.py); `decompose-rnn{native
 targets) leaves exactly those nodes to it and unrolls the rest. The projection X·Wᵀ of every step
 and direction is one [S*B, I] x [I, D*G*H] matmul, which gets the packed matmul schedule; the
 biases that simply add to it (Wb + Rb; GRU with linear_before_reset keeps Rb_h apart) are folded
-into it. Y is produced in layout 0 ([S, D, B, H]) and transposed for layout 1.
+into it, except the quantized LSTM's, which the kernel adds after h·Rᵀ (onnxruntime's order: see
+`rnn_kernel._lstm`). Y is produced in layout 0 ([S, D, B, H]) and transposed for layout 1.
 """
 
 from __future__ import annotations
@@ -79,13 +80,17 @@ def rnn(ctx, node, xs):
         xw = ctx.emit(_R.matmul(x2, w))
     bias = xs[3] if len(xs) > 3 else None
     rbh = _zeros([d, h])
+    gate_bias = _zeros([d, gh])  # the quantized LSTM's Wb + Rb, added after h·Rᵀ as onnxruntime does
     if bias is not None:
         wb = _R.strided_slice(bias, [1], [0], [gh])
         rb = _R.strided_slice(bias, [1], [gh], [2 * gh])
         if p.op == "GRU" and p.lbr:  # Rb_h sits inside r * (...): only its z, r parts add up front
             rbh = ctx.emit(_R.strided_slice(rb, [1], [2 * h], [3 * h]))
             rb = _R.concat([_R.strided_slice(rb, [1], [0], [2 * h]), _zeros([d, h])], axis=1)
-        xw = ctx.emit(_R.add(xw, _R.reshape(_R.add(wb, rb), [d * gh])))
+        if quantized:
+            gate_bias = ctx.emit(_R.add(wb, rb))
+        else:
+            xw = ctx.emit(_R.add(xw, _R.reshape(_R.add(wb, rb), [d * gh])))
     if quantized:  # R [D, H, 4H] (already K-major), centered; its scales per column
         r_c, r_scale = qlstm_weights(node, 2)
         r_dtype = "int8" if np.abs(r_c).max(initial=0) <= 127 else "int16"
@@ -105,7 +110,7 @@ def rnn(ctx, node, xs):
     if p.op == "LSTM":
         c0 = _state(ctx, xs[6] if len(xs) > 6 else None, d, batch, h, p.layout)
         peep = xs[7] if spec.peephole else _zeros([d, 3 * h])
-        out = ctx.emit(relax.call_tir(fn, [xw, rt, h0, c0, peep, rs], [y_ty, state, state, work]))
+        out = ctx.emit(relax.call_tir(fn, [xw, rt, h0, c0, peep, rs, gate_bias], [y_ty, state, state, work]))
         results = [relax.TupleGetItem(out, i) for i in range(3)]
     else:
         args = [xw, rt, h0, rbh] if p.op == "GRU" else [xw, rt, h0]
