@@ -12,6 +12,9 @@ The result is a QDQ model: onnxruntime runs it as written, edgec's backend fuses
 kernels where it can. Q/DQ are ai.onnx ops when the model's opset has them (13; 16-bit: 21) and
 com.microsoft's otherwise, so a model of any opset is quantized without changing its other ops.
 
+Idempotent (pipelines repeat to a fixpoint): a node reading a dequantized value and a tensor
+already quantized are left alone, so a QDQ model is not quantized twice.
+
 Calibration runs the float model in onnxruntime on `samples` inputs from `data` (see _data.py;
 empty: seeded random, with a warning). What it cannot prove safe ends there: a tensor that held
 NaN or Inf in calibration, or that no sample reached, is left float (and logged); a node whose
@@ -56,10 +59,23 @@ def _float32(v: ir.Value | None) -> bool:
     return v is not None and v.dtype == ir.DataType.FLOAT
 
 
+def _is_op(node: ir.Node | None, op: str) -> bool:
+    return node is not None and node.op_type == op and node.domain in ("", "ai.onnx", "com.microsoft")
+
+
+def already_quantized(v: ir.Value | None) -> bool:
+    """A dequantized value, or one a QuantizeLinear reads: quantized already (by this pass in an
+    earlier round of the pipeline, or by the tool that made the model)."""
+    return v is not None and (_is_op(v.producer(), "DequantizeLinear")
+                              or any(_is_op(u[0], "QuantizeLinear") for u in v.uses()))
+
+
 def quantizable(model: ir.Model, exclude: set[str]) -> list[ir.Node]:
     out = []
     for n in model.graph:
         if n.domain not in ("", "ai.onnx") or n.name in exclude or n.op_type not in ("Conv", "MatMul", "Gemm"):
+            continue
+        if any(_is_op(v.producer(), "DequantizeLinear") for v in n.inputs[:2] if v is not None):
             continue
         slot = weight_slot(n)
         if slot is None or not all(_float32(v) for v in n.inputs[:2]) or not _float32(n.outputs[0]):
@@ -86,10 +102,10 @@ def activation_tensors(nodes: list[ir.Node]) -> list[ir.Value]:
     for n in nodes:
         slot = weight_slot(n)
         for i, v in enumerate(n.inputs[:2]):
-            if v is not None and i != slot[0] and constant_array(v) is None:
+            if v is not None and i != slot[0] and constant_array(v) is None and not already_quantized(v):
                 seen.setdefault(id(v), v)
         y = output_tensor(n)
-        if y.uses():
+        if y.uses() and not already_quantized(y):
             seen.setdefault(id(y), y)
     return [v for v in seen.values() if v.name]
 

@@ -104,6 +104,12 @@ def test_every_calibration_method_gives_a_working_model(tmp_path, method):
     assert _cos(run_ort(proto, {"x": x})["y"], run_ort(q, {"x": x})["y"]) > 0.99
 
 
+def test_a_second_run_changes_nothing(tmp_path):
+    model = _quantize(cnn(), tmp_path)
+    again = QuantizeStatic()(model, PassContext(options={"quantize-static": {"data": str(tmp_path / "calib")}}))
+    assert not again.modified
+
+
 def test_does_not_fire_without_quantizable_float_ops(tmp_path):
     from onnx import TensorProto, helper
 

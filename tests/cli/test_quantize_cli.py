@@ -1,0 +1,81 @@
+"""`edgec quantize` and `edgec compile --quantize`: the QDQ model written and checked, the report,
+calibration data errors as one line with exit 2, --verify across the quantization pass."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from edgec.reference import run_ort
+from tests.passes.quant_models import cnn, samples, write_npy_dir
+
+
+@pytest.fixture
+def model(tmp_path):
+    p = tmp_path / "cnn.onnx"
+    onnx.save(cnn(), p)
+    return p
+
+
+def test_quantize_writes_a_qdq_model_with_a_report(run_cli, model, tmp_path):
+    data = write_npy_dir(tmp_path / "calib", samples(12))
+    out = tmp_path / "cnn.int8.onnx"
+    r = run_cli("quantize", model, "-o", out, "--calibration-data", data, "--method", "percentile", "--report", "--json")
+    assert r.code == 0, r
+    res = json.loads(r.out)
+    assert res["quantized_tensors"] == 5 and res["options"]["method"] == "percentile"
+    rep = res["report"]
+    assert rep["samples"] == 12 and rep["source"] == data
+    assert rep["outputs"]["y"]["cosine"] > 0.99 and rep["outputs"]["y"]["top1_agreement"] >= 0.9
+    assert set(rep["tensors"]) == {"x", "r1", "r2", "f", "g"}
+    assert all(s["snr_db"] > 20 for s in rep["tensors"].values()), rep["tensors"]
+    q = onnx.load(out)
+    assert sum(n.op_type == "QuantizeLinear" for n in q.graph.node) == 5
+    x = samples(1, seed=4)[0]
+    assert np.all(np.isfinite(run_ort(q, {"x": x})["y"]))
+
+
+def test_quantize_without_data_warns_and_uses_seeded_inputs(run_cli, model, tmp_path, caplog):
+    r = run_cli("quantize", model, "-o", tmp_path / "q.onnx")
+    assert r.code == 0, r
+    assert "no calibration data" in caplog.text
+    assert "5 activation tensors" in r.out, r.out
+
+
+@pytest.mark.parametrize("case", ["missing-dir", "empty-dir", "wrong-shape", "wrong-dtype", "multi-input-npy"])
+def test_bad_calibration_data_is_one_line_exit_2(run_cli, model, tmp_path, case):
+    d = tmp_path / "calib"
+    d.mkdir()
+    if case == "missing-dir":
+        d = tmp_path / "nope"
+    elif case == "wrong-shape":
+        np.save(d / "a.npy", np.zeros((1, 3, 8, 8), np.float32))
+    elif case == "wrong-dtype":
+        np.save(d / "a.npy", np.zeros((1, 3, 16, 16), np.float64))
+    elif case == "multi-input-npy":
+        np.savez(d / "a.npz", other=np.zeros((1, 3, 16, 16), np.float32))
+    out = tmp_path / "q.onnx"
+    r = run_cli("quantize", model, "-o", out, "--calibration-data", d)
+    assert r.code == 2, r
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("edgec:")]
+    assert len(lines) == 1 and "Traceback" not in r.err, r.err
+    assert str(d) in lines[0] or "calibration" in lines[0], lines
+    assert not out.exists()
+
+
+def test_compile_quantize_verify_checks_against_the_qdq_graph(run_cli, model, tmp_path):
+    data = write_npy_dir(tmp_path / "calib", samples(8))
+    art = tmp_path / "art"
+    r = run_cli("compile", model, "-t", "x86-64", "--quantize", "int8", "--calibration-data", data, "--verify", "-o", art)
+    assert r.code == 0, r
+    assert "after quantize-static (changes numerics by design)" in r.out and "the compiled artifact matches" in r.out, r.out
+    meta = json.loads((art / "metadata.json").read_text())
+    assert "quantize-static" in meta["pipeline"]["text"]
+
+
+def test_calibration_data_without_quantize_is_a_usage_error(run_cli, model, tmp_path):
+    r = run_cli("compile", model, "-t", "x86-64", "--calibration-data", tmp_path, "-o", tmp_path / "art")
+    assert r.code == 2 and "--calibration-data needs --quantize" in r.err, r
