@@ -1,0 +1,193 @@
+"""fuse-qdq: DequantizeLinear -> Conv / MatMul / Gemm [-> Relu] -> QuantizeLinear into integer ops.
+
+    Q(Conv(DQ(x), DQ(w)[, DQ(b)]))     -> QLinearConv(x, .., w, .., y_scale, y_zp[, b])
+    Q(MatMul(DQ(a), DQ(b)))            -> QLinearMatMul(a, .., b, .., y_scale, y_zp)
+    Q(Gemm(DQ(a), DQ(b)[, DQ(c)]))     -> com.microsoft.QGemm(a, .., b, .., c, y_scale, y_zp)
+    ... with Relu before the Q         -> Max(that, y_zp)   (exact: round is monotonic, Q(0) = zp)
+
+This is how QDQ models (edgec quantize, onnxruntime's quantizer, NNCF, TF exports) become integer
+execution: the product is an exact int32 accumulation and the requantization happens once, in
+the op; the backend lowers these ops as integer kernels. Against the QDQ graph, which computes the
+product in float and quantizes it, an output can differ by one quantization step where the float
+result lies within float rounding of a .5 tie (tests bound it).
+
+Taken in (otherwise the region ends and the QDQ ops stay): 8-bit x and y (16-bit activations have
+no QLinear ops); constant weights (int8/uint8) with a per-tensor or per-output-channel scale
+along the op's output axis (Conv axis 0, MatMul's 2-D B axis 1, Gemm's B by transB) and zero
+point 0 when per channel; per-tensor constant x/y scales and zero points; a bias that is
+DequantizeLinear(int32, x_scale * w_scale, 0) (onnxruntime's convention, checked to float
+rounding); Gemm with beta = 1; the Conv/MatMul/Gemm and Relu outputs feed nothing else. Q/DQ of
+the ai.onnx or com.microsoft domain, the same domain within a match."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.infra.pass_base import register_pass
+from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
+
+MS = "com.microsoft"
+_8BIT = (ir.DataType.UINT8, ir.DataType.INT8)
+
+
+def _dq_parts(node: ir.Node) -> tuple[ir.Value, ir.Value, ir.Value | None, int]:
+    """(quantized input, scale, zero point or None, axis) of a DequantizeLinear."""
+    zp = node.inputs[2] if len(node.inputs) > 2 else None
+    a = node.attributes.get("axis")
+    return node.inputs[0], node.inputs[1], zp, (a.as_int() if a is not None else 1)
+
+
+def _const(v: ir.Value | None) -> np.ndarray | None:
+    if v is None or v.const_value is None or v.is_graph_input():
+        return None
+    return v.const_value.numpy()
+
+
+def _single_use(v: ir.Value) -> bool:
+    return not v.is_graph_output() and len(v.uses()) == 1
+
+
+class _QdqRule(RewriteRule):
+    shared_intermediates = True  # a DQ'd input may feed other ops; the core ops are checked below
+    core = ""       # Conv / MatMul / Gemm
+    domain = ""     # of the Q/DQ nodes
+    relu = False
+    bias = False
+
+    def pattern(self, op, xq, sx, wq, sw, sy):
+        d = self.domain
+        x = op.DequantizeLinear(xq, sx, _domain=d, _allow_other_inputs=True, _name="dqx")
+        w = op.DequantizeLinear(wq, sw, _domain=d, _allow_other_inputs=True, _name="dqw")
+        ins = [x, w]
+        if self.bias:
+            ins.append(op.DequantizeLinear(op.const("bq"), op.const("sb"), _domain=d, _allow_other_inputs=True,
+                                           _name="dqb"))
+        y = getattr(op, self.core)(*ins, _name="core")
+        if self.relu:
+            y = op.Relu(y, _name="relu")
+        return op.QuantizeLinear(y, sy, _domain=d, _allow_other_inputs=True, _name="q")
+
+    def weight_axis(self, match) -> int | None:
+        raise NotImplementedError
+
+    def check(self, match):
+        if self.relu and match.opset < 12:
+            return MatchResult.fail("Max on 8-bit integers needs opset 12")
+        core = match.node("core")
+        inner = [core.outputs[0]] + ([match.node("relu").outputs[0]] if self.relu else [])
+        if not all(_single_use(v) for v in inner):
+            return MatchResult.fail(f"the {self.core} (or Relu) output is used elsewhere")
+        xq, sx, zx, _ = _dq_parts(match.node("dqx"))
+        wq, sw, zw, w_axis = _dq_parts(match.node("dqw"))
+        q = match.node("q")
+        zy = q.inputs[2] if len(q.inputs) > 2 else None
+        if xq.dtype not in _8BIT or wq.dtype not in _8BIT:
+            return MatchResult.fail("inputs are not 8-bit (16-bit activations have no QLinear ops)")
+        if zy is None or zy.dtype not in _8BIT or any(a.name in ("output_dtype", "saturate", "block_size")
+                                                      for a in q.attributes.values()):
+            return MatchResult.fail("output is not 8-bit with an explicit zero point")
+        for name, v in (("x scale", sx), ("x zero point", zx), ("y scale", q.inputs[1]), ("y zero point", zy)):
+            a = _const(v) if v is not None else np.zeros(())
+            if a is None or a.size != 1:
+                return MatchResult.fail(f"{name} is not a constant scalar")
+        w, s, z = _const(wq), _const(sw), (_const(zw) if zw is not None else np.zeros((), np.int8))
+        if w is None or s is None or z is None:
+            return MatchResult.fail("weight, its scale or zero point is not constant")
+        if s.size > 1:
+            axis = self.weight_axis(match)
+            if axis is None or w_axis % w.ndim != axis or s.ndim != 1 or s.size != w.shape[axis]:
+                return MatchResult.fail(f"weight scale is not per tensor or along the output axis {axis}")
+            if np.any(z != 0):
+                return MatchResult.fail("per-channel weight zero point is not 0")
+        if self.bias:
+            bq, sb, zb, _ = _dq_parts(match.node("dqb"))
+            b, sbv = _const(bq), _const(sb)
+            if b is None or bq.dtype != ir.DataType.INT32 or sbv is None:
+                return MatchResult.fail("bias is not a constant int32 DequantizeLinear")
+            if zb is not None and (_const(zb) is None or np.any(_const(zb) != 0)):
+                return MatchResult.fail("bias zero point is not 0")
+            want = np.float32(_const(sx).reshape(())) * s.astype(np.float32)
+            if not np.allclose(np.broadcast_to(sbv, want.shape) if want.ndim else sbv, want, rtol=1e-6, atol=0):
+                return MatchResult.fail("bias scale is not x_scale * w_scale")
+        return MatchResult.success()
+
+    def operands(self, op, match):
+        """[x, x_scale, x_zp, w, w_scale, w_zp] with zero points made explicit."""
+        out = []
+        for name in ("dqx", "dqw"):
+            q, s, z, _ = _dq_parts(match.node(name))
+            if z is None:
+                z = op.initializer(np.zeros((), q.dtype.numpy()), f"{q.name}_zero_point")
+            out += [q, s, z]
+        return out
+
+    def finish(self, op, match, y):
+        q = match.node("q")
+        return op.Max(y, q.inputs[2]) if self.relu else y
+
+
+class _Conv(_QdqRule):
+    core = "Conv"
+
+    def weight_axis(self, match):
+        return 0
+
+    def rewrite(self, op, match):
+        q = match.node("q")
+        attrs = {k: v for k, v in match.node("core").attributes.items()}
+        bias = [_dq_parts(match.node("dqb"))[0]] if self.bias else []
+        y = op.QLinearConv(*self.operands(op, match), q.inputs[1], q.inputs[2], *bias, **attrs)
+        return self.finish(op, match, y)
+
+
+class _MatMul(_QdqRule):
+    core = "MatMul"
+
+    def weight_axis(self, match):
+        w = _dq_parts(match.node("dqw"))[0]
+        return 1 if w.shape is not None and len(w.shape) == 2 else None
+
+    def rewrite(self, op, match):
+        q = match.node("q")
+        return self.finish(op, match, op.QLinearMatMul(*self.operands(op, match), q.inputs[1], q.inputs[2]))
+
+
+class _Gemm(_QdqRule):
+    core = "Gemm"
+
+    def weight_axis(self, match):
+        return 0 if match.attr("core", "transB", 0) else 1
+
+    def check(self, match):
+        if float(match.attr("core", "beta", 1.0)) != 1.0:
+            return MatchResult.fail("Gemm beta is not 1")
+        return super().check(match)
+
+    def rewrite(self, op, match):
+        q = match.node("q")
+        core = match.node("core")
+        attrs = {k: v for k, v in core.attributes.items() if k in ("alpha", "transA", "transB")}
+        c = _dq_parts(match.node("dqb"))[0] if self.bias else None
+        y = op.QGemm(*self.operands(op, match), c, q.inputs[1], q.inputs[2], _domain=MS, **attrs)
+        return self.finish(op, match, y)
+
+
+def _variants():
+    rules = []
+    for base in (_Conv, _MatMul, _Gemm):
+        for domain in ("", MS):
+            for relu in (True, False):
+                for bias in ((True, False) if base is not _MatMul else (False,)):
+                    name = f"{base.core}{'Bias' if bias else ''}{'Relu' if relu else ''}{'MS' if domain else ''}"
+                    rules.append(type(f"Qdq{name}", (base,), {"domain": domain, "relu": relu, "bias": bias,
+                                                               "name": f"qdq-{name}"}))
+    return tuple(rules)
+
+
+@register_pass
+class FuseQdq(RewriteRulePass):
+    """Fuse DQ -> Conv/MatMul/Gemm [-> Relu] -> Q into QLinearConv / QLinearMatMul / QGemm (integer execution)."""
+
+    name = "fuse-qdq"
+    rules = _variants()
