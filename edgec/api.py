@@ -57,7 +57,7 @@ class CompileOptions:
     threads: int | None = None          # runtime threads: sizes the schedules, default for run/bench
     weights_file: str = "auto"          # big initializers in weights.bin: "auto" (>= 512 MiB of them), "always", "never"
     plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
-    quantize: dict | None = None        # quantize-static options (edgec.quantize.quantize_options): runs before the pipeline
+    quantize: tuple | None = None       # (pass, options) from edgec.quantize.quantize_options: runs before the pipeline
 
 
 @dataclass
@@ -99,8 +99,9 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
     if opts.quantize is not None:
         from edgec.quantize import PREPARE
 
-        text = f"fix-input-shapes,{PREPARE},quantize-static,{text}"
-        pass_options = {**(pass_options or {}), "quantize-static": opts.quantize}
+        qpass, qopts = opts.quantize
+        text = f"fix-input-shapes,{PREPARE},{qpass},{text}"
+        pass_options = {**(pass_options or {}), qpass: qopts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
         from edgec.errors import PipelineError

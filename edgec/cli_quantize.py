@@ -28,7 +28,7 @@ def print_report(rep: dict, top: int) -> None:
 def compile_quantize_options(f):
     """`edgec compile --quantize MODE --calibration-data DIR ...` (quantize-static before the pipeline)."""
     opts = [
-        click.option("--quantize", "quantize", type=click.Choice(["int8", "int8-symmetric", "int16"]), default=None,
+        click.option("--quantize", "quantize", type=click.Choice(["int8", "int8-symmetric", "int16", "dynamic"]), default=None,
                      help="Quantize Conv/MatMul/Gemm first (as `edgec quantize`), then compile the QDQ model."),
         click.option("--calibration-data", type=click.Path(), default=None,
                      help="With --quantize: .npy/.npz inputs or images (default: seeded random, with a warning)."),
@@ -41,8 +41,8 @@ def compile_quantize_options(f):
     return f
 
 
-def quantize_settings(mode, data, method, samples) -> dict | None:
-    """quantize-static options for `CompileOptions.quantize`, or None without --quantize."""
+def quantize_settings(mode, data, method, samples) -> tuple | None:
+    """(pass, options) for `CompileOptions.quantize`, or None without --quantize."""
     if mode is None:
         if data:
             raise click.UsageError("--calibration-data needs --quantize")
@@ -55,9 +55,10 @@ def quantize_settings(mode, data, method, samples) -> dict | None:
 @click.command("quantize")
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Quantized (QDQ) .onnx to write.")
-@click.option("--mode", type=click.Choice(["int8", "int8-symmetric", "int16"]), default="int8", show_default=True,
+@click.option("--mode", type=click.Choice(["int8", "int8-symmetric", "int16", "dynamic"]), default="int8", show_default=True,
               help="int8: uint8 asymmetric activations; int8-symmetric: int8 activations, zero point 0; "
-                   "int16: int16 symmetric activations (16-bit fixed point). Weights: int8 symmetric.")
+                   "int16: int16 symmetric activations (16-bit fixed point); dynamic: MatMul/Gemm only, "
+                   "activations quantized at run time (no calibration). Weights: int8 symmetric.")
 @click.option("--calibration-data", type=click.Path(), default=None,
               help="Directory of .npy/.npz inputs or images; without it, seeded random inputs (with a warning).")
 @click.option("--preprocess", default="", help="For image folders: 'resize=H,W;mean=..;std=..;scale=255;layout=NCHW;channels=RGB'.")
@@ -90,7 +91,8 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
     if as_json:
         click.echo(json.dumps(res, indent=1))
         return
-    click.echo(f"quantized {model} -> {out} ({mode}, {method}): {res['quantized_tensors']} activation tensors, "
-               f"{res['dequantized'] - res['quantized_tensors']} weights/biases")
+    how = "run time" if mode == "dynamic" else method
+    click.echo(f"quantized {model} -> {out} ({mode}, {how}): {res['activations']} activation tensors, "
+               f"{res['weights']} weights/biases")
     if report:
         print_report(res["report"], 10)

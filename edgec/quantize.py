@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 PREPARE = "infer-shapes,fold-constants,eliminate-dead-code,fold-batchnorm,eliminate-dead-code,infer-shapes"
 
-MODES = {  # mode -> quantize-static options
-    "int8": {"activations": "uint8"},
-    "int8-symmetric": {"activations": "int8", "symmetric": True},
-    "int16": {"activations": "int16", "symmetric": True},
+MODES = {  # mode -> (pass, its options)
+    "int8": ("quantize-static", {"activations": "uint8"}),
+    "int8-symmetric": ("quantize-static", {"activations": "int8", "symmetric": True}),
+    "int16": ("quantize-static", {"activations": "int16", "symmetric": True}),
+    "dynamic": ("quantize-dynamic", {}),
 }
 
 
@@ -37,18 +38,20 @@ class QuantizeOptions:
     input_shapes: dict | None = None
 
 
-def quantize_options(o: QuantizeOptions) -> dict:
-    """The options of `quantize-static` for these settings (given through the pass context)."""
+def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
+    """(pass name, its options) for these settings (options go through the pass context)."""
     from edgec.errors import PipelineError
 
     if o.mode not in MODES:
         raise PipelineError(f"--mode must be one of {', '.join(MODES)}, got '{o.mode}'")
-    opts = dict(MODES[o.mode])
-    if o.symmetric is not None:
-        opts["symmetric"] = o.symmetric
-    opts.update(method=o.method, percentile=o.percentile, per_channel=o.per_channel, samples=o.samples, seed=o.seed,
-                data=o.calibration_data or "", preprocess=o.preprocess, exclude=",".join(o.exclude))
-    return opts
+    name, base = MODES[o.mode]
+    opts = {**base, "per_channel": o.per_channel, "exclude": ",".join(o.exclude)}
+    if name == "quantize-static":
+        if o.symmetric is not None:
+            opts["symmetric"] = o.symmetric
+        opts.update(method=o.method, percentile=o.percentile, samples=o.samples, seed=o.seed,
+                    data=o.calibration_data or "", preprocess=o.preprocess)
+    return name, opts
 
 
 def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o: QuantizeOptions,
@@ -60,24 +63,25 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
     from edgec.ir.analysis import graph_inputs, op_histogram
     from edgec.ir.loader import load_model, save_model
 
-    qopts = quantize_options(o)
+    qpass, qopts = quantize_options(o)
     prepare = CompileOptions(target=None, passes=("fix-input-shapes," if o.input_shapes else "") + PREPARE,
                              input_shapes=o.input_shapes or {})
     model, _ = optimize(load_model(model_path), None, prepare)
     float_proto = ir.serde.serialize_model(model)  # the reference of the report: same tensor names
-    model, info = optimize(model, None, CompileOptions(target=None, passes="quantize-static"),
-                           pass_options={"quantize-static": qopts})
+    model, info = optimize(model, None, CompileOptions(target=None, passes=qpass),
+                           pass_options={qpass: qopts})
     save_model(model, out_path)
     from edgec.reference import ort_session
 
     try:
         ort_session(str(out_path))
     except Exception as e:  # edgec wrote a model onnxruntime refuses: edgec's bug
-        raise InternalError(f"quantize-static wrote a model onnxruntime cannot load: {' '.join(str(e).split())[:300]}") from None
+        raise InternalError(f"{qpass} wrote a model onnxruntime cannot load: {' '.join(str(e).split())[:300]}") from None
     hist = op_histogram(model)  # keys: op, or domain:op outside ai.onnx
     count = lambda op: sum(v for k, v in hist.items() if k.split(":")[-1] == op)  # noqa: E731
     result = {"pipeline": f"{prepare.passes},{info['text']}", "options": qopts,
-              "quantized_tensors": count("QuantizeLinear"), "dequantized": count("DequantizeLinear"),
+              "activations": count("QuantizeLinear") + count("DynamicQuantizeLinear"),
+              "weights": count("DequantizeLinear") - count("QuantizeLinear") + count("MatMulInteger"),
               "nodes_after": info["nodes_after"]}
     if report:
         result["report"] = _report(float_proto, str(out_path), graph_inputs(model), o)

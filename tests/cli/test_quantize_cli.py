@@ -26,7 +26,7 @@ def test_quantize_writes_a_qdq_model_with_a_report(run_cli, model, tmp_path):
     r = run_cli("quantize", model, "-o", out, "--calibration-data", data, "--method", "percentile", "--report", "--json")
     assert r.code == 0, r
     res = json.loads(r.out)
-    assert res["quantized_tensors"] == 5 and res["options"]["method"] == "percentile"
+    assert res["activations"] == 5 and res["weights"] == 6 and res["options"]["method"] == "percentile"
     rep = res["report"]
     assert rep["samples"] == 12 and rep["source"] == data
     assert rep["outputs"]["y"]["cosine"] > 0.99 and rep["outputs"]["y"]["top1_agreement"] >= 0.9
@@ -64,6 +64,19 @@ def test_bad_calibration_data_is_one_line_exit_2(run_cli, model, tmp_path, case)
     assert len(lines) == 1 and "Traceback" not in r.err, r.err
     assert str(d) in lines[0] or "calibration" in lines[0], lines
     assert not out.exists()
+
+
+def test_dynamic_mode_quantizes_matmul_and_gemm_weights_without_calibration(run_cli, model, tmp_path):
+    out = tmp_path / "dyn.onnx"
+    r = run_cli("quantize", model, "-o", out, "--mode", "dynamic", "--report", "--json")
+    assert r.code == 0, r
+    res = json.loads(r.out)
+    assert res["activations"] == 2 and res["weights"] == 2, res  # the Gemm and the MatMul; Convs stay float
+    assert res["report"]["outputs"]["y"]["cosine"] > 0.99
+    q = onnx.load(out)
+    ops = [n.op_type for n in q.graph.node]
+    assert ops.count("MatMulInteger") == 2 and "Gemm" not in ops and ops.count("Conv") == 2
+    assert [o.name for o in q.graph.output] == ["y"]
 
 
 def test_compile_quantize_verify_checks_against_the_qdq_graph(run_cli, model, tmp_path):
