@@ -73,10 +73,15 @@ def quantize_settings(mode, data, method, samples) -> tuple | None:
 @click.option("--report", "report", is_flag=True, help="Compare with the float model: per tensor and per output.")
 @click.option("--eval-data", type=click.Path(), default=None, help="Inputs for --report (default: the calibration data).")
 @click.option("--eval-samples", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1), default=None,
+              help="Keep the most sensitive nodes in float until top-1 accuracy (0-1) drops at most this much.")
+@click.option("--labels", type=click.Path(), default=None,
+              help="With --max-accuracy-drop: integer labels of the evaluation samples (.npy or text); "
+                   "without: agreement with the float model's top-1.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (and report) as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method, percentile, per_tensor, symmetric,
-                 exclude, input_shape, report, eval_data, eval_samples, as_json, seed):
+                 exclude, input_shape, report, eval_data, eval_samples, max_accuracy_drop, labels, as_json, seed):
     """Quantize MODEL's Conv/MatMul/Gemm to a calibrated QDQ model that onnxruntime and edgec run."""
     from edgec.api import parse_input_shapes
     from edgec.output_paths import check_output_file
@@ -86,7 +91,8 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
     o = QuantizeOptions(mode=mode, method=method, percentile=percentile, calibration_data=calibration_data,
                         preprocess=preprocess, samples=samples, per_channel=not per_tensor, symmetric=symmetric,
                         exclude=tuple(exclude), seed=seed, eval_data=eval_data, eval_samples=eval_samples,
-                        input_shapes=parse_input_shapes(input_shape))
+                        input_shapes=parse_input_shapes(input_shape), max_accuracy_drop=max_accuracy_drop,
+                        labels=labels)
     res = quantize_model(model, out, o, report=report)
     if as_json:
         click.echo(json.dumps(res, indent=1))
@@ -94,5 +100,10 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
     how = "run time" if mode == "dynamic" else method
     click.echo(f"quantized {model} -> {out} ({mode}, {how}): {res['activations']} activation tensors, "
                f"{res['weights']} weights/biases")
+    b = res.get("accuracy_budget")
+    if b:
+        kept = ", ".join(b["kept_float"]) or "none"
+        click.echo(f"accuracy ({b['metric']}, {b['samples']} samples): float {b['float_accuracy']:.4f}, "
+                   f"quantized {b['quantized_accuracy']:.4f} (budget {b['budget']}); kept in float: {kept}")
     if report:
         print_report(res["report"], 10)

@@ -36,6 +36,8 @@ class QuantizeOptions:
     eval_data: str | None = None
     eval_samples: int = 16
     input_shapes: dict | None = None
+    max_accuracy_drop: float | None = None  # keep sensitive nodes float until the drop fits (edgec/quantize_budget.py)
+    labels: str | None = None
 
 
 def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
@@ -68,8 +70,13 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
                              input_shapes=o.input_shapes or {})
     model, _ = optimize(load_model(model_path), None, prepare)
     float_proto = ir.serde.serialize_model(model)  # the reference of the report: same tensor names
-    model, info = optimize(model, None, CompileOptions(target=None, passes=qpass),
-                           pass_options={qpass: qopts})
+    budget = None
+    if o.max_accuracy_drop is not None:
+        model, budget = _fit_budget(float_proto, qpass, qopts, o, graph_inputs(model))
+        info = {"text": qpass, "nodes_after": len(list(model.graph))}
+    else:
+        model, info = optimize(model, None, CompileOptions(target=None, passes=qpass),
+                               pass_options={qpass: qopts})
     save_model(model, out_path)
     from edgec.reference import ort_session
 
@@ -83,9 +90,47 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
               "activations": count("QuantizeLinear") + count("DynamicQuantizeLinear"),
               "weights": count("DequantizeLinear") - count("QuantizeLinear") + count("MatMulInteger"),
               "nodes_after": info["nodes_after"]}
+    if budget is not None:
+        result["accuracy_budget"] = budget
     if report:
         result["report"] = _report(float_proto, str(out_path), graph_inputs(model), o)
     return result
+
+
+def _fit_budget(float_proto, qpass: str, qopts: dict, o: QuantizeOptions, inputs):
+    """(quantized IR model, info) from edgec.quantize_budget.fit_budget."""
+    import onnx_ir as ir
+
+    from edgec.api import CompileOptions, optimize
+    from edgec.errors import EdgecError
+    from edgec.passes.quantization import _data
+    from edgec.passes.quantization.quantize_dynamic import _weight
+    from edgec.passes.quantization.quantize_static import quantizable
+    from edgec.quantize_budget import fit_budget, load_labels
+
+    if not (o.eval_data or o.calibration_data or o.labels is None):
+        raise EdgecError("--labels needs --eval-data (or --calibration-data): labels belong to real samples")
+    feeds = list(_data.samples(inputs, o.eval_data or o.calibration_data, o.eval_samples, o.seed + 1, o.preprocess))
+    labels = load_labels(o.labels, len(feeds)) if o.labels else None
+    cache: dict = {}
+    models: dict = {}
+
+    def quantize(exclude):
+        m = ir.serde.deserialize_model(float_proto)
+        opts = {**qopts, "exclude": ",".join(exclude)}
+        if qpass == "quantize-static":
+            opts["calibration_cache"] = cache
+        m, _ = optimize(m, None, CompileOptions(target=None, passes=qpass), pass_options={qpass: opts})
+        proto = ir.serde.serialize_model(m)
+        models[id(proto)] = m
+        return proto
+
+    base = ir.serde.deserialize_model(float_proto)
+    nodes = quantizable(base, set()) if qpass == "quantize-static" else \
+        [n for n in base.graph if n.op_type in ("MatMul", "Gemm") and _weight(n) is not None]
+    proto, info = fit_budget(float_proto, quantize, [n.name for n in nodes], feeds, o.max_accuracy_drop, labels,
+                             tuple(o.exclude))
+    return models[id(proto)], info
 
 
 def _report(float_proto, qpath: str, inputs, o: QuantizeOptions) -> dict:

@@ -123,8 +123,11 @@ class QuantizeStatic(Pass):
 
     name = "quantize-static"
     changes_numerics = True
+    # calibration_cache (API only, not pipeline text): a dict {tensor name: TensorStats} reused
+    # across runs on the same model and data (the accuracy-budget search re-quantizes many times)
     options = {"activations": "uint8", "symmetric": False, "per_channel": True, "method": "minmax",
-               "percentile": 99.99, "data": "", "preprocess": "", "samples": 64, "exclude": "", "seed": 0}
+               "percentile": 99.99, "data": "", "preprocess": "", "samples": 64, "exclude": "", "seed": 0,
+               "calibration_cache": None}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
         o = effective_options(self, ctx)  # data, preprocess, exclude: usually from the context (paths, lists)
@@ -137,13 +140,18 @@ class QuantizeStatic(Pass):
         if not nodes:
             return PassResult(model, False)
         acts = activation_tensors(nodes)
-        if not o["data"]:
+        if not o["data"] and not o["calibration_cache"]:
             logger.warning("quantize-static: no calibration data: ranges come from seeded random inputs in [-1, 1), "
                            "rarely those of real data (give --calibration-data)")
-        feeds = _data.samples(graph_inputs(model), o["data"] or None, o["samples"], o["seed"], o["preprocess"])
-        stats, n = collect(model, [v.name for v in acts], feeds)
-        if n == 0:
-            raise PipelineError(f"quantize-static: no calibration samples in '{o['data']}'")
+        cache = o["calibration_cache"] if isinstance(o["calibration_cache"], dict) else {}
+        todo = [v.name for v in acts if v.name not in cache]
+        if todo:
+            feeds = _data.samples(graph_inputs(model), o["data"] or None, o["samples"], o["seed"], o["preprocess"])
+            stats, n = collect(model, todo, feeds)
+            if n == 0:
+                raise PipelineError(f"quantize-static: no calibration samples in '{o['data']}'")
+            cache.update(stats)
+        stats = cache
         b = Builder(model, qdq_domain(model, {qtype}))
         levels = QRANGE[qtype][1] - QRANGE[qtype][0] + 1
         scales: dict[int, np.float32] = {}

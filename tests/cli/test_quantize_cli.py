@@ -92,3 +92,36 @@ def test_compile_quantize_verify_checks_against_the_qdq_graph(run_cli, model, tm
 def test_calibration_data_without_quantize_is_a_usage_error(run_cli, model, tmp_path):
     r = run_cli("compile", model, "-t", "x86-64", "--calibration-data", tmp_path, "-o", tmp_path / "art")
     assert r.code == 2 and "--calibration-data needs --quantize" in r.err, r
+
+
+def test_max_accuracy_drop_keeps_the_most_sensitive_layers_in_float(run_cli, model, tmp_path):
+    # calibrated on inputs 300x larger than the evaluation inputs: every range is far too wide
+    calib = write_npy_dir(tmp_path / "calib", [s * 300 for s in samples(8)])
+    evald = write_npy_dir(tmp_path / "eval", samples(30, seed=40))
+    out = tmp_path / "q.onnx"
+    r = run_cli("quantize", model, "-o", out, "--calibration-data", calib, "--eval-data", evald, "--eval-samples", 30,
+                "--max-accuracy-drop", "0.05", "--json")
+    assert r.code == 0, r
+    b = json.loads(r.out)["accuracy_budget"]
+    assert b["metric"].startswith("top-1 agreement") and b["float_accuracy"] == 1.0
+    assert b["steps"][0]["accuracy"] < 0.95, b["steps"]  # quantizing everything breaks the budget
+    snrs = [s["snr_db"] for s in b["sensitivity"]]
+    assert snrs == sorted(snrs) and len(snrs) == 4, b["sensitivity"]
+    kept = b["kept_float"]
+    assert kept == [s["node"] for s in b["sensitivity"][:len(kept)]], "greedy: most sensitive first"
+    assert 1 <= len(kept) < 4 and b["float_accuracy"] - b["quantized_accuracy"] <= 0.05, b
+    q = onnx.load(out)
+    float_ops = {n.name for n in q.graph.node if n.op_type in ("Conv", "Gemm", "MatMul")}
+    for n in kept:
+        dq_inputs = {d.output[0] for d in q.graph.node if d.op_type == "DequantizeLinear"}
+        node = next(x for x in q.graph.node if x.name == n)
+        assert node.name in float_ops and node.input[1] not in dq_inputs, f"{n} must keep float weights"
+    assert any(n.op_type == "QuantizeLinear" for n in q.graph.node), "the other layers stay quantized"
+
+
+def test_labels_that_do_not_cover_the_samples_are_one_line(run_cli, model, tmp_path):
+    evald = write_npy_dir(tmp_path / "eval", samples(5))
+    (tmp_path / "labels.txt").write_text("1 2 3")
+    r = run_cli("quantize", model, "-o", tmp_path / "q.onnx", "--eval-data", evald, "--max-accuracy-drop", "0.01",
+                "--labels", tmp_path / "labels.txt")
+    assert r.code == 2 and "3 labels for 5 evaluation samples" in r.err, r
