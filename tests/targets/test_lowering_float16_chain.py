@@ -58,8 +58,9 @@ def _chain(squeeze: bool, dtype=np.float16) -> onnx.ModelProto:
     return m
 
 
-@pytest.mark.parametrize("squeeze", [True, False], ids=["slovorez-conv1d", "fused-conv"])
-def test_float16_chain_matches_onnxruntime(squeeze, tmp_path):
+@pytest.mark.parametrize("squeeze,nhwc", [(True, False), (False, False), (True, True)],
+                         ids=["slovorez-conv1d", "fused-conv", "slovorez-conv1d-nhwc"])
+def test_float16_chain_matches_onnxruntime(squeeze, nhwc, tmp_path):
     """Rounded after every op, the softmax was 3.4e-3 (slovorez-conv1d) / 1.5e-3 (fused-conv) off
     onnxruntime; computed in float32 and rounded once, it matches to the last bit here."""
     from edgec.api import CompileOptions, compile_model, run_artifact
@@ -67,8 +68,15 @@ def test_float16_chain_matches_onnxruntime(squeeze, tmp_path):
 
     proto = _chain(squeeze)
     onnx.save(proto, tmp_path / "m.onnx")
-    art = compile_model(tmp_path / "m.onnx", tmp_path / "art", CompileOptions(target="x86-64"))
-    assert art.metadata["lowering"]["edgec"].get("Squeeze" if squeeze else "FusedConv"), art.metadata["lowering"]
+    passes = None
+    if nhwc:  # ARM's pipeline (to-nhwc: edgec.ConvNHWC, whose weight the lowering re-lays out), built for the host
+        from edgec.pipelines import default_pipeline
+        from edgec.targets.registry import get_target
+
+        passes = default_pipeline(get_target("armv8"), 2)
+    art = compile_model(tmp_path / "m.onnx", tmp_path / "art", CompileOptions(target="x86-64", passes=passes))
+    assert art.metadata["lowering"]["edgec"].get("ConvNHWC" if nhwc else "Squeeze" if squeeze else "FusedConv"), \
+        art.metadata["lowering"]
     feeds = {"x": rand(2, C, 1, W, seed=7, dtype=np.float16)}
     actual, expected = run_artifact(art, feeds)["y"], run_ort(proto, feeds)["y"]
     assert actual.shape == expected.shape and actual.dtype == expected.dtype == np.float16

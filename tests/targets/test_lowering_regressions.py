@@ -106,6 +106,29 @@ def test_a_node_onnxruntime_also_rejects_is_the_models_fault(tmp_path, run_cli):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_edgec_op_that_fails_to_lower_is_edgecs_bug_not_the_models(tmp_path, run_cli, monkeypatch):
+    """slovorez for armv8 (2026-12-04): the ConvNHWC lowering met a float16 weight beside float32 data
+    and TVM refused the conv. onnxruntime cannot run an edgec-domain node alone, which made the
+    error path call the node invalid and blame the model (exit 2). An op edgec's passes made is
+    never the model's fault: exit 1, naming the node."""
+    from edgec.targets.tvm.ops import LoweringTable
+
+    def broken(ctx, node, xs):  # stands for a lowering bug: Relax that TVM rejects
+        from tvm import relax
+
+        return relax.op.add(xs[0], relax.const(np.zeros(3, "float16")))
+
+    real_get = LoweringTable.get
+    monkeypatch.setattr(LoweringTable, "get", lambda self, d, o: broken if o == "ConvNHWC" else real_get(self, d, o))
+    proto = model_from_text('''<ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,3,8,8] x) => (float[1,4,8,8] y) <float[4,3,3,3] w = {''' + ", ".join(["0.1"] * 108) + '''}> {
+          y = Conv <pads = [1,1,1,1]> (x, w) }''')
+    onnx.save(proto, tmp_path / "m.onnx")
+    r = run_cli("compile", tmp_path / "m.onnx", "-t", "armv8", "--no-bundle", "-o", tmp_path / "out")
+    assert r.code == 1, r
+    assert "ConvNHWC" in r.err and "invalid" not in r.err, r.err
+
+
 def test_node_rejected_by_onnxruntime_accepts_a_valid_node():
     import onnx_ir as ir
 

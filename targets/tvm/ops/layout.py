@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from edgec.targets.tvm.lower_context import attr
+from edgec.targets.tvm.lower_context import attr, dtype_of
 from edgec.targets.tvm.ops import lowers
 from edgec.targets.tvm.ops.fused import _activate
 from edgec.targets.tvm.ops.nn import _pool_args, _static_rank
@@ -25,8 +25,9 @@ def conv_nhwc(ctx, node, xs):
     groups = int(attr(node, "group", 1))
     w_const = ctx.const_array(node.inputs[1])
     kernel_layout = "OHWI"
-    if w_const is not None and groups == 1:
-        w, kernel_layout = relax.const(np.ascontiguousarray(w_const.transpose(1, 2, 3, 0))), "HWIO"
+    if w_const is not None and groups == 1:  # in x's dtype: float16 models come as float32 (half.py)
+        w_hwio = np.ascontiguousarray(w_const.transpose(1, 2, 3, 0)).astype(dtype_of(x))
+        w, kernel_layout = relax.const(w_hwio), "HWIO"
     y = ctx.emit(_R.nn.conv2d(x, w, strides=attr(node, "strides", [1, 1]), padding=attr(node, "pads", [0, 0, 0, 0]),
                               dilation=attr(node, "dilations", [1, 1]), groups=groups,
                               data_layout="NHWC", kernel_layout=kernel_layout))
