@@ -66,7 +66,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
 
         raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
     # with `symbolic`, dynamic input dims stay symbolic, except for armv7's call plan (a fixed kernel list)
-    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=symbolic and spec.runtime != "plan")
+    mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=symbolic and spec.runtime != "plan",
+                              cpu=spec.tvm.get("kind") == "llvm")
     shapes = output_shapes(mod)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library

@@ -123,7 +123,8 @@ def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
 
 
 def lower_model(model: ir.Model, table: LoweringTable | None = None,
-                weight_min_bytes: int | None = None, symbolic: bool = True) -> tuple[tvm.IRModule, LoweringReport]:
+                weight_min_bytes: int | None = None, symbolic: bool = True,
+                cpu: bool = True) -> tuple[tvm.IRModule, LoweringReport]:
     """Lower `model` to a Relax module with one function `main(inputs..., weights...)`.
 
     Initializers of at least `weight_min_bytes` (None: none) become parameters after the graph
@@ -131,14 +132,15 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
     here; `report.weights` lists them in parameter order. Lowerings see them as non-constant.
     With `symbolic`, a named or unknown input dim is a symbolic int64 of main's signature (one per
     name, `edgec.ir.analysis.dim_label`), and shape computations over it are evaluated by
-    `symbolic.py`; without, it is an error asking for --input-shape.
+    `symbolic.py`; without, it is an error asking for --input-shape. `cpu` False (a GPU target)
+    turns away the lowerings whose hand-written TIR kernels have no thread bindings.
     """
     table = table or builtin_lowerings()
     file = model.meta.get("edgec.source", model.graph.name or "model")
     g = model.graph
     opset = _onnx_opset(model)
     bb = relax.BlockBuilder()
-    ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports))
+    ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports), cpu=cpu)
     report = LoweringReport()
     used: set[str] = set()
     dim_vars: dict[str, tvm.tirx.Var] | None = {} if symbolic else None

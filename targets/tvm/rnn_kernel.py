@@ -33,7 +33,13 @@ from dataclasses import dataclass
 from tvm import tirx
 from tvm.script import tirx as T
 
-from edgec.targets.tvm.mathfuncs import sigmoid_rational, sigmoid_scalar, tanh_rational, tanh_scalar, unfused
+from edgec.targets.tvm.mathfuncs import (
+    sigmoid_rational,
+    sigmoid_scalar,
+    tanh_rational,
+    tanh_scalar,
+    unfused,
+)
 
 F32 = "float32"
 

@@ -97,6 +97,21 @@ def test_kernel_refuses_float64_and_decompose_rnn_unrolls_it(tmp_path):
     assert_outputs_match(run_artifact(art, feeds), _reference(proto, feeds, ort_runs_it=False), atol=1e-9, rtol=1e-9)
 
 
+def test_gpu_lowering_turns_the_kernel_away():
+    """The recurrence kernel is CPU TIR without thread bindings: lowered for a GPU target (a custom
+    pipeline without decompose-rnn, whose default unrolls for GPUs) it is refused with a reason,
+    never handed to the GPU build."""
+    import onnx_ir as ir
+
+    from edgec.errors import UnsupportedOpError
+    from edgec.targets.tvm.lower import lower_model
+
+    proto = rnn_model("LSTM", direction="bidirectional")
+    with pytest.raises(UnsupportedOpError, match="recurrence kernel is CPU code"):
+        lower_model(ir.serde.deserialize_model(proto), cpu=False)
+    lower_model(ir.serde.deserialize_model(proto), cpu=True)  # the same node on a CPU target: lowered
+
+
 @pytest.mark.parametrize("target", ["armv8"])
 def test_recurrence_kernel_on_arm(tmp_path, target):
     require_target_tools(target)

@@ -56,6 +56,9 @@ def dynamic_quantize_lstm(ctx, node, xs):
 
 @lowers("LSTM", "GRU", "RNN")
 def rnn(ctx, node, xs):
+    if not ctx.cpu:
+        raise Unsupported("the recurrence kernel is CPU code; for GPU targets decompose-rnn (in the default "
+                          "pipeline) unrolls LSTM/GRU/RNN")
     why = rnn_lowerable(node)
     if why:
         raise Unsupported(why)
