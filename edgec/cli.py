@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import signal
 import sys
 import traceback
 from pathlib import Path
@@ -14,12 +12,20 @@ import numpy as np
 
 from edgec import __version__
 from edgec.cli_checks import compare_with_onnx, lowering_summary, verify_summary
+from edgec.cli_exit import (
+    ENVIRONMENT_ERRNOS,
+    EXIT_INTERNAL,
+    EXIT_USER,
+    internal,
+    interrupted,
+    os_error_line,
+)
 from edgec.cli_quantize import compile_quantize_options, quantize_settings
 from edgec.errors import EdgecError
 from edgec.signals import INTERRUPTS, Interrupted
 from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
 
-EXIT_USER, EXIT_INTERNAL, EXIT_MISMATCH = 2, 1, 3
+EXIT_MISMATCH = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -344,18 +350,6 @@ def parse_dims(items: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-# OSErrors that say what is wrong with the machine (permissions, a full or read-only disk, limits),
-# never with edgec. ENOTDIR/EISDIR/ELOOP are not here: the user's paths are checked before the work
-# (edgec.output_paths, edgec.atomic_output), so one of those later is more likely edgec's own bug.
-_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
-                       errno.EMFILE, errno.ENFILE}
-
-
-def _os_error_line(e: OSError) -> str:
-    where = f"{e.filename}: " if e.filename else ""
-    return f"{where}{e.strerror or e}"
-
-
 def main(argv=None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     INTERRUPTS.install()
@@ -363,7 +357,7 @@ def main(argv=None) -> None:
         cli.main(args=argv, prog_name="edgec", standalone_mode=False)
         INTERRUPTS.raise_if_seen()  # a library swallowed the KeyboardInterrupt
     except click.exceptions.Abort as e:  # click's wrapper of a KeyboardInterrupt
-        _interrupted(e.__cause__)
+        interrupted(e.__cause__)
     except click.ClickException as e:
         click.echo(f"edgec: error: {' '.join(e.format_message().split())}", err=True)
         sys.exit(EXIT_USER)
@@ -374,34 +368,20 @@ def main(argv=None) -> None:
         click.echo(f"edgec: {kind}: {e.one_line()}", err=True)
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, Interrupted) as e:
-        _interrupted(e)
+        interrupted(e)
     except SystemExit:
         raise
     except OSError as e:
         if debug:
             traceback.print_exc()
-        if e.errno in _ENVIRONMENT_ERRNOS:
-            click.echo(f"edgec: error: {' '.join(_os_error_line(e).split())}", err=True)
+        if e.errno in ENVIRONMENT_ERRNOS:
+            click.echo(f"edgec: error: {' '.join(os_error_line(e).split())}", err=True)
             sys.exit(EXIT_USER)
-        _internal(e)
+        internal(e)
     except BaseException as e:  # internal error
         if debug:
             traceback.print_exc()
-        _internal(e)
-
-
-def _interrupted(e: BaseException | None) -> None:
-    """`edgec: interrupted` (naming SIGTERM / SIGHUP), exit 128 + the signal number."""
-    signum = e.signum if isinstance(e, Interrupted) else INTERRUPTS.signum or signal.SIGINT
-    name = "" if signum == signal.SIGINT else f" ({signal.Signals(signum).name})"
-    click.echo(f"edgec: interrupted{name}", err=True)
-    sys.exit(128 + signum)
-
-
-def _internal(e: BaseException) -> None:
-    click.echo(f"edgec: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
-               "(rerun with --debug for the traceback)", err=True)
-    sys.exit(EXIT_INTERNAL)
+        internal(e)
 
 
 if __name__ == "__main__":
