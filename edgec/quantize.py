@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 PREPARE = "infer-shapes,fold-constants,eliminate-dead-code,fold-batchnorm,eliminate-dead-code,infer-shapes"
 
@@ -82,7 +83,9 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
 
     try:
         ort_session(str(out_path))
-    except Exception as e:  # edgec wrote a model onnxruntime refuses: edgec's bug
+    except Exception as e:  # edgec wrote a model onnxruntime refuses: edgec's bug; it is not left behind
+        for p in (Path(out_path), Path(f"{out_path}.data")):
+            p.unlink(missing_ok=True)
         raise InternalError(f"{qpass} wrote a model onnxruntime cannot load: {' '.join(str(e).split())[:300]}") from None
     hist = op_histogram(model)  # keys: op, or domain:op outside ai.onnx
     count = lambda op: sum(v for k, v in hist.items() if k.split(":")[-1] == op)  # noqa: E731

@@ -29,9 +29,10 @@ class ErrorStats:
             return
         a, b = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
         if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-            self.bad = not np.array_equal(np.isnan(a), np.isnan(b)) or self.bad
-            ok = np.isfinite(a) & np.isfinite(b)
-            a, b = a[ok], b[ok]
+            # a NaN or Inf where the other model has a different value is a mismatch
+            fa, fb = np.isfinite(a), np.isfinite(b)
+            self.bad = self.bad or not (np.array_equal(fa, fb) and np.array_equal(a[~fa], b[~fb], equal_nan=True))
+            a, b = a[fa & fb], b[fa & fb]
         self.dot += float(a @ b)
         self.aa += float(a @ a)
         self.bb += float(b @ b)

@@ -25,6 +25,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import register_pass
+from edgec.passes.cleanup._common import constant_array
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
 
 MS = "com.microsoft"
@@ -38,10 +39,6 @@ def _dq_parts(node: ir.Node) -> tuple[ir.Value, ir.Value, ir.Value | None, int]:
     return node.inputs[0], node.inputs[1], zp, (a.as_int() if a is not None else 1)
 
 
-def _const(v: ir.Value | None) -> np.ndarray | None:
-    if v is None or v.const_value is None or v.is_graph_input():
-        return None
-    return v.const_value.numpy()
 
 
 def _single_use(v: ir.Value) -> bool:
@@ -88,10 +85,10 @@ class _QdqRule(RewriteRule):
                                                       for a in q.attributes.values()):
             return MatchResult.fail("output is not 8-bit with an explicit zero point")
         for name, v in (("x scale", sx), ("x zero point", zx), ("y scale", q.inputs[1]), ("y zero point", zy)):
-            a = _const(v) if v is not None else np.zeros(())
+            a = constant_array(v) if v is not None else np.zeros(())
             if a is None or a.size != 1:
                 return MatchResult.fail(f"{name} is not a constant scalar")
-        w, s, z = _const(wq), _const(sw), (_const(zw) if zw is not None else np.zeros((), np.int8))
+        w, s, z = constant_array(wq), constant_array(sw), (constant_array(zw) if zw is not None else np.zeros((), np.int8))
         if w is None or s is None or z is None:
             return MatchResult.fail("weight, its scale or zero point is not constant")
         if s.size > 1:
@@ -102,12 +99,12 @@ class _QdqRule(RewriteRule):
                 return MatchResult.fail("per-channel weight zero point is not 0")
         if self.bias:
             bq, sb, zb, _ = _dq_parts(match.node("dqb"))
-            b, sbv = _const(bq), _const(sb)
+            b, sbv = constant_array(bq), constant_array(sb)
             if b is None or bq.dtype != ir.DataType.INT32 or sbv is None:
                 return MatchResult.fail("bias is not a constant int32 DequantizeLinear")
-            if zb is not None and (_const(zb) is None or np.any(_const(zb) != 0)):
+            if zb is not None and (constant_array(zb) is None or np.any(constant_array(zb) != 0)):
                 return MatchResult.fail("bias zero point is not 0")
-            want = np.float32(_const(sx).reshape(())) * s.astype(np.float32)
+            want = np.float32(constant_array(sx).reshape(())) * s.astype(np.float32)
             if not np.allclose(np.broadcast_to(sbv, want.shape) if want.ndim else sbv, want, rtol=1e-6, atol=0):
                 return MatchResult.fail("bias scale is not x_scale * w_scale")
         return MatchResult.success()
