@@ -1,0 +1,57 @@
+"""The integer dot-product intrinsics: a u8 x s8 matmul tensorized with `vpdpbusd` is exact
+(against int64 numpy) and its object code holds the instruction; `intrinsic_for` reads features."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import tvm
+from tvm import s_tir, te
+
+from edgec.targets.registry import get_target, missing_host_features
+from edgec.targets.tvm.build import tvm_target
+from edgec.targets.tvm.schedules import int8_dot as D
+
+
+def _vnni_matmul(m: int, n: int, k: int):
+    a = te.placeholder((m, k), "uint8", name="A")
+    b = te.placeholder((n // 16, k // 4, 16, 4), "int8", name="B")
+    r = te.reduce_axis((0, k), "k")
+    c = te.compute((m, n), lambda i, j: te.sum(
+        a[i, r].astype("int32") * b[j // 16, r // 4, j % 16, r % 4].astype("int32"), axis=r), name="C")
+    sch = s_tir.Schedule(te.create_prim_func([a, b, c]))
+    blk = sch.get_sblock("C")
+    i, j, kk = sch.get_loops(blk)
+    jo, ji = sch.split(j, [None, 16])
+    ko, ki = sch.split(kk, [None, 4])
+    sch.reorder(i, jo, ko, ji, ki)
+    sch.decompose_reduction(blk, ko)
+    sch.tensorize(ji, D.VNNI_16x4)
+    return sch.mod
+
+
+def test_vnni_matmul_is_exact_and_uses_vpdpbusd(tmp_path):
+    spec = get_target("x86-64-vnni")
+    lib = tvm.compile(_vnni_matmul(32, 48, 64), target=tvm_target(spec))
+    so = tmp_path / "mm.so"
+    lib.export_library(str(so))
+    asm = subprocess.run(["objdump", "-d", str(so)], capture_output=True, text=True, check=True).stdout
+    assert "vpdpbusd" in asm
+    if missing_host_features(spec):
+        pytest.skip(f"this CPU lacks {missing_host_features(spec)}: compiled and disassembled, not run")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (32, 64)).astype(np.uint8)  # full range: vpmaddubsw would saturate here
+    w = rng.integers(-128, 128, (64, 48)).astype(np.int8)
+    packed = w.reshape(16, 4, 3, 16).transpose(2, 0, 3, 1).copy()
+    out = tvm.runtime.tensor(np.zeros((32, 48), np.int32))
+    lib(tvm.runtime.tensor(a), tvm.runtime.tensor(packed), out)
+    np.testing.assert_array_equal(out.numpy(), a.astype(np.int64) @ w.astype(np.int64))
+
+
+@pytest.mark.parametrize("features,want", [
+    (("avx2", "fma", "avx512f", "avx512vnni"), "vnni"), (("avx512_vnni",), "vnni"),
+    (("neon", "dotprod"), "sdot"), (("avx2", "fma"), None), (("neon",), None)])
+def test_intrinsic_for_reads_features(features, want):
+    assert D.intrinsic_for(features) == want
