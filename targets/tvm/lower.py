@@ -124,7 +124,7 @@ def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
 
 def lower_model(model: ir.Model, table: LoweringTable | None = None,
                 weight_min_bytes: int | None = None, symbolic: bool = True,
-                cpu: bool = True) -> tuple[tvm.IRModule, LoweringReport]:
+                cpu: bool = True, dot: str | None = None) -> tuple[tvm.IRModule, LoweringReport]:
     """Lower `model` to a Relax module with one function `main(inputs..., weights...)`.
 
     Initializers of at least `weight_min_bytes` (None: none) become parameters after the graph
@@ -133,14 +133,16 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
     With `symbolic`, a named or unknown input dim is a symbolic int64 of main's signature (one per
     name, `edgec.ir.analysis.dim_label`), and shape computations over it are evaluated by
     `symbolic.py`; without, it is an error asking for --input-shape. `cpu` False (a GPU target)
-    turns away the lowerings whose hand-written TIR kernels have no thread bindings.
+    turns away the lowerings whose hand-written TIR kernels have no thread bindings. `dot` is the
+    target's integer dot-product instruction family (`schedules.int8_dot.intrinsic_for`: "vnni",
+    "sdot" or None), for the lowerings that lay out int8 weights for it.
     """
     table = table or builtin_lowerings()
     file = model.meta.get("edgec.source", model.graph.name or "model")
     g = model.graph
     opset = _onnx_opset(model)
     bb = relax.BlockBuilder()
-    ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports), cpu=cpu)
+    ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports), cpu=cpu, dot=dot)
     report = LoweringReport()
     used: set[str] = set()
     dim_vars: dict[str, tvm.tirx.Var] | None = {} if symbolic else None

@@ -25,6 +25,7 @@ class LowerContext:
     # float16 values computed in float32: the unrounded float32 value by name (targets/tvm/half.py)
     wide: dict[str, relax.Expr] = field(default_factory=dict)
     cpu: bool = True  # the target is a CPU (llvm): lowerings that emit their own unbound TIR kernels need it
+    dot: str | None = None  # the target's integer dot-product instructions ("vnni", "sdot"; schedules/int8_dot.py)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""

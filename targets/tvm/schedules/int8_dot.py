@@ -64,3 +64,10 @@ def intrinsic_for(features) -> str | None:
     if "dotprod" in fs:
         return "sdot"
     return None
+
+
+def dot_instructions(spec) -> str | None:
+    """`intrinsic_for` a TargetSpec: its declared features and its LLVM `mattr` (CPU targets only)."""
+    if spec.tvm.get("kind") != "llvm":
+        return None
+    return intrinsic_for([*spec.features, *spec.tvm.get("mattr", [])])
