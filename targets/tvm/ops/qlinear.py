@@ -8,6 +8,7 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import dtype_of, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
+from edgec.targets.tvm.ops.qmatmul_int8 import dot_matmul
 from edgec.targets.tvm.ops.quant_util import (
     along,
     centered,
@@ -78,6 +79,9 @@ def _matmul_acc(ctx, node, xs, ia: int, iazp: int, ib: int, ibzp: int):
     check_qtype(dtype_of(a), "input A")
     check_qtype(dtype_of(b), "input B")
     ra, rb = _rank(a), _rank(b)
+    fast = dot_matmul(ctx, node, xs, a, iazp, ib, ibzp)
+    if fast is not None:
+        return fast, ra
     a_c = centered(ctx, a, zero_point(ctx, node, xs, iazp, axis=-2 if ra >= 2 else 0, rank=ra, what="a_zero_point"))
     b_c = centered(ctx, b, zero_point(ctx, node, xs, ibzp, axis=-1, rank=rb, what="b_zero_point"))
     acc = exact_matmul(ctx, node, a_c, b_c, centered_bound(ctx, node, iazp, dtype_of(a)), ib, ibzp)

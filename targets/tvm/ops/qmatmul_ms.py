@@ -8,6 +8,7 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import attr, dtype_of, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
+from edgec.targets.tvm.ops.qmatmul_int8 import dot_matmul
 from edgec.targets.tvm.ops.quant_util import (
     centered,
     centered_bound,
@@ -51,8 +52,10 @@ def _scale_bias(ctx, acc, multiplier, bias):
 def matmul_integer_to_float(ctx, node, xs):
     """Y = (A - a_zp)·(B - b_zp) · a_scale·b_scale + bias; inputs A, B, a_scale, b_scale, a_zp, b_zp, bias."""
     check_qtype(dtype_of(xs[0]), "input A")
-    a_c = centered(ctx, xs[0], zero_point(ctx, node, xs, 4, what="a_zero_point"))
-    acc = _int_matmul(ctx, a_c, centered_bound(ctx, node, 4, dtype_of(xs[0])), xs[1], 1, 5, node, xs)
+    acc = dot_matmul(ctx, node, xs, xs[0], 4, 1, 5)
+    if acc is None:
+        a_c = centered(ctx, xs[0], zero_point(ctx, node, xs, 4, what="a_zero_point"))
+        acc = _int_matmul(ctx, a_c, centered_bound(ctx, node, 4, dtype_of(xs[0])), xs[1], 1, 5, node, xs)
     mult = ctx.emit(_R.multiply(scale(ctx, node, xs, 2, "a_scale"),
                                 scale(ctx, node, xs, 3, "b_scale", axis=-1, rank=_rank(acc))))
     return _scale_bias(ctx, acc, mult, opt(node, xs, 6))
@@ -67,7 +70,9 @@ def dynamic_quantize_matmul(ctx, node, xs):
         raise Unsupported(f"input A must be float32, got {dtype_of(a)}")
     a_scale, a_zp = dynamic_qparams(ctx, a)
     a_q = ctx.emit(quantize(ctx, a, a_scale, a_zp, "uint8"))
-    acc = _int_matmul(ctx, ctx.emit(_R.subtract(i32(ctx, a_q), i32(ctx, a_zp))), 255, xs[1], 1, 3, node, xs)
+    acc = dot_matmul(ctx, node, xs, a_q, None, 1, 3, a_zp=i32(ctx, a_zp))
+    if acc is None:
+        acc = _int_matmul(ctx, ctx.emit(_R.subtract(i32(ctx, a_q), i32(ctx, a_zp))), 255, xs[1], 1, 3, node, xs)
     mult = ctx.emit(_R.multiply(a_scale, scale(ctx, node, xs, 2, "b_scale", axis=-1, rank=_rank(acc))))
     return _scale_bias(ctx, acc, mult, opt(node, xs, 4))
 
@@ -86,9 +91,11 @@ def qgemm(ctx, node, xs):
         a = ctx.emit(_R.permute_dims(a, [1, 0]))
     if attr(node, "transB", 0):
         b = ctx.emit(_R.permute_dims(b, [1, 0]))
-    a_c = centered(ctx, a, zero_point(ctx, node, xs, 2, what="a_zero_point"))
-    acc = _int_matmul(ctx, a_c, centered_bound(ctx, node, 2, dtype_of(a)), b, 3, 5, node, xs,
-                      trans_b=bool(attr(node, "transB", 0)))
+    acc = dot_matmul(ctx, node, xs, a, 2, 3, 5, trans_b=bool(attr(node, "transB", 0)))
+    if acc is None:
+        a_c = centered(ctx, a, zero_point(ctx, node, xs, 2, what="a_zero_point"))
+        acc = _int_matmul(ctx, a_c, centered_bound(ctx, node, 2, dtype_of(a)), b, 3, 5, node, xs,
+                          trans_b=bool(attr(node, "transB", 0)))
     c = opt(node, xs, 6)
     if c is not None:
         if dtype_of(c) != "int32":

@@ -29,13 +29,14 @@ from edgec.targets.tvm.schedules import (
     dwconv_nchwc,
     injective,
     matmul,
+    matmul_int8,
     reduction,
     rowwise,
     symbolic,
 )
 from edgec.targets.tvm.schedules.common import RuleContext
 
-RULES = (conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul, rowwise, reduction, injective, symbolic)
+RULES = (conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul, rowwise, reduction, injective, symbolic)
 
 
 def context_for(spec, target=None, threads: int | None = None) -> RuleContext:
