@@ -60,6 +60,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
         lane = _lane_loop(sch)
         _write_lanes(sch, C.root_blocks(sch)[0], *lane, ctx)
         return
+    _inline_chains(sch)
     for b in C.root_blocks(sch):
         kinds = C.iter_kinds(sch, b)
         loops = sch.get_loops(b)
@@ -71,6 +72,21 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
             n_sp = kinds.index("R")
             if "S" not in kinds[n_sp:]:
                 C.parallel_outer(sch, loops[:n_sp], ctx.threads * 4)
+
+
+def _inline_chains(sch) -> None:
+    """Inline spatial blocks read by one spatial block (divide -> round -> add -> clip -> cast of a
+    quantization is one pass over the data, not five with four intermediate tensors)."""
+    for b in C.root_blocks(sch)[:-1]:
+        if set(C.iter_kinds(sch, b)) != {"S"}:
+            continue
+        consumers = sch.get_consumers(b)
+        if len(consumers) != 1 or set(C.iter_kinds(sch, consumers[0])) != {"S"}:
+            continue
+        try:
+            sch.compute_inline(b)
+        except Exception:  # noqa: BLE001 - an output block, or not inlinable: keep it
+            pass
 
 
 def _write_lanes(sch, b, idx, lanes, ctx):
