@@ -101,7 +101,7 @@ def test_qlinear_matmul_requantizes_after_the_kernel(at, yt, per_column, tmp_pat
     a = qdata(rng, (3, 7, 40), at)
     b = qdata(rng, (40, 33), I8)
     b_scale = rng.uniform(0.002, 0.006, 33).astype(np.float32) if per_column else np.float32(0.004)
-    b_zp = np.zeros(33, I8) if per_column else I8(3)
+    b_zp = np.zeros(33, I8) if per_column else I8(0)
     consts = [("sa", np.float32(0.05)), ("za", at(120 if at == U8 else -4)), ("b", b), ("sb", b_scale),
               ("zb", b_zp), ("sy", np.float32(0.6)), ("zy", yt(128 if yt == U8 else 5))]
     proto = one_node_model("QLinearMatMul", {"a": a}, consts, T[yt], None, model_opset=13,
