@@ -1,4 +1,5 @@
-"""`edgec quantize`: a float ONNX model in, a calibrated QDQ ONNX model out (and a report).
+"""`edgec quantize`: a float ONNX model in, a calibrated QDQ ONNX model out (and a report); or,
+with --mode fp16 / bf16, a mixed-precision model (`convert-float16`, no calibration).
 
 The model goes through a short preparation pipeline (shapes, constant folding, BatchNorm folded
 into its Conv, so that the folded weights are what gets quantized) and then `quantize-static`
@@ -19,7 +20,10 @@ MODES = {  # mode -> (pass, its options)
     "int8-symmetric": ("quantize-static", {"activations": "int8", "symmetric": True}),
     "int16": ("quantize-static", {"activations": "int16", "symmetric": True}),
     "dynamic": ("quantize-dynamic", {}),
+    "fp16": ("convert-float16", {"dtype": "float16"}),   # mixed precision, no calibration
+    "bf16": ("convert-float16", {"dtype": "bfloat16"}),
 }
+MIXED = ("fp16", "bf16")
 
 
 @dataclass
@@ -39,6 +43,7 @@ class QuantizeOptions:
     input_shapes: dict | None = None
     max_accuracy_drop: float | None = None  # keep sensitive nodes float until the drop fits (edgec/quantize_budget.py)
     labels: str | None = None
+    keep: str | None = None  # fp16/bf16: op types that stay float32 (comma list; None: the pass's default)
 
 
 def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
@@ -48,6 +53,13 @@ def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
     if o.mode not in MODES:
         raise PipelineError(f"--mode must be one of {', '.join(MODES)}, got '{o.mode}'")
     name, base = MODES[o.mode]
+    if o.mode in MIXED:
+        if o.calibration_data or o.max_accuracy_drop is not None:
+            raise PipelineError(f"--quantize/--mode {o.mode} needs no calibration data and has no accuracy budget "
+                                "(choose what stays float32 with --keep-float / --exclude)")
+        return name, {**base, "exclude": ",".join(o.exclude), **({"keep": o.keep} if o.keep is not None else {})}
+    if o.keep is not None:
+        raise PipelineError("--keep-float applies to --mode fp16 / bf16 only")
     opts = {**base, "per_channel": o.per_channel, "exclude": ",".join(o.exclude)}
     if name == "quantize-static":
         if o.symmetric is not None:
@@ -82,22 +94,49 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
     from edgec.reference import ort_session
 
     try:
-        ort_session(str(out_path))
+        if o.mode == "bf16":  # onnxruntime's CPU provider has no bfloat16 MatMul/Add/...: the ONNX checker only
+            import onnx
+
+            onnx.checker.check_model(str(out_path), full_check=True)
+        else:
+            ort_session(str(out_path))
     except Exception as e:  # edgec wrote a model onnxruntime refuses: edgec's bug; it is not left behind
         for p in (Path(out_path), Path(f"{out_path}.data")):
             p.unlink(missing_ok=True)
         raise InternalError(f"{qpass} wrote a model onnxruntime cannot load: {' '.join(str(e).split())[:300]}") from None
     hist = op_histogram(model)  # keys: op, or domain:op outside ai.onnx
     count = lambda op: sum(v for k, v in hist.items() if k.split(":")[-1] == op)  # noqa: E731
-    result = {"pipeline": f"{prepare.passes},{info['text']}", "options": qopts,
-              "activations": count("QuantizeLinear") + count("DynamicQuantizeLinear"),
-              "weights": count("DequantizeLinear") - count("QuantizeLinear") + count("MatMulInteger"),
-              "nodes_after": info["nodes_after"]}
+    result = {"pipeline": f"{prepare.passes},{info['text']}", "options": qopts, "nodes_after": info["nodes_after"]}
+    if o.mode in MIXED:
+        result.update(_precision_counts(model, count("Cast")))
+    else:
+        result.update(activations=count("QuantizeLinear") + count("DynamicQuantizeLinear"),
+                      weights=count("DequantizeLinear") - count("QuantizeLinear") + count("MatMulInteger"))
     if budget is not None:
         result["accuracy_budget"] = budget
+    if report and o.mode == "bf16":
+        from edgec.errors import EdgecError
+
+        raise EdgecError(f"--report needs onnxruntime to run the model, and it has no bfloat16 kernels; {out_path} "
+                         "is written: compile it with edgec (`edgec compile ... -t host`) to compare")
     if report:
         result["report"] = _report(float_proto, str(out_path), graph_inputs(model), o)
     return result
+
+
+def _precision_counts(model, casts: int) -> dict:
+    """fp16/bf16: nodes computing in the narrow type, nodes still computing in float32, Casts."""
+    import onnx_ir as ir
+
+    narrow = {ir.DataType.FLOAT16, ir.DataType.BFLOAT16}
+    low = wide = 0
+    for n in model.graph:
+        if n.op_type == "Cast":
+            continue
+        dts = {v.dtype for v in n.outputs if v is not None}
+        low += bool(dts & narrow)
+        wide += ir.DataType.FLOAT in dts
+    return {"narrow_nodes": low, "float32_nodes": wide, "casts": casts}
 
 
 def _fit_budget(float_proto, qpass: str, qopts: dict, o: QuantizeOptions, inputs):
