@@ -137,12 +137,17 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         info["verified_passes"] = verifier.checked
         info["verify_skipped"] = verifier.skipped
         info["verify_rebaselined"] = verifier.rebaselined
+        info["verify_unrunnable_from"] = verifier.unrunnable_by_design
         info["_verifier"] = verifier  # popped by compile_model, which also checks the artifact
     return model, info
 
 
 def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opts: CompileOptions) -> Artifact:
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
+    if opts.quantize is not None:
+        from edgec.quantize import check_target
+
+        check_target(opts.quantize, spec)
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
     model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
     model, pipeline_info = optimize(model, spec, opts)

@@ -69,6 +69,16 @@ def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
     return name, opts
 
 
+def check_target(quantize: tuple | None, spec) -> None:
+    """`compile --quantize bf16` is for CPU (llvm) targets: TVM legalizes bfloat16 arithmetic into
+    float32 there (16-bit storage, float32 compute, round to nearest even); GPU targets are turned
+    away (TargetError) rather than shipped untested. fp16 goes everywhere (half.py decides how)."""
+    if quantize is not None and quantize[1].get("dtype") == "bfloat16" and spec.tvm.get("kind") != "llvm":
+        from edgec.errors import TargetError
+
+        raise TargetError(f"--quantize bf16 is for CPU targets; '{spec.name}' is not one (use --quantize fp16)")
+
+
 def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o: QuantizeOptions,
                    report: bool = False) -> dict:
     import onnx_ir as ir

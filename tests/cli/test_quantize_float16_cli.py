@@ -61,6 +61,7 @@ def test_quantize_bf16_writes_a_valid_model_and_keep_float(run_cli, model, tmp_p
     (["quantize", "{m}", "--mode", "bf16", "-o", "{o}", "--report"], "no bfloat16 kernels"),
     (["quantize", "{m}", "--mode", "int8", "-o", "{o}", "--keep-float", "Softmax"], "fp16 / bf16 only"),
     (["compile", "{m}", "--quantize", "fp16", "-o", "{o}", "--calibration-data", "{d}"], "needs no calibration data"),
+    (["compile", "{m}", "--quantize", "bf16", "-t", "cuda-sm86", "-o", "{o}"], "is for CPU targets"),
 ])
 def test_misuse_is_one_line_exit_2(run_cli, model, tmp_path, args, message):
     data = write_npy_dir(tmp_path / "calib", samples(2))
@@ -70,12 +71,15 @@ def test_misuse_is_one_line_exit_2(run_cli, model, tmp_path, args, message):
 
 
 def test_compile_bf16_for_host_runs_close_to_float32(run_cli, model, tmp_path):
+    """--verify: onnxruntime cannot run the bfloat16 model (no kernels); the artifact is checked
+    against the float32 model instead."""
     from edgec.api import run_artifact
     from edgec.artifact import load_artifact
 
     art = tmp_path / "art"
-    r = run_cli("compile", model, "--quantize", "bf16", "-t", "host", "-o", art)
+    r = run_cli("compile", model, "--quantize", "bf16", "-t", "host", "-o", art, "--verify")
     assert r.code == 0, r
+    assert "from convert-float16 on" in r.out and "the compiled artifact matches" in r.out, r.out
     a = load_artifact(art)
     for seed in (4, 5):
         assert_outputs_match(run_artifact(a, _x(seed)), run_ort(onnx.load(model), _x(seed)), atol=BF16_ATOL)
