@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import numpy as np
@@ -48,6 +49,31 @@ def test_vnni_matmul_is_exact_and_uses_vpdpbusd(tmp_path):
     out = tvm.runtime.tensor(np.zeros((32, 48), np.int32))
     lib(tvm.runtime.tensor(a), tvm.runtime.tensor(packed), out)
     np.testing.assert_array_equal(out.numpy(), a.astype(np.int64) @ w.astype(np.int64))
+
+
+def test_sdot_matmul_builds_for_armv8_2_with_sdot(tmp_path):
+    from tvm.support import cc
+
+    spec = get_target("armv8.2")
+    if shutil.which(spec.cross_compiler) is None:
+        pytest.skip(f"needs {spec.cross_compiler} (apt-get install -y $(cat .ci/apt-packages.txt))")
+    a = te.placeholder((8, 32), "int8", name="A")
+    b = te.placeholder((4, 8, 4, 4), "int8", name="B")
+    r = te.reduce_axis((0, 32), "k")
+    c = te.compute((8, 16), lambda i, j: te.sum(
+        a[i, r].astype("int32") * b[j // 4, r // 4, j % 4, r % 4].astype("int32"), axis=r), name="C")
+    sch = s_tir.Schedule(te.create_prim_func([a, b, c]))
+    blk = sch.get_sblock("C")
+    i, j, kk = sch.get_loops(blk)
+    jo, ji = sch.split(j, [None, 4])
+    ko, ki = sch.split(kk, [None, 4])
+    sch.reorder(i, jo, ko, ji, ki)
+    sch.decompose_reduction(blk, ko)
+    sch.tensorize(ji, D.SDOT_4x4)
+    so = tmp_path / "sdot.so"
+    tvm.compile(sch.mod, target=tvm_target(spec)).export_library(str(so), fcompile=cc.cross_compiler(spec.cross_compiler))
+    asm = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(so)], capture_output=True, text=True, check=True).stdout
+    assert any("\tsdot\t" in line for line in asm.splitlines())
 
 
 @pytest.mark.parametrize("features,want", [
