@@ -142,6 +142,18 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
     return model, info
 
 
+def optimize_file(model_path: str | os.PathLike, spec: TargetSpec | None, opts: CompileOptions) -> tuple[ir.Model, dict]:
+    """`optimize` of the model in a file; a calibration that onnxruntime cannot run is blamed on
+    the model only when onnxruntime cannot run the file either (`blame_calibration`)."""
+    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
+    if opts.quantize is None:
+        return optimize(model, spec, opts)
+    from edgec.quantize import blame_calibration
+
+    with blame_calibration(model_path):
+        return optimize(model, spec, opts)
+
+
 def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opts: CompileOptions) -> Artifact:
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
     if opts.quantize is not None:
@@ -149,8 +161,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
 
         check_target(opts.quantize, spec)
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
-    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
-    model, pipeline_info = optimize(model, spec, opts)
+    model, pipeline_info = optimize_file(model_path, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
     from edgec.targets.tvm.backend import compile_to, make_bundle  # heavy: imports tvm
     from edgec.targets.tvm.emulate import host_arch
@@ -252,8 +263,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     """Tune the kernels `compile_model(model_path, ..., opts)` would build; records go to
     `tune.records` (resumed when it exists). Returns a summary dict."""
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
-    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
-    model, _ = optimize(model, spec, opts)
+    model, _ = optimize_file(model_path, spec, opts)
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
     # lowered as compile_model lowers it, so the tuned kernels are the ones a compile builds
@@ -266,7 +276,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
 
 def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
     spec = get_target(opts.target, opts.mcpu, opts.mattr) if opts.target else None
-    model, info = optimize(load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes), spec, opts)
+    model, info = optimize_file(model_path, spec, opts)
     save_model(model, out_path)
     return info
 

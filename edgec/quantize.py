@@ -9,6 +9,7 @@ report, it is compared with the float model on evaluation inputs (the calibratio
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,52 @@ def check_target(quantize: tuple | None, spec) -> None:
         raise TargetError(f"--quantize bf16 is for CPU targets; '{spec.name}' is not one (use --quantize fp16)")
 
 
+@contextlib.contextmanager
+def blame_calibration(model_path: str | os.PathLike):
+    """Turn a CalibrationRunError into the model's error (exit 2, naming the file) when
+    onnxruntime cannot run the user's file either, on seeded inputs; otherwise it stays edgec's
+    (exit 1): the model ran before edgec's preparation passes touched it."""
+    from edgec.errors import CalibrationRunError, ModelValidationError
+
+    try:
+        yield
+    except CalibrationRunError:
+        why = _ort_refuses(model_path)
+        if why is None:
+            raise
+        raise ModelValidationError(f"{model_path}: onnxruntime cannot run this model, and calibration runs it "
+                                   f"(fix the model or quantize it with fixed input shapes): {why}") from None
+
+
+def _ort_refuses(model_path) -> str | None:
+    from edgec.ir.analysis import graph_inputs
+    from edgec.ir.loader import load_model
+    from edgec.reference import run_ort, seeded_inputs
+
+    try:
+        run_ort(str(model_path), seeded_inputs(graph_inputs(load_model(model_path))))
+        return None
+    except Exception as e:  # noqa: BLE001 - onnxruntime's refusal is the answer
+        return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+
+
 def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o: QuantizeOptions,
                    report: bool = False) -> dict:
+    from edgec.api import CompileOptions
+
+    qpass = quantize_options(o)[0]
+    if report and o.mode == "bf16":
+        from edgec.errors import EdgecError
+
+        raise EdgecError("--report runs the model in onnxruntime, which has no bfloat16 kernels: compile the "
+                         "bf16 model with edgec and compare it (`edgec run ART --compare-onnx FLOAT_MODEL`)")
+    prepare = CompileOptions(target=None, passes=("fix-input-shapes," if o.input_shapes else "") + PREPARE,
+                             input_shapes=o.input_shapes or {})
+    with blame_calibration(model_path):
+        return _quantize_model(model_path, out_path, o, report, qpass, prepare)
+
+
+def _quantize_model(model_path, out_path, o: QuantizeOptions, report: bool, qpass: str, prepare) -> dict:
     import onnx_ir as ir
 
     from edgec.api import CompileOptions, optimize
@@ -88,9 +133,7 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
     from edgec.ir.analysis import graph_inputs, op_histogram
     from edgec.ir.loader import load_model, save_model
 
-    qpass, qopts = quantize_options(o)
-    prepare = CompileOptions(target=None, passes=("fix-input-shapes," if o.input_shapes else "") + PREPARE,
-                             input_shapes=o.input_shapes or {})
+    qopts = quantize_options(o)[1]
     model, _ = optimize(load_model(model_path), None, prepare)
     float_proto = ir.serde.serialize_model(model)  # the reference of the report: same tensor names
     budget = None
@@ -124,11 +167,6 @@ def quantize_model(model_path: str | os.PathLike, out_path: str | os.PathLike, o
                       weights=count("DequantizeLinear") - count("QuantizeLinear") + count("MatMulInteger"))
     if budget is not None:
         result["accuracy_budget"] = budget
-    if report and o.mode == "bf16":
-        from edgec.errors import EdgecError
-
-        raise EdgecError(f"--report needs onnxruntime to run the model, and it has no bfloat16 kernels; {out_path} "
-                         "is written: compile it with edgec (`edgec compile ... -t host`) to compare")
     if report:
         result["report"] = _report(float_proto, str(out_path), graph_inputs(model), o)
     return result
