@@ -97,10 +97,10 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         load_plugin_file(plugin)
     text = opts.passes if opts.passes is not None else default_pipeline(spec, opts.opt_level, opts.io_layout)
     if opts.quantize is not None:
-        from edgec.quantize import PREPARE
+        from edgec.quantize import BEFORE, PREPARE
 
         qpass, qopts = opts.quantize
-        text = f"fix-input-shapes,{PREPARE},{qpass},{text}"
+        text = f"fix-input-shapes,{PREPARE},{BEFORE.get(qpass, '')}{qpass},{text}"
         pass_options = {**(pass_options or {}), qpass: qopts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):

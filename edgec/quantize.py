@@ -25,6 +25,9 @@ MODES = {  # mode -> (pass, its options)
     "bf16": ("convert-float16", {"dtype": "bfloat16"}),
 }
 MIXED = ("fp16", "bf16")
+# compile --quantize: fusions run before the pass, so that what they make stays float32 whole (an
+# edgec.Attention, with its Softmax; a LayerNormalization recognized from its decomposed chain)
+BEFORE = {"convert-float16": "recognize-attention,recognize-layernorm,"}
 
 
 @dataclass

@@ -141,3 +141,32 @@ def test_does_not_fire(text):
     model, modified = _convert(proto)
     assert not modified and MARK not in model.metadata_props
     assert ops(model) == [n.op_type for n in proto.graph.node]
+
+
+ATTENTION = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,2,4,16] x) => (float[1,2,4,8] y) <float s = {0.3535534}> {
+  wq = Constant <value = float[16,8] {%s}> ()
+  q = MatMul (x, wq)
+  k = MatMul (x, wq)
+  v = MatMul (x, wq)
+  kt = Transpose <perm = [0, 1, 3, 2]> (k)
+  qk = MatMul (q, kt)
+  sc = Mul (qk, s)
+  p = Softmax <axis = -1> (sc)
+  y = MatMul (p, v)
+}""" % ", ".join(f"{v:.4f}" for v in np.random.default_rng(1).normal(0, 0.3, 128))
+
+
+def test_compile_quantize_keeps_attention_fused_and_float32():
+    """compile --quantize fp16 recognizes attention first: its Softmax stays float32 inside one
+    edgec.Attention (converted alone, the Casts around Softmax would break the fusion), while
+    the projections compute in float16."""
+    from edgec.api import CompileOptions, optimize
+    from edgec.quantize import QuantizeOptions, quantize_options
+
+    opts = CompileOptions(target=None, passes="eliminate-dead-code", quantize=quantize_options(QuantizeOptions(mode="fp16")))
+    model, _ = optimize(ir.serde.deserialize_model(parse(ATTENTION)), None, opts)
+    att = [n for n in model.graph if n.op_type == "Attention"]
+    assert len(att) == 1 and att[0].domain == "edgec", ops(model)
+    assert att[0].outputs[0].dtype == ir.DataType.FLOAT
+    assert sum(n.op_type == "MatMul" and n.outputs[0].dtype == FP16 for n in model.graph) == 3, ops(model)
