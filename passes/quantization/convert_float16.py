@@ -29,6 +29,16 @@ Runtimes: onnxruntime's CPU provider runs float16 models (in float32 internally,
 chain ends). It has no bfloat16 kernel for MatMul, Gemm, Add, Mul, Relu, Softmax, ... (1.31): a
 bfloat16 model is valid ONNX that edgec compiles but onnxruntime cannot run; compare it against
 the float32 model with a bfloat16 tolerance (8 mantissa bits: ~4e-3 relative per rounding).
+
+Targets (`edgec compile --quantize`): fp16 goes to every target; arithmetic is float16 only on
+fullfp16 / CUDA targets (targets/tvm/half.py), float32 chains rounded to float16 elsewhere. bf16
+is for CPU targets only (edgec.quantize.check_target; GPUs: exit 2, untested): TVM legalizes
+bfloat16 into float32 arithmetic on every CPU (16-bit storage, widened by shifts, rounded to
+nearest even by integer ops, float32 accumulation) and emits no bfloat16 instruction even where
+the CPU has them (no vdpbf16ps / vcvtneps2bf16 on an avx512_bf16 host): so no target is refused
+or warned about for lacking them; bf16 halves weight memory but is not faster than float32 there.
+Before this pass, compile runs recognize-attention and recognize-layernorm (edgec.quantize.BEFORE):
+edgec.Attention, with its Softmax, stays float32 and fused.
 """
 
 from __future__ import annotations
