@@ -10,7 +10,7 @@ Dense 2-D, groups 1, channels multiples of 16. The block `edgec_conv_u8s8_nchwc`
 
 from __future__ import annotations
 
-from tvm import te, tirx
+from tvm import relax, te, tirx
 
 CONV_U8_BLOCK = "edgec_conv_u8s8_nchwc"
 PAD_U8_BLOCK = "edgec_pad_u8_nchwc"
@@ -54,3 +54,45 @@ def conv2d_u8s8_nchwc(data, kernel, strides, padding, dilation):
             * kernel[o, rcb, ry, rx, rq, k, rg].astype("int32"),
             axis=[rcb, ry, rx, rq, rg]),
         name=CONV_U8_BLOCK)
+
+
+def _pack_kernel(bb, w, blocked: bool):
+    """The kernel (OIHW16o, or OIHW with channels padded to 16) as [OC/16, IC/16, KH, KW, 4, 16, 4]."""
+    if blocked:
+        index = pack_index
+    else:
+        def index(o, i, y, x):
+            return pack_index(o // BLOCK, i, y, x, o % BLOCK)
+    oc, ic = int(w.ty.shape[0]) * (BLOCK if blocked else 1), int(w.ty.shape[1])
+    padded = oc % BLOCK or ic % BLOCK
+    return bb.normalize(relax.op.layout_transform(w, index_map=index, pad_value=0 if padded else None))
+
+
+def legalize(bb, call):
+    """Legalize a uint8 x int8 -> int32 conv2d (groups 1, no dilation... any) to the VNNI kernel:
+    in NCHW16c / OIHW16o directly; in NCHW / OIHW between a pack of the input (channels padded
+    to 16 with zeros) and an unpack of the output. None for any other conv2d."""
+    a = call.attrs
+    x, w = call.args
+    if (str(x.ty.dtype), str(w.ty.dtype), str(call.ty.dtype)) != ("uint8", "int8", "int32") or int(a.groups) != 1:
+        return None
+    layouts = (str(a.data_layout), str(a.kernel_layout), str(a.out_layout))
+    kw = {"strides": _ints(a.strides), "padding": _ints(a.padding), "dilation": _ints(a.dilation),
+          "primfunc_name_hint": "conv2d_u8s8"}
+    if layouts == (f"NCHW{BLOCK}c", f"OIHW{BLOCK}o", f"NCHW{BLOCK}c"):
+        return bb.call_te(conv2d_u8s8_nchwc, x, _pack_kernel(bb, w, True), **kw)
+    if layouts != ("NCHW", "OIHW", "NCHW"):
+        return None
+    ic, oc = int(x.ty.shape[1]), int(w.ty.shape[0])
+    xb = bb.normalize(relax.op.layout_transform(
+        x, index_map=lambda n, c, y, x_: (n, c // BLOCK, y, x_, c % BLOCK), pad_value=0 if ic % BLOCK else None))
+    yb = bb.emit_te(conv2d_u8s8_nchwc, xb, _pack_kernel(bb, w, False), **kw)
+    n, _, oh, ow, _ = _ints(yb.ty.shape)
+    return bb.call_te(lambda t: te.compute((n, oc, oh, ow), lambda i, c, y, x_: t[i, c // BLOCK, y, x_, c % BLOCK],
+                                           name="edgec_unpack_u8s8"), yb, primfunc_name_hint="unpack_nchwc")
+
+
+def block_ok(x_ty, block: int) -> bool:
+    """Whether a conv2d with input type `x_ty` may take the blocked layout of `block` channels:
+    uint8 (dot-product) convs only that of their kernel."""
+    return str(x_ty.dtype) != "uint8" or block == BLOCK

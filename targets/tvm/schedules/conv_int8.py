@@ -18,6 +18,8 @@ NAME = "conv2d-int8"
 
 
 def match(sch, ctx) -> bool:
+    if ctx.dot != "vnni":
+        return False
     b = C.find_block(sch, CONV_U8_BLOCK)
     return b is not None and C.iter_kinds(sch, b) == "SSSSSRRRRR"
 
