@@ -6,9 +6,10 @@
 acc equals Conv(x - x_zp, w) + B of the generic lowering exactly, so the outputs are bit for bit
 the same. The correction is a constant per output channel (no padding, or x_zp = 0), else a
 constant per output element (the taps that fall in the padding differ at the borders). The
-uint8 x int8 conv2d is legalized by `targets/tvm/conv_int8.py` (blocked NCHW16c, VNNI).
+uint8 x int8 conv2d is legalized by `targets/tvm/conv_int8.py` (blocked NCHW16c: VNNI for dense
+convs, int32 vector multiply-adds for depthwise ones).
 
-Taken: 2-D, group 1, uint8 x with a constant scalar zero point, constant int8 weights with zero
+Taken: 2-D, group 1 or depthwise (group = channels, one filter each), uint8 x with a constant scalar zero point, constant int8 weights with zero
 point 0 (per tensor or per output channel), an optional int32 bias; anything else returns None
 and the caller keeps the generic lowering.
 """
@@ -59,7 +60,9 @@ def int8_conv_acc(ctx, node, xs):
     xshape, y = shape_of(x), node.outputs[0]
     if w is None or w.dtype != np.int8 or w.ndim != 4 or xshape is None or len(xshape) != 4:
         return None
-    if dtype_of(x) != "uint8" or int(attr(node, "group", 1)) != 1 or w.shape[1] != xshape[1]:
+    group = int(attr(node, "group", 1))
+    depthwise = group == xshape[1] == w.shape[0] and w.shape[1] == 1
+    if dtype_of(x) != "uint8" or not (group == 1 and w.shape[1] == xshape[1] or depthwise):
         return None
     x_zp = _scalar_const(ctx, node, 2)
     w_zp = ctx.const_array(node.inputs[5]) if len(node.inputs) > 5 and node.inputs[5] is not None \
@@ -90,5 +93,5 @@ def int8_conv_acc(ctx, node, xs):
     if np.abs(corr).max(initial=0) >= 2**31:
         return None
     acc = ctx.emit(_R.nn.conv2d(x, const(w), strides=strides, padding=pads, dilation=dilations,
-                                out_dtype="int32"))
+                                groups=group, out_dtype="int32"))
     return ctx.emit(_R.add(acc, const(corr.astype(np.int32))))
