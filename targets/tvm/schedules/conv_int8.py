@@ -44,12 +44,27 @@ def default_knobs(sch, ctx) -> dict:
     return {"ot": ot, "wt": wt, "par": 4 if oh * ow <= 256 else 8}
 
 
+def _inline_side_inputs(sch, conv, pad) -> None:
+    """Inline the elementwise blocks fused in before the conv that only feed its epilogue (the
+    dequantized other operand of a residual add) into their consumers, so the epilogue can go
+    under the tile loop."""
+    anchor = sch.get(conv).name_hint
+    for b in C.root_blocks(sch):
+        name = sch.get(b).name_hint
+        if name == anchor:
+            return
+        if pad is not None and name == sch.get(pad).name_hint:
+            continue
+        sch.compute_inline(b)
+
+
 def apply(sch, ctx, knobs: dict | None = None) -> None:
     conv = C.find_block(sch, CONV_U8_BLOCK)
     kn = {**default_knobs(sch, ctx), **(knobs or {})}
     pad = C.find_block(sch, PAD_U8_BLOCK)
     if pad is not None:
         C.materialize_pad(sch, pad, ctx.threads)
+    _inline_side_inputs(sch, conv, pad)
     tail = C.inline_consumers(sch, conv, ctx)
     n, o, y, x, k, rcb, ry, rx, rq, rg = sch.get_loops(conv)
     o_o, o_i = sch.split(o, [None, kn["ot"]])
