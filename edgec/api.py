@@ -97,10 +97,10 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         load_plugin_file(plugin)
     text = opts.passes if opts.passes is not None else default_pipeline(spec, opts.opt_level, opts.io_layout)
     if opts.quantize is not None:
-        from edgec.quantize import PREPARE
+        from edgec.quantize import BEFORE, PREPARE
 
         qpass, qopts = opts.quantize
-        text = f"fix-input-shapes,{PREPARE},{qpass},{text}"
+        text = f"fix-input-shapes,{PREPARE},{BEFORE.get(qpass, '')}{qpass},{text}"
         pass_options = {**(pass_options or {}), qpass: qopts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
@@ -137,15 +137,31 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         info["verified_passes"] = verifier.checked
         info["verify_skipped"] = verifier.skipped
         info["verify_rebaselined"] = verifier.rebaselined
+        info["verify_unrunnable_from"] = verifier.unrunnable_by_design
         info["_verifier"] = verifier  # popped by compile_model, which also checks the artifact
     return model, info
 
 
+def optimize_file(model_path: str | os.PathLike, spec: TargetSpec | None, opts: CompileOptions) -> tuple[ir.Model, dict]:
+    """`optimize` of the model in a file; a calibration that onnxruntime cannot run is blamed on
+    the model only when onnxruntime cannot run the file either (`blame_calibration`)."""
+    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
+    if opts.quantize is None:
+        return optimize(model, spec, opts)
+    from edgec.quantize import blame_calibration
+
+    with blame_calibration(model_path):
+        return optimize(model, spec, opts)
+
+
 def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opts: CompileOptions) -> Artifact:
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
+    if opts.quantize is not None:
+        from edgec.quantize import check_target
+
+        check_target(opts.quantize, spec)
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
-    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
-    model, pipeline_info = optimize(model, spec, opts)
+    model, pipeline_info = optimize_file(model_path, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
     from edgec.targets.tvm.backend import compile_to, make_bundle  # heavy: imports tvm
     from edgec.targets.tvm.emulate import host_arch
@@ -247,8 +263,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     """Tune the kernels `compile_model(model_path, ..., opts)` would build; records go to
     `tune.records` (resumed when it exists). Returns a summary dict."""
     spec = get_target(opts.target, opts.mcpu, opts.mattr)
-    model = load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes)
-    model, _ = optimize(model, spec, opts)
+    model, _ = optimize_file(model_path, spec, opts)
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
     # lowered as compile_model lowers it, so the tuned kernels are the ones a compile builds
@@ -261,7 +276,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
 
 def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
     spec = get_target(opts.target, opts.mcpu, opts.mattr) if opts.target else None
-    model, info = optimize(load_model(model_path, max_tensor_bytes=opts.max_tensor_bytes, max_nodes=opts.max_nodes), spec, opts)
+    model, info = optimize_file(model_path, spec, opts)
     save_model(model, out_path)
     return info
 

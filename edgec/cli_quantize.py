@@ -7,6 +7,10 @@ import math
 
 import click
 
+from edgec.quantize import MODES
+
+MODE_NAMES = list(MODES)
+
 
 def _fmt(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.4f}" if abs(x) < 1e4 else f"{x:.3g}"
@@ -28,8 +32,9 @@ def print_report(rep: dict, top: int) -> None:
 def compile_quantize_options(f):
     """`edgec compile --quantize MODE --calibration-data DIR ...` (quantize-static before the pipeline)."""
     opts = [
-        click.option("--quantize", "quantize", type=click.Choice(["int8", "int8-symmetric", "int16", "dynamic"]), default=None,
-                     help="Quantize Conv/MatMul/Gemm first (as `edgec quantize`), then compile the QDQ model."),
+        click.option("--quantize", "quantize", type=click.Choice(MODE_NAMES), default=None,
+                     help="Quantize Conv/MatMul/Gemm first (as `edgec quantize`), then compile the QDQ model; "
+                          "fp16/bf16: mixed precision (no calibration)."),
         click.option("--calibration-data", type=click.Path(), default=None,
                      help="With --quantize: .npy/.npz inputs or images (default: seeded random, with a warning)."),
         click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
@@ -55,10 +60,12 @@ def quantize_settings(mode, data, method, samples) -> tuple | None:
 @click.command("quantize")
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Quantized (QDQ) .onnx to write.")
-@click.option("--mode", type=click.Choice(["int8", "int8-symmetric", "int16", "dynamic"]), default="int8", show_default=True,
+@click.option("--mode", type=click.Choice(MODE_NAMES), default="int8", show_default=True,
               help="int8: uint8 asymmetric activations; int8-symmetric: int8 activations, zero point 0; "
                    "int16: int16 symmetric activations (16-bit fixed point); dynamic: MatMul/Gemm only, "
-                   "activations quantized at run time (no calibration). Weights: int8 symmetric.")
+                   "activations quantized at run time (no calibration). Weights: int8 symmetric. "
+                   "fp16 / bf16: compute and weights in float16 / bfloat16, Softmax, norms and sums in float32 "
+                   "(no calibration; bf16 models do not run in onnxruntime).")
 @click.option("--calibration-data", type=click.Path(), default=None,
               help="Directory of .npy/.npz inputs or images; without it, seeded random inputs (with a warning).")
 @click.option("--preprocess", default="", help="For image folders: 'resize=H,W;mean=..;std=..;scale=255;layout=NCHW;channels=RGB'.")
@@ -78,10 +85,14 @@ def quantize_settings(mode, data, method, samples) -> tuple | None:
 @click.option("--labels", type=click.Path(), default=None,
               help="With --max-accuracy-drop: integer labels of the evaluation samples (.npy or text); "
                    "without: agreement with the float model's top-1.")
+@click.option("--keep-float", "keep_float", default=None, metavar="OPS",
+              help="fp16/bf16: op types that stay float32, comma-separated ('' for none; default: Softmax, "
+                   "LogSoftmax, the normalizations and the summing reductions).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (and report) as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method, percentile, per_tensor, symmetric,
-                 exclude, input_shape, report, eval_data, eval_samples, max_accuracy_drop, labels, as_json, seed):
+                 exclude, input_shape, report, eval_data, eval_samples, max_accuracy_drop, labels, keep_float, as_json,
+                 seed):
     """Quantize MODEL's Conv/MatMul/Gemm to a calibrated QDQ model that onnxruntime and edgec run."""
     from edgec.api import parse_input_shapes
     from edgec.output_paths import check_output_file
@@ -92,10 +103,17 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
                         preprocess=preprocess, samples=samples, per_channel=not per_tensor, symmetric=symmetric,
                         exclude=tuple(exclude), seed=seed, eval_data=eval_data, eval_samples=eval_samples,
                         input_shapes=parse_input_shapes(input_shape), max_accuracy_drop=max_accuracy_drop,
-                        labels=labels)
+                        labels=labels, keep=keep_float)
     res = quantize_model(model, out, o, report=report)
     if as_json:
         click.echo(json.dumps(res, indent=1))
+        return
+    if "narrow_nodes" in res:
+        click.echo(f"converted {model} -> {out} ({mode}): {res['narrow_nodes']} nodes in "
+                   f"{'float16' if mode == 'fp16' else 'bfloat16'}, {res['float32_nodes']} in float32, "
+                   f"{res['casts']} Casts")
+        if report:
+            print_report(res["report"], 10)
         return
     how = "run time" if mode == "dynamic" else method
     click.echo(f"quantized {model} -> {out} ({mode}, {how}): {res['activations']} activation tensors, "

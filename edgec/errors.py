@@ -58,6 +58,12 @@ class InternalError(EdgecError):
         return f"{super().one_line()} (an edgec bug; rerun with --debug for the traceback)"
 
 
+class CalibrationRunError(InternalError):
+    """onnxruntime could not run the (prepared) float model over the calibration samples. edgec's
+    bug unless onnxruntime cannot run the user's model either: `edgec.quantize.blame_calibration`
+    decides which, with the model file at hand."""
+
+
 class VerificationError(EdgecError):
     """--verify found that a pass (or the backend) changed the model's outputs, or produced a model
     onnxruntime cannot run: edgec's bug, not the model's."""

@@ -36,7 +36,19 @@ def observed_model(model: ir.Model, names: list[str]) -> onnx.ModelProto:
 
 
 def collect(model: ir.Model, names: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> tuple[dict[str, TensorStats], int]:
-    """(stats per name, number of samples run)."""
+    """(stats per name, number of samples run). CalibrationRunError if onnxruntime fails."""
+    try:
+        return _collect(model, names, feeds)
+    except Exception as e:
+        from edgec.errors import CalibrationRunError, EdgecError
+
+        if isinstance(e, EdgecError):  # the user's data (shape, dtype, file): already a one-line error
+            raise
+        raise CalibrationRunError(f"onnxruntime cannot run the float model for calibration: "
+                                  f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from e
+
+
+def _collect(model: ir.Model, names: list[str], feeds: Iterable[dict[str, np.ndarray]]) -> tuple[dict[str, TensorStats], int]:
     from edgec.reference import ort_session
 
     stats = {n: TensorStats() for n in names}

@@ -12,6 +12,7 @@ from tvm import relax
 
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.build import build_library
+from edgec.targets.tvm.half import native_float16
 from edgec.targets.tvm.lower import lower_model
 from edgec.targets.tvm.schedules.int8_dot import dot_instructions
 from edgec.targets.tvm.symbolic import format_dim
@@ -68,7 +69,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
     # with `symbolic`, dynamic input dims stay symbolic, except for armv7's call plan (a fixed kernel list)
     mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=symbolic and spec.runtime != "plan",
-                              cpu=spec.tvm.get("kind") == "llvm", dot=dot_instructions(spec))
+                              cpu=spec.tvm.get("kind") == "llvm", dot=dot_instructions(spec),
+                              native_half=native_float16(spec.features, spec.arch, model.metadata_props))
     shapes = output_shapes(mod)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library
@@ -109,7 +111,8 @@ def tune(model: ir.Model, spec: TargetSpec, records: str, trials: int, weight_mi
     """Lower `model` as compile_to does and tune its kernels (see tune.driver.tune_model)."""
     from edgec.targets.tvm.tune.driver import tune_model
 
-    mod, _ = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=True, dot=dot_instructions(spec))
+    mod, _ = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=True, dot=dot_instructions(spec),
+                         native_half=native_float16(spec.features, spec.arch, model.metadata_props))
     return tune_model(mod, spec, records, trials, **kw)
 
 

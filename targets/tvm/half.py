@@ -17,6 +17,14 @@ So, while lowering (`targets/tvm/lower.py`):
   op of the chain. A rounding no op reads is removed by Relax's dead-code elimination.
 Ops onnxruntime has float16 kernels for (Max/Min/Clip/Round, exact on float16 inputs;
 LayerNormalization) and all others read the rounded value, as there. float32 models are untouched.
+
+Native float16 (`ctx.native_half`, `native_float16`): on a target with float16 arithmetic
+(AArch64 `fullfp16`, CUDA) and a model edgec converted itself (`--quantize fp16`, marked by the
+convert-float16 pass), the ops of `NATIVE` (Conv/MatMul/Gemm, element-wise arithmetic, pools:
+what maps to float16 vector instructions such as `fmla v.8h`) are computed in float16, products
+accumulated in float16 too; transcendental ops, reductions and normalizations keep the float32
+chains above. An imported float16 model is always computed as onnxruntime does (float32 chains):
+its outputs match onnxruntime, and it did not ask for float16 arithmetic.
 """
 
 from __future__ import annotations
@@ -42,9 +50,21 @@ WIDE = {
 # edgec's fused and layout ops, made by its passes from ops of WIDE
 WIDE_EDGEC = {"FusedConv", "FusedGemm", "FusedMatMul", "Gelu", "Silu", "RMSNormalization", "Attention", "ConvNHWC",
               "MaxPoolNHWC", "AveragePoolNHWC"}
+# computed in float16 with ctx.native_half (the rest of WIDE / WIDE_EDGEC stays float32)
+NATIVE = {"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Relu", "LeakyRelu", "PRelu", "Conv", "ConvTranspose", "MatMul",
+          "Gemm", "MaxPool", "AveragePool", "GlobalMaxPool", "FusedConv", "FusedGemm", "FusedMatMul", "ConvNHWC",
+          "MaxPoolNHWC", "AveragePoolNHWC"}
 # data movement: a float32 value passes through unchanged
 MOVES = {"Identity", "Dropout", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Concat", "Slice",
          "Split", "Gather", "Expand", "Tile", "Pad", "Where", "DepthToSpace", "SpaceToDepth"}
+
+
+def native_float16(features: tuple[str, ...], arch: str, metadata: dict) -> bool:
+    """Whether float16 is computed natively (`ctx.native_half`): the target has float16
+    arithmetic and the model was converted to float16 by edgec (the convert-float16 pass's mark)."""
+    from edgec.passes.quantization.convert_float16 import MARK
+
+    return ("fullfp16" in features or arch == "cuda") and metadata.get(MARK) == "float16"
 
 
 def _half(x) -> bool:
@@ -57,6 +77,8 @@ def _widens(ctx: LowerContext, node: ir.Node, xs: list) -> bool:
     else:
         wide = node.domain == "edgec" and node.op_type in WIDE_EDGEC
     if not wide and not (is_onnx_domain(node.domain) and node.op_type in MOVES):
+        return False
+    if ctx.native_half and node.op_type in NATIVE:
         return False
     halves = [v.name for v, x in zip(node.inputs, xs) if v is not None and _half(x)]
     return bool(halves) and (wide or any(n in ctx.wide for n in halves))

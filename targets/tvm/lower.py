@@ -122,9 +122,9 @@ def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
         return False
 
 
-def lower_model(model: ir.Model, table: LoweringTable | None = None,
-                weight_min_bytes: int | None = None, symbolic: bool = True,
-                cpu: bool = True, dot: str | None = None) -> tuple[tvm.IRModule, LoweringReport]:
+def lower_model(model: ir.Model, table: LoweringTable | None = None, weight_min_bytes: int | None = None,
+                symbolic: bool = True, cpu: bool = True, dot: str | None = None,
+                native_half: bool = False) -> tuple[tvm.IRModule, LoweringReport]:
     """Lower `model` to a Relax module with one function `main(inputs..., weights...)`.
 
     Initializers of at least `weight_min_bytes` (None: none) become parameters after the graph
@@ -135,14 +135,13 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None,
     `symbolic.py`; without, it is an error asking for --input-shape. `cpu` False (a GPU target)
     turns away the lowerings whose hand-written TIR kernels have no thread bindings. `dot` is the
     target's integer dot-product instruction family (`schedules.int8_dot.intrinsic_for`: "vnni",
-    "sdot" or None), for the lowerings that lay out int8 weights for it.
-    """
+    "sdot" or None), for the lowerings that lay out int8 weights for it. `native_half`: half.py."""
     table = table or builtin_lowerings()
     file = model.meta.get("edgec.source", model.graph.name or "model")
     g = model.graph
     opset = _onnx_opset(model)
     bb = relax.BlockBuilder()
-    ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports), cpu=cpu, dot=dot)
+    ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports), cpu=cpu, dot=dot, native_half=native_half)
     report = LoweringReport()
     used: set[str] = set()
     dim_vars: dict[str, tvm.tirx.Var] | None = {} if symbolic else None

@@ -26,6 +26,7 @@ class LowerContext:
     wide: dict[str, relax.Expr] = field(default_factory=dict)
     cpu: bool = True  # the target is a CPU (llvm): lowerings that emit their own unbound TIR kernels need it
     dot: str | None = None  # the target's integer dot-product instructions ("vnni", "sdot"; schedules/int8_dot.py)
+    native_half: bool = False  # float16 arithmetic computed in float16, not float32 (targets/tvm/half.py)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""

@@ -125,3 +125,42 @@ def test_labels_that_do_not_cover_the_samples_are_one_line(run_cli, model, tmp_p
     r = run_cli("quantize", model, "-o", tmp_path / "q.onnx", "--eval-data", evald, "--max-accuracy-drop", "0.01",
                 "--labels", tmp_path / "labels.txt")
     assert r.code == 2 and "3 labels for 5 evaluation samples" in r.err, r
+
+
+RUNS_NOWHERE = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 3, 4, 4] x, int16[2] z) => (float[1, 2, 4, 4] y, int16[2] r) {
+    w = Constant <value = float[2, 3, 1, 1] {1, 2, 3, 4, 5, 6}> ()
+    y = Conv (x, w)
+    r = Relu (z)
+}
+"""
+
+
+@pytest.mark.parametrize("command", ["quantize", "compile"])
+def test_a_model_onnxruntime_cannot_run_is_blamed_for_failed_calibration(run_cli, tmp_path, command):
+    """Relu on int16 is valid ONNX that onnxruntime has no kernel for: calibration cannot run it,
+    and that is the model's limit (exit 2 naming the file), not edgec's bug; nothing is written."""
+    from tests.conftest import model_from_text
+
+    path = tmp_path / "relu16.onnx"
+    onnx.save(model_from_text(RUNS_NOWHERE), path)
+    out = tmp_path / "out"
+    argv = ["quantize", str(path), "-o", str(out)] if command == "quantize" else \
+        ["compile", str(path), "--quantize", "int8", "-t", "x86-64", "-o", str(out)]
+    r = run_cli(*argv)
+    assert r.code == 2, r
+    assert f"{path}: onnxruntime cannot run this model, and calibration runs it" in r.err
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
+    assert not out.exists()
+
+
+def test_a_calibration_failure_on_a_model_onnxruntime_runs_stays_edgecs(tmp_path):
+    from edgec.errors import CalibrationRunError
+    from edgec.quantize import blame_calibration
+
+    path = tmp_path / "cnn.onnx"
+    onnx.save(cnn(), path)
+    with pytest.raises(CalibrationRunError) as e, blame_calibration(path):
+        raise CalibrationRunError("onnxruntime cannot run the float model for calibration: (prepared by edgec)")
+    assert e.value.exit_code == 1

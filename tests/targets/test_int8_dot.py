@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import numpy as np
@@ -15,26 +16,27 @@ from edgec.targets.tvm.build import tvm_target
 from edgec.targets.tvm.schedules import int8_dot as D
 
 
-def _vnni_matmul(m: int, n: int, k: int):
-    a = te.placeholder((m, k), "uint8", name="A")
-    b = te.placeholder((n // 16, k // 4, 16, 4), "int8", name="B")
+def _tensorized_matmul(m: int, n: int, k: int, a_dtype: str, lanes: int, intrin: str):
+    """C[m, n] = A[m, k] (a_dtype) x B (int8, packed [n/lanes, k/4, lanes, 4]), inner tile tensorized."""
+    a = te.placeholder((m, k), a_dtype, name="A")
+    b = te.placeholder((n // lanes, k // 4, lanes, 4), "int8", name="B")
     r = te.reduce_axis((0, k), "k")
     c = te.compute((m, n), lambda i, j: te.sum(
-        a[i, r].astype("int32") * b[j // 16, r // 4, j % 16, r % 4].astype("int32"), axis=r), name="C")
+        a[i, r].astype("int32") * b[j // lanes, r // 4, j % lanes, r % 4].astype("int32"), axis=r), name="C")
     sch = s_tir.Schedule(te.create_prim_func([a, b, c]))
     blk = sch.get_sblock("C")
     i, j, kk = sch.get_loops(blk)
-    jo, ji = sch.split(j, [None, 16])
+    jo, ji = sch.split(j, [None, lanes])
     ko, ki = sch.split(kk, [None, 4])
     sch.reorder(i, jo, ko, ji, ki)
     sch.decompose_reduction(blk, ko)
-    sch.tensorize(ji, D.VNNI_16x4)
+    sch.tensorize(ji, intrin)
     return sch.mod
 
 
 def test_vnni_matmul_is_exact_and_uses_vpdpbusd(tmp_path):
     spec = get_target("x86-64-vnni")
-    lib = tvm.compile(_vnni_matmul(32, 48, 64), target=tvm_target(spec))
+    lib = tvm.compile(_tensorized_matmul(32, 48, 64, "uint8", 16, D.VNNI_16x4), target=tvm_target(spec))
     so = tmp_path / "mm.so"
     lib.export_library(str(so))
     asm = subprocess.run(["objdump", "-d", str(so)], capture_output=True, text=True, check=True).stdout
@@ -48,6 +50,19 @@ def test_vnni_matmul_is_exact_and_uses_vpdpbusd(tmp_path):
     out = tvm.runtime.tensor(np.zeros((32, 48), np.int32))
     lib(tvm.runtime.tensor(a), tvm.runtime.tensor(packed), out)
     np.testing.assert_array_equal(out.numpy(), a.astype(np.int64) @ w.astype(np.int64))
+
+
+def test_sdot_matmul_builds_for_armv8_2_with_sdot(tmp_path):
+    from tvm.support import cc
+
+    spec = get_target("armv8.2")
+    if shutil.which(spec.cross_compiler) is None:
+        pytest.skip(f"needs {spec.cross_compiler} (apt-get install -y $(cat .ci/apt-packages.txt))")
+    mod = _tensorized_matmul(8, 16, 32, "int8", 4, D.SDOT_4x4)
+    so = tmp_path / "sdot.so"
+    tvm.compile(mod, target=tvm_target(spec)).export_library(str(so), fcompile=cc.cross_compiler(spec.cross_compiler))
+    asm = subprocess.run(["aarch64-linux-gnu-objdump", "-d", str(so)], capture_output=True, text=True, check=True).stdout
+    assert any("\tsdot\t" in line for line in asm.splitlines())
 
 
 @pytest.mark.parametrize("features,want", [
