@@ -4,8 +4,9 @@
 [OC/16, IC/16, KH, KW, 4, 16, 4] int8 (`PACK_INDEX`: for 4 consecutive input channels and 16
 output channels, the 16x4 tile `vpdpbusd` reads) -> [N, OC/16, OH, OW, 16] int32, the plain sum
 of x * w (zero padding; the zero-point correction and requantization are the caller's epilogue).
-Dense 2-D, groups 1, channels multiples of 16. The block `edgec_conv_u8s8_nchwc` is what the
-`conv2d-int8` schedule rule tensorizes with `VNNI_16x4`.
+Dense 2-D, groups 1, channels multiples of 16 (`legalize` pads other convs' channels and packs
+per op). The block `edgec_conv_u8s8_nchwc` is what the `conv2d-int8` schedule rule tensorizes
+with `VNNI_16x4`. Depthwise: `dwconv2d_u8s8_nchwc` (no dot product; int32 vector lanes).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _pack_kernel(bb, w, blocked: bool):
 
 
 def legalize(bb, call):
-    """Legalize a uint8 x int8 -> int32 conv2d (groups 1, no dilation... any) to the VNNI kernel:
+    """Legalize a uint8 x int8 -> int32 conv2d (dense, or depthwise: `_legalize_depthwise`) to the VNNI kernel:
     in NCHW16c / OIHW16o directly; in NCHW / OIHW between a pack of the input (channels padded
     to 16 with zeros) and an unpack of the output. None for any other conv2d."""
     a = call.attrs
