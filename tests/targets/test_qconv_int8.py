@@ -21,7 +21,7 @@ TARGET = "x86-64-vnni"
 
 
 def _conv_model(seed, *, c=32, m=32, hw=9, k=3, group=1, per_channel=True, bias=True, x_zp=0, w_zp=0,
-                relu=False, weight_input=False, **attrs):
+                relu=False, clip=None, weight_input=False, **attrs):
     rng = np.random.default_rng(seed)
     x = qdata(rng, (1, c, hw, hw), U8)
     w = qdata(rng, (m, c // group, k, k), I8)
@@ -39,9 +39,12 @@ def _conv_model(seed, *, c=32, m=32, hw=9, k=3, group=1, per_channel=True, bias=
     if bias:
         inits.append(numpy_helper.from_array(rng.integers(-5000, 5000, m).astype(np.int32), "b"))
         names.append("b")
-    nodes = [helper.make_node("QLinearConv", names, ["q" if relu else "y"], group=group, **attrs)]
+    nodes = [helper.make_node("QLinearConv", names, ["q" if relu or clip else "y"], group=group, **attrs)]
     if relu:
         nodes.append(helper.make_node("Max", ["q", "y_zp"], ["y"]))
+    if clip:  # fuse-qdq's ReLU6: an integer Clip
+        inits += [numpy_helper.from_array(U8(clip[0]), "lo"), numpy_helper.from_array(U8(clip[1]), "hi")]
+        nodes.append(helper.make_node("Clip", ["q", "lo", "hi"], ["y"]))
     g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info(n, TensorProto.UINT8 if a.dtype == U8 else
                                                                      TensorProto.INT8, list(a.shape))
                                        for n, a in inputs.items()],
@@ -89,6 +92,7 @@ CASES = {
     "1x1-per-tensor-no-bias": dict(c=64, m=48, k=1, per_channel=False, bias=False, x_zp=90),
     "odd-channels": dict(c=19, m=21, hw=10, pads=[1, 1, 1, 1], x_zp=128),  # padded to 16, packed per op
     "relu-fused": dict(pads=[1, 1, 1, 1], relu=True),
+    "clip-fused": dict(c=16, m=48, k=1, clip=(100, 170)),
     "depthwise": dict(c=32, m=32, group=32, pads=[1, 1, 1, 1]),
     "depthwise-odd-stride2-x-zp": dict(c=24, m=24, group=24, hw=11, pads=[1, 1, 1, 1], strides=[2, 2], x_zp=60),
 }
