@@ -10,7 +10,8 @@ A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec
      as at -O0
 -O2  cleanup + fusion: BatchNorm/scale folding, zero-Pad folding, attention/GELU/LayerNorm/
      RMSNorm/SiLU/HardSwish recognition, activation fusion into Conv/Gemm/MatMul, transpose and
-     reshape folding; NHWC targets (ARM) also convert to NHWC (`to-nhwc`), NCHW CPU targets pad
+     reshape folding; QDQ regions fused into integer ops (`fuse-qdq`) on targets with int8
+     kernels (AVX-512 VNNI); NHWC targets (ARM) also convert to NHWC (`to-nhwc`), NCHW CPU targets pad
      activation channels to the vector block (`pad-channels`); then cleanup again
 -O3  as -O2 (reserved for layout and schedule choices that trade compile time for speed)
 """
@@ -24,6 +25,7 @@ from edgec.passes.cleanup import CLEANUP_PIPELINE
 from edgec.passes.control import CONTROL_PIPELINE
 from edgec.passes.fusion import FUSION_PIPELINE
 from edgec.passes.layout import LAYOUT_PIPELINE
+from edgec.targets.dot import dot_instructions
 from edgec.targets.registry import TargetSpec
 
 
@@ -32,9 +34,11 @@ class Stage:
     text: str
     levels: frozenset[int]
     layouts: frozenset[str] | None = None  # None: every target layout
+    dots: frozenset[str] | None = None  # None: every target; else those with these dot-product instructions
 
-    def applies(self, level: int, layout: str) -> bool:
-        return level in self.levels and (self.layouts is None or layout in self.layouts)
+    def applies(self, level: int, layout: str, dot: str | None = None) -> bool:
+        return level in self.levels and (self.layouts is None or layout in self.layouts) and \
+            (self.dots is None or dot in self.dots)
 
 
 _O2_UP = frozenset({2, 3})
@@ -45,6 +49,8 @@ STAGES: tuple[Stage, ...] = (
     # fold-constants (above) runs before fold-if: If conditions are usually shape computations
     # shape-determining runtime inputs that the (now inferred) static shapes fix become guarded constants
     Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes,specialize-shape-inputs", frozenset({0, 1, 2, 3})),
+    # QDQ regions into integer ops where the backend has int8 kernels for them (targets/dot.py)
+    Stage("fuse-qdq", _O2_UP, dots=frozenset({"vnni"})),
     Stage(FUSION_PIPELINE, _O2_UP),
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
     # channels padded to the CPU backend's vector block (the block comes from the target: see api.optimize)
@@ -63,7 +69,8 @@ def default_pipeline(spec: TargetSpec | None, opt_level: int, io_layout: str = "
     if opt_level not in LEVELS:
         raise PipelineError(f"optimization level must be one of {list(LEVELS)}, got {opt_level}")
     layout = spec.layout if spec is not None else "NCHW"
-    text = ",".join(s.text for s in STAGES if s.applies(opt_level, layout))
+    dot = dot_instructions(spec) if spec is not None else None
+    text = ",".join(s.text for s in STAGES if s.applies(opt_level, layout, dot))
     if io_layout == "nhwc":
         if "to-nhwc" not in text.split(","):
             name = spec.name if spec is not None else "no target"

@@ -4,6 +4,8 @@
     Q(MatMul(DQ(a), DQ(b)))            -> QLinearMatMul(a, .., b, .., y_scale, y_zp)
     Q(Gemm(DQ(a), DQ(b)[, DQ(c)]))     -> com.microsoft.QGemm(a, .., b, .., c, y_scale, y_zp)
     ... with Relu before the Q         -> Max(that, y_zp)   (exact: round is monotonic, Q(0) = zp)
+    ... with Clip(lo, hi) before the Q -> Clip(that, Q(lo), Q(hi))   (exact for the same reason:
+                                          Q(clip(v, lo, hi)) = clip(Q(v), Q(lo), Q(hi)); ReLU6)
 
 This is how QDQ models (edgec quantize, onnxruntime's quantizer, NNCF, TF exports) become integer
 execution: the product is an exact int32 accumulation and the requantization happens once, in
@@ -49,7 +51,7 @@ class _QdqRule(RewriteRule):
     shared_intermediates = True  # a DQ'd input may feed other ops; the core ops are checked below
     core = ""       # Conv / MatMul / Gemm
     domain = ""     # of the Q/DQ nodes
-    relu = False
+    act = ""        # "", "Relu" or "Clip" between the core op and the Q
     bias = False
 
     def pattern(self, op, xq, sx, wq, sw, sy):
@@ -61,18 +63,22 @@ class _QdqRule(RewriteRule):
             ins.append(op.DequantizeLinear(op.const("bq"), op.const("sb"), _domain=d, _allow_other_inputs=True,
                                            _name="dqb"))
         y = getattr(op, self.core)(*ins, _name="core")
-        if self.relu:
+        if self.act == "Relu":
             y = op.Relu(y, _name="relu")
+        elif self.act == "Clip":
+            y = op.Clip(y, _allow_other_inputs=True, _name="relu")
         return op.QuantizeLinear(y, sy, _domain=d, _allow_other_inputs=True, _name="q")
 
     def weight_axis(self, match) -> int | None:
         raise NotImplementedError
 
     def check(self, match):
-        if self.relu and match.opset < 12:
-            return MatchResult.fail("Max on 8-bit integers needs opset 12")
+        if self.act and match.opset < 12:
+            return MatchResult.fail("Max / Clip on 8-bit integers needs opset 12")
+        if self.act == "Clip" and _clip_bounds(match.node("relu")) is None:
+            return MatchResult.fail("Clip bounds are not constant scalars")
         core = match.node("core")
-        inner = [core.outputs[0]] + ([match.node("relu").outputs[0]] if self.relu else [])
+        inner = [core.outputs[0]] + ([match.node("relu").outputs[0]] if self.act else [])
         if not all(_single_use(v) for v in inner):
             return MatchResult.fail(f"the {self.core} (or Relu) output is used elsewhere")
         xq, sx, zx, _ = _dq_parts(match.node("dqx"))
@@ -121,7 +127,39 @@ class _QdqRule(RewriteRule):
 
     def finish(self, op, match, y):
         q = match.node("q")
-        return op.Max(y, q.inputs[2]) if self.relu else y
+        if self.act == "Relu":
+            return op.Max(y, q.inputs[2])
+        if self.act == "Clip":
+            scale, zp = constant_array(q.inputs[1]), constant_array(q.inputs[2])
+            qlo, qhi = (_quantize_scalar(v, scale, zp) for v in _clip_bounds(match.node("relu")))
+            return op.Clip(y, op.initializer(qlo, f"{q.outputs[0].name}_clip_lo"),
+                           op.initializer(qhi, f"{q.outputs[0].name}_clip_hi"))
+        return y
+
+
+def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
+    """(lo, hi) of a Clip (absent: -inf / inf), from its inputs or (opset < 11) attributes;
+    None unless they are constant scalars."""
+    out = []
+    for i, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
+        v = node.inputs[i] if len(node.inputs) > i else None
+        if v is not None and v.name:
+            a = constant_array(v)
+            if a is None or a.size != 1:
+                return None
+            out.append(float(np.float32(a.reshape(-1)[0])))
+        else:
+            a = node.attributes.get(name)
+            out.append(float(a.as_float()) if a is not None else default)
+    return None if np.isnan(out).any() else (out[0], out[1])
+
+
+def _quantize_scalar(v: float, scale: np.ndarray, zp: np.ndarray) -> np.ndarray:
+    """QuantizeLinear of one float32 value: saturate(round_half_even(v / scale) + zp), in zp's dtype."""
+    info = np.iinfo(zp.dtype)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = np.round(np.float32(v) / np.float32(scale.reshape(-1)[0])).astype(np.float64) + float(zp.reshape(-1)[0])
+    return np.asarray(np.clip(q, info.min, info.max), zp.dtype).reshape(())
 
 
 class _Conv(_QdqRule):
@@ -174,17 +212,17 @@ def _variants():
     rules = []
     for base in (_Conv, _MatMul, _Gemm):
         for domain in ("", MS):
-            for relu in (True, False):
+            for act in ("Relu", "Clip", ""):
                 for bias in ((True, False) if base is not _MatMul else (False,)):
-                    name = f"{base.core}{'Bias' if bias else ''}{'Relu' if relu else ''}{'MS' if domain else ''}"
-                    rules.append(type(f"Qdq{name}", (base,), {"domain": domain, "relu": relu, "bias": bias,
+                    name = f"{base.core}{'Bias' if bias else ''}{act}{'MS' if domain else ''}"
+                    rules.append(type(f"Qdq{name}", (base,), {"domain": domain, "act": act, "bias": bias,
                                                                "name": f"qdq-{name}"}))
     return tuple(rules)
 
 
 @register_pass
 class FuseQdq(RewriteRulePass):
-    """Fuse DQ -> Conv/MatMul/Gemm [-> Relu] -> Q into QLinearConv / QLinearMatMul / QGemm (integer execution)."""
+    """Fuse DQ -> Conv/MatMul/Gemm [-> Relu / Clip] -> Q into QLinearConv / QLinearMatMul / QGemm (integer execution)."""
 
     name = "fuse-qdq"
     rules = _variants()

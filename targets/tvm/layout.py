@@ -18,7 +18,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax, te, tirx, topi
 
-from edgec.targets.tvm import packing
+from edgec.targets.tvm import conv_int8, packing
 from edgec.targets.tvm.layout_guard import guard_blocked, strip_barriers
 from edgec.targets.tvm.mathfuncs import gelu_fast, sigmoid_fast, tanh_accurate
 
@@ -153,6 +153,9 @@ def _blocked(layout: str) -> int | None:
 def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     a = call.attrs
     b = _blocked(str(a.data_layout))
+    out = conv_int8.legalize(bb, call)  # uint8 x int8: the dot-product kernel
+    if out is not None:
+        return out
     if b is None:
         from tvm.relax.transform.legalize_ops.nn import _nn_conv2d
 
@@ -279,7 +282,7 @@ def _conv_ok(call: relax.Call, block: int) -> bool:
     ic, oc = int(x.shape[1]), int(w.shape[0])
     g = int(a.groups)
     if g == 1:
-        return ic % block == 0 and oc % block == 0
+        return ic % block == 0 and oc % block == 0 and conv_int8.block_ok(x, block)
     return g == ic == oc and ic % block == 0 and int(w.shape[1]) == 1
 
 

@@ -126,3 +126,47 @@ def test_unprovable_regions_are_left_alone(tmp_path, what):
     x = samples(1, seed=8)[0]
     np.testing.assert_allclose(run_ort(*exact_ort_model(fused, {"x": x}))["y"], run_ort(qdq, {"x": x})["y"],
                                atol=0.05, rtol=0, equal_nan=False)
+
+
+def _clip_cnn(lo, hi):
+    """cnn() with conv2's Relu replaced by Clip(lo, hi) (ReLU6 when 0, 6)."""
+    m = cnn()
+    g = m.graph
+    i = next(k for k, n in enumerate(g.node) if n.name == "relu2")
+    g.initializer.extend([numpy_helper.from_array(np.float32(lo), "clip_lo"), numpy_helper.from_array(np.float32(hi), "clip_hi")])
+    g.node[i].CopyFrom(onnx.helper.make_node("Clip", ["c2", "clip_lo", "clip_hi"], ["r2"], name="clip2"))
+    return m
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 6.0), (-0.5, 0.75)])
+def test_clip_fuses_as_an_integer_clip_at_the_quantized_bounds(tmp_path, lo, hi):
+    qdq = _qdq(tmp_path, proto=_clip_cnn(lo, hi))
+    fused, modified = _fuse(qdq)
+    ops = _ops(fused)
+    assert modified and ops["QLinearConv"] == 2 and ops["Conv"] == 0 and ops["Clip"] == 1, ops
+    onnx.checker.check_model(fused)
+    clip = next(n for n in fused.graph.node if n.op_type == "Clip")
+    inits = {t.name: numpy_helper.to_array(t) for t in fused.graph.initializer}
+    q = next(n for n in qdq.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "r2")
+    qinits = {t.name: numpy_helper.to_array(t) for t in qdq.graph.initializer}
+    scale, zp = qinits[q.input[1]], qinits[q.input[2]]
+    for name, v in zip(clip.input[1:], (lo, hi)):  # QuantizeLinear of the bound, as onnxruntime computes it
+        want = np.clip(np.round(np.float32(v) / scale) + float(zp), 0, 255)
+        assert inits[name].dtype == zp.dtype and float(inits[name]) == float(want)
+    for x in samples(4, seed=31):
+        a = run_ort(qdq, {"x": x})["y"]
+        b = run_ort(*exact_ort_model(fused, {"x": x}))["y"]
+        assert a.shape == b.shape and np.all(np.isfinite(b))
+        wm = numpy_helper.to_array(next(t for t in fused.graph.initializer if t.name.startswith("wm")))
+        scale_m = numpy_helper.to_array(next(t for t in fused.graph.initializer if t.name.startswith("wm_scale")))
+        assert np.abs(a - b).max() <= _out_step(qdq) * float(np.abs(wm * scale_m).sum(0).max()) + 1e-6
+
+
+def test_clip_with_runtime_bounds_is_not_fused(tmp_path):
+    qdq = _qdq(tmp_path, proto=_clip_cnn(0.0, 6.0))
+    g = qdq.graph
+    g.input.append(onnx.helper.make_tensor_value_info("hi_in", onnx.TensorProto.FLOAT, []))
+    clip = next(n for n in g.node if n.op_type == "Clip")
+    clip.input[2] = "hi_in"
+    fused, _ = _fuse(qdq)
+    assert [n.name for n in fused.graph.node if n.op_type == "Conv"] == ["conv2"]

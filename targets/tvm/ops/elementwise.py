@@ -92,7 +92,14 @@ def clip(ctx, node, xs):
             return NotImplemented
         lo = float(lo_a) if lo_a is not None else float("-inf")
         hi = float(hi_a) if hi_a is not None else float("inf")
-    if not dtype_of(x).startswith("float"):
+    dt = dtype_of(x)
+    if ctx.opset >= 12 and dt in ("uint8", "int8", "int16", "uint16", "int32"):
+        # integer Clip (a fused ReLU6 on quantized values): min(max(x, lo), hi) as elementwise Relax
+        # ops, which the blocked layout and the conv epilogues take in (not the frontend's call_tir)
+        if lo_a is not None:
+            x = ctx.emit(_R.maximum(x, relax.const(lo_a.reshape(()), dt)))
+        return _R.minimum(x, relax.const(hi_a.reshape(()), dt)) if hi_a is not None else x
+    if not dt.startswith("float"):
         return NotImplemented
     lo = max(lo, float(np.finfo(np.float32).min))
     hi = min(hi, float(np.finfo(np.float32).max))

@@ -1,6 +1,7 @@
 """Blocked QuantizeLinear / DequantizeLinear (opset 21+, `block_size` > 0): one scale and zero point
 per `block_size` consecutive elements along `axis`. Per-tensor and per-axis Q/DQ are left to TVM's
-ONNX frontend (relax quantize / dequantize, the same arithmetic); this lowering declines them."""
+ONNX frontend (relax quantize / dequantize, the same arithmetic), except per-tensor ones of
+activations on int8-kernel targets (qdq_elementwise.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from tvm import relax
 from edgec.targets.tvm.lower_context import attr, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.cast import onnx_dtype
+from edgec.targets.tvm.ops.qdq_elementwise import dequantize_linear, quantize_linear
 from edgec.targets.tvm.ops.quant_util import QRANGE, f32, i32, saturate
 
 _R = relax.op
@@ -41,7 +43,8 @@ def _blocks(ctx, node, xs):
 def quantize_linear_blocked(ctx, node, xs):
     got = _blocks(ctx, node, xs)
     if got is None:
-        return NotImplemented
+        out = quantize_linear(ctx, node, xs)  # per tensor, between int8 convs: elementwise
+        return NotImplemented if out is None else out
     x, s, zp, _ = got
     if int(attr(node, "precision", 0)):
         raise Unsupported("attribute 'precision' is not supported")
@@ -57,7 +60,8 @@ def quantize_linear_blocked(ctx, node, xs):
 def dequantize_linear_blocked(ctx, node, xs):
     got = _blocks(ctx, node, xs)
     if got is None:
-        return NotImplemented
+        out = dequantize_linear(ctx, node, xs)  # per tensor, between int8 convs: elementwise
+        return NotImplemented if out is None else out
     x, s, zp, _ = got
     code = int(attr(node, "output_dtype", 0))
     out = onnx_dtype(code) if code else dtype_of(s)

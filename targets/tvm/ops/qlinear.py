@@ -8,6 +8,7 @@ from tvm import relax
 
 from edgec.targets.tvm.lower_context import dtype_of, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
+from edgec.targets.tvm.ops.qconv_int8 import int8_conv_acc
 from edgec.targets.tvm.ops.qmatmul_int8 import dot_matmul
 from edgec.targets.tvm.ops.quant_util import (
     along,
@@ -58,8 +59,11 @@ def conv_integer(ctx, node, xs):
 @lowers("QLinearConv")
 def qlinear_conv(ctx, node, xs):
     """y = saturate(round((Conv(x - x_zp, w - w_zp) + B) * x_scale * w_scale / y_scale) + y_zp)."""
-    acc, r = _conv_acc(ctx, node, xs, 0, 2, 3, 5)
-    bias = opt(node, xs, 8)
+    acc, r = int8_conv_acc(ctx, node, xs), 4
+    bias = None
+    if acc is None:
+        acc, r = _conv_acc(ctx, node, xs, 0, 2, 3, 5)
+        bias = opt(node, xs, 8)
     if bias is not None:
         if dtype_of(bias) != "int32":
             raise Unsupported(f"bias B must be int32, got {dtype_of(bias)}")

@@ -23,6 +23,7 @@ from tvm import s_tir, tirx
 
 from edgec.targets.tvm.schedules import common as C
 from edgec.targets.tvm.schedules import (
+    conv_int8,
     conv_nchw,
     conv_nchwc,
     dwconv_nchw,
@@ -36,6 +37,7 @@ from edgec.targets.tvm.schedules import (
     symbolic,
 )
 from edgec.targets.tvm.schedules.common import RuleContext
+from edgec.targets.tvm.schedules.int8_dot import dot_instructions
 
 # TVM 0.27 registers `nearbyint` (round half to even: what quantization rounds with) without
 # TVectorizable, so a vectorized loop holding it was scalarized and LLVM re-vectorized it with
@@ -43,14 +45,15 @@ from edgec.targets.tvm.schedules.common import RuleContext
 # llvm.nearbyint, which has vector forms on every LLVM target (x86 vrndscaleps, AArch64 frinti).
 tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
-RULES = (conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul, rowwise, reduction, full_reduction,
-         injective, symbolic)
+RULES = (conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul, rowwise, reduction,
+         full_reduction, injective, symbolic)
 
 
 def context_for(spec, target=None, threads: int | None = None) -> RuleContext:
     lanes = max(int(spec.vector_bits) // 32, 1)
     regs = 32 if (int(spec.vector_bits) >= 512 or spec.arch == "aarch64") else 16
-    return RuleContext(lanes=lanes, threads=threads or os.cpu_count() or 2, registers=regs, target=target)
+    return RuleContext(lanes=lanes, threads=threads or os.cpu_count() or 2, registers=regs, target=target,
+                       dot=dot_instructions(spec))
 
 
 BY_NAME = {r.NAME: r for r in RULES}

@@ -16,6 +16,7 @@ class RuleContext:
     threads: int = 2      # worker threads the parallel loops should keep busy
     registers: int = 32   # vector registers (16 on AVX2/NEON-32, 32 on AVX-512/AArch64)
     target: object = None  # tvm.target.Target, for the DLight rules
+    dot: str | None = None  # the target's integer dot-product instructions (int8_dot.dot_instructions)
 
 
 def root_blocks(sch: s_tir.Schedule) -> list:

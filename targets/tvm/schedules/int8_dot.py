@@ -9,7 +9,7 @@ Each intrinsic computes C[i] += sum_k A[k] * B[i, k] (k < 4) for a row of int32 
   (TVM's registration). Mixed uint8 x int8 needs i8mm's `usdot`, so uint8 activations are
   shifted to int8 (x - 128) before such a kernel and the shift corrected with 128 * sum(B).
 
-`intrinsic_for(features)` is the one place that says which of them a target can use: building
+`intrinsic_for(features)` (edgec.targets.dot, no TVM import) says which of them a target can use: building
 `sdot` for a CPU without dotprod aborts LLVM (the whole process), so the check is on the target's
 declared features, never on a try.
 """
@@ -20,6 +20,8 @@ from tvm.s_tir import TensorIntrin
 from tvm.s_tir.tensor_intrin import arm_cpu as _arm  # registers TVM's dot_4x4_i8i8s32_sdot
 from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
 from tvm.script import tirx as T
+
+from edgec.targets.dot import dot_instructions, intrinsic_for  # noqa: F401 - re-exported
 
 VNNI_16x4 = "edgec_dot_16x4_vnni"
 SDOT_4x4 = _arm.ARM_DOT_4x4_i8_SDOT_INTRIN
@@ -54,20 +56,3 @@ INTRINSICS = {
     "vnni": (VNNI_16x4, 16, "uint8"),
     "sdot": (SDOT_4x4, 4, "int8"),
 }
-
-
-def intrinsic_for(features) -> str | None:
-    """'vnni' / 'sdot' / None: the dot-product instruction a target with these features has."""
-    fs = {str(f).lstrip("+").replace("_", "").lower() for f in features}
-    if "avx512vnni" in fs:
-        return "vnni"
-    if "dotprod" in fs:
-        return "sdot"
-    return None
-
-
-def dot_instructions(spec) -> str | None:
-    """`intrinsic_for` a TargetSpec: its declared features and its LLVM `mattr` (CPU targets only)."""
-    if spec.tvm.get("kind") != "llvm":
-        return None
-    return intrinsic_for([*spec.features, *spec.tvm.get("mattr", [])])

@@ -1,0 +1,22 @@
+"""Which integer dot-product instructions a target has ("vnni", "sdot" or None), from its declared
+features: what the int8 kernels (targets/tvm/schedules/int8_dot.py) are built with, and whether
+the default pipeline fuses QDQ regions into integer ops (edgec/pipelines.py). No TVM import."""
+
+from __future__ import annotations
+
+
+def intrinsic_for(features) -> str | None:
+    """'vnni' / 'sdot' / None: the dot-product instruction a target with these features has."""
+    fs = {str(f).lstrip("+").replace("_", "").lower() for f in features}
+    if "avx512vnni" in fs:
+        return "vnni"
+    if "dotprod" in fs:
+        return "sdot"
+    return None
+
+
+def dot_instructions(spec) -> str | None:
+    """`intrinsic_for` a TargetSpec: its declared features and its LLVM `mattr` (CPU targets only)."""
+    if spec.tvm.get("kind") != "llvm":
+        return None
+    return intrinsic_for([*spec.features, *spec.tvm.get("mattr", [])])
