@@ -63,7 +63,11 @@ def apply(sch, ctx) -> None:
     for b in C.root_blocks(sch)[:-1]:  # vector partial reductions: rfactor by a vector width
         if C.iter_kinds(sch, b)[-1] == "R":
             inner = sch.get_loops(b)[-1]
-            w = C.vector_width(C.extents(sch, [inner])[0], ctx.lanes)
+            n = C.extents(sch, [inner])[0]
+            # at least two vectors per row: a split whose outer loop has extent 1 is dropped by
+            # compute_at, and the reorder below would then take the wrong pair of loops (a
+            # 16-long row with 16 lanes on AVX-512)
+            w = C.vector_width(n, min(ctx.lanes, 1 << max((n // 2).bit_length() - 1, 0)))  # a power of two
             if w > 1:
                 _, r_i = sch.split(inner, [None, w])
                 rfs.append(sch.rfactor(r_i, factor_axis=k))
