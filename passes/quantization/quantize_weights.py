@@ -94,10 +94,4 @@ class QuantizeWeights(Pass):
                       name=b.namer.fresh(f"{base}_nbits"))
         out = new.outputs[0]
         out.type, out.shape = ir.TensorType(ir.DataType.FLOAT), y.shape
-        b.graph.insert_before(node, [new])
-        y.replace_all_uses_with(out, replace_graph_outputs=True)
-        name = y.name
-        old = list(node.inputs[1:])
-        b.graph.remove(node, safe=True)
-        b.drop_unused(old)
-        y.name, out.name = None, name  # the value keeps its name (graph outputs, reports)
+        b.replace_node(node, [new], out)
