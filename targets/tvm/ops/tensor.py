@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax, tirx
+from tvm import relax, te, tirx
 
 from edgec.targets.tvm import symbolic
 from edgec.targets.tvm.lower_context import attr, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.runtime_params import empty_like, runtime_slice
 from edgec.targets.tvm.symbolic import dims_of, shape_value
 
@@ -172,3 +172,32 @@ def split(ctx, node, xs):
     idx = np.cumsum(sizes)[:-1].tolist()
     out = ctx.emit(_R.split(xs[0], idx, axis=axis))
     return [ctx.emit(relax.TupleGetItem(out, i)) for i in range(n)]
+
+
+@lowers("GatherND")
+def gather_nd(ctx, node, xs):
+    """GatherND as one TE kernel, ONNX's negative indices wrapped by the data's (possibly symbolic)
+    dims read inside the kernel. Exporters build the attention-mask lookup this way: indices from
+    Range/Expand over symbolic batch and sequence dims, which TVM's ONNX converter cannot take
+    (it needs static shapes)."""
+    data_dims, idx_dims = dims_of(xs[0]), dims_of(xs[1])
+    if data_dims is None or idx_dims is None or not isinstance(idx_dims[-1], int):
+        return NotImplemented
+    b, k = int(attr(node, "batch_dims", 0)), idx_dims[-1]
+    if b + k > len(data_dims) or b >= len(idx_dims):
+        raise Unsupported(f"GatherND: batch_dims {b} + index depth {k} exceed the data rank {len(data_dims)}")
+    return ctx.bb.emit_te(_gather_nd_te, xs[0], xs[1], b, k, primfunc_name_hint="gather_nd")
+
+
+def _gather_nd_te(data, indices, b: int, k: int):
+    lead = list(indices.shape[:-1])
+
+    def element(*i):
+        outer, rest = i[:len(lead)], i[len(lead):]
+        at = []
+        for j in range(k):
+            v = indices[(*outer, j)].astype("int64")
+            at.append(tirx.if_then_else(v < 0, v + data.shape[b + j], v))
+        return data[(*outer[:b], *at, *rest)]
+
+    return te.compute(lead + list(data.shape[b + k:]), element, name="gather_nd")
