@@ -46,6 +46,21 @@ def cross_fcompile(spec: TargetSpec):
     return cc.cross_compiler(spec.cross_compiler)
 
 
+_OPAQUE = 8  # relay/relax OpPatternKind kOpaque: FuseOps leaves the kernel alone
+
+
+@tvm.transform.module_pass(opt_level=0, name="UnfusedScalarParamKernels")
+def unfused_scalar_param_kernels(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Kernels taking a symbolic dim as a scalar parameter (`shape_to_tensor(seq)`: a shape value
+    of symbolic.py emitted as a tensor) are kept out of fusion: TVM 0.27's FuseTIR fails on a
+    group holding one ("VarRemapGet(source) == nullptr" in RenewDefs). They are tiny (a few
+    elements), so fusing them gains nothing."""
+    for gv, f in list(mod.functions.items()):
+        if isinstance(f, tvm.tirx.PrimFunc) and any(isinstance(p.ty, tvm.ir.PrimType) for p in f.params):
+            mod[gv] = f.with_attr("op_pattern", _OPAQUE)
+    return mod
+
+
 def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None,
                    weight_plan: list | None = None) -> tvm.IRModule:
     """Graph-level Relax passes before codegen: blocked layout (CPU), legalize, fold, fuse into
@@ -65,6 +80,7 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
         relax.transform.LegalizeOps(legalize_map(lanes, packable)),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
+        unfused_scalar_param_kernels,
     ])
     fuse = tvm.transform.Sequential([
         relax.transform.FuseOps(),

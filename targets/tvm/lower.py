@@ -103,7 +103,7 @@ def _input_shape(v: ir.Value, file: str, dim_vars: dict[str, tvm.tirx.Var] | Non
                 ",".join(str(x) if isinstance(x, int) else "N" for x in v.shape))
         name = dim_label(v.name, i, d)
         if name not in dim_vars:
-            dim_vars[name] = tvm.tirx.Var(re.sub(r"\W", "_", name), "int64")
+            dim_vars[name] = symbolic.new_dim(re.sub(r"\W", "_", name))
         dims.append(dim_vars[name])
     return dims
 

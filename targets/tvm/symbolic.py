@@ -33,6 +33,14 @@ MAX_ELEMENTS = 64
 _ANALYZER = tvm.sym.Analyzer()
 
 
+def new_dim(name: str) -> tirx.Var:
+    """A symbolic input dim: an int64 variable the analyzer knows to be >= 0 (a size), so that
+    `seq != -1` (exporters compare shapes with -1 before Expand) is decided at compile time."""
+    v = tirx.Var(name, "int64")
+    _ANALYZER.update(v, tvm.sym.ConstIntBound(0, tvm.sym.ConstIntBound.POS_INF))
+    return v
+
+
 def simplify(e):
     """An int for a constant expression, else the simplified TIR expression."""
     if isinstance(e, (int, np.integer)):
@@ -242,7 +250,10 @@ def _equal(node, ins):
     for x, y in zip(a.reshape(-1), b.reshape(-1)):
         d = simplify(x - y) if not (isinstance(x, int) and isinstance(y, int)) else x - y
         if not isinstance(d, int):
-            return None  # undecidable at compile time (a symbolic dim against a number)
+            if _ANALYZER.can_prove(d != 0):  # a size against a negative number
+                d = 1
+            else:
+                return None  # undecidable at compile time (a symbolic dim against a number)
         out.append(d == 0)
     return [np.array(out, bool).reshape(a.shape)]
 
