@@ -2,6 +2,7 @@
 
     python benchmarks/llm_models.py --arch gpt2 --size tiny -o tiny_gpt2.onnx [--exporter dynamo|legacy]
     python benchmarks/llm_models.py --arch llama --size 100m -o llama_100m.onnx
+    python benchmarks/llm_models.py --fixtures tests/models   # the tiny test models (committed)
 
 GPT-2 (learned positions, LayerNorm, GELU MLP, multi-head attention) and Llama-style (RoPE,
 RMSNorm, grouped-query attention, SwiGLU) configs built from `transformers` classes with seeded
@@ -29,10 +30,12 @@ import torch
 OPSET = 18
 # name -> (arch, config overrides); "tiny" is for tests (seconds), "100m" for the benchmark
 SIZES = {
-    ("gpt2", "tiny"): dict(n_embd=64, n_layer=2, n_head=4, vocab_size=256, n_positions=512),
+    ("gpt2", "tiny"): dict(n_embd=32, n_layer=2, n_head=4, vocab_size=256, n_positions=256,
+                           bos_token_id=0, eos_token_id=0),
     ("gpt2", "100m"): dict(n_embd=768, n_layer=12, n_head=12, vocab_size=50257, n_positions=1024),
-    ("llama", "tiny"): dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                            intermediate_size=176, vocab_size=256, max_position_embeddings=512),
+    ("llama", "tiny"): dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                            intermediate_size=88, vocab_size=256, max_position_embeddings=256,
+                            bos_token_id=0, eos_token_id=0),
     ("llama", "100m"): dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
                             intermediate_size=2048, vocab_size=32000, max_position_embeddings=2048),
 }
@@ -137,14 +140,26 @@ def parameters(arch: str, size: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# the tiny models tests/e2e/test_llm_decode.py runs: (file name, arch, exporter)
+FIXTURES = [("tiny_gpt2_kv.onnx", "gpt2", "dynamo"), ("tiny_llama_kv.onnx", "llama", "dynamo"),
+            ("tiny_llama_kv_legacy.onnx", "llama", "legacy")]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", choices=["gpt2", "llama"], required=True)
+    ap.add_argument("--fixtures", type=Path, metavar="DIR", help="write the tiny test models into DIR")
+    ap.add_argument("--arch", choices=["gpt2", "llama"])
     ap.add_argument("--size", choices=["tiny", "100m"], default="tiny")
     ap.add_argument("--exporter", choices=["dynamo", "legacy"], default="dynamo")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("-o", "--output", type=Path)
     args = ap.parse_args(argv)
+    if args.fixtures:
+        for name, arch, exporter in FIXTURES:
+            print(export(arch, "tiny", args.fixtures / name, exporter, args.seed))
+        return
+    if not args.arch or not args.output:
+        ap.error("--arch and -o are required (or --fixtures DIR)")
     path = export(args.arch, args.size, args.output, args.exporter, args.seed)
     print(f"{path}: {args.arch} {args.size}, {parameters(args.arch, args.size) / 1e6:.1f}M parameters ({args.exporter})")
 

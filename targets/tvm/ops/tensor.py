@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te, tirx
 
+from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm import symbolic
 from edgec.targets.tvm.lower_context import attr, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
@@ -186,7 +187,21 @@ def gather_nd(ctx, node, xs):
     b, k = int(attr(node, "batch_dims", 0)), idx_dims[-1]
     if b + k > len(data_dims) or b >= len(idx_dims):
         raise Unsupported(f"GatherND: batch_dims {b} + index depth {k} exceed the data rank {len(data_dims)}")
+    if ctx.const_array(node.inputs[1]) is None:
+        _guard_in_range(ctx, node, xs[1], data_dims[b:b + k])
     return ctx.bb.emit_te(_gather_nd_te, xs[0], xs[1], b, k, primfunc_name_hint="gather_nd")
+
+
+def _guard_in_range(ctx, node, idx, dims: list) -> None:
+    """Run-time check that every index lies in [-dim, dim) of the data: the kernel reads memory
+    at the index, and exporters compute these indices from the inputs' sizes (an attention mask
+    shorter than past + new tokens would index past its end)."""
+    dims_t = ctx.emit(_R.shape_to_tensor(relax.ShapeExpr(dims)))
+    ok = ctx.emit(_R.logical_and(_R.greater_equal(idx, _R.negative(dims_t)), _R.less(idx, dims_t)))
+    ok = ctx.emit(_R.min(_R.astype(ok, "int32")) if dims_of(idx) and 0 not in dims_of(idx) else relax.const(1, "int32"))
+    ctx.guard(ctx.emit(_R.greater_equal(ok, relax.const(1, "int32"))),
+              f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' (GatherND): an index is out of range "
+              f"for the data's shape (e.g. an attention_mask shorter than past + new tokens)")
 
 
 def _gather_nd_te(data, indices, b: int, k: int):
