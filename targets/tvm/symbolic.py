@@ -82,6 +82,11 @@ def dims_of(x: relax.Expr) -> list | None:
     return [simplify(d) for d in s.values]
 
 
+def has_symbolic_dim(x: relax.Expr) -> bool:
+    dims = dims_of(x)
+    return dims is not None and any(not isinstance(d, int) for d in dims)
+
+
 def shape_value(ctx: LowerContext, v: ir.Value | None) -> np.ndarray | None:
     """The value of `v` if known at compile time: an int array (a constant) or an object array of
     ints and TIR expressions (a shape value); None otherwise."""

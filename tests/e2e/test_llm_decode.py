@@ -79,16 +79,26 @@ def test_batch_of_two(compiled):
 
 
 def test_mask_shorter_than_the_cache_is_one_clear_error(compiled):
-    """The exporters look the attention mask up at every cache position (GatherND): a mask
-    shorter than past + new tokens would read past its end. A guard stops the run instead."""
+    """The exporters look the attention mask up at every cache position (GatherND, or Gather on
+    the flattened mask): a mask shorter than past + new tokens would read past its end. A guard
+    stops the run instead."""
     path, art = compiled
-    if "legacy" in path.name:
-        pytest.skip("the TorchScript export looks the mask up with Gather, which clips")
     feed = {"input_ids": np.ones((1, 3), np.int64), "attention_mask": np.ones((1, 2), np.int64),
             "position_ids": np.arange(3, dtype=np.int64)[None]}
     for t in art.inputs[3:]:
         feed[t.name] = np.zeros((1, t.shape[1], 0, t.shape[3]), np.float32)
-    with pytest.raises(GuardError, match=r"GatherND\): an index is out of range"):
+    with pytest.raises(GuardError, match=r"\((GatherND|Gather)\): an index is out of range"):
+        run_artifact(art, feed)
+
+
+def test_token_id_beyond_the_vocabulary_is_one_clear_error(compiled):
+    path, art = compiled
+    vocab = art.outputs[0].shape[-1]
+    feed = {"input_ids": np.array([[1, vocab]], np.int64), "attention_mask": np.ones((1, 2), np.int64),
+            "position_ids": np.arange(2, dtype=np.int64)[None]}
+    for t in art.inputs[3:]:
+        feed[t.name] = np.zeros((1, t.shape[1], 0, t.shape[3]), np.float32)
+    with pytest.raises(GuardError, match=r"\(Gather\): an index is out of range"):
         run_artifact(art, feed)
 
 
