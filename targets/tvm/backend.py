@@ -102,6 +102,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         entries = write_weight_plan(res.weight_plan, sources, out_dir / WEIGHTS_FILE)
         weights = {"file": WEIGHTS_FILE, "tensors": entries}
     lowering = {**report.to_json(), "schedules": res.schedules}
+    if res.generic_kernels:  # which kernels run generic code (schedules.GENERIC_RULES), by rule
+        lowering["generic_kernels"] = res.generic_kernels
     if res.records:
         lowering["records"] = res.records
     return BackendResult(lib_name, res.tvm_target, lowering, weights=weights, output_shapes=shapes)

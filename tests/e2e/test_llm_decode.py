@@ -57,6 +57,11 @@ def test_compiled_once_with_symbolic_dims(compiled):
     lowering = art.metadata["lowering"]
     assert lowering["edgec"].get("GatherND", 0) + lowering["edgec"].get("Range", 0) >= 1, lowering
     assert "GatherND" not in lowering["tvm-onnx-frontend"] and "Range" not in lowering["tvm-onnx-frontend"], lowering
+    # no silent fallback: the kernels running generic code are named, as many as the counts say
+    generic = lowering.get("generic_kernels", {})
+    for rule in ("none", "parallel-symbolic"):
+        assert len(generic.get(rule, [])) == lowering["schedules"].get(rule, 0), (rule, lowering)
+    assert generic.get("parallel-symbolic"), lowering  # symbolic extents do reach the schedules
 
 
 @pytest.mark.parametrize("prompt_len", [1, 17, 128])
