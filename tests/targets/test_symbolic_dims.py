@@ -188,3 +188,22 @@ def test_run_and_bench_size_symbolic_dims_with_dim(tmp_path, run_cli):
     assert r.code == 2 and len(lines) == 1 and "--dim sequence" in lines[0] and "['batch', 'seq']" in lines[0], r
     r = run_cli("run", tmp_path / "art", "--dim", "seq=-3")
     assert r.code == 2 and "--dim" in r.err, r
+
+
+@pytest.mark.parametrize("n", [600, 512, 70])
+def test_matmul_with_symbolic_rows(tmp_path, n):
+    """x[batch, seq, 48] @ w[48, n]: the symbolic-extent schedule accumulates 64 output columns
+    per task over the reduction; n = 600 (no multiple of 64: w padded, the result sliced back),
+    512 (whole vectors) and 70 (a masked last vector) all match onnxruntime at several sizes."""
+    rng = np.random.default_rng(n)
+    w = nh.from_array(rng.standard_normal((48, n)).astype(np.float32), "w")
+    g = h.make_graph([h.make_node("MatMul", ["x", "w"], ["y"])], "mm",
+                     [h.make_tensor_value_info("x", TP.FLOAT, ["batch", "seq", 48])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, ["batch", "seq", n])], [w])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 18)])
+    m.ir_version = 8
+    art = _compile(m, tmp_path)
+    assert art.outputs[0].shape == ("batch", "seq", n)
+    for b, s in ((1, 1), (2, 7)):
+        feeds = {"x": rng.standard_normal((b, s, 48)).astype(np.float32)}
+        assert_outputs_match(run_artifact(art, feeds), run_ort(m, feeds), atol=1e-4, rtol=1e-4)

@@ -35,12 +35,14 @@ _ROW_CANDIDATES = (64, 32, 16, 8)
 
 def _reduce_outside_vector(sch, b, loops, n_sp: int, ctx) -> bool:
     """loops [S..., n, R...] -> parallel(S..., n / w), R..., vector(w): the reduction outside a
-    vector of w output columns (w divides the static n). False (schedule untouched) when n is
-    symbolic or no width divides it."""
+    vector of w output columns (w divides the static n if one of _ROW_CANDIDATES does, else the
+    last vector is partial). False (schedule untouched) when n is symbolic or smaller than 8."""
     last = _static(sch.get(loops[n_sp - 1]).extent)
     if last is None or ctx.lanes < 4:
         return False
     w = next((c for c in _ROW_CANDIDATES if c >= ctx.lanes and last % c == 0), None)
+    if w is None:  # no width divides n (a vocabulary of 50257): the last vector is masked
+        w = _ROW_CANDIDATES[0] if last >= _ROW_CANDIDATES[0] else None
     if w is None:
         return False
     outer, inner = sch.split(loops[n_sp - 1], [None, w])
