@@ -33,11 +33,13 @@ MAX_ELEMENTS = 64
 _ANALYZER = tvm.sym.Analyzer()
 
 
-def new_dim(name: str) -> tirx.Var:
+def new_dim(name: str, bounds: tuple[int, int] | None = None) -> tirx.Var:
     """A symbolic input dim: an int64 variable the analyzer knows to be >= 0 (a size), so that
-    `seq != -1` (exporters compare shapes with -1 before Expand) is decided at compile time."""
+    `seq != -1` (exporters compare shapes with -1 before Expand) is decided at compile time;
+    within `bounds` (lo, hi) when given (`--dim NAME=LO..HI`)."""
     v = tirx.Var(name, "int64")
-    _ANALYZER.update(v, tvm.sym.ConstIntBound(0, tvm.sym.ConstIntBound.POS_INF))
+    lo, hi = bounds if bounds is not None else (0, tvm.sym.ConstIntBound.POS_INF)
+    _ANALYZER.update(v, tvm.sym.ConstIntBound(lo, hi))
     return v
 
 

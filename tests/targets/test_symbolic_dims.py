@@ -207,3 +207,28 @@ def test_matmul_with_symbolic_rows(tmp_path, n):
     for b, s in ((1, 1), (2, 7)):
         feeds = {"x": rng.standard_normal((b, s, 48)).astype(np.float32)}
         assert_outputs_match(run_artifact(art, feeds), run_ort(m, feeds), atol=1e-4, rtol=1e-4)
+
+
+def test_dim_bounds(tmp_path, run_cli):
+    """--dim seq=2..64: recorded in the metadata, the memory plan's upper bound, sizes inside run
+    and match onnxruntime, a size outside is one error line (exit 2); an unknown name or bounds
+    without --symbolic-dims are refused before any build."""
+    model = attention_model()
+    onnx.save(model, tmp_path / "m.onnx")
+    art = compile_model(tmp_path / "m.onnx", tmp_path / "art", CompileOptions(
+        target="x86-64", symbolic_dims=True, dim_bounds={"seq": (2, 64)}))
+    assert art.metadata["dim_bounds"] == {"seq": [2, 64]}
+    feeds = _x(2, 18)
+    assert_outputs_match(run_artifact(art, feeds), run_ort(model, feeds), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ArtifactError, match=r"input 'x' has seq = 66; the artifact was compiled for seq in 2\.\.64"):
+        run_artifact(art, _x(1, 66))
+    np.save(tmp_path / "x.npy", _x(1, 66)["x"])
+    r = run_cli("run", tmp_path / "art", "-i", f"x={tmp_path / 'x.npy'}")
+    assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "seq in 2..64" in r.err, r
+    r = run_cli("compile", tmp_path / "m.onnx", "-t", "x86-64", "--symbolic-dims", "--dim", "sequence=1..8",
+                "-o", tmp_path / "bad")
+    assert r.code == 2 and "--dim sequence: the model's symbolic dims are ['batch', 'seq']" in r.err, r
+    r = run_cli("compile", tmp_path / "m.onnx", "-t", "x86-64", "--dim", "seq=1..8", "-o", tmp_path / "bad2")
+    assert r.code == 2 and "needs --symbolic-dims" in r.err, r
+    r = run_cli("compile", tmp_path / "m.onnx", "-t", "x86-64", "--symbolic-dims", "--dim", "seq=9..8", "-o", tmp_path / "bad3")
+    assert r.code == 2 and "LO <= HI" in r.err, r
