@@ -18,9 +18,9 @@ from edgec.targets.tvm.ops.quant_util import i32, param_size
 from edgec.targets.tvm.schedules.int8_dot import INTRINSICS
 
 _R = relax.op
-# instruction families the kernel is enabled for: sdot (armv8.2, 4 lanes, int8 A) is wired through
-# the kernel and rule but not yet checked on a build and under qemu, so it keeps the generic path
-ENABLED = ("vnni",)
+# instruction families the kernel is enabled for (sdot: armv8.2, 4 lanes, int8 A; checked under qemu
+# by tests/targets/test_int8_arm.py)
+ENABLED = ("vnni", "sdot")
 
 
 def centered_weight(ctx, node, i_b: int, i_bzp: int, trans_b: bool) -> np.ndarray | None:
