@@ -1,0 +1,144 @@
+"""int8 on armv8.2 (dotprod) against x86: one static-int8 QDQ model (convs with ReLU and ReLU6, a
+depthwise conv, a residual Add, Gemm and MatMul), quantized by `edgec quantize`, compiled by
+`edgec compile` for armv8.2 (fuse-qdq, int8 kernels tensorized with `sdot`) and for x86 with
+AVX-512 VNNI (`vpdpbusd`). The armv8.2 artifact runs under qemu and equals the x86 one (the
+integer layers exactly; the float MatMul after the last DequantizeLinear to float rounding), and both equal onnxruntime's run of the QDQ model within the
+quantization-step tolerance `--verify` uses (2 steps: a .5 tie an integer kernel rounds the other
+way moves later layers a little).
+
+Needs g++-aarch64-linux-gnu and qemu-user (skips naming them otherwise); the x86 artifact runs
+only on a CPU with VNNI (compiled and disassembled elsewhere)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.compare import assert_outputs_match
+from edgec.infra.quant_steps import output_steps
+from edgec.ir import load_model
+from edgec.reference import run_ort
+from edgec.targets import get_target
+from edgec.targets.registry import missing_host_features
+from tests.passes.quant_models import write_npy_dir
+
+X86 = "x86-64-vnni"
+ARM = "armv8.2"
+SHAPE = (1, 8, 12, 12)
+
+
+def _init(name, a):
+    return numpy_helper.from_array(np.asarray(a, np.float32), name)
+
+
+def small_cnn(seed: int = 0) -> onnx.ModelProto:
+    """x[1,8,12,12] -> Conv3x3(32)+Relu -> depthwise Conv3x3+Clip(0,6) -> Conv1x1(32)+Relu -> + ->
+    Conv3x3 stride 2 (48) -> GlobalAveragePool -> Flatten -> Gemm(transB, 24) -> MatMul(16) -> y[1,16]."""
+    r = np.random.default_rng(seed)
+    inits = [_init("w1", r.normal(0, 0.2, (32, 8, 3, 3))), _init("b1", r.normal(0, 0.1, 32)),
+             _init("wd", r.normal(0, 0.4, (32, 1, 3, 3))), _init("bd", r.normal(0, 0.1, 32)),
+             _init("w2", r.normal(0, 0.2, (32, 32, 1, 1))), _init("b2", r.normal(0, 0.1, 32)),
+             _init("w3", r.normal(0, 0.1, (48, 32, 3, 3))), _init("b3", r.normal(0, 0.1, 48)),
+             _init("wg", r.normal(0, 0.3, (24, 48))), _init("bg", r.normal(0, 0.1, 24)),
+             _init("wm", r.normal(0, 0.3, (24, 16))), _init("lo", 0.0), _init("hi", 6.0)]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "wd", "bd"], ["cd"], pads=[1, 1, 1, 1], group=32, name="dwconv"),
+        helper.make_node("Clip", ["cd", "lo", "hi"], ["rd"], name="relu6"),
+        helper.make_node("Conv", ["rd", "w2", "b2"], ["c2"], name="conv2"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Add", ["r1", "r2"], ["s"], name="add"),
+        helper.make_node("Conv", ["s", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1], strides=[2, 2], name="conv3"),
+        helper.make_node("GlobalAveragePool", ["c3"], ["p"], name="gap"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wg", "bg"], ["g"], transB=1, name="gemm"),
+        helper.make_node("MatMul", ["g", "wm"], ["y"], name="matmul"),
+    ]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(SHAPE))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def _inputs(seed: int) -> dict[str, np.ndarray]:
+    return {"x": np.random.default_rng(seed).uniform(-1, 1, SHAPE).astype(np.float32)}
+
+
+def _disassembly(tool: str, lib) -> str:
+    return subprocess.run([tool, "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+
+
+def _count(asm: str, mnemonic: str) -> int:
+    return len(re.findall(rf"\t{mnemonic}\s", asm))
+
+
+def _quantize(run_cli, d):
+    src, out = d / "cnn.onnx", d / "cnn.int8.onnx"
+    onnx.save(small_cnn(), src)
+    calib = write_npy_dir(d / "calib", [_inputs(100 + i)["x"] for i in range(16)])
+    r = run_cli("quantize", src, "-o", out, "--calibration-data", calib)
+    assert r.code == 0, r
+    return out
+
+
+def _compile(run_cli, model, target: str, out):
+    from edgec.artifact import load_artifact
+
+    r = run_cli("compile", model, "-t", target, "-o", out)
+    assert r.code == 0, r
+    return load_artifact(out)
+
+
+def test_armv8_2_int8_runs_sdot_under_qemu_and_matches_x86_vnni(run_cli, tmp_path):
+    missing = [t for t in ("aarch64-linux-gnu-g++", "aarch64-linux-gnu-objdump", "qemu-aarch64", "objdump")
+               if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (apt packages in .ci/apt-packages.txt)")
+    from edgec.api import run_artifact
+
+    qdq_model = _quantize(run_cli, tmp_path)
+    arm = _compile(run_cli, qdq_model, ARM, tmp_path / "arm")
+    rules = arm.metadata["lowering"]["schedules"]
+    assert (rules.get("conv2d-int8"), rules.get("depthwise-nchwc"), rules.get("matmul_int8")) == (3, 1, 1), rules
+    asm = _disassembly("aarch64-linux-gnu-objdump", arm.library)
+    # 3 dense convs (16-channel blocks: 4 sdot each) and 2 matmuls
+    assert _count(asm, "sdot") >= 20, f"sdot in the armv8.2 library: {_count(asm, 'sdot')}"
+    x86 = _compile(run_cli, qdq_model, X86, tmp_path / "x86")
+    assert _count(_disassembly("objdump", x86.library), "vpdpbusd") >= 5
+    qdq = onnx.load(qdq_model)
+    (step,) = output_steps(load_model(qdq)).values()
+    ref = {s: run_ort(qdq, _inputs(s)) for s in (1, 2)}
+    scale = max(float(np.abs(r["y"]).max()) for r in ref.values())
+    # edgec's quantizer leaves the final MatMul float: no step of its own; 2 int8 steps of the output's
+    # magnitude, as --verify holds such outputs
+    step = step if step is not None else scale / 127
+    for s, expected in ref.items():
+        got_arm = run_artifact(arm, _inputs(s))
+        assert_outputs_match(got_arm, expected, atol=2 * step)
+        if missing_host_features(get_target(X86)):
+            continue
+        got_x86 = run_artifact(x86, _inputs(s))
+        assert_outputs_match(got_x86, expected, atol=2 * step)
+        # the bar: within one step; measured equal but for the float MatMul's rounding (0.0 here): the
+        # integer layers agree exactly (one integer unit off anywhere would move y by ~1e-2)
+        assert_outputs_match(got_arm, got_x86, atol=min(step, 1e-5 * scale))
+    if missing_host_features(get_target(X86)):
+        pytest.skip(f"this CPU lacks {missing_host_features(get_target(X86))}: the x86 VNNI artifact was "
+                    "compiled and disassembled, not run; armv8.2 checked against onnxruntime only")
+
+
+@pytest.mark.parametrize("target,fused", [("armv8.2", True), ("cortex-a55", True), ("cortex-a76", True),
+                                          (X86, True), ("armv8", False), ("cortex-a72", False), ("armv7", False)])
+def test_fuse_qdq_is_in_the_default_pipeline_where_int8_kernels_are(target, fused):
+    from edgec.pipelines import default_pipeline
+
+    assert ("fuse-qdq" in default_pipeline(get_target(target), 2).split(",")) == fused
