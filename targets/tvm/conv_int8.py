@@ -146,7 +146,15 @@ def _unshift(bb, yb, packed):
     wsum = relax.op.sum(relax.op.astype(packed, "int32"), axis=[1, 2, 3, 4, 6])  # [OC/16, 16]
     corr = relax.op.multiply(wsum, relax.const(128, "int32"))
     ocb = int(packed.ty.shape[0])
-    return bb.emit(relax.op.add(yb, relax.op.reshape(corr, [1, ocb, 1, 1, BLOCK])))
+    return bb.normalize(relax.op.add(yb, relax.op.reshape(corr, [1, ocb, 1, 1, BLOCK])))
+
+
+def candidate_blocks(x_ty, blocks) -> tuple[int, ...]:
+    """The channel blocks a conv2d with input type `x_ty` may take: the float ones (sized by the
+    target's vector lanes), and for uint8 (dot-product) convs also the kernel's 16, whatever the
+    lanes: on AArch64 (4 int32 lanes) the int8 convs then stay in NCHW16c from one to the next
+    instead of packing and unpacking around each."""
+    return (*blocks, BLOCK) if str(x_ty.dtype) == "uint8" and BLOCK not in blocks else tuple(blocks)
 
 
 def block_ok(x_ty, block: int) -> bool:

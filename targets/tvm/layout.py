@@ -324,7 +324,7 @@ def choose_block(mod: tvm.IRModule, lanes: int) -> int | None:
         w, y = c.args[1].ty, c.ty
         flops = float(_prod(w.shape) * _prod(list(y.shape)[2:]))
         total += flops
-        for b in (lanes, lanes // 2, lanes // 4):
+        for b in conv_int8.candidate_blocks(c.args[0].ty, (lanes, lanes // 2, lanes // 4)):
             if b >= 4 and _conv_ok(c, b):
                 work[b] = work.get(b, 0.0) + flops
     if not work or total == 0:
