@@ -1,4 +1,5 @@
-"""Which integer dot-product instructions a target has ("vnni", "sdot" or None), from its declared
+"""Which integer dot-product instructions a target has ("vnni", "sdot", "neon": NEON without a dot
+product, whose int8 kernels use widening multiply-accumulates; or None), from its declared
 features: what the int8 kernels (targets/tvm/schedules/int8_dot.py) are built with, and whether
 the default pipeline fuses QDQ regions into integer ops (edgec/pipelines.py). No TVM import."""
 
@@ -6,12 +7,14 @@ from __future__ import annotations
 
 
 def intrinsic_for(features) -> str | None:
-    """'vnni' / 'sdot' / None: the dot-product instruction a target with these features has."""
+    """'vnni' / 'sdot' / 'neon' / None: the dot-product instruction a target with these features has."""
     fs = {str(f).lstrip("+").replace("_", "").lower() for f in features}
     if "avx512vnni" in fs:
         return "vnni"
     if "dotprod" in fs:
         return "sdot"
+    if "neon" in fs:
+        return "neon"
     return None
 
 

@@ -30,6 +30,24 @@ def pack_index(o, i, y, x, k):
     return (o, i // BLOCK, y, x, (i % BLOCK) // GROUP, k, i % GROUP)
 
 
+def pack_index_oc_inner(o, i, y, x, k):
+    """OIHW16o kernel index -> packed [OC/16, IC/16, KH, KW, 4, 4, 16] (no dot product: per input
+    channel one contiguous vector of 16 output channels' weights)."""
+    return (o, i // BLOCK, y, x, (i % BLOCK) // GROUP, i % GROUP, k)
+
+
+def oc_inner(dot: str | None) -> bool:
+    """Whether the kernel is packed output-channel-innermost (`pack_index_oc_inner`): for targets
+    without a dot-product instruction (widening multiply-accumulate on the 16 output channels)."""
+    return dot not in ("vnni", "sdot")
+
+
+def shifts_input(dot: str | None) -> bool:
+    """Whether the conv reads its uint8 input as int8 x - 128: for `sdot` (int8 x int8 only) and for
+    the widening multiply path (int8 x int8 products fit 16 bits: smull)."""
+    return dot != "vnni"
+
+
 def _ints(xs) -> list[int]:
     return [int(v) for v in xs]
 
@@ -38,7 +56,9 @@ def conv2d_u8s8_nchwc(data, kernel, strides, padding, dilation, shift: bool = Fa
     """The int32 sum over the taps of data * kernel; `shift`: of (data - 128) * kernel (int8 data for
     `sdot`, always materialized by the input stage; padding reads as -128)."""
     n, icb, h, w, bi = _ints(data.shape)
-    ocb, icb2, kh, kw, g4, bo, g = _ints(kernel.shape)
+    ocb, icb2, kh, kw, g4, t0, t1 = _ints(kernel.shape)
+    inner = t1 == BLOCK  # [..., 4, 16] tiles: pack_index_oc_inner
+    bo, g = (t1, t0) if inner else (t0, t1)
     assert bi == BLOCK and bo == BLOCK and g == GROUP and g4 == BLOCK // GROUP and icb2 == icb
     sh, sw = strides
     dh, dw = dilation
@@ -53,7 +73,7 @@ def conv2d_u8s8_nchwc(data, kernel, strides, padding, dilation, shift: bool = Fa
         (n, ocb, oh, ow, bo),
         lambda b, o, y, x, k: te.sum(
             pad[b, rcb, y * sh + ry * dh, x * sw + rx * dw, rq * g + rg].astype("int32")
-            * kernel[o, rcb, ry, rx, rq, k, rg].astype("int32"),
+            * (kernel[o, rcb, ry, rx, rq, rg, k] if inner else kernel[o, rcb, ry, rx, rq, k, rg]).astype("int32"),
             axis=[rcb, ry, rx, rq, rg]),
         name=CONV_U8_BLOCK)
 
@@ -99,13 +119,15 @@ def _pad_u8(data, pt, pl, pb, pr, name, shift: bool = False):
     return te.compute((n, cb, h + pt + pb, w + pl + pr, b), f, name=name)
 
 
-def _pack_kernel(bb, w, blocked: bool):
-    """The kernel (OIHW16o, or OIHW with channels padded to 16) as [OC/16, IC/16, KH, KW, 4, 16, 4]."""
+def _pack_kernel(bb, w, blocked: bool, inner: bool = False):
+    """The kernel (OIHW16o, or OIHW with channels padded to 16) as [OC/16, IC/16, KH, KW, 4, 16, 4]
+    (`inner`: [..., 4, 4, 16], pack_index_oc_inner)."""
+    pack = pack_index_oc_inner if inner else pack_index
     if blocked:
-        index = pack_index
+        index = pack
     else:
         def index(o, i, y, x):
-            return pack_index(o // BLOCK, i, y, x, o % BLOCK)
+            return pack(o // BLOCK, i, y, x, o % BLOCK)
     oc, ic = int(w.ty.shape[0]) * (BLOCK if blocked else 1), int(w.ty.shape[1])
     padded = oc % BLOCK or ic % BLOCK
     return bb.normalize(relax.op.layout_transform(w, index_map=index, pad_value=0 if padded else None))
@@ -123,11 +145,11 @@ def legalize(bb, call, dot: str | None = "vnni"):
     if int(a.groups) != 1:
         return _legalize_depthwise(bb, call)
     layouts = (str(a.data_layout), str(a.kernel_layout), str(a.out_layout))
-    shift = dot == "sdot"
+    shift, inner = shifts_input(dot), oc_inner(dot)
     kw = {"strides": _ints(a.strides), "padding": _ints(a.padding), "dilation": _ints(a.dilation),
           "shift": shift, "primfunc_name_hint": "conv2d_u8s8"}
     if layouts == (f"NCHW{BLOCK}c", f"OIHW{BLOCK}o", f"NCHW{BLOCK}c"):
-        packed = bb.emit(_pack_kernel(bb, w, True))
+        packed = bb.emit(_pack_kernel(bb, w, True, inner))
         return _unshift(bb, bb.emit_te(conv2d_u8s8_nchwc, x, packed, **kw), packed) if shift else \
             bb.call_te(conv2d_u8s8_nchwc, x, packed, **kw)
     if layouts != ("NCHW", "OIHW", "NCHW"):
@@ -135,7 +157,7 @@ def legalize(bb, call, dot: str | None = "vnni"):
     ic, oc = int(x.ty.shape[1]), int(w.ty.shape[0])
     xb = bb.normalize(relax.op.layout_transform(
         x, index_map=lambda n, c, y, x_: (n, c // BLOCK, y, x_, c % BLOCK), pad_value=0 if ic % BLOCK else None))
-    packed = bb.emit(_pack_kernel(bb, w, False))
+    packed = bb.emit(_pack_kernel(bb, w, False, inner))
     yb = bb.emit_te(conv2d_u8s8_nchwc, xb, packed, **kw)
     return _unpack(bb, _unshift(bb, yb, packed) if shift else yb, oc)
 
@@ -143,7 +165,8 @@ def legalize(bb, call, dot: str | None = "vnni"):
 def _unshift(bb, yb, packed):
     """yb + 128 * (sum of the packed kernel per output channel), [1, OC/16, 1, 1, 16] int32: undoes
     the input shift of the `sdot` kernel (the sum folds to a constant with the kernel)."""
-    wsum = relax.op.sum(relax.op.astype(packed, "int32"), axis=[1, 2, 3, 4, 6])  # [OC/16, 16]
+    inner = int(packed.ty.shape[-1]) == BLOCK
+    wsum = relax.op.sum(relax.op.astype(packed, "int32"), axis=[1, 2, 3, 4, 5 if inner else 6])  # [OC/16, 16]
     corr = relax.op.multiply(wsum, relax.const(128, "int32"))
     ocb = int(packed.ty.shape[0])
     return bb.normalize(relax.op.add(yb, relax.op.reshape(corr, [1, ocb, 1, 1, BLOCK])))

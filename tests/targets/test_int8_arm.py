@@ -27,6 +27,8 @@ from edgec.reference import run_ort
 from edgec.targets import get_target
 from edgec.targets.registry import missing_host_features
 from tests.passes.quant_models import write_npy_dir
+from tests.targets.arm_models import io_metadata
+from tests.targets.qlinear_util import one_node_model, qdata, run_ort_exact
 
 X86 = "x86-64-vnni"
 ARM = "armv8.2"
@@ -137,8 +139,91 @@ def test_armv8_2_int8_runs_sdot_under_qemu_and_matches_x86_vnni(run_cli, tmp_pat
 
 
 @pytest.mark.parametrize("target,fused", [("armv8.2", True), ("cortex-a55", True), ("cortex-a76", True),
-                                          (X86, True), ("armv8", False), ("cortex-a72", False), ("armv7", False)])
+                                          (X86, True), ("armv8", True), ("cortex-a72", True), ("armv7", True),
+                                          ("x86-64", False), ("cuda-sm86", False)])
 def test_fuse_qdq_is_in_the_default_pipeline_where_int8_kernels_are(target, fused):
     from edgec.pipelines import default_pipeline
 
     assert ("fuse-qdq" in default_pipeline(get_target(target), 2).split(",")) == fused
+
+
+# Single int8 ops on ARM, run under qemu, bit for bit against onnxruntime with exact integer products
+# (the same cases as test_qconv_int8.py / test_int8_matmul.py run on x86 VNNI): armv8.2 tensorized
+# with sdot, plain armv8 (no dotprod) with widening multiply-accumulates.
+KERNEL_TARGETS = {"armv8.2": ("sdot", "sdot"), "armv8": ("neon", "smull")}
+
+
+def _run_int8_op(proto, inputs, target: str, tmp_path):
+    """Lower with the target's int8 family, build, run the bundle under qemu: (outputs, schedule
+    rules, disassembly)."""
+    from edgec.targets.tvm import bundle, emulate
+    from edgec.targets.tvm.build import build_library
+    from edgec.targets.tvm.lower import lower_model
+
+    spec = get_target(target)
+    missing = [t for t in (spec.cross_compiler, spec.emulator[0], "aarch64-linux-gnu-objdump") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (apt packages in .ci/apt-packages.txt)")
+    mod, _ = lower_model(load_model(proto), dot=KERNEL_TARGETS[target][0])
+    res = build_library(mod, spec, tmp_path / "m.so")
+    asm = _disassembly("aarch64-linux-gnu-objdump", res.library)
+    out = emulate.run_bundle(bundle.make_bundle(spec, res.library, io_metadata(proto), tmp_path / "bundle"),
+                             spec, inputs)
+    return out, res.schedules, asm
+
+
+def _assert_exact(got, expected):
+    assert set(got) == set(expected)
+    for k, e in expected.items():
+        assert got[k].shape == e.shape and got[k].dtype == e.dtype, (k, got[k].shape, got[k].dtype, e.shape, e.dtype)
+        np.testing.assert_array_equal(got[k], e, err_msg=k)
+
+
+CONV_CASES = ("3x3-stride2-pad-x-zp", "odd-channels", "relu-fused", "depthwise-odd-stride2-x-zp")
+
+
+@pytest.mark.parametrize("target", sorted(KERNEL_TARGETS))
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_int8_conv_on_arm_matches_onnxruntime_exactly(target, case, tmp_path):
+    from tests.targets.test_qconv_int8 import CASES, _conv_model
+
+    proto, inputs = _conv_model(3, **CASES[case])
+    got, rules, asm = _run_int8_op(proto, inputs, target, tmp_path)
+    depthwise = CASES[case].get("group", 1) > 1
+    assert rules.get("depthwise-nchwc" if depthwise else "conv2d-int8"), rules
+    if not depthwise:
+        assert _count(asm, KERNEL_TARGETS[target][1]) >= 4, KERNEL_TARGETS[target]
+    _assert_exact(got, run_ort_exact(proto, inputs))
+
+
+@pytest.mark.parametrize("target", sorted(KERNEL_TARGETS))
+@pytest.mark.parametrize("case", ["qlinear-uint8", "qlinear-int8", "qgemm", "b-input"])
+def test_int8_matmul_on_arm_matches_onnxruntime_exactly(target, case, tmp_path):
+    rng = np.random.default_rng(43)
+    u8, i8 = np.uint8, np.int8
+    if case == "qgemm":
+        a, b = qdata(rng, (19, 52), u8), qdata(rng, (35, 52), i8)
+        consts = [("sa", np.float32(0.03)), ("za", u8(126)), ("b", b),
+                  ("sb", rng.uniform(0.002, 0.006, 35).astype(np.float32)), ("zb", np.zeros(35, i8)),
+                  ("c", rng.integers(-30000, 30000, 35).astype(np.int32)), ("sy", np.float32(0.3)), ("zy", u8(128))]
+        proto = one_node_model("QGemm", {"a": a}, consts, TensorProto.UINT8, [19, 35], domain="com.microsoft",
+                               order=["a", "sa", "za", "b", "sb", "zb", "c", "sy", "zy"], transB=1, alpha=0.75)
+        inputs = {"a": a}
+    elif case == "b-input":  # B known only at run time: the generic path (must not use the kernel)
+        a, b = qdata(rng, (6, 20), u8), qdata(rng, (20, 9), i8)
+        inputs = {"a": a, "b": b}
+        proto = one_node_model("MatMulInteger", inputs, [], TensorProto.INT32, None, model_opset=13, order=["a", "b"])
+    else:
+        at = u8 if case == "qlinear-uint8" else i8
+        a, b = qdata(rng, (3, 7, 40), at), qdata(rng, (40, 33), i8)
+        consts = [("sa", np.float32(0.05)), ("za", at(120 if at == u8 else -4)), ("b", b),
+                  ("sb", rng.uniform(0.002, 0.006, 33).astype(np.float32)), ("zb", np.zeros(33, i8)),
+                  ("sy", np.float32(0.6)), ("zy", at(128 if at == u8 else 5))]
+        proto = one_node_model("QLinearMatMul", {"a": a}, consts, TensorProto.UINT8 if at == u8 else TensorProto.INT8,
+                               None, model_opset=13, order=["a", "sa", "za", "b", "sb", "zb", "sy", "zy"])
+        inputs = {"a": a}
+    got, rules, asm = _run_int8_op(proto, inputs, target, tmp_path)
+    assert bool(rules.get("matmul_int8")) == (case != "b-input"), rules
+    if case != "b-input":
+        assert _count(asm, KERNEL_TARGETS[target][1]) >= 2, KERNEL_TARGETS[target]
+    _assert_exact(got, run_ort_exact(proto, inputs))

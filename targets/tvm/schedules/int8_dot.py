@@ -78,8 +78,11 @@ TensorIntrin.register(SDOT_4x4, _desc(4, "int8"), _impl(4, "int8", "llvm.aarch64
                       override=True)
 
 
-# (intrinsic, output lanes, activation dtype the intrinsic reads) per instruction family
+# (intrinsic, output lanes, activation dtype the intrinsic reads) per instruction family; "neon"
+# (ARM NEON without dotprod) has no intrinsic: the kernels' vector loops become widening
+# multiply-accumulates (int8 x int8 -> int16 products -> int32)
 INTRINSICS = {
     "vnni": (VNNI_16x4, 16, "uint8"),
     "sdot": (SDOT_4x4, 4, "int8"),
+    "neon": (None, 16, "int8"),
 }
