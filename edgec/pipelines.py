@@ -12,8 +12,7 @@ A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec
      RMSNorm/SiLU/HardSwish recognition, activation fusion into Conv/Gemm/MatMul, transpose and
      reshape folding; QDQ regions fused into integer ops (`fuse-qdq`) on targets with int8
      kernels (AVX-512 VNNI, ARM NEON); NHWC targets (ARM) also convert to NHWC (`to-nhwc`), NCHW
-     CPU targets pad
-     activation channels to the vector block (`pad-channels`); then cleanup again
+     CPU targets pad activation channels to the vector block (`pad-channels`); then cleanup again
 -O3  as -O2 (reserved for layout and schedule choices that trade compile time for speed)
 """
 
