@@ -19,7 +19,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import tvm
 from tvm import relax
 from tvm.support import cc
@@ -99,7 +98,7 @@ class _PlanBuilder:
     def const(self, c) -> int:
         key = c  # relax exprs hash/compare by object identity
         if key not in self.const_ids:
-            arr = np.ascontiguousarray(c.value.numpy())
+            arr = c.value.numpy().copy(order="C")  # ascontiguousarray makes a 0-d scalar 1-d
             self.plan.consts += b"\0" * (-len(self.plan.consts) % 64)
             offset = len(self.plan.consts)
             self.plan.consts += arr.tobytes()

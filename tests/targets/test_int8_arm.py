@@ -227,3 +227,20 @@ def test_int8_matmul_on_arm_matches_onnxruntime_exactly(target, case, tmp_path):
     if case != "b-input":
         assert _count(asm, KERNEL_TARGETS[target][1]) >= 2, KERNEL_TARGETS[target]
     _assert_exact(got, run_ort_exact(proto, inputs))
+
+
+def test_armv7_runs_the_int8_model_through_its_call_plan(run_cli, tmp_path):
+    """armv7 (no TVM runtime: kernels + call plan) runs the fused int8 model; its scalar (0-d)
+    quantization constants reach the kernels as 0-d tensors."""
+    missing = [t for t in ("arm-linux-gnueabihf-g++", "qemu-arm") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)} (apt packages in .ci/apt-packages.txt)")
+    from edgec.api import run_artifact
+
+    qdq_model = _quantize(run_cli, tmp_path)
+    art = _compile(run_cli, qdq_model, "armv7", tmp_path / "armv7")
+    assert art.metadata["pipeline"]["ops_after"].get("QLinearConv") == 4, art.metadata["pipeline"]["ops_after"]
+    qdq = onnx.load(qdq_model)
+    for s in (1, 2):
+        expected = run_ort(qdq, _inputs(s))
+        assert_outputs_match(run_artifact(art, _inputs(s)), expected, atol=2 * float(np.abs(expected["y"]).max()) / 127)
