@@ -162,13 +162,18 @@ _CONTROL_FLOW = ("call plan: the model has run-time control flow (If or Loop); a
                  "fixed list of kernels: compile it for an armv8 or x86 target")
 
 
-def _legalize(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    passes = [relax.transform.DecomposeOpsForInference()]
-    passes += relax.backend.cpu_generic.pipeline.library_dispatch_passes(target)
-    passes += relax.backend.cpu_generic.pipeline.legalize_passes(target)
-    passes += [relax.transform.DeadCodeElimination(["main"])]
+def _legalize(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec) -> tvm.IRModule:
+    """The CPU backend's graph optimization and rule schedules (build.optimize_relax, build.schedule:
+    blocked layout, edgec's kernels, int8 kernels), as for a VM library; the kernels' parallel loops
+    run serially in the plan runtime (its ParallelLaunch runs one task)."""
+    from edgec.targets.tvm.build import optimize_relax, schedule
+
     with target:
-        return tvm.transform.Sequential(passes)(mod)
+        mod = tvm.transform.Sequential(relax.backend.cpu_generic.pipeline.library_dispatch_passes(target))(mod)
+    mod = optimize_relax(mod, target, spec)
+    mod = schedule(mod, spec, target, threads=1)
+    with target:
+        return relax.transform.DeadCodeElimination(["main"])(mod)
 
 
 def lower_to_plan(mod: tvm.IRModule, spec: TargetSpec,
@@ -176,7 +181,7 @@ def lower_to_plan(mod: tvm.IRModule, spec: TargetSpec,
     """Legalize and fuse `mod` (a Relax module with `main`, weights bound as constants) and turn
     `main` into a `Plan`; `plan.kernels` is the IRModule of PrimFuncs to compile."""
     target = tvm.target.Target(spec.tvm)
-    mod = _legalize(mod, target)
+    mod = _legalize(mod, target, spec)
     main = mod["main"]
     num_input = main.attrs.get("num_input") if main.attrs is not None else None
     if num_input is not None and int(num_input) != len(main.params):
