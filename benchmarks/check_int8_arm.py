@@ -33,7 +33,7 @@ from models import sample_inputs, write_all  # noqa: E402
 
 MNEMONICS = {
     "aarch64": ("sdot", "udot", "smull", "smull2", "smlal", "smlal2", "sadalp", "saddw", "saddw2", "mla"),
-    "armv7": ("vmull.s8", "vmlal.s8", "vmull.s16", "vmlal.s16", "vpadal.s16", "vaddw.s16", "vmla.i32", "vmla.i16"),
+    "armv7": ("vmovl.s8", "vmull.s8", "vmlal.s8", "vmull.s16", "vmlal.s16", "vpadal.s16", "vaddw.s16", "vmla.i32", "vmla.i16"),
     "x86_64": ("vpdpbusd", "vpmaddwd", "vpmaddubsw", "vpmulld"),
 }
 OBJDUMP = {"aarch64": "aarch64-linux-gnu-objdump", "armv7": "arm-linux-gnueabihf-objdump", "x86_64": "objdump"}
@@ -81,7 +81,7 @@ def main():
             spec = get_target(t)
             print(f"{name} {t}: compiled in {time.time() - t0:.0f} s; "
                   f"instructions {instruction_counts(arts[t].library, spec.arch)}; "
-                  f"schedules {arts[t].metadata['lowering'].get('schedules', 'none (call plan: TVM generic kernels)')}", flush=True)
+                  f"schedules {arts[t].metadata['lowering'].get('schedules', 'not recorded (call plan)')}", flush=True)
         steps = output_steps(load_model(qp))
         worst: dict = {t: {"x86": 0.0, "ort": 0.0, "cos": 1.0, "s": 0.0} for t in arms}
         for s in range(1000, 1000 + a.inputs):
