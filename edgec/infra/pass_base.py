@@ -33,6 +33,9 @@ class Pass:
     # True for a pass that changes the model's numbers by design (quantization): --verify does not
     # compare across it but takes its output, run by onnxruntime, as the new reference
     changes_numerics: ClassVar[bool] = False
+    # with changes_numerics: the result still computes in float (weight-only quantization), so what
+    # follows is held to --verify's float tolerance, not to quantization steps
+    float_arithmetic: ClassVar[bool] = False
 
     def __init__(self, **opts: Any):
         unknown = set(opts) - set(self.options)

@@ -91,7 +91,7 @@ def inline_consumers(sch: s_tir.Schedule, anchor, ctx):
     if not is_elementwise_chain(sch, after):
         raise ValueError("non-spatial block after the anchor")
     size = _elements(sch, anchor)
-    cut = next((i for i, b in enumerate(after) if _elements(sch, b) > size), len(after))
+    cut = next((i for i, b in enumerate(after) if _more_points(sch, b, size)), len(after))
     near, far = after[:cut], after[cut:]
     if far:
         for b in far[:-1]:
@@ -125,25 +125,39 @@ def schedule_spatial(sch: s_tir.Schedule, block, ctx) -> None:
         parallel_outer(sch, outer, ctx.threads * 4)
 
 
-def _elements(sch: s_tir.Schedule, block) -> int:
-    """Points of the block's spatial domain."""
+def _elements(sch: s_tir.Schedule, block):
+    """Points of the block's spatial domain: an int, or a TIR expression over symbolic dims."""
     from tvm import tirx
 
     n = 1
     for iv in sch.get(block).iter_vars:
         if iv.iter_type == tirx.IterVar.DataPar:
-            n *= int(iv.dom.extent)
+            n = n * (int(iv.dom.extent) if isinstance(iv.dom.extent, tirx.IntImm) else iv.dom.extent)
     return n
+
+
+def _more_points(sch: s_tir.Schedule, block, size) -> bool:
+    """Whether `block` may compute more points than `size` (not provably at most as many)."""
+    n = _elements(sch, block)
+    if isinstance(n, int) and isinstance(size, int):
+        return n > size
+    import tvm
+    from tvm.tirx import analysis
+
+    an = tvm.sym.Analyzer()
+    for v in {*analysis.undefined_vars(tvm.tirx.const(0, "int64") + n), *analysis.undefined_vars(size + 0)}:
+        dt = str(v.ty.dtype)
+        an.bind(v, tvm.ir.Range(tvm.tirx.const(0, dt), tvm.tirx.const(1 << 40, dt)))  # dims: >= 0
+    return not an.can_prove(n <= size)
 
 
 def schedule_tail(sch: s_tir.Schedule, block, lanes: int) -> None:
     """Vectorize the innermost loop of a block placed under a tile loop; unroll the rest."""
-    loops = sch.get_loops(block)
-    ext = extents(sch, loops)
-    inner = loops[-1]
-    w = vector_width(ext[-1], lanes)
+    inner = sch.get_loops(block)[-1]
+    ext = extents(sch, [inner])[0]
+    w = vector_width(ext, lanes)
     if w > 1:
-        if ext[-1] > w:
+        if ext > w:
             _, inner = sch.split(inner, [None, w])
         sch.vectorize(inner)
 
