@@ -230,9 +230,11 @@ def test_int8_matmul_on_arm_matches_onnxruntime_exactly(target, case, tmp_path):
 
 
 def test_armv7_runs_the_int8_model_through_its_call_plan(run_cli, tmp_path):
-    """armv7 (no TVM runtime: kernels + call plan) runs the fused int8 model; its scalar (0-d)
-    quantization constants reach the kernels as 0-d tensors."""
-    missing = [t for t in ("arm-linux-gnueabihf-g++", "qemu-arm") if shutil.which(t) is None]
+    """armv7 (no TVM runtime: kernels + call plan) runs the fused int8 model on the int8 kernels
+    (widening multiply-accumulates); its scalar (0-d) quantization constants reach the kernels as
+    0-d tensors."""
+    missing = [t for t in ("arm-linux-gnueabihf-g++", "arm-linux-gnueabihf-objdump", "qemu-arm")
+               if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (apt packages in .ci/apt-packages.txt)")
     from edgec.api import run_artifact
@@ -240,6 +242,11 @@ def test_armv7_runs_the_int8_model_through_its_call_plan(run_cli, tmp_path):
     qdq_model = _quantize(run_cli, tmp_path)
     art = _compile(run_cli, qdq_model, "armv7", tmp_path / "armv7")
     assert art.metadata["pipeline"]["ops_after"].get("QLinearConv") == 4, art.metadata["pipeline"]["ops_after"]
+    rules = art.metadata["lowering"]["schedules"]
+    assert (rules.get("conv2d-int8"), rules.get("depthwise-nchwc"), rules.get("matmul_int8")) == (3, 1, 1), rules
+    # widening multiply-accumulate: int8 -> int16 (vmovl.s8), int16 x int16 + int32 (vmlal.s16)
+    n = _count(_disassembly("arm-linux-gnueabihf-objdump", art.library), "vmlal.s16")
+    assert n >= 20, f"vmlal.s16 in the armv7 library: {n}"
     qdq = onnx.load(qdq_model)
     for s in (1, 2):
         expected = run_ort(qdq, _inputs(s))
