@@ -50,7 +50,7 @@ STAGES: tuple[Stage, ...] = (
     # shape-determining runtime inputs that the (now inferred) static shapes fix become guarded constants
     Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes,specialize-shape-inputs", frozenset({0, 1, 2, 3})),
     # QDQ regions into integer ops where the backend has int8 kernels for them (targets/dot.py)
-    Stage("fuse-qdq", _O2_UP, dots=frozenset({"vnni", "sdot", "neon"})),
+    Stage("fuse-qdq", _O2_UP, dots=frozenset({"vnni", "sdot", "neon", "pmaddwd"})),
     Stage(FUSION_PIPELINE, _O2_UP),
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
     # channels padded to the CPU backend's vector block (the block comes from the target: see api.optimize)

@@ -1,5 +1,6 @@
 """Which integer dot-product instructions a target has ("vnni", "sdot", "neon": NEON without a dot
-product, whose int8 kernels use widening multiply-accumulates; or None), from its declared
+product, whose int8 kernels use widening multiply-accumulates; "pmaddwd": AVX2, int16 pairs; or
+None), from its declared
 features: what the int8 kernels (targets/tvm/schedules/int8_dot.py) are built with, and whether
 the default pipeline fuses QDQ regions into integer ops (edgec/pipelines.py). No TVM import."""
 
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 
 def intrinsic_for(features) -> str | None:
-    """'vnni' / 'sdot' / 'neon' / None: the dot-product instruction a target with these features has."""
+    """'vnni' / 'sdot' / 'neon' / 'pmaddwd' (AVX2 without VNNI) / None: the dot-product instruction a
+    target with these features has."""
     fs = {str(f).lstrip("+").replace("_", "").lower() for f in features}
     if "avx512vnni" in fs:
         return "vnni"
@@ -15,6 +17,8 @@ def intrinsic_for(features) -> str | None:
         return "sdot"
     if "neon" in fs:
         return "neon"
+    if "avx2" in fs:
+        return "pmaddwd"
     return None
 
 

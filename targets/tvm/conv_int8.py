@@ -25,9 +25,10 @@ BLOCK = 16  # output channels per vpdpbusd
 GROUP = 4   # input channels per int32 lane
 
 
-def pack_index(o, i, y, x, k):
-    """OIHW16o kernel index -> packed [OC/16, IC/16, KH, KW, 4, 16, 4] index."""
-    return (o, i // BLOCK, y, x, (i % BLOCK) // GROUP, k, i % GROUP)
+def pack_index(o, i, y, x, k, group: int = GROUP):
+    """OIHW16o kernel index -> packed [OC/16, IC/16, KH, KW, 16/g, 16, g] index (g = `group` input
+    channels per int32 lane: 4 for vpdpbusd/sdot, 2 for vpmaddwd)."""
+    return (o, i // BLOCK, y, x, (i % BLOCK) // group, k, i % group)
 
 
 def pack_index_oc_inner(o, i, y, x, k):
@@ -39,33 +40,40 @@ def pack_index_oc_inner(o, i, y, x, k):
 def oc_inner(dot: str | None) -> bool:
     """Whether the kernel is packed output-channel-innermost (`pack_index_oc_inner`): for targets
     without a dot-product instruction (widening multiply-accumulate on the 16 output channels)."""
-    return dot not in ("vnni", "sdot")
+    return dot not in ("vnni", "sdot", "pmaddwd")
 
 
 def shifts_input(dot: str | None) -> bool:
     """Whether the conv reads its uint8 input as int8 x - 128: for `sdot` (int8 x int8 only) and for
     the widening multiply path (int8 x int8 products fit 16 bits: smull)."""
-    return dot != "vnni"
+    return dot not in ("vnni", "pmaddwd")
+
+
+def widens_to_int16(dot: str | None) -> bool:
+    """Whether input and kernel are int16 (`vpmaddwd` multiplies int16 pairs; 2 input channels per
+    lane): uint8 and int8 values as they are, exact."""
+    return dot == "pmaddwd"
 
 
 def _ints(xs) -> list[int]:
     return [int(v) for v in xs]
 
 
-def conv2d_u8s8_nchwc(data, kernel, strides, padding, dilation, shift: bool = False):
+def conv2d_u8s8_nchwc(data, kernel, strides, padding, dilation, shift: bool = False, widen: bool = False):
     """The int32 sum over the taps of data * kernel; `shift`: of (data - 128) * kernel (int8 data for
-    `sdot`, always materialized by the input stage; padding reads as -128)."""
+    `sdot`, always materialized by the input stage; padding reads as -128); `widen`: the input stage
+    makes the data int16 (for the int16 kernel of `vpmaddwd`)."""
     n, icb, h, w, bi = _ints(data.shape)
     ocb, icb2, kh, kw, g4, t0, t1 = _ints(kernel.shape)
-    inner = t1 == BLOCK  # [..., 4, 16] tiles: pack_index_oc_inner
+    inner = t1 == BLOCK and t0 != BLOCK  # [..., 4, 16] tiles: pack_index_oc_inner
     bo, g = (t1, t0) if inner else (t0, t1)
-    assert bi == BLOCK and bo == BLOCK and g == GROUP and g4 == BLOCK // GROUP and icb2 == icb
+    assert bi == BLOCK and bo == BLOCK and g in (2, 4) and g4 == BLOCK // g and icb2 == icb
     sh, sw = strides
     dh, dw = dilation
     pt, pl, pb, pr = padding
     oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
-    pad = _pad_u8(data, pt, pl, pb, pr, PAD_U8_BLOCK, shift)
+    pad = _pad_u8(data, pt, pl, pb, pr, PAD_U8_BLOCK, shift, widen)
     rcb = te.reduce_axis((0, icb), "rcb")
     ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
     rq, rg = te.reduce_axis((0, g4), "rq"), te.reduce_axis((0, g), "rg")
@@ -100,13 +108,16 @@ def dwconv2d_u8s8_nchwc(data, kernel, strides, padding, dilation):
         name=DWCONV_BLOCK)
 
 
-def _pad_u8(data, pt, pl, pb, pr, name, shift: bool = False):
-    """Zero-padded uint8 input; `shift`: as int8 x - 128 (padding -128), a stage even without padding."""
+def _pad_u8(data, pt, pl, pb, pr, name, shift: bool = False, widen: bool = False):
+    """Zero-padded uint8 input; `shift`: as int8 x - 128 (padding -128), `widen`: as int16; either
+    way a stage even without padding."""
     n, cb, h, w, b = _ints(data.shape)
-    if not (pt or pl or pb or pr or shift):
+    if not (pt or pl or pb or pr or shift or widen):
         return data
 
     def value(v):
+        if widen:
+            return v.astype("int16")
         return (v.astype("int32") - 128).astype("int8") if shift else v
 
     def f(i, j, y, x, k):
@@ -114,15 +125,19 @@ def _pad_u8(data, pt, pl, pb, pr, name, shift: bool = False):
             return value(data[i, j, y, x, k])
         inside = tirx.all(y >= pt, y < h + pt, x >= pl, x < w + pl)
         return tirx.if_then_else(inside, value(data[i, j, y - pt, x - pl, k]),
-                                 tirx.const(-128 if shift else 0, "int8" if shift else data.dtype))
+                                 tirx.const(-128 if shift else 0, "int16" if widen else "int8" if shift else data.dtype))
 
     return te.compute((n, cb, h + pt + pb, w + pl + pr, b), f, name=name)
 
 
-def _pack_kernel(bb, w, blocked: bool, inner: bool = False):
+def _pack_kernel(bb, w, blocked: bool, inner: bool = False, widen: bool = False):
     """The kernel (OIHW16o, or OIHW with channels padded to 16) as [OC/16, IC/16, KH, KW, 4, 16, 4]
-    (`inner`: [..., 4, 4, 16], pack_index_oc_inner)."""
-    pack = pack_index_oc_inner if inner else pack_index
+    (`inner`: [..., 4, 4, 16], pack_index_oc_inner; `widen`: int16 [..., 8, 16, 2] for vpmaddwd)."""
+    if widen:
+        def pack(o, i, y, x, k):
+            return pack_index(o, i, y, x, k, 2)
+    else:
+        pack = pack_index_oc_inner if inner else pack_index
     if blocked:
         index = pack
     else:
@@ -130,7 +145,8 @@ def _pack_kernel(bb, w, blocked: bool, inner: bool = False):
             return pack(o // BLOCK, i, y, x, o % BLOCK)
     oc, ic = int(w.ty.shape[0]) * (BLOCK if blocked else 1), int(w.ty.shape[1])
     padded = oc % BLOCK or ic % BLOCK
-    return bb.normalize(relax.op.layout_transform(w, index_map=index, pad_value=0 if padded else None))
+    packed = relax.op.layout_transform(w, index_map=index, pad_value=0 if padded else None)
+    return bb.normalize(relax.op.astype(packed, "int16") if widen else packed)
 
 
 def legalize(bb, call, dot: str | None = "vnni"):
@@ -145,11 +161,11 @@ def legalize(bb, call, dot: str | None = "vnni"):
     if int(a.groups) != 1:
         return _legalize_depthwise(bb, call)
     layouts = (str(a.data_layout), str(a.kernel_layout), str(a.out_layout))
-    shift, inner = shifts_input(dot), oc_inner(dot)
+    shift, inner, widen = shifts_input(dot), oc_inner(dot), widens_to_int16(dot)
     kw = {"strides": _ints(a.strides), "padding": _ints(a.padding), "dilation": _ints(a.dilation),
-          "shift": shift, "primfunc_name_hint": "conv2d_u8s8"}
+          "shift": shift, "widen": widen, "primfunc_name_hint": "conv2d_u8s8"}
     if layouts == (f"NCHW{BLOCK}c", f"OIHW{BLOCK}o", f"NCHW{BLOCK}c"):
-        packed = bb.emit(_pack_kernel(bb, w, True, inner))
+        packed = bb.emit(_pack_kernel(bb, w, True, inner, widen))
         return _unshift(bb, bb.emit_te(conv2d_u8s8_nchwc, x, packed, **kw), packed) if shift else \
             bb.call_te(conv2d_u8s8_nchwc, x, packed, **kw)
     if layouts != ("NCHW", "OIHW", "NCHW"):
@@ -157,7 +173,7 @@ def legalize(bb, call, dot: str | None = "vnni"):
     ic, oc = int(x.ty.shape[1]), int(w.ty.shape[0])
     xb = bb.normalize(relax.op.layout_transform(
         x, index_map=lambda n, c, y, x_: (n, c // BLOCK, y, x_, c % BLOCK), pad_value=0 if ic % BLOCK else None))
-    packed = bb.emit(_pack_kernel(bb, w, False, inner))
+    packed = bb.emit(_pack_kernel(bb, w, False, inner, widen))
     yb = bb.emit_te(conv2d_u8s8_nchwc, xb, packed, **kw)
     return _unpack(bb, _unshift(bb, yb, packed) if shift else yb, oc)
 

@@ -44,8 +44,9 @@ def _tile(ocb: int, ow: int, budget: int) -> tuple[int, int]:
 
 def default_knobs(sch, ctx) -> dict:
     _, ocb, oh, ow, _, icb, kh, kw, _, _ = C.extents(sch, sch.get_loops(C.find_block(sch, CONV_U8_BLOCK)))
-    # 16 int32 accumulators per output block: one register for VNNI, four on NEON (sdot or not)
-    per_block = max(16 // ctx.lanes, 1)
+    # 16 int32 accumulators per output block: one register for VNNI, two for vpmaddwd (ymm), four on
+    # NEON (sdot or not)
+    per_block = max(16 // min(ctx.lanes, INTRINSICS[ctx.dot][1]), 1)
     ot, wt = _tile(ocb, ow, max((ctx.registers - 8) // per_block, 2))
     return {"ot": ot, "wt": wt, "par": 4 if oh * ow <= 256 else 8}
 

@@ -32,15 +32,27 @@ def _intrinsic(sch, gemm) -> tuple[str | None, int]:
     """(tensor intrinsic, lanes) from the packed B [N/L, K/4, L, 4] and A's dtype; (None, 16) for
     the widening layout [N/16, K/4, 4, 16] (int8 A)."""
     blk = sch.get(gemm)
-    packed = [r.source for r in blk.reads if len(r.source.shape) == 4 and str(r.source.dtype) == "int8"]
-    if len(packed) != 1:
-        raise ValueError("no packed B")
-    lanes, n_inner = packed_lanes(packed[0].shape)
-    a_types = {str(r.source.dtype) for r in blk.reads if not r.source.same_as(packed[0])} - {"int32"}
+    packed = _packed(sch, gemm)
+    lanes, n_inner, _ = packed_lanes(packed.shape)
+    a_types = {str(r.source.dtype) for r in blk.reads if not r.source.same_as(packed)} - {"int32"}
     for intrin, n, a_type in INTRINSICS.values():
         if n == lanes and a_types == {a_type} and (intrin is None) == n_inner:
             return intrin, lanes
     raise ValueError(f"no dot-product intrinsic for {lanes} lanes and A {a_types}")
+
+
+def _packed(sch, gemm):
+    """The packed B buffer the gemm block reads (4-D, int8 or int16)."""
+    packed = [r.source for r in sch.get(gemm).reads
+              if len(r.source.shape) == 4 and str(r.source.dtype) in ("int8", "int16")]
+    if len(packed) != 1:
+        raise ValueError("no packed B")
+    return packed[0]
+
+
+def _group(sch, gemm) -> int:
+    """k's per step of the packed B (4, or 2 for vpmaddwd's int16 pairs)."""
+    return packed_lanes(_packed(sch, gemm).shape)[2]
 
 
 def match(sch, ctx) -> bool:
@@ -61,7 +73,7 @@ def default_knobs(sch, ctx) -> dict:
     m, nl, _ = _dims(sch, sch.get_sblock(I8MM))
     _, lanes = _intrinsic(sch, sch.get_sblock(I8MM))
     per = _regs_per_block(lanes, ctx)
-    nb = C.divisor_le(nl // lanes, 2 if per > 1 else 4 if lanes == 16 else 8)
+    nb = C.divisor_le(nl // lanes, 2 if per > 1 else 4 if lanes >= 8 else 8)
     return {"it": C.divisor_le(m, max((ctx.registers - 8) // (nb * per), 1)), "nb": nb, "par": 4}
 
 
@@ -101,7 +113,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     i_o, i_i = sch.split(i, [None, it])
     j_o, j_i = sch.split(j, [None, nb * lanes])
     j_b, j_l = sch.split(j_i, [None, lanes])
-    k_o, k_l = sch.split(k, [None, 4])
+    k_o, k_l = sch.split(k, [None, _group(sch, gemm)])
     if intrin is None:  # widening multiply-accumulate: per k, vectors of 16 columns
         sch.reorder(*batch, j_o, i_o, k_o, k_l, i_i, j_b, j_l)
     else:
