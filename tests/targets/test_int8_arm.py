@@ -140,7 +140,7 @@ def test_armv8_2_int8_runs_sdot_under_qemu_and_matches_x86_vnni(run_cli, tmp_pat
 
 @pytest.mark.parametrize("target,fused", [("armv8.2", True), ("cortex-a55", True), ("cortex-a76", True),
                                           (X86, True), ("armv8", True), ("cortex-a72", True), ("armv7", True),
-                                          ("x86-64", False), ("cuda-sm86", False)])
+                                          ("x86-64", True), ("x86-64-avx512", True), ("cuda-sm86", False)])
 def test_fuse_qdq_is_in_the_default_pipeline_where_int8_kernels_are(target, fused):
     from edgec.pipelines import default_pipeline
 
