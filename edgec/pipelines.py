@@ -11,8 +11,9 @@ A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec
 -O2  cleanup + fusion: BatchNorm/scale folding, zero-Pad folding, attention/GELU/LayerNorm/
      RMSNorm/SiLU/HardSwish recognition, activation fusion into Conv/Gemm/MatMul, transpose and
      reshape folding; QDQ regions fused into integer ops (`fuse-qdq`) on targets with int8
-     kernels (x86 AVX2 / AVX-512 VNNI, ARM NEON); NHWC targets (ARM) also convert to NHWC (`to-nhwc`), NCHW
-     CPU targets pad activation channels to the vector block (`pad-channels`); then cleanup again
+     kernels (x86 AVX2 / AVX-512 VNNI, ARM NEON); NHWC targets (ARM) also convert to NHWC
+     (`to-nhwc`), NCHW CPU targets pad activation channels to the vector block (`pad-channels`);
+     then cleanup again
 -O3  as -O2 (reserved for layout and schedule choices that trade compile time for speed)
 """
 

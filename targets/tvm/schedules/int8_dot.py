@@ -8,6 +8,10 @@ Each intrinsic computes C[i] += sum_k A[k] * B[i, k] (k < 4) for a row of int32 
 - `SDOT_4x4`: AArch64 `sdot` (armv8.2 dotprod): A 4 int8 (broadcast), B 4x4 int8, 4 int32 lanes
   Mixed uint8 x int8 needs i8mm's `usdot`, so uint8 activations are
   shifted to int8 (x - 128) before such a kernel and the shift corrected with 128 * sum(B).
+- `PMADDWD_8x2`: x86 AVX2 `vpmaddwd` (no VNNI): A 2 int16 (broadcast), B 8x2 int16, 8 int32 lanes
+  (uint8 / int8 operands widened to int16; exact, unlike `vpmaddubsw`, which saturates).
+NEON without dotprod ("neon") has no intrinsic: its kernels' vector loops become widening
+multiply-accumulates.
 
 `intrinsic_for(features)` (edgec.targets.dot, no TVM import) says which of them a target can use: building
 `sdot` for a CPU without dotprod aborts LLVM (the whole process), so the check is on the target's
