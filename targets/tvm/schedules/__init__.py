@@ -33,6 +33,7 @@ from edgec.targets.tvm.schedules import (
     matmul,
     matmul_int8,
     matmul_nbits,
+    matmul_nbits_int8,
     reduction,
     rowwise,
     symbolic,
@@ -46,7 +47,7 @@ from edgec.targets.tvm.schedules.int8_dot import dot_instructions
 # llvm.nearbyint, which has vector forms on every LLVM target (x86 vrndscaleps, AArch64 frinti).
 tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
-RULES = (conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits, matmul, rowwise, reduction,
+RULES = (conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits_int8, matmul_nbits, matmul, rowwise, reduction,
          full_reduction, injective, symbolic)
 
 
@@ -147,14 +148,23 @@ def _has_vector_loop(sch: s_tir.Schedule) -> bool:
     return False
 
 
-def apply_schedules(mod: tvm.IRModule, ctx: RuleContext) -> tuple[tvm.IRModule, Counter]:
-    """Schedule every unscheduled PrimFunc in `mod`; returns the module and rule-use counts."""
+# rules whose kernels run generic code: no rule matched ("none"), or only parallel loops over
+# symbolic extents (no tiling for registers or caches)
+GENERIC_RULES = ("none", "parallel-symbolic")
+
+
+def apply_schedules(mod: tvm.IRModule, ctx: RuleContext,
+                    generic: dict[str, list[str]] | None = None) -> tuple[tvm.IRModule, Counter]:
+    """Schedule every unscheduled PrimFunc in `mod`; returns the module and rule-use counts.
+    `generic`, if given, receives the names of the kernels per GENERIC_RULES rule."""
     used: Counter = Counter()
     for gv, func in list(mod.functions.items()):
         if not isinstance(func, tirx.PrimFunc) or func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
             continue
         new, name = schedule_func(func, ctx)
         used[name] += 1
+        if generic is not None and name in GENERIC_RULES:
+            generic.setdefault(name, []).append(gv.name_hint)
         mod[gv] = new
     return mod, used
 
