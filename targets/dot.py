@@ -6,6 +6,10 @@ the default pipeline fuses QDQ regions into integer ops (edgec/pipelines.py). No
 
 from __future__ import annotations
 
+# the families whose intrinsic reads 8-bit tiles of 4 k's (kernels written for that tile only:
+# nbits_int8, MatMulNBits with int8 activations)
+INT8_X4 = frozenset({"vnni", "sdot"})
+
 
 def intrinsic_for(features) -> str | None:
     """'vnni' / 'sdot' / 'neon' / 'pmaddwd' (AVX2 without VNNI) / None: the dot-product instruction a

@@ -23,7 +23,7 @@ from __future__ import annotations
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from edgec.targets.dot import dot_instructions, intrinsic_for  # noqa: F401 - re-exported
+from edgec.targets.dot import INT8_X4, dot_instructions, intrinsic_for  # noqa: F401 - re-exported
 
 # Our own descriptions and implementations: importing TVM's (tvm.s_tir.tensor_intrin) parses every
 # intrinsic of every backend (CUDA's hundreds) and took minutes on a loaded 2-core machine.
