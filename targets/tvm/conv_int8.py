@@ -133,11 +133,10 @@ def _pad_u8(data, pt, pl, pb, pr, name, shift: bool = False, widen: bool = False
 def _pack_kernel(bb, w, blocked: bool, inner: bool = False, widen: bool = False):
     """The kernel (OIHW16o, or OIHW with channels padded to 16) as [OC/16, IC/16, KH, KW, 4, 16, 4]
     (`inner`: [..., 4, 4, 16], pack_index_oc_inner; `widen`: int16 [..., 8, 16, 2] for vpmaddwd)."""
-    if widen:
-        def pack(o, i, y, x, k):
-            return pack_index(o, i, y, x, k, 2)
-    else:
-        pack = pack_index_oc_inner if inner else pack_index
+    # index maps take exactly the source dims (TVM counts the parameters: no defaults)
+    def pack(o, i, y, x, k):
+        return pack_index(o, i, y, x, k, 2) if widen else \
+            pack_index_oc_inner(o, i, y, x, k) if inner else pack_index(o, i, y, x, k)
     if blocked:
         index = pack
     else:

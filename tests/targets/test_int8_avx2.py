@@ -87,3 +87,26 @@ def test_int8_matmul_on_avx2_matches_onnxruntime_exactly(case, tmp_path):
     if case != "b-input":
         assert asm.count("vpmaddwd") >= 2
     _assert_exact(got, run_ort_exact(proto, inputs))
+
+
+def test_edgec_quantized_cnn_on_avx2_runs_the_int8_kernels(run_cli, tmp_path):
+    """The whole-model path (fuse-qdq in x86-64's default pipeline, int8 convs kept in NCHW16c from
+    one to the next, the epilogues fused): within 2 quantization steps of onnxruntime on the QDQ model."""
+    from edgec.api import run_artifact
+    from edgec.compare import assert_outputs_match
+    from edgec.reference import run_ort
+    from tests.targets.test_int8_arm import _compile, _count, _disassembly, _inputs, _quantize
+
+    qdq_model = _quantize(run_cli, tmp_path)
+    art = _compile(run_cli, qdq_model, TARGET, tmp_path / "avx2")
+    rules = art.metadata["lowering"]["schedules"]
+    assert (rules.get("conv2d-int8"), rules.get("depthwise-nchwc"), rules.get("matmul_int8")) == (3, 1, 1), rules
+    assert _count(_disassembly("objdump", art.library), "vpmaddwd") >= 20
+    if missing_host_features(get_target(TARGET)):
+        pytest.skip(f"this CPU lacks {missing_host_features(get_target(TARGET))}: compiled, not run")
+    import onnx
+
+    qdq = onnx.load(qdq_model)
+    for s in (1, 2):
+        expected = run_ort(qdq, _inputs(s))
+        assert_outputs_match(run_artifact(art, _inputs(s)), expected, atol=2 * float(np.abs(expected["y"]).max()) / 127)
