@@ -5,7 +5,10 @@
 output channels, the 16x4 tile `vpdpbusd` reads) -> [N, OC/16, OH, OW, 16] int32, the plain sum
 of x * w (zero padding; the zero-point correction and requantization are the caller's epilogue).
 Dense 2-D, groups 1, channels multiples of 16 (`legalize` pads other convs' channels and packs
-per op). The block `edgec_conv_u8s8_nchwc` is what the `conv2d-int8` schedule rule tensorizes
+per op). A conv with few input channels (an image stem: 3) takes input blocks of 4 instead
+(data [N, 1, H, W, 4], kernel [OC/16, 1, KH, KW, 1, 16, 4]: one vpdpbusd per tap, not four of
+which three multiply zeros), and writes NCHW16c directly when the graph asks for it
+(`stem_layouts`: input NCHW, output NCHW16c). The block `edgec_conv_u8s8_nchwc` is what the `conv2d-int8` schedule rule tensorizes
 with `VNNI_16x4`. Depthwise: `dwconv2d_u8s8_nchwc` (no dot product; int32 vector lanes).
 """
 
@@ -19,9 +22,16 @@ BLOCK = 16  # output channels per vpdpbusd
 GROUP = 4   # input channels per int32 lane
 
 
-def pack_index(o, i, y, x, k):
-    """OIHW16o kernel index -> packed [OC/16, IC/16, KH, KW, 4, 16, 4] index."""
-    return (o, i // BLOCK, y, x, (i % BLOCK) // GROUP, k, i % GROUP)
+def pack_index(o, i, y, x, k, ib: int = BLOCK):
+    """OIHW16o kernel index -> packed [OC/16, IC/ib, KH, KW, ib/4, 16, 4] index (ib: input
+    channels per block, 16 or 4)."""
+    return (o, i // ib, y, x, (i % ib) // GROUP, k, i % GROUP)
+
+
+def input_block(ic: int) -> int:
+    """Input channels per block of a uint8 conv with `ic` input channels: 4 for few (a stem's
+    3 padded to 4 rather than 16), else 16."""
+    return GROUP if ic <= GROUP else BLOCK
 
 
 def _ints(xs) -> list[int]:
@@ -31,7 +41,7 @@ def _ints(xs) -> list[int]:
 def conv2d_u8s8_nchwc(data, kernel, strides, padding, dilation):
     n, icb, h, w, bi = _ints(data.shape)
     ocb, icb2, kh, kw, g4, bo, g = _ints(kernel.shape)
-    assert bi == BLOCK and bo == BLOCK and g == GROUP and g4 == BLOCK // GROUP and icb2 == icb
+    assert bi in (GROUP, BLOCK) and bo == BLOCK and g == GROUP and g4 == bi // GROUP and icb2 == icb
     sh, sw = strides
     dh, dw = dilation
     pt, pl, pb, pr = padding
@@ -84,15 +94,17 @@ def _pad_u8(data, pt, pl, pb, pr, name):
     return te.compute((n, cb, h + pt + pb, w + pl + pr, b), f, name=name)
 
 
-def _pack_kernel(bb, w, blocked: bool):
-    """The kernel (OIHW16o, or OIHW with channels padded to 16) as [OC/16, IC/16, KH, KW, 4, 16, 4]."""
+def _pack_kernel(bb, w, blocked: bool, ib: int = BLOCK):
+    """The kernel (OIHW16o, or OIHW with channels padded to 16 / input channels to `ib`) as
+    [OC/16, IC/ib, KH, KW, ib/4, 16, 4]."""
     if blocked:
-        index = pack_index
+        def index(o, i, y, x, k):  # layout_transform counts the index map's parameters
+            return pack_index(o, i, y, x, k)
     else:
         def index(o, i, y, x):
-            return pack_index(o // BLOCK, i, y, x, o % BLOCK)
+            return pack_index(o // BLOCK, i, y, x, o % BLOCK, ib)
     oc, ic = int(w.ty.shape[0]) * (BLOCK if blocked else 1), int(w.ty.shape[1])
-    padded = oc % BLOCK or ic % BLOCK
+    padded = oc % BLOCK or ic % ib
     return bb.normalize(relax.op.layout_transform(w, index_map=index, pad_value=0 if padded else None))
 
 
@@ -111,12 +123,26 @@ def legalize(bb, call):
           "primfunc_name_hint": "conv2d_u8s8"}
     if layouts == (f"NCHW{BLOCK}c", f"OIHW{BLOCK}o", f"NCHW{BLOCK}c"):
         return bb.call_te(conv2d_u8s8_nchwc, x, _pack_kernel(bb, w, True), **kw)
-    if layouts != ("NCHW", "OIHW", "NCHW"):
+    if layouts not in (("NCHW", "OIHW", "NCHW"), ("NCHW", "OIHW", f"NCHW{BLOCK}c")):
         return None
     ic, oc = int(x.ty.shape[1]), int(w.ty.shape[0])
+    ib = input_block(ic)
     xb = bb.normalize(relax.op.layout_transform(
-        x, index_map=lambda n, c, y, x_: (n, c // BLOCK, y, x_, c % BLOCK), pad_value=0 if ic % BLOCK else None))
-    return _unpack(bb, bb.emit_te(conv2d_u8s8_nchwc, xb, _pack_kernel(bb, w, False), **kw), oc)
+        x, index_map=lambda n, c, y, x_: (n, c // ib, y, x_, c % ib), pad_value=0 if ic % ib else None))
+    if layouts[2] != "NCHW":  # the graph carries NCHW16c on from here (`stem_layouts`)
+        return bb.call_te(conv2d_u8s8_nchwc, xb, _pack_kernel(bb, w, False, ib), **kw)
+    return _unpack(bb, bb.emit_te(conv2d_u8s8_nchwc, xb, _pack_kernel(bb, w, False, ib), **kw), oc)
+
+
+def stem_layouts(call, block: int) -> list[str] | None:
+    """ConvertLayout's layouts for a dense uint8 conv whose input channels the block does not
+    divide but whose output channels it does (an image stem): NCHW in, NCHW{block}c out, so the
+    kernel writes the blocked layout the next convs read instead of NCHW that is packed again."""
+    x, w = call.args[0].ty, call.args[1].ty
+    if block != BLOCK or str(x.dtype) != "uint8" or int(call.attrs.groups) != 1 or x.ndim != 4 or w.ndim != 4:
+        return None
+    ic, oc = int(x.shape[1]), int(w.shape[0])
+    return ["NCHW", "OIHW", f"NCHW{block}c"] if ic % block and oc % block == 0 else None
 
 
 def block_ok(x_ty, block: int) -> bool:
