@@ -132,3 +132,43 @@ def test_vnni_artifact_contains_vpdpbusd(tmp_path):
     _, _, res = _build(proto, tmp_path)
     asm = subprocess.run(["objdump", "-d", str(res.library)], capture_output=True, text=True, check=True).stdout
     assert "vpdpbusd" in asm
+
+
+
+def _stem_model(seed, m):
+    """A 3-channel stem QLinearConv (3x3, stride 2, padding, x zero point) -> a 1x1 QLinearConv
+    m -> 16: the second conv is what puts the graph in the blocked layout."""
+    proto, inputs = _conv_model(seed, c=3, m=m, hw=17, pads=[1, 1, 1, 1], strides=[2, 2], x_zp=37)
+    g = proto.graph
+    rng = np.random.default_rng(seed + 1)
+    g.node[0].output[0] = "s"
+    g.initializer.extend([numpy_helper.from_array(qdata(rng, (16, m, 1, 1), I8), "w2"),
+                          numpy_helper.from_array(rng.uniform(0.002, 0.01, 16).astype(np.float32), "w2_scale"),
+                          numpy_helper.from_array(np.float32(0.08), "y2_scale")])
+    g.node.append(helper.make_node("QLinearConv", ["s", "y_scale", "y_zp", "w2", "w2_scale", "w_zp2", "y2_scale",
+                                                   "y_zp"], ["y"]))
+    g.initializer.append(numpy_helper.from_array(np.zeros(16, I8), "w_zp2"))
+    del g.value_info[:]
+    g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.UINT8, None))
+    return onnx.shape_inference.infer_shapes(proto, strict_mode=True), inputs
+
+
+def _optimized_main(mod) -> str:
+    from edgec.targets.tvm.build import optimize_relax, tvm_target
+
+    spec = get_target(TARGET)
+    return optimize_relax(mod, tvm_target(spec), spec)["main"].script()
+
+
+@pytest.mark.parametrize("m", [32, 24])
+def test_stem_conv_reads_4_channel_blocks_and_writes_nchw16c(m, tmp_path):
+    """An image stem (3 input channels): the input is packed in blocks of 4 channels, not 16, and
+    with output channels the block divides (32) the kernel writes NCHW16c itself (no unpack to
+    NCHW); with 24 it must not: NCHW out through the unpack, as every unblockable conv."""
+    proto, inputs = _stem_model(8, m)
+    got, mod, res = _run(proto, inputs, tmp_path)
+    assert res.schedules.get("conv2d-int8"), res.schedules
+    text = _optimized_main(mod)
+    assert "R.Tensor((1, 1, 17, 17, 4), dtype=\"uint8\")" in text
+    assert ("unpack_nchwc" in text) == (m % 16 != 0), text
+    _assert_exact(proto, inputs, got)
