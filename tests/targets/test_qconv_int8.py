@@ -172,3 +172,39 @@ def test_stem_conv_reads_4_channel_blocks_and_writes_nchw16c(m, tmp_path):
     assert "R.Tensor((1, 1, 17, 17, 4), dtype=\"uint8\")" in text
     assert ("unpack_nchwc" in text) == (m % 16 != 0), text
     _assert_exact(proto, inputs, got)
+
+
+def test_knob_space_candidates_build_and_agree_with_the_rule(tmp_path):
+    """`edgec tune --space knobs` for conv2d-int8: the rule's default first, then other register
+    tiles / parallel grains; every candidate builds (vpdpbusd) and computes the same integers."""
+    import tvm
+
+    from edgec.targets.tvm.build import optimize_relax, tvm_target
+    from edgec.targets.tvm.lower import lower_model
+    from edgec.targets.tvm.schedules import context_for, knob_space, schedule_func
+
+    proto, _ = _conv_model(9, c=32, m=64, hw=12, pads=[1, 1, 1, 1])
+    spec = get_target(TARGET)
+    target = tvm_target(spec)
+    mod = optimize_relax(lower_model(load_model(proto), dot="vnni")[0], target, spec)
+    ctx = context_for(spec, target, 2)
+    func = next(mod[g] for g in mod.get_global_vars() if "conv2d_u8s8" in g.name_hint)
+    space = knob_space(func, ctx)
+    assert space[0]["rule"] == "conv2d-int8" and len(space) >= 4, space
+    assert len({tuple(sorted(k.items())) for k in space}) == len(space)
+    run = not missing_host_features(spec)
+    rng = np.random.default_rng(0)
+    args = [rng.integers(0, 120, [int(d) for d in p.ty.shape]).astype(str(p.ty.dtype)) for p in func.params]
+    outs = []
+    for knobs in space[:6]:
+        f, rule = schedule_func(func, ctx, knobs=knobs)
+        assert rule == "conv2d-int8"
+        lib = tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
+        if run:
+            dev = tvm.cpu()
+            tv = [tvm.runtime.tensor(a, dev) for a in args]
+            lib.mod["main"](*tv)
+            outs.append(tv[-1].numpy())
+    assert not outs or (len(outs) == 6 and len(np.unique(outs[0])) > 20)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
