@@ -194,7 +194,15 @@ def test_knob_space_candidates_build_and_agree_with_the_rule(tmp_path):
     assert len({tuple(sorted(k.items())) for k in space}) == len(space)
     run = not missing_host_features(spec)
     rng = np.random.default_rng(0)
-    args = [rng.integers(0, 120, [int(d) for d in p.ty.shape]).astype(str(p.ty.dtype)) for p in func.params]
+
+    def arg(p):  # the kernel's inputs: data, packed weights, correction, requantize scale, zero point
+        shape, dt = [int(d) for d in p.ty.shape], str(p.ty.dtype)
+        if dt == "float32":
+            return rng.uniform(0.001, 0.003, shape).astype(dt)
+        lo, hi = {"uint8": (0, 256), "int8": (-128, 128)}.get(dt, (-3000, 3000))
+        return rng.integers(lo, hi, shape).astype(dt)
+
+    args = [arg(p) for p in func.params]
     outs = []
     for knobs in space[:6]:
         f, rule = schedule_func(func, ctx, knobs=knobs)
