@@ -137,6 +137,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         info["verified_passes"] = verifier.checked
         info["verify_skipped"] = verifier.skipped
         info["verify_rebaselined"] = verifier.rebaselined
+        info["verify_in_steps"] = bool(verifier.quant_atol)
         info["verify_unrunnable_from"] = verifier.unrunnable_by_design
         info["_verifier"] = verifier  # popped by compile_model, which also checks the artifact
     return model, info

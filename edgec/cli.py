@@ -141,7 +141,7 @@ def pipeline_options(f):
 @compile_quantize_options
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
-            weights_file, quantize, calibration_data, calibration_method, calibration_samples):
+            weights_file, quantize, calibration_data, calibration_method, calibration_samples, group_size):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
@@ -165,7 +165,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
                             max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
     opts.records, opts.threads, opts.weights_file = records, threads, weights_file
-    opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples)
+    opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples, group_size)
     art = compile_model(model, out, opts)
     _print_trace(trace)
     if report:

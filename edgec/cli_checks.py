@@ -16,8 +16,10 @@ def verify_summary(p: dict) -> str:
     elif skipped:
         text += f" (allowed by --verify-allow-unrunnable: {'; '.join(skipped)[:300]})"
     if p.get("verify_rebaselined"):
+        within = ("within 2 quantization steps of each output (2 int8 steps of its largest value where it has no "
+                  "step)" if p.get("verify_in_steps", True) else "within the float tolerance (float arithmetic)")
         text += (f"; after {', '.join(p['verify_rebaselined'])} (changes numerics by design) against its output "
-                 "in onnxruntime, within 2 int8 steps of the largest output")
+                 f"in onnxruntime, {within}")
     art = p.get("artifact_verified", "not run")
     return text + ("; the compiled artifact matches" if art == "checked" else f"; the compiled artifact was {art}")
 

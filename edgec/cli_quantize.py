@@ -7,7 +7,7 @@ import math
 
 import click
 
-from edgec.quantize import MODES
+from edgec.quantize import MODES, WEIGHT_ONLY
 
 MODE_NAMES = list(MODES)
 
@@ -40,21 +40,24 @@ def compile_quantize_options(f):
         click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]),
                      default="minmax", show_default=True, help="With --quantize: how activation ranges are chosen."),
         click.option("--calibration-samples", type=click.IntRange(1), default=64, show_default=True),
+        click.option("--group-size", type=click.IntRange(16), default=None,
+                     help="With --quantize int4-weight / int8-weight: rows of K sharing a scale (power of 2; default 32)."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
 
 
-def quantize_settings(mode, data, method, samples) -> tuple | None:
+def quantize_settings(mode, data, method, samples, group_size=None) -> tuple | None:
     """(pass, options) for `CompileOptions.quantize`, or None without --quantize."""
     if mode is None:
-        if data:
-            raise click.UsageError("--calibration-data needs --quantize")
+        if data or group_size is not None:
+            raise click.UsageError(f"{'--calibration-data' if data else '--group-size'} needs --quantize")
         return None
     from edgec.quantize import QuantizeOptions, quantize_options
 
-    return quantize_options(QuantizeOptions(mode=mode, calibration_data=data, method=method, samples=samples))
+    return quantize_options(QuantizeOptions(mode=mode, calibration_data=data, method=method, samples=samples,
+                                            group_size=group_size))
 
 
 @click.command("quantize")
@@ -65,7 +68,9 @@ def quantize_settings(mode, data, method, samples) -> tuple | None:
                    "int16: int16 symmetric activations (16-bit fixed point); dynamic: MatMul/Gemm only, "
                    "activations quantized at run time (no calibration). Weights: int8 symmetric. "
                    "fp16 / bf16: compute and weights in float16 / bfloat16, Softmax, norms and sums in float32 "
-                   "(no calibration; bf16 models do not run in onnxruntime).")
+                   "(no calibration; bf16 models do not run in onnxruntime). int4-weight / int8-weight: "
+                   "MatMul/Gemm weights only, per block of --group-size rows (com.microsoft MatMulNBits; "
+                   "activations stay float; no calibration).")
 @click.option("--calibration-data", type=click.Path(), default=None,
               help="Directory of .npy/.npz inputs or images; without it, seeded random inputs (with a warning).")
 @click.option("--preprocess", default="", help="For image folders: 'resize=H,W;mean=..;std=..;scale=255;layout=NCHW;channels=RGB'.")
@@ -88,11 +93,16 @@ def quantize_settings(mode, data, method, samples) -> tuple | None:
 @click.option("--keep-float", "keep_float", default=None, metavar="OPS",
               help="fp16/bf16: op types that stay float32, comma-separated ('' for none; default: Softmax, "
                    "LogSoftmax, the normalizations and the summing reductions).")
+@click.option("--group-size", type=click.IntRange(16), default=None,
+              help="int4-weight / int8-weight: rows of K sharing one scale (power of 2; default 32).")
+@click.option("--accuracy-level", type=click.IntRange(0, 4), default=None,
+              help="int4-weight / int8-weight: MatMulNBits' accuracy_level; 4 (default) lets kernels quantize "
+                   "activations to int8 per block for integer dot products (onnxruntime and edgec), 0 keeps float32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (and report) as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method, percentile, per_tensor, symmetric,
-                 exclude, input_shape, report, eval_data, eval_samples, max_accuracy_drop, labels, keep_float, as_json,
-                 seed):
+                 exclude, input_shape, report, eval_data, eval_samples, max_accuracy_drop, labels, keep_float, group_size,
+                 accuracy_level, as_json, seed):
     """Quantize MODEL's Conv/MatMul/Gemm to a calibrated QDQ model that onnxruntime and edgec run."""
     from edgec.api import parse_input_shapes
     from edgec.output_paths import check_output_file
@@ -103,7 +113,8 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
                         preprocess=preprocess, samples=samples, per_channel=not per_tensor, symmetric=symmetric,
                         exclude=tuple(exclude), seed=seed, eval_data=eval_data, eval_samples=eval_samples,
                         input_shapes=parse_input_shapes(input_shape), max_accuracy_drop=max_accuracy_drop,
-                        labels=labels, keep=keep_float)
+                        labels=labels, keep=keep_float, group_size=group_size,
+                        accuracy_level=accuracy_level)
     res = quantize_model(model, out, o, report=report)
     if as_json:
         click.echo(json.dumps(res, indent=1))
@@ -112,6 +123,12 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
         click.echo(f"converted {model} -> {out} ({mode}): {res['narrow_nodes']} nodes in "
                    f"{'float16' if mode == 'fp16' else 'bfloat16'}, {res['float32_nodes']} in float32, "
                    f"{res['casts']} Casts")
+        if report:
+            print_report(res["report"], 10)
+        return
+    if mode in WEIGHT_ONLY:
+        click.echo(f"quantized {model} -> {out} ({mode}, group size {res['options'].get('group_size', 32)}): "
+                   f"{res['weights']} MatMul/Gemm weights")
         if report:
             print_report(res["report"], 10)
         return

@@ -23,8 +23,11 @@ MODES = {  # mode -> (pass, its options)
     "dynamic": ("quantize-dynamic", {}),
     "fp16": ("convert-float16", {"dtype": "float16"}),   # mixed precision, no calibration
     "bf16": ("convert-float16", {"dtype": "bfloat16"}),
+    "int4-weight": ("quantize-weights", {"bits": 4}),  # weight-only, per block along K (MatMulNBits)
+    "int8-weight": ("quantize-weights", {"bits": 8}),
 }
 MIXED = ("fp16", "bf16")
+WEIGHT_ONLY = ("int4-weight", "int8-weight")
 # compile --quantize: fusions run before the pass, so that what they make stays float32 whole (an
 # edgec.Attention, with its Softmax; a LayerNormalization recognized from its decomposed chain)
 BEFORE = {"convert-float16": "recognize-attention,recognize-layernorm,"}
@@ -48,6 +51,8 @@ class QuantizeOptions:
     max_accuracy_drop: float | None = None  # keep sensitive nodes float until the drop fits (edgec/quantize_budget.py)
     labels: str | None = None
     keep: str | None = None  # fp16/bf16: op types that stay float32 (comma list; None: the pass's default)
+    group_size: int | None = None  # int4/int8-weight: rows of K per scale (None: the pass's default, 32)
+    accuracy_level: int | None = None  # int4/int8-weight: MatMulNBits' (4: int8 activations allowed; 0: float)
 
 
 def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
@@ -64,6 +69,16 @@ def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
         return name, {**base, "exclude": ",".join(o.exclude), **({"keep": o.keep} if o.keep is not None else {})}
     if o.keep is not None:
         raise PipelineError("--keep-float applies to --mode fp16 / bf16 only")
+    if o.mode in WEIGHT_ONLY:
+        if o.calibration_data or not o.per_channel:
+            raise PipelineError(f"--quantize/--mode {o.mode} needs no calibration data and is always per block "
+                                "(choose the block with --group-size)")
+        opts = {**base, "exclude": ",".join(o.exclude), "symmetric": True if o.symmetric is None else o.symmetric}
+        if o.accuracy_level is not None:
+            opts["accuracy_level"] = o.accuracy_level
+        return name, opts | ({"group_size": o.group_size} if o.group_size is not None else {})
+    if o.group_size is not None or o.accuracy_level is not None:
+        raise PipelineError("--group-size / --accuracy-level apply to --mode int4-weight / int8-weight only")
     opts = {**base, "per_channel": o.per_channel, "exclude": ",".join(o.exclude)}
     if name == "quantize-static":
         if o.symmetric is not None:
@@ -165,6 +180,8 @@ def _quantize_model(model_path, out_path, o: QuantizeOptions, report: bool, qpas
     result = {"pipeline": f"{prepare.passes},{info['text']}", "options": qopts, "nodes_after": info["nodes_after"]}
     if o.mode in MIXED:
         result.update(_precision_counts(model, count("Cast")))
+    elif o.mode in WEIGHT_ONLY:
+        result.update(activations=0, weights=count("MatMulNBits"))
     else:
         result.update(activations=count("QuantizeLinear") + count("DynamicQuantizeLinear"),
                       weights=count("DequantizeLinear") - count("QuantizeLinear") + count("MatMulInteger"))
@@ -197,7 +214,7 @@ def _fit_budget(float_proto, qpass: str, qopts: dict, o: QuantizeOptions, inputs
     from edgec.api import CompileOptions, optimize
     from edgec.errors import EdgecError
     from edgec.passes.quantization import _data
-    from edgec.passes.quantization.quantize_dynamic import _weight
+    from edgec.passes.quantization.quantize_dynamic import matmul_weight
     from edgec.passes.quantization.quantize_static import quantizable
     from edgec.quantize_budget import fit_budget, load_labels
 
@@ -220,7 +237,7 @@ def _fit_budget(float_proto, qpass: str, qopts: dict, o: QuantizeOptions, inputs
 
     base = ir.serde.deserialize_model(float_proto)
     nodes = quantizable(base, set()) if qpass == "quantize-static" else \
-        [n for n in base.graph if n.op_type in ("MatMul", "Gemm") and _weight(n) is not None]
+        [n for n in base.graph if n.op_type in ("MatMul", "Gemm") and matmul_weight(n) is not None]
     proto, info = fit_budget(float_proto, quantize, [n.name for n in nodes], feeds, o.max_accuracy_drop, labels,
                              tuple(o.exclude))
     return models[id(proto)], info

@@ -41,6 +41,12 @@ class Pass:
         self.opts = {**self.options, **{k: _coerce(self.options[k], v) for k, v in opts.items()}}
         self.given = dict(opts)
 
+    def float_arithmetic(self, ctx) -> bool:
+        """With changes_numerics: whether the result still computes in float (weight-only
+        quantization with float activations), so that what follows is held to --verify's float
+        tolerance rather than to quantization steps."""
+        return False
+
     @classmethod
     def summary(cls) -> str:
         doc = (cls.__doc__ or "").strip()

@@ -157,7 +157,7 @@ def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: 
     dead = _removable(match) if shared else match.nodes
     consumed = [v for n in dead for v in n.inputs if v is not None]
     graph.remove(dead, safe=True)
-    _drop_unused_constants(graph, consumed)
+    drop_unused_constants(graph, consumed)
     for fn in builder.functions:
         model.functions.setdefault(fn.identifier(), fn)
         model.opset_imports.setdefault(fn.domain, 1)
@@ -170,7 +170,7 @@ def commit(model: ir.Model, match: Match, builder: RewriteBuilder, replacement: 
             function.opset_imports[n.domain] = model.opset_imports[n.domain]
 
 
-def _drop_unused_constants(graph: ir.Graph, values: list[ir.Value]) -> None:
+def drop_unused_constants(graph: ir.Graph, values: list[ir.Value]) -> None:
     for v in {id(v): v for v in values}.values():
         if v.uses() or v.is_graph_output() or v in graph.inputs:
             continue

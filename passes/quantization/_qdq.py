@@ -71,3 +71,11 @@ class Builder:
                         ir.Shape(list(q.shape)), attrs)
         self.graph.insert_before(node, [dq])
         node.replace_input_with(index, dq.outputs[0])
+        self.drop_unused([old])
+
+    def drop_unused(self, values) -> None:
+        """Drop the float constants a rewrite replaced once nothing reads them (a quantized model
+        must not carry its float weights along)."""
+        from edgec.rewrite.driver import drop_unused_constants
+
+        drop_unused_constants(self.graph, [v for v in values if v is not None])

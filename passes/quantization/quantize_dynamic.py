@@ -31,7 +31,7 @@ def _float_attr(node: ir.Node, name: str, default: float) -> float:
     return default if a is None or a.is_ref() else float(a.as_float())
 
 
-def _weight(node: ir.Node) -> np.ndarray | None:
+def matmul_weight(node: ir.Node) -> np.ndarray | None:
     """The [K, N] float32 weight of a node this pass takes, or None."""
     if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2 or node.inputs[0] is None:
         return None
@@ -70,7 +70,7 @@ class QuantizeDynamic(Pass):
             raise PipelineError("quantize-dynamic needs opset >= 11 (DynamicQuantizeLinear)")
         exclude = {s for s in o["exclude"].split(",") if s}
         todo = [(n, w) for n in list(model.graph) if n.op_type in ("MatMul", "Gemm") and n.name not in exclude
-                for w in [_weight(n)] if w is not None]
+                for w in [matmul_weight(n)] if w is not None]
         if not todo:
             return PassResult(model, False)
         b = Builder(model, "")
@@ -106,7 +106,9 @@ class QuantizeDynamic(Pass):
         new = last.outputs[0]
         y.replace_all_uses_with(new, replace_graph_outputs=True)
         name = y.name
+        old = list(node.inputs[1:])
         b.graph.remove(node, safe=True)
+        b.drop_unused(old)
         y.name, new.name = None, name  # the value keeps its name (graph outputs, reports)
 
     @staticmethod

@@ -51,8 +51,9 @@ def pick_panel(n: int, lanes: int) -> int:
 
 
 def matmul_packed(a, bp, n: int):
-    """a [..., M, K] x packed bp [N/jt, K, jt] -> [..., M, n]."""
-    *batch, m, k = _ints(a.shape)
+    """a [..., M, K] x packed bp [N/jt, K, jt] -> [..., M, n]; M and the batch dims may be symbolic."""
+    *batch, m, k = a.shape
+    k = int(k)
     nj, kb, jt = _ints(bp.shape)
     assert kb == k
     rk = te.reduce_axis((0, k), "k")
@@ -74,8 +75,8 @@ def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call, lanes: int, weight
         return None
     if str(a.ty.dtype) != "float32" or str(w.ty.dtype) != "float32":
         return None
-    if not all(isinstance(d, tirx.IntImm) for d in list(a.ty.shape) + list(w.ty.shape)):
-        return None
+    if not all(isinstance(d, tirx.IntImm) for d in [a.ty.shape[-1], *w.ty.shape]):
+        return None  # K and N static; M and batch dims may be symbolic (the matmul rule tiles rows with a tail)
     k, n = _ints(w.ty.shape)
     jt = pick_panel(n, lanes)
     packed = relax.op.layout_transform(w, index_map=lambda kk, j: (j // jt, kk, j % jt),

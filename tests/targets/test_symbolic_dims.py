@@ -188,3 +188,32 @@ def test_run_and_bench_size_symbolic_dims_with_dim(tmp_path, run_cli):
     assert r.code == 2 and len(lines) == 1 and "--dim sequence" in lines[0] and "['batch', 'seq']" in lines[0], r
     r = run_cli("run", tmp_path / "art", "--dim", "seq=-3")
     assert r.code == 2 and "--dim" in r.err, r
+
+
+def mlp_model(d: int = 48, f: int = 200) -> onnx.ModelProto:
+    """x[batch, seq, d] -> MatMul(f) + bias -> Gelu-free Relu -> MatMul(d) + residual: an LLM's MLP."""
+    rng = np.random.default_rng(4)
+    inits = [nh.from_array((rng.standard_normal((d, f)) * 0.1).astype(np.float32), "w1"),
+             nh.from_array(rng.standard_normal(f).astype(np.float32), "b1"),
+             nh.from_array((rng.standard_normal((f, d)) * 0.1).astype(np.float32), "w2")]
+    nodes = [h.make_node("MatMul", ["x", "w1"], ["m1"]), h.make_node("Add", ["m1", "b1"], ["a1"]),
+             h.make_node("Relu", ["a1"], ["r"]), h.make_node("MatMul", ["r", "w2"], ["m2"]),
+             h.make_node("Add", ["m2", "x"], ["y"])]
+    g = h.make_graph(nodes, "mlp", [h.make_tensor_value_info("x", TP.FLOAT, ["batch", "seq", d])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, ["batch", "seq", d])], inits)
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_matmuls_with_symbolic_rows_get_the_matmul_rule(tmp_path):
+    """Constant-weight matmuls over symbolic (batch, seq) rows are tiled by the matmul rule (row
+    tiles with a predicated tail), not left to a generic fallback: decode (1 row), a row count no
+    tile divides, and prefill match onnxruntime."""
+    model = mlp_model()
+    art = _compile(model, tmp_path, target="host")
+    schedules = art.metadata["lowering"]["schedules"]
+    assert schedules.get("matmul", 0) == 2 and set(schedules) == {"matmul"}, schedules
+    for seed, (b, s) in enumerate([(1, 1), (1, 13), (2, 64)]):
+        feeds = {"x": np.random.default_rng(seed).standard_normal((b, s, 48)).astype(np.float32)}
+        assert_outputs_match(run_artifact(art, feeds), run_ort(model, feeds), atol=1e-4, rtol=1e-4)

@@ -91,7 +91,7 @@ def inline_consumers(sch: s_tir.Schedule, anchor, ctx):
     if not is_elementwise_chain(sch, after):
         raise ValueError("non-spatial block after the anchor")
     size = _elements(sch, anchor)
-    cut = next((i for i, b in enumerate(after) if _elements(sch, b) > size), len(after))
+    cut = next((i for i, b in enumerate(after) if _more_points(sch, b, size)), len(after))
     near, far = after[:cut], after[cut:]
     if far:
         for b in far[:-1]:
@@ -101,6 +101,22 @@ def inline_consumers(sch: s_tir.Schedule, anchor, ctx):
     for b in near[:-1]:
         sch.compute_inline(b)
     return near[-1] if near else None
+
+
+def inline_epilogue(sch: s_tir.Schedule, anchor):
+    """Inline the elementwise blocks after `anchor` into the last one and return it (None when the
+    anchor writes the output). For kernels with symbolic extents, where `inline_consumers` cannot
+    size its loops; a non-spatial block after the anchor is a ValueError."""
+    blocks = root_blocks(sch)
+    names = [sch.get(b).name_hint for b in blocks]
+    after = blocks[names.index(sch.get(anchor).name_hint) + 1:]
+    if not after:
+        return None
+    if not is_elementwise_chain(sch, after):
+        raise ValueError("non-spatial block after the anchor")
+    for b in after[:-1]:
+        sch.compute_inline(b)
+    return after[-1]
 
 
 def schedule_spatial(sch: s_tir.Schedule, block, ctx) -> None:
@@ -125,25 +141,39 @@ def schedule_spatial(sch: s_tir.Schedule, block, ctx) -> None:
         parallel_outer(sch, outer, ctx.threads * 4)
 
 
-def _elements(sch: s_tir.Schedule, block) -> int:
-    """Points of the block's spatial domain."""
+def _elements(sch: s_tir.Schedule, block):
+    """Points of the block's spatial domain: an int, or a TIR expression over symbolic dims."""
     from tvm import tirx
 
     n = 1
     for iv in sch.get(block).iter_vars:
         if iv.iter_type == tirx.IterVar.DataPar:
-            n *= int(iv.dom.extent)
+            n = n * (int(iv.dom.extent) if isinstance(iv.dom.extent, tirx.IntImm) else iv.dom.extent)
     return n
+
+
+def _more_points(sch: s_tir.Schedule, block, size) -> bool:
+    """Whether `block` may compute more points than `size` (not provably at most as many)."""
+    n = _elements(sch, block)
+    if isinstance(n, int) and isinstance(size, int):
+        return n > size
+    import tvm
+    from tvm.tirx import analysis
+
+    an = tvm.sym.Analyzer()
+    for v in {*analysis.undefined_vars(tvm.tirx.const(0, "int64") + n), *analysis.undefined_vars(size + 0)}:
+        dt = str(v.ty.dtype)
+        an.bind(v, tvm.ir.Range(tvm.tirx.const(0, dt), tvm.tirx.const(1 << 40, dt)))  # dims: >= 0
+    return not an.can_prove(n <= size)
 
 
 def schedule_tail(sch: s_tir.Schedule, block, lanes: int) -> None:
     """Vectorize the innermost loop of a block placed under a tile loop; unroll the rest."""
-    loops = sch.get_loops(block)
-    ext = extents(sch, loops)
-    inner = loops[-1]
-    w = vector_width(ext[-1], lanes)
+    inner = sch.get_loops(block)[-1]
+    ext = extents(sch, [inner])[0]
+    w = vector_width(ext, lanes)
     if w > 1:
-        if ext[-1] > w:
+        if ext > w:
             _, inner = sch.split(inner, [None, w])
         sch.vectorize(inner)
 

@@ -143,9 +143,16 @@ def space(sch, ctx) -> list[dict]:
     return C.knob_space(base, out)
 
 
+def _symbolic_rows(sch, gemm) -> bool:
+    return any(not isinstance(sch.get(lp).extent, tirx.IntImm) for lp in sch.get_loops(gemm)[:-2])
+
+
 def apply(sch, ctx, knobs: dict | None = None) -> None:
-    kn = {**default_knobs(sch, ctx), **(knobs or {})}
     gemm = find_gemm(sch)
+    if _symbolic_rows(sch, gemm):
+        _apply_symbolic_rows(sch, ctx, gemm)
+        return
+    kn = {**default_knobs(sch, ctx), **(knobs or {})}
     jt = _panel_width(sch, gemm)
     name = sch.get(gemm).name_hint
     blocks = C.root_blocks(sch)
@@ -188,3 +195,39 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     C.schedule_tail(sch, acc, ctx.lanes)
     for p in pads:  # the zero-padded operand copies: small, parallel over their outer loops
         C.parallel_outer(sch, sch.get_loops(p)[:-1] or sch.get_loops(p), ctx.threads * 4)
+
+
+# symbolic M (an LLM's batch x sequence): rows per tile and k per panel chunk
+SYMBOLIC_ROWS, K_CHUNK = 8, 64
+
+
+def _apply_symbolic_rows(sch, ctx, gemm) -> None:
+    """A packed-B matmul whose rows (M, batch) are symbolic: one kernel for decode (M = 1) and
+    prefill. Parallel over column panels (static); per tile of SYMBOLIC_ROWS rows (the last one
+    predicated), k in chunks of K_CHUNK so a [K_CHUNK, jt] piece of the panel stays in L1 while each
+    row of the tile streams through it; each row's jt/lanes accumulator vectors live across its
+    chunk. At M = 1 this streams every panel once, as a matrix-vector product must."""
+    jt = _panel_width(sch, gemm)
+    if jt is None:
+        raise ValueError("symbolic rows: only the packed-B matmul (constant weights) is scheduled")
+    name = sch.get(gemm).name_hint
+    blocks = C.root_blocks(sch)
+    for p in blocks[:[sch.get(b).name_hint for b in blocks].index(name)]:
+        sch.compute_inline(p)
+    gemm = sch.get_sblock(name)
+    tail = C.inline_consumers(sch, gemm, ctx)
+    loops = sch.get_loops(gemm)
+    batch, i, j, k = loops[:-3], loops[-3], loops[-2], loops[-1]
+    kk = int(sch.get(k).extent)
+    jv = C.vector_width(jt, ctx.lanes)
+    i_o, i_i = sch.split(i, [None, SYMBOLIC_ROWS])
+    j_o, j_i = sch.split(j, [None, jt])
+    j_iv, j_v = sch.split(j_i, [None, jv])
+    k_o, k_i = sch.split(k, [None, C.divisor_le(kk, K_CHUNK)])
+    sch.reorder(j_o, *batch, i_o, k_o, i_i, k_i, j_iv, j_v)
+    acc = C.place_accumulator(sch, gemm, tail, i_o)
+    C.parallel(sch, j_o)
+    sch.vectorize(j_v)
+    sch.unroll(j_iv)
+    sch.decompose_reduction(gemm, k_o)
+    C.schedule_tail(sch, acc, ctx.lanes)

@@ -1,0 +1,103 @@
+"""quantize-weights: weight-only block quantization of MatMul / Gemm into com.microsoft MatMulNBits.
+
+    y = MatMul(x, W)        ->  y = MatMulNBits(x, Bq, scales[, zero_points])
+    y = Gemm(x, W, C)       ->  y = MatMulNBits(x, Bq, scales[, zero_points], bias=C)
+
+W [K, N] (Gemm: transB folded) is quantized to `bits` (4 or 8) per output column and per block of
+`group_size` rows along K (_nbits.py: symmetric by default, asymmetric with symmetric=0).
+Activations stay float in the graph; `accuracy_level` (MatMulNBits' attribute, default 4 as
+onnxruntime-genai's CPU int4 models have it) lets the kernel quantize them to int8 per block and use
+integer dot products (onnxruntime and edgec both do; 0 keeps float32 arithmetic). This is the LLM recipe (llama.cpp's Q4/Q8, onnxruntime-genai's int4
+models), where decode is bound by reading the weights and 4-bit weights read 8x fewer bytes.
+onnxruntime runs the result (its MatMulNBits kernel); edgec's backend runs it with the dequantize
+fused into the matmul kernel (fp32 weights are never materialized).
+
+Taken in: what quantize-dynamic takes (a float32 top-level MatMul with a constant finite 2-D B, a
+Gemm with constant B, alpha = beta = 1, transA = 0, C absent or constant along the output's last
+axis), with A of known rank >= 2 and K >= 16 (K is zero-padded to whole groups); not named in `exclude`. A MatMul of two
+activations stays float. Idempotent: a quantized node is a MatMulNBits, which is not matched."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.errors import PipelineError
+from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.passes.cleanup._common import constant_array, effective_options
+from edgec.passes.quantization._nbits import pack, quantize_blocks
+from edgec.passes.quantization._qdq import MS, Builder
+from edgec.passes.quantization.quantize_dynamic import matmul_weight
+
+MIN_K = 16  # below this, a matmul is too small for block quantization to pay (and MatMulNBits' least block)
+
+
+def _takes(node: ir.Node) -> np.ndarray | None:
+    if node.op_type not in ("MatMul", "Gemm"):
+        return None
+    w = matmul_weight(node)
+    a = node.inputs[0]
+    if w is None or a.shape is None or len(a.shape) < 2 or w.shape[0] < MIN_K or w.shape[1] == 0:
+        return None
+    return w
+
+
+@register_pass
+class QuantizeWeights(Pass):
+    """MatMul/Gemm by constant weights -> MatMulNBits: 4- or 8-bit weights per block along K, float activations."""
+
+    name = "quantize-weights"
+    changes_numerics = True
+    options = {"bits": 4, "group_size": 32, "symmetric": True, "accuracy_level": 4, "exclude": ""}
+
+    def float_arithmetic(self, ctx) -> bool:
+        return int(effective_options(self, ctx)["accuracy_level"]) < 4
+
+    def run(self, model: ir.Model, ctx) -> PassResult:
+        o = effective_options(self, ctx)
+        bits, group = int(o["bits"]), int(o["group_size"])
+        if bits not in (4, 8):
+            raise PipelineError(f"quantize-weights: bits must be 4 or 8, got {bits}")
+        level = int(o["accuracy_level"])
+        if level not in (0, 1, 2, 3, 4):
+            raise PipelineError(f"quantize-weights: accuracy_level must be 0-4, got {level}")
+        if group < 16 or group & (group - 1):
+            raise PipelineError(f"quantize-weights: group_size must be a power of 2 >= 16, got {group}")
+        exclude = {s for s in o["exclude"].split(",") if s}
+        todo = [(n, w) for n in list(model.graph) if n.name not in exclude
+                for w in [_takes(n)] if w is not None]
+        if not todo:
+            return PassResult(model, False)
+        model.opset_imports.setdefault(MS, 1)
+        b = Builder(model, MS)
+        for node, w in todo:
+            self._rewrite(b, node, w, bits, group, bool(o["symmetric"]), level)
+        return PassResult(model, True)
+
+    @staticmethod
+    def _rewrite(b: Builder, node: ir.Node, w: np.ndarray, bits: int, group: int, symmetric: bool, level: int) -> None:
+        k, n = w.shape
+        q, zp, scale = quantize_blocks(w, bits, group, symmetric)
+        packed, zp_packed = pack(q, zp, bits, group, symmetric)
+        base = node.name or node.outputs[0].name
+        ins = [node.inputs[0], b.const(f"{base}_W_q{bits}", packed), b.const(f"{base}_W_scales", scale)]
+        ins.append(None if zp_packed is None else b.const(f"{base}_W_zero_points", zp_packed))
+        c = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
+        if c is not None:
+            cv = constant_array(c).astype(np.float32).reshape(-1)
+            ins += [None, b.const(f"{base}_bias", np.broadcast_to(cv, (n,)).copy())]
+        while ins[-1] is None:
+            ins.pop()
+        y = node.outputs[0]
+        new = ir.node("MatMulNBits", ins, {"K": k, "N": n, "bits": bits, "block_size": group,
+                                                  "accuracy_level": level}, domain=MS,
+                      name=b.namer.fresh(f"{base}_nbits"))
+        out = new.outputs[0]
+        out.type, out.shape = ir.TensorType(ir.DataType.FLOAT), y.shape
+        b.graph.insert_before(node, [new])
+        y.replace_all_uses_with(out, replace_graph_outputs=True)
+        name = y.name
+        old = list(node.inputs[1:])
+        b.graph.remove(node, safe=True)
+        b.drop_unused(old)
+        y.name, out.name = None, name  # the value keeps its name (graph outputs, reports)
