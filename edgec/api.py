@@ -22,7 +22,7 @@ from edgec.artifact import (
 )
 from edgec.atomic_output import atomic_directory, check_destination
 from edgec.c_header import c_header
-from edgec.errors import ArtifactError
+from edgec.errors import ArtifactError, PipelineError
 from edgec.infra.context import PassContext
 from edgec.infra.instruments import Statistics
 from edgec.infra.manager import PassManager
@@ -51,6 +51,7 @@ class CompileOptions:
     max_tensor_bytes: int = 4 << 30
     max_nodes: int = 100_000            # graph-bomb guard: nodes in the model, subgraphs included
     symbolic_dims: bool = False         # dynamic input dims stay symbolic (experimental: the fuzzer still breaks it)
+    dim_bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # --dim NAME=LO..HI (symbolic dims only)
     bundle: bool | None = None          # None: bundle when the target is not this host's architecture
     io_layout: str = "nchw"             # "nhwc": to-nhwc also makes 4-D graph inputs/outputs NHWC
     records: str | None = None          # tuning-records file from `edgec tune` (applied where keys match)
@@ -70,6 +71,18 @@ class TuneOptions:
     threads: int | None = None          # threads of the timed kernels (local runner) and schedules
     rpc_tracker: str | None = None      # "host:port": time on a device behind a TVM RPC tracker
     rpc_key: str | None = None
+
+
+def parse_dim_bounds(items) -> dict[str, tuple[int, int]]:
+    """`--dim NAME=LO..HI` options -> {NAME: (LO, HI)} with 0 <= LO <= HI."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        lo, dots, hi = value.partition("..")
+        if not sep or not name or not dots or not lo.strip().isdigit() or not hi.strip().isdigit() or int(lo) > int(hi):
+            raise PipelineError(f"--dim: expected NAME=LO..HI with 0 <= LO <= HI, got '{item}'")
+        out[name] = (int(lo), int(hi))
+    return out
 
 
 def parse_input_shapes(items: tuple[str, ...] | list[str]) -> dict[str, list[int]]:
@@ -161,6 +174,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         from edgec.quantize import check_target
 
         check_target(opts.quantize, spec)
+    if opts.dim_bounds and not opts.symbolic_dims:
+        raise PipelineError("--dim NAME=LO..HI bounds a symbolic dim: it needs --symbolic-dims")
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
     model, pipeline_info = optimize_file(model_path, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
@@ -172,7 +187,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     weight_min = weight_min_bytes(model, spec, opts.weights_file, bundle)
     with atomic_directory(out_dir, [model_path]) as tmp:
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min,
-                            symbolic=opts.symbolic_dims)
+                            symbolic=opts.symbolic_dims, dim_bounds=opts.dim_bounds)
         outputs = compiled_outputs(outputs, result.output_shapes)
         meta = {
             "format": FORMAT,
@@ -186,6 +201,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             "pipeline": pipeline_info,
             "lowering": result.lowering,
             "runtime": {"threads": opts.threads},
+            **({"dim_bounds": {k: list(v) for k, v in sorted(opts.dim_bounds.items())}} if opts.dim_bounds else {}),
             **({"weights": result.weights} if result.weights else {}),
             "versions": {**package_versions(), "edgec": __version__},
         }
@@ -287,6 +303,7 @@ def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.n
     if extra:  # first: a misspelt name would otherwise be reported as the input it was meant to be
         raise ArtifactError(f"unknown input(s) {sorted(extra)}; the artifact takes {[t.name for t in art.inputs]}")
     out, sizes = {}, {}
+    bounds = art.metadata.get("dim_bounds") or {}
     for t in art.inputs:
         if t.name not in inputs:
             raise ArtifactError(f"missing input '{t.name}' ({t.dtype}{list(t.shape)})")
@@ -294,6 +311,9 @@ def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.n
         if len(a.shape) != len(t.shape) or any(isinstance(d, int) and d != n for d, n in zip(t.shape, a.shape)):
             raise ArtifactError(f"input '{t.name}' has shape {list(a.shape)}, the artifact expects {list(t.shape)}")
         for d, n in zip(t.shape, a.shape):  # a symbolic dim has one size in every input naming it
+            if isinstance(d, str) and d in bounds and not bounds[d][0] <= n <= bounds[d][1]:
+                raise ArtifactError(f"input '{t.name}' has {d} = {n}; the artifact was compiled for {d} in "
+                                    f"{bounds[d][0]}..{bounds[d][1]} (--dim)")
             if isinstance(d, str):
                 if sizes.setdefault(d, (n, t.name))[0] != n:
                     raise ArtifactError(f"input '{t.name}' has {d} = {n}, input '{sizes[d][1]}' has {d} = "

@@ -39,7 +39,7 @@ def cli(ctx, debug):
 
 def _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr,
                      timing=False, dump_ir=None, max_tensor_bytes=4 << 30, io_layout="nchw", trace=None):
-    from edgec.api import CompileOptions, parse_input_shapes
+    from edgec.api import CompileOptions, parse_dim_bounds, parse_input_shapes
     from edgec.infra.instruments import DumpIR, Timing
 
     inst = []
@@ -56,7 +56,8 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, ve
                           instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes,
                           io_layout=io_layout, plugins=_plugins(),
                           max_nodes=click.get_current_context().meta.get("edgec.max_nodes", 100_000),
-                          symbolic_dims=click.get_current_context().meta.get("edgec.symbolic_dims", False))
+                          symbolic_dims=click.get_current_context().meta.get("edgec.symbolic_dims", False),
+                          dim_bounds=parse_dim_bounds(click.get_current_context().meta.get("edgec.dim_bounds", ())))
 
 
 def _new_trace(enabled: bool):
@@ -103,6 +104,10 @@ _pipeline_opts = [
                  callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.symbolic_dims", value),
                  help="Keep dynamic input dims symbolic (one artifact for every size; experimental) instead of "
                       "asking for --input-shape."),
+    click.option("--dim", "dim_bounds", multiple=True, metavar="NAME=LO..HI", expose_value=False,
+                 callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.dim_bounds", value),
+                 help="With --symbolic-dims: sizes a symbolic dim may take (memory planning; runs outside are "
+                      "refused)."),
     click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True, expose_value=False,
                  callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.max_nodes", value),
                  help="Reject models with more nodes than this, subgraphs included (graph-bomb guard)."),
@@ -337,6 +342,7 @@ cli.add_command(__import__("edgec.cli_info", fromlist=["passes_cmd"]).passes_cmd
 cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_cmd)
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
 cli.add_command(__import__("edgec.cli_quantize", fromlist=["quantize_cmd"]).quantize_cmd)  # edgec quantize
+cli.add_command(__import__("edgec.cli_generate", fromlist=["generate_cmd"]).generate_cmd)  # edgec generate
 
 
 def parse_dims(items: tuple[str, ...]) -> dict[str, int]:

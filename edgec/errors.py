@@ -83,7 +83,8 @@ class ArtifactError(EdgecError):
 
 
 class GuardError(EdgecError):
-    """A runtime input differs from the value the artifact was specialized for (edgec.AssertEqual)."""
+    """A runtime input differs from the value the artifact was specialized for (edgec.AssertEqual),
+    or fails a run-time check of the compiled code (an index out of range)."""
 
 
 #: Prefix of the runtime message of a failing edgec.AssertEqual guard (see GuardError).

@@ -48,7 +48,7 @@ def output_shapes(mod: tvm.IRModule) -> list:
 
 def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str = "model.so",
                records: str | None = None, threads: int | None = None, symbolic: bool = False,
-               weight_min_bytes: int | None = None) -> BackendResult:
+               weight_min_bytes: int | None = None, dim_bounds: dict | None = None) -> BackendResult:
     """Lower `model` and build it for `spec` into `out_dir` (library + any runtime side files).
     `records`: a tuning-records file from `edgec tune` (CPU VM targets); `threads`: the thread
     count the schedules are sized for (default: this machine's cores); `weight_min_bytes`:
@@ -70,7 +70,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
     # with `symbolic`, dynamic input dims stay symbolic, except for armv7's call plan (a fixed kernel list)
     mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=symbolic and spec.runtime != "plan",
                               cpu=spec.tvm.get("kind") == "llvm", dot=dot_instructions(spec),
-                              native_half=native_float16(spec.features, spec.arch, model.metadata_props))
+                              native_half=native_float16(spec.features, spec.arch, model.metadata_props),
+                              dim_bounds=dim_bounds)
     shapes = output_shapes(mod)
     if spec.runtime == "plan":  # kernels + call plan, no TVM runtime on the device (armv7)
         from edgec.targets.tvm.plan import build_plan_library
@@ -102,6 +103,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         entries = write_weight_plan(res.weight_plan, sources, out_dir / WEIGHTS_FILE)
         weights = {"file": WEIGHTS_FILE, "tensors": entries}
     lowering = {**report.to_json(), "schedules": res.schedules}
+    if res.generic_kernels:  # which kernels run generic code (schedules.GENERIC_RULES), by rule
+        lowering["generic_kernels"] = res.generic_kernels
     if res.records:
         lowering["records"] = res.records
     return BackendResult(lib_name, res.tvm_target, lowering, weights=weights, output_shapes=shapes)

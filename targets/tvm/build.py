@@ -25,6 +25,7 @@ class BuildResult:
     schedules: dict = field(default_factory=dict)  # schedule rule -> number of kernels
     records: dict = field(default_factory=dict)    # tuning records applied: {"file", "tuned", "rule", ...}
     weight_plan: list = field(default_factory=list)  # targets.tvm.weights.WeightParam per weight parameter
+    generic_kernels: dict = field(default_factory=dict)  # rule -> kernel names running generic code
 
 
 def tvm_target(spec: TargetSpec) -> tvm.target.Target:
@@ -46,6 +47,21 @@ def cross_fcompile(spec: TargetSpec):
     return cc.cross_compiler(spec.cross_compiler)
 
 
+_OPAQUE = 8  # relay/relax OpPatternKind kOpaque: FuseOps leaves the kernel alone
+
+
+@tvm.transform.module_pass(opt_level=0, name="UnfusedScalarParamKernels")
+def unfused_scalar_param_kernels(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
+    """Kernels taking a symbolic dim as a scalar parameter (`shape_to_tensor(seq)`: a shape value
+    of symbolic.py emitted as a tensor) are kept out of fusion: TVM 0.27's FuseTIR fails on a
+    group holding one ("VarRemapGet(source) == nullptr" in RenewDefs). They are tiny (a few
+    elements), so fusing them gains nothing."""
+    for gv, f in list(mod.functions.items()):
+        if isinstance(f, tvm.tirx.PrimFunc) and any(isinstance(p.ty, tvm.ir.PrimType) for p in f.params):
+            mod[gv] = f.with_attr("op_pattern", _OPAQUE)
+    return mod
+
+
 def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None,
                    weight_plan: list | None = None) -> tvm.IRModule:
     """Graph-level Relax passes before codegen: blocked layout (CPU), legalize, fold, fuse into
@@ -65,6 +81,7 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
         relax.transform.LegalizeOps(legalize_map(lanes, packable)),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
+        unfused_scalar_param_kernels,
     ])
     fuse = tvm.transform.Sequential([
         relax.transform.FuseOps(),
@@ -81,10 +98,11 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
 
 
 def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, used: dict | None = None,
-             records=None, threads: int | None = None):
+             records=None, threads: int | None = None, generic: dict | None = None):
     """edgec's rule-based schedules for CPU targets (GPU targets keep TVM's default schedules).
     With `records` (a tune.records.Records), kernels that have a record get the recorded winner
-    first (counted as 'records:tuned' / 'records:knobs' / 'records:rule' in `used`)."""
+    first (counted as 'records:tuned' / 'records:knobs' / 'records:rule' in `used`). `generic`
+    receives the kernels running generic code by rule (schedules.GENERIC_RULES)."""
     if spec.tvm.get("kind") != "llvm":
         return mod
     ctx = context_for(spec, target, threads)
@@ -94,7 +112,7 @@ def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, use
         mod, counts = apply_records(mod, records, target, ctx)
         if used is not None:
             used.update(counts)
-    mod, counts = apply_schedules(mod, ctx)
+    mod, counts = apply_schedules(mod, ctx, generic)
     if used is not None:
         used.update(counts)
     return mod
@@ -102,7 +120,7 @@ def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, use
 
 def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None,
                 used: dict | None = None, records=None, threads: int | None = None,
-                weight_plan: list | None = None):
+                weight_plan: list | None = None, generic: dict | None = None):
     """Optimize, schedule and compile a Relax module; returns TVM's executable. `used` collects
     how many kernels each schedule rule (or tuning record) took; `weight_plan` the plan of the
     weight parameters (see optimize_relax)."""
@@ -110,7 +128,7 @@ def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target |
     with backend_stage("graph optimization (blocked layout, legalize, fusion)"):
         mod = optimize_relax(mod, target, spec, weight_plan)
     with backend_stage("schedules"):
-        mod = schedule(mod, spec, target, used, records, threads)
+        mod = schedule(mod, spec, target, used, records, threads, generic)
     with backend_stage("code generation"):
         return tvm.compile(mod, target=target)
 
@@ -136,7 +154,8 @@ def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=No
     fcompile = cross_fcompile(spec)
     used: dict = {}
     plan: list = []
-    ex = build_relax(mod, spec, target, used, records, threads, plan)
+    generic: dict = {}
+    ex = build_relax(mod, spec, target, used, records, threads, plan, generic)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))
@@ -148,4 +167,5 @@ def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=No
                    "tuned": used.pop("records:tuned", 0), "knobs": used.pop("records:knobs", 0),
                    "rule": used.pop("records:rule", 0), "failed": used.pop("records:failed", 0)}
         applied["applied"] = applied["tuned"] + applied["knobs"] + applied["rule"]
-    return BuildResult(out_lib, str(target), dict(sorted(used.items())), applied, plan)
+    return BuildResult(out_lib, str(target), dict(sorted(used.items())), applied, plan,
+                       {k: sorted(v) for k, v in sorted(generic.items())})

@@ -11,7 +11,7 @@ implements it in Python only, so bundle runners could not execute it.
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax
+from tvm import relax, tirx
 from tvm.script import tirx as T
 
 _R = relax.op
@@ -30,12 +30,14 @@ def _kernel(message: str, size: int, dtype: str):
 
 
 def thread_guards(bb: relax.BlockBuilder, guards: list[tuple[relax.Expr, str]], out: relax.Expr) -> relax.Expr:
-    """`out` (a static-shape tensor) after passing through every guard's kernel, in order."""
+    """`out` after passing through every guard's kernel, in order."""
     out = bb.normalize(out)  # e.g. a zero-size constant built by R.zeros has no type yet
-    shape = [int(d) for d in out.ty.shape]
+    shape = list(out.ty.shape)
+    static = all(isinstance(d, tirx.IntImm) for d in shape)
+    shape = [int(d) for d in shape] if static else shape
     dtype = str(out.ty.dtype)
-    size = int(np.prod(shape, dtype=np.int64))
-    if size == 0:  # nothing to copy: the checked flags select between out and itself
+    size = int(np.prod(shape, dtype=np.int64)) if static else -1
+    if size == 0 or not static:  # nothing to copy, or a symbolic size: the checked flags select between out and itself
         for ok, message in guards:
             fn = bb.add_func(_kernel(message, 1, "bool"), "edgec_guard")
             flag = bb.emit(_R.reshape(ok, [1]))

@@ -87,9 +87,10 @@ def _tensor_dtype(v: ir.Value, file: str) -> str:
     return name
 
 
-def _input_shape(v: ir.Value, file: str, dim_vars: dict[str, tvm.tirx.Var] | None) -> list:
+def _input_shape(v: ir.Value, file: str, dim_vars: dict[str, tvm.tirx.Var] | None, bounds: dict | None = None) -> list:
     """The input's shape: ints, and for a named or unknown dim a symbolic int64 (one per name,
-    shared by every input that names it) when `dim_vars` is given; else a dynamic dim is an error."""
+    shared by every input that names it, within `bounds[name]` = (lo, hi) if given) when
+    `dim_vars` is given; else a dynamic dim is an error."""
     if v.shape is None:
         raise ModelValidationError(f"{file}: input '{v.name}' has unknown rank; give it with --input-shape {v.name}=...")
     dims = []
@@ -103,9 +104,19 @@ def _input_shape(v: ir.Value, file: str, dim_vars: dict[str, tvm.tirx.Var] | Non
                 ",".join(str(x) if isinstance(x, int) else "N" for x in v.shape))
         name = dim_label(v.name, i, d)
         if name not in dim_vars:
-            dim_vars[name] = tvm.tirx.Var(re.sub(r"\W", "_", name), "int64")
+            dim_vars[name] = symbolic.new_dim(re.sub(r"\W", "_", name), (bounds or {}).get(name))
         dims.append(dim_vars[name])
     return dims
+
+
+def _bound_dims(main: relax.Function, bounds: dict, dim_vars: dict, file: str) -> relax.Function:
+    """`--dim NAME=LO..HI`: Relax's memory planning sizes the buffers of a bounded dim for HI
+    ("tir_var_upper_bound") instead of allocating per call; a name that is no symbolic input dim
+    is an error."""
+    unknown = sorted(set(bounds) - set(dim_vars))
+    if unknown:
+        raise ModelValidationError(f"{file}: --dim {unknown[0]}: the model's symbolic dims are {sorted(dim_vars) or 'none'}")
+    return main.with_attr("tir_var_upper_bound", {str(dim_vars[n].name): int(hi) for n, (_, hi) in bounds.items()})
 
 
 # dtypes a weights file holds (plain numpy dtypes; sub-byte and bfloat16 stay constants)
@@ -124,7 +135,7 @@ def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
 
 def lower_model(model: ir.Model, table: LoweringTable | None = None, weight_min_bytes: int | None = None,
                 symbolic: bool = True, cpu: bool = True, dot: str | None = None,
-                native_half: bool = False) -> tuple[tvm.IRModule, LoweringReport]:
+                native_half: bool = False, dim_bounds: dict | None = None) -> tuple[tvm.IRModule, LoweringReport]:
     """Lower `model` to a Relax module with one function `main(inputs..., weights...)`.
 
     Initializers of at least `weight_min_bytes` (None: none) become parameters after the graph
@@ -145,13 +156,14 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None, weight_min_
     report = LoweringReport()
     used: set[str] = set()
     dim_vars: dict[str, tvm.tirx.Var] | None = {} if symbolic else None
+    bounds = dict(dim_bounds or {})
     params = []
     inits = g.initializers
     for v in g.inputs:
         if v.name in inits:
             continue
         dtype = _tensor_dtype(v, file)
-        var = relax.Var(_ident(v.name, used), relax.TensorType(_input_shape(v, file, dim_vars), dtype))
+        var = relax.Var(_ident(v.name, used), relax.TensorType(_input_shape(v, file, dim_vars, bounds), dtype))
         ctx.values[v.name] = var
         params.append(var)
     num_input = len(params)
@@ -195,6 +207,8 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None, weight_min_
     if branches:
         mod = relax.transform.ConvertToDataflow(min_size=1)(mod)
     mod["main"] = mod["main"].with_attr("num_input", num_input)
+    if bounds:
+        mod["main"] = _bound_dims(mod["main"], bounds, dim_vars or {}, file)
     return mod, report
 
 

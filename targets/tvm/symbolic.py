@@ -33,6 +33,16 @@ MAX_ELEMENTS = 64
 _ANALYZER = tvm.sym.Analyzer()
 
 
+def new_dim(name: str, bounds: tuple[int, int] | None = None) -> tirx.Var:
+    """A symbolic input dim: an int64 variable the analyzer knows to be >= 0 (a size), so that
+    `seq != -1` (exporters compare shapes with -1 before Expand) is decided at compile time;
+    within `bounds` (lo, hi) when given (`--dim NAME=LO..HI`)."""
+    v = tirx.Var(name, "int64")
+    lo, hi = bounds if bounds is not None else (0, tvm.sym.ConstIntBound.POS_INF)
+    _ANALYZER.update(v, tvm.sym.ConstIntBound(lo, hi))
+    return v
+
+
 def simplify(e):
     """An int for a constant expression, else the simplified TIR expression."""
     if isinstance(e, (int, np.integer)):
@@ -72,6 +82,11 @@ def dims_of(x: relax.Expr) -> list | None:
     if not isinstance(s, relax.ShapeExpr):
         return None
     return [simplify(d) for d in s.values]
+
+
+def has_symbolic_dim(x: relax.Expr) -> bool:
+    dims = dims_of(x)
+    return dims is not None and any(not isinstance(d, int) for d in dims)
 
 
 def shape_value(ctx: LowerContext, v: ir.Value | None) -> np.ndarray | None:
@@ -242,7 +257,10 @@ def _equal(node, ins):
     for x, y in zip(a.reshape(-1), b.reshape(-1)):
         d = simplify(x - y) if not (isinstance(x, int) and isinstance(y, int)) else x - y
         if not isinstance(d, int):
-            return None  # undecidable at compile time (a symbolic dim against a number)
+            if _ANALYZER.can_prove(d != 0):  # a size against a negative number
+                d = 1
+            else:
+                return None  # undecidable at compile time (a symbolic dim against a number)
         out.append(d == 0)
     return [np.array(out, bool).reshape(a.shape)]
 

@@ -8,8 +8,10 @@ import numpy as np
 from tvm import relax
 
 from edgec.errors import GUARD_PREFIX
+from edgec.targets.tvm import symbolic
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
+from edgec.targets.tvm.symbolic import shape_value
 
 _R = relax.op
 
@@ -58,10 +60,35 @@ def _bidirectional(a: list[int], b: list[int]) -> list[int]:
     return out
 
 
+def _broadcast_dims(a: list, b: list) -> list | None:
+    """Bidirectional broadcast of dims that may be symbolic: a 1 takes the other side, equal dims
+    (provably) stay; None when it cannot be decided at compile time."""
+    n = max(len(a), len(b))
+    a, b = [1] * (n - len(a)) + list(a), [1] * (n - len(b)) + list(b)
+    out = []
+    for x, y in zip(a, b):
+        if isinstance(x, int) and x == 1:
+            out.append(y)
+        elif isinstance(y, int) and y == 1:
+            out.append(x)
+        elif symbolic.simplify(x - y) == 0:
+            out.append(x)
+        else:
+            return None
+    return out
+
+
 @lowers("Expand")
 def expand(ctx, node, xs):
     c = ctx.const_inputs(node, 1)
     s = shape_of(xs[0])
+    if c is None and ctx.symbolic:  # a target shape over symbolic dims (Shape(x) of an exporter's mask)
+        target, dims = shape_value(ctx, node.inputs[1]), symbolic.dims_of(xs[0])
+        out = _broadcast_dims(dims, symbolic.as_dims(target)) if target is not None and dims is not None else None
+        if out is None:
+            return NotImplemented
+        return xs[0] if len(out) == len(dims) and all(symbolic.simplify(x - y) == 0 for x, y in zip(out, dims)) \
+            else _R.broadcast_to(xs[0], out)
     if c is None or s is None:
         return NotImplemented
     out = _bidirectional(s, [int(d) for d in c[0].reshape(-1)])
@@ -87,11 +114,28 @@ def tile(ctx, node, xs):
 @lowers("Range")
 def range_(ctx, node, xs):
     c = ctx.const_inputs(node, 0, 1, 2)
+    if c is None and ctx.symbolic:
+        out = _symbolic_range(ctx, node, xs)
+        if out is not NotImplemented:
+            return out
     if c is None:  # the output length depends on runtime values: only for a declared length
         return _runtime_range(ctx, node, xs)
     start, limit, delta = (np.asarray(v) for v in c)
     n = max(int(np.ceil((limit - start) / delta)), 0)
     return ctx.constant(node, (start + np.arange(n) * delta).astype(start.dtype))
+
+
+def _symbolic_range(ctx, node, xs):
+    """Integer start/limit/delta known as expressions of the symbolic dims (shape values, e.g.
+    `arange(past, past + seq)` for the positions of the new tokens): a Relax arange whose length
+    Relax derives from them, so the consumers keep the relation to the dims."""
+    vals = [shape_value(ctx, v) for v in node.inputs[:3]]
+    if any(v is None or v.size != 1 for v in vals) or not dtype_of(xs[0]).startswith("int"):
+        return NotImplemented
+    start, limit, delta = (symbolic.simplify(v.reshape(-1)[0]) for v in vals)
+    if not isinstance(delta, int) or delta <= 0:
+        return NotImplemented
+    return _R.arange(start, limit, delta, dtype_of(xs[0]))
 
 
 def _runtime_range(ctx, node, xs):

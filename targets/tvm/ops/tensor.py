@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax, tirx
+from tvm import relax, te, tirx
 
+from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm import symbolic
-from edgec.targets.tvm.lower_context import attr, shape_of
-from edgec.targets.tvm.ops import lowers
+from edgec.targets.tvm.lower_context import attr, dtype_of, shape_of
+from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.runtime_params import empty_like, runtime_slice
 from edgec.targets.tvm.symbolic import dims_of, shape_value
 
@@ -97,11 +98,27 @@ def squeeze(ctx, node, xs):
 def gather(ctx, node, xs):
     idx = ctx.const_array(node.inputs[1])
     s = shape_of(xs[0])
+    if idx is None and symbolic.has_symbolic_dim(xs[1]):
+        return _runtime_gather(ctx, node, xs)
     if idx is None or s is None:
         return NotImplemented
     axis = int(attr(node, "axis", 0)) % len(s)
     idx = np.where(idx < 0, idx + s[axis], idx).astype("int64")
     return _R.take(xs[0], relax.const(idx), axis=axis)
+
+
+def _runtime_gather(ctx, node, xs):
+    """Gather with run-time indices of a symbolic shape (an embedding lookup of token ids): negative indices wrapped, and a guard that every index is in range (TVM's
+    take reads memory at the index: a token id >= vocab would read past the table)."""
+    dims, idx_dims = dims_of(xs[0]), dims_of(xs[1])
+    if dims is None or idx_dims is None or not dtype_of(xs[1]).startswith("int"):
+        return NotImplemented
+    axis = int(attr(node, "axis", 0)) % len(dims)
+    idx = ctx.emit(_R.astype(xs[1], "int64"))
+    _guard_in_range(ctx, node, ctx.emit(_R.expand_dims(idx, -1)), [dims[axis]])
+    dim = ctx.emit(_R.reshape(_R.shape_to_tensor(relax.ShapeExpr([dims[axis]])), []))
+    idx = ctx.emit(_R.where(_R.less(idx, relax.const(0, "int64")), _R.add(idx, dim), idx))
+    return _R.take(xs[0], idx, axis=axis)
 
 
 @lowers("Slice")
@@ -172,3 +189,47 @@ def split(ctx, node, xs):
     idx = np.cumsum(sizes)[:-1].tolist()
     out = ctx.emit(_R.split(xs[0], idx, axis=axis))
     return [ctx.emit(relax.TupleGetItem(out, i)) for i in range(n)]
+
+
+@lowers("GatherND")
+def gather_nd(ctx, node, xs):
+    """GatherND as one TE kernel, ONNX's negative indices wrapped by the data's (possibly symbolic)
+    dims read inside the kernel. Exporters build the attention-mask lookup this way: indices from
+    Range/Expand over symbolic batch and sequence dims, which TVM's ONNX converter cannot take
+    (it needs static shapes)."""
+    data_dims, idx_dims = dims_of(xs[0]), dims_of(xs[1])
+    if data_dims is None or idx_dims is None or not isinstance(idx_dims[-1], int):
+        return NotImplemented
+    b, k = int(attr(node, "batch_dims", 0)), idx_dims[-1]
+    if b + k > len(data_dims) or b >= len(idx_dims):
+        raise Unsupported(f"GatherND: batch_dims {b} + index depth {k} exceed the data rank {len(data_dims)}")
+    if ctx.const_array(node.inputs[1]) is None:
+        _guard_in_range(ctx, node, xs[1], data_dims[b:b + k])
+    return ctx.bb.emit_te(_gather_nd_te, xs[0], xs[1], b, k, primfunc_name_hint="gather_nd")
+
+
+def _guard_in_range(ctx, node, idx, dims: list) -> None:
+    """Run-time check that every index (the last axis of `idx` runs over `dims`) lies in
+    [-dim, dim): the kernels read memory at the index, and exporters compute these indices from
+    the inputs' sizes (an attention mask shorter than past + new tokens would index past its end)."""
+    dims_t = ctx.emit(_R.shape_to_tensor(relax.ShapeExpr(dims)))
+    ok = ctx.emit(_R.logical_and(_R.greater_equal(idx, _R.negative(dims_t)), _R.less(idx, dims_t)))
+    ok = ctx.emit(_R.min(_R.astype(ok, "int32")) if 0 not in dims_of(idx) else relax.const(1, "int32"))
+    ctx.guard(ctx.emit(_R.greater_equal(ok, relax.const(1, "int32"))),
+              f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' ({node.op_type}): an index is out of "
+              f"range for the data's shape (a token id >= vocabulary, an attention_mask shorter than past + new "
+              f"tokens, ...)")
+
+
+def _gather_nd_te(data, indices, b: int, k: int):
+    lead = list(indices.shape[:-1])
+
+    def element(*i):
+        outer, rest = i[:len(lead)], i[len(lead):]
+        at = []
+        for j in range(k):
+            v = indices[(*outer, j)].astype("int64")
+            at.append(tirx.if_then_else(v < 0, v + data.shape[b + j], v))
+        return data[(*outer[:b], *at, *rest)]
+
+    return te.compute(lead + list(data.shape[b + k:]), element, name="gather_nd")

@@ -3,9 +3,13 @@
 The other rules size tiles and vectors from static extents and give up on a symbolic one. This
 rule still makes the kernel parallel: per root block, the leading data-parallel loops are fused
 and run in parallel; an innermost data-parallel loop with a static extent is vectorized (split by
-the vector width, the tail masked). Reductions keep their loops serial inside each parallel task.
-Kernels it schedules are counted as `parallel-symbolic` in the compile summary: parallel, but not
-tiled for registers or caches as the static rules are.
+the vector width, the tail masked). Reductions keep their loops serial inside each parallel task,
+except a reduction whose innermost spatial loop is static and contiguous in the output (a matmul
+x[m, k] @ w[k, n] with m = batch * sequence): there the reduction runs outside a vector of n
+(`_reduce_outside_vector`), so every step reads a contiguous row of w instead of a strided column.
+That is what a decode step (m = 1) is made of. Kernels it schedules are counted as
+`parallel-symbolic` in the compile summary: parallel, but not tiled for registers or caches as
+the static rules are.
 """
 
 from __future__ import annotations
@@ -25,6 +29,33 @@ def match(sch, ctx) -> bool:
     return any(_static(sch.get(lp).extent) is None for b in C.root_blocks(sch) for lp in sch.get_loops(b))
 
 
+# the vector of output columns one task accumulates over the whole reduction (floats)
+_ROW_CANDIDATES = (64, 32, 16, 8)
+
+
+def _reduce_outside_vector(sch, b, loops, n_sp: int, ctx) -> bool:
+    """loops [S..., n, R...] -> parallel(S..., n / w), R..., vector(w): the reduction outside a
+    vector of w output columns (w divides the static n if one of _ROW_CANDIDATES does, else the
+    last vector is partial). False (schedule untouched) when n is symbolic or smaller than 8."""
+    last = _static(sch.get(loops[n_sp - 1]).extent)
+    if last is None or ctx.lanes < 4:
+        return False
+    w = next((c for c in _ROW_CANDIDATES if c >= ctx.lanes and last % c == 0), None)
+    if w is None:  # no width divides n (a vocabulary of 50257): the last vector is masked
+        w = _ROW_CANDIDATES[0] if last >= _ROW_CANDIDATES[0] else None
+    if w is None:
+        return False
+    outer, inner = sch.split(loops[n_sp - 1], [None, w])
+    red = list(loops[n_sp:])
+    lead = list(loops[:n_sp - 1]) + [outer]
+    fused = sch.fuse(*lead) if len(lead) > 1 else lead[0]
+    sch.reorder(fused, *red, inner)
+    C.parallel(sch, fused)  # before decompose_reduction: the update block alone is no reduction block
+    sch.vectorize(inner)
+    sch.decompose_reduction(b, red[0])
+    return True
+
+
 def apply(sch, ctx, knobs: dict | None = None) -> None:
     done = False
     for b in C.root_blocks(sch):
@@ -35,6 +66,9 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
         n_sp = kinds.index("R") if "R" in kinds else len(kinds)
         if "S" in kinds[n_sp:] or "O" in kinds[:n_sp]:
             continue  # a layout this rule does not reason about: left serial
+        if 0 < n_sp < len(loops) and _reduce_outside_vector(sch, b, loops, n_sp, ctx):
+            done = True
+            continue
         lead = list(loops[:n_sp])
         if n_sp == len(loops) and lead:
             last = _static(sch.get(lead[-1]).extent)

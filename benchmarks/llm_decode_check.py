@@ -1,0 +1,97 @@
+"""Decode-loop check of >= 100M-parameter decoders: edgec (one artifact, symbolic dims) against
+onnxruntime on the same ONNX, prefill at 1, 17 and 128 tokens then 32 greedy decode steps.
+
+    python benchmarks/llm_models.py --arch gpt2 --size 100m -o /tmp/llm/gpt2_100m.onnx
+    python benchmarks/llm_decode_check.py /tmp/llm/gpt2_100m.onnx [/tmp/llm/llama_100m.onnx ...]
+        [--artifact-dir /tmp/llm/art] [--threads 2] [--steps 32] [--prompts 1,17,128]
+
+Per model and prompt length: the worst max abs error over every step's outputs (logits and
+presents; goal <= 1e-3 at each step), whether the greedy tokens are identical, and the median
+seconds per call of each runtime (prefill, decode). The reference session has onnxruntime's graph
+optimizations off (edgec.reference); a second, optimized session is timed for the decode-speed
+line (same process, spinning off in both runtimes). Exit 1 when any step misses the bound or the
+tokens differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # before TVM loads: two runtimes share the cores
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edgec.api import CompileOptions, compile_model  # noqa: E402
+from edgec.artifact import load_artifact  # noqa: E402
+from edgec.llm_decode import cache_inputs, compare_decodes, greedy_decode  # noqa: E402
+from edgec.reference import ort_session  # noqa: E402
+
+
+def _ort_runner(sess):
+    names = [o.name for o in sess.get_outputs()]
+    return lambda feed: dict(zip(names, sess.run(names, feed)))
+
+
+def check(model: Path, art_dir: Path, threads: int, prompts: list[int], steps: int) -> bool:
+    from edgec.targets.tvm.execute import load
+
+    t0 = time.perf_counter()
+    if (art_dir / "metadata.json").exists():
+        art = load_artifact(art_dir)
+        compile_s = float("nan")
+    else:
+        art = compile_model(model, art_dir, CompileOptions(target="host", symbolic_dims=True, threads=threads))
+        compile_s = time.perf_counter() - t0
+    sched = art.metadata["lowering"].get("schedules", {})
+    print(f"\n## {model.name}: compiled once ({compile_s:.0f} s), kernels by rule {sched}")
+    edgec_model = load(art, threads)
+    ref = ort_session(str(model), threads=threads)
+    fast = ort_session(str(model), threads=threads, optimized=True)
+    cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
+    names = [t.name for t in art.inputs]
+    vocab = art.outputs[0].shape[-1]
+    print("| prompt | steps | max abs (worst step) | steps within 1e-3 | tokens identical | edgec prefill ms | "
+          "ORT prefill ms | edgec decode ms/token | ORT decode ms/token | ORT-opt decode ms/token |")
+    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    ok = True
+    for n in prompts:
+        prompt = np.random.default_rng(n).integers(0, vocab, (1, n))
+        got = greedy_decode(edgec_model.run, cache, names, prompt, steps)
+        want = greedy_decode(_ort_runner(ref), cache, names, prompt, steps)
+        opt = greedy_decode(_ort_runner(fast), cache, names, prompt, steps, keep_steps=False)
+        checks, same = compare_decodes(got, want, atol=1e-3)
+        good = sum(c.ok for c in checks)
+        worst = max(c.max_abs for c in checks)
+        ok &= good == len(checks) and same
+        print(f"| {n} | {steps} | {worst:.2e} | {good}/{len(checks)} | {'yes' if same else 'NO'} | "
+              f"{got.seconds[0] * 1e3:.1f} | {want.seconds[0] * 1e3:.1f} | {np.median(got.seconds[1:]) * 1e3:.1f} | "
+              f"{np.median(want.seconds[1:]) * 1e3:.1f} | {np.median(opt.seconds[1:]) * 1e3:.1f} |", flush=True)
+    return ok
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--artifact-dir", type=Path, default=Path("build/llm"),
+                    help="artifacts go to DIR/<model stem> (reused when present)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--prompts", default="1,17,128")
+    args = ap.parse_args(argv)
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    ok = True
+    for m in args.models:
+        ok &= check(m, args.artifact_dir / m.stem, args.threads, [int(p) for p in args.prompts.split(",")], args.steps)
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
