@@ -34,6 +34,11 @@ hold a *finite* value wherever it meets a zero weight, because 0 * x = 0 only fo
 - pools and depthwise convs work per channel; anything that mixes channels (reductions, norms or
   Softmax over channels, Reshape, Concat, grouped convs) or that cannot be proven per-channel ends
   the region.
+Quantized graphs (fuse-qdq's output) take the same rewrite: QLinearConv is a conv (weights at input
+3; padded output channels get zero weights, zero bias, weight scale 1 and zero point 0, so they
+hold y_zero_point, an integer), and per-tensor QuantizeLinear / DequantizeLinear (scalar scale and
+zero point) are per-channel unary ops: the int8 residual Add (DQ, DQ, Add, Q) stays in the region.
+Every padded value there is an integer or the float of one: finite.
 If the real model's own input is inf/NaN, a producer's zero weights give NaN in padded channels,
 which then reaches real channels where the original might not have had NaN: the pass assumes
 finite inputs (as every compiler assuming `-ffinite-math` does for this rewrite).
@@ -54,7 +59,24 @@ _FINITE_UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwi
                  "Selu", "Silu", "Gelu", "Abs", "Neg"}
 _BINARY = {"Add", "Sub", "Mul", "Div"}
 _POOLS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
-_CONVS = {"Conv", "FusedConv"}
+_CONVS = {"Conv", "FusedConv", "QLinearConv"}
+_QDQ = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def _w_index(conv: ir.Node) -> int:
+    """Where a conv's weight is: QLinearConv (x, x_scale, x_zp, w, ...) has it at 3."""
+    return 3 if conv.op_type == "QLinearConv" else 1
+
+
+def _per_tensor_qdq(node: ir.Node) -> bool:
+    """A Quantize/DequantizeLinear with constant scalar scale and zero point (per tensor)."""
+    for i in (1, 2):
+        if i >= len(node.inputs) or node.inputs[i] is None:
+            continue
+        a = constant_array(node.inputs[i])
+        if a is None or a.size != 1:
+            return False
+    return int_attr(node, "block_size", 0) == 0
 
 
 def _kind(node: ir.Node) -> str | None:
@@ -63,6 +85,8 @@ def _kind(node: ir.Node) -> str | None:
     op = node.op_type
     if op in _CONVS and (node.domain == "edgec") == (op == "FusedConv"):
         return "conv"
+    if op in _QDQ and node.domain != "edgec":
+        return "unary" if _per_tensor_qdq(node) else None
     if node.domain == "edgec" and op not in ("Silu", "Gelu"):
         return None
     if op in _FINITE_UNARY:
@@ -76,9 +100,10 @@ def _kind(node: ir.Node) -> str | None:
 
 def _conv_kind(node: ir.Node) -> str | None:
     """'dense' (group 1), 'depthwise' (group = in = out channels) or None."""
-    w = static_dims(node.inputs[1]) if len(node.inputs) > 1 else None
+    wi = _w_index(node)
+    w = static_dims(node.inputs[wi]) if len(node.inputs) > wi else None
     x = static_dims(node.inputs[0])
-    if w is None or x is None or len(w) != 4 or len(x) != 4 or constant_array(node.inputs[1]) is None:
+    if w is None or x is None or len(w) != 4 or len(x) != 4 or constant_array(node.inputs[wi]) is None:
         return None
     g = int_attr(node, "group", 1)
     if g == 1:
@@ -134,8 +159,10 @@ def _grow(start: ir.Value, graph_outputs: set) -> Region:
             r.producers.add(node)
             if ck == "depthwise":
                 add(node.inputs[0])
-            if len(node.inputs) > 3 and node.inputs[3] is not None:
-                add(node.inputs[3])
+            if node.op_type == "FusedConv" and len(node.inputs) > 3 and node.inputs[3] is not None:
+                add(node.inputs[3])  # the residual Z
+            if node.op_type == "QLinearConv" and not _per_channel_ok(node, r.channels):
+                return fail(f"QLinearConv '{node.name}' has a weight scale / zero point that is not per output channel")
         elif kind == "binary":
             if node.op_type == "Div" and constant_array(node.inputs[1]) is None:
                 return fail(f"Div '{node.name}' divides by a computed tensor (0/0 in padded channels)")
@@ -159,7 +186,7 @@ def _grow(start: ir.Value, graph_outputs: set) -> Region:
                     add(user.outputs[0])
                 else:
                     return fail(f"conv '{user.name}' reading '{v.name}' is grouped")
-            elif uk == "conv" and idx == 3:
+            elif uk == "conv" and idx == 3 and user.op_type == "FusedConv":
                 add(user.outputs[0])
             elif uk in ("unary", "pool") and idx == 0:
                 add(user.outputs[0])
@@ -170,6 +197,16 @@ def _grow(start: ir.Value, graph_outputs: set) -> Region:
             else:
                 return fail(f"'{v.name}' is read by {user.op_type} '{user.name}'")
     return r
+
+
+def _per_channel_ok(conv: ir.Node, channels: int) -> bool:
+    """QLinearConv's weight scale / zero point (inputs 4, 5): constants of 1 or `channels` values."""
+    for i in (4, 5):
+        if i < len(conv.inputs) and conv.inputs[i] is not None:
+            a = constant_array(conv.inputs[i])
+            if a is None or a.ndim > 1 or a.size not in (1, channels):
+                return False
+    return True
 
 
 def _per_channel(v: ir.Value, channels: int) -> bool:
@@ -202,16 +239,23 @@ def _replace_const(graph: ir.Graph, node: ir.Node, idx: int, arr: np.ndarray, ta
 
 def _apply(graph: ir.Graph, r: Region, padded: int) -> None:
     for conv in r.producers:
-        w = constant_array(conv.inputs[1])
-        _replace_const(graph, conv, 1, _pad_axis(w, 0, padded), f"pad{padded}")
-        b = constant_array(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] is not None else None
-        if b is not None:
-            _replace_const(graph, conv, 2, _pad_axis(b, 0, padded), f"pad{padded}")
+        wi = _w_index(conv)
+        w = constant_array(conv.inputs[wi])
+        _replace_const(graph, conv, wi, _pad_axis(w, 0, padded), f"pad{padded}")
+        # per-output-channel inputs: the bias (Conv 2, QLinearConv 8) with zeros; QLinearConv's
+        # weight scale with ones (a valid scale), its weight zero point with zeros
+        fills = {8: 0.0, 4: 1.0, 5: 0.0} if conv.op_type == "QLinearConv" else {2: 0.0}
+        for i, fill in fills.items():
+            a = constant_array(conv.inputs[i]) if len(conv.inputs) > i and conv.inputs[i] is not None else None
+            bias = i in (2, 8)  # always per channel; a scale or zero point of one value is per tensor
+            if a is not None and a.ndim == 1 and a.size == w.shape[0] and (bias or a.size > 1):
+                _replace_const(graph, conv, i, _pad_axis(a, 0, padded, fill), f"pad{padded}")
         if int_attr(conv, "group", 1) != 1:
             conv.attributes["group"] = ir.AttrInt64("group", padded)
     for conv in r.sinks:
-        w = constant_array(conv.inputs[1])
-        _replace_const(graph, conv, 1, _pad_axis(w, 1, padded), f"in{padded}")
+        wi = _w_index(conv)
+        w = constant_array(conv.inputs[wi])
+        _replace_const(graph, conv, wi, _pad_axis(w, 1, padded), f"in{padded}")
     for node, idx in r.consts:
         a = constant_array(node.inputs[idx])
         axis = a.ndim - 3  # the axis broadcast against the channels of a 4-D activation
@@ -227,7 +271,7 @@ def _apply(graph: ir.Graph, r: Region, padded: int) -> None:
 def _conv_work(conv: ir.Node, out_ch: dict, in_ch: dict) -> tuple[float, float]:
     """(multiply-adds now, after padding) of one conv; out_ch/in_ch: padded channel counts of
     values being padded."""
-    w = static_dims(conv.inputs[1])
+    w = static_dims(conv.inputs[_w_index(conv)])
     y = static_dims(conv.outputs[0])
     if w is None or y is None:
         return 0.0, 0.0

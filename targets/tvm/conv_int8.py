@@ -12,6 +12,11 @@ what the `conv2d-int8` schedule rule tensorizes (`VNNI_16x4`, or `SDOT_4x4` four
 also shifts the activations to int8, x ^ 0x80 = x - 128 (padding becomes -128, i.e. a shifted 0),
 and the conv adds back 128 * sum(w) per output channel (a constant folded at compile time), so the
 result is the same plain sum of x * w, exactly.
+
+On VNNI targets a conv with few input channels (an image stem: 3) takes input blocks of 4 instead
+(data [N, 1, H, W, 4], kernel [OC/16, 1, KH, KW, 1, 16, 4]: one vpdpbusd per tap, not four of
+which three multiply zeros); on every target it writes NCHW16c directly when the graph asks for it
+(`stem_layouts`: input NCHW, output NCHW16c).
 Depthwise: `dwconv2d_u8s8_nchwc` (no dot product; int32 vector lanes).
 """
 
@@ -25,10 +30,17 @@ BLOCK = 16  # output channels per vpdpbusd
 GROUP = 4   # input channels per int32 lane
 
 
-def pack_index(o, i, y, x, k, group: int = GROUP):
-    """OIHW16o kernel index -> packed [OC/16, IC/16, KH, KW, 16/g, 16, g] index (g = `group` input
-    channels per int32 lane: 4 for vpdpbusd/sdot, 2 for vpmaddwd)."""
-    return (o, i // BLOCK, y, x, (i % BLOCK) // group, k, i % group)
+def pack_index(o, i, y, x, k, group: int = GROUP, ib: int = BLOCK):
+    """OIHW16o kernel index -> packed [OC/16, IC/ib, KH, KW, ib/g, 16, g] index (g = `group` input
+    channels per int32 lane: 4 for vpdpbusd/sdot, 2 for vpmaddwd; ib: input channels per block, 16,
+    or 4 for a VNNI stem)."""
+    return (o, i // ib, y, x, (i % ib) // group, k, i % group)
+
+
+def input_block(ic: int, dot: str | None) -> int:
+    """Input channels per block of a uint8 conv with `ic` input channels: 4 for few on VNNI (a
+    stem's 3 padded to 4 rather than 16), else 16."""
+    return GROUP if ic <= GROUP and dot == "vnni" else BLOCK
 
 
 def pack_index_oc_inner(o, i, y, x, k):
@@ -67,7 +79,7 @@ def conv2d_u8s8_nchwc(data, kernel, strides, padding, dilation, shift: bool = Fa
     ocb, icb2, kh, kw, g4, t0, t1 = _ints(kernel.shape)
     inner = t1 == BLOCK and t0 != BLOCK  # [..., 4, 16] tiles: pack_index_oc_inner
     bo, g = (t1, t0) if inner else (t0, t1)
-    assert bi == BLOCK and bo == BLOCK and g in (2, 4) and g4 == BLOCK // g and icb2 == icb
+    assert bi in (GROUP, BLOCK) and bo == BLOCK and g in (2, 4) and g4 == bi // g and icb2 == icb
     sh, sw = strides
     dh, dw = dilation
     pt, pl, pb, pr = padding
@@ -130,20 +142,21 @@ def _pad_u8(data, pt, pl, pb, pr, name, shift: bool = False, widen: bool = False
     return te.compute((n, cb, h + pt + pb, w + pl + pr, b), f, name=name)
 
 
-def _pack_kernel(bb, w, blocked: bool, inner: bool = False, widen: bool = False):
-    """The kernel (OIHW16o, or OIHW with channels padded to 16) as [OC/16, IC/16, KH, KW, 4, 16, 4]
-    (`inner`: [..., 4, 4, 16], pack_index_oc_inner; `widen`: int16 [..., 8, 16, 2] for vpmaddwd)."""
+def _pack_kernel(bb, w, blocked: bool, inner: bool = False, widen: bool = False, ib: int = BLOCK):
+    """The kernel (OIHW16o, or OIHW with channels padded to 16 / input channels to `ib`) as
+    [OC/16, IC/ib, KH, KW, ib/4, 16, 4] (`inner`: [..., 4, 4, 16], pack_index_oc_inner; `widen`:
+    int16 [..., 8, 16, 2] for vpmaddwd; ib 4 only for those two's absence)."""
     # index maps take exactly the source dims (TVM counts the parameters: no defaults)
     def pack(o, i, y, x, k):
         return pack_index(o, i, y, x, k, 2) if widen else \
-            pack_index_oc_inner(o, i, y, x, k) if inner else pack_index(o, i, y, x, k)
+            pack_index_oc_inner(o, i, y, x, k) if inner else pack_index(o, i, y, x, k, GROUP, ib)
     if blocked:
         index = pack
     else:
         def index(o, i, y, x):
             return pack(o // BLOCK, i, y, x, o % BLOCK)
     oc, ic = int(w.ty.shape[0]) * (BLOCK if blocked else 1), int(w.ty.shape[1])
-    padded = oc % BLOCK or ic % BLOCK
+    padded = oc % BLOCK or ic % ib
     packed = relax.op.layout_transform(w, index_map=index, pad_value=0 if padded else None)
     return bb.normalize(relax.op.astype(packed, "int16") if widen else packed)
 
@@ -167,12 +180,16 @@ def legalize(bb, call, dot: str | None = "vnni"):
         packed = bb.emit(_pack_kernel(bb, w, True, inner, widen))
         return _unshift(bb, bb.emit_te(conv2d_u8s8_nchwc, x, packed, **kw), packed) if shift else \
             bb.call_te(conv2d_u8s8_nchwc, x, packed, **kw)
-    if layouts != ("NCHW", "OIHW", "NCHW"):
+    if layouts not in (("NCHW", "OIHW", "NCHW"), ("NCHW", "OIHW", f"NCHW{BLOCK}c")):
         return None
     ic, oc = int(x.ty.shape[1]), int(w.ty.shape[0])
+    ib = input_block(ic, dot)
     xb = bb.normalize(relax.op.layout_transform(
-        x, index_map=lambda n, c, y, x_: (n, c // BLOCK, y, x_, c % BLOCK), pad_value=0 if ic % BLOCK else None))
-    packed = bb.emit(_pack_kernel(bb, w, False, inner, widen))
+        x, index_map=lambda n, c, y, x_: (n, c // ib, y, x_, c % ib), pad_value=0 if ic % ib else None))
+    packed = bb.emit(_pack_kernel(bb, w, False, inner, widen, ib))
+    if layouts[2] != "NCHW":  # the graph carries NCHW16c on from here (`stem_layouts`)
+        return _unshift(bb, bb.emit_te(conv2d_u8s8_nchwc, xb, packed, **kw), packed) if shift else \
+            bb.call_te(conv2d_u8s8_nchwc, xb, packed, **kw)
     yb = bb.emit_te(conv2d_u8s8_nchwc, xb, packed, **kw)
     return _unpack(bb, _unshift(bb, yb, packed) if shift else yb, oc)
 
@@ -193,6 +210,17 @@ def candidate_blocks(x_ty, blocks) -> tuple[int, ...]:
     lanes: on AArch64 (4 int32 lanes) the int8 convs then stay in NCHW16c from one to the next
     instead of packing and unpacking around each."""
     return (*blocks, BLOCK) if str(x_ty.dtype) == "uint8" and BLOCK not in blocks else tuple(blocks)
+
+
+def stem_layouts(call, block: int) -> list[str] | None:
+    """ConvertLayout's layouts for a dense uint8 conv whose input channels the block does not
+    divide but whose output channels it does (an image stem): NCHW in, NCHW{block}c out, so the
+    kernel writes the blocked layout the next convs read instead of NCHW that is packed again."""
+    x, w = call.args[0].ty, call.args[1].ty
+    if block != BLOCK or str(x.dtype) != "uint8" or int(call.attrs.groups) != 1 or x.ndim != 4 or w.ndim != 4:
+        return None
+    ic, oc = int(x.shape[1]), int(w.shape[0])
+    return ["NCHW", "OIHW", f"NCHW{block}c"] if ic % block and oc % block == 0 else None
 
 
 def block_ok(x_ty, block: int) -> bool:

@@ -375,6 +375,10 @@ def _conv_layouts(block: int):
         if _conv_ok(call, block):
             return {"relax.nn.conv2d": [f"NCHW{block}c", f"OIHW{block}o"]}
         a = call.attrs
+        stem = conv_int8.stem_layouts(call, block) if str(a.data_layout) == "NCHW" and \
+            str(a.kernel_layout) == "OIHW" else None
+        if stem is not None:
+            return {"relax.nn.conv2d": stem}
         return {"relax.nn.conv2d": [str(a.data_layout), str(a.kernel_layout), str(a.out_layout)]}
 
     return layouts

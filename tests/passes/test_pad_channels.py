@@ -3,6 +3,7 @@ Checked against onnxruntime on the unpadded model (seeded inputs) and for the sh
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from _helpers import assert_same_outputs, ops, run
 from onnx import TensorProto, helper, numpy_helper
@@ -197,3 +198,62 @@ def test_issue_model_compiles_and_matches_at_the_default_level(tmp_path):
     for level in (0, 2):
         outcome = check_model(proto, target="x86-64", opt_level=level, workdir=tmp_path)
         assert outcome.kind == "match", (level, outcome)
+
+
+def _quantized_inverted_residual(tmp_path, residual_out=False):
+    """`inverted_residual(heavy=True)` quantized (edgec's static int8, per-channel weights) and
+    fused into QLinearConv / integer Clip / per-tensor Q-DQ around the float residual Add."""
+    from edgec.infra.context import PassContext
+    from edgec.ir.loader import to_proto
+    from edgec.passes.quantization.fuse_qdq import FuseQdq
+    from edgec.passes.quantization.quantize_static import QuantizeStatic
+    from tests.passes.quant_models import write_npy_dir
+
+    proto = inverted_residual(residual_out=residual_out, heavy=True)
+    rng = np.random.default_rng(7)
+    data = write_npy_dir(tmp_path / "calib", [rng.uniform(-1, 1, (1, 16, 8, 8)).astype(np.float32) for _ in range(4)])
+    model = ir.serde.deserialize_model(proto)
+    QuantizeStatic()(model, PassContext(options={"quantize-static": {"data": data}}))
+    model = FuseQdq()(model, PassContext()).model
+    fused = to_proto(model)
+    # every conv but the last (the graph output: no QuantizeLinear after it) is a QLinearConv
+    assert sum(n.op_type == "QLinearConv" for n in fused.graph.node) == 6
+    return fused
+
+
+def _exact_outputs(proto, seed):
+    from edgec.reference import run_ort
+    from edgec.reference_exact import exact_ort_model
+
+    x = {"x": np.random.default_rng(seed).uniform(-1, 1, (1, 16, 8, 8)).astype(np.float32)}
+    return run_ort(*exact_ort_model(proto, x))
+
+
+def test_quantized_region_qlinearconv_and_qdq_is_padded_bit_exactly(tmp_path):
+    fused = _quantized_inverted_residual(tmp_path)
+    model, modified = run(fused, "pad-channels{block=16}")
+    assert modified
+    convs = [n for n in model.graph if n.op_type == "QLinearConv"]
+    # weights (input 3): producers of the 24-channel region get 32 output channels (and 32 weight
+    # scales / zero points / biases), consumers 32 input channels; the residual's Q/DQ carry 32
+    assert [tuple(n.inputs[3].shape) for n in convs] == [
+        (32, 16, 1, 1), (144, 32, 1, 1), (144, 1, 3, 3), (32, 144, 1, 1), (32, 32, 1, 1), (128, 32, 3, 3)]
+    for n in (convs[0], convs[3]):
+        assert [tuple(n.inputs[i].shape) for i in (4, 5, 8)] == [(32,), (32,), (32,)]
+        assert np.all(n.inputs[4].const_value.numpy()[24:] == 1.0) and not n.inputs[8].const_value.numpy()[24:].any()
+    add = next(n for n in model.graph if n.op_type == "Add")
+    assert all(int(v.shape[1]) == 32 for v in add.inputs)
+    padded = ir.serde.serialize_model(model)
+    onnx.checker.check_model(padded)
+    for seed in range(3):  # integer arithmetic: the same bits, not just close
+        a, b = _exact_outputs(fused, seed), _exact_outputs(padded, seed)
+        assert set(a) == set(b) and a["y"].shape == b["y"].shape
+        np.testing.assert_array_equal(a["y"], b["y"])
+
+
+def test_quantized_region_reaching_a_graph_output_is_not_padded(tmp_path):
+    fused = _quantized_inverted_residual(tmp_path, residual_out=True)
+    model, modified = run(fused, "pad-channels{block=16}")
+    assert not modified
+    init = {i.name: tuple(i.dims) for i in fused.graph.initializer}
+    assert all(tuple(n.inputs[3].shape) == init[n.inputs[3].name] for n in model.graph if n.op_type == "QLinearConv")

@@ -132,3 +132,87 @@ def test_vnni_artifact_contains_vpdpbusd(tmp_path):
     _, _, res = _build(proto, tmp_path)
     asm = subprocess.run(["objdump", "-d", str(res.library)], capture_output=True, text=True, check=True).stdout
     assert "vpdpbusd" in asm
+
+
+
+def _stem_model(seed, m):
+    """A 3-channel stem QLinearConv (3x3, stride 2, padding, x zero point) -> a 1x1 QLinearConv
+    m -> 16: the second conv is what puts the graph in the blocked layout."""
+    proto, inputs = _conv_model(seed, c=3, m=m, hw=17, pads=[1, 1, 1, 1], strides=[2, 2], x_zp=37)
+    g = proto.graph
+    rng = np.random.default_rng(seed + 1)
+    g.node[0].output[0] = "s"
+    g.initializer.extend([numpy_helper.from_array(qdata(rng, (16, m, 1, 1), I8), "w2"),
+                          numpy_helper.from_array(rng.uniform(0.002, 0.01, 16).astype(np.float32), "w2_scale"),
+                          numpy_helper.from_array(np.float32(0.08), "y2_scale")])
+    g.node.append(helper.make_node("QLinearConv", ["s", "y_scale", "y_zp", "w2", "w2_scale", "w_zp2", "y2_scale",
+                                                   "y_zp"], ["y"]))
+    g.initializer.append(numpy_helper.from_array(np.zeros(16, I8), "w_zp2"))
+    del g.value_info[:]
+    g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.UINT8, None))
+    return onnx.shape_inference.infer_shapes(proto, strict_mode=True), inputs
+
+
+def _optimized_main(mod) -> str:
+    from edgec.targets.tvm.build import optimize_relax, tvm_target
+
+    spec = get_target(TARGET)
+    return optimize_relax(mod, tvm_target(spec), spec)["main"].script()
+
+
+@pytest.mark.parametrize("m", [32, 24])
+def test_stem_conv_reads_4_channel_blocks_and_writes_nchw16c(m, tmp_path):
+    """An image stem (3 input channels): the input is packed in blocks of 4 channels, not 16, and
+    with output channels the block divides (32) the kernel writes NCHW16c itself (no unpack to
+    NCHW); with 24 it must not: NCHW out through the unpack, as every unblockable conv."""
+    proto, inputs = _stem_model(8, m)
+    got, mod, res = _run(proto, inputs, tmp_path)
+    assert res.schedules.get("conv2d-int8"), res.schedules
+    text = _optimized_main(mod)
+    assert "R.Tensor((1, 1, 17, 17, 4), dtype=\"uint8\")" in text
+    assert ("unpack_nchwc" in text) == (m % 16 != 0), text
+    _assert_exact(proto, inputs, got)
+
+
+def test_knob_space_candidates_build_and_agree_with_the_rule(tmp_path):
+    """`edgec tune --space knobs` for conv2d-int8: the rule's default first, then other register
+    tiles / parallel grains; every candidate builds (vpdpbusd) and computes the same integers."""
+    import tvm
+
+    from edgec.targets.tvm.build import optimize_relax, tvm_target
+    from edgec.targets.tvm.lower import lower_model
+    from edgec.targets.tvm.schedules import context_for, knob_space, schedule_func
+
+    proto, _ = _conv_model(9, c=32, m=64, hw=12, pads=[1, 1, 1, 1])
+    spec = get_target(TARGET)
+    target = tvm_target(spec)
+    mod = optimize_relax(lower_model(load_model(proto), dot="vnni")[0], target, spec)
+    ctx = context_for(spec, target, 2)
+    func = next(mod[g] for g in mod.get_global_vars() if "conv2d_u8s8" in g.name_hint)
+    space = knob_space(func, ctx)
+    assert space[0]["rule"] == "conv2d-int8" and len(space) >= 4, space
+    assert len({tuple(sorted(k.items())) for k in space}) == len(space)
+    run = not missing_host_features(spec)
+    rng = np.random.default_rng(0)
+
+    def arg(p):  # the kernel's inputs: data, packed weights, correction, requantize scale, zero point
+        shape, dt = [int(d) for d in p.ty.shape], str(p.ty.dtype)
+        if dt == "float32":
+            return rng.uniform(0.001, 0.003, shape).astype(dt)
+        lo, hi = {"uint8": (0, 256), "int8": (-128, 128)}.get(dt, (-3000, 3000))
+        return rng.integers(lo, hi, shape).astype(dt)
+
+    args = [arg(p) for p in func.params]
+    outs = []
+    for knobs in space[:6]:
+        f, rule = schedule_func(func, ctx, knobs=knobs)
+        assert rule == "conv2d-int8"
+        lib = tvm.compile(tvm.IRModule({"main": f.with_attr("global_symbol", "main")}), target=target)
+        if run:
+            dev = tvm.cpu()
+            tv = [tvm.runtime.tensor(a, dev) for a in args]
+            lib.mod["main"](*tv)
+            outs.append(tv[-1].numpy())
+    assert not outs or (len(outs) == 6 and len(np.unique(outs[0])) > 20)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])

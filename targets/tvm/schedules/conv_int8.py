@@ -51,6 +51,19 @@ def default_knobs(sch, ctx) -> dict:
     return {"ot": ot, "wt": wt, "par": 4 if oh * ow <= 256 else 8}
 
 
+def space(sch, ctx) -> list[dict]:
+    """`edgec tune --space knobs`: register tiles ot x wt (no ragged tail, 4..registers-4
+    accumulators), the most accumulators first, and the parallel grain; the rule's default first."""
+    _, ocb, _, ow, _, _, _, _, _, _ = C.extents(sch, sch.get_loops(C.find_block(sch, CONV_U8_BLOCK)))
+    base = default_knobs(sch, ctx)
+    out = [{"ot": ot, "wt": wt, "par": base["par"]}
+           for ot in (1, 2, 3, 4, 6, 8) if ocb % ot == 0
+           for wt in range(1, ow + 1) if ow % wt == 0 and 4 <= ot * wt <= ctx.registers - 4]
+    out.sort(key=lambda k: (-k["ot"] * k["wt"], -min(k["ot"], 4)))
+    extra = [{**base, "par": p} for p in (2, 4, 8, 16) if p != base["par"]]
+    return C.knob_space(base, out[:8] + extra + out[8:12])
+
+
 def _inline_side_inputs(sch, conv, pad) -> None:
     """Inline the elementwise blocks fused in before the conv that only feed its epilogue (the
     dequantized other operand of a residual add) into their consumers, so the epilogue can go
