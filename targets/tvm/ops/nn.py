@@ -110,7 +110,29 @@ def matmul(ctx, node, xs):
     padded = _pad_columns(ctx, node, a)
     if padded is not None:
         return padded
+    k = _transposed_keys(ctx, node)
+    if k is not None:  # q @ Transpose(k): attention scores read the cache rows directly
+        from edgec.targets.tvm.ops.attention import scores
+
+        return scores(ctx, a, k)
     return _R.matmul(a, b)
+
+
+def _transposed_keys(ctx, node):
+    """k when the MatMul's second input is Transpose(k, perm=[0, 1, 3, 2]) of a 4-D k with
+    symbolic dims (exporters write attention scores as q @ k^T): None otherwise."""
+    from edgec.targets.tvm.symbolic import dims_of
+
+    producer = node.inputs[1].producer() if node.inputs[1] is not None else None
+    if producer is None or producer.op_type != "Transpose" or producer.domain not in ("", "ai.onnx"):
+        return None
+    if list(attr(producer, "perm", []) or []) != [0, 1, 3, 2]:
+        return None
+    k = ctx.values.get(producer.inputs[0].name)
+    dims = dims_of(k) if k is not None else None
+    if dims is None or len(dims) != 4 or all(isinstance(d, int) for d in dims):
+        return None
+    return k
 
 
 COLUMN_BLOCK = 64  # output columns: a multiple of the schedules' column vectors and panels
