@@ -342,6 +342,7 @@ cli.add_command(__import__("edgec.cli_info", fromlist=["passes_cmd"]).passes_cmd
 cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_cmd)
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
 cli.add_command(__import__("edgec.cli_quantize", fromlist=["quantize_cmd"]).quantize_cmd)  # edgec quantize
+cli.add_command(__import__("edgec.cli_generate", fromlist=["generate_cmd"]).generate_cmd)  # edgec generate
 
 
 def parse_dims(items: tuple[str, ...]) -> dict[str, int]:

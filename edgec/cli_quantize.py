@@ -95,11 +95,14 @@ def quantize_settings(mode, data, method, samples, group_size=None) -> tuple | N
                    "LogSoftmax, the normalizations and the summing reductions).")
 @click.option("--group-size", type=click.IntRange(16), default=None,
               help="int4-weight / int8-weight: rows of K sharing one scale (power of 2; default 32).")
+@click.option("--accuracy-level", type=click.IntRange(0, 4), default=None,
+              help="int4-weight / int8-weight: MatMulNBits' accuracy_level; 4 (default) lets kernels quantize "
+                   "activations to int8 per block for integer dot products (onnxruntime and edgec), 0 keeps float32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (and report) as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method, percentile, per_tensor, symmetric,
                  exclude, input_shape, report, eval_data, eval_samples, max_accuracy_drop, labels, keep_float, group_size,
-                 as_json, seed):
+                 accuracy_level, as_json, seed):
     """Quantize MODEL's Conv/MatMul/Gemm to a calibrated QDQ model that onnxruntime and edgec run."""
     from edgec.api import parse_input_shapes
     from edgec.output_paths import check_output_file
@@ -110,7 +113,8 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
                         preprocess=preprocess, samples=samples, per_channel=not per_tensor, symmetric=symmetric,
                         exclude=tuple(exclude), seed=seed, eval_data=eval_data, eval_samples=eval_samples,
                         input_shapes=parse_input_shapes(input_shape), max_accuracy_drop=max_accuracy_drop,
-                        labels=labels, keep=keep_float, group_size=group_size)
+                        labels=labels, keep=keep_float, group_size=group_size,
+                        accuracy_level=accuracy_level)
     res = quantize_model(model, out, o, report=report)
     if as_json:
         click.echo(json.dumps(res, indent=1))

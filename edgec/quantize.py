@@ -52,6 +52,7 @@ class QuantizeOptions:
     labels: str | None = None
     keep: str | None = None  # fp16/bf16: op types that stay float32 (comma list; None: the pass's default)
     group_size: int | None = None  # int4/int8-weight: rows of K per scale (None: the pass's default, 32)
+    accuracy_level: int | None = None  # int4/int8-weight: MatMulNBits' (4: int8 activations allowed; 0: float)
 
 
 def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
@@ -73,9 +74,11 @@ def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
             raise PipelineError(f"--quantize/--mode {o.mode} needs no calibration data and is always per block "
                                 "(choose the block with --group-size)")
         opts = {**base, "exclude": ",".join(o.exclude), "symmetric": True if o.symmetric is None else o.symmetric}
+        if o.accuracy_level is not None:
+            opts["accuracy_level"] = o.accuracy_level
         return name, opts | ({"group_size": o.group_size} if o.group_size is not None else {})
-    if o.group_size is not None:
-        raise PipelineError("--group-size applies to --mode int4-weight / int8-weight only")
+    if o.group_size is not None or o.accuracy_level is not None:
+        raise PipelineError("--group-size / --accuracy-level apply to --mode int4-weight / int8-weight only")
     opts = {**base, "per_channel": o.per_channel, "exclude": ",".join(o.exclude)}
     if name == "quantize-static":
         if o.symmetric is not None:

@@ -33,9 +33,6 @@ class Pass:
     # True for a pass that changes the model's numbers by design (quantization): --verify does not
     # compare across it but takes its output, run by onnxruntime, as the new reference
     changes_numerics: ClassVar[bool] = False
-    # with changes_numerics: the result still computes in float (weight-only quantization), so what
-    # follows is held to --verify's float tolerance, not to quantization steps
-    float_arithmetic: ClassVar[bool] = False
 
     def __init__(self, **opts: Any):
         unknown = set(opts) - set(self.options)
@@ -43,6 +40,12 @@ class Pass:
             raise PipelineError(f"pass '{self.name}' has no option(s) {sorted(unknown)}; known: {sorted(self.options)}")
         self.opts = {**self.options, **{k: _coerce(self.options[k], v) for k, v in opts.items()}}
         self.given = dict(opts)
+
+    def float_arithmetic(self, ctx) -> bool:
+        """With changes_numerics: whether the result still computes in float (weight-only
+        quantization with float activations), so that what follows is held to --verify's float
+        tolerance rather than to quantization steps."""
+        return False
 
     @classmethod
     def summary(cls) -> str:

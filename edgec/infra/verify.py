@@ -122,7 +122,7 @@ class VerifyAgainstOnnxRuntime(Instrument):
             return
         if pass_.changes_numerics:  # quantization: later passes and the artifact are checked against its output
             self.expected, self.rebaselined = actual, [*self.rebaselined, pass_.name]
-            if not pass_.float_arithmetic:
+            if not pass_.float_arithmetic(ctx):
                 self.quant_atol = self._quantized_bounds(result.model, actual)
             return
         diffs = compare_outputs(actual, self.expected, self.tolerance)

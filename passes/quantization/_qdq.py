@@ -73,6 +73,18 @@ class Builder:
         node.replace_input_with(index, dq.outputs[0])
         self.drop_unused([old])
 
+    def replace_node(self, node: ir.Node, nodes: list[ir.Node], new: ir.Value) -> None:
+        """Insert `nodes` before `node`, whose single output `new` takes over (uses, graph output,
+        name), remove `node` and the constants only it read."""
+        y = node.outputs[0]
+        self.graph.insert_before(node, nodes)
+        y.replace_all_uses_with(new, replace_graph_outputs=True)
+        name = y.name
+        old = list(node.inputs)
+        self.graph.remove(node, safe=True)
+        self.drop_unused(old)
+        y.name, new.name = None, name  # the value keeps its name (graph outputs, reports)
+
     def drop_unused(self, values) -> None:
         """Drop the float constants a rewrite replaced once nothing reads them (a quantized model
         must not carry its float weights along)."""

@@ -102,14 +102,7 @@ class QuantizeDynamic(Pass):
         if c is not None:
             last = self._node(b, "Add", [last.outputs[0], c], base, "y_bias", ir.DataType.FLOAT, out_shape)
             nodes.append(last)
-        b.graph.insert_before(node, nodes)
-        new = last.outputs[0]
-        y.replace_all_uses_with(new, replace_graph_outputs=True)
-        name = y.name
-        old = list(node.inputs[1:])
-        b.graph.remove(node, safe=True)
-        b.drop_unused(old)
-        y.name, new.name = None, name  # the value keeps its name (graph outputs, reports)
+        b.replace_node(node, nodes, last.outputs[0])
 
     @staticmethod
     def _node(b: Builder, op, inputs, base, suffix, dtype, shape, attrs=None) -> ir.Node:

@@ -5,7 +5,9 @@
 
 W [K, N] (Gemm: transB folded) is quantized to `bits` (4 or 8) per output column and per block of
 `group_size` rows along K (_nbits.py: symmetric by default, asymmetric with symmetric=0).
-Activations stay float: this is the LLM recipe (llama.cpp's Q4/Q8, onnxruntime-genai's int4
+Activations stay float in the graph; `accuracy_level` (MatMulNBits' attribute, default 4 as
+onnxruntime-genai's CPU int4 models have it) lets the kernel quantize them to int8 per block and use
+integer dot products (onnxruntime and edgec both do; 0 keeps float32 arithmetic). This is the LLM recipe (llama.cpp's Q4/Q8, onnxruntime-genai's int4
 models), where decode is bound by reading the weights and 4-bit weights read 8x fewer bytes.
 onnxruntime runs the result (its MatMulNBits kernel); edgec's backend runs it with the dequantize
 fused into the matmul kernel (fp32 weights are never materialized).
@@ -46,14 +48,19 @@ class QuantizeWeights(Pass):
 
     name = "quantize-weights"
     changes_numerics = True
-    float_arithmetic = True  # activations stay float: --verify holds the artifact to float tolerances
-    options = {"bits": 4, "group_size": 32, "symmetric": True, "exclude": ""}
+    options = {"bits": 4, "group_size": 32, "symmetric": True, "accuracy_level": 4, "exclude": ""}
+
+    def float_arithmetic(self, ctx) -> bool:
+        return int(effective_options(self, ctx)["accuracy_level"]) < 4
 
     def run(self, model: ir.Model, ctx) -> PassResult:
         o = effective_options(self, ctx)
         bits, group = int(o["bits"]), int(o["group_size"])
         if bits not in (4, 8):
             raise PipelineError(f"quantize-weights: bits must be 4 or 8, got {bits}")
+        level = int(o["accuracy_level"])
+        if level not in (0, 1, 2, 3, 4):
+            raise PipelineError(f"quantize-weights: accuracy_level must be 0-4, got {level}")
         if group < 16 or group & (group - 1):
             raise PipelineError(f"quantize-weights: group_size must be a power of 2 >= 16, got {group}")
         exclude = {s for s in o["exclude"].split(",") if s}
@@ -64,11 +71,11 @@ class QuantizeWeights(Pass):
         model.opset_imports.setdefault(MS, 1)
         b = Builder(model, MS)
         for node, w in todo:
-            self._rewrite(b, node, w, bits, group, bool(o["symmetric"]))
+            self._rewrite(b, node, w, bits, group, bool(o["symmetric"]), level)
         return PassResult(model, True)
 
     @staticmethod
-    def _rewrite(b: Builder, node: ir.Node, w: np.ndarray, bits: int, group: int, symmetric: bool) -> None:
+    def _rewrite(b: Builder, node: ir.Node, w: np.ndarray, bits: int, group: int, symmetric: bool, level: int) -> None:
         k, n = w.shape
         q, zp, scale = quantize_blocks(w, bits, group, symmetric)
         packed, zp_packed = pack(q, zp, bits, group, symmetric)
@@ -82,14 +89,9 @@ class QuantizeWeights(Pass):
         while ins[-1] is None:
             ins.pop()
         y = node.outputs[0]
-        new = ir.node("MatMulNBits", ins, {"K": k, "N": n, "bits": bits, "block_size": group}, domain=MS,
+        new = ir.node("MatMulNBits", ins, {"K": k, "N": n, "bits": bits, "block_size": group,
+                                                  "accuracy_level": level}, domain=MS,
                       name=b.namer.fresh(f"{base}_nbits"))
         out = new.outputs[0]
         out.type, out.shape = ir.TensorType(ir.DataType.FLOAT), y.shape
-        b.graph.insert_before(node, [new])
-        y.replace_all_uses_with(out, replace_graph_outputs=True)
-        name = y.name
-        old = list(node.inputs[1:])
-        b.graph.remove(node, safe=True)
-        b.drop_unused(old)
-        y.name, out.name = None, name  # the value keeps its name (graph outputs, reports)
+        b.replace_node(node, [new], out)

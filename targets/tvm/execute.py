@@ -82,12 +82,18 @@ def run(art, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[
 
 
 def bench(art, inputs: dict[str, np.ndarray], warmup: int, repeat: int, threads: int | None = None) -> list[float]:
+    return load_on_host(art, threads, "`edgec bench` times").bench(inputs, warmup, repeat)
+
+
+def load_on_host(art, threads: int | None, what: str) -> LoadedModel:
+    """The artifact loaded in this process, for commands that time it (`what` names the command):
+    host-architecture artifacts only (qemu is not a timer), on a CPU with the features it uses."""
     spec = spec_for(art)
     if spec.arch != host_arch() or spec.runtime != "vm":
-        raise TargetError(f"{art.path}: `edgec bench` times host-architecture artifacts; a {spec.arch} artifact "
+        raise TargetError(f"{art.path}: {what} host-architecture artifacts; a {spec.arch} artifact "
                           "must be timed on its device (bundle/edgec-runner --repeat N); qemu is not a timer")
     _check_host_features(art, spec)
-    return load(art, threads).bench(inputs, warmup, repeat)
+    return load(art, threads)
 
 
 def _check_host_features(art, spec: TargetSpec) -> None:

@@ -60,7 +60,7 @@ def _stored_weight(q: onnx.ModelProto, node: onnx.NodeProto) -> np.ndarray:
     (4, 32, True, 0.98), (4, 16, False, 0.98), (8, 32, True, 0.9999), (8, 128, False, 0.9999)])
 def test_runs_in_onnxruntime_as_its_stored_integers_say(bits, group, symmetric, min_cosine):
     proto = float_model()
-    q = quantize(proto, bits=bits, group_size=group, symmetric=symmetric)
+    q = quantize(proto, bits=bits, group_size=group, symmetric=symmetric, accuracy_level=0)  # float arithmetic
     ops = [n.op_type for n in q.graph.node]
     assert ops.count("MatMulNBits") == 2 and ops.count("MatMul") == 1 and ops.count("Gemm") == 1, ops
     names = {t.name for t in q.graph.initializer}
@@ -87,12 +87,16 @@ def test_idempotent_and_bad_options():
     from edgec.errors import PipelineError
 
     q = quantize(float_model(), bits=4)
+    levels = [a.i for n in q.graph.node for a in n.attribute if a.name == "accuracy_level"]
+    assert levels == [4, 4], levels  # int8 activations allowed by default (as onnxruntime-genai's CPU models)
     again = quantize(q, bits=4)
     assert [n.op_type for n in again.graph.node] == [n.op_type for n in q.graph.node]
     with pytest.raises(PipelineError, match="group_size"):
         quantize(float_model(), group_size=48)
     with pytest.raises(PipelineError, match="bits"):
         quantize(float_model(), bits=3)
+    with pytest.raises(PipelineError, match="accuracy_level"):
+        quantize(float_model(), accuracy_level=5)
 
 
 def matmul_model(k: int, n: int, seed: int = 5) -> onnx.ModelProto:

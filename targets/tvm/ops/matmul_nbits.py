@@ -1,8 +1,10 @@
 """com.microsoft MatMulNBits (onnxruntime-genai's int4 models, onnxruntime's MatMulNBitsQuantizer,
 edgec's quantize-weights): float A times 4- or 8-bit block-quantized constant weights, lowered to
-the fused-dequantization kernel of targets/tvm/nbits_matmul.py (float32 arithmetic; the
-accuracy_level attribute, which lets onnxruntime quantize A to int8, is not followed: edgec's
-result is at least as accurate as its float32 path)."""
+the fused-dequantization kernel of targets/tvm/nbits_matmul.py (float32 arithmetic), or, where
+the node allows int8 activations (accuracy_level 4, as onnxruntime reads it) and the target has an
+integer dot-product instruction, to the int8 kernel of targets/tvm/nbits_int8.py (A quantized per
+block, as onnxruntime's CPU kernel does). Elsewhere accuracy_level 4 runs the float32 kernel: at
+least as accurate as asked."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import numpy as np
 from tvm import relax
 
 from edgec.passes.quantization._nbits import unpack
+from edgec.targets.tvm import nbits_int8
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input
 from edgec.targets.tvm.nbits_matmul import nbits_matmul, repack
 from edgec.targets.tvm.ops import Unsupported, lowers
+from edgec.targets.tvm.schedules.int8_dot import INTRINSICS
 
 _R = relax.op
 
@@ -40,10 +44,29 @@ def ms_matmul_nbits(ctx, node, xs):
         q, zp = unpack(b, zps, bits, bs, k, n)
     except ValueError as e:
         raise Unsupported(f"MatMulNBits: {e}") from None
-    w, zp_k, s = repack(q, zp, scales.reshape(n, kb), bits, bs, k)
-    zp_const = zp_k if isinstance(zp_k, int) else None
-    y = ctx.emit(ctx.bb.call_te(nbits_matmul, a, const(w), const(s), None if zp_const is not None else const(zp_k),
-                                k=k, bits=bits, block_size=bs, zp_const=zp_const, primfunc_name_hint="nbits_matmul"))
+    if int(attr(node, "accuracy_level", 0)) == 4 and ctx.dot in INTRINSICS:
+        _, lanes, a_type = INTRINSICS[ctx.dot]
+        w, wsum, zterm, s = nbits_int8.repack(q, zp, scales.reshape(n, kb), bits, bs, k, lanes)
+        args = [a, const(w), const(wsum)] + ([] if zterm is None else [const(zterm)]) + [const(s)]
+        fn = _int8_kernel(zterm is not None)
+        y = ctx.emit(ctx.bb.call_te(fn, *args, n=n, k=k, bits=bits, block_size=bs, a_type=a_type,
+                                    primfunc_name_hint="nbits_int8"))
+    else:
+        w, zp_k, s = repack(q, zp, scales.reshape(n, kb), bits, bs, k)
+        zp_const = zp_k if isinstance(zp_k, int) else None
+        args = [a, const(w), const(s)] + ([] if zp_const is not None else [const(zp_k)])
+        y = ctx.emit(ctx.bb.call_te(_float_kernel, *args, k=k, bits=bits, block_size=bs, zp_const=zp_const,
+                                    primfunc_name_hint="nbits_matmul"))
     if has_input(node, 5):
         y = _R.add(y, xs[5])
     return y
+
+
+def _float_kernel(a, w, s, zp=None, **kw):
+    return nbits_matmul(a, w, s, zp, **kw)
+
+
+def _int8_kernel(asymmetric: bool):
+    if asymmetric:
+        return lambda a, w, wsum, zterm, s, **kw: nbits_int8.nbits_int8(a, w, wsum, zterm, s, **kw)
+    return lambda a, w, wsum, s, **kw: nbits_int8.nbits_int8(a, w, wsum, None, s, **kw)

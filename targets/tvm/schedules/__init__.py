@@ -33,6 +33,7 @@ from edgec.targets.tvm.schedules import (
     matmul,
     matmul_int8,
     matmul_nbits,
+    matmul_nbits_int8,
     reduction,
     rowwise,
     symbolic,
@@ -46,7 +47,7 @@ from edgec.targets.tvm.schedules.int8_dot import dot_instructions
 # llvm.nearbyint, which has vector forms on every LLVM target (x86 vrndscaleps, AArch64 frinti).
 tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
-RULES = (conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits, matmul, rowwise, reduction,
+RULES = (conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits_int8, matmul_nbits, matmul, rowwise, reduction,
          full_reduction, injective, symbolic)
 
 

@@ -103,6 +103,22 @@ def inline_consumers(sch: s_tir.Schedule, anchor, ctx):
     return near[-1] if near else None
 
 
+def inline_epilogue(sch: s_tir.Schedule, anchor):
+    """Inline the elementwise blocks after `anchor` into the last one and return it (None when the
+    anchor writes the output). For kernels with symbolic extents, where `inline_consumers` cannot
+    size its loops; a non-spatial block after the anchor is a ValueError."""
+    blocks = root_blocks(sch)
+    names = [sch.get(b).name_hint for b in blocks]
+    after = blocks[names.index(sch.get(anchor).name_hint) + 1:]
+    if not after:
+        return None
+    if not is_elementwise_chain(sch, after):
+        raise ValueError("non-spatial block after the anchor")
+    for b in after[:-1]:
+        sch.compute_inline(b)
+    return after[-1]
+
+
 def schedule_spatial(sch: s_tir.Schedule, block, ctx) -> None:
     """A spatial block on its own: innermost loop vectorized where a vector width divides it, outer
     loops fused and parallel (nothing for fewer than 64 points)."""

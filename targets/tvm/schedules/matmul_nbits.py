@@ -23,20 +23,6 @@ def match(sch, ctx) -> bool:
     return C.find_block(sch, NBITS_PART) is not None
 
 
-def _epilogue(sch, out):
-    """Inline the elementwise blocks after `out` into the last one; that block, or None."""
-    blocks = C.root_blocks(sch)
-    names = [sch.get(b).name_hint for b in blocks]
-    after = blocks[names.index(sch.get(out).name_hint) + 1:]
-    if not after:
-        return None
-    if not C.is_elementwise_chain(sch, after):
-        raise ValueError("non-spatial block after the nbits matmul")
-    for b in after[:-1]:
-        sch.compute_inline(b)
-    return after[-1]
-
-
 def _pad_stage(sch, pad, ctx) -> None:
     loops = sch.get_loops(pad)
     sch.vectorize(sch.split(loops[-1], [None, 16])[1])
@@ -53,7 +39,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     if pad is not None:
         _pad_stage(sch, pad, ctx)
     out = sch.get_sblock(NBITS)
-    tail = _epilogue(sch, out)
+    tail = C.inline_epilogue(sch, out)
     loops = sch.get_loops(out)
     *rows, col, lane = loops
     sch.reorder(col, *rows, lane)

@@ -1,0 +1,250 @@
+"""LLM benchmark (issue 14): prefill latency and decode tokens/s of a decoder with a KV cache,
+for edgec fp32 / int8-weight / int4-weight and onnxruntime on the same ONNX files, in one run.
+
+    python benchmarks/bench_llm.py --arch gpt2 --size 100m [--prompt 128] [--steps 32] [--rounds 3]
+        [--threads 2] [--workdir build/llm-bench]
+
+What is measured, per (runtime, weights) pair, each in its own process, rounds interleaved:
+- prefill: one call on a `--prompt`-token prompt from an empty cache (ms, median over rounds);
+- decode: `--steps` greedy steps of one token each (tokens/s from the median step time);
+- peak RSS of the process after the decode (MiB);
+- the decode rate as a fraction of the machine's memory-bandwidth limit: weight bytes read per
+  token / copy bandwidth (2 threads, measured here in its own process) = the best tokens/s.
+The int4/int8 ONNX are written once by `edgec quantize --mode int4-weight/int8-weight` (com.microsoft
+MatMulNBits, accuracy_level 4) and run by both edgec and onnxruntime (its MatMulNBits kernel).
+Accuracy: the int4/int8 logits against fp32's on fp32's greedy path (the same tokens fed), cosine
+per step (goal >= 0.99 on every step).
+
+Goals printed with MET / MISSED: edgec fp32 decode >= onnxruntime fp32; edgec int4 decode >=
+onnxruntime int4 and >= 2.5x edgec fp32; edgec int4 at >= 50% of the bandwidth limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+VARIANTS = ("fp32", "int8w", "int4w")
+RUNTIMES = ("edgec", "ort")
+
+
+def _paths(work: Path, arch: str, size: str) -> dict[str, Path]:
+    base = work / f"{arch}_{size}"
+    return {"fp32": base.with_suffix(".onnx"), "int8w": Path(f"{base}.int8w.onnx"), "int4w": Path(f"{base}.int4w.onnx")}
+
+
+def prepare(work: Path, arch: str, size: str, threads: int) -> dict[str, Path]:
+    """Export the model, quantize it, compile the three artifacts (reused when present)."""
+    from benchmarks.llm_models import export
+    from edgec.api import CompileOptions, compile_model
+    from edgec.quantize import QuantizeOptions, quantize_model
+
+    work.mkdir(parents=True, exist_ok=True)
+    paths = _paths(work, arch, size)
+    if not paths["fp32"].exists():
+        export(arch, size, paths["fp32"])
+    for v, bits in (("int8w", 8), ("int4w", 4)):
+        if not paths[v].exists():
+            quantize_model(paths["fp32"], paths[v], QuantizeOptions(mode=f"int{bits}-weight"))
+    for v, p in paths.items():
+        art = work / f"{p.stem}.art"
+        if not (art / "metadata.json").exists():
+            t0 = time.perf_counter()
+            compile_model(p, art, CompileOptions(target="host", symbolic_dims=True, threads=threads))
+            print(f"compiled {p.name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return paths
+
+
+def _runner(runtime: str, model: Path, threads: int):
+    from edgec.artifact import load_artifact
+    from edgec.reference import ort_session
+
+    if runtime == "edgec":
+        from edgec.targets.tvm.execute import load
+
+        art = load_artifact(model.parent / f"{model.stem}.art")
+        m = load(art, threads)
+        return m.run, [t.name for t in art.inputs], {t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs]
+    sess = ort_session(str(model), threads=threads, optimized=True)
+    outs = [o.name for o in sess.get_outputs()]
+    ins = {i.name: tuple(i.shape) for i in sess.get_inputs()}
+    return (lambda feed: dict(zip(outs, sess.run(outs, feed)))), list(ins), ins, outs
+
+
+def worker(runtime: str, model: Path, threads: int, prompt: int, steps: int, vocab: int) -> dict:
+    """One timed decode in this process: prefill seconds, step seconds, peak RSS."""
+    import resource
+
+    import numpy as np
+
+    from edgec.llm_decode import cache_inputs, greedy_decode
+
+    run, names, shapes, outs = _runner(runtime, model, threads)
+    cache = cache_inputs(shapes, outs)
+    ids = np.random.default_rng(prompt).integers(0, vocab, (1, prompt))
+    greedy_decode(run, cache, names, ids[:, :4], 2, keep_steps=False)  # warm-up
+    res = greedy_decode(run, cache, names, ids, steps, keep_steps=False)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"prefill_s": res.seconds[0], "step_s": float(np.median(res.seconds[1:])), "rss_mib": rss}
+
+
+def accuracy(paths: dict[str, Path], threads: int, prompt: int, steps: int, vocab: int) -> dict[str, float]:
+    """Worst per-step cosine of each quantized model's logits against fp32's, both fed fp32's
+    greedy tokens (edgec artifacts)."""
+    import numpy as np
+
+    from edgec.llm_decode import cache_inputs, greedy_decode
+
+    run, names, shapes, outs = _runner("edgec", paths["fp32"], threads)
+    cache = cache_inputs(shapes, outs)
+    ids = np.random.default_rng(prompt).integers(0, vocab, (1, prompt))
+    ref = greedy_decode(run, cache, names, ids, steps)
+    out = {}
+    for v in ("int8w", "int4w"):
+        qrun = _runner("edgec", paths[v], threads)[0]
+        forced = _forced(qrun, cache, names, ids, ref.tokens)
+        cos = [_cosine(a["logits"][:, -1], b["logits"][:, -1]) for a, b in zip(forced, ref.steps)]
+        out[v] = min(cos)
+    return out
+
+
+def _forced(run, cache, names, prompt, tokens):
+    """Decode feeding the given tokens (teacher forcing) instead of the model's own."""
+    import numpy as np
+
+    batch = prompt.shape[0]
+    past = {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}
+    ids, past_len, steps = prompt.astype(np.int64), 0, []
+    for t in range(tokens.shape[1]):
+        n = ids.shape[1]
+        feed = {"input_ids": ids, "attention_mask": np.ones((batch, past_len + n), np.int64), **past}
+        if "position_ids" in names:
+            feed["position_ids"] = np.arange(past_len, past_len + n, dtype=np.int64)[None].repeat(batch, 0)
+        out = run(feed)
+        steps.append(out)
+        past = {c.name: out[c.present] for c in cache}
+        past_len += n
+        ids = tokens[:, t:t + 1].astype(np.int64)
+    return steps
+
+
+def _cosine(a, b) -> float:
+    import numpy as np
+
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def copy_bandwidth(threads: int) -> float:
+    """Bytes/s of a large memory copy (read + write counted) on `threads` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    n = 256 << 20
+    src, dst = [np.ones(n // 4, np.float32) for _ in range(threads)], [np.empty(n // 4, np.float32) for _ in range(threads)]
+    best = 0.0
+    with ThreadPoolExecutor(threads) as ex:
+        for _ in range(5):
+            t0 = time.perf_counter()
+            list(ex.map(lambda i: np.copyto(dst[i], src[i]), range(threads)))
+            best = max(best, 2 * n * threads / (time.perf_counter() - t0))
+    return best
+
+
+def weight_bytes(model: Path) -> int:
+    """Bytes of the model's initializers (what a decode step reads at least once)."""
+    import onnx
+
+    m = onnx.load(str(model), load_external_data=True)
+    return sum(len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes for t in m.graph.initializer)
+
+
+def _spawn(args: list[str]) -> dict:
+    env = dict(os.environ, TVM_THREAD_POOL_SPIN_COUNT="0")
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"worker {args} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="gpt2")
+    ap.add_argument("--size", default="100m")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=Path("build/llm-bench"))
+    ap.add_argument("--worker", nargs=2, metavar=("RUNTIME", "MODEL"), help=argparse.SUPPRESS)
+    ap.add_argument("--vocab", type=int, default=256, help=argparse.SUPPRESS)
+    ap.add_argument("--bandwidth", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], Path(args.worker[1]), args.threads, args.prompt, args.steps,
+                                args.vocab)))
+        return 0
+    if args.bandwidth:
+        print(json.dumps({"bytes_per_s": copy_bandwidth(args.threads)}))
+        return 0
+    import numpy as np
+
+    from edgec.artifact import load_artifact
+
+    paths = prepare(args.workdir, args.arch, args.size, args.threads)
+    vocab = int(load_artifact(args.workdir / f"{paths['fp32'].stem}.art").outputs[0].shape[-1])
+    common = ["--threads", str(args.threads), "--prompt", str(args.prompt), "--steps", str(args.steps),
+              "--vocab", str(vocab)]
+    print(f"load average before: {os.getloadavg()[0]:.2f}; {args.arch} {args.size}, prompt {args.prompt}, "
+          f"{args.steps} decode steps, {args.threads} threads, {args.rounds} rounds")
+    runs: dict[tuple[str, str], list[dict]] = {}
+    bw = []
+    for _ in range(args.rounds):
+        bw.append(_spawn(["--bandwidth", "--threads", str(args.threads)])["bytes_per_s"])
+        for v in VARIANTS:
+            for rt in RUNTIMES:
+                runs.setdefault((rt, v), []).append(_spawn(["--worker", rt, str(paths[v]), *common]))
+    bandwidth = float(np.median(bw))
+    acc = accuracy(paths, args.threads, min(args.prompt, 17), args.steps, vocab)
+    table = {}
+    print(f"\ncopy bandwidth (2 x read+write, {args.threads} threads): {bandwidth / 1e9:.1f} GB/s")
+    print("| runtime | weights | weight MB | prefill ms | decode tok/s | % of bandwidth limit | peak RSS MiB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for v in VARIANTS:
+        wb = weight_bytes(paths[v])
+        for rt in RUNTIMES:
+            r = runs[rt, v]
+            pre = float(np.median([x["prefill_s"] for x in r])) * 1e3
+            tps = 1.0 / float(np.median([x["step_s"] for x in r]))
+            frac = tps * wb / bandwidth
+            rss = float(np.median([x["rss_mib"] for x in r]))
+            table[rt, v] = tps
+            print(f"| {rt} | {v} | {wb / 1e6:.0f} | {pre:.1f} | {tps:.1f} | {100 * frac:.0f}% | {rss:.0f} |")
+    print(f"\nint8w / int4w logits vs fp32 (worst cosine over {args.steps + 1} steps, edgec): "
+          f"{acc['int8w']:.5f} / {acc['int4w']:.5f}")
+    goals = [("edgec fp32 decode >= onnxruntime fp32", table["edgec", "fp32"] >= table["ort", "fp32"]),
+             ("edgec int4 decode >= onnxruntime int4", table["edgec", "int4w"] >= table["ort", "int4w"]),
+             ("edgec int4 decode >= 2.5x edgec fp32", table["edgec", "int4w"] >= 2.5 * table["edgec", "fp32"]),
+             ("edgec int4 at >= 50% of the bandwidth limit",
+              table["edgec", "int4w"] * weight_bytes(paths["int4w"]) / bandwidth >= 0.5),
+             ("int4 logits cosine >= 0.99 on every step", acc["int4w"] >= 0.99)]
+    ratio = table["edgec", "int4w"] / table["edgec", "fp32"]
+    print(f"edgec int4 / fp32 decode: {ratio:.2f}x; edgec / onnxruntime decode: fp32 "
+          f"{table['edgec', 'fp32'] / table['ort', 'fp32']:.2f}x, int4 {table['edgec', 'int4w'] / table['ort', 'int4w']:.2f}x")
+    for name, ok in goals:
+        print(f"  {name}: {'MET' if ok else 'MISSED'}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""`edgec generate`: greedy generation with a compiled decoder-only model that carries its KV cache
+as inputs and outputs (optimum's naming: `past_key_values.{i}.key/.value` in, `present.{i}...` out;
+edgec.llm_decode). Token ids in, token ids out; a `tokenizers` tokenizer.json optionally turns text
+into ids and back. Reports the prefill latency, the decode rate and, with stats, the peak RSS.
+
+The cache goes from one step's outputs to the next step's inputs without a copy on the host (the
+runtime hands arrays to TVM through DLPack); inside the model, present = Concat(past, new) still
+writes the whole cache once per token, as the ONNX interface defines it."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgec.errors import ArtifactError, EdgecError
+
+
+@dataclass
+class Generation:
+    prompt: list[int]
+    tokens: list[int]                       # the new tokens, the prefill's first
+    prefill_s: float
+    step_s: list[float] = field(default_factory=list)  # each decode step's call
+    load_s: float = 0.0
+    peak_rss_mib: float = 0.0               # of this process, after generating
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return 1.0 / float(np.median(self.step_s)) if self.step_s else float("nan")
+
+    def to_json(self) -> dict:
+        return {"prompt": self.prompt, "tokens": self.tokens, "prefill_ms": self.prefill_s * 1e3,
+                "decode_tokens_per_s": self.decode_tokens_per_s, "decode_steps": len(self.step_s),
+                "load_ms": self.load_s * 1e3, "peak_rss_mib": self.peak_rss_mib}
+
+
+def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = None) -> Generation:
+    """Greedy generation of `max_new_tokens` tokens after `prompt_ids` (batch 1) with a host
+    artifact; raises ArtifactError when the artifact is not a decoder with a KV cache."""
+    from edgec.api import artifact_threads
+    from edgec.artifact import load_artifact
+    from edgec.llm_decode import cache_inputs, greedy_decode
+    from edgec.targets.tvm.execute import load_on_host
+
+    art = load_artifact(artifact) if not hasattr(artifact, "metadata") else artifact
+    prompt = [int(t) for t in prompt_ids]
+    if not prompt or max_new_tokens < 1:
+        raise EdgecError("generate needs at least one prompt token and --max-new-tokens >= 1")
+    names = [t.name for t in art.inputs]
+    try:
+        cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
+    except ValueError as e:
+        raise ArtifactError(f"{art.path}: not a decoder with a KV cache ({e})") from None
+    if "input_ids" not in names or "logits" not in [t.name for t in art.outputs]:
+        raise ArtifactError(f"{art.path}: not a decoder with a KV cache (needs input 'input_ids' and output 'logits')")
+    vocab = art.outputs[[t.name for t in art.outputs].index("logits")].shape[-1]
+    if isinstance(vocab, int) and max(prompt) >= vocab or min(prompt) < 0:
+        raise EdgecError(f"prompt token ids must be in [0, {vocab}), got {min(prompt)}..{max(prompt)}")
+    t0 = time.perf_counter()
+    model = load_on_host(art, artifact_threads(art, threads), "`edgec generate` runs")
+    load_s = time.perf_counter() - t0
+    res = greedy_decode(model.run, cache, names, np.array([prompt], np.int64), max_new_tokens - 1, keep_steps=False)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Generation(prompt, [int(t) for t in res.tokens[0]], res.seconds[0], res.seconds[1:], load_s, rss)
+
+
+def tokenizer(path: str):
+    """A `tokenizers` Tokenizer from tokenizer.json (the `llm` extra installs the package)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise EdgecError("--tokenizer needs the 'tokenizers' package: pip install 'edgec[llm]'") from None
+    try:
+        return Tokenizer.from_file(path)
+    except Exception as e:  # noqa: BLE001 - the file's problem, in one line
+        raise EdgecError(f"{path}: not a tokenizer.json ({' '.join(str(e).split())[:200]})") from None

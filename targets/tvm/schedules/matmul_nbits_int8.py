@@ -1,0 +1,67 @@
+"""Rule: MatMulNBits with int8 activations (targets/tvm/nbits_int8.py) on the target's integer
+dot-product instruction, with any fused elementwise epilogue. Symbolic rows (M, batch) allowed.
+
+The activation stages (block maxima, quantized rows, block sums) run first, parallel over rows and
+blocks. Main loop nest: column tiles of L lanes outermost and parallel (a thread streams its own
+weight panels once, whatever M is); per row, per K block: the L int32 lanes are accumulated over the
+block by the intrinsic (4 k per step; 4-bit tiles unpacked to int8 right before, in registers),
+then scaled and added into L float lanes (vectorized); the epilogue writes the row's tile.
+"""
+
+from __future__ import annotations
+
+from edgec.targets.tvm.nbits_int8 import NB8, NB8_ACC, NB8_ASUM, NB8_QUANT, NB8_SCALE, NB8_W
+from edgec.targets.tvm.schedules import common as C
+from edgec.targets.tvm.schedules.int8_dot import INTRINSICS
+
+NAME = "matmul_nbits_int8"
+
+
+def match(sch, ctx) -> bool:
+    return C.find_block(sch, NB8_ACC) is not None and ctx.dot in INTRINSICS
+
+
+def _activation_stage(sch, name: str, vector: bool) -> None:
+    blk = C.find_block(sch, name)
+    if blk is None:
+        return
+    kinds = C.iter_kinds(sch, blk)
+    loops = sch.get_loops(blk)
+    spatial = list(loops[:kinds.index("R")] if "R" in kinds else loops)
+    if vector and "R" not in kinds:
+        o, v = sch.split(spatial[-1], [None, 16])
+        sch.vectorize(v)
+        spatial[-1] = o
+    C.parallel(sch, sch.fuse(*spatial) if len(spatial) > 1 else spatial[0])
+
+
+def apply(sch, ctx, knobs: dict | None = None) -> None:
+    intrin, lanes, _ = INTRINSICS[ctx.dot]
+    names = [sch.get(b).name_hint for b in C.root_blocks(sch)]
+    for b in C.root_blocks(sch)[:names.index(NB8_SCALE)]:
+        sch.compute_inline(b)  # fused producers of A: read by the activation stages
+    out = sch.get_sblock(NB8)
+    tail = C.inline_epilogue(sch, out)
+    *rows, j, rb = sch.get_loops(out)
+    j_o, j_l = sch.split(j, [None, lanes])
+    sch.reorder(j_o, *rows, rb, j_l)
+    inner = rows[-1] if rows else j_o
+    C.parallel(sch, j_o)
+    sch.vectorize(j_l)
+    acc = sch.get_sblock(NB8_ACC)
+    sch.compute_at(acc, rb)
+    lane, r = sch.get_loops(acc)[-2:]
+    rg, r4 = sch.split(r, [None, 4])
+    sch.reorder(rg, lane, r4)
+    init = sch.decompose_reduction(acc, rg)
+    sch.vectorize(sch.get_loops(init)[-1])
+    w = C.find_block(sch, NB8_W)
+    if w is not None:
+        sch.compute_at(w, rg)
+        sch.vectorize(sch.fuse(*sch.get_loops(w)[-2:]))
+    sch.tensorize(sch.get_loops(acc)[-2], intrin)
+    C.place_accumulator(sch, out, tail, inner)
+    sch.decompose_reduction(out, rb)
+    _activation_stage(sch, NB8_SCALE, vector=False)
+    _activation_stage(sch, NB8_QUANT, vector=True)
+    _activation_stage(sch, NB8_ASUM, vector=False)
