@@ -54,4 +54,5 @@ def generate_cmd(artifact, prompt_ids, text, tokenizer, max_new_tokens, threads,
     click.echo(f"prefill: {len(g.prompt)} tokens in {out['prefill_ms']:.1f} ms; decode: {len(g.step_s)} steps, "
                f"{g.decode_tokens_per_s:.1f} tokens/s")
     if stats:
-        click.echo(f"load: {out['load_ms']:.0f} ms; peak RSS: {g.peak_rss_mib:.0f} MiB")
+        click.echo(f"load: {out['load_ms']:.0f} ms; peak RSS: {g.peak_rss_mib:.0f} MiB "
+                   f"({g.peak_rss_mib - g.rss_before_mib:.0f} MiB above the {g.rss_before_mib:.0f} MiB before loading)")

@@ -9,7 +9,6 @@ writes the whole cache once per token, as the ONNX interface defines it."""
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ class Generation:
     step_s: list[float] = field(default_factory=list)  # each decode step's call
     load_s: float = 0.0
     peak_rss_mib: float = 0.0               # of this process, after generating
+    rss_before_mib: float = 0.0             # before the artifact was loaded (Python, numpy, TVM's runtime)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -34,7 +34,7 @@ class Generation:
     def to_json(self) -> dict:
         return {"prompt": self.prompt, "tokens": self.tokens, "prefill_ms": self.prefill_s * 1e3,
                 "decode_tokens_per_s": self.decode_tokens_per_s, "decode_steps": len(self.step_s),
-                "load_ms": self.load_s * 1e3, "peak_rss_mib": self.peak_rss_mib}
+                "load_ms": self.load_s * 1e3, "peak_rss_mib": self.peak_rss_mib, "rss_before_mib": self.rss_before_mib}
 
 
 def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = None) -> Generation:
@@ -59,12 +59,28 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     vocab = art.outputs[[t.name for t in art.outputs].index("logits")].shape[-1]
     if isinstance(vocab, int) and max(prompt) >= vocab or min(prompt) < 0:
         raise EdgecError(f"prompt token ids must be in [0, {vocab}), got {min(prompt)}..{max(prompt)}")
+    before = peak_rss_mib()  # TVM's runtime is loaded (load_on_host's module imports it)
     t0 = time.perf_counter()
     model = load_on_host(art, artifact_threads(art, threads), "`edgec generate` runs")
     load_s = time.perf_counter() - t0
     res = greedy_decode(model.run, cache, names, np.array([prompt], np.int64), max_new_tokens - 1, keep_steps=False)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return Generation(prompt, [int(t) for t in res.tokens[0]], res.seconds[0], res.seconds[1:], load_s, rss)
+    return Generation(prompt, [int(t) for t in res.tokens[0]], res.seconds[0], res.seconds[1:], load_s,
+                      peak_rss_mib(), before)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set (VmHWM; getrusage's ru_maxrss keeps the parent's peak
+    across fork and exec, so a worker spawned by a big process would report the parent's)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def tokenizer(path: str):

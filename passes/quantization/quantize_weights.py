@@ -14,7 +14,8 @@ fused into the matmul kernel (fp32 weights are never materialized).
 
 Taken in: what quantize-dynamic takes (a float32 top-level MatMul with a constant finite 2-D B, a
 Gemm with constant B, alpha = beta = 1, transA = 0, C absent or constant along the output's last
-axis), with A of known rank >= 2 and K >= 16 (K is zero-padded to whole groups); not named in `exclude`. A MatMul of two
+axis), and a MatMul whose B is Transpose of such a constant (a tied LM head; the Transpose is
+dropped when nothing else reads it, the constant stays for its other readers), with A of known rank >= 2 and K >= 16 (K is zero-padded to whole groups); not named in `exclude`. A MatMul of two
 activations stays float. Idempotent: a quantized node is a MatMulNBits, which is not matched."""
 
 from __future__ import annotations
@@ -32,10 +33,28 @@ from edgec.passes.quantization.quantize_dynamic import matmul_weight
 MIN_K = 16  # below this, a matmul is too small for block quantization to pay (and MatMulNBits' least block)
 
 
+def _transposed_constant(node: ir.Node) -> np.ndarray | None:
+    """B = Transpose(W) of a constant float32 [N, K] W (a tied LM head: W is also the embedding
+    table) as [K, N]; None otherwise."""
+    b = node.inputs[1] if node.op_type == "MatMul" and len(node.inputs) > 1 else None
+    t = b.producer() if b is not None else None
+    if t is None or t.op_type != "Transpose" or t.domain not in ("", "ai.onnx"):
+        return None
+    perm = t.attributes.get("perm")
+    w = constant_array(t.inputs[0])
+    if w is None or w.ndim != 2 or w.dtype != np.float32 or not np.all(np.isfinite(w)):
+        return None
+    if perm is not None and list(perm.as_ints()) != [1, 0]:
+        return None
+    return w.T
+
+
 def _takes(node: ir.Node) -> np.ndarray | None:
-    if node.op_type not in ("MatMul", "Gemm"):
+    if node.op_type not in ("MatMul", "Gemm") or node.inputs[0] is None or node.inputs[0].dtype != ir.DataType.FLOAT:
         return None
     w = matmul_weight(node)
+    if w is None:
+        w = _transposed_constant(node)
     a = node.inputs[0]
     if w is None or a.shape is None or len(a.shape) < 2 or w.shape[0] < MIN_K or w.shape[1] == 0:
         return None
@@ -94,4 +113,7 @@ class QuantizeWeights(Pass):
                       name=b.namer.fresh(f"{base}_nbits"))
         out = new.outputs[0]
         out.type, out.shape = ir.TensorType(ir.DataType.FLOAT), y.shape
+        transpose = node.inputs[1].producer()
         b.replace_node(node, [new], out)
+        if transpose is not None and not transpose.outputs[0].uses() and not transpose.outputs[0].is_graph_output():
+            b.graph.remove(transpose, safe=True)  # a tied LM head's Transpose: its table stays for the Gather

@@ -128,3 +128,21 @@ def test_reads_onnxruntime_quantizer_output(symmetric):
     assert (len(nb.input) > 3 and bool(nb.input[3])) == (not symmetric)
     x = np.random.default_rng(1).standard_normal((3, K)).astype(np.float32)
     np.testing.assert_allclose(run_ort(q, {"x": x})["y"], x @ _stored_weight(q, nb), rtol=1e-4, atol=1e-3)
+
+
+def test_tied_lm_head_transpose_of_the_embedding_is_quantized():
+    """GPT-2's LM head: MatMul(h, Transpose(W)) with W also the embedding table of a Gather."""
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((50, 32)).astype(np.float32)  # [vocab, hidden]
+    nodes = [h.make_node("Gather", ["W", "ids"], ["e"]), h.make_node("Transpose", ["W"], ["wt"], perm=[1, 0]),
+             h.make_node("MatMul", ["e", "wt"], ["logits"])]
+    g = h.make_graph(nodes, "tied", [h.make_tensor_value_info("ids", TP.INT64, [1, 4])],
+                     [h.make_tensor_value_info("logits", TP.FLOAT, [1, 4, 50])], [nh.from_array(w, "W")])
+    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    m.ir_version = 10
+    q = quantize(onnx.shape_inference.infer_shapes(m), bits=8, accuracy_level=0)
+    assert [n.op_type for n in q.graph.node] == ["Gather", "MatMulNBits"]
+    ids = np.array([[1, 7, 49, 0]], np.int64)
+    got = run_ort(q, {"ids": ids})["logits"]
+    want = w[ids] @ w.T
+    np.testing.assert_allclose(got, want, atol=0.05 * np.abs(want).max())

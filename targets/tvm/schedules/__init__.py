@@ -115,8 +115,16 @@ def _schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules, knobs: dict | N
             if not rule.match(sch, ctx):
                 continue
             sch = rule.apply(sch, ctx) or sch
-        except Exception:  # noqa: BLE001 - a rule that cannot apply falls through to the next
-            if os.environ.get("EDGEC_SCHEDULE_DEBUG"):
+        except Exception as e:  # noqa: BLE001 - a rule that cannot apply falls through to the next
+            debug = os.environ.get("EDGEC_SCHEDULE_DEBUG")
+            if debug == "print":  # why each rule gave up, per kernel, on stderr
+                import sys
+                import traceback
+
+                where = "; ".join(f"{f.name}:{f.lineno}" for f in traceback.extract_tb(e.__traceback__)[-3:])
+                print(f"schedule: rule {rule.NAME}: {type(e).__name__} at {where}: {' '.join(str(e).split())[-300:]}",
+                      file=sys.stderr)
+            elif debug:
                 raise
             continue
         if scalar_bools and _has_vector_loop(sch):  # a rule that vectorizes whatever ctx.lanes says
@@ -126,9 +134,10 @@ def _schedule_func(func: tirx.PrimFunc, ctx: RuleContext, rules, knobs: dict | N
 
 
 def _touches_bool(func: tirx.PrimFunc) -> bool:
-    """Whether a kernel reads or writes a bool buffer. TVM's LLVM codegen loads a bool vector as
-    <n x i8> but computes one as <n x i1>, and `or` of the two fails LLVM's verifier (fuzzer:
-    Or(bool input, Less(x, c))): such kernels are scheduled without vectors."""
+    """Whether a kernel reads or writes a bool buffer of more than one element. TVM's LLVM codegen
+    loads a bool vector as <n x i8> but computes one as <n x i1>, and `or` of the two fails LLVM's
+    verifier (fuzzer: Or(bool input, Less(x, c))): such kernels are scheduled without vectors. A
+    one-element bool (a run-time guard's flag, read as a scalar) makes no bool vector."""
     try:
         sch = s_tir.Schedule(func)
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
@@ -136,9 +145,13 @@ def _touches_bool(func: tirx.PrimFunc) -> bool:
         return False
     for b in blocks:
         blk = sch.get(b)
-        if any(str(r.source.dtype) == "bool" for r in [*blk.reads, *blk.writes]):
+        if any(str(r.source.dtype) == "bool" and not _one_element(r.source) for r in [*blk.reads, *blk.writes]):
             return True
     return False
+
+
+def _one_element(buf) -> bool:
+    return all(isinstance(d, tirx.IntImm) and int(d) == 1 for d in buf.shape)
 
 
 def _has_vector_loop(sch: s_tir.Schedule) -> bool:

@@ -163,7 +163,7 @@ def _more_points(sch: s_tir.Schedule, block, size) -> bool:
     an = tvm.sym.Analyzer()
     for v in {*analysis.undefined_vars(tvm.tirx.const(0, "int64") + n), *analysis.undefined_vars(size + 0)}:
         dt = str(v.ty.dtype)
-        an.bind(v, tvm.ir.Range(tvm.tirx.const(0, dt), tvm.tirx.const(1 << 40, dt)))  # dims: >= 0
+        an.bind(v, tvm.ir.Range(tvm.tirx.const(1, dt), tvm.tirx.const(1 << 40, dt)))  # dims >= 1 (0: nothing runs)
     return not an.can_prove(n <= size)
 
 
