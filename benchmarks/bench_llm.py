@@ -83,7 +83,7 @@ def worker(runtime: str, model: Path, threads: int, prompt: int, steps: int, voc
     """One timed decode in this process: prefill seconds, step seconds, peak RSS."""
     import numpy as np
     import onnxruntime  # noqa: F401 - both runtimes imported before the baseline
-    import tvm  # noqa: F401, TID251 - the baseline RSS includes the TVM runtime edgec loads
+    import tvm  # noqa: F401, TID251 - timing baseline: the import cost of both runtimes
 
     from edgec.generate import peak_rss_mib
     from edgec.llm_decode import cache_inputs, greedy_decode

@@ -11,8 +11,9 @@ A pipeline is the concatenation of the `STAGES` that apply to (level, TargetSpec
 -O2  cleanup + fusion: BatchNorm/scale folding, zero-Pad folding, attention/GELU/LayerNorm/
      RMSNorm/SiLU/HardSwish recognition, activation fusion into Conv/Gemm/MatMul, transpose and
      reshape folding; QDQ regions fused into integer ops (`fuse-qdq`) on targets with int8
-     kernels (AVX-512 VNNI); NHWC targets (ARM) also convert to NHWC (`to-nhwc`), NCHW CPU targets pad
-     activation channels to the vector block (`pad-channels`); then cleanup again
+     kernels (x86 AVX2 / AVX-512 VNNI, ARM NEON); NHWC targets (ARM) also convert to NHWC
+     (`to-nhwc`), NCHW CPU targets pad activation channels to the vector block (`pad-channels`);
+     then cleanup again
 -O3  as -O2 (reserved for layout and schedule choices that trade compile time for speed)
 """
 
@@ -50,7 +51,7 @@ STAGES: tuple[Stage, ...] = (
     # shape-determining runtime inputs that the (now inferred) static shapes fix become guarded constants
     Stage(f"{CONTROL_PIPELINE},eliminate-dead-code,infer-shapes,specialize-shape-inputs", frozenset({0, 1, 2, 3})),
     # QDQ regions into integer ops where the backend has int8 kernels for them (targets/dot.py)
-    Stage("fuse-qdq", _O2_UP, dots=frozenset({"vnni"})),
+    Stage("fuse-qdq", _O2_UP, dots=frozenset({"vnni", "sdot", "neon", "pmaddwd"})),
     Stage(FUSION_PIPELINE, _O2_UP),
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
     # channels padded to the CPU backend's vector block (the block comes from the target: see api.optimize)

@@ -73,7 +73,7 @@ def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
         if o.calibration_data or not o.per_channel:
             raise PipelineError(f"--quantize/--mode {o.mode} needs no calibration data and is always per block "
                                 "(choose the block with --group-size)")
-        opts = {**base, "exclude": ",".join(o.exclude), "symmetric": True if o.symmetric is None else o.symmetric}
+        opts = {**base, "exclude": ",".join(o.exclude), **({} if o.symmetric is None else {"symmetric": o.symmetric})}
         if o.accuracy_level is not None:
             opts["accuracy_level"] = o.accuracy_level
         return name, opts | ({"group_size": o.group_size} if o.group_size is not None else {})

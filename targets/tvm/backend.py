@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +80,14 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         stage = out_dir / "_plan"
         build_plan_library(mod, spec, stage, name=Path(lib_name).stem,
                            output_names=[v.name for v in model.graph.outputs])
+        schedules = json.loads((stage / "metadata.json").read_text()).get("schedules", {})
         extra = []
         for f in stage.iterdir():
             if f.name != "metadata.json":
                 shutil.move(str(f), out_dir / f.name)
                 extra.append(f.name)
         shutil.rmtree(stage)
-        return BackendResult(lib_name, str(tvm.target.Target(spec.tvm)), report.to_json(),
+        return BackendResult(lib_name, str(tvm.target.Target(spec.tvm)), {**report.to_json(), "schedules": schedules},
                              tuple(sorted(set(extra) - {lib_name})), output_shapes=shapes)
     if spec.tvm.get("kind") != "llvm":  # GPU: device source (+ binaries) beside the host library
         from edgec.targets.tvm.build import optimize_relax, tvm_target

@@ -12,6 +12,7 @@ from tvm import relax
 from tvm.support import cc
 
 from edgec.errors import EdgecError, InternalError, TargetError
+from edgec.targets.dot import dot_instructions
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
 from edgec.targets.tvm.schedules import apply_schedules, context_for
@@ -78,7 +79,7 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
     packable = weight_param_names(mod, PACK_MAX_BYTES)
     legalize = tvm.transform.Sequential([
         relax.transform.FoldConstant(),
-        relax.transform.LegalizeOps(legalize_map(lanes, packable)),
+        relax.transform.LegalizeOps(legalize_map(lanes, packable, dot_instructions(spec) if spec is not None else None)),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         unfused_scalar_param_kernels,

@@ -153,7 +153,7 @@ def _blocked(layout: str) -> int | None:
 def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     a = call.attrs
     b = _blocked(str(a.data_layout))
-    out = conv_int8.legalize(bb, call)  # uint8 x int8: the dot-product kernel
+    out = conv_int8.legalize(bb, call, _DOT[0])  # uint8 x int8: the dot-product kernel
     if out is not None:
         return out
     if b is None:
@@ -174,13 +174,16 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 
 _LANES = [0]
 _WEIGHTS: list[frozenset[str]] = [frozenset()]
+_DOT: list[str | None] = ["vnni"]
 
 
-def legalize_map(lanes: int = 0, weights: frozenset[str] = frozenset()) -> dict:
+def legalize_map(lanes: int = 0, weights: frozenset[str] = frozenset(), dot: str | None = "vnni") -> dict:
     """Legalizations for convs; `lanes` > 0 also packs constant-weight NCHW convs' kernels and
-    constant matmul B operands. `weights`: names of weight parameters packed like constants."""
+    constant matmul B operands. `weights`: names of weight parameters packed like constants.
+    `dot`: the target's dot-product instructions (uint8 x int8 convs: conv_int8.legalize)."""
     _LANES[0] = lanes
     _WEIGHTS[0] = frozenset(weights)
+    _DOT[0] = dot
     out = {"relax.nn.conv2d": _legalize_conv2d, "relax.tanh": _legalize_tanh}
     if lanes:
         out["relax.matmul"] = _legalize_matmul  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
@@ -321,7 +324,7 @@ def choose_block(mod: tvm.IRModule, lanes: int) -> int | None:
         w, y = c.args[1].ty, c.ty
         flops = float(_prod(w.shape) * _prod(list(y.shape)[2:]))
         total += flops
-        for b in (lanes, lanes // 2, lanes // 4):
+        for b in conv_int8.candidate_blocks(c.args[0].ty, (lanes, lanes // 2, lanes // 4)):
             if b >= 4 and _conv_ok(c, b):
                 work[b] = work.get(b, 0.0) + flops
     if not work or total == 0:

@@ -19,7 +19,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import tvm
 from tvm import relax
 from tvm.support import cc
@@ -58,6 +57,7 @@ class Plan:
     calls: list[tuple[str, list[int]]] = field(default_factory=list)  # (symbol, tensor ids)
     consts: bytearray = field(default_factory=bytearray)
     kernels: tvm.IRModule | None = None
+    schedules: dict = field(default_factory=dict)  # schedule rule -> number of kernels (build.schedule)
 
     def text(self) -> str:
         lines = [f"edgec-plan {PLAN_VERSION}", f"tensors {len(self.tensors)}"]
@@ -73,7 +73,8 @@ class Plan:
         def one(tid, name):
             t = self.tensors[tid]
             return {"name": name, "shape": list(t.shape), "dtype": t.dtype}
-        return {"inputs": [one(*x) for x in self.inputs], "outputs": [one(*x) for x in self.outputs]}
+        return {"inputs": [one(*x) for x in self.inputs], "outputs": [one(*x) for x in self.outputs],
+                "schedules": dict(self.schedules)}
 
 
 def _tensor_type(ty, what: str) -> tuple[str, tuple[int, ...]]:
@@ -99,7 +100,7 @@ class _PlanBuilder:
     def const(self, c) -> int:
         key = c  # relax exprs hash/compare by object identity
         if key not in self.const_ids:
-            arr = np.ascontiguousarray(c.value.numpy())
+            arr = c.value.numpy().copy(order="C")  # ascontiguousarray makes a 0-d scalar 1-d
             self.plan.consts += b"\0" * (-len(self.plan.consts) % 64)
             offset = len(self.plan.consts)
             self.plan.consts += arr.tobytes()
@@ -163,13 +164,18 @@ _CONTROL_FLOW = ("call plan: the model has run-time control flow (If or Loop); a
                  "fixed list of kernels: compile it for an armv8 or x86 target")
 
 
-def _legalize(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    passes = [relax.transform.DecomposeOpsForInference()]
-    passes += relax.backend.cpu_generic.pipeline.library_dispatch_passes(target)
-    passes += relax.backend.cpu_generic.pipeline.legalize_passes(target)
-    passes += [relax.transform.DeadCodeElimination(["main"])]
+def _legalize(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec, used: dict) -> tvm.IRModule:
+    """The CPU backend's graph optimization and rule schedules (build.optimize_relax, build.schedule:
+    blocked layout, edgec's kernels, int8 kernels), as for a VM library; the kernels' parallel loops
+    run serially in the plan runtime (its ParallelLaunch runs one task)."""
+    from edgec.targets.tvm.build import optimize_relax, schedule
+
     with target:
-        return tvm.transform.Sequential(passes)(mod)
+        mod = tvm.transform.Sequential(relax.backend.cpu_generic.pipeline.library_dispatch_passes(target))(mod)
+    mod = optimize_relax(mod, target, spec)
+    mod = schedule(mod, spec, target, used, threads=1)
+    with target:
+        return relax.transform.DeadCodeElimination(["main"])(mod)
 
 
 def lower_to_plan(mod: tvm.IRModule, spec: TargetSpec,
@@ -177,13 +183,15 @@ def lower_to_plan(mod: tvm.IRModule, spec: TargetSpec,
     """Legalize and fuse `mod` (a Relax module with `main`, weights bound as constants) and turn
     `main` into a `Plan`; `plan.kernels` is the IRModule of PrimFuncs to compile."""
     target = tvm.target.Target(spec.tvm)
-    mod = _legalize(mod, target)
+    used: dict = {}
+    mod = _legalize(mod, target, spec, used)
     main = mod["main"]
     num_input = main.attrs.get("num_input") if main.attrs is not None else None
     if num_input is not None and int(num_input) != len(main.params):
         raise TargetError("call plan: main has weight parameters; bind them as constants first "
                           "(from_onnx(..., keep_params_in_input=False) or relax.transform.BindParams)")
     pb = _PlanBuilder()
+    pb.plan.schedules = used
     for i, p in enumerate(main.params):
         dtype, shape = _tensor_type(p.ty, f"input '{p.name}'")
         tid = pb.new_tensor(dtype, shape, "input", (i,))

@@ -67,6 +67,6 @@ def test_sdot_matmul_builds_for_armv8_2_with_sdot(tmp_path):
 
 @pytest.mark.parametrize("features,want", [
     (("avx2", "fma", "avx512f", "avx512vnni"), "vnni"), (("avx512_vnni",), "vnni"),
-    (("neon", "dotprod"), "sdot"), (("avx2", "fma"), None), (("neon",), None)])
+    (("neon", "dotprod"), "sdot"), (("avx2", "fma"), "pmaddwd"), (("neon",), "neon"), (("sse4.2",), None)])
 def test_intrinsic_for_reads_features(features, want):
     assert D.intrinsic_for(features) == want

@@ -17,7 +17,7 @@ from edgec.api import CompileOptions, compile_model, run_artifact
 from edgec.compare import assert_outputs_match
 from edgec.reference import run_ort
 from edgec.targets import get_target
-from edgec.targets.dot import dot_instructions
+from edgec.targets.dot import INT8_X4, dot_instructions
 from tests.conftest import require_target_tools
 from tests.passes.test_quantize_weights import matmul_model, ort_quantized, quantize
 
@@ -50,7 +50,7 @@ def _compile_and_check(q: onnx.ModelProto, tmp_path, shapes) -> int:
     path = tmp_path / "q.onnx"
     onnx.save(q, path)
     art = compile_model(path, tmp_path / "art", CompileOptions(target="host", symbolic_dims=True))
-    int8 = _levels(q) == {4} and dot_instructions(get_target("host")) is not None
+    int8 = _levels(q) == {4} and dot_instructions(get_target("host")) in INT8_X4
     rule = "matmul_nbits_int8" if int8 else "matmul_nbits"
     assert art.metadata["lowering"]["schedules"].get(rule, 0) >= 1, art.metadata["lowering"]["schedules"]
     rng = np.random.default_rng(7)

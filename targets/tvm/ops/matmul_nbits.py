@@ -16,7 +16,7 @@ from edgec.targets.tvm import nbits_int8
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input
 from edgec.targets.tvm.nbits_matmul import nbits_matmul, repack
 from edgec.targets.tvm.ops import Unsupported, lowers
-from edgec.targets.tvm.schedules.int8_dot import INTRINSICS
+from edgec.targets.tvm.schedules.int8_dot import INT8_X4, INTRINSICS
 
 _R = relax.op
 
@@ -44,7 +44,7 @@ def ms_matmul_nbits(ctx, node, xs):
         q, zp = unpack(b, zps, bits, bs, k, n)
     except ValueError as e:
         raise Unsupported(f"MatMulNBits: {e}") from None
-    if int(attr(node, "accuracy_level", 0)) == 4 and ctx.dot in INTRINSICS:
+    if int(attr(node, "accuracy_level", 0)) == 4 and ctx.dot in INT8_X4:
         _, lanes, a_type = INTRINSICS[ctx.dot]
         w, wsum, zterm, s = nbits_int8.repack(q, zp, scales.reshape(n, kb), bits, bs, k, lanes)
         args = [a, const(w), const(wsum)] + ([] if zterm is None else [const(zterm)]) + [const(s)]

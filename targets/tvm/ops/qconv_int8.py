@@ -53,7 +53,7 @@ def in_bounds_weight_sum(w: np.ndarray, hw: list[int], pads: list[int], strides:
 def int8_conv_acc(ctx, node, xs):
     """int32 Conv(x - x_zp, w) + B of a QLinearConv via a uint8 x int8 conv2d, or None when the
     node is not one this path handles (see the module docstring)."""
-    if ctx.dot != "vnni":
+    if ctx.dot not in ("vnni", "sdot", "neon", "pmaddwd"):
         return None
     x, w_v = xs[0], node.inputs[3]
     w = ctx.const_array(w_v)

@@ -18,9 +18,9 @@ from edgec.targets.tvm.ops.quant_util import i32, param_size
 from edgec.targets.tvm.schedules.int8_dot import INTRINSICS
 
 _R = relax.op
-# instruction families the kernel is enabled for: sdot (armv8.2, 4 lanes, int8 A) is wired through
-# the kernel and rule but not yet checked on a build and under qemu, so it keeps the generic path
-ENABLED = ("vnni",)
+# instruction families the kernel is enabled for (sdot: armv8.2, 4 lanes, int8 A; neon: no dot
+# product, widening multiply-accumulates; both checked under qemu by tests/targets/test_int8_arm.py)
+ENABLED = ("vnni", "sdot", "neon", "pmaddwd")
 
 
 def centered_weight(ctx, node, i_b: int, i_bzp: int, trans_b: bool) -> np.ndarray | None:
@@ -55,7 +55,7 @@ def dot_matmul(ctx, node, xs, a, i_azp: int | None, i_b: int, i_bzp: int, trans_
         return None
     if bc.min() < -128 or bc.max() > 127:
         return None
-    _, lanes, a_type = INTRINSICS[ctx.dot]
+    intrin, lanes, a_type = INTRINSICS[ctx.dot]
     if a_zp is None and i_azp is not None and has_input(node, i_azp):
         v = xs[i_azp]
         if param_size(v) != 1:
@@ -67,7 +67,8 @@ def dot_matmul(ctx, node, xs, a, i_azp: int | None, i_b: int, i_bzp: int, trans_
     zp = a_zp
     if shift:
         zp = relax.const(shift, "int32") if zp is None else ctx.emit(_R.add(zp, relax.const(shift, "int32")))
-    bp = const(pack_b(bc.astype(np.int8), lanes))
+    wide = a_type == "int16"  # vpmaddwd: int16 pairs
+    bp = const(pack_b(bc, lanes, n_inner=intrin is None, group=2 if wide else 4, dtype=np.int16 if wide else np.int8))
     colsum = None if zp is None else const(bc.sum(axis=0).astype(np.int32))
     return ctx.emit(ctx.bb.call_te(i8mm, a, bp, colsum=colsum, zp=zp, n=bc.shape[1], shift=shift, a_type=a_type,
                                    primfunc_name_hint="i8mm"))

@@ -1,9 +1,13 @@
 """Rule: int8 2-D convolution (`edgec_conv_u8s8_nchwc`, targets/tvm/conv_int8.py) tensorized with
-the `VNNI_16x4` dot-product intrinsic (vpdpbusd).
+the target's dot-product intrinsic: `VNNI_16x4` (vpdpbusd, 16 lanes: one per block of 16 output
+channels) or `SDOT_4x4` (AArch64 sdot, 4 lanes: four per block, on the int8-shifted input); on
+NEON without dotprod ("neon") not tensorized: per input channel, the 16 output channels' int8
+weights (packed output-channel-innermost) times the broadcast int8 input, accumulated in int32
+vectors, which LLVM emits as widening multiply-accumulates (smull/smlal, vmull.s8/vmlal).
 
 Register tile: `ot` output-channel blocks of 16 x `wt` output pixels of a row, int32 accumulators
 in a local buffer, reduced over (input-channel block, ky, kx, group of 4 input channels), one
-vpdpbusd per (block, pixel, group); parallel over (batch, output-channel block group, output row).
+vpdpbusd (four sdot) per (block, pixel, group); parallel over (batch, output-channel block group, output row).
 The zero-padded input is its own stage; the fused epilogue (zero-point correction, bias,
 requantization, activation) runs on the tile, vectorized over the 16 channels.
 """
@@ -12,13 +16,13 @@ from __future__ import annotations
 
 from edgec.targets.tvm.conv_int8 import CONV_U8_BLOCK, PAD_U8_BLOCK
 from edgec.targets.tvm.schedules import common as C
-from edgec.targets.tvm.schedules.int8_dot import VNNI_16x4
+from edgec.targets.tvm.schedules.int8_dot import INTRINSICS
 
 NAME = "conv2d-int8"
 
 
 def match(sch, ctx) -> bool:
-    if ctx.dot != "vnni":
+    if ctx.dot not in INTRINSICS:
         return False
     b = C.find_block(sch, CONV_U8_BLOCK)
     return b is not None and C.iter_kinds(sch, b) == "SSSSSRRRRR"
@@ -40,7 +44,10 @@ def _tile(ocb: int, ow: int, budget: int) -> tuple[int, int]:
 
 def default_knobs(sch, ctx) -> dict:
     _, ocb, oh, ow, _, icb, kh, kw, _, _ = C.extents(sch, sch.get_loops(C.find_block(sch, CONV_U8_BLOCK)))
-    ot, wt = _tile(ocb, ow, max(ctx.registers - 8, 8))
+    # 16 int32 accumulators per output block: one register for VNNI, two for vpmaddwd (ymm), four on
+    # NEON (sdot or not)
+    per_block = max(16 // min(ctx.lanes, INTRINSICS[ctx.dot][1]), 1)
+    ot, wt = _tile(ocb, ow, max((ctx.registers - 8) // per_block, 2))
     return {"ot": ot, "wt": wt, "par": 4 if oh * ow <= 256 else 8}
 
 
@@ -69,14 +76,25 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     n, o, y, x, k, rcb, ry, rx, rq, rg = sch.get_loops(conv)
     o_o, o_i = sch.split(o, [None, kn["ot"]])
     x_o, x_i = sch.split(x, [None, kn["wt"]])
-    sch.reorder(n, o_o, y, x_o, rcb, ry, rx, rq, o_i, x_i, k, rg)
+    intrin, lanes, _ = INTRINSICS[ctx.dot]
+    if intrin is None:  # widening multiply-accumulate: per input channel, 16 output channels as vectors
+        sch.reorder(n, o_o, y, x_o, rcb, ry, rx, rq, rg, o_i, x_i, k)
+    else:
+        sch.reorder(n, o_o, y, x_o, rcb, ry, rx, rq, o_i, x_i, k, rg)
     # the intrinsic's C buffer is "global": a global-scope tile (compacted to the tile by TVM)
     acc = tail if tail is not None else sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(acc, x_o)
     C.parallel_outer(sch, [n, o_o, y], ctx.threads * kn["par"])
     sch.unroll(x_i)
     sch.unroll(o_i)
+    if intrin is None:
+        sch.unroll(rg)
+        sch.vectorize(k)
+    elif lanes < 16:
+        k_o, k = sch.split(k, [None, lanes])
+        sch.unroll(k_o)
     init = sch.decompose_reduction(conv, rcb)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(k, VNNI_16x4)
+    if intrin is not None:
+        sch.tensorize(k, intrin)
     C.schedule_tail(sch, acc, ctx.lanes)

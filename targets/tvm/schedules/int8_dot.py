@@ -8,6 +8,10 @@ Each intrinsic computes C[i] += sum_k A[k] * B[i, k] (k < 4) for a row of int32 
 - `SDOT_4x4`: AArch64 `sdot` (armv8.2 dotprod): A 4 int8 (broadcast), B 4x4 int8, 4 int32 lanes
   Mixed uint8 x int8 needs i8mm's `usdot`, so uint8 activations are
   shifted to int8 (x - 128) before such a kernel and the shift corrected with 128 * sum(B).
+- `PMADDWD_8x2`: x86 AVX2 `vpmaddwd` (no VNNI): A 2 int16 (broadcast), B 8x2 int16, 8 int32 lanes
+  (uint8 / int8 operands widened to int16; exact, unlike `vpmaddubsw`, which saturates).
+NEON without dotprod ("neon") has no intrinsic: its kernels' vector loops become widening
+multiply-accumulates.
 
 `intrinsic_for(features)` (edgec.targets.dot, no TVM import) says which of them a target can use: building
 `sdot` for a CPU without dotprod aborts LLVM (the whole process), so the check is on the target's
@@ -19,30 +23,31 @@ from __future__ import annotations
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from edgec.targets.dot import dot_instructions, intrinsic_for  # noqa: F401 - re-exported
+from edgec.targets.dot import INT8_X4, dot_instructions, intrinsic_for  # noqa: F401 - re-exported
 
 # Our own descriptions and implementations: importing TVM's (tvm.s_tir.tensor_intrin) parses every
 # intrinsic of every backend (CUDA's hundreds) and took minutes on a loaded 2-core machine.
 VNNI_16x4 = "edgec_dot_16x4_vnni"
 SDOT_4x4 = "edgec_dot_4x4_sdot"
+PMADDWD_8x2 = "edgec_dot_8x2_pmaddwd"
 
 
-def _desc(lanes: int, a_dtype: str):
-    """C[i] += sum_k int32(A[k]) * int32(B[i, k]), i < lanes, k < 4."""
+def _desc(lanes: int, a_dtype: str, k: int = 4, b_dtype: str = "int8"):
+    """C[i] += sum_j int32(A[j]) * int32(B[i, j]), i < lanes, j < k."""
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (4,), a_dtype, offset_factor=1)
-        B = T.match_buffer(b, (lanes, 4), "int8", offset_factor=1)
+        A = T.match_buffer(a, (k,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (lanes, k), b_dtype, offset_factor=1)
         C = T.match_buffer(c, (lanes,), "int32", offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.reads(C[0:lanes], A[0:k], B[0:lanes, 0:k])
             T.writes(C[0:lanes])
             for i in T.serial(0, lanes):
-                for k in T.serial(0, 4):
+                for j in T.serial(0, k):
                     with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+                        vi, vj = T.axis.remap("SR", [i, j])
+                        C[vi] = C[vi] + T.cast(A[vj], "int32") * T.cast(B[vi, vj], "int32")
 
     return desc
 
@@ -72,14 +77,43 @@ def _impl(lanes: int, a_dtype: str, llvm_name: str):
     return impl
 
 
+def _impl_pmaddwd():
+    """C[0:8] += vpmaddwd(A's 2 int16 broadcast to 8 pairs, B's 8x2 int16 tile): AVX2 `vpmaddwd` sums
+    the two int16 x int16 products of each pair into an int32 lane (exact: |products| < 2^30) and
+    does not accumulate, so the add is separate (LLVM fuses nothing here: vpmaddwd + vpaddd)."""
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+        B = T.match_buffer(b, (8, 2), "int16", offset_factor=1)
+        C = T.match_buffer(c, (8,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:2], B[0:8, 0:2])
+            T.writes(C[0:8])
+            a_i32 = T.reinterpret(A.vload([0], "int16x2"), dtype="int32")
+            C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.reinterpret(T.broadcast(a_i32, 8), dtype="int16x16"),
+                B.vload([0, 0], dtype="int16x16"),
+                dtype="int32x8",
+            )
+
+    return impl
+
+
 TensorIntrin.register(VNNI_16x4, _desc(16, "uint8"), _impl(16, "uint8", "llvm.x86.avx512.vpdpbusd.512"),
                       override=True)
 TensorIntrin.register(SDOT_4x4, _desc(4, "int8"), _impl(4, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8"),
                       override=True)
+TensorIntrin.register(PMADDWD_8x2, _desc(8, "int16", 2, "int16"), _impl_pmaddwd(), override=True)
 
 
-# (intrinsic, output lanes, activation dtype the intrinsic reads) per instruction family
+# (intrinsic, output lanes, activation dtype the intrinsic reads) per instruction family; "neon"
+# (ARM NEON without dotprod) has no intrinsic: the kernels' vector loops become widening
+# multiply-accumulates (int8 x int8 -> int16 products -> int32)
 INTRINSICS = {
     "vnni": (VNNI_16x4, 16, "uint8"),
     "sdot": (SDOT_4x4, 4, "int8"),
+    "neon": (None, 16, "int8"),
+    "pmaddwd": (PMADDWD_8x2, 8, "int16"),
 }

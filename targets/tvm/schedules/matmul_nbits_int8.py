@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from edgec.targets.tvm.nbits_int8 import NB8, NB8_ACC, NB8_ASUM, NB8_QUANT, NB8_SCALE, NB8_W
 from edgec.targets.tvm.schedules import common as C
-from edgec.targets.tvm.schedules.int8_dot import INTRINSICS
+from edgec.targets.tvm.schedules.int8_dot import INT8_X4, INTRINSICS
 
 NAME = "matmul_nbits_int8"
 
 
 def match(sch, ctx) -> bool:
-    return C.find_block(sch, NB8_ACC) is not None and ctx.dot in INTRINSICS
+    return C.find_block(sch, NB8_ACC) is not None and ctx.dot in INT8_X4
 
 
 def _activation_stage(sch, name: str, vector: bool) -> None:
