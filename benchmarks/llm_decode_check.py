@@ -76,6 +76,27 @@ def check(model: Path, art_dir: Path, threads: int, prompts: list[int], steps: i
     return ok
 
 
+def time_only(model: Path, art_dir: Path, runtime: str, threads: int, prompt_len: int, steps: int) -> None:
+    """One runtime in this process (edgec or onnxruntime's optimized session): prints the prefill
+    ms and the median decode ms/token. Run it per runtime in separate processes, interleaved
+    (worker-thread spinning off in both, as in the check)."""
+    art = load_artifact(art_dir)
+    cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
+    names = [t.name for t in art.inputs]
+    if runtime == "edgec":
+        from edgec.targets.tvm.execute import load
+
+        run = load(art, threads).run
+    else:
+        sess = ort_session(str(model), threads=threads, optimized=True)
+        run = _ort_runner(sess)
+    prompt = np.random.default_rng(prompt_len).integers(0, art.outputs[0].shape[-1], (1, prompt_len))
+    greedy_decode(run, cache, names, prompt, 2, keep_steps=False)  # warm-up
+    d = greedy_decode(run, cache, names, prompt, steps, keep_steps=False)
+    print(f"{runtime} {model.name} prompt {prompt_len}: prefill {d.seconds[0] * 1e3:.1f} ms, decode "
+          f"{np.median(d.seconds[1:]) * 1e3:.1f} ms/token (load {os.getloadavg()[0]:.2f})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", type=Path)
@@ -84,7 +105,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--prompts", default="1,17,128")
+    ap.add_argument("--time-only", choices=["edgec", "ort"],
+                    help="only time one runtime on the first prompt length (an existing artifact; no check)")
     args = ap.parse_args(argv)
+    if args.time_only:
+        for m in args.models:
+            time_only(m, args.artifact_dir / m.stem, args.time_only, args.threads, int(args.prompts.split(",")[0]),
+                      args.steps)
+        return 0
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     ok = True
     for m in args.models:

@@ -11,7 +11,7 @@ implements it in Python only, so bundle runners could not execute it.
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax, tirx
+from tvm import relax, te, tirx
 from tvm.script import tirx as T
 
 _R = relax.op
@@ -37,7 +37,9 @@ def thread_guards(bb: relax.BlockBuilder, guards: list[tuple[relax.Expr, str]], 
     shape = [int(d) for d in shape] if static else shape
     dtype = str(out.ty.dtype)
     size = int(np.prod(shape, dtype=np.int64)) if static else -1
-    if size == 0 or not static:  # nothing to copy, or a symbolic size: the checked flags select between out and itself
+    if not static:
+        return _thread_symbolic(bb, guards, out, shape, dtype)
+    if size == 0:  # nothing to copy: the checked flags select between out and itself
         for ok, message in guards:
             fn = bb.add_func(_kernel(message, 1, "bool"), "edgec_guard")
             flag = bb.emit(_R.reshape(ok, [1]))
@@ -50,3 +52,31 @@ def thread_guards(bb: relax.BlockBuilder, guards: list[tuple[relax.Expr, str]], 
         flag = bb.emit(_R.reshape(ok, [1]))
         flat = bb.emit(relax.call_tir(fn, [flag, flat], relax.TensorType([size], dtype)))
     return bb.emit(_R.reshape(flat, shape))
+
+
+def _thread_symbolic(bb: relax.BlockBuilder, guards, out: relax.Expr, shape: list, dtype: str) -> relax.Expr:
+    """A symbolic-shape output: the guard kernels assert on one-element flags, chained, and one
+    opaque copy kernel takes the last flag with the flattened output. (An elementwise
+    `where(flag, out, out)` fused into the output's kernel as an epilogue: an LLM's vocabulary
+    head ran 100x slower.)"""
+    dep = None
+    for ok, message in guards:
+        fn = bb.add_func(_kernel(message, 1, "bool"), "edgec_guard")
+        flag = bb.emit(_R.reshape(ok, [1]))
+        dep = bb.emit(relax.call_tir(fn, [flag, dep if dep is not None else flag], relax.TensorType([1], "bool")))
+    size = 1
+    for d in shape:
+        size = size * d
+    flat = bb.emit(_R.reshape(out, [size]))
+    fn = bb.add_func(_pass_through(dtype), "edgec_guard_pass")
+    flat = bb.emit(relax.call_tir(fn, [dep, flat], relax.TensorType([size], dtype)))
+    return bb.emit(_R.reshape(flat, shape))
+
+
+def _pass_through(dtype: str):
+    """y = x over a symbolic length, reading nothing of `ok` (a data dependency only)."""
+    n = tirx.Var("n", "int64")
+    ok = te.placeholder((1,), "bool", name="ok")
+    x = te.placeholder((n,), dtype, name="x")
+    y = te.compute((n,), lambda i: x[i], name="y")
+    return te.create_prim_func([ok, x, y]).without_attr("global_symbol").with_attr("op_pattern", 8)  # opaque: never fused

@@ -192,9 +192,9 @@ def test_run_and_bench_size_symbolic_dims_with_dim(tmp_path, run_cli):
 
 @pytest.mark.parametrize("n", [600, 512, 70])
 def test_matmul_with_symbolic_rows(tmp_path, n):
-    """x[batch, seq, 48] @ w[48, n]: the symbolic-extent schedule accumulates 64 output columns
-    per task over the reduction; n = 600 (no multiple of 64: w padded, the result sliced back),
-    512 (whole vectors) and 70 (a masked last vector) all match onnxruntime at several sizes."""
+    """x[batch, seq, 48] @ w[48, n] over symbolic rows: n = 600 (no multiple of 64: w padded with
+    zero columns, the result sliced back), 512 (whole vectors) and 70 (too small to pad: a partial
+    last vector) all match onnxruntime at several sizes."""
     rng = np.random.default_rng(n)
     w = nh.from_array(rng.standard_normal((48, n)).astype(np.float32), "w")
     g = h.make_graph([h.make_node("MatMul", ["x", "w"], ["y"])], "mm",

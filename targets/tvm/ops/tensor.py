@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te, tirx
 
-from edgec.errors import GUARD_PREFIX
+from edgec.errors import GUARD_PREFIX, ModelValidationError
 from edgec.targets.tvm import symbolic
 from edgec.targets.tvm.lower_context import attr, dtype_of, shape_of
 from edgec.targets.tvm.ops import Unsupported, lowers
@@ -203,8 +203,14 @@ def gather_nd(ctx, node, xs):
     b, k = int(attr(node, "batch_dims", 0)), idx_dims[-1]
     if b + k > len(data_dims) or b >= len(idx_dims):
         raise Unsupported(f"GatherND: batch_dims {b} + index depth {k} exceed the data rank {len(data_dims)}")
-    if ctx.const_array(node.inputs[1]) is None:
+    const_idx = ctx.const_array(node.inputs[1])
+    if const_idx is None:
         _guard_in_range(ctx, node, xs[1], data_dims[b:b + k])
+    elif all(isinstance(d, int) for d in data_dims[b:b + k]) and const_idx.size:
+        dims = np.array(data_dims[b:b + k], np.int64)
+        if ((const_idx < -dims) | (const_idx >= dims)).any():
+            raise ModelValidationError(f"{ctx.file}: node '{node.name or node.op_type}' (GatherND): a constant index "
+                                       f"is out of range for the data's shape {data_dims}")
     return ctx.bb.emit_te(_gather_nd_te, xs[0], xs[1], b, k, primfunc_name_hint="gather_nd")
 
 
