@@ -2,7 +2,7 @@
 2 GiB of external data (written by `large_model.py` unless --model is given).
 
 Each command runs in its own process; its peak resident set (kernel `ru_maxrss` of that child,
-from os.wait4) is reported next to the size of the model's weights.
+from os.wait4, via a small launcher: see measure) is reported next to the size of the model's weights.
 
     python benchmarks/bench_large_model.py [--dir /tmp/edgec-large] [--model M.onnx] [--keep]
         [--vocab 280000 --hidden 1024 --layers 0] [--steps inspect,optimize,compile,run,run-alone]
@@ -14,7 +14,6 @@ weights); `run-alone` is `edgec run` on seeded inputs.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -26,16 +25,26 @@ sys.path.insert(0, str(HERE))
 
 from large_model import DATA_FILE, write_large_model  # noqa: E402
 
+# Linux folds the forking process's peak RSS into the child's ru_maxrss (fork copies the mm, exec
+# keeps its high-water mark): a command started from a big process (pytest, late in a run) would
+# report that process's peak. So the command is started from a small launcher, which reports the
+# command's own ru_maxrss on the last line.
+_LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); _, s, u = os.wait4(p.pid, 0); "
+             "sys.stdout.flush(); print(f'\\nedgec-maxrss-kib={u.ru_maxrss}', flush=True); "
+             "sys.exit(os.waitstatus_to_exitcode(s))")
+
 
 def measure(argv: list[str]) -> tuple[int, int, float, str]:
     """Run `argv`; return (exit code, peak RSS in bytes, wall seconds, combined output tail)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p = subprocess.run([sys.executable, "-c", _LAUNCHER, *map(str, argv)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
-    return p.returncode, usage.ru_maxrss * 1024, wall, out.decode(errors="replace")[-2000:]
+    text = p.stdout.decode(errors="replace")
+    head, _, rss = text.rpartition("edgec-maxrss-kib=")
+    if not rss.strip().isdigit():
+        raise RuntimeError(f"launcher did not report the peak RSS: {text[-500:]}")
+    return p.returncode, int(rss.strip()) * 1024, wall, head.rstrip()[-2000:]
 
 
 def edgec(*args) -> list[str]:
