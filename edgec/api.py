@@ -188,7 +188,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     with atomic_directory(out_dir, [model_path]) as tmp:
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min,
                             symbolic=opts.symbolic_dims, dim_bounds=opts.dim_bounds)
-        outputs = compiled_outputs(outputs, result.output_shapes)
+        outputs = compiled_outputs(outputs, result.output_shapes,
+                                   {v.name for v in model.graph.outputs if v.shape is None})
         meta = {
             "format": FORMAT,
             "model": {"file": os.path.basename(str(model_path)), "sha256": sha256_file(model_path),
@@ -216,16 +217,21 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     return load_artifact(out_dir)
 
 
-def compiled_outputs(outputs: list[TensorInfo], shapes: list | None) -> list[TensorInfo]:
+def compiled_outputs(outputs: list[TensorInfo], shapes: list | None, unknown: set[str] = frozenset()) -> list[TensorInfo]:
     """The graph outputs with the shapes the compiled code returns. A dim the ONNX graph left
-    symbolic is taken from the compiled code (a size, or an expression of the symbolic input dims);
-    a static dim that disagrees with it is edgec's bug; a data-dependent shape is refused."""
+    symbolic is taken from the compiled code (a size, or an expression of the symbolic input dims),
+    and so is the whole shape of an output in `unknown` (no shape on the graph: an op ONNX shape
+    inference does not know, e.g. com.microsoft MatMulNBits after --input-shape); a static dim that
+    disagrees with it is edgec's bug; a data-dependent shape is refused."""
     from edgec.errors import InternalError, ModelValidationError
 
     if shapes is None or len(shapes) != len(outputs):
         return outputs
     out = []
     for t, compiled in zip(outputs, shapes):
+        if t.name in unknown and compiled is not None:
+            out.append(dataclasses.replace(t, shape=tuple(compiled)))
+            continue
         declared = list(t.shape)
         if compiled is None:
             if all(isinstance(d, int) for d in declared):

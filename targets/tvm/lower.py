@@ -123,9 +123,16 @@ def _bound_dims(main: relax.Function, bounds: dict, dim_vars: dict, file: str) -
 _WEIGHT_DTYPES = _DTYPES - {"bfloat16"}
 
 
+# inputs a lowering needs as compile-time constants (it repacks them; no run-time path): such
+# initializers stay in the library whatever their size
+_PACKED_AT_COMPILE_TIME = {("com.microsoft", "MatMulNBits"): (1, 2, 3)}
+
+
 def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
     t = v.const_value
     if min_bytes is None or t.nbytes < min_bytes or t.dtype.bitwidth < 8:
+        return False
+    if any(i in _PACKED_AT_COMPILE_TIME.get((n.domain, n.op_type), ()) for n, i in v.uses()):
         return False
     try:
         return str(np.dtype(t.dtype.numpy())) in _WEIGHT_DTYPES

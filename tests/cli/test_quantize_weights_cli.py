@@ -60,3 +60,18 @@ def test_group_size_misuse_is_one_line_exit_2(run_cli, tmp_path):
         assert r.code == 2 and "group" in r.err and "Traceback" not in r.err, (args, r)
         assert len(r.err.strip().splitlines()) == 1, r.err
     assert not (tmp_path / "a.onnx").exists() and not (tmp_path / "b.onnx").exists()
+
+
+def test_weights_file_always_keeps_matmulnbits_weights_constant(run_cli, tmp_path):
+    """--weights-file always moves big initializers out of the library; MatMulNBits' packed weights
+    must stay compile-time constants (its kernel repacks them), not make the model 'unsupported'.
+    Also: --input-shape on a MatMulNBits model (ONNX shape inference does not know the op: the
+    output's shape comes from the compiled code)."""
+    src, q, art = tmp_path / "mm.onnx", tmp_path / "mm.q.onnx", tmp_path / "art"
+    onnx.save(matmul_model(256, 64), src)
+    # accuracy_level 0: float arithmetic in both runtimes, so the comparison below is at float tolerance
+    assert run_cli("quantize", src, "-o", q, "--mode", "int4-weight", "--accuracy-level", "0").code == 0
+    r = run_cli("compile", q, "-t", "x86-64", "--input-shape", "x=2,256", "--weights-file", "always", "-o", art)
+    assert r.code == 0, r
+    r = run_cli("run", art, "--compare-onnx", q)
+    assert r.code == 0 and "OK" in r.out, r
