@@ -36,6 +36,7 @@ from edgec.targets.tvm import half, symbolic
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const
 from edgec.targets.tvm.ops import LoweringTable, Unsupported, builtin_lowerings, control, loop
+from edgec.targets.tvm.weights import as_weight
 
 
 @dataclass
@@ -123,23 +124,6 @@ def _bound_dims(main: relax.Function, bounds: dict, dim_vars: dict, file: str) -
 _WEIGHT_DTYPES = _DTYPES - {"bfloat16"}
 
 
-# inputs a lowering needs as compile-time constants (it repacks them; no run-time path): such
-# initializers stay in the library whatever their size
-_PACKED_AT_COMPILE_TIME = {("com.microsoft", "MatMulNBits"): (1, 2, 3)}
-
-
-def _as_weight(v: ir.Value, min_bytes: int | None) -> bool:
-    t = v.const_value
-    if min_bytes is None or t.nbytes < min_bytes or t.dtype.bitwidth < 8:
-        return False
-    if any(i in _PACKED_AT_COMPILE_TIME.get((n.domain, n.op_type), ()) for n, i in v.uses()):
-        return False
-    try:
-        return str(np.dtype(t.dtype.numpy())) in _WEIGHT_DTYPES
-    except Exception:
-        return False
-
-
 def lower_model(model: ir.Model, table: LoweringTable | None = None, weight_min_bytes: int | None = None,
                 symbolic: bool = True, cpu: bool = True, dot: str | None = None,
                 native_half: bool = False, dim_bounds: dict | None = None) -> tuple[tvm.IRModule, LoweringReport]:
@@ -177,7 +161,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None, weight_min_
     for name, v in inits.items():
         if v.const_value is None:
             continue
-        if _as_weight(v, weight_min_bytes):
+        if as_weight(v, weight_min_bytes, _WEIGHT_DTYPES):
             t = v.const_value
             var = relax.Var(_ident(name, used), relax.TensorType([int(d) for d in t.shape], str(np.dtype(t.dtype.numpy()))))
             ctx.values[name] = var

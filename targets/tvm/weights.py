@@ -22,6 +22,26 @@ from tvm import relax
 
 from edgec.weights import source_array, write_weights
 
+# inputs a lowering needs as compile-time constants (it repacks them; no run-time path): such
+# initializers stay in the library whatever their size
+_PACKED_AT_COMPILE_TIME = {("com.microsoft", "MatMulNBits"): (1, 2, 3)}
+
+
+def as_weight(v, min_bytes: int | None, dtypes: set[str]) -> bool:
+    """Whether initializer `v` becomes a weight parameter (weights.bin) rather than a constant:
+    at least `min_bytes` (None: never), whole bytes, a dtype in `dtypes`, and read by no lowering
+    that needs it at compile time."""
+    t = v.const_value
+    if min_bytes is None or t.nbytes < min_bytes or t.dtype.bitwidth < 8:
+        return False
+    if any(i in _PACKED_AT_COMPILE_TIME.get((n.domain, n.op_type), ()) for n, i in v.uses()):
+        return False
+    try:
+        return str(np.dtype(t.dtype.numpy())) in dtypes
+    except Exception:  # noqa: BLE001 - a dtype numpy does not know: a constant
+        return False
+
+
 _MAX_GROWTH = 2.0  # a lifted transform may at most double its weight (padding), not broadcast it
 # Weights up to this size are repacked (legalizations treat them like constants): the compile then
 # holds one such weight and its packed copy at a time. Bigger ones keep their ONNX layout (the

@@ -233,6 +233,17 @@ def materialize_pad(sch: s_tir.Schedule, pad, threads: int) -> None:
             sch.vectorize(inner)
 
 
+def finish_dot_tile(sch: s_tir.Schedule, block, reduce_loop, intrin: str | None, lane_loop, tail, lanes: int) -> None:
+    """The common end of the integer dot-product rules: split the accumulator's zeroing off at
+    `reduce_loop` (vectorized), tensorize `lane_loop` with `intrin` (None: already vectorized),
+    vectorize the epilogue `tail`."""
+    init = sch.decompose_reduction(block, reduce_loop)
+    sch.vectorize(sch.get_loops(init)[-1])
+    if intrin is not None:
+        sch.tensorize(lane_loop, intrin)
+    schedule_tail(sch, tail, lanes)
+
+
 def knob_space(default: dict, candidates: list[dict]) -> list[dict]:
     """The rule's default knobs first, then the candidates in order, without duplicates."""
     out, seen = [], set()

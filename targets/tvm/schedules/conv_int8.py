@@ -106,8 +106,4 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     elif lanes < 16:
         k_o, k = sch.split(k, [None, lanes])
         sch.unroll(k_o)
-    init = sch.decompose_reduction(conv, rcb)
-    sch.vectorize(sch.get_loops(init)[-1])
-    if intrin is not None:
-        sch.tensorize(k, intrin)
-    C.schedule_tail(sch, acc, ctx.lanes)
+    C.finish_dot_tile(sch, conv, rcb, intrin, k, acc, ctx.lanes)

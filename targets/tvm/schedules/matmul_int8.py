@@ -127,8 +127,4 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     if intrin is None:
         sch.unroll(k_l)
         sch.vectorize(j_l)
-    init = sch.decompose_reduction(gemm, k_o)
-    sch.vectorize(sch.get_loops(init)[-1])
-    if intrin is not None:
-        sch.tensorize(j_l, intrin)
-    C.schedule_tail(sch, tail, ctx.lanes)
+    C.finish_dot_tile(sch, gemm, k_o, intrin, j_l, tail, ctx.lanes)
