@@ -23,6 +23,7 @@ from tvm import s_tir, tirx
 
 from edgec.targets.tvm.schedules import common as C
 from edgec.targets.tvm.schedules import (
+    attention,
     conv_int8,
     conv_nchw,
     conv_nchwc,
@@ -47,7 +48,7 @@ from edgec.targets.tvm.schedules.int8_dot import dot_instructions
 # llvm.nearbyint, which has vector forms on every LLVM target (x86 vrndscaleps, AArch64 frinti).
 tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
-RULES = (conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits_int8, matmul_nbits, matmul, rowwise, reduction,
+RULES = (attention, conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits_int8, matmul_nbits, matmul, rowwise, reduction,
          full_reduction, injective, symbolic)
 
 
