@@ -41,6 +41,7 @@ from edgec.targets.tvm.schedules import (
 )
 from edgec.targets.tvm.schedules.common import RuleContext
 from edgec.targets.tvm.schedules.int8_dot import dot_instructions
+from edgec.targets.tvm.schedules.serial_when_small import serial_when_small
 
 # TVM 0.27 registers `nearbyint` (round half to even: what quantization rounds with) without
 # TVectorizable, so a vectorized loop holding it was scalarized and LLVM re-vectorized it with
@@ -176,6 +177,8 @@ def apply_schedules(mod: tvm.IRModule, ctx: RuleContext,
         if not isinstance(func, tirx.PrimFunc) or func.attrs is not None and func.attrs.get("tirx.is_scheduled"):
             continue
         new, name = schedule_func(func, ctx)
+        if name != "none":
+            new = serial_when_small(new, SERIAL_WORK)
         used[name] += 1
         if generic is not None and name in GENERIC_RULES:
             generic.setdefault(name, []).append(gv.name_hint)

@@ -1,0 +1,86 @@
+"""Run a kernel's parallel loop on one thread when its work is small, decided at run time.
+
+For kernels with static extents the rules decide at compile time (schedules.SERIAL_WORK). With
+symbolic extents the work is known only per call: a decoder's layer norms, residual adds,
+activations and head transposes touch a few thousand floats per decode step but tens of
+thousands at prefill, so they are scheduled parallel, and every decode step woke the thread pool
+for each of them (~200 fork-joins per GPT-2 step; with the other core busy each can wait a
+scheduler slice). Here each top-level parallel loop of such a kernel becomes
+
+    if work < SERIAL_WORK: the same loop nest, serial
+    else:                  the parallel loop nest
+
+where `work` is the nest's innermost iterations as an expression of the symbolic dims. Kernels
+whose root block allocates intermediate buffers are left alone (a buffer used in both branches
+would no longer be compacted to one task's tile).
+"""
+
+from __future__ import annotations
+
+import tvm
+from tvm import s_tir, tirx
+
+
+def _work(stmt):
+    """Innermost iterations of `stmt` (a PrimExpr): loops multiply, sequences add."""
+    if isinstance(stmt, tirx.For):
+        return stmt.extent * _work(stmt.body)
+    if isinstance(stmt, tirx.SeqStmt):
+        total = None
+        for s in stmt.seq:
+            w = _work(s)
+            total = w if total is None else total + w
+        return total if total is not None else tirx.const(0, "int64")
+    if isinstance(stmt, s_tir.SBlockRealize):
+        return _work(stmt.block)
+    if isinstance(stmt, s_tir.SBlock):
+        body = _work(stmt.body)
+        return body + _work(stmt.init) if stmt.init is not None else body
+    if isinstance(stmt, tirx.IfThenElse):
+        w = _work(stmt.then_case)
+        return w + _work(stmt.else_case) if stmt.else_case is not None else w
+    return tirx.const(1, "int64")
+
+
+def _as_int64(e):
+    return e if str(e.ty) == "int64" else e.astype("int64")
+
+
+def _split(loop: tirx.For, threshold: int):
+    if loop.kind != tirx.ForKind.PARALLEL:
+        return loop
+    work = _as_int64(loop.extent) * _as_int64(_work(loop.body))
+    if isinstance(work, tirx.IntImm):
+        return loop  # static: decided at compile time
+    serial = tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL, loop.body,
+                      loop.thread_binding, loop.annotations)
+    return tirx.IfThenElse(work < tirx.const(threshold, "int64"), serial, loop)
+
+
+def serial_when_small(func: tirx.PrimFunc, threshold: int) -> tirx.PrimFunc:
+    """`func` with each top-level parallel loop of symbolic work guarded as the module says;
+    `func` itself when it has none (or allocates intermediates at its root block)."""
+    realize = func.body
+    if not isinstance(realize, s_tir.SBlockRealize):
+        return func
+    root = realize.block
+    if len(root.alloc_buffers) or len(root.match_buffers) or root.init is not None:
+        return func
+    body = root.body
+    if isinstance(body, tirx.For):
+        new_body = _split(body, threshold)
+        if new_body.same_as(body):
+            return func
+    elif isinstance(body, tirx.SeqStmt):
+        seq = [_split(s, threshold) if isinstance(s, tirx.For) else s for s in body.seq]
+        if all(a.same_as(b) for a, b in zip(seq, body.seq)):
+            return func
+        new_body = tirx.SeqStmt(seq)
+    else:
+        return func
+    new_root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, new_body, root.init,
+                            root.alloc_buffers, root.match_buffers, root.annotations)
+    new_realize = s_tir.SBlockRealize(realize.iter_values, realize.predicate, new_root)
+    # the two branches define the same loop and block variables: ConvertSSA renames the second
+    mod = tvm.tirx.transform.ConvertSSA()(tvm.IRModule({"main": func.with_body(new_realize)}))
+    return mod["main"]
