@@ -10,15 +10,16 @@ scheduler slice). Here each top-level parallel loop of such a kernel becomes
     if work < SERIAL_WORK: the same loop nest, serial
     else:                  the parallel loop nest
 
-where `work` is the nest's innermost iterations as an expression of the symbolic dims. Kernels
-whose root block allocates intermediate buffers are left alone (a buffer used in both branches
+where `work` is the nest's innermost iterations as an expression of the symbolic dims. Reshape
+kernels are left alone (Relax replaces their calls by views when it recognizes the loop nest), so
+are kernels whose root block allocates intermediate buffers (a buffer used in both branches
 would no longer be compacted to one task's tile).
 """
 
 from __future__ import annotations
 
 import tvm
-from tvm import s_tir, tirx
+from tvm import relax, s_tir, tirx
 
 
 def _work(stmt):
@@ -61,8 +62,8 @@ def serial_when_small(func: tirx.PrimFunc, threshold: int) -> tirx.PrimFunc:
     """`func` with each top-level parallel loop of symbolic work guarded as the module says;
     `func` itself when it has none (or allocates intermediates at its root block)."""
     realize = func.body
-    if not isinstance(realize, s_tir.SBlockRealize):
-        return func
+    if not isinstance(realize, s_tir.SBlockRealize) or relax.analysis.has_reshape_pattern(func):
+        return func  # a reshape: Relax turns its call into a view (vm.builtin.reshape), if it still sees one
     root = realize.block
     if len(root.alloc_buffers) or len(root.match_buffers) or root.init is not None:
         return func

@@ -1,7 +1,8 @@
 """Rule (last resort): kernels with symbolic loop extents (a model compiled with symbolic dims).
 
 The other rules size tiles and vectors from static extents and give up on a symbolic one. This
-rule still makes the kernel parallel: per root block, the leading data-parallel loops are fused
+rule still makes the kernel parallel: elementwise producers are inlined into their elementwise
+consumers (`_inline_elementwise_producers`), then per root block the leading data-parallel loops are fused
 and run in parallel; an innermost data-parallel loop with a static extent is vectorized (split by
 the vector width, the tail masked). Reductions keep their loops serial inside each parallel task,
 except a reduction whose innermost spatial loop is static and contiguous in the output (a matmul
@@ -56,8 +57,26 @@ def _reduce_outside_vector(sch, b, loops, n_sp: int, ctx) -> bool:
     return True
 
 
+def _inline_elementwise_producers(sch) -> None:
+    """Inline each data-parallel block whose consumers are all data-parallel (an elementwise chain
+    fused by FuseOps: tanh then multiply): one loop nest per chain, instead of one parallel nest per
+    op and an intermediate buffer of the whole tensor between them. Blocks that cannot be inlined
+    (a function output, a non-trivial index map) stay."""
+    for b in C.root_blocks(sch)[:-1]:
+        if set(C.iter_kinds(sch, b)) != {"S"}:
+            continue
+        consumers = sch.get_consumers(b)
+        if not consumers or any(set(C.iter_kinds(sch, c)) != {"S"} for c in consumers):
+            continue
+        try:
+            sch.compute_inline(b)
+        except Exception:  # noqa: BLE001 - tvm raises ScheduleError subclasses; the block stays
+            continue
+
+
 def apply(sch, ctx, knobs: dict | None = None) -> None:
     done = False
+    _inline_elementwise_producers(sch)
     for b in C.root_blocks(sch):
         kinds = C.iter_kinds(sch, b)
         loops = sch.get_loops(b)
