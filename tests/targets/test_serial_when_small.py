@@ -1,5 +1,5 @@
 """schedules/serial_when_small.py: kernels with symbolic extents run their parallel loop serially
-when a call's work is below SERIAL_WORK, decided per call. One symbolic build, checked against
+when a call's work is below RUNTIME_SERIAL_WORK, decided per call. One symbolic build, checked against
 onnxruntime at a size on each side of the threshold (both branches run); the guard is on the
 elementwise kernel and must not be on a reshape (which Relax turns into a view) or on a kernel
 with static extents (decided at compile time)."""
@@ -19,7 +19,7 @@ from edgec.targets import get_target
 from edgec.targets.tvm.build import build_library, optimize_relax, schedule, tvm_target
 from edgec.targets.tvm.lower import lower_model
 from edgec.targets.tvm.runtime import LoadedModel
-from edgec.targets.tvm.schedules import SERIAL_WORK
+from edgec.targets.tvm.schedules.serial_when_small import RUNTIME_SERIAL_WORK
 
 MODEL = """<ir_version: 8, opset_import: ["" : 17]>
     g (float[rows,256] x, float[4,256] c) => (float[rows,16,16] y, float[4,256] z)
@@ -41,14 +41,14 @@ def _scheduled():
 
 def test_guard_only_on_symbolic_elementwise_kernels():
     scripts = _scheduled()
-    guarded = {name for name, s in scripts.items() if f"< T.int64({SERIAL_WORK})" in s and "T.parallel" in s}
+    guarded = {name for name, s in scripts.items() if f"< T.int64({RUNTIME_SERIAL_WORK})" in s and "T.parallel" in s}
     elementwise = [n for n in scripts if "tanh" in n]
     assert elementwise and set(elementwise) <= guarded, (guarded, list(scripts))
     assert not any("reshape" in n for n in guarded), guarded
     assert not any("sigmoid" in n for n in guarded), guarded
 
 
-@pytest.mark.parametrize("rows", [1, 4 * SERIAL_WORK // 256])
+@pytest.mark.parametrize("rows", [1, 4 * RUNTIME_SERIAL_WORK // 256])
 def test_both_branches_match_onnxruntime(rows, tmp_path, built={}):
     model = parse(MODEL)
     if "m" not in built:

@@ -178,7 +178,7 @@ def apply_schedules(mod: tvm.IRModule, ctx: RuleContext,
             continue
         new, name = schedule_func(func, ctx)
         if name != "none":
-            new = serial_when_small(new, SERIAL_WORK)
+            new = serial_when_small(new)
         used[name] += 1
         if generic is not None and name in GENERIC_RULES:
             generic.setdefault(name, []).append(gv.name_hint)

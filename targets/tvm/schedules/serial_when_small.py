@@ -7,10 +7,14 @@ thousands at prefill, so they are scheduled parallel, and every decode step woke
 for each of them (~200 fork-joins per GPT-2 step; with the other core busy each can wait a
 scheduler slice). Here each top-level parallel loop of such a kernel becomes
 
-    if work < SERIAL_WORK: the same loop nest, serial
-    else:                  the parallel loop nest
+    if work < RUNTIME_SERIAL_WORK: the same loop nest, serial
+    else:                          the parallel loop nest
 
-where `work` is the nest's innermost iterations as an expression of the symbolic dims. Reshape
+where `work` is the nest's innermost iterations as an expression of the symbolic dims. The bound
+is 4x the compile-time one: what these kernels are (copies, elementwise ops, the cache Concat)
+is memory-bound, so a second thread gains little, while waking it cost 0.2-4 ms when the other
+core was busy (GPT-2 decode step, load 8: the 50257-float logits copy 5 us on one thread, 0.2 ms
+minimum / 4.3 ms median on two; the cache Concat of 24 x 116K floats 1.13 vs 1.43 ms). Reshape
 kernels are left alone (Relax replaces their calls by views when it recognizes the loop nest), so
 are kernels whose root block allocates intermediate buffers (a buffer used in both branches
 would no longer be compacted to one task's tile).
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax, s_tir, tirx
+
+RUNTIME_SERIAL_WORK = 1 << 17  # innermost iterations (vector lanes counted)
 
 
 def _work(stmt):
@@ -58,7 +64,7 @@ def _split(loop: tirx.For, threshold: int):
     return tirx.IfThenElse(work < tirx.const(threshold, "int64"), serial, loop)
 
 
-def serial_when_small(func: tirx.PrimFunc, threshold: int) -> tirx.PrimFunc:
+def serial_when_small(func: tirx.PrimFunc, threshold: int = RUNTIME_SERIAL_WORK) -> tirx.PrimFunc:
     """`func` with each top-level parallel loop of symbolic work guarded as the module says;
     `func` itself when it has none (or allocates intermediates at its root block)."""
     realize = func.body
