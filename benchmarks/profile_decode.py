@@ -1,13 +1,14 @@
 """Profile one decode step of a compiled decoder with a KV cache at a given past length.
 
-    python benchmarks/profile_decode.py ARTIFACT_DIR [--past 150] [--runs 20] [--top 30] [--threads 2]
+    python benchmarks/profile_decode.py ARTIFACT_DIR [--past 150] [--runs 20] [--top 30] [--threads 2] [--prefill]
 
 Prefills a random prompt of `--past` tokens (edgec's own run), then times the next one-token step
 fed that prefill's presents: the whole call (median over `--runs`, no hook) and every VM call site
 through the Relax VM's instrument hook (`LoadedModel.profile`: minimum per site over the runs),
 summed per callee. Kernels (the model's PrimFuncs) and the VM's builtins (`vm.builtin.*`: shape
 checks, allocations, tuple work) are listed apart, so the step splits into kernel time, builtin
-time and the rest (the hook's own cost, the host loop and the Python call).
+time and the rest (the hook's own cost, the host loop and the Python call). `--prefill` profiles
+the prefill call of `--past` tokens instead.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def decode_feed(model, cache, names, past: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """The inputs of the step after a `past`-token prefill (run here to fill the cache)."""
+def prefill_feed(cache, names, tokens: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The inputs of a `tokens`-token prefill from an empty cache (random token ids)."""
     rng = np.random.default_rng(seed)
-    ids = rng.integers(0, vocab, (1, past)).astype(np.int64)
-    feed = {"input_ids": ids, "attention_mask": np.ones((1, past), np.int64),
+    ids = rng.integers(0, vocab, (1, tokens)).astype(np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones((1, tokens), np.int64),
             **{c.name: np.zeros((1, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}}
     if "position_ids" in names:
-        feed["position_ids"] = np.arange(past, dtype=np.int64)[None]
-    out = model.run(feed)
+        feed["position_ids"] = np.arange(tokens, dtype=np.int64)[None]
+    return feed
+
+
+def decode_feed(model, cache, names, past: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The inputs of the step after a `past`-token prefill (run here to fill the cache)."""
+    out = model.run(prefill_feed(cache, names, past, vocab, seed))
     step = {"input_ids": np.argmax(out["logits"][:, -1:], -1).astype(np.int64),
             "attention_mask": np.ones((1, past + 1), np.int64),
             **{c.name: np.ascontiguousarray(out[c.present]) for c in cache}}
@@ -82,6 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prefill", action="store_true", help="profile the prefill of --past tokens instead")
     a = ap.parse_args(argv)
     os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
     from edgec.artifact import load_artifact
@@ -93,7 +100,8 @@ def main(argv=None) -> int:
     names = [t.name for t in art.inputs]
     cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
     vocab = int(art.outputs[[t.name for t in art.outputs].index("logits")].shape[-1])
-    feed = decode_feed(model, cache, names, a.past, vocab)
+    feed = (prefill_feed(cache, names, a.past, vocab) if a.prefill
+            else decode_feed(model, cache, names, a.past, vocab))
     step = float(np.median(model.bench(feed, 3, a.runs))) * 1e3
     totals, gaps = [], []
     sites = site_times(model, feed, a.runs, totals, gaps)
@@ -108,7 +116,7 @@ def main(argv=None) -> int:
     kernels = {n: t for n, t in per.items() if n not in builtin}
     kb, bb = sum(kernels.values()), sum(builtin.values())
     kmed = sum(med[n] for n in kernels)
-    print(f"{a.artifact.name}: past {a.past}, {a.threads} threads, load {os.getloadavg()[0]:.2f}")
+    print(f"{a.artifact.name}: {'prefill of' if a.prefill else 'decode step at past'} {a.past}, {a.threads} threads, load {os.getloadavg()[0]:.2f}")
     print(f"step (median of {a.runs}, no hook): {step:.2f} ms = {1e3 / step:.1f} tok/s")
     print(f"kernels: {sum(calls[n] for n in kernels)} calls of {len(kernels)} functions, {kb:.2f} ms (medians: {kmed:.2f}); "
           f"builtins: {sum(calls[n] for n in builtin)} calls, {bb:.2f} ms; rest {step - kb - bb:.2f} ms")

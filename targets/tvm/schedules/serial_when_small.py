@@ -16,8 +16,9 @@ is memory-bound, so a second thread gains little, while waking it cost 0.2-4 ms 
 core was busy (GPT-2 decode step, load 8: the 50257-float logits copy 5 us on one thread, 0.2 ms
 minimum / 4.3 ms median on two; the cache Concat of 24 x 116K floats 1.13 vs 1.43 ms). Reshape
 kernels are left alone (Relax replaces their calls by views when it recognizes the loop nest), so
-are kernels whose root block allocates intermediate buffers (a buffer used in both branches
-would no longer be compacted to one task's tile).
+are kernels whose root block allocates a non-global intermediate (a "local" tile compacted to one
+task's registers would become a whole-tensor buffer used by both branches; a global one stays
+correct, only no longer compacted).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def serial_when_small(func: tirx.PrimFunc, threshold: int = RUNTIME_SERIAL_WORK)
     if not isinstance(realize, s_tir.SBlockRealize) or relax.analysis.has_reshape_pattern(func):
         return func  # a reshape: Relax turns its call into a view (vm.builtin.reshape), if it still sees one
     root = realize.block
-    if len(root.alloc_buffers) or len(root.match_buffers) or root.init is not None:
+    if any(b.scope() != "global" for b in root.alloc_buffers) or len(root.match_buffers) or root.init is not None:
         return func
     body = root.body
     if isinstance(body, tirx.For):
