@@ -46,7 +46,7 @@ def attention(q, k, v, mask, scale: float, mask_index):
     lanes = lanes_for(int(d_))
     rd = te.reduce_axis((0, int(d_) // lanes), "rd")
     part = te.compute((b_, h_, s_, t_, lanes),
-                      lambda b, h, i, j, l: te.sum(q[b, h, i, rd * lanes + l] * k[b, h, j, rd * lanes + l], axis=rd),
+                      lambda b, h, i, j, ln: te.sum(q[b, h, i, rd * lanes + ln] * k[b, h, j, rd * lanes + ln], axis=rd),
                       name=ATTN_PART)
     rl = te.reduce_axis((0, lanes), "rl")
     sc = tirx.const(scale, "float32")

@@ -21,7 +21,6 @@ from collections import Counter
 import tvm
 from tvm import s_tir, tirx
 
-from edgec.targets.tvm.schedules import common as C
 from edgec.targets.tvm.schedules import (
     attention,
     conv_int8,
@@ -39,6 +38,7 @@ from edgec.targets.tvm.schedules import (
     rowwise,
     symbolic,
 )
+from edgec.targets.tvm.schedules import common as C
 from edgec.targets.tvm.schedules.common import RuleContext
 from edgec.targets.tvm.schedules.int8_dot import dot_instructions
 from edgec.targets.tvm.schedules.serial_when_small import serial_when_small

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from tvm import tirx
 
-from edgec.targets.tvm.attention_kernel import ATTN, ATTN_EXP, ATTN_LOGITS, ATTN_MAX, ATTN_PART, ATTN_PV, ATTN_S, ATTN_SUM
+from edgec.targets.tvm.attention_kernel import (
+    ATTN,
+    ATTN_EXP,
+    ATTN_LOGITS,
+    ATTN_MAX,
+    ATTN_PART,
+    ATTN_PV,
+    ATTN_S,
+    ATTN_SUM,
+)
 from edgec.targets.tvm.schedules import common as C
 
 NAME = "attention"
