@@ -84,7 +84,5 @@ def _fused(ctx, q, k, v, mask, scale: float):
     def te_attention(q, k, v, m=None):
         return fused_attention(q, k, v, m, scale, index)
 
-    y = ctx.bb.emit_te(te_attention, *args, primfunc_name_hint="attention")
-    gv = ctx.bb.lookup_binding(y).args[0]
-    ctx.bb.update_func(gv, ctx.bb.get()[gv].with_attr("op_pattern", _OPAQUE))
-    return y
+    # opaque from the start: the block builder then shares one kernel among the layers
+    return ctx.bb.emit_te(te_attention, *args, primfunc_name_hint="attention", primfunc_attrs={"op_pattern": _OPAQUE})
