@@ -40,8 +40,9 @@ def attention(ctx, node, xs):
 
 
 def _same(a, b) -> bool:
-    return isinstance(simplify(a - b) if not (isinstance(a, int) and isinstance(b, int)) else a - b, int) \
-        and simplify(a - b) == 0
+    """Whether two dims (ints or TIR expressions of the symbolic dims) are provably equal."""
+    d = simplify(a - b)
+    return isinstance(d, int) and d == 0
 
 
 def _fused(ctx, q, k, v, mask, scale: float):
