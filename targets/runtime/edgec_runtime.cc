@@ -63,14 +63,13 @@ std::string DeclaredText(const TensorInfo& t) {
 std::string ShapeMismatch(const TensorInfo& t, const std::vector<int64_t>& shape,
                           const std::string& dtype) {
   for (int64_t d : shape)
-    if (d < 0) return "'" + t.name + "': negative dim in " + ShapeText(shape);
+    if (d < 0) return "negative dim in " + ShapeText(shape);
   if (!t.declared) return "";
   bool ok = shape.size() == t.declared_shape.size() && dtype == t.dtype;
   for (size_t i = 0; ok && i < shape.size(); ++i)
     ok = t.declared_shape[i] < 0 || t.declared_shape[i] == shape[i];
   if (ok) return "";
-  return "'" + t.name + "' is declared " + t.dtype + DeclaredText(t) + ", got " + dtype +
-         ShapeText(shape);
+  return "declared " + t.dtype + DeclaredText(t) + ", got " + dtype + ShapeText(shape);
 }
 
 size_t NumBytes(const TensorInfo& t) {
@@ -339,7 +338,8 @@ int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndi
   std::vector<int64_t> s(shape, shape + ndim);
   std::string dt = dtype ? dtype : t.dtype;
   std::string why = ShapeMismatch(t, s, dt);
-  if (!why.empty()) return Fail(m, EDGEC_ERR_SHAPE, "edgec_set_input_shape: input " + why);
+  if (!why.empty())
+    return Fail(m, EDGEC_ERR_SHAPE, "edgec_set_input_shape: input '" + t.name + "': " + why);
   if (t.known && s == t.shape && dt == t.dtype && !m->in_shared[idx]) return EDGEC_OK;
   t.dtype = dt;
   t.shape = std::move(s);
@@ -358,10 +358,10 @@ int edgec_set_input_from_output(edgec_model* m, int in_idx, int out_idx) {
   const TensorInfo& o = m->outputs[out_idx];
   std::string why = ShapeMismatch(t, o.shape, o.dtype);
   if (why.empty() && !t.declared && t.known && o.dtype != t.dtype)
-    why = "'" + t.name + "' is " + t.dtype + ", got " + o.dtype;
+    why = "it is " + t.dtype + ", got " + o.dtype;
   if (!why.empty())
     return Fail(m, EDGEC_ERR_SHAPE, "edgec_set_input_from_output: output '" + o.name +
-                                        "' does not fit input " + why);
+                                        "' does not fit input '" + t.name + "': " + why);
   t.shape = o.shape;
   t.dtype = o.dtype;
   t.known = true;
@@ -375,8 +375,9 @@ int edgec_set_input(edgec_model* m, int idx, const void* data, size_t bytes) {
   const TensorInfo* t = Info(m, true, idx);
   if (!t) return EDGEC_ERR_INDEX;
   if (!t->known)
-    return Fail(m, EDGEC_ERR_STATE, "input '" + t->name +
-                                        "' has no shape: no metadata; call edgec_set_input_shape");
+    return Fail(m, EDGEC_ERR_STATE, "input '" + t->name + "' has no shape yet (" +
+                                        (t->declared ? "symbolic dims" : "no metadata") +
+                                        "): call edgec_set_input_shape");
   if (bytes != NumBytes(*t))
     return Fail(m, EDGEC_ERR_SIZE, "input '" + t->name + "' needs " +
                                        std::to_string(NumBytes(*t)) + " bytes, got " +
