@@ -83,6 +83,14 @@ def test_generate_token_beyond_vocabulary_is_one_line_exit_2(compiled):
     assert r.returncode == 2 and "--prompt-ids" in r.stderr, r
 
 
+@pytest.mark.parametrize("compiled", ["tiny_gpt2_kv.onnx"], indirect=True)
+def test_edgec_generate_points_a_cross_artifact_to_its_bundle(compiled, run_cli):
+    _, _, bundle, _ = compiled
+    r = run_cli("generate", bundle.parent, "--prompt-ids", "1,2", "--max-new-tokens", "2")
+    lines = r.err.strip().splitlines()
+    assert r.code == 2 and len(lines) == 1 and "bundle/edgec-generate model.so --prompt-ids" in lines[0], r
+
+
 @pytest.mark.parametrize("compiled", ["tiny_gpt2_kv.onnx"], indirect=True)  # its shapes are written in
 def test_c_api_contract_for_symbolic_dims(compiled):
     """Declared shapes and dim names, shape checks (EDGEC_ERR_SHAPE), zero-length inputs, dims
