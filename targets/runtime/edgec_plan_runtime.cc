@@ -248,7 +248,9 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char*, char* e
   auto m = std::make_unique<edgec_model>();
   try {
     if (!lib_path) throw std::runtime_error("lib_path is NULL");
-    m->dl = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+    std::string path = lib_path;  // dlopen searches the library path for a name without '/'
+    if (path.find('/') == std::string::npos) path = "./" + path;
+    m->dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!m->dl) throw std::runtime_error(dlerror());
     SetContextSymbol(m->dl, "__TVMBackendAllocWorkspace", reinterpret_cast<void*>(&AllocWorkspace));
     SetContextSymbol(m->dl, "__TVMBackendFreeWorkspace", reinterpret_cast<void*>(&FreeWorkspace));

@@ -176,6 +176,11 @@ std::string DirName(const std::string& path) {
 
 bool FileExists(const std::string& path) { return std::ifstream(path).good(); }
 
+// dlopen searches the library path for a name without '/': "model.so" means ./model.so here.
+std::string LoadablePath(const std::string& path) {
+  return path.find('/') == std::string::npos ? "./" + path : path;
+}
+
 void CopyErr(char* err, size_t errlen, const std::string& msg) {
   if (err && errlen) {
     std::strncpy(err, msg.c_str(), errlen - 1);
@@ -208,7 +213,7 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata
   auto* m = new edgec_model();
   try {
     if (!FileExists(lib_path)) throw std::runtime_error(std::string("no such file: ") + lib_path);
-    m->lib = ffi::Module::LoadFromFile(lib_path);
+    m->lib = ffi::Module::LoadFromFile(LoadablePath(lib_path));
     auto load = m->lib.value()->GetFunction("vm_load_executable");
     if (!load) throw std::runtime_error("not a Relax VM library (no vm_load_executable)");
     m->vm = (*load)().cast<ffi::Module>();

@@ -25,6 +25,8 @@
  * A decode loop (KV cache) feeds each step's outputs back as the next step's inputs with
  * edgec_set_input_from_output() (no copy) and reads the logits in place with edgec_output_data().
  * The bundle's edgec-generate (edgec_generate_main.c) is a complete example.
+ * Call-plan bundles (armv7, edgec_plan_runtime.cc) have static shapes only: the same calls exist,
+ * edgec_set_input_shape accepts the compiled shape, edgec_set_input_from_output copies.
  *
  * All functions returning int return EDGEC_OK (0) or a negative edgec_status; the message is in
  * edgec_last_error(m). A model handle is not thread-safe: use one handle per thread.

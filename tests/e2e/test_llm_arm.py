@@ -71,6 +71,15 @@ def test_generate_under_qemu_matches_x86_and_onnxruntime(compiled, prompt_len):
             f"armv8 vs {name}: {describe(checks, same)}"
 
 
+def test_generate_in_the_bundle_directory(compiled):
+    """The README's usage on the board: `./edgec-generate model.so ...` from inside the bundle (a
+    bare library name, which dlopen alone would look up on the library path, not here)."""
+    spec, _, bundle, _ = compiled
+    r = subprocess.run([*emulate.command_prefix(spec), "./edgec-generate", "model.so", "--prompt-ids", "3,4",
+                        "--max-new-tokens", "2", "--quiet"], cwd=bundle, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.startswith("tokens: "), r
+
+
 def test_generate_token_beyond_vocabulary_is_one_line_exit_2(compiled):
     spec, _, bundle, host = compiled
     vocab = host.outputs[0].shape[-1]
