@@ -92,6 +92,7 @@ struct edgec_model {
   std::vector<ffi::Optional<ffi::Tensor>> in_tensors;
   std::vector<bool> in_shared;  // in_tensors[i] is a result tensor (edgec_set_input_from_output)
   std::vector<ffi::Tensor> results;
+  std::map<std::string, std::pair<int64_t, int64_t>> dim_bounds;  // --dim NAME=LO..HI (metadata)
   mutable std::string error;
 };
 
@@ -155,6 +156,15 @@ void LoadMetadata(edgec_model* m, const std::string& path) {
   auto root = v.cast<ffi::json::Object>();
   m->inputs = ParseInfos(root, "inputs");
   m->outputs = ParseInfos(root, "outputs");
+  auto bounds = root.find(ffi::String("dim_bounds"));  // memory was planned for these sizes
+  if (bounds != root.end()) {
+    for (const auto& kv : (*bounds).second.cast<ffi::json::Object>()) {
+      auto lohi = kv.second.cast<ffi::json::Array>();
+      if (lohi.size() != 2) throw std::runtime_error("metadata dim_bounds: [lo, hi] expected");
+      m->dim_bounds[std::string(kv.first.cast<ffi::String>())] = {lohi[0].cast<int64_t>(),
+                                                                    lohi[1].cast<int64_t>()};
+    }
+  }
 }
 
 void InputsFromVM(edgec_model* m) {
@@ -414,6 +424,13 @@ int edgec_run(edgec_model* m) {
     const TensorInfo& t = m->inputs[i];
     for (size_t a = 0; t.declared && a < t.dim_names.size() && a < t.shape.size(); ++a) {
       if (t.dim_names[a].empty()) continue;
+      auto b = m->dim_bounds.find(t.dim_names[a]);
+      if (b != m->dim_bounds.end() && (t.shape[a] < b->second.first || t.shape[a] > b->second.second))
+        return Fail(m, EDGEC_ERR_SHAPE, "edgec_run: input '" + t.name + "' has " + t.dim_names[a] +
+                                            " = " + std::to_string(t.shape[a]) +
+                                            "; the model was compiled for " + t.dim_names[a] + " in " +
+                                            std::to_string(b->second.first) + ".." +
+                                            std::to_string(b->second.second) + " (--dim)");
       auto it = first.emplace(t.dim_names[a], i).first;
       const TensorInfo& f = m->inputs[it->second];
       size_t fa = 0;

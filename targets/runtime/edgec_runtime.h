@@ -21,7 +21,7 @@
  * ["batch", 4, "past_sequence_length", 8]): set each such input's shape per call with
  * edgec_set_input_shape() (checked against the declared rank, fixed dims and dtype; a zero-length
  * dim is fine: data may then be NULL with 0 bytes); inputs naming the same dim must agree at
- * edgec_run(). edgec_input_declared_shape() / edgec_input_dim_name() tell which dims are symbolic.
+ * edgec_run(), and stay within the metadata's "dim_bounds" (compiled with --dim NAME=LO..HI). edgec_input_declared_shape() / edgec_input_dim_name() tell which dims are symbolic.
  * A decode loop (KV cache) feeds each step's outputs back as the next step's inputs with
  * edgec_set_input_from_output() (no copy) and reads the logits in place with edgec_output_data().
  * The bundle's edgec-generate (edgec_generate_main.c) is a complete example.
@@ -53,8 +53,8 @@ typedef enum edgec_status {
   EDGEC_ERR_RUN = -4,       /* the model raised an error while running */
   EDGEC_ERR_STATE = -5,     /* e.g. output requested before edgec_run(), input not set */
   EDGEC_ERR_ARG = -6,       /* NULL pointer or bad argument */
-  EDGEC_ERR_SHAPE = -7      /* shape/dtype differs from the declared one, or inputs sharing a
-                               symbolic dim disagree */
+  EDGEC_ERR_SHAPE = -7      /* shape/dtype differs from the declared one, inputs sharing a
+                               symbolic dim disagree, or a dim is outside its --dim bounds */
 } edgec_status;
 
 typedef struct edgec_model edgec_model;

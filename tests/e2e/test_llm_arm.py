@@ -10,6 +10,7 @@ runtime has static shapes only (docs/bundles.md).
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -90,6 +91,23 @@ def test_generate_token_beyond_vocabulary_is_one_line_exit_2(compiled):
     assert "run: " in lines[0] and "(Gather): an index is out of range" in lines[0], lines
     r = emulate.run_runner(bundle, spec, ["--prompt-ids", "1,x"], program="edgec-generate")
     assert r.returncode == 2 and "--prompt-ids" in r.stderr, r
+
+
+@pytest.mark.parametrize("compiled", ["tiny_gpt2_kv.onnx"], indirect=True)
+def test_generate_refuses_a_dim_beyond_its_bounds(compiled, tmp_path):
+    """metadata.json's dim_bounds (--dim NAME=LO..HI: memory planned for HI) are checked by the C
+    API at each run: the same library with bounds past_sequence_length 0..3 in its metadata."""
+    spec, _, bundle, _ = compiled
+    meta = json.loads((bundle / "metadata.json").read_text())
+    meta["dim_bounds"] = {"past_sequence_length": [0, 3]}
+    (tmp_path / "bounded.json").write_text(json.dumps(meta))
+    args = ["--metadata", str(tmp_path / "bounded.json"), "--prompt-ids", "1,2", "--quiet"]
+    r = emulate.run_runner(bundle, spec, [*args, "--max-new-tokens", "3"], program="edgec-generate")
+    assert r.returncode == 0, r  # the last step's past is 3
+    r = emulate.run_runner(bundle, spec, [*args, "--max-new-tokens", "4"], program="edgec-generate")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r
+    assert "has past_sequence_length = 4; the model was compiled for past_sequence_length in 0..3 (--dim)" in lines[0], r
 
 
 @pytest.mark.parametrize("compiled", ["tiny_gpt2_kv.onnx"], indirect=True)
