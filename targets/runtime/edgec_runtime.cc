@@ -3,6 +3,11 @@
 //   -Wl,--no-as-needed -ltvm_runtime -ltvm_ffi -Wl,-rpath,'$ORIGIN'
 #include "edgec_runtime.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/container/tensor.h>
@@ -17,6 +22,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -33,6 +39,29 @@ struct AlignedCPUAlloc {
     if (t->data == nullptr) throw std::bad_alloc();
   }
   void FreeData(DLTensor* t) { std::free(t->data); }
+};
+
+// weights.bin mapped copy-on-write (the kernels may take the tensors as writable DLTensors; the
+// file never changes); unmapped when the last tensor viewing it is gone.
+struct Mapping {
+  void* base = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (base) munmap(base, size);
+  }
+};
+
+struct MappedAlloc {  // a tensor viewing [offset, offset + nbytes) of a Mapping; frees nothing
+  std::shared_ptr<Mapping> map;
+  size_t offset;
+  void AllocData(DLTensor* t) { t->data = static_cast<char*>(map->base) + offset; }
+  void FreeData(DLTensor*) {}
+};
+
+struct WeightEntry {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  size_t offset = 0, nbytes = 0;
 };
 
 struct TensorInfo {
@@ -93,6 +122,9 @@ struct edgec_model {
   std::vector<bool> in_shared;  // in_tensors[i] is a result tensor (edgec_set_input_from_output)
   std::vector<ffi::Tensor> results;
   std::map<std::string, std::pair<int64_t, int64_t>> dim_bounds;  // --dim NAME=LO..HI (metadata)
+  std::string weights_file;                 // metadata "weights": weights.bin beside the library
+  std::vector<WeightEntry> weight_entries;
+  std::vector<ffi::Tensor> weights;         // passed after the inputs on every run
   mutable std::string error;
 };
 
@@ -165,6 +197,60 @@ void LoadMetadata(edgec_model* m, const std::string& path) {
                                                                     lohi[1].cast<int64_t>()};
     }
   }
+  auto weights = root.find(ffi::String("weights"));  // big initializers in a separate file
+  if (weights != root.end()) {
+    auto index = (*weights).second.cast<ffi::json::Object>();
+    auto file = index.find(ffi::String("file"));
+    m->weights_file = file != index.end() ? std::string((*file).second.cast<ffi::String>())
+                                          : std::string("weights.bin");
+    for (const ffi::Any& item : index.at(ffi::String("tensors")).cast<ffi::json::Array>()) {
+      auto obj = item.cast<ffi::json::Object>();
+      WeightEntry e;
+      e.name = std::string(obj.at(ffi::String("name")).cast<ffi::String>());
+      e.dtype = std::string(obj.at(ffi::String("dtype")).cast<ffi::String>());
+      for (const ffi::Any& d : obj.at(ffi::String("shape")).cast<ffi::json::Array>())
+        e.shape.push_back(d.cast<int64_t>());
+      e.offset = static_cast<size_t>(obj.at(ffi::String("offset")).cast<int64_t>());
+      e.nbytes = static_cast<size_t>(obj.at(ffi::String("nbytes")).cast<int64_t>());
+      m->weight_entries.push_back(std::move(e));
+    }
+  }
+}
+
+// Map `dir/<weights_file>` and make one tensor per entry, viewing the mapping (no copy).
+void OpenWeights(edgec_model* m, const std::string& dir) {
+  if (m->weight_entries.empty()) return;
+  std::string path = dir + "/" + m->weights_file;
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0)
+    throw std::runtime_error(path + ": weights file missing (metadata.json lists " +
+                             std::to_string(m->weight_entries.size()) + " weights)");
+  struct stat st;
+  auto map = std::make_shared<Mapping>();
+  if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    map->size = static_cast<size_t>(st.st_size);
+    map->base = mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (map->base == MAP_FAILED) map->base = nullptr;
+  }
+  close(fd);
+  if (!map->base) throw std::runtime_error(path + ": cannot map the weights file");
+  for (const WeightEntry& e : m->weight_entries) {
+    if (e.offset + e.nbytes > map->size || e.offset % 64)
+      throw std::runtime_error(path + ": weight '" + e.name + "' [" + std::to_string(e.offset) +
+                               ", " + std::to_string(e.offset + e.nbytes) + ") exceeds the file (" +
+                               std::to_string(map->size) + " bytes) or is not 64-byte aligned");
+    TensorInfo info;
+    info.name = e.name;
+    info.dtype = e.dtype;
+    info.shape = e.shape;
+    info.known = true;
+    if (NumBytes(info) != e.nbytes)
+      throw std::runtime_error(path + ": weight '" + e.name + "' has " + std::to_string(e.nbytes) +
+                               " bytes, its shape and dtype need " + std::to_string(NumBytes(info)));
+    m->weights.push_back(ffi::Tensor::FromNDAlloc(
+        MappedAlloc{map, e.offset}, ffi::ShapeView(e.shape.data(), e.shape.size()),
+        ffi::StringToDLDataType(e.dtype), DLDevice{kDLCPU, 0}));
+  }
 }
 
 void InputsFromVM(edgec_model* m) {
@@ -235,6 +321,7 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata
     m->main = *main;
     if (metadata_path) LoadMetadata(m, metadata_path);
     else InputsFromVM(m);
+    OpenWeights(m, DirName(lib_path));
     m->in_tensors.resize(m->inputs.size());
     m->in_shared.assign(m->inputs.size(), false);
   } catch (const ffi::Error& e) {
@@ -419,6 +506,7 @@ int edgec_run(edgec_model* m) {
       return Fail(m, EDGEC_ERR_STATE, "input '" + m->inputs[i].name + "' was not set");
     args.emplace_back(m->in_tensors[i].value());
   }
+  for (const ffi::Tensor& w : m->weights) args.emplace_back(w);
   std::map<std::string, size_t> first;  // symbolic dim name -> input that set it first
   for (size_t i = 0; i < m->inputs.size(); ++i) {
     const TensorInfo& t = m->inputs[i];

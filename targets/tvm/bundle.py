@@ -11,6 +11,7 @@
         edgec-runner          CLI: ./edgec-runner model.so --input x.npy --output-dir out/
         edgec-generate        CLI (C): greedy decode of a KV-cache decoder, --prompt-ids 1,2,3
         metadata.json         input/output names, shapes, dtypes
+        weights.bin           (--weights-file) big weights, mapped by the C API, not copied
         README.md
 
 The aarch64 runtime comes from the registry's aarch64 wheels of the same TVM / tvm-ffi versions as
@@ -220,10 +221,28 @@ def make_bundle(spec: TargetSpec, model_lib: str | Path, metadata: dict | str | 
     if isinstance(metadata, str | Path):
         metadata = json.loads(Path(metadata).read_text())
     if metadata is not None:
+        _place_weights(model_lib.parent, metadata, out)
         (out / "metadata.json").write_text(json.dumps(metadata, indent=1))
     (out / "target.json").write_text(json.dumps(spec.to_json(), indent=1))
     (out / "README.md").write_text(_readme(spec, metadata))
     return out
+
+
+def _place_weights(src_dir: Path, metadata: dict, out: Path) -> None:
+    """The artifact's weights file (metadata "weights", --weights-file), beside the bundle's
+    model.so where the C API maps it: hard-linked when possible (no second copy on disk)."""
+    index = metadata.get("weights")
+    if not index:
+        return
+    name = index.get("file", "weights.bin")
+    src, dst = src_dir / name, out / name
+    if not src.is_file():
+        raise TargetError(f"the metadata lists {len(index['tensors'])} weights, but '{src}' is missing")
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _readme(spec: TargetSpec, metadata: dict | None) -> str:
