@@ -67,7 +67,8 @@ def _split(loop: tirx.For, threshold: int):
 
 def serial_when_small(func: tirx.PrimFunc, threshold: int = RUNTIME_SERIAL_WORK) -> tirx.PrimFunc:
     """`func` with each top-level parallel loop of symbolic work guarded as the module says;
-    `func` itself when it has none (or allocates intermediates at its root block)."""
+    `func` itself when it has none, is a reshape, or allocates a non-global intermediate at its
+    root block."""
     realize = func.body
     if not isinstance(realize, s_tir.SBlockRealize) or relax.analysis.has_reshape_pattern(func):
         return func  # a reshape: Relax turns its call into a view (vm.builtin.reshape), if it still sees one
