@@ -31,9 +31,11 @@ class CacheInput:
     head_dim: int
 
 
-def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str]) -> list[CacheInput]:
+def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str] | dict[str, tuple]) -> list[CacheInput]:
     """The model's past inputs paired with their present outputs (`past_key_values.0.key` ->
-    `present.0.key`); the layout is read from the static dims of the input's shape."""
+    `present.0.key`); the layout is read from the static dims of the input's shape, or of the
+    present's when the input leaves them symbolic (onnxruntime-genai's builder names the head size
+    `kv_cache_dim`; pass `output_names` as a name -> shape dict then)."""
     out = []
     for name, shape in input_shapes.items():
         if not name.startswith("past_key_values."):
@@ -41,6 +43,8 @@ def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str]) -> lis
         present = "present." + name[len("past_key_values."):]
         if present not in output_names:
             raise ValueError(f"input '{name}' has no output '{present}' to feed it on the next step")
+        if isinstance(output_names, dict) and len(shape) == 4 and len(output_names[present]) == 4:
+            shape = [d if isinstance(d, int) else o for d, o in zip(shape, output_names[present])]
         if len(shape) != 4 or not isinstance(shape[1], int) or not isinstance(shape[3], int):
             raise ValueError(f"input '{name}' has shape {list(shape)}; expected [batch, kv_heads, past, head_dim]")
         out.append(CacheInput(name, present, shape[1], shape[3]))
