@@ -51,7 +51,7 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
         raise EdgecError("generate needs at least one prompt token and --max-new-tokens >= 1")
     names = [t.name for t in art.inputs]
     try:
-        cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
+        cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs})
     except ValueError as e:
         raise ArtifactError(f"{art.path}: not a decoder with a KV cache ({e})") from None
     if "input_ids" not in names or "logits" not in [t.name for t in art.outputs]:

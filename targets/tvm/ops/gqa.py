@@ -10,7 +10,8 @@ group_query_attention_helper.h): the call is the first prompt iff sequence_lengt
 total_sequence_length; batch entry b then has past_b = 0 tokens of past, else
 past_b = seqlens_k[b] + 1 - sequence_length. The new keys/values are written into present at rows
 [past_b, past_b + sequence_length) after the first past_b rows of past; query i attends to rows
-j <= past_b + i (and j >= past_b + i - local_window_size with a window); the rotary position of
+j <= past_b + i, and with a window only to the local_window_size rows up to and including its own
+(j > past_b + i - local_window_size: what onnxruntime 1.31 computes); the rotary position of
 query i is past_b + i. present has max(past length, total_sequence_length) rows; rows after the
 written ones are zero (what onnxruntime writes with separate past and present buffers; a caller
 sharing one buffer, past_present_share_buffer, keeps the past's rows there instead).
@@ -201,7 +202,7 @@ def _i64(e):
 
 def _masked_scores(q, k, past_b, scale: float, group: int, window: int, softcap: float):
     """scale * q·k over head_size for query head n against kv head n // group, [b, n, s, kv];
-    -inf where query i may not see row j (j > past_b + i, or outside the window)."""
+    -inf where query i may not see row j (j > past_b + i, or j <= past_b + i - window)."""
     b, s, n, head = q.shape
     kv = k.shape[2]
     d = te.reduce_axis((0, head), name="d")
@@ -216,7 +217,7 @@ def _masked_scores(q, k, past_b, scale: float, group: int, window: int, softcap:
         last = past_b[bi] + i.astype("int64")
         ok = j.astype("int64") <= last
         if window > 0:
-            ok = tirx.all(ok, j.astype("int64") >= last - window)
+            ok = tirx.all(ok, j.astype("int64") > last - window)
         return tirx.Select(ok, x, tirx.const(-np.inf, q.dtype))
 
     return te.compute((b, n, s, kv), f, name="masked_scores")
