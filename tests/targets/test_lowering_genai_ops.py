@@ -15,7 +15,7 @@ from onnx import helper as h
 
 from edgec.api import CompileOptions, compile_model, run_artifact
 from edgec.compare import assert_outputs_match
-from edgec.errors import UnsupportedOpError
+from edgec.errors import GuardError, UnsupportedOpError
 from edgec.reference import run_ort
 
 MS = "com.microsoft"
@@ -159,3 +159,54 @@ def test_rms_norms_match_onnxruntime(tmp_path, case):
         feeds = {n: (3 * rng.standard_normal((batch, seq, 24))).astype(np.float32) for n in inputs if n in ("x", "skip")}
         got, want = run_artifact(art, feeds), run_ort(str(path), feeds)
         assert_outputs_match(got, want, atol=1e-5, rtol=1e-5)
+
+
+def _rotary_model(rank, pos_rank, heads, head, half, **attrs):
+    x_shape = ["batch", "seq", heads * head] if rank == 3 else ["batch", heads, "seq", head]
+    pos_shape = ["batch", "seq"] if pos_rank == 2 else [1]
+    rng = np.random.default_rng(4)
+    inits = [onnx.numpy_helper.from_array(rng.uniform(-1, 1, (32, half)).astype(np.float32), n) for n in ("cos", "sin")]
+    g = h.make_graph([h.make_node("RotaryEmbedding", ["x", "pos", "cos", "sin"], ["y"], domain=MS, **attrs)], "rope",
+                     [h.make_tensor_value_info("x", TP.FLOAT, x_shape), h.make_tensor_value_info("pos", TP.INT64, pos_shape)],
+                     [h.make_tensor_value_info("y", TP.FLOAT, x_shape)], inits)
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 18), h.make_opsetid(MS, 1)])
+
+
+ROTARY = {
+    "3-D, positions per token, halves": dict(rank=3, pos_rank=2, heads=2, head=16, half=8, num_heads=2),
+    "3-D, one offset, interleaved, partial": dict(rank=3, pos_rank=1, heads=2, head=32, half=8, num_heads=2,
+                                                  rotary_embedding_dim=16, interleaved=1),
+    "4-D, positions per token, interleaved": dict(rank=4, pos_rank=2, heads=3, head=16, half=8, interleaved=1),
+}
+
+
+@pytest.mark.parametrize("case", ROTARY)
+def test_rotary_embedding_matches_onnxruntime(tmp_path, case):
+    cfg = dict(ROTARY[case])
+    model = _rotary_model(**cfg)
+    path = _save(model, tmp_path)
+    art = _compile(path, tmp_path)
+    assert art.metadata["lowering"]["edgec"].get("RotaryEmbedding") == 1
+    rng = np.random.default_rng(5)
+    for batch, seq in ((1, 1), (2, 6)):
+        shape = ([batch, seq, cfg["heads"] * cfg["head"]] if cfg["rank"] == 3 else [batch, cfg["heads"], seq, cfg["head"]])
+        pos = rng.integers(0, 32, (batch, seq)) if cfg["pos_rank"] == 2 else np.array([32 - seq - 3])
+        feeds = {"x": rng.standard_normal(shape).astype(np.float32), "pos": pos.astype(np.int64)}
+        assert_outputs_match(run_artifact(art, feeds), run_ort(str(path), feeds), atol=1e-5, rtol=1e-5)
+
+
+def test_rotary_position_outside_the_caches_is_one_clear_error(tmp_path):
+    path = _save(_rotary_model(rank=3, pos_rank=2, heads=2, head=16, half=8, num_heads=2), tmp_path)
+    art = _compile(path, tmp_path)
+    feeds = {"x": np.zeros((1, 2, 32), np.float32), "pos": np.array([[3, 32]], np.int64)}
+    with pytest.raises(GuardError, match=r"RotaryEmbedding.*outside the 32 rows"):
+        run_artifact(art, feeds)
+
+
+def test_gqa_total_beyond_the_rotary_caches_is_one_clear_error(tmp_path):
+    model = _gqa_model(heads=4, kv_heads=2, head=16, rotary_half=8)  # caches of 64 rows
+    art = _compile(_save(model, tmp_path), tmp_path)
+    rng = np.random.default_rng(6)
+    run_artifact(art, _feeds(model, 1, 1, 63, [64], rng))  # the last row runs
+    with pytest.raises(GuardError, match=r"GroupQueryAttention: total_sequence_length .* exceeds the 64 rows"):
+        run_artifact(art, _feeds(model, 1, 1, 64, [65], rng))

@@ -29,6 +29,7 @@ from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input
 from edgec.targets.tvm.ops import Unsupported, lowers
 from edgec.targets.tvm.ops.attention import safe_softmax
+from edgec.targets.tvm.ops.rotary import rotate
 from edgec.targets.tvm.symbolic import dims_of, shape_value, simplify
 
 _R = relax.op
@@ -74,11 +75,13 @@ def group_query_attention(ctx, node, xs):
         interleaved = bool(int(attr(node, "rotary_interleaved", 0)))
         rows = dims_of(cos)[0]
         if isinstance(rows, int):  # a position past the caches' rows: one clear error, not a clamped read
-            ok = ctx.emit(_R.less_equal(ctx.emit(_R.astype(_R.reshape(total, []), "int64")), const(np.int64(rows))))
-            ctx.guard(ok, f"{GUARD_PREFIX}{ctx.file}: node '{node.name or node.op_type}' (GroupQueryAttention): "
-                          f"total_sequence_length exceeds the {rows} rows of cos_cache/sin_cache")
-        q = ctx.bb.emit_te(_rotary, q, cos, sin, past_b, interleaved=interleaved, primfunc_name_hint="gqa_rotary")
-        k = ctx.bb.emit_te(_rotary, k, cos, sin, past_b, interleaved=interleaved, primfunc_name_hint="gqa_rotary")
+            msg = (f"{GUARD_PREFIX}{ctx.file}: GroupQueryAttention: total_sequence_length "
+                   f"('{node.inputs[6].name}') exceeds the {rows} rows of cos_cache '{node.inputs[7].name}'")
+            if all(m != msg for _, m in ctx.guards):  # one check for all the layers sharing them
+                ok = ctx.emit(_R.less_equal(ctx.emit(_R.astype(_R.reshape(total, []), "int64")), const(np.int64(rows))))
+                ctx.guard(ok, msg)
+        q, k = (ctx.bb.emit_te(_rotate_from, t, cos, sin, past_b, interleaved=interleaved,
+                               primfunc_name_hint="gqa_rotary") for t in (q, k))
     present_k = _present(ctx, past_k, k, past_b, present_len)
     present_v = _present(ctx, past_v, v, past_b, present_len)
     scale = float(attr(node, "scale", 0.0)) or 1.0 / float(np.sqrt(head))
@@ -135,34 +138,9 @@ def _past_lengths(ctx, seqlens_k, total, s):
     return ctx.emit(_R.where(first, _R.zeros_like(later), later))
 
 
-def _rotary(x, cos, sin, past_b, interleaved: bool):
-    """RoPE on x [b, s, n, head] at positions past_b[b] + i: the first 2 * cos.shape[1] features
-    rotate (halves, or pairs when interleaved), the rest pass through."""
-    half = cos.shape[1]
-    rows = cos.shape[0]
-
-    def pos(bi, i):
-        return tirx.min(tirx.max(past_b[bi] + i.astype("int64"), tirx.const(0, "int64")), rows - 1)
-
-    def f(bi, i, n, d):
-        p = pos(bi, i)
-        if interleaved:
-            j = d // 2
-            even = d % 2 == 0
-            pair = tirx.if_then_else(even, x[bi, i, n, tirx.min(d + 1, 2 * half - 1)], x[bi, i, n, tirx.max(d - 1, 0)])
-            c, sn = cos[p, tirx.min(j, half - 1)], sin[p, tirx.min(j, half - 1)]
-            rot = tirx.if_then_else(even, x[bi, i, n, d] * c - pair * sn, x[bi, i, n, d] * c + pair * sn)
-        else:
-            first = d < half
-            j = tirx.if_then_else(first, d, d - half)
-            jj = tirx.min(tirx.max(j, 0), half - 1)
-            c, sn = cos[p, jj], sin[p, jj]
-            other = tirx.if_then_else(first, x[bi, i, n, tirx.min(d + half, 2 * half - 1)],
-                                      x[bi, i, n, tirx.max(d - half, 0)])
-            rot = tirx.if_then_else(first, x[bi, i, n, d] * c - other * sn, x[bi, i, n, d] * c + other * sn)
-        return tirx.if_then_else(d < 2 * half, rot, x[bi, i, n, d])
-
-    return te.compute(x.shape, f, name="rotary")
+def _rotate_from(x, cos, sin, past_b, interleaved: bool):
+    """RoPE on x [b, s, n, head] at positions past_b[b] + i."""
+    return rotate(x, cos, sin, lambda bi, i: past_b[bi] + i.astype("int64"), interleaved)
 
 
 def _present(ctx, past, new, past_b, present_len):
