@@ -82,3 +82,14 @@ def test_batch_of_two(compiled):
     got, ref = _decode_both(path, art, prompt, 3)
     checks, same = compare_decodes(got, ref, atol=1e-3)
     assert all(c.ok for c in checks) and same, describe(checks, same)
+
+
+def test_generate_runs_builder_models(compiled):
+    """`edgec generate` (edgec.generate) on a builder artifact: the cache's head size comes from
+    present (the inputs call it kv_cache_dim); tokens as onnxruntime's greedy decode."""
+    from edgec.generate import generate
+
+    path, art = compiled
+    res = generate(art, [1, 2, 3], 8)
+    _, ref = _decode_both(path, art, np.array([[1, 2, 3]]), 7)
+    assert res.tokens == [int(t) for t in ref.tokens[0]], (res.tokens, ref.tokens)
