@@ -31,7 +31,7 @@ def _compile(path, tmp_path):
     return compile_model(path, tmp_path / "art", CompileOptions(target="host", symbolic_dims=True))
 
 
-def _gqa_model(heads, kv_heads, head, packed=True, rotary_half=0, **attrs):
+def _gqa_model(heads, kv_heads, head, packed=True, rotary_half=0, past=True, **attrs):
     """GroupQueryAttention fed the way the builder feeds it: seqlens_k = ReduceSum(mask) - 1 and
     total_sequence_length = Shape(mask)[1], both int32; cos/sin caches as constants."""
     rng = np.random.default_rng(1)
@@ -39,7 +39,8 @@ def _gqa_model(heads, kv_heads, head, packed=True, rotary_half=0, **attrs):
     inputs = [h.make_tensor_value_info("qkv" if packed else "q", TP.FLOAT, ["batch", "seq", width])]
     if not packed:
         inputs += [h.make_tensor_value_info(n, TP.FLOAT, ["batch", "seq", kv_heads * head]) for n in ("k", "v")]
-    inputs += [h.make_tensor_value_info(n, TP.FLOAT, ["batch", kv_heads, "past", head]) for n in ("past_k", "past_v")]
+    if past:
+        inputs += [h.make_tensor_value_info(n, TP.FLOAT, ["batch", kv_heads, "past", head]) for n in ("past_k", "past_v")]
     inputs.append(h.make_tensor_value_info("mask", TP.INT64, ["batch", "total"]))
     inits = [h.make_tensor("one", TP.INT64, [1], [1]), h.make_tensor("axis1", TP.INT64, [], [1])]
     nodes = [h.make_node("ReduceSum", ["mask", "one"], ["msum"]), h.make_node("Sub", ["msum", "one"], ["sl64"]),
@@ -52,7 +53,8 @@ def _gqa_model(heads, kv_heads, head, packed=True, rotary_half=0, **attrs):
             inits.append(onnx.numpy_helper.from_array(rng.uniform(-1, 1, (64, rotary_half)).astype(np.float32), n))
         rot = ["cos", "sin"]
     qkv = ["qkv", "", ""] if packed else ["q", "k", "v"]
-    nodes.append(h.make_node("GroupQueryAttention", qkv + ["past_k", "past_v", "seqlens_k", "total"] + rot,
+    cache = ["past_k", "past_v"] if past else ["", ""]
+    nodes.append(h.make_node("GroupQueryAttention", qkv + cache + ["seqlens_k", "total"] + rot,
                              ["y", "present_k", "present_v"], domain=MS, num_heads=heads, kv_num_heads=kv_heads,
                              do_rotary=int(bool(rotary_half)), **attrs))
     outputs = [h.make_tensor_value_info("y", TP.FLOAT, ["batch", "seq", heads * head])]
@@ -86,6 +88,17 @@ CONFIGS = {
                                                                   local_window_size=3, softcap=5.0),
     "packed, no rotary, scale": dict(heads=2, kv_heads=2, head=8, scale=0.2),
 }
+
+
+def test_group_query_attention_without_a_past_matches_onnxruntime(tmp_path):
+    """No past inputs: a prompt only (present holds its keys/values)."""
+    model = _gqa_model(heads=4, kv_heads=2, head=16, rotary_half=8, past=False)
+    path = _save(model, tmp_path)
+    art = _compile(path, tmp_path)
+    rng = np.random.default_rng(0)
+    for batch, seq in ((1, 1), (2, 5)):
+        feeds = _feeds(model, batch, seq, 0, [seq] * batch, rng)
+        assert_outputs_match(run_artifact(art, feeds), run_ort(str(path), feeds), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
