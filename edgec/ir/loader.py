@@ -30,6 +30,8 @@ from edgec.ir.safety import (
 )
 from edgec.safe_read import check_regular_file, read_regular_file
 
+register_onnxruntime_onnx_domain_ops()  # before any onnx checker or shape inference on a loaded model
+
 
 def _iter_tensors(graph: onnx.GraphProto):
     yield from graph.initializer
@@ -135,7 +137,6 @@ def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
     check_node_count(proto.graph, file, max_nodes)
     check_initializers(proto.graph, file, max_tensor_bytes)
     check_opset_versions(proto, file)
-    register_onnxruntime_onnx_domain_ops()
     try:
         if path is not None:
             onnx.checker.check_model(str(path))
