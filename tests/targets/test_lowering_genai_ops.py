@@ -1,9 +1,11 @@
-"""The contrib ops onnxruntime-genai's model builder writes (ops/gqa.py, ops/ort_norm.py), each
-against onnxruntime on seeded inputs, compiled once with symbolic dims: GroupQueryAttention
-(packed and separate Q/K/V, rotary inside — halves and interleaved, partial rotary — grouped heads,
-a sliding window, softcap, custom scale) on a first prompt, a ragged batch decode step, a past
-buffer longer than the total (shared-buffer style) and a chunked prefill; SimplifiedLayerNormalization
-and SkipSimplifiedLayerNormalization with their optional outputs; and what the lowering refuses."""
+"""The contrib ops onnxruntime-genai's model builder writes (ops/gqa.py, ops/rotary.py,
+ops/ort_norm.py), each against onnxruntime on seeded inputs, compiled once with symbolic dims:
+GroupQueryAttention (packed and separate Q/K/V, rotary inside — halves and interleaved, partial
+rotary — grouped heads, a sliding window, softcap, custom scale) on a first prompt, a right-padded
+first prompt, a ragged batch decode step, a past buffer longer than the total (shared-buffer
+style) and a chunked prefill, and without past inputs; RotaryEmbedding (3-D / 4-D, per-token
+positions or one offset); SimplifiedLayerNormalization and SkipSimplifiedLayerNormalization with
+their optional outputs; the guards, and what the lowering refuses."""
 
 from __future__ import annotations
 
@@ -79,7 +81,8 @@ def _feeds(model, batch, seq, past, mask_rows, rng):
 
 
 # (batch, seq, past buffer, tokens per entry after the call)
-CALLS = {"first prompt": (2, 5, 0, [5, 5]), "ragged decode": (2, 1, 5, [4, 6]),
+CALLS = {"first prompt": (2, 5, 0, [5, 5]), "right-padded first prompt": (2, 5, 0, [3, 5]),
+         "ragged decode": (2, 1, 5, [4, 6]),
          "past buffer longer than total": (1, 1, 12, [7]), "chunked prefill": (1, 3, 4, [7])}
 CONFIGS = {
     "packed, rotary halves": dict(heads=4, kv_heads=2, head=16, rotary_half=8),

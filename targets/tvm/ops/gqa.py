@@ -10,8 +10,9 @@ group_query_attention_helper.h): the call is the first prompt iff sequence_lengt
 total_sequence_length; batch entry b then has past_b = 0 tokens of past, else
 past_b = seqlens_k[b] + 1 - sequence_length. The new keys/values are written into present at rows
 [past_b, past_b + sequence_length) after the first past_b rows of past; query i attends to rows
-j <= past_b + i, and with a window only to the local_window_size rows up to and including its own
-(j > past_b + i - local_window_size: what onnxruntime 1.31 computes); the rotary position of
+j <= last = min(past_b + i, seqlens_k[b]) (padding queries of a right-padded first prompt see the
+entry's tokens), and with a window only to the local_window_size rows up to and including last
+(j > last - local_window_size): what onnxruntime 1.31 computes, measured; the rotary position of
 query i is past_b + i. present has max(past length, total_sequence_length) rows; rows after the
 written ones are zero (what onnxruntime writes with separate past and present buffers; a caller
 sharing one buffer, past_present_share_buffer, keeps the past's rows there instead).
@@ -67,7 +68,8 @@ def group_query_attention(ctx, node, xs):
     past_len = dims_of(past_k)[2] if past_k is not None else 0
     present_len = simplify(tirx.max(past_len, total_dims.reshape(-1)[0])) if past_k is not None \
         else simplify(total_dims.reshape(-1)[0])
-    past_b = _past_lengths(ctx, seqlens_k, total, s)
+    seqlens = ctx.emit(_R.astype(_R.reshape(seqlens_k, [-1]), "int64"))
+    past_b = _past_lengths(ctx, seqlens, total, s)
     if int(attr(node, "do_rotary", 0)):
         cos, sin = xs[7], xs[8]
         if cos is None or sin is None:
@@ -87,7 +89,7 @@ def group_query_attention(ctx, node, xs):
     scale = float(attr(node, "scale", 0.0)) or 1.0 / float(np.sqrt(head))
     window = int(attr(node, "local_window_size", -1))
     softcap = float(attr(node, "softcap", 0.0))
-    logits = ctx.bb.emit_te(_masked_scores, q, present_k, past_b, scale=scale, group=heads // kv_heads,
+    logits = ctx.bb.emit_te(_masked_scores, q, present_k, past_b, seqlens, scale=scale, group=heads // kv_heads,
                             window=window, softcap=softcap, primfunc_name_hint="gqa_scores")
     probs = safe_softmax(ctx, logits)
     y = ctx.bb.emit_te(_weighted_values, probs, present_v, group=heads // kv_heads, primfunc_name_hint="gqa_values")
@@ -128,10 +130,9 @@ def _cache_layout(ctx, past, kv_heads: int, head: int):
     return ctx.bb.match_cast(past, relax.TensorType([b, kv_heads, p, head], "float32"))
 
 
-def _past_lengths(ctx, seqlens_k, total, s):
-    """past_b per batch entry (int64 [batch]): 0 on the first prompt (sequence_length ==
-    total_sequence_length), else seqlens_k[b] + 1 - sequence_length."""
-    sl = ctx.emit(_R.astype(_R.reshape(seqlens_k, [-1]), "int64"))
+def _past_lengths(ctx, sl, total, s):
+    """past_b per batch entry (int64 [batch]) from seqlens_k (int64 [batch]): 0 on the first
+    prompt (sequence_length == total_sequence_length), else seqlens_k[b] + 1 - sequence_length."""
     seq = ctx.emit(_R.reshape(_R.shape_to_tensor(relax.ShapeExpr([s])), []))
     first = ctx.emit(_R.equal(ctx.emit(_R.astype(_R.reshape(total, []), "int64")), seq))
     later = ctx.emit(_R.subtract(_R.add(sl, const(np.int64(1))), seq))
@@ -178,9 +179,11 @@ def _i64(e):
     return e.astype("int64")
 
 
-def _masked_scores(q, k, past_b, scale: float, group: int, window: int, softcap: float):
+def _masked_scores(q, k, past_b, seqlens, scale: float, group: int, window: int, softcap: float):
     """scale * q·k over head_size for query head n against kv head n // group, [b, n, s, kv];
-    -inf where query i may not see row j (j > past_b + i, or j <= past_b + i - window)."""
+    -inf where query i may not see row j: j > last = min(past_b + i, seqlens_k[b]) (a padding
+    query of a right-padded first prompt sees the entry's tokens, as onnxruntime 1.31 computes),
+    or j <= last - window."""
     b, s, n, head = q.shape
     kv = k.shape[2]
     d = te.reduce_axis((0, head), name="d")
@@ -192,7 +195,7 @@ def _masked_scores(q, k, past_b, scale: float, group: int, window: int, softcap:
         if softcap > 0:
             c = tirx.const(softcap, q.dtype)
             x = tirx.tanh(x / c) * c
-        last = past_b[bi] + i.astype("int64")
+        last = tirx.min(past_b[bi] + i.astype("int64"), seqlens[bi])
         ok = j.astype("int64") <= last
         if window > 0:
             ok = tirx.all(ok, j.astype("int64") > last - window)
