@@ -29,7 +29,7 @@ from tvm import relax, te, tirx
 from edgec.errors import GUARD_PREFIX
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input
 from edgec.targets.tvm.ops import Unsupported, lowers
-from edgec.targets.tvm.ops.attention import safe_softmax
+from edgec.targets.tvm.ops.attention import safe_softmax, scores
 from edgec.targets.tvm.ops.rotary import rotate
 from edgec.targets.tvm.symbolic import dims_of, shape_value, simplify
 
@@ -89,8 +89,13 @@ def group_query_attention(ctx, node, xs):
     scale = float(attr(node, "scale", 0.0)) or 1.0 / float(np.sqrt(head))
     window = int(attr(node, "local_window_size", -1))
     softcap = float(attr(node, "softcap", 0.0))
-    logits = ctx.bb.emit_te(_masked_scores, q, present_k, past_b, seqlens, scale=scale, group=heads // kv_heads,
-                            window=window, softcap=softcap, primfunc_name_hint="gqa_scores")
+    group = heads // kv_heads
+    # the query heads of one kv head as rows of one matrix: q·k through attention's scores kernel,
+    # which reads the cache row by row and never repeats it per query head
+    grouped = ctx.emit(_R.reshape(_R.permute_dims(q, [0, 2, 1, 3]), [b, kv_heads, group * s, head]))
+    raw = ctx.emit(_R.reshape(scores(ctx, grouped, present_k), [b, kv_heads, group, s, present_len]))
+    logits = ctx.bb.emit_te(_masked_scores, raw, past_b, seqlens, scale=scale, group=group, window=window,
+                            softcap=softcap, primfunc_name_hint="gqa_mask")
     probs = safe_softmax(ctx, logits)
     y = ctx.bb.emit_te(_weighted_values, probs, present_v, group=heads // kv_heads, primfunc_name_hint="gqa_values")
     return [ctx.emit(_R.reshape(y, [b, s, heads * head])), present_k, present_v]
@@ -179,29 +184,25 @@ def _i64(e):
     return e.astype("int64")
 
 
-def _masked_scores(q, k, past_b, seqlens, scale: float, group: int, window: int, softcap: float):
-    """scale * q·k over head_size for query head n against kv head n // group, [b, n, s, kv];
-    -inf where query i may not see row j: j > last = min(past_b + i, seqlens_k[b]) (a padding
-    query of a right-padded first prompt sees the entry's tokens, as onnxruntime 1.31 computes),
-    or j <= last - window."""
-    b, s, n, head = q.shape
-    kv = k.shape[2]
-    d = te.reduce_axis((0, head), name="d")
-    raw = te.compute((b, n, s, kv), lambda bi, h, i, j: te.sum(q[bi, i, h, d] * k[bi, h // group, j, d], axis=d),
-                     name="qk")
+def _masked_scores(raw, past_b, seqlens, scale: float, group: int, window: int, softcap: float):
+    """raw [b, kv_heads, group, s, kv] (q·k; query head n = kv head n // group, group member
+    n % group) -> scale * raw as [b, n, s, kv], -inf where query i may not see row j:
+    j > last = min(past_b + i, seqlens_k[b]) (a padding query of a right-padded first prompt sees
+    the entry's tokens, as onnxruntime 1.31 computes), or j <= last - window."""
+    b, kvh, _, s, kv = raw.shape
 
     def f(bi, h, i, j):
-        x = raw[bi, h, i, j] * tirx.const(scale, q.dtype)
+        x = raw[bi, h // group, h % group, i, j] * tirx.const(scale, raw.dtype)
         if softcap > 0:
-            c = tirx.const(softcap, q.dtype)
+            c = tirx.const(softcap, raw.dtype)
             x = tirx.tanh(x / c) * c
         last = tirx.min(past_b[bi] + i.astype("int64"), seqlens[bi])
         ok = j.astype("int64") <= last
         if window > 0:
             ok = tirx.all(ok, j.astype("int64") > last - window)
-        return tirx.Select(ok, x, tirx.const(-np.inf, q.dtype))
+        return tirx.Select(ok, x, tirx.const(-np.inf, raw.dtype))
 
-    return te.compute((b, n, s, kv), f, name="masked_scores")
+    return te.compute((b, kvh * group, s, kv), f, name="masked_scores")
 
 
 def _weighted_values(p, v, group: int):
