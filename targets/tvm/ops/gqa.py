@@ -75,7 +75,9 @@ def group_query_attention(ctx, node, xs):
         if cos is None or sin is None:
             raise Unsupported("GroupQueryAttention with do_rotary=1 needs cos_cache and sin_cache")
         interleaved = bool(int(attr(node, "rotary_interleaved", 0)))
-        rows = dims_of(cos)[0]
+        rows, half = dims_of(cos)
+        if not isinstance(half, int) or 2 * half > head or dims_of(sin)[1] != half:
+            raise Unsupported(f"GroupQueryAttention: cos/sin caches of width {half} for head size {head}")
         if isinstance(rows, int):  # a position past the caches' rows: one clear error, not a clamped read
             msg = (f"{GUARD_PREFIX}{ctx.file}: GroupQueryAttention: total_sequence_length "
                    f"('{node.inputs[6].name}') exceeds the {rows} rows of cos_cache '{node.inputs[7].name}'")
@@ -97,7 +99,7 @@ def group_query_attention(ctx, node, xs):
     logits = ctx.bb.emit_te(_masked_scores, raw, past_b, seqlens, scale=scale, group=group, window=window,
                             softcap=softcap, primfunc_name_hint="gqa_mask")
     probs = safe_softmax(ctx, logits)
-    y = ctx.bb.emit_te(_weighted_values, probs, present_v, group=heads // kv_heads, primfunc_name_hint="gqa_values")
+    y = ctx.bb.emit_te(_weighted_values, probs, present_v, group=group, primfunc_name_hint="gqa_values")
     return [ctx.emit(_R.reshape(y, [b, s, heads * head])), present_k, present_v]
 
 
