@@ -7,10 +7,12 @@ at load time, and an x86-64 library with more than 2 GiB of .rodata overflows th
 model. So the backend turns initializers of at least `MIN_TENSOR_BYTES` into parameters of the
 compiled function, and `write_weights` copies their bytes straight from the model's external data
 file into `weights.bin` (kernel-side `copy_file_range`; nothing passes through this process's
-memory). `open_weights` maps them back copy-on-write, so a run shares the page cache.
+memory). `open_weights` maps the file back once, copy-on-write, so a run shares the page cache
+and holds each weight once: only the pages its kernels touch become resident.
 
 Layout: each tensor's raw little-endian bytes at a 4096-aligned offset; the index (name, dtype,
-shape, offset, nbytes) lives in metadata.json under "weights".
+shape, offset, nbytes, and "access": "rows" for a table read a few rows at a time, such as a
+token embedding) lives in metadata.json under "weights".
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from edgec.errors import ArtifactError
 WEIGHTS_FILE = "weights.bin"
 ALIGN = 4096
 MIN_TENSOR_BYTES = 1 << 20   # smaller initializers stay constants inside the library
-AUTO_TOTAL_BYTES = 512 << 20  # "auto": use a weights file when the initializers total at least this
+# with a weights file, arrays the compile computes (repacked quantized weights, folded constants)
+# of at least this size go to it too (targets/tvm/weights.py lift_large_constants)
+MIN_CONSTANT_BYTES = 64 << 10
+AUTO_TOTAL_BYTES = 512 << 20  # "auto": use a weights file when the initializers total at least this,
+AUTO_SYMBOLIC_BYTES = 16 << 20  # or this with symbolic dims (LLMs: weights mapped once, not deserialized)
 _CHUNK = 64 << 20
 
 Source = Union[ir.TensorProtocol, Callable[[], np.ndarray]]
@@ -122,22 +128,56 @@ def tensor_item(name: str, t: ir.TensorProtocol) -> tuple[str, Source, tuple[int
     return name, t, tuple(int(d) for d in t.shape), str(np.dtype(t.dtype.numpy()))
 
 
+def row_tables(model: ir.Model) -> set[str]:
+    """Initializers read as Gather's table (token embeddings): a run reads a few rows of them, so
+    their mapping should not fault in (and keep resident) the pages around each row. (A tied
+    embedding is also a MatMul weight, but that use reads its own packed copy when it fits
+    PACK_MAX_BYTES; a bigger one is read whole from the same pages, faulted in one at a time.)"""
+    return {name for name, v in model.graph.initializers.items()
+            if any(n.op_type == "Gather" and n.domain in ("", "ai.onnx") and i == 0 for n, i in v.uses())}
+
+
 def open_weights(artifact_dir: str | os.PathLike, index: dict) -> list[np.ndarray]:
-    """Map the weights an artifact's metadata lists (copy-on-write, so the arrays are writable
-    for DLPack but never change the file). One-line ArtifactError when the file is missing or short."""
+    """Map the weights an artifact's metadata lists: the file mapped once, copy-on-write (the
+    arrays are writable for DLPack but never change the file), each weight a view of it. Tables
+    marked "access": "rows" are advised random access (no read-ahead or fault-around: only the
+    rows read become resident). One-line ArtifactError when the file is missing or short."""
     path = Path(artifact_dir) / index.get("file", WEIGHTS_FILE)
     if not path.is_file():
         raise ArtifactError(f"{path}: weights file missing (the artifact's metadata.json lists {len(index['tensors'])} weights)")
     size = path.stat().st_size
-    out = []
     for e in index["tensors"]:
         if e["offset"] + e["nbytes"] > size:
             raise ArtifactError(f"{path}: weight '{e['name']}' [{e['offset']}, {e['offset'] + e['nbytes']}) "
                                 f"exceeds the file ({size} bytes)")
-        shape = tuple(e["shape"])
+    mapped = _map_private(path) if size else None
+    out = []
+    for e in index["tensors"]:
+        dtype, shape = np.dtype(e["dtype"]).newbyteorder("<"), tuple(e["shape"])
         if e["nbytes"] == 0:
-            out.append(np.zeros(shape, dtype=e["dtype"]))
+            out.append(np.zeros(shape, dtype=dtype))
             continue
-        out.append(np.memmap(path, dtype=np.dtype(e["dtype"]).newbyteorder("<"), mode="c", offset=e["offset"],
-                             shape=shape))
+        out.append(np.frombuffer(mapped, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)),
+                                 offset=e["offset"]).reshape(shape))
+        if e.get("access") == "rows":
+            _advise_random(mapped, e["offset"], e["nbytes"])
     return out
+
+
+def _map_private(path: Path):
+    import mmap
+
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+def _advise_random(mapped, offset: int, nbytes: int) -> None:
+    import mmap
+
+    page = mmap.PAGESIZE
+    start = offset // page * page
+    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            mapped.madvise(mmap.MADV_RANDOM, start, offset + nbytes - start)
+        except OSError:  # only a hint
+            pass

@@ -13,8 +13,12 @@ from edgec.weights import open_weights
 
 
 def load(art, threads: int | None = None) -> LoadedModel:
+    """`art` loaded in this process: its weights.bin mapped, the naive allocator for symbolic dims
+    (LoadedModel)."""
     weights = open_weights(art.path, art.weights) if art.weights else None
-    return LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads, weights)
+    symbolic = any(not isinstance(d, int) for t in art.inputs for d in t.shape)
+    return LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads, weights,
+                       allocator="naive" if symbolic else "pooled")
 
 
 def spec_for(art) -> TargetSpec:

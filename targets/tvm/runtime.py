@@ -86,16 +86,23 @@ def _aligned_empty(shape: tuple, dtype: np.dtype, align: int = 64) -> np.ndarray
 class LoadedModel:
     """`weights`: arrays for the library's weight parameters (an artifact's weights.bin, mapped by
     edgec.weights.open_weights), passed after the inputs on every call. They are handed to TVM
-    through DLPack, without a copy: the pages stay the file's, shared with the page cache."""
+    through DLPack, without a copy: the pages stay the file's, shared with the page cache.
+
+    `allocator`: the VM's memory allocator, "pooled" (TVM's default: freed buffers are kept for
+    a later request of the same size, so a static-shape model allocates nothing after its first
+    call) or "naive" (freed at once). Models with symbolic dims need "naive": their buffer sizes
+    change from call to call (a decoder's KV cache grows by one row per token), so the pool would
+    keep every size ever used — a 32-token GPT-2 decode grew it by ~400 MiB, and it grows with
+    the square of the generated length."""
 
     def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None,
-                 weights: list[np.ndarray] | None = None):
+                 weights: list[np.ndarray] | None = None, allocator: str = "pooled"):
         # TVM's worker threads spin between kernels (its default, like onnxruntime's
         # allow_spinning=1): waking sleeping workers for each of MobileNetV2's ~65 parallel kernels
         # cost 20% of its latency (4.2 vs 5.2 ms). Set TVM_THREAD_POOL_SPIN_COUNT=0 when another
         # runtime computes in this process between edgec calls.
         set_threads(threads)
-        self.vm = relax.VirtualMachine(load_library(library), tvm.cpu())
+        self.vm = relax.VirtualMachine(load_library(library), tvm.cpu(), memory_cfg=allocator)
         self._main = self.vm["main"]  # looked up once: a per-call lookup is measurable on small models
         self.input_names, self.output_names = input_names, output_names
         self._weights = list(weights or [])  # keeps the mappings alive as long as TVM uses them
