@@ -193,7 +193,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         meta = {
             "format": FORMAT,
             "model": {"file": os.path.basename(str(model_path)), "sha256": sha256_file(model_path),
-                      "graph": model.graph.name or ""},
+                      "graph": model.graph.name or "", "weight_bytes": initializer_bytes(model)},
             "target": {**spec.to_json(), "tvm_target": result.tvm_target},
             "library": result.library,
             "runtime_files": list(result.extra_files),
