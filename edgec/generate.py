@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgec.errors import ArtifactError, EdgecError
-from edgec.memory import MemoryBar, kv_cache_bytes, peak_rss_mib, reset_peak
+from edgec.memory import MemoryBar, kv_cache_bytes, peak_rss_mib, reset_peak, status_mib
 
 
 @dataclass
@@ -73,7 +73,7 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     vocab = art.outputs[[t.name for t in art.outputs].index("logits")].shape[-1]
     if isinstance(vocab, int) and max(prompt) >= vocab or min(prompt) < 0:
         raise EdgecError(f"prompt token ids must be in [0, {vocab}), got {min(prompt)}..{max(prompt)}")
-    before = peak_rss_mib()  # TVM's runtime is loaded (load_on_host's module imports it)
+    before = status_mib().get("VmRSS") or peak_rss_mib()  # TVM's runtime is loaded (load_on_host's module imports it)
     t0 = time.perf_counter()
     model = load_on_host(art, artifact_threads(art, threads), "`edgec generate` runs")
     load_s = time.perf_counter() - t0

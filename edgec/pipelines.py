@@ -56,8 +56,8 @@ STAGES: tuple[Stage, ...] = (
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
     # channels padded to the CPU backend's vector block (the block comes from the target: see api.optimize)
     Stage("pad-channels", _O2_UP, frozenset({"NCHW"})),
-    # a tied embedding / LM head table read in one layout (stored once in the weights)
-    Stage("share-tied-embedding,fold-transposes,simplify-slice-concat,eliminate-dead-code,infer-shapes", _O2_UP),
+    # LM heads read transposed: the weight stored transposed (a tied embedding reads that one copy)
+    Stage("store-transposed-weights,fold-transposes,simplify-slice-concat,eliminate-dead-code,infer-shapes", _O2_UP),
 )
 
 LEVELS = (0, 1, 2, 3)

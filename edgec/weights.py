@@ -137,11 +137,40 @@ def row_tables(model: ir.Model) -> set[str]:
             if any(n.op_type == "Gather" and n.domain in ("", "ai.onnx") and i == 0 for n, i in v.uses())}
 
 
+class MappedWeights:
+    """An artifact's weights.bin mapped once (see open_weights): `arrays` in index order, and
+    `release_rows()` to drop the pages of "rows" tables from this process's resident set."""
+
+    def __init__(self, mapped, arrays: list[np.ndarray], rows: list[tuple[int, int]]):
+        self._mapped, self.arrays, self._rows = mapped, arrays, rows
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self._rows)
+
+    def release_rows(self) -> None:
+        """Unmap the resident pages of the row tables (madvise DONTNEED; the mapping stays, the
+        page cache keeps them): a call reads a few rows, but the kernel maps whole page-cache
+        folios around each (ext4 on Linux 6.x: ~1 MiB per row read, MADV_RANDOM or not), so
+        without this a token embedding became resident almost whole after ~150 tokens. The
+        next call faults its rows in again (minor faults). The pages were never written
+        (private mapping, read only by the kernels), so nothing is lost."""
+        for start, length in self._rows:
+            _advise(self._mapped, "MADV_DONTNEED", start, length)
+
+
 def open_weights(artifact_dir: str | os.PathLike, index: dict) -> list[np.ndarray]:
+    """The weights an artifact's metadata lists, mapped (map_weights)."""
+    return map_weights(artifact_dir, index).arrays
+
+
+def map_weights(artifact_dir: str | os.PathLike, index: dict) -> MappedWeights:
     """Map the weights an artifact's metadata lists: the file mapped once, copy-on-write (the
     arrays are writable for DLPack but never change the file), each weight a view of it. Tables
-    marked "access": "rows" are advised random access (no read-ahead or fault-around: only the
-    rows read become resident). One-line ArtifactError when the file is missing or short."""
+    marked "access": "rows" are advised random access (no read-ahead from disk: only the rows
+    read are loaded). One-line ArtifactError when the file is missing or short."""
+    import mmap
+
     path = Path(artifact_dir) / index.get("file", WEIGHTS_FILE)
     if not path.is_file():
         raise ArtifactError(f"{path}: weights file missing (the artifact's metadata.json lists {len(index['tensors'])} weights)")
@@ -151,7 +180,7 @@ def open_weights(artifact_dir: str | os.PathLike, index: dict) -> list[np.ndarra
             raise ArtifactError(f"{path}: weight '{e['name']}' [{e['offset']}, {e['offset'] + e['nbytes']}) "
                                 f"exceeds the file ({size} bytes)")
     mapped = _map_private(path) if size else None
-    out = []
+    out, rows = [], []
     for e in index["tensors"]:
         dtype, shape = np.dtype(e["dtype"]).newbyteorder("<"), tuple(e["shape"])
         if e["nbytes"] == 0:
@@ -160,8 +189,10 @@ def open_weights(artifact_dir: str | os.PathLike, index: dict) -> list[np.ndarra
         out.append(np.frombuffer(mapped, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)),
                                  offset=e["offset"]).reshape(shape))
         if e.get("access") == "rows":
-            _advise_random(mapped, e["offset"], e["nbytes"])
-    return out
+            start = e["offset"] // mmap.PAGESIZE * mmap.PAGESIZE
+            rows.append((start, e["offset"] + e["nbytes"] - start))
+            _advise(mapped, "MADV_RANDOM", *rows[-1])
+    return MappedWeights(mapped, out, rows)
 
 
 def _map_private(path: Path):
@@ -171,13 +202,11 @@ def _map_private(path: Path):
         return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
 
-def _advise_random(mapped, offset: int, nbytes: int) -> None:
+def _advise(mapped, advice: str, start: int, length: int) -> None:
     import mmap
 
-    page = mmap.PAGESIZE
-    start = offset // page * page
-    if hasattr(mapped, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+    if hasattr(mapped, "madvise") and hasattr(mmap, advice):
         try:
-            mapped.madvise(mmap.MADV_RANDOM, start, offset + nbytes - start)
-        except OSError:  # only a hint
+            mapped.madvise(getattr(mmap, advice), start, length)
+        except (OSError, ValueError):  # only a hint
             pass

@@ -93,10 +93,12 @@ class LoadedModel:
     call) or "naive" (freed at once). Models with symbolic dims need "naive": their buffer sizes
     change from call to call (a decoder's KV cache grows by one row per token), so the pool would
     keep every size ever used — a 32-token GPT-2 decode grew it by ~400 MiB, and it grows with
-    the square of the generated length."""
+    the square of the generated length.
+
+    `after_run`: called after every run (edgec.weights.MappedWeights.release_rows)."""
 
     def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None,
-                 weights: list[np.ndarray] | None = None, allocator: str = "pooled"):
+                 weights: list[np.ndarray] | None = None, allocator: str = "pooled", after_run=None):
         # TVM's worker threads spin between kernels (its default, like onnxruntime's
         # allow_spinning=1): waking sleeping workers for each of MobileNetV2's ~65 parallel kernels
         # cost 20% of its latency (4.2 vs 5.2 ms). Set TVM_THREAD_POOL_SPIN_COUNT=0 when another
@@ -109,6 +111,7 @@ class LoadedModel:
         self.weight_args = [tvm.runtime.from_dlpack(w) for w in self._weights]
         self._weight_ptrs = {w.ctypes.data for w in self._weights if w.size}
         self._staging: dict[int, tuple] = {}  # input index -> (aligned numpy buffer, TVM tensor of it)
+        self._after_run = after_run
 
     def _arg(self, i: int, a: np.ndarray):
         """(input `i` for the VM, the address of its data): the caller's array itself through
@@ -150,6 +153,9 @@ class LoadedModel:
             if GUARD_PREFIX in msg:
                 raise GuardError(msg[msg.index(GUARD_PREFIX):]) from None
             raise
+        finally:
+            if self._after_run is not None:
+                self._after_run()
         items = list(out) if not hasattr(out, "numpy") else [out]
         ptrs = {p for _, p in staged} | self._weight_ptrs
         return {n: self._result(o, ptrs) for n, o in zip(self.output_names, items)}
