@@ -11,13 +11,16 @@ What is measured, per (runtime, weights) pair, each in its own process, rounds i
   the timed prefill, edgec.memory.reset_peak), each also above the RSS before the model was loaded
   (both runtimes imported);
 - issue 14's memory bar: the decode peak above that baseline / (weight bytes + KV cache bytes at
-  the last step) <= 1.2;
-- the decode rate as a fraction of the machine's memory-bandwidth limit: weight bytes read per
-  token / copy bandwidth (2 threads, measured here in its own process) = the best tokens/s.
+  the last step) <= 1.2 (weight bytes: all the model's initializers);
+- the decode rate as a fraction of the machine's memory-bandwidth limit: copy bandwidth (2 threads,
+  measured here in its own process) / weight bytes read per token = the best tokens/s. An
+  embedding table read only by Gather counts one row per token (the lookup), not its whole size.
 The int4/int8 ONNX are written once by `edgec quantize --mode int4-weight/int8-weight` (com.microsoft
 MatMulNBits, accuracy_level 4) and run by both edgec and onnxruntime (its MatMulNBits kernel).
-Accuracy: the int4/int8 logits against fp32's on fp32's greedy path (the same tokens fed), cosine
-per step (goal >= 0.99 on every step).
+Accuracy: the int4/int8 logits against fp32's on fp32's greedy path (the same prompt, the same tokens
+fed), cosine per step (goal >= 0.99 on every step). The int4w model is quantized with `--int4-method`
+(default gptq: `edgec quantize --method gptq`, calibrated on seeded random prompts of another seed
+than the benchmark's) and `--int4-int8-weights` (weights kept at 8 bits; default none).
 
 Goals printed with MET / MISSED: edgec fp32 decode >= onnxruntime fp32; edgec int4 decode >=
 onnxruntime int4 and >= 2.5x edgec fp32; edgec int4 at >= 50% of the bandwidth limit; the memory
@@ -41,24 +44,45 @@ VARIANTS = ("fp32", "int8w", "int4w")
 RUNTIMES = ("edgec", "ort")
 
 
-def _paths(work: Path, arch: str, size: str) -> dict[str, Path]:
+def _paths(work: Path, arch: str, size: str, int4: str = "rtn") -> dict[str, Path]:
     base = work / f"{arch}_{size}"
-    return {"fp32": base.with_suffix(".onnx"), "int8w": Path(f"{base}.int8w.onnx"), "int4w": Path(f"{base}.int4w.onnx")}
+    return {"fp32": base.with_suffix(".onnx"), "int8w": Path(f"{base}.int8w.onnx"),
+            "int4w": Path(f"{base}.int4w{'' if int4 == 'rtn' else '-' + int4}.onnx")}
 
 
-def prepare(work: Path, arch: str, size: str, threads: int) -> dict[str, Path]:
-    """Export the model, quantize it, compile the three artifacts (reused when present)."""
+def int4_options(method: str, int8_weights: str, samples: int):
+    """`edgec quantize --mode int4-weight` settings of the int4w variant: `method` rtn or gptq
+    (calibrated on `samples` seeded random 128-token prompts, another seed than the benchmark's),
+    `int8_weights` a glob of weights kept at 8 bits ('' for none)."""
+    from edgec.quantize import QuantizeOptions
+
+    return QuantizeOptions(mode="int4-weight", method=method, samples=samples, seed=1,
+                           int8_weights=tuple(p for p in int8_weights.split(",") if p))
+
+
+def int4_label(method: str, int8_weights: str) -> str:
+    import zlib
+
+    return method + (f"-int8-{zlib.crc32(int8_weights.encode()):08x}" if int8_weights else "")
+
+
+def prepare(work: Path, arch: str, size: str, threads: int, int4=None) -> dict[str, Path]:
+    """Export the model, quantize it, compile the three artifacts (reused when present).
+    `int4`: (QuantizeOptions, label) of the int4w variant (default: round to nearest)."""
     from benchmarks.llm_models import export
     from edgec.api import CompileOptions, compile_model
     from edgec.quantize import QuantizeOptions, quantize_model
 
     work.mkdir(parents=True, exist_ok=True)
-    paths = _paths(work, arch, size)
+    int4_opts, label = int4 or (QuantizeOptions(mode="int4-weight"), "rtn")
+    paths = _paths(work, arch, size, label)
     if not paths["fp32"].exists():
         export(arch, size, paths["fp32"])
-    for v, bits in (("int8w", 8), ("int4w", 4)):
+    for v, o in (("int8w", QuantizeOptions(mode="int8-weight")), ("int4w", int4_opts)):
         if not paths[v].exists():
-            quantize_model(paths["fp32"], paths[v], QuantizeOptions(mode=f"int{bits}-weight"))
+            t0 = time.perf_counter()
+            quantize_model(paths["fp32"], paths[v], o)
+            print(f"quantized {paths[v].name}: {time.perf_counter() - t0:.0f} s", flush=True)
     for v, p in paths.items():
         art = work / f"{p.stem}.art"
         if not (art / "metadata.json").exists():
@@ -134,18 +158,16 @@ def _forced(run, cache, names, prompt, tokens):
     """Decode feeding the given tokens (teacher forcing) instead of the model's own."""
     import numpy as np
 
+    from edgec.llm_decode import step_feed
+
     batch = prompt.shape[0]
     past = {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}
     ids, past_len, steps = prompt.astype(np.int64), 0, []
     for t in range(tokens.shape[1]):
-        n = ids.shape[1]
-        feed = {"input_ids": ids, "attention_mask": np.ones((batch, past_len + n), np.int64), **past}
-        if "position_ids" in names:
-            feed["position_ids"] = np.arange(past_len, past_len + n, dtype=np.int64)[None].repeat(batch, 0)
-        out = run(feed)
+        out = run(step_feed(names, ids, past, past_len))
         steps.append(out)
         past = {c.name: out[c.present] for c in cache}
-        past_len += n
+        past_len += ids.shape[1]
         ids = tokens[:, t:t + 1].astype(np.int64)
     return steps
 
@@ -174,12 +196,25 @@ def copy_bandwidth(threads: int) -> float:
     return best
 
 
-def weight_bytes(model: Path) -> int:
-    """Bytes of the model's initializers (what a decode step reads at least once)."""
+def weight_bytes(model: Path) -> tuple[int, int]:
+    """(bytes of the model's initializers, bytes a decode step reads of them): a table read only
+    by Gather (an embedding lookup) gives one row per token, not its whole size; everything else is
+    read whole once per step."""
     import onnx
 
     m = onnx.load(str(model), load_external_data=True)
-    return sum(len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes for t in m.graph.initializer)
+    readers: dict[str, list[tuple[str, int]]] = {}
+    for n in m.graph.node:
+        for i, name in enumerate(n.input):
+            readers.setdefault(name, []).append((n.op_type, i))
+    total = read = 0
+    for t in m.graph.initializer:
+        size = len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes
+        total += size
+        lookups = readers.get(t.name, [])
+        gathered = bool(lookups) and all(r == ("Gather", 0) for r in lookups) and t.dims
+        read += size // t.dims[0] if gathered else size
+    return total, read
 
 
 def _spawn(args: list[str]) -> dict:
@@ -199,6 +234,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("build/llm-bench"))
+    ap.add_argument("--int4-method", choices=("rtn", "gptq"), default="gptq",
+                    help="how the int4w variant is quantized (gptq: calibrated on seeded random prompts)")
+    ap.add_argument("--int4-int8-weights", default="", metavar="GLOBS",
+                    help="int4w: weights (comma-separated globs) kept at 8 bits, as `--int8-weights`")
+    ap.add_argument("--calibration-samples", type=int, default=32)
     ap.add_argument("--worker", nargs=2, metavar=("RUNTIME", "MODEL"), help=argparse.SUPPRESS)
     ap.add_argument("--vocab", type=int, default=256, help=argparse.SUPPRESS)
     ap.add_argument("--bandwidth", action="store_true", help=argparse.SUPPRESS)
@@ -215,7 +255,9 @@ def main(argv=None) -> int:
     from edgec.artifact import load_artifact
     from edgec.memory import BAR, MemoryBar
 
-    paths = prepare(args.workdir, args.arch, args.size, args.threads)
+    int4 = (int4_options(args.int4_method, args.int4_int8_weights, args.calibration_samples),
+            int4_label(args.int4_method, args.int4_int8_weights))
+    paths = prepare(args.workdir, args.arch, args.size, args.threads, int4)
     vocab = int(load_artifact(args.workdir / f"{paths['fp32'].stem}.art").outputs[0].shape[-1])
     common = ["--threads", str(args.threads), "--prompt", str(args.prompt), "--steps", str(args.steps),
               "--vocab", str(vocab)]
@@ -229,14 +271,15 @@ def main(argv=None) -> int:
             for rt in RUNTIMES:
                 runs.setdefault((rt, v), []).append(_spawn(["--worker", rt, str(paths[v]), *common]))
     bandwidth = float(np.median(bw))
-    acc = accuracy(paths, args.threads, min(args.prompt, 17), args.steps, vocab)
+    acc = accuracy(paths, args.threads, args.prompt, args.steps, vocab)
     table = {}
     print(f"\ncopy bandwidth (2 x read+write, {args.threads} threads): {bandwidth / 1e9:.1f} GB/s")
-    print("| runtime | weights | weight MB | prefill ms | decode tok/s | % of bandwidth limit | peak RSS MiB "
+    print("| runtime | weights | weight MB (read per token) | prefill ms | decode tok/s | % of bandwidth limit | peak RSS MiB "
           "| above the runtimes' import MiB | decode peak above it MiB | / (weights + KV) |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     bars = {}
-    wbytes = {v: weight_bytes(paths[v]) for v in VARIANTS}
+    sizes = {v: weight_bytes(paths[v]) for v in VARIANTS}
+    wbytes = {v: sizes[v][1] for v in VARIANTS}  # read per decode step
     for v in VARIANTS:
         wb = wbytes[v]
         for rt in RUNTIMES:
@@ -247,11 +290,11 @@ def main(argv=None) -> int:
             rss = float(np.median([x["rss_mib"] for x in r]))
             model_rss = float(np.median([x["rss_model_mib"] for x in r]))
             bar = MemoryBar(float(np.median([x["decode_rss_mib"] for x in r])),
-                            float(np.median([x["baseline_mib"] for x in r])), wb, r[0]["kv_bytes"])
+                            float(np.median([x["baseline_mib"] for x in r])), sizes[v][0], r[0]["kv_bytes"])
             table[rt, v], bars[rt, v] = tps, bar
-            print(f"| {rt} | {v} | {wb / 1e6:.0f} | {pre:.1f} | {tps:.1f} | {100 * frac:.0f}% | {rss:.0f} | {model_rss:.0f} "
-                  f"| {bar.model_mib:.0f} | {bar.ratio:.2f} |")
-    print(f"\nint8w / int4w logits vs fp32 (worst cosine over {args.steps + 1} steps, edgec): "
+            print(f"| {rt} | {v} | {sizes[v][0] / 1e6:.0f} ({wb / 1e6:.0f}) | {pre:.1f} | {tps:.1f} | {100 * frac:.0f}% "
+                  f"| {rss:.0f} | {model_rss:.0f} | {bar.model_mib:.0f} | {bar.ratio:.2f} |")
+    print(f"\nint4w: {int4[1]}; int8w / int4w logits vs fp32 (worst cosine over {args.steps + 1} steps, edgec): "
           f"{acc['int8w']:.5f} / {acc['int4w']:.5f}")
     goals = [("edgec fp32 decode >= onnxruntime fp32", table["edgec", "fp32"] >= table["ort", "fp32"]),
              ("edgec int4 decode >= onnxruntime int4", table["edgec", "int4w"] >= table["ort", "int4w"]),

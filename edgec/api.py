@@ -184,7 +184,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
 
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
-    weight_min = weight_min_bytes(model, spec, opts.weights_file, bundle, opts.symbolic_dims)
+    weight_min = weight_min_bytes(model, spec, opts.weights_file, opts.symbolic_dims)
     with atomic_directory(out_dir, [model_path]) as tmp:
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min,
                             symbolic=opts.symbolic_dims, dim_bounds=opts.dim_bounds)
@@ -263,23 +263,24 @@ def verify_artifact(art: Artifact, verifier: VerifyAgainstOnnxRuntime) -> str:
     return "checked"
 
 
-def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str, bundle: bool, symbolic: bool = False) -> int | None:
+def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str, symbolic: bool = False) -> int | None:
     """Initializers at least this big go to the artifact's weights.bin (None: all stay in the
-    library). "auto" separates them on a CPU VM target without a bundle when they total >=
-    AUTO_TOTAL_BYTES, or >= AUTO_SYMBOLIC_BYTES in a `symbolic` build (LLMs: the weights then
-    live once in memory, mapped, instead of in the mapped library and again as the runtime's
-    copies of its constants); "always" insists (an error where unsupported); "never" embeds."""
+    library). "auto" separates them on a CPU VM target (a bundle maps the file through its C API
+    too) when they total >= AUTO_TOTAL_BYTES, or >= AUTO_SYMBOLIC_BYTES in a `symbolic` build
+    (LLMs: the weights then live once in memory, mapped, instead of in the mapped library and
+    again as the runtime's copies of its constants); "always" insists (an error where
+    unsupported); "never" embeds."""
     from edgec.errors import PipelineError
 
     if mode not in ("auto", "always", "never"):
         raise PipelineError(f"--weights-file must be auto, always or never, not '{mode}'")
     if mode == "never":
         return None
-    supported = spec.tvm.get("kind") == "llvm" and spec.runtime == "vm" and not bundle
+    supported = spec.tvm.get("kind") == "llvm" and spec.runtime == "vm"
     if mode == "always":
         if not supported:
-            raise PipelineError(f"--weights-file always needs a CPU target with the VM runtime and no bundle "
-                                f"(target '{spec.name}'{', bundle' if bundle else ''})")
+            raise PipelineError(f"--weights-file always needs a CPU target with the VM runtime "
+                                f"(target '{spec.name}')")
         return MIN_TENSOR_BYTES
     total = initializer_bytes(model) if supported else 0
     return MIN_TENSOR_BYTES if supported and (total >= AUTO_TOTAL_BYTES or symbolic and total >= AUTO_SYMBOLIC_BYTES) \
@@ -294,7 +295,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
     # lowered as compile_model lowers it, so the tuned kernels are the ones a compile builds
-    weight_min = weight_min_bytes(model, spec, opts.weights_file, bool(opts.bundle), opts.symbolic_dims)
+    weight_min = weight_min_bytes(model, spec, opts.weights_file, opts.symbolic_dims)
     return backend_tune(model, spec, tune.records, tune.trials, weight_min_bytes=weight_min,
                 time_budget_s=tune.time_budget_s, seed=tune.seed, space=tune.space,
                 threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,

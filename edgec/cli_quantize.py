@@ -70,13 +70,16 @@ def quantize_settings(mode, data, method, samples, group_size=None) -> tuple | N
                    "fp16 / bf16: compute and weights in float16 / bfloat16, Softmax, norms and sums in float32 "
                    "(no calibration; bf16 models do not run in onnxruntime). int4-weight / int8-weight: "
                    "MatMul/Gemm weights only, per block of --group-size rows (com.microsoft MatMulNBits; "
-                   "activations stay float; no calibration).")
+                   "activations stay float; calibration only with --method gptq).")
 @click.option("--calibration-data", type=click.Path(), default=None,
               help="Directory of .npy/.npz inputs or images; without it, seeded random inputs (with a warning).")
 @click.option("--preprocess", default="", help="For image folders: 'resize=H,W;mean=..;std=..;scale=255;layout=NCHW;channels=RGB'.")
 @click.option("--samples", type=click.IntRange(1), default=64, show_default=True, help="Calibration samples.")
-@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy", "mse"]), default="minmax",
-              show_default=True, help="How an activation's range is chosen from its streamed histogram.")
+@click.option("--method", type=click.Choice(["minmax", "percentile", "entropy", "mse", "rtn", "gptq"]), default="minmax",
+              show_default=True, help="How an activation's range is chosen from its streamed histogram; "
+                                      "int4-weight / int8-weight: rtn (round to nearest, the default) or gptq "
+                                      "(weights fitted to their inputs on --calibration-data: token ids for a decoder, "
+                                      "else seeded random tokens over its vocabulary).")
 @click.option("--percentile", type=click.FloatRange(50, 100), default=99.99, show_default=True)
 @click.option("--per-tensor", is_flag=True, help="One weight scale per tensor instead of per output channel.")
 @click.option("--symmetric/--asymmetric", "symmetric", default=None, help="Activation zero point (default: the mode's).")
@@ -98,11 +101,14 @@ def quantize_settings(mode, data, method, samples, group_size=None) -> tuple | N
 @click.option("--accuracy-level", type=click.IntRange(0, 4), default=None,
               help="int4-weight / int8-weight: MatMulNBits' accuracy_level; 4 (default) lets kernels quantize "
                    "activations to int8 per block for integer dot products (onnxruntime and edgec), 0 keeps float32.")
+@click.option("--int8-weights", "int8_weights", multiple=True, metavar="GLOB",
+              help="int4-weight: MatMul/Gemm whose node or weight name matches this pattern get 8-bit weights "
+                   "(repeatable; e.g. 'model.transformer.h.0.*' for a decoder's most sensitive first block).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (and report) as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method, percentile, per_tensor, symmetric,
                  exclude, input_shape, report, eval_data, eval_samples, max_accuracy_drop, labels, keep_float, group_size,
-                 accuracy_level, as_json, seed):
+                 accuracy_level, int8_weights, as_json, seed):
     """Quantize MODEL's Conv/MatMul/Gemm to a calibrated QDQ model that onnxruntime and edgec run."""
     from edgec.api import parse_input_shapes
     from edgec.output_paths import check_output_file
@@ -114,7 +120,7 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
                         exclude=tuple(exclude), seed=seed, eval_data=eval_data, eval_samples=eval_samples,
                         input_shapes=parse_input_shapes(input_shape), max_accuracy_drop=max_accuracy_drop,
                         labels=labels, keep=keep_float, group_size=group_size,
-                        accuracy_level=accuracy_level)
+                        accuracy_level=accuracy_level, int8_weights=tuple(int8_weights))
     res = quantize_model(model, out, o, report=report)
     if as_json:
         click.echo(json.dumps(res, indent=1))
@@ -127,7 +133,8 @@ def quantize_cmd(model, out, mode, calibration_data, preprocess, samples, method
             print_report(res["report"], 10)
         return
     if mode in WEIGHT_ONLY:
-        click.echo(f"quantized {model} -> {out} ({mode}, group size {res['options'].get('group_size', 32)}): "
+        how = res["options"].get("method", "rtn")
+        click.echo(f"quantized {model} -> {out} ({mode}, {how}, group size {res['options'].get('group_size', 32)}): "
                    f"{res['weights']} MatMul/Gemm weights")
         if report:
             print_report(res["report"], 10)

@@ -73,6 +73,7 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     vocab = art.outputs[[t.name for t in art.outputs].index("logits")].shape[-1]
     if isinstance(vocab, int) and max(prompt) >= vocab or min(prompt) < 0:
         raise EdgecError(f"prompt token ids must be in [0, {vocab}), got {min(prompt)}..{max(prompt)}")
+    _refuse_cross_artifact(art)
     before = status_mib().get("VmRSS") or peak_rss_mib()  # TVM's runtime is loaded (load_on_host's module imports it)
     t0 = time.perf_counter()
     model = load_on_host(art, artifact_threads(art, threads), "`edgec generate` runs")
@@ -85,6 +86,22 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
                       max([peak, *peaks]), before, peak,
                       int((art.metadata.get("model") or {}).get("weight_bytes") or 0),
                       kv_cache_bytes(cache, 1, len(prompt) + max_new_tokens - 1, itemsize))
+
+
+def _refuse_cross_artifact(art) -> None:
+    """An artifact for another architecture generates on its device, through its bundle's C
+    program edgec-generate (the C API's decode loop); qemu would give tokens but no speed."""
+    from edgec.errors import TargetError
+    from edgec.targets.tvm.emulate import host_arch
+    from edgec.targets.tvm.execute import spec_for
+
+    spec = spec_for(art)
+    bundle = art.metadata.get("bundle")
+    if spec.arch != host_arch() and bundle:
+        emulator = " ".join(spec.emulator) + " " if spec.emulator else ""
+        raise TargetError(f"{art.path}: compiled for {spec.name} ({spec.arch}), it generates on its device: {bundle}/edgec-generate "
+                          f"model.so --prompt-ids ... (on this host, for tokens but not speed: {emulator}"
+                          f"{bundle}/edgec-generate ...)")
 
 
 def peak_after_first_call(run):

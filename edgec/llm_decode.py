@@ -59,6 +59,28 @@ class Decoded:
     seconds: list[float] = field(default_factory=list)
 
 
+def step_feed(input_names, ids: np.ndarray, past: dict[str, np.ndarray], past_len: int) -> dict[str, np.ndarray]:
+    """The inputs of one call: new tokens `ids` [batch, n] after `past_len` cached ones."""
+    batch, n = ids.shape
+    feed = {"input_ids": ids.astype(np.int64), "attention_mask": np.ones((batch, past_len + n), np.int64), **past}
+    if "position_ids" in input_names:
+        feed["position_ids"] = np.broadcast_to(np.arange(past_len, past_len + n, dtype=np.int64), (batch, n)).copy()
+    return feed
+
+
+def is_decoder(input_names) -> bool:
+    """Whether a model takes this module's decoder inputs (input_ids and past_key_values.*)."""
+    names = list(input_names)
+    return "input_ids" in names and any(n.startswith("past_key_values.") for n in names)
+
+
+def prefill_feed(input_shapes: dict[str, tuple], ids: np.ndarray) -> dict[str, np.ndarray]:
+    """The inputs of a prefill of `ids` [batch, n] from an empty cache (past length 0)."""
+    past = {name: np.zeros((ids.shape[0], shape[1], 0, shape[3]), np.float32)
+            for name, shape in input_shapes.items() if name.startswith("past_key_values.")}
+    return step_feed(list(input_shapes), ids, past, 0)
+
+
 def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], prompt: np.ndarray,
                   decode_steps: int, keep_steps: bool = True) -> Decoded:
     """Prefill `prompt` [batch, n] from an empty cache, then `decode_steps` calls of one token
@@ -70,9 +92,7 @@ def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], 
     res, tokens = Decoded(), []
     for _ in range(decode_steps + 1):
         n = ids.shape[1]
-        feed = {"input_ids": ids, "attention_mask": np.ones((batch, past_len + n), np.int64), **past}
-        if "position_ids" in input_names:
-            feed["position_ids"] = np.broadcast_to(np.arange(past_len, past_len + n, dtype=np.int64), (batch, n)).copy()
+        feed = step_feed(input_names, ids, past, past_len)
         t0 = time.perf_counter()
         out = run(feed)
         res.seconds.append(time.perf_counter() - t0)

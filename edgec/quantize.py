@@ -28,6 +28,7 @@ MODES = {  # mode -> (pass, its options)
 }
 MIXED = ("fp16", "bf16")
 WEIGHT_ONLY = ("int4-weight", "int8-weight")
+WEIGHT_METHODS = ("rtn", "gptq")  # int4/int8-weight: round to nearest, or GPTQ on calibration data
 # compile --quantize: fusions run before the pass, so that what they make stays float32 whole (an
 # edgec.Attention, with its Softmax; a LayerNormalization recognized from its decomposed chain)
 BEFORE = {"convert-float16": "recognize-attention,recognize-layernorm,"}
@@ -53,6 +54,7 @@ class QuantizeOptions:
     keep: str | None = None  # fp16/bf16: op types that stay float32 (comma list; None: the pass's default)
     group_size: int | None = None  # int4/int8-weight: rows of K per scale (None: the pass's default, 32)
     accuracy_level: int | None = None  # int4/int8-weight: MatMulNBits' (4: int8 activations allowed; 0: float)
+    int8_weights: tuple[str, ...] = ()  # int4-weight: glob patterns of node/weight names kept at 8 bits
 
 
 def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
@@ -70,13 +72,26 @@ def quantize_options(o: QuantizeOptions) -> tuple[str, dict]:
     if o.keep is not None:
         raise PipelineError("--keep-float applies to --mode fp16 / bf16 only")
     if o.mode in WEIGHT_ONLY:
-        if o.calibration_data or not o.per_channel:
-            raise PipelineError(f"--quantize/--mode {o.mode} needs no calibration data and is always per block "
-                                "(choose the block with --group-size)")
+        method = "rtn" if o.method == "minmax" else o.method  # minmax: the CLI's default
+        if method not in WEIGHT_METHODS:
+            raise PipelineError(f"--mode {o.mode} quantizes weights with --method rtn or gptq, not '{o.method}'")
+        if o.calibration_data and method != "gptq":
+            raise PipelineError(f"--mode {o.mode} uses calibration data only with --method gptq")
+        if not o.per_channel:
+            raise PipelineError(f"--quantize/--mode {o.mode} is always per block (choose the block with --group-size)")
         opts = {**base, "exclude": ",".join(o.exclude), **({} if o.symmetric is None else {"symmetric": o.symmetric})}
+        if o.int8_weights:
+            if o.mode != "int4-weight":
+                raise PipelineError("--int8-weights applies to --mode int4-weight only")
+            opts["int8"] = ",".join(o.int8_weights)
+        if method == "gptq":
+            opts.update(method=method, data=o.calibration_data or "", samples=o.samples, seed=o.seed,
+                        preprocess=o.preprocess)
         if o.accuracy_level is not None:
             opts["accuracy_level"] = o.accuracy_level
         return name, opts | ({"group_size": o.group_size} if o.group_size is not None else {})
+    if o.method in WEIGHT_METHODS:
+        raise PipelineError(f"--method {o.method} is for --mode int4-weight / int8-weight")
     if o.group_size is not None or o.accuracy_level is not None:
         raise PipelineError("--group-size / --accuracy-level apply to --mode int4-weight / int8-weight only")
     opts = {**base, "per_channel": o.per_channel, "exclude": ",".join(o.exclude)}

@@ -151,3 +151,57 @@ def _images(inputs, files, preprocess: str):
         if spec["layout"] == "NCHW":
             a = a.transpose(2, 0, 1)
         yield {info.name: np.ascontiguousarray(a[None]).astype(info.dtype if info.dtype != "unknown" else "float32")}
+
+
+def token_samples(inputs: list[TensorInfo], vocab: int, source: str | None, limit: int, seed: int = 0,
+                  length: int = 128) -> Iterator[dict[str, np.ndarray]]:
+    """Up to `limit` prefill feeds of a decoder with a KV cache (edgec.llm_decode's inputs): token
+    ids from `source` (a directory of .npy files, or .npz files with an 'input_ids' array: 1-D, or
+    2-D with one sequence per row), else seeded random tokens in [0, vocab) of `length` each; the
+    attention mask, positions and empty past caches are filled in."""
+    from edgec.llm_decode import prefill_feed
+
+    shapes = {i.name: i.shape for i in inputs}
+    for n, ids in enumerate(_token_rows(vocab, source, seed, length)):
+        if n >= limit:
+            return
+        yield prefill_feed(shapes, ids[None])
+
+
+def _token_rows(vocab: int, source: str | None, seed: int, length: int) -> Iterator[np.ndarray]:
+    if not source:
+        rng = np.random.default_rng(seed)
+        while True:
+            yield rng.integers(0, vocab, length).astype(np.int64)
+    root = Path(source)
+    if not root.is_dir():
+        raise EdgecError(f"{root}: calibration data must be a directory of .npy/.npz files of token ids")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".npy", ".npz"))
+    if not files:
+        raise EdgecError(f"{root}: no .npy or .npz files of token ids for calibration")
+    for p in files:
+        ids = _read_tokens(p)
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+            raise EdgecError(f"{p}: token ids must lie in [0, {vocab}) (the model's vocabulary), "
+                             f"found [{ids.min()}, {ids.max()}]")
+        yield from ids.astype(np.int64)
+
+
+def _read_tokens(p: Path) -> np.ndarray:
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                if "input_ids" not in z.files:
+                    raise EdgecError(f"{p}: calibration data for a decoder needs an 'input_ids' array (has {sorted(z.files)})")
+                ids = z["input_ids"]
+        else:
+            ids = np.load(p, allow_pickle=False)
+    except EdgecError:
+        raise
+    except Exception as e:
+        raise EdgecError(f"{p}: cannot read token ids ({type(e).__name__}: {' '.join(str(e).split())[:120]})") from None
+    if ids.ndim == 1:
+        ids = ids[None]
+    if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.shape[1] == 0:
+        raise EdgecError(f"{p}: token ids must be a non-empty 1-D or 2-D integer array, got {ids.dtype} {list(ids.shape)}")
+    return ids

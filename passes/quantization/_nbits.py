@@ -55,19 +55,13 @@ def _params(blocks: np.ndarray, bits: int, symmetric: bool, shrink: float):
 
 
 def _quantize(blocks: np.ndarray, scale: np.ndarray, zp: np.ndarray, bits: int) -> np.ndarray:
-    return np.clip(np.round(blocks / scale[:, :, None]) + zp[:, :, None], 0, (1 << bits) - 1)
+    return quantize_to(blocks, scale[:, :, None], zp[:, :, None], bits)
 
 
-def quantize_blocks(w: np.ndarray, bits: int, block_size: int, symmetric: bool, search: bool = True):
-    """W [K, N] float -> (q uint8 [N, k_blocks * block_size], zp uint8 [N, k_blocks],
-    scale float32 [N, k_blocks]): the unpacked integers, see `pack`. With `search`, each block's
-    range is the one of SHRINK with the least squared error; else the block's full range."""
-    _check(bits, block_size)
-    k, n = w.shape
-    kb = -(-k // block_size)
-    wp = np.zeros((kb * block_size, n), np.float32)
-    wp[:k] = w
-    blocks = np.ascontiguousarray(wp.T).reshape(n, kb, block_size)
+def block_params(blocks: np.ndarray, bits: int, symmetric: bool, search: bool = True):
+    """(scale float32 [N, kb], zero point int [N, kb]) of blocks [N, kb, block_size]: with
+    `search`, each block's range is the one of SHRINK with the least squared error; else the
+    block's full range."""
     best = None
     for shrink in SHRINK if search else (1.0,):
         scale, zp = _params(blocks, bits, symmetric, shrink)
@@ -78,7 +72,25 @@ def quantize_blocks(w: np.ndarray, bits: int, block_size: int, symmetric: bool, 
             continue
         better = err < best[0]
         best = [np.where(better, err, best[0]), np.where(better, scale, best[1]), np.where(better, zp, best[2])]
-    _, scale, zp = best
+    return best[1], best[2]
+
+
+def quantize_to(values: np.ndarray, scale: np.ndarray, zp: np.ndarray, bits: int) -> np.ndarray:
+    """The integer levels (float array) of `values` on a grid (scale, zp) broadcast against it."""
+    return np.clip(np.round(values / scale) + zp, 0, (1 << bits) - 1)
+
+
+def quantize_blocks(w: np.ndarray, bits: int, block_size: int, symmetric: bool, search: bool = True):
+    """W [K, N] float -> (q uint8 [N, k_blocks * block_size], zp uint8 [N, k_blocks],
+    scale float32 [N, k_blocks]): the unpacked integers, see `pack`; each block rounded to the
+    nearest level of its range (`block_params`)."""
+    _check(bits, block_size)
+    k, n = w.shape
+    kb = -(-k // block_size)
+    wp = np.zeros((kb * block_size, n), np.float32)
+    wp[:k] = w
+    blocks = np.ascontiguousarray(wp.T).reshape(n, kb, block_size)
+    scale, zp = block_params(blocks, bits, symmetric, search)
     q = _quantize(blocks, scale, zp, bits).astype(np.uint8).reshape(n, kb * block_size)
     return q, zp.astype(np.uint8), scale.astype(np.float32)
 

@@ -17,9 +17,23 @@ Taken in: what quantize-dynamic takes (a float32 top-level MatMul with a constan
 Gemm with constant B, alpha = beta = 1, transA = 0, C absent or constant along the output's last
 axis), and a MatMul whose B is Transpose of such a constant (a tied LM head; the Transpose is
 dropped when nothing else reads it, the constant stays for its other readers), with A of known rank >= 2 and K >= 16 (K is zero-padded to whole groups); not named in `exclude`. A MatMul of two
-activations stays float. Idempotent: a quantized node is a MatMulNBits, which is not matched."""
+activations stays float. Idempotent: a quantized node is a MatMulNBits, which is not matched.
+
+method: "rtn" rounds each block to its nearest levels (no data); "gptq" (_gptq.py) quantizes each
+weight against the second moments of its input X, measured by running the float model in
+onnxruntime on calibration samples (`data`, `samples`): it minimizes the error of X W rather
+than of W. A decoder with a KV cache (edgec.llm_decode's inputs) is calibrated on prefills of token
+sequences (`data`: files of token ids; none: seeded random tokens over the vocabulary, `tokens`
+long), any other model on `_data.samples` (files, images, or seeded random inputs).
+
+int8: comma-separated glob patterns (fnmatch) on node or weight names whose matmuls get 8 bits
+when `bits` is 4 (llama.cpp's mixed recipes keep the most sensitive tensors wider the same way:
+in a deep decoder the first blocks' errors grow through every later block)."""
 
 from __future__ import annotations
+
+import fnmatch
+import logging
 
 import numpy as np
 import onnx_ir as ir
@@ -27,10 +41,15 @@ import onnx_ir as ir
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import constant_array, effective_options
+from edgec.passes.quantization import _data
+from edgec.passes.quantization._calibrate import collect_grams
+from edgec.passes.quantization._gptq import gptq_blocks
 from edgec.passes.quantization._nbits import pack, quantize_blocks
 from edgec.passes.quantization._qdq import MS, Builder
 from edgec.passes.quantization.quantize_dynamic import matmul_weight
 
+logger = logging.getLogger(__name__)
+METHODS = ("rtn", "gptq")
 MIN_K = 16  # below this, a matmul is too small for block quantization to pay (and MatMulNBits' least block)
 
 
@@ -48,6 +67,52 @@ def _transposed_constant(node: ir.Node) -> np.ndarray | None:
     if perm is not None and list(perm.as_ints()) != [1, 0]:
         return None
     return w.T
+
+
+def token_vocab(model: ir.Model) -> int | None:
+    """Rows of the embedding table the graph input `input_ids` is gathered from (the vocabulary),
+    following reshapes between the two (exporters flatten the ids first)."""
+    todo = [v for v in model.graph.inputs if v.name == "input_ids"]
+    while todo:
+        v = todo.pop()
+        for use in v.uses():
+            node = use.node
+            if node.op_type == "Gather" and use.idx == 1:
+                table = constant_array(node.inputs[0])
+                if table is not None and table.ndim >= 1:
+                    return int(table.shape[0])
+            elif node.op_type in ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Cast") and use.idx == 0:
+                todo.append(node.outputs[0])
+    return None
+
+
+def _grams(model: ir.Model, nodes: list[ir.Node], o: dict) -> dict[str, np.ndarray]:
+    """X^T X of each node's input over the calibration samples (one onnxruntime pass for all)."""
+    from edgec.ir.analysis import graph_inputs
+    from edgec.llm_decode import is_decoder
+
+    inputs = graph_inputs(model)
+    vocab = token_vocab(model)
+    if is_decoder(i.name for i in inputs) and vocab is not None:
+        feeds = _data.token_samples(inputs, vocab, o["data"] or None, int(o["samples"]), int(o["seed"]), int(o["tokens"]))
+    else:
+        feeds = _data.samples(inputs, o["data"] or None, int(o["samples"]), int(o["seed"]), o["preprocess"])
+    if not o["data"]:
+        logger.warning("quantize-weights: GPTQ calibrates on seeded random %s (give --calibration-data: "
+                       "real inputs calibrate better)", "tokens" if vocab is not None else "inputs in [-1, 1)")
+    names = sorted({n.inputs[0].name for n in nodes})
+    grams, count = collect_grams(model, names, feeds)
+    if count == 0:
+        raise PipelineError(f"quantize-weights: no calibration samples in '{o['data']}'")
+    return grams
+
+
+def _names(node: ir.Node) -> tuple[str, ...]:
+    """What `int8` patterns match: the node's name and its weight's (a tied head: the table's)."""
+    b = node.inputs[1]
+    t = b.producer()
+    weight = t.inputs[0] if t is not None and t.op_type == "Transpose" else b
+    return tuple(n for n in (node.name, weight.name) if n)
 
 
 def _takes(node: ir.Node) -> np.ndarray | None:
@@ -70,7 +135,8 @@ class QuantizeWeights(Pass):
     changes_numerics = True
     # asymmetric by default: the block's [min, max] over all 2^bits levels (GPT-2 100M, random
     # weights, int4 g32: logits cosine vs fp32 0.973 against 0.968 symmetric, for 1/8 bit more)
-    options = {"bits": 4, "group_size": 32, "symmetric": False, "accuracy_level": 4, "exclude": ""}
+    options = {"bits": 4, "group_size": 32, "symmetric": False, "accuracy_level": 4, "exclude": "",
+               "method": "rtn", "data": "", "samples": 32, "seed": 0, "preprocess": "", "tokens": 128, "int8": ""}
 
     def float_arithmetic(self, ctx) -> bool:
         return int(effective_options(self, ctx)["accuracy_level"]) < 4
@@ -85,21 +151,31 @@ class QuantizeWeights(Pass):
             raise PipelineError(f"quantize-weights: accuracy_level must be 0-4, got {level}")
         if group < 16 or group & (group - 1):
             raise PipelineError(f"quantize-weights: group_size must be a power of 2 >= 16, got {group}")
+        if o["method"] not in METHODS:
+            raise PipelineError(f"quantize-weights: method must be one of {', '.join(METHODS)}, got '{o['method']}'")
         exclude = {s for s in o["exclude"].split(",") if s}
         todo = [(n, w) for n in list(model.graph) if n.name not in exclude
                 for w in [_takes(n)] if w is not None]
         if not todo:
             return PassResult(model, False)
+        grams = _grams(model, [n for n, _ in todo], o) if o["method"] == "gptq" else {}
         model.opset_imports.setdefault(MS, 1)
         b = Builder(model, MS)
+        wider = [p for p in o["int8"].split(",") if p]
         for node, w in todo:
-            self._rewrite(b, node, w, bits, group, bool(o["symmetric"]), level)
+            gram = grams.get(node.inputs[0].name)
+            nbits = 8 if any(fnmatch.fnmatchcase(name, p) for p in wider for name in _names(node)) else bits
+            self._rewrite(b, node, w, nbits, group, bool(o["symmetric"]), level, gram)
         return PassResult(model, True)
 
     @staticmethod
-    def _rewrite(b: Builder, node: ir.Node, w: np.ndarray, bits: int, group: int, symmetric: bool, level: int) -> None:
+    def _rewrite(b: Builder, node: ir.Node, w: np.ndarray, bits: int, group: int, symmetric: bool, level: int,
+                 gram: np.ndarray | None) -> None:
         k, n = w.shape
-        q, zp, scale = quantize_blocks(w, bits, group, symmetric)
+        if gram is None:
+            q, zp, scale = quantize_blocks(w, bits, group, symmetric)
+        else:
+            q, zp, scale = gptq_blocks(w, gram, bits, group, symmetric)
         packed, zp_packed = pack(q, zp, bits, group, symmetric)
         base = node.name or node.outputs[0].name
         ins = [node.inputs[0], b.const(f"{base}_W_q{bits}", packed), b.const(f"{base}_W_scales", scale)]

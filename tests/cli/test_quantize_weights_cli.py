@@ -75,3 +75,21 @@ def test_weights_file_always_keeps_matmulnbits_weights_constant(run_cli, tmp_pat
     assert r.code == 0, r
     r = run_cli("run", art, "--compare-onnx", q)
     assert r.code == 0 and "OK" in r.out, r
+
+
+def test_gptq_on_a_decoder_and_its_misuse(run_cli, tmp_path):
+    out = tmp_path / "g.onnx"
+    r = run_cli("quantize", "tests/models/tiny_gpt2_kv.onnx", "-o", out, "--mode", "int4-weight", "--method", "gptq",
+                "--samples", "4")
+    assert r.code == 0 and "int4-weight, gptq, group size 32" in r.out, r
+    assert sum(n.op_type == "MatMulNBits" for n in onnx.load(out).graph.node) >= 8
+    src = tmp_path / "mm.onnx"
+    onnx.save(matmul_model(64, 16), src)
+    cases = [(("--mode", "int8", "--method", "gptq"), "int4-weight"),
+             (("--mode", "int4-weight", "--calibration-data", str(tmp_path)), "gptq"),
+             (("--mode", "int4-weight", "--method", "entropy"), "rtn or gptq")]
+    for args, word in cases:
+        r = run_cli("quantize", src, "-o", tmp_path / "x.onnx", *args)
+        assert r.code == 2 and word in r.err and "Traceback" not in r.err, (args, r)
+        assert len(r.err.strip().splitlines()) == 1, r.err
+    assert not (tmp_path / "x.onnx").exists()

@@ -146,3 +146,17 @@ def test_tied_lm_head_transpose_of_the_embedding_is_quantized():
     got = run_ort(q, {"ids": ids})["logits"]
     want = w[ids] @ w.T
     np.testing.assert_allclose(got, want, atol=0.05 * np.abs(want).max())
+
+
+def test_int8_patterns_widen_matching_matmuls_only():
+    q = quantize(float_model(), bits=4, int8="w")  # the MatMul's weight name; the Gemm's is w2
+    bits = {n.name: {a.name: h.get_attribute_value(a) for a in n.attribute}["bits"]
+            for n in q.graph.node if n.op_type == "MatMulNBits"}
+    assert sorted(bits.values()) == [4, 8], bits
+    assert bits[next(n for n in bits if n.startswith("mm"))] == 8
+    x = np.random.default_rng(0).standard_normal((3, K)).astype(np.float32)
+    node = next(n for n in q.graph.node if n.name.startswith("mm"))
+    got = run_ort(q, {"x": x, "x8": np.zeros((3, 8), np.float32)})
+    assert np.all(np.isfinite(got["g"]))
+    w = nh.to_array(next(t for t in float_model().graph.initializer if t.name == "w"))
+    np.testing.assert_allclose(_stored_weight(q, node), w, atol=0.02)  # 8-bit steps of a ~N(0, 1) block
