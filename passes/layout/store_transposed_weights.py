@@ -10,7 +10,9 @@ the head's transposed copy: 2 x 147 MiB for GPT-2 124M). Rewritten, with WT = W^
     Transpose(W, [1, 0])    ->  WT
     Gather(W, ids, axis=0)  ->  Transpose(Gather(WT, ids, axis=1), [1, ..., r, 0])
 
-so WT is an ordinary MatMul weight and the only reader of the table. A token's row becomes a
+so WT is an ordinary MatMul weight and the only reader of the table. A table whose transpose
+fold-constants already folded into another initializer (tables up to its 16 MiB limit) is matched
+by value (same shape transposed, equal elements): its Gathers read that initializer instead. A token's row becomes a
 strided column of WT (`hidden` cache lines per token: noise next to a decode step).
 
 Exact: pure data movement (a MatMul reading the stored WT may sum in another order than with its
@@ -60,6 +62,37 @@ def _readers(w: ir.Value) -> tuple[list[ir.Node], list[ir.Node]] | None:
     return transposes, gathers
 
 
+def _candidate(w: ir.Value) -> bool:
+    t = w.const_value
+    return t is not None and w.shape is not None and len(w.shape) == 2 and t.nbytes <= MAX_BYTES
+
+
+def _stored_transpose(g: ir.Graph, w: ir.Value) -> ir.Value | None:
+    """Another initializer holding exactly w^T (same dtype), or None."""
+    rows, cols = w.shape
+    arr = None
+    for other in g.initializers.values():
+        if other is w or not _candidate(other) or other.is_graph_input() or other.type != w.type:
+            continue
+        if tuple(other.shape) != (cols, rows):
+            continue
+        arr = w.const_value.numpy() if arr is None else arr
+        if np.array_equal(other.const_value.numpy(), arr.T):
+            return other
+    return None
+
+
+def _read_columns(g: ir.Graph, gather: ir.Node, wt: ir.Value) -> None:
+    """Gather(W, ids, axis=0) -> Transpose(Gather(wt, ids, axis=1), [1, ..., r, 0]) (wt = W^T)."""
+    ids, old = gather.inputs[1], gather.outputs[0]
+    r = len(ids.shape)
+    cols = ir.node("Gather", [wt, ids], attributes={"axis": 1}, name=f"{gather.name}_columns" if gather.name else None)
+    rows = ir.node("Transpose", [cols.outputs[0]], attributes={"perm": [*range(1, r + 1), 0]}, name=gather.name or None)
+    cols.outputs[0].dtype = old.dtype
+    rows.outputs[0].dtype, rows.outputs[0].shape = old.dtype, old.shape
+    ir.convenience.replace_nodes_and_values(g, gather, [gather], [cols, rows], [old], [rows.outputs[0]])
+
+
 @register_pass
 class StoreTransposedWeights(Pass):
     """An initializer read through Transpose [1, 0] is stored transposed; a Gather on it (tied embedding) reads that copy."""
@@ -71,7 +104,7 @@ class StoreTransposedWeights(Pass):
         changed = False
         for name, w in list(g.initializers.items()):
             t = w.const_value
-            if t is None or w.shape is None or len(w.shape) != 2 or t.nbytes > MAX_BYTES or w.is_graph_input():
+            if not _candidate(w) or w.is_graph_input():
                 continue
             readers = _readers(w)
             if readers is None or not readers[0] or any(n.graph is not g for n in readers[0] + readers[1]) \
@@ -84,15 +117,18 @@ class StoreTransposedWeights(Pass):
             for tr in transposes:
                 ir.convenience.replace_nodes_and_values(g, tr, [tr], [], [tr.outputs[0]], [wt])
             for gather in gathers:
-                ids, old = gather.inputs[1], gather.outputs[0]
-                r = len(ids.shape)
-                cols = ir.node("Gather", [wt, ids], attributes={"axis": 1},
-                               name=f"{gather.name}_columns" if gather.name else None)
-                rows = ir.node("Transpose", [cols.outputs[0]], attributes={"perm": [*range(1, r + 1), 0]},
-                               name=gather.name or None)
-                cols.outputs[0].dtype = old.dtype
-                rows.outputs[0].dtype, rows.outputs[0].shape = old.dtype, old.shape
-                ir.convenience.replace_nodes_and_values(g, gather, [gather], [cols, rows], [old], [rows.outputs[0]])
+                _read_columns(g, gather, wt)
+            g.initializers.pop(name)
+            changed = True
+        for name, w in list(g.initializers.items()):  # tables whose transpose is already an initializer
+            readers = _readers(w) if _candidate(w) and not w.is_graph_input() else None
+            if readers is None or readers[0] or not readers[1] or any(n.graph is not g for n in readers[1]):
+                continue
+            wt = _stored_transpose(g, w)
+            if wt is None:
+                continue
+            for gather in readers[1]:
+                _read_columns(g, gather, wt)
             g.initializers.pop(name)
             changed = True
         return PassResult(model, changed)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +93,34 @@ def test_repacked_matmulnbits_weights_go_to_the_weights_file(tmp_path, run_cli):
     packed = sum(e["nbytes"] for e in meta["weights"]["tensors"])
     assert packed >= 1024 * 1024 // 2  # the 4-bit weights, in the kernel's layout
     assert sizes["never"] - sizes["always"] >= 0.9 * packed, sizes
+
+
+def test_tied_embedding_and_head_share_one_packed_copy(tmp_path, run_cli):
+    """GPT-2's tie (Gather(W, ids) and MatMul(h, Transpose(W))) with W [1000, 512] (2 MiB; 1000
+    columns of the head: a padded last panel) in a symbolic weights-file build: weights.bin holds
+    W once, in the head's packed layout, which the embedding lookup reads too; the logits match
+    onnxruntime on ids spread over the vocabulary (the last row included)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    vocab, hidden = 1000, 512
+    w = (0.05 * np.random.default_rng(11).standard_normal((vocab, hidden))).astype(np.float32)
+    nodes = [helper.make_node("Gather", ["w", "ids"], ["e"]),
+             helper.make_node("Tanh", ["e"], ["h"]),
+             helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+             helper.make_node("MatMul", ["h", "wt"], ["logits"])]
+    g = helper.make_graph(nodes, "tied", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", vocab])],
+                          [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "tied.onnx")
+    art = tmp_path / "art"
+    r = run_cli("compile", tmp_path / "tied.onnx", "-t", "x86-64", "--symbolic-dims", "--weights-file", "always",
+                "-o", art)
+    assert r.code == 0, r
+    entries = json.loads((art / "metadata.json").read_text())["weights"]["tensors"]
+    assert len(entries) == 1 and entries[0]["nbytes"] < 1.1 * w.nbytes, entries  # one copy, padded panels
+    ids = np.array([[0, vocab - 1, 17, 500, 999, 3]], dtype=np.int64)
+    np.save(tmp_path / "ids.npy", ids)
+    r = run_cli("run", art, "-i", f"ids={tmp_path / 'ids.npy'}", "--compare-onnx", tmp_path / "tied.onnx")
+    assert r.code == 0 and "OK" in r.out, r

@@ -72,3 +72,18 @@ def test_must_not_fire_other_reader_perm_axis_or_output():
             text = text.replace("float[3,4] y", "float[4,4] y").replace(
                 W, "float[4,4] w = {1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16}")
         check_pass(text, StoreTransposedWeights(), ops[name], modified=False)
+
+
+def test_table_whose_transpose_was_already_folded():
+    """fold-constants folds Transpose(W) of a small table into its own initializer: the Gather on W
+    then reads that initializer (matched by value); an initializer that is not W^T is left alone."""
+    wt = "float[3,4] wt = {0.5, 3.5, 1.5, 0.125, -1.0, 0.25, 2.5, 4.0, 2.0, -0.75, -3.0, -2.25}"
+    text = HEADER + """
+    g (int64[2,3] ids) => (float[2,3,4] y) <W, WT> {
+      e = Gather <axis = 0> (w, ids)
+      y = MatMul (e, wt)
+    }""".replace("W, WT", f"{W}, {wt}")
+    m = check_pass(text, StoreTransposedWeights(), ["Gather", "Transpose", "MatMul"], rtol=0, atol=1e-5)
+    assert list(m.graph.initializers) == ["wt"]
+    other = wt.replace("0.5, 3.5", "0.5, 3.25")
+    check_pass(text.replace(wt, other), StoreTransposedWeights(), ["Gather", "MatMul"], modified=False)
