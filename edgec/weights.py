@@ -129,12 +129,15 @@ def tensor_item(name: str, t: ir.TensorProtocol) -> tuple[str, Source, tuple[int
 
 
 def row_tables(model: ir.Model) -> set[str]:
-    """Initializers read as Gather's table (token embeddings): a run reads a few rows of them, so
-    their mapping should not fault in (and keep resident) the pages around each row. (A tied
-    embedding is also a MatMul weight, but that use reads its own packed copy when it fits
-    PACK_MAX_BYTES; a bigger one is read whole from the same pages, faulted in one at a time.)"""
-    return {name for name, v in model.graph.initializers.items()
-            if any(n.op_type == "Gather" and n.domain in ("", "ai.onnx") and i == 0 for n, i in v.uses())}
+    """Initializers read only as Gather's table (token embeddings): a run reads a few rows of them,
+    so their pages are released after each call (MappedWeights.release_rows). A table that
+    something else reads whole is not one (releasing it would fault it in again every call)."""
+    out = set()
+    for name, v in model.graph.initializers.items():
+        uses = list(v.uses())
+        if uses and all(n.op_type == "Gather" and n.domain in ("", "ai.onnx") and i == 0 for n, i in uses):
+            out.add(name)
+    return out
 
 
 class MappedWeights:
