@@ -55,4 +55,8 @@ def generate_cmd(artifact, prompt_ids, text, tokenizer, max_new_tokens, threads,
                f"{g.decode_tokens_per_s:.1f} tokens/s")
     if stats:
         click.echo(f"load: {out['load_ms']:.0f} ms; peak RSS: {g.peak_rss_mib:.0f} MiB "
-                   f"({g.peak_rss_mib - g.rss_before_mib:.0f} MiB above the {g.rss_before_mib:.0f} MiB before loading)")
+                   f"({g.peak_rss_mib - g.rss_before_mib:.0f} MiB above the {g.rss_before_mib:.0f} MiB before loading, "
+                   "load and prefill included)")
+        bar = g.memory_bar
+        click.echo(bar.line() if bar else "peak RSS against weights + KV cache: the artifact does not record its "
+                   "weight bytes (compiled before edgec recorded them: recompile)")

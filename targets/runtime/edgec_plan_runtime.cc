@@ -248,7 +248,9 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char*, char* e
   auto m = std::make_unique<edgec_model>();
   try {
     if (!lib_path) throw std::runtime_error("lib_path is NULL");
-    m->dl = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+    std::string path = lib_path;  // dlopen searches the library path for a name without '/'
+    if (path.find('/') == std::string::npos) path = "./" + path;
+    m->dl = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!m->dl) throw std::runtime_error(dlerror());
     SetContextSymbol(m->dl, "__TVMBackendAllocWorkspace", reinterpret_cast<void*>(&AllocWorkspace));
     SetContextSymbol(m->dl, "__TVMBackendFreeWorkspace", reinterpret_cast<void*>(&FreeWorkspace));
@@ -309,22 +311,59 @@ int edgec_output_index(const edgec_model* m, const char* n) { return m ? FindNam
 EDGEC_QUERIES(input, true, inputs)
 EDGEC_QUERIES(output, false, outputs)
 
+// A call plan has static shapes: the declared shape is the shape, no dim is symbolic.
+#define EDGEC_DECLARED(kind)                                                                         \
+  int edgec_##kind##_declared_ndim(const edgec_model* m, int i) { return edgec_##kind##_ndim(m, i); } \
+  const int64_t* edgec_##kind##_declared_shape(const edgec_model* m, int i) {                       \
+    return edgec_##kind##_shape(m, i);                                                              \
+  }                                                                                                 \
+  const char* edgec_##kind##_dim_name(const edgec_model* m, int i, int) {                           \
+    edgec_##kind##_ndim(m, i); /* records a bad index */                                            \
+    return nullptr;                                                                                 \
+  }
+EDGEC_DECLARED(input)
+EDGEC_DECLARED(output)
+
 int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndim, const char* dtype) {
   auto* t = Info(m, true, idx);
   if (!t) return m ? EDGEC_ERR_INDEX : EDGEC_ERR_ARG;
   bool same = ndim == static_cast<int>(t->shape.size()) && (!dtype || t->dtype == dtype) &&
               (ndim == 0 || (shape && std::memcmp(shape, t->shape.data(), ndim * sizeof(int64_t)) == 0));
-  return same ? EDGEC_OK : Fail(m, EDGEC_ERR_ARG, "call-plan models have fixed input shapes");
+  return same ? EDGEC_OK : Fail(m, EDGEC_ERR_SHAPE, "call-plan models have fixed input shapes");
+}
+
+int edgec_set_input_from_output(edgec_model* m, int in_idx, int out_idx) {
+  auto* in = Info(m, true, in_idx);
+  auto* out = Info(m, false, out_idx);
+  if (!in || !out) return m ? EDGEC_ERR_INDEX : EDGEC_ERR_ARG;
+  if (!m->ran) return Fail(m, EDGEC_ERR_STATE, "edgec_set_input_from_output: call edgec_run first");
+  if (in->shape != out->shape || in->dtype != out->dtype)
+    return Fail(m, EDGEC_ERR_SHAPE, "edgec_set_input_from_output: output '" + m->outputs[out_idx].second +
+                                        "' does not fit input '" + m->inputs[in_idx].second +
+                                        "' (call-plan models have fixed shapes)");
+  if (in != out) std::memcpy(in->data, out->data, in->bytes);  // plan tensors are preallocated
+  m->input_set[in_idx] = true;
+  return EDGEC_OK;
+}
+
+const void* edgec_output_data(const edgec_model* m, int idx) {
+  auto* t = Info(m, false, idx);
+  if (!t) return nullptr;
+  if (!m->ran) {
+    Fail(m, EDGEC_ERR_STATE, "edgec_output_data: call edgec_run first");
+    return nullptr;
+  }
+  return t->data;
 }
 
 int edgec_set_input(edgec_model* m, int idx, const void* data, size_t bytes) {
-  if (!m || !data) return Fail(m, EDGEC_ERR_ARG, "edgec_set_input: NULL argument");
+  if (!m || (!data && bytes)) return Fail(m, EDGEC_ERR_ARG, "edgec_set_input: NULL argument");
   auto* t = Info(m, true, idx);
   if (!t) return EDGEC_ERR_INDEX;
   if (bytes != t->bytes)
     return Fail(m, EDGEC_ERR_SIZE, "input '" + m->inputs[idx].second + "' needs " +
                                        std::to_string(t->bytes) + " bytes, got " + std::to_string(bytes));
-  std::memcpy(t->data, data, bytes);
+  if (bytes) std::memcpy(t->data, data, bytes);
   m->input_set[idx] = true;
   return EDGEC_OK;
 }

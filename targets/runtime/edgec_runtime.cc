@@ -3,6 +3,11 @@
 //   -Wl,--no-as-needed -ltvm_runtime -ltvm_ffi -Wl,-rpath,'$ORIGIN'
 #include "edgec_runtime.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/container/tensor.h>
@@ -16,6 +21,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,12 +41,65 @@ struct AlignedCPUAlloc {
   void FreeData(DLTensor* t) { std::free(t->data); }
 };
 
+// weights.bin mapped copy-on-write (the kernels may take the tensors as writable DLTensors; the
+// file never changes); unmapped when the last tensor viewing it is gone.
+struct Mapping {
+  void* base = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (base) munmap(base, size);
+  }
+};
+
+struct MappedAlloc {  // a tensor viewing [offset, offset + nbytes) of a Mapping; frees nothing
+  std::shared_ptr<Mapping> map;
+  size_t offset;
+  void AllocData(DLTensor* t) { t->data = static_cast<char*>(map->base) + offset; }
+  void FreeData(DLTensor*) {}
+};
+
+struct WeightEntry {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  size_t offset = 0, nbytes = 0;
+};
+
 struct TensorInfo {
   std::string name;
   std::string dtype = "float32";
   std::vector<int64_t> shape;
   bool known = false;  // shape declared (metadata, set_input_shape or a finished run)
+  bool declared = false;                // metadata gave a shape (possibly with named dims)
+  std::vector<int64_t> declared_shape;  // -1 where the metadata names the dim
+  std::vector<std::string> dim_names;   // "" for a fixed dim
 };
+
+std::string ShapeText(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+std::string DeclaredText(const TensorInfo& t) {
+  std::string r = "[";
+  for (size_t i = 0; i < t.declared_shape.size(); ++i)
+    r += (i ? ", " : "") + (t.dim_names[i].empty() ? std::to_string(t.declared_shape[i])
+                                                   : t.dim_names[i]);
+  return r + "]";
+}
+
+// Empty if `shape` and `dtype` fit t's declaration (rank, fixed dims, dtype), else why not.
+std::string ShapeMismatch(const TensorInfo& t, const std::vector<int64_t>& shape,
+                          const std::string& dtype) {
+  for (int64_t d : shape)
+    if (d < 0) return "negative dim in " + ShapeText(shape);
+  if (!t.declared) return "";
+  bool ok = shape.size() == t.declared_shape.size() && dtype == t.dtype;
+  for (size_t i = 0; ok && i < shape.size(); ++i)
+    ok = t.declared_shape[i] < 0 || t.declared_shape[i] == shape[i];
+  if (ok) return "";
+  return "declared " + t.dtype + DeclaredText(t) + ", got " + dtype + ShapeText(shape);
+}
 
 size_t NumBytes(const TensorInfo& t) {
   if (!t.known) return 0;
@@ -59,7 +119,12 @@ struct edgec_model {
   ffi::Optional<ffi::Function> main;
   std::vector<TensorInfo> inputs, outputs;
   std::vector<ffi::Optional<ffi::Tensor>> in_tensors;
+  std::vector<bool> in_shared;  // in_tensors[i] is a result tensor (edgec_set_input_from_output)
   std::vector<ffi::Tensor> results;
+  std::map<std::string, std::pair<int64_t, int64_t>> dim_bounds;  // --dim NAME=LO..HI (metadata)
+  std::string weights_file;                 // metadata "weights": weights.bin beside the library
+  std::vector<WeightEntry> weight_entries;
+  std::vector<ffi::Tensor> weights;         // passed after the inputs on every run
   mutable std::string error;
 };
 
@@ -92,14 +157,19 @@ std::vector<TensorInfo> ParseInfos(const ffi::json::Object& root, const char* ke
     ffi::StringToDLDataType(t.dtype);  // validate
     bool symbolic = false;  // a dim named in the metadata ("batch"): the caller sets the shape
     for (const ffi::Any& d : obj.at(ffi::String("shape")).cast<ffi::json::Array>()) {
-      if (d.as<ffi::String>().has_value()) {
+      if (auto name = d.as<ffi::String>()) {
         symbolic = true;
+        t.declared_shape.push_back(-1);
+        t.dim_names.push_back(std::string(*name));
         continue;
       }
       int64_t v = d.cast<int64_t>();
       if (v < 0) throw std::runtime_error("metadata shape of '" + t.name + "' is negative");
       t.shape.push_back(v);
+      t.declared_shape.push_back(v);
+      t.dim_names.emplace_back();
     }
+    t.declared = true;
     if (t.shape.size() > EDGEC_MAX_NDIM) throw std::runtime_error("too many dimensions");
     if (symbolic) t.shape.clear();
     t.known = !symbolic;
@@ -118,6 +188,69 @@ void LoadMetadata(edgec_model* m, const std::string& path) {
   auto root = v.cast<ffi::json::Object>();
   m->inputs = ParseInfos(root, "inputs");
   m->outputs = ParseInfos(root, "outputs");
+  auto bounds = root.find(ffi::String("dim_bounds"));  // memory was planned for these sizes
+  if (bounds != root.end()) {
+    for (const auto& kv : (*bounds).second.cast<ffi::json::Object>()) {
+      auto lohi = kv.second.cast<ffi::json::Array>();
+      if (lohi.size() != 2) throw std::runtime_error("metadata dim_bounds: [lo, hi] expected");
+      m->dim_bounds[std::string(kv.first.cast<ffi::String>())] = {lohi[0].cast<int64_t>(),
+                                                                    lohi[1].cast<int64_t>()};
+    }
+  }
+  auto weights = root.find(ffi::String("weights"));  // big initializers in a separate file
+  if (weights != root.end()) {
+    auto index = (*weights).second.cast<ffi::json::Object>();
+    auto file = index.find(ffi::String("file"));
+    m->weights_file = file != index.end() ? std::string((*file).second.cast<ffi::String>())
+                                          : std::string("weights.bin");
+    for (const ffi::Any& item : index.at(ffi::String("tensors")).cast<ffi::json::Array>()) {
+      auto obj = item.cast<ffi::json::Object>();
+      WeightEntry e;
+      e.name = std::string(obj.at(ffi::String("name")).cast<ffi::String>());
+      e.dtype = std::string(obj.at(ffi::String("dtype")).cast<ffi::String>());
+      for (const ffi::Any& d : obj.at(ffi::String("shape")).cast<ffi::json::Array>())
+        e.shape.push_back(d.cast<int64_t>());
+      e.offset = static_cast<size_t>(obj.at(ffi::String("offset")).cast<int64_t>());
+      e.nbytes = static_cast<size_t>(obj.at(ffi::String("nbytes")).cast<int64_t>());
+      m->weight_entries.push_back(std::move(e));
+    }
+  }
+}
+
+// Map `dir/<weights_file>` and make one tensor per entry, viewing the mapping (no copy).
+void OpenWeights(edgec_model* m, const std::string& dir) {
+  if (m->weight_entries.empty()) return;
+  std::string path = dir + "/" + m->weights_file;
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0)
+    throw std::runtime_error(path + ": weights file missing (metadata.json lists " +
+                             std::to_string(m->weight_entries.size()) + " weights)");
+  struct stat st;
+  auto map = std::make_shared<Mapping>();
+  if (fstat(fd, &st) == 0 && st.st_size > 0) {
+    map->size = static_cast<size_t>(st.st_size);
+    map->base = mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (map->base == MAP_FAILED) map->base = nullptr;
+  }
+  close(fd);
+  if (!map->base) throw std::runtime_error(path + ": cannot map the weights file");
+  for (const WeightEntry& e : m->weight_entries) {
+    if (e.offset + e.nbytes > map->size || e.offset % 64)
+      throw std::runtime_error(path + ": weight '" + e.name + "' [" + std::to_string(e.offset) +
+                               ", " + std::to_string(e.offset + e.nbytes) + ") exceeds the file (" +
+                               std::to_string(map->size) + " bytes) or is not 64-byte aligned");
+    TensorInfo info;
+    info.name = e.name;
+    info.dtype = e.dtype;
+    info.shape = e.shape;
+    info.known = true;
+    if (NumBytes(info) != e.nbytes)
+      throw std::runtime_error(path + ": weight '" + e.name + "' has " + std::to_string(e.nbytes) +
+                               " bytes, its shape and dtype need " + std::to_string(NumBytes(info)));
+    m->weights.push_back(ffi::Tensor::FromNDAlloc(
+        MappedAlloc{map, e.offset}, ffi::ShapeView(e.shape.data(), e.shape.size()),
+        ffi::StringToDLDataType(e.dtype), DLDevice{kDLCPU, 0}));
+  }
 }
 
 void InputsFromVM(edgec_model* m) {
@@ -138,6 +271,11 @@ std::string DirName(const std::string& path) {
 }
 
 bool FileExists(const std::string& path) { return std::ifstream(path).good(); }
+
+// dlopen searches the library path for a name without '/': "model.so" means ./model.so here.
+std::string LoadablePath(const std::string& path) {
+  return path.find('/') == std::string::npos ? "./" + path : path;
+}
 
 void CopyErr(char* err, size_t errlen, const std::string& msg) {
   if (err && errlen) {
@@ -171,7 +309,7 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata
   auto* m = new edgec_model();
   try {
     if (!FileExists(lib_path)) throw std::runtime_error(std::string("no such file: ") + lib_path);
-    m->lib = ffi::Module::LoadFromFile(lib_path);
+    m->lib = ffi::Module::LoadFromFile(LoadablePath(lib_path));
     auto load = m->lib.value()->GetFunction("vm_load_executable");
     if (!load) throw std::runtime_error("not a Relax VM library (no vm_load_executable)");
     m->vm = (*load)().cast<ffi::Module>();
@@ -183,7 +321,9 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata
     m->main = *main;
     if (metadata_path) LoadMetadata(m, metadata_path);
     else InputsFromVM(m);
+    OpenWeights(m, DirName(lib_path));
     m->in_tensors.resize(m->inputs.size());
+    m->in_shared.assign(m->inputs.size(), false);
   } catch (const ffi::Error& e) {
     Fail(nullptr, EDGEC_ERR_LOAD, std::string("edgec_load(") + lib_path + "): " + e.kind() +
                                       ": " + e.message());
@@ -266,6 +406,24 @@ static const TensorInfo* Info(const edgec_model* m, bool input, int idx) {
 EDGEC_QUERIES(input, true)
 EDGEC_QUERIES(output, false)
 
+#define EDGEC_DECLARED(kind, is_input)                                                  \
+  int edgec_##kind##_declared_ndim(const edgec_model* m, int i) {                       \
+    auto* t = Info(m, is_input, i);                                                     \
+    return !t ? EDGEC_ERR_INDEX : t->declared ? static_cast<int>(t->declared_shape.size()) : -1; \
+  }                                                                                     \
+  const int64_t* edgec_##kind##_declared_shape(const edgec_model* m, int i) {           \
+    auto* t = Info(m, is_input, i);                                                     \
+    return t && t->declared ? t->declared_shape.data() : nullptr;                       \
+  }                                                                                     \
+  const char* edgec_##kind##_dim_name(const edgec_model* m, int i, int axis) {          \
+    auto* t = Info(m, is_input, i);                                                     \
+    if (!t || !t->declared || axis < 0 || static_cast<size_t>(axis) >= t->dim_names.size()) \
+      return nullptr;                                                                   \
+    return t->dim_names[axis].empty() ? nullptr : t->dim_names[axis].c_str();           \
+  }
+EDGEC_DECLARED(input, true)
+EDGEC_DECLARED(output, false)
+
 int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndim,
                           const char* dtype) {
   if (!m || (!shape && ndim > 0) || ndim < 0 || ndim > EDGEC_MAX_NDIM)
@@ -278,32 +436,62 @@ int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndi
     } catch (const std::exception&) {
       return Fail(m, EDGEC_ERR_ARG, std::string("unknown dtype '") + dtype + "'");
     }
-    t.dtype = dtype;
   }
-  t.shape.assign(shape, shape + ndim);
+  std::vector<int64_t> s(shape, shape + ndim);
+  std::string dt = dtype ? dtype : t.dtype;
+  std::string why = ShapeMismatch(t, s, dt);
+  if (!why.empty())
+    return Fail(m, EDGEC_ERR_SHAPE, "edgec_set_input_shape: input '" + t.name + "': " + why);
+  if (t.known && s == t.shape && dt == t.dtype && !m->in_shared[idx]) return EDGEC_OK;
+  t.dtype = dt;
+  t.shape = std::move(s);
   t.known = true;
   m->in_tensors[idx] = ffi::Optional<ffi::Tensor>();
+  m->in_shared[idx] = false;
+  return EDGEC_OK;
+}
+
+int edgec_set_input_from_output(edgec_model* m, int in_idx, int out_idx) {
+  if (!m) return Fail(m, EDGEC_ERR_ARG, "edgec_set_input_from_output: NULL model");
+  if (!Info(m, true, in_idx) || !Info(m, false, out_idx)) return EDGEC_ERR_INDEX;
+  if (static_cast<size_t>(out_idx) >= m->results.size())
+    return Fail(m, EDGEC_ERR_STATE, "edgec_set_input_from_output: call edgec_run first");
+  TensorInfo& t = m->inputs[in_idx];
+  const TensorInfo& o = m->outputs[out_idx];
+  std::string why = ShapeMismatch(t, o.shape, o.dtype);
+  if (why.empty() && !t.declared && t.known && o.dtype != t.dtype)
+    why = "it is " + t.dtype + ", got " + o.dtype;
+  if (!why.empty())
+    return Fail(m, EDGEC_ERR_SHAPE, "edgec_set_input_from_output: output '" + o.name +
+                                        "' does not fit input '" + t.name + "': " + why);
+  t.shape = o.shape;
+  t.dtype = o.dtype;
+  t.known = true;
+  m->in_tensors[in_idx] = m->results[out_idx];
+  m->in_shared[in_idx] = true;
   return EDGEC_OK;
 }
 
 int edgec_set_input(edgec_model* m, int idx, const void* data, size_t bytes) {
-  if (!m || !data) return Fail(m, EDGEC_ERR_ARG, "edgec_set_input: NULL argument");
+  if (!m || (!data && bytes)) return Fail(m, EDGEC_ERR_ARG, "edgec_set_input: NULL argument");
   const TensorInfo* t = Info(m, true, idx);
   if (!t) return EDGEC_ERR_INDEX;
   if (!t->known)
-    return Fail(m, EDGEC_ERR_STATE, "input '" + t->name +
-                                        "' has no shape: no metadata; call edgec_set_input_shape");
+    return Fail(m, EDGEC_ERR_STATE, "input '" + t->name + "' has no shape yet (" +
+                                        (t->declared ? "symbolic dims" : "no metadata") +
+                                        "): call edgec_set_input_shape");
   if (bytes != NumBytes(*t))
     return Fail(m, EDGEC_ERR_SIZE, "input '" + t->name + "' needs " +
                                        std::to_string(NumBytes(*t)) + " bytes, got " +
                                        std::to_string(bytes));
   try {
-    if (!m->in_tensors[idx].has_value()) {
+    if (!m->in_tensors[idx].has_value() || m->in_shared[idx]) {
+      m->in_shared[idx] = false;
       m->in_tensors[idx] = ffi::Tensor::FromNDAlloc(
           AlignedCPUAlloc(), ffi::ShapeView(t->shape.data(), t->shape.size()),
           ffi::StringToDLDataType(t->dtype), DLDevice{kDLCPU, 0});
     }
-    std::memcpy(m->in_tensors[idx].value().data_ptr(), data, bytes);
+    if (bytes) std::memcpy(m->in_tensors[idx].value().data_ptr(), data, bytes);
   } catch (const std::exception& e) {
     return Fail(m, EDGEC_ERR_RUN, std::string("edgec_set_input: ") + e.what());
   }
@@ -317,6 +505,30 @@ int edgec_run(edgec_model* m) {
     if (!m->in_tensors[i].has_value())
       return Fail(m, EDGEC_ERR_STATE, "input '" + m->inputs[i].name + "' was not set");
     args.emplace_back(m->in_tensors[i].value());
+  }
+  for (const ffi::Tensor& w : m->weights) args.emplace_back(w);
+  std::map<std::string, size_t> first;  // symbolic dim name -> input that set it first
+  for (size_t i = 0; i < m->inputs.size(); ++i) {
+    const TensorInfo& t = m->inputs[i];
+    for (size_t a = 0; t.declared && a < t.dim_names.size() && a < t.shape.size(); ++a) {
+      if (t.dim_names[a].empty()) continue;
+      auto b = m->dim_bounds.find(t.dim_names[a]);
+      if (b != m->dim_bounds.end() && (t.shape[a] < b->second.first || t.shape[a] > b->second.second))
+        return Fail(m, EDGEC_ERR_SHAPE, "edgec_run: input '" + t.name + "' has " + t.dim_names[a] +
+                                            " = " + std::to_string(t.shape[a]) +
+                                            "; the model was compiled for " + t.dim_names[a] + " in " +
+                                            std::to_string(b->second.first) + ".." +
+                                            std::to_string(b->second.second) + " (--dim)");
+      auto it = first.emplace(t.dim_names[a], i).first;
+      const TensorInfo& f = m->inputs[it->second];
+      size_t fa = 0;
+      while (f.dim_names[fa] != t.dim_names[a]) ++fa;
+      if (f.shape[fa] != t.shape[a])
+        return Fail(m, EDGEC_ERR_SHAPE, "edgec_run: input '" + t.name + "' has " + t.dim_names[a] +
+                                            " = " + std::to_string(t.shape[a]) + ", input '" +
+                                            f.name + "' has " + t.dim_names[a] + " = " +
+                                            std::to_string(f.shape[fa]));
+    }
   }
   try {
     ffi::Any rv;
@@ -346,7 +558,7 @@ int edgec_run(edgec_model* m) {
 }
 
 int edgec_get_output(const edgec_model* m, int idx, void* dst, size_t bytes) {
-  if (!m || !dst) return Fail(m, EDGEC_ERR_ARG, "edgec_get_output: NULL argument");
+  if (!m || (!dst && bytes)) return Fail(m, EDGEC_ERR_ARG, "edgec_get_output: NULL argument");
   const TensorInfo* t = Info(m, false, idx);
   if (!t) return EDGEC_ERR_INDEX;
   if (static_cast<size_t>(idx) >= m->results.size())
@@ -356,8 +568,18 @@ int edgec_get_output(const edgec_model* m, int idx, void* dst, size_t bytes) {
     return Fail(m, EDGEC_ERR_SIZE, "output '" + t->name + "' needs " + std::to_string(need) +
                                        " bytes, buffer has " + std::to_string(bytes));
   const ffi::Tensor& r = m->results[idx];
-  std::memcpy(dst, static_cast<const char*>(r.data_ptr()) + r.byte_offset(), need);
+  if (need) std::memcpy(dst, static_cast<const char*>(r.data_ptr()) + r.byte_offset(), need);
   return EDGEC_OK;
+}
+
+const void* edgec_output_data(const edgec_model* m, int idx) {
+  if (!Info(m, false, idx)) return nullptr;
+  if (static_cast<size_t>(idx) >= m->results.size()) {
+    Fail(m, EDGEC_ERR_STATE, "edgec_output_data: call edgec_run first");
+    return nullptr;
+  }
+  const ffi::Tensor& r = m->results[idx];
+  return static_cast<const char*>(r.data_ptr()) + r.byte_offset();
 }
 
 }  // extern "C"

@@ -17,6 +17,17 @@
  * declared with edgec_set_input_shape() before edgec_set_input().
  * Output shapes are re-read from the results after every edgec_run().
  *
+ * Symbolic dims (a model compiled with --symbolic-dims; metadata names the dim, e.g.
+ * ["batch", 4, "past_sequence_length", 8]): set each such input's shape per call with
+ * edgec_set_input_shape() (checked against the declared rank, fixed dims and dtype; a zero-length
+ * dim is fine: data may then be NULL with 0 bytes); inputs naming the same dim must agree at
+ * edgec_run(), and stay within the metadata's "dim_bounds" (compiled with --dim NAME=LO..HI). edgec_input_declared_shape() / edgec_input_dim_name() tell which dims are symbolic.
+ * A decode loop (KV cache) feeds each step's outputs back as the next step's inputs with
+ * edgec_set_input_from_output() (no copy) and reads the logits in place with edgec_output_data().
+ * The bundle's edgec-generate (edgec_generate_main.c) is a complete example.
+ * Call-plan bundles (armv7, edgec_plan_runtime.cc) have static shapes only: the same calls exist,
+ * edgec_set_input_shape accepts the compiled shape, edgec_set_input_from_output copies.
+ *
  * All functions returning int return EDGEC_OK (0) or a negative edgec_status; the message is in
  * edgec_last_error(m). A model handle is not thread-safe: use one handle per thread.
  * Link: -ledgec_runtime (which needs libtvm_runtime.so and libtvm_ffi.so next to it).
@@ -31,7 +42,7 @@
 extern "C" {
 #endif
 
-#define EDGEC_RUNTIME_VERSION "0.1.0"
+#define EDGEC_RUNTIME_VERSION "0.2.0"
 #define EDGEC_MAX_NDIM 8
 
 typedef enum edgec_status {
@@ -41,7 +52,9 @@ typedef enum edgec_status {
   EDGEC_ERR_SIZE = -3,      /* byte count does not match shape x dtype */
   EDGEC_ERR_RUN = -4,       /* the model raised an error while running */
   EDGEC_ERR_STATE = -5,     /* e.g. output requested before edgec_run(), input not set */
-  EDGEC_ERR_ARG = -6        /* NULL pointer or bad argument */
+  EDGEC_ERR_ARG = -6,       /* NULL pointer or bad argument */
+  EDGEC_ERR_SHAPE = -7      /* shape/dtype differs from the declared one, inputs sharing a
+                               symbolic dim disagree, or a dim is outside its --dim bounds */
 } edgec_status;
 
 typedef struct edgec_model edgec_model;
@@ -76,15 +89,35 @@ int edgec_output_ndim(const edgec_model* m, int idx);
 const int64_t* edgec_output_shape(const edgec_model* m, int idx);
 size_t edgec_output_bytes(const edgec_model* m, int idx);
 
-/* Declare (or change) an input's shape and dtype; needed only without metadata. */
+/* The shape as declared by the metadata: ndim (-1 without metadata), dims with -1 where the dim
+ * is symbolic, and that dim's name ("batch", or an expression for outputs such as
+ * "past_sequence_length + sequence_length"; NULL for a fixed dim or a bad index/axis). */
+int edgec_input_declared_ndim(const edgec_model* m, int idx);
+const int64_t* edgec_input_declared_shape(const edgec_model* m, int idx);
+const char* edgec_input_dim_name(const edgec_model* m, int idx, int axis);
+int edgec_output_declared_ndim(const edgec_model* m, int idx);
+const int64_t* edgec_output_declared_shape(const edgec_model* m, int idx);
+const char* edgec_output_dim_name(const edgec_model* m, int idx, int axis);
+
+/* Set (or change) an input's shape and dtype (dtype NULL: keep it). Needed without metadata and
+ * for symbolic dims; with metadata, rank, fixed dims and dtype must match (EDGEC_ERR_SHAPE).
+ * The input's buffer is kept when the shape does not change. */
 int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndim,
                           const char* dtype);
-/* Copy `bytes` bytes (must equal edgec_input_bytes) of dense row-major data into input idx. */
+/* Copy `bytes` bytes (must equal edgec_input_bytes) of dense row-major data into input idx.
+ * data may be NULL when bytes is 0 (a zero-length dim, e.g. an empty KV cache). */
 int edgec_set_input(edgec_model* m, int idx, const void* data, size_t bytes);
+/* Use output out_idx of the last edgec_run as input in_idx (shape and data; the tensor is shared,
+ * not copied: e.g. present.0.key -> past_key_values.0.key between decode steps). Checked like
+ * edgec_set_input_shape. A later edgec_set_input on in_idx writes to a fresh buffer. */
+int edgec_set_input_from_output(edgec_model* m, int in_idx, int out_idx);
 /* Run the model on the current inputs. */
 int edgec_run(edgec_model* m);
 /* Copy output idx (after edgec_run) into dst; bytes must be >= edgec_output_bytes. */
 int edgec_get_output(const edgec_model* m, int idx, void* dst, size_t bytes);
+/* Read-only pointer to output idx's dense data (edgec_output_bytes long), valid until the next
+ * edgec_run or edgec_free; NULL before the first run or on a bad index. */
+const void* edgec_output_data(const edgec_model* m, int idx);
 
 #ifdef __cplusplus
 }

@@ -7,8 +7,11 @@
         libtvm_ffi.so
         libedgec_runtime.so   the C API of edgec_runtime.h, for your own programs
         edgec_runtime.h
+        edgec_generate_main.c the source of edgec-generate: the C API's decode loop, as an example
         edgec-runner          CLI: ./edgec-runner model.so --input x.npy --output-dir out/
+        edgec-generate        CLI (C): greedy decode of a KV-cache decoder, --prompt-ids 1,2,3
         metadata.json         input/output names, shapes, dtypes
+        weights.bin           (--weights-file) big weights, mapped by the C API, not copied
         README.md
 
 The aarch64 runtime comes from the registry's aarch64 wheels of the same TVM / tvm-ffi versions as
@@ -135,7 +138,8 @@ def _run(cmd: list[str], what: str) -> None:
 
 
 def build_runner(spec: TargetSpec, out_dir: str | Path, cache: str | Path | None = None) -> dict[str, Path]:
-    """Compile libedgec_runtime.so (the C API) and edgec-runner for `spec` into out_dir.
+    """Compile libedgec_runtime.so (the C API), edgec-runner and edgec-generate (a C program: the
+    decode loop of a KV-cache decoder) for `spec` into out_dir.
 
     spec.runtime "vm": C API over the TVM runtime, which is placed in out_dir too (rpath $ORIGIN).
     spec.runtime "plan": the runtime-free call-plan C API (no TVM libraries).
@@ -148,11 +152,11 @@ def build_runner(spec: TargetSpec, out_dir: str | Path, cache: str | Path | None
     out.mkdir(parents=True, exist_ok=True)
     src = runtime_sources()
     impl = src / ("edgec_plan_runtime.cc" if spec.runtime == "plan" else "edgec_runtime.cc")
-    files = [impl, src / "edgec_run_main.cc", src / "edgec_runtime.h"]
+    files = [impl, src / "edgec_run_main.cc", src / "edgec_generate_main.c", src / "edgec_runtime.h"]
     key = hashlib.sha256(json.dumps([cxx, spec.arch, spec.runtime, tvm_versions()]).encode()
                          + b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
     built = cache_dir(cache) / "runners" / f"{spec.arch}-{spec.runtime}-{key}"
-    names = ["libedgec_runtime.so", "edgec-runner"]
+    names = ["libedgec_runtime.so", "edgec-runner", "edgec-generate"]
     libs: list[str] = []
     if spec.runtime != "plan":
         rt = fetch_runtime(spec.arch, cache)
@@ -170,6 +174,10 @@ def build_runner(spec: TargetSpec, out_dir: str | Path, cache: str | Path | None
               "-Wl,--no-as-needed", *libs, "-ldl"], f"building the {spec.arch} C API")
         _run([cxx, *common, str(src / "edgec_run_main.cc"), "-o", str(tmp / names[1]),
               "-Wl,--no-as-needed", "-ledgec_runtime", *libs], f"building the {spec.arch} runner")
+        c_flags = ["-x", "c", "-std=c11", "-O2", "-I", str(src), str(src / "edgec_generate_main.c"),
+                   "-x", "none", "-L", str(tmp), "-Wl,-rpath,$ORIGIN"]  # C, through the C++ driver
+        _run([cxx, *c_flags, "-o", str(tmp / names[2]), "-Wl,--no-as-needed", "-ledgec_runtime", *libs],
+             f"building the {spec.arch} edgec-generate")
         try:
             os.replace(tmp, built)
         except OSError:
@@ -178,8 +186,9 @@ def build_runner(spec: TargetSpec, out_dir: str | Path, cache: str | Path | None
     for n in names:
         shutil.copy2(built / n, out / n)
         result[n] = out / n
-    shutil.copy2(src / "edgec_runtime.h", out / "edgec_runtime.h")
-    result["edgec_runtime.h"] = out / "edgec_runtime.h"
+    for name in ("edgec_runtime.h", "edgec_generate_main.c"):  # the API, and its decode example
+        shutil.copy2(src / name, out / name)
+        result[name] = out / name
     for lib in RUNTIME_LIBS if libs else ():
         result[lib] = out / lib
     return result
@@ -212,10 +221,28 @@ def make_bundle(spec: TargetSpec, model_lib: str | Path, metadata: dict | str | 
     if isinstance(metadata, str | Path):
         metadata = json.loads(Path(metadata).read_text())
     if metadata is not None:
+        _place_weights(model_lib.parent, metadata, out)
         (out / "metadata.json").write_text(json.dumps(metadata, indent=1))
     (out / "target.json").write_text(json.dumps(spec.to_json(), indent=1))
     (out / "README.md").write_text(_readme(spec, metadata))
     return out
+
+
+def _place_weights(src_dir: Path, metadata: dict, out: Path) -> None:
+    """The artifact's weights file (metadata "weights", --weights-file), beside the bundle's
+    model.so where the C API maps it: hard-linked when possible (no second copy on disk)."""
+    index = metadata.get("weights")
+    if not index:
+        return
+    name = index.get("file", "weights.bin")
+    src, dst = src_dir / name, out / name
+    if not src.is_file():
+        raise TargetError(f"the metadata lists {len(index['tensors'])} weights, but '{src}' is missing")
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _readme(spec: TargetSpec, metadata: dict | None) -> str:
@@ -243,6 +270,11 @@ Inputs: `.npy` files, or raw little-endian row-major data (size must match metad
 Outputs: `out/<name>.npy`; one summary line per output and a timing line are printed.
 On an x86 host: `{emulate}./edgec-runner ...` (qemu proves correctness, not speed).
 
+A decoder-only LLM with a KV cache (`past_key_values.*` in, `present.*` out; compiled with
+`--symbolic-dims`) generates greedily from token ids:
+
+    ./edgec-generate model.so --prompt-ids 1,2,3 --max-new-tokens 16 [--logits-dir out/]
+
 ## Inputs
 {io("inputs")}
 
@@ -258,6 +290,10 @@ On an x86 host: `{emulate}./edgec-runner ...` (qemu proves correctness, not spee
     edgec_run(m);
     edgec_get_output(m, 0, y, edgec_output_bytes(m, 0));
     edgec_free(m);
+
+Symbolic dims: `edgec_set_input_shape` per call; a decode loop feeds outputs back with
+`edgec_set_input_from_output` (see `edgec_runtime.h`; `edgec_generate_main.c`, the source of
+edgec-generate, is the complete example).
 
 Build: `{spec.cross_compiler or 'g++'} app.c -I. -L. -ledgec_runtime -Wl,-rpath,'$ORIGIN' -o app`
 """

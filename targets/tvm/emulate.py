@@ -21,6 +21,7 @@ from edgec.targets.registry import TargetSpec
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
               "armv7l": "armv7"}
 _OUTPUT_LINE = re.compile(r"^output (\d+) '(.*)' .* -> (.+)$")
+_STEP_LINE = re.compile(r"^step (\d+) .* token=\d+ ([0-9.]+) ms$")
 _EMULATOR_PACKAGE = "qemu-user"
 
 
@@ -44,12 +45,13 @@ def command_prefix(spec: TargetSpec) -> list[str]:
 
 
 def run_runner(bundle_dir: str | Path, spec: TargetSpec, args: list[str],
-               timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `<bundle>/edgec-runner <bundle>/model.so *args` (under emulation if needed)."""
+               timeout: float = 600, program: str = "edgec-runner") -> subprocess.CompletedProcess:
+    """Run `<bundle>/<program> <bundle>/model.so *args` (under emulation if needed); program is
+    one of the bundle's binaries (edgec-runner, edgec-generate)."""
     bundle = Path(bundle_dir).resolve()
-    runner = bundle / "edgec-runner"
+    runner = bundle / program
     if not runner.is_file():
-        raise TargetError(f"'{bundle}' is not a bundle (no edgec-runner); see make_bundle")
+        raise TargetError(f"'{bundle}' is not a bundle (no {program}); see make_bundle")
     cmd = [*command_prefix(spec), str(runner), str(bundle / "model.so"), *args]
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -85,3 +87,33 @@ def run_bundle(bundle_dir: str | Path, spec: TargetSpec, inputs: dict[str, np.nd
         if not results:
             raise TargetError(f"edgec-runner printed no outputs: {r.stdout.strip()[:500]}")
         return results
+
+
+def run_generate(bundle_dir: str | Path, spec: TargetSpec, prompt_ids, max_new_tokens: int,
+                 timeout: float = 600):
+    """Greedy decoding with the bundle's C program edgec-generate (the C API's decode loop: prefill
+    on an empty cache, then max_new_tokens - 1 one-token steps), in a separate process, under
+    `spec.emulator` when needed. Returns an edgec.llm_decode.Decoded: per step {"logits": array},
+    tokens [1, max_new_tokens], and the step times edgec-generate measured (meaningless under qemu)."""
+    from edgec.llm_decode import Decoded
+
+    with tempfile.TemporaryDirectory(prefix="edgec-generate-") as tmp:
+        args = ["--prompt-ids", ",".join(str(int(t)) for t in prompt_ids),
+                "--max-new-tokens", str(max_new_tokens), "--logits-dir", tmp]
+        r = run_runner(bundle_dir, spec, args, timeout, program="edgec-generate")
+        if r.returncode != 0:
+            msg = (r.stderr.strip() or r.stdout.strip()).splitlines()
+            raise TargetError(f"edgec-generate failed (exit {r.returncode}) for target '{spec.name}': "
+                              + " | ".join(msg[-5:]))
+        res = Decoded()
+        for line in r.stdout.splitlines():
+            if line.startswith("tokens:"):
+                res.tokens = np.array([[int(t) for t in line.split()[1:]]], np.int64)
+            m = _STEP_LINE.match(line)
+            if m:
+                res.seconds.append(float(m.group(2)) / 1e3)
+                res.steps.append({"logits": np.load(Path(tmp) / f"logits_{m.group(1)}.npy")})
+        if res.tokens is None or len(res.steps) != max_new_tokens:
+            raise TargetError(f"edgec-generate printed {len(res.steps)} steps for {max_new_tokens} tokens: "
+                              f"{r.stdout.strip()[-500:]}")
+        return res

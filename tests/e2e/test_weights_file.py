@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import require_target_tools
 from tests.e2e.compile_check import run_and_check
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,11 +85,21 @@ def test_truncated_weights_file_is_a_one_line_error(lm, tmp_path, run_cli):
     assert r.err.count("\n") == 1, r
 
 
-def test_always_refuses_bundles(lm, tmp_path, run_cli):
-    r = run_cli("compile", lm, "-t", "armv8", "-o", tmp_path / "art", "--weights-file", "always")
-    assert r.code == 2 and "--weights-file always" in r.err and "armv8" in r.err, r
-    r = run_cli("compile", lm, "-t", "x86-64", "--bundle", "-o", tmp_path / "art", "--weights-file", "always")
-    assert r.code == 2 and "bundle" in r.err, r
+def test_bundles_map_the_weights_file(lm, tmp_path, run_cli):
+    """A bundle carries weights.bin beside model.so (hard-linked, not a second copy) and its C API
+    maps it: the armv8 bundle under qemu matches onnxruntime. armv7 (the call plan) refuses."""
+    require_target_tools("armv8")
+    art = tmp_path / "art"
+    r = run_cli("compile", lm, "-t", "armv8", "-o", art, "--weights-file", "always")
+    assert r.code == 0 and "2 weights in weights.bin" in r.out, r
+    bundle = art / "bundle"
+    assert (bundle / "weights.bin").stat().st_ino == (art / "weights.bin").stat().st_ino
+    assert (bundle / "model.so").stat().st_size < 4 << 20
+    ids = np.array([[0, 4095, 17, 2048, 5, 6, 7, 4000]], dtype=np.int64)
+    np.save(tmp_path / "ids.npy", ids)
+    run_and_check(run_cli, art, lm, tmp_path, atol=1e-4, inputs={"ids": ids}, extra=("-i", f"ids={tmp_path / 'ids.npy'}"))
+    r = run_cli("compile", lm, "-t", "armv7", "-o", tmp_path / "art7", "--weights-file", "always")
+    assert r.code == 2 and "--weights-file always" in r.err and "armv7" in r.err, r
 
 
 def test_packed_weight_from_unaligned_external_data(tmp_path, run_cli):
