@@ -51,9 +51,11 @@ class Generation:
                 "kv_cache_bytes": self.kv_bytes, "rss_ratio": bar.ratio if bar else None}
 
 
-def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = None) -> Generation:
+def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = None,
+             eos_id: int | None = None) -> Generation:
     """Greedy generation of `max_new_tokens` tokens after `prompt_ids` (batch 1) with a host
-    artifact; raises ArtifactError when the artifact is not a decoder with a KV cache."""
+    artifact, stopping after `eos_id` when it is given; raises ArtifactError when the artifact is
+    not a decoder with a KV cache."""
     from edgec.api import artifact_threads
     from edgec.artifact import load_artifact
     from edgec.llm_decode import cache_inputs, greedy_decode
@@ -79,13 +81,14 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     model = load_on_host(art, artifact_threads(art, threads), "`edgec generate` runs")
     load_s = time.perf_counter() - t0
     run, peaks = peak_after_first_call(model.run)
-    res = greedy_decode(run, cache, names, np.array([prompt], np.int64), max_new_tokens - 1, keep_steps=False)
+    res = greedy_decode(run, cache, names, np.array([prompt], np.int64), max_new_tokens - 1, keep_steps=False,
+                        eos=eos_id)
     peak = peak_rss_mib()
     itemsize = np.dtype(art.inputs[names.index(cache[0].name)].dtype).itemsize
     return Generation(prompt, [int(t) for t in res.tokens[0]], res.seconds[0], res.seconds[1:], load_s,
                       max([peak, *peaks]), before, peak,
                       int((art.metadata.get("model") or {}).get("weight_bytes") or 0),
-                      kv_cache_bytes(cache, 1, len(prompt) + max_new_tokens - 1, itemsize))
+                      kv_cache_bytes(cache, 1, len(prompt) + len(res.seconds) - 1, itemsize))
 
 
 def _refuse_cross_artifact(art) -> None:

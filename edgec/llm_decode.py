@@ -86,10 +86,11 @@ def prefill_feed(input_shapes: dict[str, tuple], ids: np.ndarray) -> dict[str, n
 
 
 def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], prompt: np.ndarray,
-                  decode_steps: int, keep_steps: bool = True) -> Decoded:
+                  decode_steps: int, keep_steps: bool = True, eos: int | None = None) -> Decoded:
     """Prefill `prompt` [batch, n] from an empty cache, then `decode_steps` calls of one token
     each, every one fed the previous call's greedy token and presents. `tokens` holds the
-    decode_steps + 1 greedy tokens (the prefill's and every step's)."""
+    decode_steps + 1 greedy tokens (the prefill's and every step's), fewer when every row has
+    produced `eos` (the end-of-sequence id, kept as the last token)."""
     batch = prompt.shape[0]
     past = {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}
     ids, past_len = prompt.astype(np.int64), 0
@@ -104,6 +105,8 @@ def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], 
             res.steps.append(out)
         ids = np.argmax(out["logits"][:, -1, :], axis=-1).astype(np.int64)[:, None]
         tokens.append(ids[:, 0])
+        if eos is not None and np.any(np.stack(tokens, axis=1) == eos, axis=1).all():
+            break
         past = {c.name: out[c.present] for c in cache}
         past_len += n
     res.tokens = np.stack(tokens, axis=1)
