@@ -54,7 +54,7 @@ def check(model: Path, art_dir: Path, threads: int, prompts: list[int], steps: i
     edgec_model = load(art, threads)
     ref = ort_session(str(model), threads=threads)
     fast = ort_session(str(model), threads=threads, optimized=True)
-    cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
+    cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs})
     names = [t.name for t in art.inputs]
     vocab = art.outputs[0].shape[-1]
     print("| prompt | steps | max abs (worst step) | steps within 1e-3 | tokens identical | edgec prefill ms | "
@@ -81,7 +81,7 @@ def time_only(model: Path, art_dir: Path, runtime: str, threads: int, prompt_len
     ms and the median decode ms/token. Run it per runtime in separate processes, interleaved
     (worker-thread spinning off in both, as in the check)."""
     art = load_artifact(art_dir)
-    cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
+    cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs})
     names = [t.name for t in art.inputs]
     if runtime == "edgec":
         from edgec.targets.tvm.execute import load

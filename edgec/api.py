@@ -32,7 +32,7 @@ from edgec.ir.analysis import TensorInfo, graph_inputs, graph_outputs, node_coun
 from edgec.ir.loader import load_model, save_model
 from edgec.pipelines import default_pipeline
 from edgec.targets.registry import TargetSpec, get_target
-from edgec.weights import AUTO_TOTAL_BYTES, MIN_TENSOR_BYTES, initializer_bytes
+from edgec.weights import AUTO_SYMBOLIC_BYTES, AUTO_TOTAL_BYTES, MIN_TENSOR_BYTES, initializer_bytes
 
 
 @dataclass
@@ -56,7 +56,7 @@ class CompileOptions:
     io_layout: str = "nchw"             # "nhwc": to-nhwc also makes 4-D graph inputs/outputs NHWC
     records: str | None = None          # tuning-records file from `edgec tune` (applied where keys match)
     threads: int | None = None          # runtime threads: sizes the schedules, default for run/bench
-    weights_file: str = "auto"          # big initializers in weights.bin: "auto" (>= 512 MiB of them), "always", "never"
+    weights_file: str = "auto"          # big initializers in weights.bin: "auto" (api.weight_min_bytes), "always", "never"
     plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
     quantize: tuple | None = None       # (pass, options) from edgec.quantize.quantize_options: runs before the pipeline
 
@@ -184,7 +184,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
 
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
-    weight_min = weight_min_bytes(model, spec, opts.weights_file)
+    weight_min = weight_min_bytes(model, spec, opts.weights_file, opts.symbolic_dims)
     with atomic_directory(out_dir, [model_path]) as tmp:
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min,
                             symbolic=opts.symbolic_dims, dim_bounds=opts.dim_bounds)
@@ -193,7 +193,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         meta = {
             "format": FORMAT,
             "model": {"file": os.path.basename(str(model_path)), "sha256": sha256_file(model_path),
-                      "graph": model.graph.name or ""},
+                      "graph": model.graph.name or "", "weight_bytes": initializer_bytes(model)},
             "target": {**spec.to_json(), "tvm_target": result.tvm_target},
             "library": result.library,
             "runtime_files": list(result.extra_files),
@@ -263,11 +263,13 @@ def verify_artifact(art: Artifact, verifier: VerifyAgainstOnnxRuntime) -> str:
     return "checked"
 
 
-def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str) -> int | None:
+def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str, symbolic: bool = False) -> int | None:
     """Initializers at least this big go to the artifact's weights.bin (None: all stay in the
-    library). "auto" separates them when they total >= AUTO_TOTAL_BYTES on a CPU VM target (a
-    bundle maps the file through its C API too); "always" insists (an error where unsupported);
-    "never" embeds."""
+    library). "auto" separates them on a CPU VM target (a bundle maps the file through its C API
+    too) when they total >= AUTO_TOTAL_BYTES, or >= AUTO_SYMBOLIC_BYTES in a `symbolic` build
+    (LLMs: the weights then live once in memory, mapped, instead of in the mapped library and
+    again as the runtime's copies of its constants); "always" insists (an error where
+    unsupported); "never" embeds."""
     from edgec.errors import PipelineError
 
     if mode not in ("auto", "always", "never"):
@@ -280,7 +282,9 @@ def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str) -> int | None
             raise PipelineError(f"--weights-file always needs a CPU target with the VM runtime "
                                 f"(target '{spec.name}')")
         return MIN_TENSOR_BYTES
-    return MIN_TENSOR_BYTES if supported and initializer_bytes(model) >= AUTO_TOTAL_BYTES else None
+    total = initializer_bytes(model) if supported else 0
+    return MIN_TENSOR_BYTES if supported and (total >= AUTO_TOTAL_BYTES or symbolic and total >= AUTO_SYMBOLIC_BYTES) \
+        else None
 
 
 def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOptions, progress=None) -> dict:
@@ -291,7 +295,7 @@ def tune_model(model_path: str | os.PathLike, opts: CompileOptions, tune: TuneOp
     from edgec.targets.tvm.backend import tune as backend_tune  # heavy: imports tvm
 
     # lowered as compile_model lowers it, so the tuned kernels are the ones a compile builds
-    weight_min = weight_min_bytes(model, spec, opts.weights_file)
+    weight_min = weight_min_bytes(model, spec, opts.weights_file, opts.symbolic_dims)
     return backend_tune(model, spec, tune.records, tune.trials, weight_min_bytes=weight_min,
                 time_budget_s=tune.time_budget_s, seed=tune.seed, space=tune.space,
                 threads=tune.threads or opts.threads, rpc_tracker=tune.rpc_tracker, rpc_key=tune.rpc_key,

@@ -141,8 +141,9 @@ def pipeline_options(f):
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Runtime threads the schedules are sized for; the default of run/bench [default: all cores].")
 @click.option("--weights-file", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
-              help="Store initializers >= 1 MiB in weights.bin beside the library, mapped at run time "
-                   "(auto: when they total >= 512 MiB; CPU targets without a bundle).")
+              help="Store initializers >= 1 MiB (and repacked weights >= 64 KiB) in weights.bin beside the library, "
+                   "mapped at run time (auto: when they total >= 512 MiB, or >= 16 MiB with --symbolic-dims; CPU "
+                   "targets without a bundle).")
 @compile_quantize_options
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,

@@ -23,10 +23,12 @@ def _ids(text: str) -> list[int]:
 @click.option("--prompt", "text", default=None, help="Prompt text (needs --tokenizer).")
 @click.option("--tokenizer", default=None, type=click.Path(), help="tokenizer.json (the `tokenizers` package).")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--eos-id", type=click.IntRange(0), default=None, metavar="ID",
+              help="End-of-sequence token id: stop after generating it.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Runtime threads (default: the artifact's, else all cores).")
 @click.option("--stats", is_flag=True, help="Also print load time and peak RSS.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def generate_cmd(artifact, prompt_ids, text, tokenizer, max_new_tokens, threads, stats, as_json):
+def generate_cmd(artifact, prompt_ids, text, tokenizer, max_new_tokens, eos_id, threads, stats, as_json):
     """Greedy generation with a compiled decoder whose KV cache is past_key_values.* in, present.* out:
     token ids in and out, prefill latency and decode tokens/s."""
     from edgec.generate import generate
@@ -41,7 +43,7 @@ def generate_cmd(artifact, prompt_ids, text, tokenizer, max_new_tokens, threads,
         ids = tok.encode(text).ids
     else:
         ids = _ids(prompt_ids)
-    g = generate(artifact, ids, max_new_tokens, threads)
+    g = generate(artifact, ids, max_new_tokens, threads, eos_id)
     out = g.to_json()
     if tok is not None:
         out["text"] = tok.decode(g.tokens)
@@ -55,4 +57,8 @@ def generate_cmd(artifact, prompt_ids, text, tokenizer, max_new_tokens, threads,
                f"{g.decode_tokens_per_s:.1f} tokens/s")
     if stats:
         click.echo(f"load: {out['load_ms']:.0f} ms; peak RSS: {g.peak_rss_mib:.0f} MiB "
-                   f"({g.peak_rss_mib - g.rss_before_mib:.0f} MiB above the {g.rss_before_mib:.0f} MiB before loading)")
+                   f"({g.peak_rss_mib - g.rss_before_mib:.0f} MiB above the {g.rss_before_mib:.0f} MiB before loading, "
+                   "load and prefill included)")
+        bar = g.memory_bar
+        click.echo(bar.line() if bar else "peak RSS against weights + KV cache: the artifact does not record its "
+                   "weight bytes (compiled before edgec recorded them: recompile)")

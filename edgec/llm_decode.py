@@ -31,9 +31,11 @@ class CacheInput:
     head_dim: int
 
 
-def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str]) -> list[CacheInput]:
+def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str] | dict[str, tuple]) -> list[CacheInput]:
     """The model's past inputs paired with their present outputs (`past_key_values.0.key` ->
-    `present.0.key`); the layout is read from the static dims of the input's shape."""
+    `present.0.key`); the layout is read from the static dims of the input's shape, or of the
+    present's when the input leaves them symbolic (onnxruntime-genai's builder names the head size
+    `kv_cache_dim`; pass `output_names` as a name -> shape dict then)."""
     out = []
     for name, shape in input_shapes.items():
         if not name.startswith("past_key_values."):
@@ -41,6 +43,8 @@ def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str]) -> lis
         present = "present." + name[len("past_key_values."):]
         if present not in output_names:
             raise ValueError(f"input '{name}' has no output '{present}' to feed it on the next step")
+        if isinstance(output_names, dict) and len(shape) == 4 and len(output_names[present]) == 4:
+            shape = [d if isinstance(d, int) else o for d, o in zip(shape, output_names[present])]
         if len(shape) != 4 or not isinstance(shape[1], int) or not isinstance(shape[3], int):
             raise ValueError(f"input '{name}' has shape {list(shape)}; expected [batch, kv_heads, past, head_dim]")
         out.append(CacheInput(name, present, shape[1], shape[3]))
@@ -82,10 +86,11 @@ def prefill_feed(input_shapes: dict[str, tuple], ids: np.ndarray) -> dict[str, n
 
 
 def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], prompt: np.ndarray,
-                  decode_steps: int, keep_steps: bool = True) -> Decoded:
+                  decode_steps: int, keep_steps: bool = True, eos: int | None = None) -> Decoded:
     """Prefill `prompt` [batch, n] from an empty cache, then `decode_steps` calls of one token
     each, every one fed the previous call's greedy token and presents. `tokens` holds the
-    decode_steps + 1 greedy tokens (the prefill's and every step's)."""
+    decode_steps + 1 greedy tokens (the prefill's and every step's), fewer when every row has
+    produced `eos` (the end-of-sequence id, kept as the last token)."""
     batch = prompt.shape[0]
     past = {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}
     ids, past_len = prompt.astype(np.int64), 0
@@ -100,6 +105,8 @@ def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], 
             res.steps.append(out)
         ids = np.argmax(out["logits"][:, -1, :], axis=-1).astype(np.int64)[:, None]
         tokens.append(ids[:, 0])
+        if eos is not None and np.any(np.stack(tokens, axis=1) == eos, axis=1).all():
+            break
         past = {c.name: out[c.present] for c in cache}
         past_len += n
     res.tokens = np.stack(tokens, axis=1)

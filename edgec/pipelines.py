@@ -56,7 +56,8 @@ STAGES: tuple[Stage, ...] = (
     Stage(LAYOUT_PIPELINE, _O2_UP, frozenset({"NHWC"})),
     # channels padded to the CPU backend's vector block (the block comes from the target: see api.optimize)
     Stage("pad-channels", _O2_UP, frozenset({"NCHW"})),
-    Stage("fold-transposes,simplify-slice-concat,eliminate-dead-code,infer-shapes", _O2_UP),
+    # LM heads read transposed: the weight stored transposed (a tied embedding reads that one copy)
+    Stage("store-transposed-weights,fold-transposes,simplify-slice-concat,eliminate-dead-code,infer-shapes", _O2_UP),
 )
 
 LEVELS = (0, 1, 2, 3)

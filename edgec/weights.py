@@ -7,10 +7,12 @@ at load time, and an x86-64 library with more than 2 GiB of .rodata overflows th
 model. So the backend turns initializers of at least `MIN_TENSOR_BYTES` into parameters of the
 compiled function, and `write_weights` copies their bytes straight from the model's external data
 file into `weights.bin` (kernel-side `copy_file_range`; nothing passes through this process's
-memory). `open_weights` maps them back copy-on-write, so a run shares the page cache.
+memory). `open_weights` maps the file back once, copy-on-write, so a run shares the page cache
+and holds each weight once: only the pages its kernels touch become resident.
 
 Layout: each tensor's raw little-endian bytes at a 4096-aligned offset; the index (name, dtype,
-shape, offset, nbytes) lives in metadata.json under "weights".
+shape, offset, nbytes, and "access": "rows" for a table read a few rows at a time, such as a
+token embedding) lives in metadata.json under "weights".
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from edgec.errors import ArtifactError
 WEIGHTS_FILE = "weights.bin"
 ALIGN = 4096
 MIN_TENSOR_BYTES = 1 << 20   # smaller initializers stay constants inside the library
-AUTO_TOTAL_BYTES = 512 << 20  # "auto": use a weights file when the initializers total at least this
+# with a weights file, arrays the compile computes (repacked quantized weights, folded constants)
+# of at least this size go to it too (targets/tvm/weights.py lift_large_constants)
+MIN_CONSTANT_BYTES = 64 << 10
+AUTO_TOTAL_BYTES = 512 << 20  # "auto": use a weights file when the initializers total at least this,
+AUTO_SYMBOLIC_BYTES = 16 << 20  # or this with symbolic dims (LLMs: weights mapped once, not deserialized)
 _CHUNK = 64 << 20
 
 Source = Union[ir.TensorProtocol, Callable[[], np.ndarray]]
@@ -122,22 +128,88 @@ def tensor_item(name: str, t: ir.TensorProtocol) -> tuple[str, Source, tuple[int
     return name, t, tuple(int(d) for d in t.shape), str(np.dtype(t.dtype.numpy()))
 
 
+def row_tables(model: ir.Model) -> set[str]:
+    """Initializers read only as Gather's table (token embeddings): a run reads a few rows of them,
+    so their pages are released after each call (MappedWeights.release_rows). A table that
+    something else reads whole is not one (releasing it would fault it in again every call)."""
+    out = set()
+    for name, v in model.graph.initializers.items():
+        uses = list(v.uses())
+        if uses and all(n.op_type == "Gather" and n.domain in ("", "ai.onnx") and i == 0 for n, i in uses):
+            out.add(name)
+    return out
+
+
+class MappedWeights:
+    """An artifact's weights.bin mapped once (see open_weights): `arrays` in index order, and
+    `release_rows()` to drop the pages of "rows" tables from this process's resident set."""
+
+    def __init__(self, mapped, arrays: list[np.ndarray], rows: list[tuple[int, int]]):
+        self._mapped, self.arrays, self._rows = mapped, arrays, rows
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self._rows)
+
+    def release_rows(self) -> None:
+        """Unmap the resident pages of the row tables (madvise DONTNEED; the mapping stays, the
+        page cache keeps them): a call reads a few rows, but the kernel maps whole page-cache
+        folios around each (ext4 on Linux 6.x: ~1 MiB per row read, MADV_RANDOM or not), so
+        without this a token embedding became resident almost whole after ~150 tokens. The
+        next call faults its rows in again (minor faults). The pages were never written
+        (private mapping, read only by the kernels), so nothing is lost."""
+        for start, length in self._rows:
+            _advise(self._mapped, "MADV_DONTNEED", start, length)
+
+
 def open_weights(artifact_dir: str | os.PathLike, index: dict) -> list[np.ndarray]:
-    """Map the weights an artifact's metadata lists (copy-on-write, so the arrays are writable
-    for DLPack but never change the file). One-line ArtifactError when the file is missing or short."""
+    """The weights an artifact's metadata lists, mapped (map_weights)."""
+    return map_weights(artifact_dir, index).arrays
+
+
+def map_weights(artifact_dir: str | os.PathLike, index: dict) -> MappedWeights:
+    """Map the weights an artifact's metadata lists: the file mapped once, copy-on-write (the
+    arrays are writable for DLPack but never change the file), each weight a view of it. Tables
+    marked "access": "rows" are advised random access (no read-ahead from disk: only the rows
+    read are loaded). One-line ArtifactError when the file is missing or short."""
+    import mmap
+
     path = Path(artifact_dir) / index.get("file", WEIGHTS_FILE)
     if not path.is_file():
         raise ArtifactError(f"{path}: weights file missing (the artifact's metadata.json lists {len(index['tensors'])} weights)")
     size = path.stat().st_size
-    out = []
     for e in index["tensors"]:
         if e["offset"] + e["nbytes"] > size:
             raise ArtifactError(f"{path}: weight '{e['name']}' [{e['offset']}, {e['offset'] + e['nbytes']}) "
                                 f"exceeds the file ({size} bytes)")
-        shape = tuple(e["shape"])
+    mapped = _map_private(path) if size else None
+    out, rows = [], []
+    for e in index["tensors"]:
+        dtype, shape = np.dtype(e["dtype"]).newbyteorder("<"), tuple(e["shape"])
         if e["nbytes"] == 0:
-            out.append(np.zeros(shape, dtype=e["dtype"]))
+            out.append(np.zeros(shape, dtype=dtype))
             continue
-        out.append(np.memmap(path, dtype=np.dtype(e["dtype"]).newbyteorder("<"), mode="c", offset=e["offset"],
-                             shape=shape))
-    return out
+        out.append(np.frombuffer(mapped, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)),
+                                 offset=e["offset"]).reshape(shape))
+        if e.get("access") == "rows":
+            start = e["offset"] // mmap.PAGESIZE * mmap.PAGESIZE
+            rows.append((start, e["offset"] + e["nbytes"] - start))
+            _advise(mapped, "MADV_RANDOM", *rows[-1])
+    return MappedWeights(mapped, out, rows)
+
+
+def _map_private(path: Path):
+    import mmap
+
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+def _advise(mapped, advice: str, start: int, length: int) -> None:
+    import mmap
+
+    if hasattr(mapped, "madvise") and hasattr(mmap, advice):
+        try:
+            mapped.madvise(getattr(mmap, advice), start, length)
+        except (OSError, ValueError):  # only a hint
+            pass

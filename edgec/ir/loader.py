@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 
 from edgec.errors import ModelLoadError, ModelValidationError
 from edgec.ir.domains import ONNX_DOMAINS, canonicalize_onnx_domain
+from edgec.ir.ort_schemas import register_onnxruntime_onnx_domain_ops
 from edgec.ir.safety import (
     DEFAULT_MAX_NODES,
     DEFAULT_MAX_TENSOR_BYTES,
@@ -28,6 +29,8 @@ from edgec.ir.safety import (
     unknown_minus_one_dims,
 )
 from edgec.safe_read import check_regular_file, read_regular_file
+
+register_onnxruntime_onnx_domain_ops()  # before any onnx checker or shape inference on a loaded model
 
 
 def _iter_tensors(graph: onnx.GraphProto):
@@ -146,9 +149,33 @@ def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
     try:
         infer_shapes_bounded(proto, file, max_tensor_bytes, strict_mode=True)
     except onnx.shape_inference.InferenceError as e:
-        raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(e)}") from None
+        if not proto.graph.value_info:
+            raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(e)}") from None
+        _drop_wrong_value_info(proto, file, max_tensor_bytes, e)
     except UnicodeDecodeError:
         raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
+
+
+def _drop_wrong_value_info(proto: onnx.ModelProto, file: str, max_tensor_bytes: int, error: Exception) -> None:
+    """The graph's value_info (shape annotations of intermediate values) contradicts shape
+    inference. onnxruntime-genai's model builder declares the outputs of its [1]-shaped Constant
+    nodes as scalars (onnxruntime overrides such annotations). The annotations of Constant
+    outputs, whose type and shape the node itself fixes, are dropped; the model is refused if it
+    is still inconsistent (the other annotations stay: they type the outputs of contrib ops,
+    which onnx cannot infer)."""
+    constants = {o for n in proto.graph.node if n.op_type == "Constant" and n.domain in ONNX_DOMAINS for o in n.output}
+    hints = list(proto.graph.value_info)
+    kept = [vi for vi in hints if vi.name not in constants]
+    if len(kept) == len(hints):
+        raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(error)}") from None
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(kept)
+    try:
+        infer_shapes_bounded(proto, file, max_tensor_bytes, strict_mode=True)
+    except onnx.shape_inference.InferenceError:
+        del proto.graph.value_info[:]
+        proto.graph.value_info.extend(hints)
+        raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(error)}") from None
 
 
 def _first_line(e: Exception) -> str:

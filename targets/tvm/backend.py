@@ -18,7 +18,7 @@ from edgec.targets.tvm.lower import lower_model
 from edgec.targets.tvm.schedules.int8_dot import dot_instructions
 from edgec.targets.tvm.symbolic import format_dim
 from edgec.targets.tvm.weights import write_weight_plan
-from edgec.weights import WEIGHTS_FILE
+from edgec.weights import MIN_CONSTANT_BYTES, WEIGHTS_FILE, row_tables
 
 
 @dataclass
@@ -97,12 +97,17 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         files, kernels = build_gpu(optimize_relax(mod, target), spec, target, out_dir, lib_name)
         return BackendResult(lib_name, str(target), {**report.to_json(), "device_kernels": kernels}, tuple(files),
                              output_shapes=shapes)
-    res = build_library(mod, spec, out_dir / lib_name, recs, threads)
+    res = build_library(mod, spec, out_dir / lib_name, recs, threads,
+                        None if weight_min_bytes is None else min(weight_min_bytes, MIN_CONSTANT_BYTES))
     weights = None
-    if report.weights:
+    if res.weight_plan:  # initializers as parameters, and constants lifted (build.optimize_relax)
         inits = model.graph.initializers
         sources = [(n, inits[n].const_value) for n in report.weights]
         entries = write_weight_plan(res.weight_plan, sources, out_dir / WEIGHTS_FILE)
+        rows = row_tables(model)
+        for e in entries:
+            if e["name"] in rows:
+                e["access"] = "rows"
         weights = {"file": WEIGHTS_FILE, "tensors": entries}
     lowering = {**report.to_json(), "schedules": res.schedules}
     if res.generic_kernels:  # which kernels run generic code (schedules.GENERIC_RULES), by rule

@@ -16,7 +16,12 @@ from edgec.targets.dot import dot_instructions
 from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
 from edgec.targets.tvm.schedules import apply_schedules, context_for
-from edgec.targets.tvm.weights import PACK_MAX_BYTES, lift_weight_transforms, weight_param_names
+from edgec.targets.tvm.weights import (
+    PACK_MAX_BYTES,
+    lift_large_constants,
+    lift_weight_transforms,
+    weight_param_names,
+)
 
 
 @dataclass
@@ -64,11 +69,13 @@ def unfused_scalar_param_kernels(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
 
 
 def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None,
-                   weight_plan: list | None = None) -> tvm.IRModule:
+                   weight_plan: list | None = None, lift_min_bytes: int | None = None) -> tvm.IRModule:
     """Graph-level Relax passes before codegen: blocked layout (CPU), legalize, fold, fuse into
     TIR kernels. Weight layout transforms act on constants and are folded here; on weight
     parameters (lowered with a weights file) they are lifted out of `main` (targets.tvm.weights),
-    and `weight_plan`, if given, receives the plan of `main`'s weight parameters."""
+    and `weight_plan`, if given, receives the plan of `main`'s weight parameters. With
+    `lift_min_bytes` (a weights file), constants at least that big become weight parameters
+    too (lift_large_constants)."""
     with target:
         mod = relax.transform.DecomposeOpsForInference()(mod)
         mod = relax.transform.CanonicalizeBindings()(mod)
@@ -91,10 +98,14 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
     ])
     with target:
         mod = legalize(mod)
+        plan = []
         if weights:
             mod, plan = lift_weight_transforms(mod)
-            if weight_plan is not None:
-                weight_plan.extend(plan)
+        if lift_min_bytes is not None:
+            mod, consts = lift_large_constants(mod, lift_min_bytes)
+            plan = plan + consts
+        if weight_plan is not None:
+            weight_plan.extend(plan)
         return fuse(mod)
 
 
@@ -121,13 +132,13 @@ def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, use
 
 def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None,
                 used: dict | None = None, records=None, threads: int | None = None,
-                weight_plan: list | None = None, generic: dict | None = None):
+                weight_plan: list | None = None, generic: dict | None = None, lift_min_bytes: int | None = None):
     """Optimize, schedule and compile a Relax module; returns TVM's executable. `used` collects
     how many kernels each schedule rule (or tuning record) took; `weight_plan` the plan of the
-    weight parameters (see optimize_relax)."""
+    weight parameters (see optimize_relax, as `lift_min_bytes`)."""
     target = target or tvm_target(spec)
     with backend_stage("graph optimization (blocked layout, legalize, fusion)"):
-        mod = optimize_relax(mod, target, spec, weight_plan)
+        mod = optimize_relax(mod, target, spec, weight_plan, lift_min_bytes)
     with backend_stage("schedules"):
         mod = schedule(mod, spec, target, used, records, threads, generic)
     with backend_stage("code generation"):
@@ -150,13 +161,15 @@ def backend_stage(name: str):
 
 
 def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=None,
-                  threads: int | None = None) -> BuildResult:
+                  threads: int | None = None, lift_min_bytes: int | None = None) -> BuildResult:
+    """Build and export `mod`; with `lift_min_bytes` (a weights file), the result's
+    weight_plan lists the weight parameters to write (see optimize_relax)."""
     target = tvm_target(spec)
     fcompile = cross_fcompile(spec)
     used: dict = {}
     plan: list = []
     generic: dict = {}
-    ex = build_relax(mod, spec, target, used, records, threads, plan, generic)
+    ex = build_relax(mod, spec, target, used, records, threads, plan, generic, lift_min_bytes)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))

@@ -9,12 +9,17 @@ from edgec.errors import ArtifactError, TargetError
 from edgec.targets.registry import TargetSpec, missing_host_features, spec_from_json
 from edgec.targets.tvm.emulate import host_arch, run_bundle
 from edgec.targets.tvm.runtime import LoadedModel
-from edgec.weights import open_weights
+from edgec.weights import map_weights
 
 
 def load(art, threads: int | None = None) -> LoadedModel:
-    weights = open_weights(art.path, art.weights) if art.weights else None
-    return LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads, weights)
+    """`art` loaded in this process: its weights.bin mapped, the naive allocator for symbolic dims
+    (LoadedModel)."""
+    weights = map_weights(art.path, art.weights) if art.weights else None
+    symbolic = any(not isinstance(d, int) for t in art.inputs for d in t.shape)
+    return LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads,
+                       weights.arrays if weights else None, allocator="naive" if symbolic else "pooled",
+                       after_run=weights.release_rows if weights and weights.has_rows else None)
 
 
 def spec_for(art) -> TargetSpec:

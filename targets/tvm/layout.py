@@ -186,12 +186,22 @@ def legalize_map(lanes: int = 0, weights: frozenset[str] = frozenset(), dot: str
     _DOT[0] = dot
     out = {"relax.nn.conv2d": _legalize_conv2d, "relax.tanh": _legalize_tanh}
     if lanes:
+        out["relax.take"] = _legalize_take
         out["relax.matmul"] = _legalize_matmul  # vectorizable polynomial exp/erf (libm's are scalar calls): softmax, GELU
         out["relax.exp"] = _fast("fast_exp")
         out["relax.erf"] = _fast("fast_erf")
         out["relax.nn.gelu"] = _legalize_gelu
         out["relax.sigmoid"] = _legalize_sigmoid
         out["relax.nn.softmax"] = _legalize_softmax
+    return out
+
+
+def _legalize_take(bb, call):
+    out = packing.legalize_take_columns(bb, call, _LANES[0], _WEIGHTS[0])
+    if out is None:
+        from tvm.relax.transform.legalize_ops.index import _take
+
+        return _take(bb, call)
     return out
 
 

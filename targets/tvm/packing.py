@@ -85,6 +85,33 @@ def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call, lanes: int, weight
     return bb.call_te(matmul_packed, a, packed, n=n, primfunc_name_hint="matmul_packed")
 
 
+def legalize_take_columns(bb: relax.BlockBuilder, call: relax.Call, lanes: int, weights: frozenset[str] = frozenset()):
+    """take(w, idx, axis=1) of a 2-D fp32 weight parameter w [K, N] named in `weights` (a token
+    embedding stored transposed, the LM head's B: passes/layout/store_transposed_weights.py),
+    reading w in the packed layout `legalize_matmul` gives it: the same layout_transform, so the
+    weights file stores one copy (lift_weight_transforms keys the lifted copy by weight and
+    transform) and a token's column is read from the head's panels. The indices are in range
+    (the Gather lowering wraps negatives and guards the rest). None when it does not apply."""
+    w, idx = call.args
+    if not (lanes and type(w) is relax.Var and is_weight(w, weights) and w.ty.ndim == 2
+            and int(call.attrs.axis) % 2 == 1 and str(w.ty.dtype) == "float32"):
+        return None
+    if not all(isinstance(d, tirx.IntImm) for d in w.ty.shape) or not str(idx.ty.dtype).startswith("int"):
+        return None
+    k, n = _ints(w.ty.shape)
+    jt = pick_panel(n, lanes)
+    packed = bb.normalize(relax.op.layout_transform(w, index_map=lambda kk, j: (j // jt, kk, j % jt),
+                                                    pad_value=0.0 if n % jt else None))
+
+    def take_columns(bp, ids):
+        def value(kk, *i):
+            t = ids[i].astype("int64")
+            return bp[tirx.floordiv(t, jt), kk, tirx.floormod(t, jt)]
+        return te.compute((k, *ids.shape), value, name="edgec_take_columns")
+
+    return bb.call_te(take_columns, packed, idx, primfunc_name_hint="take_columns")
+
+
 def pick_row_tile(ow: int, lanes: int) -> int:
     """Pixels per depthwise tile: whole vectors, least padded width (narrow vectors cost more)."""
     best, best_cost = lanes, None

@@ -86,22 +86,32 @@ def _aligned_empty(shape: tuple, dtype: np.dtype, align: int = 64) -> np.ndarray
 class LoadedModel:
     """`weights`: arrays for the library's weight parameters (an artifact's weights.bin, mapped by
     edgec.weights.open_weights), passed after the inputs on every call. They are handed to TVM
-    through DLPack, without a copy: the pages stay the file's, shared with the page cache."""
+    through DLPack, without a copy: the pages stay the file's, shared with the page cache.
+
+    `allocator`: the VM's memory allocator, "pooled" (TVM's default: freed buffers are kept for
+    a later request of the same size, so a static-shape model allocates nothing after its first
+    call) or "naive" (freed at once). Models with symbolic dims need "naive": their buffer sizes
+    change from call to call (a decoder's KV cache grows by one row per token), so the pool would
+    keep every size ever used — a 32-token GPT-2 decode grew it by ~400 MiB, and it grows with
+    the square of the generated length.
+
+    `after_run`: called after every run (edgec.weights.MappedWeights.release_rows)."""
 
     def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None,
-                 weights: list[np.ndarray] | None = None):
+                 weights: list[np.ndarray] | None = None, allocator: str = "pooled", after_run=None):
         # TVM's worker threads spin between kernels (its default, like onnxruntime's
         # allow_spinning=1): waking sleeping workers for each of MobileNetV2's ~65 parallel kernels
         # cost 20% of its latency (4.2 vs 5.2 ms). Set TVM_THREAD_POOL_SPIN_COUNT=0 when another
         # runtime computes in this process between edgec calls.
         set_threads(threads)
-        self.vm = relax.VirtualMachine(load_library(library), tvm.cpu())
+        self.vm = relax.VirtualMachine(load_library(library), tvm.cpu(), memory_cfg=allocator)
         self._main = self.vm["main"]  # looked up once: a per-call lookup is measurable on small models
         self.input_names, self.output_names = input_names, output_names
         self._weights = list(weights or [])  # keeps the mappings alive as long as TVM uses them
         self.weight_args = [tvm.runtime.from_dlpack(w) for w in self._weights]
         self._weight_ptrs = {w.ctypes.data for w in self._weights if w.size}
         self._staging: dict[int, tuple] = {}  # input index -> (aligned numpy buffer, TVM tensor of it)
+        self._after_run = after_run
 
     def _arg(self, i: int, a: np.ndarray):
         """(input `i` for the VM, the address of its data): the caller's array itself through
@@ -143,6 +153,9 @@ class LoadedModel:
             if GUARD_PREFIX in msg:
                 raise GuardError(msg[msg.index(GUARD_PREFIX):]) from None
             raise
+        finally:
+            if self._after_run is not None:
+                self._after_run()
         items = list(out) if not hasattr(out, "numpy") else [out]
         ptrs = {p for _, p in staged} | self._weight_ptrs
         return {n: self._result(o, ptrs) for n, o in zip(self.output_names, items)}

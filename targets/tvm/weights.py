@@ -9,6 +9,13 @@ With weights as function parameters, the same legalizations emit it on the param
 **one weight at a time** (map it, run the transform kernel, write the result, unmap), so the
 compile holds at most one weight and its packed copy, and the run gets packed weights with no
 work at load. Only weights up to PACK_MAX_BYTES are packed, which bounds that copy.
+
+Weights a lowering computes itself at compile time (MatMulNBits repacks its packed integers into
+its kernel's layout) are Relax constants, and so are weights folded by FoldConstant; with a
+weights file, `lift_large_constants` turns every constant of at least the weights-file threshold
+into a parameter too, written from its value: the library then holds code and small constants
+only, and every big array is mapped once from weights.bin at run time (an embedded constant lives
+in the mapped library and again as the runtime's deserialized copy).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class WeightParam:
     dtype: str
     func: tvm.tirx.PrimFunc | None = None
     label: str = ""
+    value: object = None  # a constant lifted by lift_large_constants (a TVM tensor): written as is
 
 
 def _tensor_info(ty) -> tuple[tuple[int, ...], str] | None:
@@ -128,10 +136,49 @@ def lift_weight_transforms(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[Weight
     return mod, [plan[i] for i in keep] + plan_new
 
 
+@relax.expr_functor.mutator
+class _ConstantLifter(relax.PyExprMutator):
+    """Replaces constants of at least `min_bytes` by new variables (one per constant object)."""
+
+    def __init__(self, mod: tvm.IRModule, min_bytes: int):
+        super().__init__(mod)
+        self.min_bytes = min_bytes
+        self.lifted: dict = {}  # constant -> (its new variable, its value)
+
+    def visit_generic_const_(self, c):
+        arr = c.value
+        if not isinstance(arr, tvm.runtime.Tensor) or not isinstance(c.ty, relax.TensorType):
+            return c
+        nbytes = int(np.prod(arr.shape, dtype=np.int64)) * np.dtype(str(arr.dtype)).itemsize
+        if nbytes < self.min_bytes:
+            return c
+        if c not in self.lifted:
+            self.lifted[c] = (relax.Var(f"edgec_const{len(self.lifted)}", c.ty), arr)
+        return self.lifted[c][0]
+
+
+def lift_large_constants(mod: tvm.IRModule, min_bytes: int) -> tuple[tvm.IRModule, list[WeightParam]]:
+    """Turn constants of `main` of at least `min_bytes` into new weight parameters (after the
+    existing ones); returns the module and their plan entries (`value` set), in order."""
+    func = mod["main"]
+    lifter = _ConstantLifter(mod, min_bytes)
+    body = lifter.visit_expr(func.body)
+    if not lifter.lifted:
+        return mod, []
+    new_vars = [v for v, _ in lifter.lifted.values()]
+    new = relax.Function(list(func.params) + new_vars, body, func.ret_ty, func.is_pure, func.attrs)
+    mod = tvm.IRModule({gv: f for gv, f in mod.functions.items()}, attrs=mod.attrs)
+    mod["main"] = new
+    plan = [WeightParam(-1, tuple(int(d) for d in arr.shape), str(arr.dtype), label=v.name, value=arr)
+            for v, arr in lifter.lifted.values()]
+    return mod, plan
+
+
 def write_weight_plan(plan: list[WeightParam], sources: list[tuple[str, object]], path: str | Path) -> list[dict]:
     """Write the weight parameters of `plan` to the weights file `path`. `sources`: the lowered
     function's weights as (name, onnx-ir tensor), in parameter order. Plain weights are copied;
-    transformed ones are computed here on the host, one at a time."""
+    transformed ones are computed here on the host, one at a time; lifted constants are written
+    from their values."""
     funcs = list({id(p.func): p.func for p in plan if p.func is not None}.values())
     built = {}
     if funcs:
@@ -151,6 +198,9 @@ def write_weight_plan(plan: list[WeightParam], sources: list[tuple[str, object]]
 
     items = []
     for p in plan:
+        if p.value is not None:
+            items.append((p.label, (lambda v=p.value: np.from_dlpack(v)), p.shape, p.dtype))
+            continue
         name, t = sources[p.source]
         if p.func is None:
             items.append((name, t, p.shape, p.dtype))

@@ -43,6 +43,18 @@ def test_generate_matches_onnxruntime_greedy(run_cli, art):
     assert r.code == 0 and "tokens/s" in r.out and "peak RSS" in r.out, r
 
 
+def test_generate_stops_after_the_eos_id(run_cli, art):
+    prompt = [5, 17, 200, 3]
+    want = _ort_tokens(prompt, 12)
+    eos = want[4]
+    stop = want.index(eos) + 1  # the first time it comes
+    r = run_cli("generate", art.path, "--prompt-ids", ",".join(map(str, prompt)), "--max-new-tokens", "12",
+                "--eos-id", str(eos), "--json")
+    assert r.code == 0, r
+    res = json.loads(r.out)
+    assert res["tokens"] == want[:stop] and res["decode_steps"] == stop - 1
+
+
 def test_generate_text_through_a_tokenizer(run_cli, art, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 

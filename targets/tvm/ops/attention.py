@@ -150,7 +150,7 @@ def _attention(ctx, node, q, k, v, mask, past_k, past_v, nonpad, scale_dtype=Non
             raise Unsupported(f"softmax_precision {precision} is not supported")
         if pdt != dt:
             logits = ctx.emit(_R.astype(logits, pdt))
-    probs = _safe_softmax(ctx, logits)
+    probs = safe_softmax(ctx, logits)
     if bias is not None:
         bmax = ctx.emit(_R.max(bias, axis=-1, keepdims=True))
         all_masked = ctx.emit(_R.equal(bmax, const(-np.inf, dtype_of(bmax))))
@@ -185,7 +185,7 @@ def scores(ctx, q, k):
     return ctx.bb.emit_te(te_scores, q, k, primfunc_name_hint="attention_scores")
 
 
-def _safe_softmax(ctx, x):
+def safe_softmax(ctx, x):
     """Softmax over the last axis that maps an all -inf row to zeros (onnx's reference)."""
     dt = dtype_of(x)
     m = ctx.emit(_R.max(x, axis=-1, keepdims=True))

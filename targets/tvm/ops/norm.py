@@ -60,11 +60,15 @@ def layer_norm(ctx, node, xs):
 
 @lowers("RMSNormalization")
 def rms_norm(ctx, node, xs):
-    x, scale = xs[0], xs[1]
-    s = shape_of(x)
-    if s is None:
+    rank = xs[0].ty.ndim
+    if rank < 0:
         return NotImplemented
-    axes = _axes_from(node, len(s))
+    return rms_normalize(ctx, node, xs[0], xs[1], _axes_from(node, rank))[0]
+
+
+def rms_normalize(ctx, node, x, scale, axes: list[int]):
+    """(X / sqrt(mean(X^2 over axes) + epsilon) * scale, 1 / sqrt(...) kept in the stash type):
+    ONNX RMSNormalization and onnxruntime's (Skip)SimplifiedLayerNormalization (ops/ort_norm.py)."""
     eps = float(attr(node, "epsilon", 1e-5))
     dt = dtype_of(x)
     xu = _stash(ctx, node, x)
@@ -74,7 +78,8 @@ def rms_norm(ctx, node, xs):
     norm = ctx.emit(_R.divide(xu, rms))
     if sdt != dt:
         norm = ctx.emit(_R.astype(norm, dt))
-    return _R.multiply(norm, scale)
+    y = ctx.emit(_R.multiply(norm, scale))
+    return y, _R.divide(const(1.0, sdt), rms)
 
 
 @lowers("LpNormalization")
