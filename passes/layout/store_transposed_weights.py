@@ -67,12 +67,20 @@ def _candidate(w: ir.Value) -> bool:
     return t is not None and w.shape is not None and len(w.shape) == 2 and t.nbytes <= MAX_BYTES
 
 
+def _folded_size(w: ir.Value) -> bool:
+    """A 2-D initializer fold-constants could have computed (at most its max_bytes): only those
+    are compared by value (comparing reads both whole: large weights stay unread)."""
+    from edgec.passes.cleanup.fold_constants import FoldConstants
+
+    return _candidate(w) and w.const_value.nbytes <= FoldConstants.options["max_bytes"]
+
+
 def _stored_transpose(g: ir.Graph, w: ir.Value) -> ir.Value | None:
     """Another initializer holding exactly w^T (same dtype), or None."""
     rows, cols = w.shape
     arr = None
     for other in g.initializers.values():
-        if other is w or not _candidate(other) or other.is_graph_input() or other.type != w.type:
+        if other is w or not _folded_size(other) or other.is_graph_input() or other.type != w.type:
             continue
         if tuple(other.shape) != (cols, rows):
             continue
@@ -121,7 +129,7 @@ class StoreTransposedWeights(Pass):
             g.initializers.pop(name)
             changed = True
         for name, w in list(g.initializers.items()):  # tables whose transpose is already an initializer
-            readers = _readers(w) if _candidate(w) and not w.is_graph_input() else None
+            readers = _readers(w) if _folded_size(w) and not w.is_graph_input() else None
             if readers is None or readers[0] or not readers[1] or any(n.graph is not g for n in readers[1]):
                 continue
             wt = _stored_transpose(g, w)

@@ -25,9 +25,7 @@ import numpy as np
 import pytest
 
 from edgec.api import CompileOptions, compile_model
-from edgec.llm_decode import cache_inputs, compare_decodes, describe, greedy_decode
-from edgec.reference import ort_session
-from edgec.targets.tvm.execute import load
+from tests.e2e.test_llm_decode import _decode_both, assert_decodes_match
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 FIXTURES = ["tiny_genai_llama_fp32.onnx", "tiny_genai_llama_int4.onnx"]
@@ -39,15 +37,6 @@ def compiled(request, tmp_path_factory):
     path = MODELS / request.param
     art = compile_model(path, tmp_path_factory.mktemp("genai") / "art", CompileOptions(target="host", symbolic_dims=True))
     return path, art
-
-
-def _decode_both(path, art, prompt, steps):
-    sess = ort_session(str(path))
-    names = [o.name for o in sess.get_outputs()]
-    cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs})
-    inputs = [t.name for t in art.inputs]
-    return (greedy_decode(load(art).run, cache, inputs, prompt, steps),
-            greedy_decode(lambda feed: dict(zip(names, sess.run(names, feed))), cache, inputs, prompt, steps))
 
 
 def test_builder_ops_lowered_by_edgec_with_symbolic_dims(compiled):
@@ -70,18 +59,13 @@ def test_prefill_and_32_decode_steps_match_onnxruntime(compiled, prompt_len):
     if "int4" in path.name and prompt_len == 128:
         pytest.skip("int8 activation rounding flips amplify 1e-7 upstream differences (module docstring)")
     prompt = np.random.default_rng(prompt_len).integers(0, art.outputs[0].shape[-1], (1, prompt_len))
-    got, ref = _decode_both(path, art, prompt, 32)
-    checks, same = compare_decodes(got, ref, atol=1e-3)
-    assert len(checks) == 33 and all(c.ok for c in checks) and same, describe(checks, same)
+    got = assert_decodes_match(path, art, prompt, 32)
     assert got.steps[-1]["present.0.key"].shape[2] == prompt_len + 32
 
 
 def test_batch_of_two(compiled):
     path, art = compiled
-    prompt = np.random.default_rng(7).integers(0, art.outputs[0].shape[-1], (2, 5))
-    got, ref = _decode_both(path, art, prompt, 3)
-    checks, same = compare_decodes(got, ref, atol=1e-3)
-    assert all(c.ok for c in checks) and same, describe(checks, same)
+    assert_decodes_match(path, art, np.random.default_rng(7).integers(0, art.outputs[0].shape[-1], (2, 5)), 3)
 
 
 def test_generate_runs_builder_models(compiled):
