@@ -106,11 +106,11 @@ def _runner(runtime: str, model: Path, threads: int):
 
         art = load_artifact(model.parent / f"{model.stem}.art")
         m = load(art, threads)
-        return m.run, [t.name for t in art.inputs], {t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs]
+        return m.run, [t.name for t in art.inputs], {t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs}
     sess = ort_session(str(model), threads=threads, optimized=True)
-    outs = [o.name for o in sess.get_outputs()]
+    outs = {o.name: tuple(o.shape) for o in sess.get_outputs()}  # shapes: a builder model's head size is on present
     ins = {i.name: tuple(i.shape) for i in sess.get_inputs()}
-    return (lambda feed: dict(zip(outs, sess.run(outs, feed)))), list(ins), ins, outs
+    return (lambda feed: dict(zip(outs, sess.run(list(outs), feed)))), list(ins), ins, outs
 
 
 def worker(runtime: str, model: Path, threads: int, prompt: int, steps: int, vocab: int) -> dict:

@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     art = load_artifact(a.artifact)
     model = load(art, a.threads)
     names = [t.name for t in art.inputs]
-    cache = cache_inputs({t.name: t.shape for t in art.inputs}, [t.name for t in art.outputs])
+    cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs})
     vocab = int(art.outputs[[t.name for t in art.outputs].index("logits")].shape[-1])
     feed = (prefill_feed(cache, names, a.past, vocab) if a.prefill
             else decode_feed(model, cache, names, a.past, vocab))
