@@ -4,7 +4,8 @@ for edgec fp32 / int8-weight / int4-weight and onnxruntime on the same ONNX file
     python benchmarks/bench_llm.py --arch gpt2 --size 100m [--prompt 128] [--steps 32] [--rounds 3]
         [--threads 2] [--workdir build/llm-bench]
 
-What is measured, per (runtime, weights) pair, each in its own process, rounds interleaved:
+What is measured, per (runtime, weights) pair, each in its own process (thread pools spinning as they
+do by default: nothing else runs), rounds interleaved:
 - prefill: one call on a `--prompt`-token prompt from an empty cache (ms, median over rounds);
 - decode: `--steps` greedy steps of one token each (tokens/s from the median step time);
 - peak RSS of the process (MiB): over the whole run, and while decoding (the peak restarted after
@@ -97,7 +98,7 @@ def prepare(work: Path, arch: str, size: str, threads: int, int4=None) -> dict[s
     return paths
 
 
-def _runner(runtime: str, model: Path, threads: int):
+def _runner(runtime: str, model: Path, threads: int, worker: bool = False):
     from edgec.artifact import load_artifact
     from edgec.reference import ort_session
 
@@ -107,7 +108,14 @@ def _runner(runtime: str, model: Path, threads: int):
         art = load_artifact(model.parent / f"{model.stem}.art")
         m = load(art, threads)
         return m.run, [t.name for t in art.inputs], {t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs}
-    sess = ort_session(str(model), threads=threads, optimized=True)
+    if worker:  # timed: onnxruntime's defaults (all graph optimizations, spinning workers), as bench_models
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    else:
+        sess = ort_session(str(model), threads=threads, optimized=True)
     outs = {o.name: tuple(o.shape) for o in sess.get_outputs()}  # shapes: a builder model's head size is on present
     ins = {i.name: tuple(i.shape) for i in sess.get_inputs()}
     return (lambda feed: dict(zip(outs, sess.run(list(outs), feed)))), list(ins), ins, outs
@@ -126,7 +134,7 @@ def worker(runtime: str, model: Path, threads: int, prompt: int, steps: int, voc
     from edgec.reference import ort_session  # noqa: F401 - as above
 
     before = status_mib().get("VmRSS", peak_rss_mib())
-    run, names, shapes, outs = _runner(runtime, model, threads)
+    run, names, shapes, outs = _runner(runtime, model, threads, worker=True)
     cache = cache_inputs(shapes, outs)
     ids = np.random.default_rng(prompt).integers(0, vocab, (1, prompt))
     greedy_decode(run, cache, names, ids[:, :4], 2, keep_steps=False)  # warm-up
@@ -223,7 +231,9 @@ def weight_bytes(model: Path) -> tuple[int, int]:
 
 
 def _spawn(args: list[str]) -> dict:
-    env = dict(os.environ, TVM_THREAD_POOL_SPIN_COUNT="0")
+    # both runtimes keep their thread pools' default spinning (TVM's spin count, onnxruntime's
+    # allow_spinning=1), as in bench_models: each worker process runs alone on the cores
+    env = {k: v for k, v in os.environ.items() if k != "TVM_THREAD_POOL_SPIN_COUNT"}
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"worker {args} failed: {out.stderr[-2000:]}")
