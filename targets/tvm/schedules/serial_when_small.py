@@ -10,11 +10,12 @@ scheduler slice). Here each top-level parallel loop of such a kernel becomes
     if work < RUNTIME_SERIAL_WORK: the same loop nest, serial
     else:                          the parallel loop nest
 
-where `work` is the nest's innermost iterations as an expression of the symbolic dims. The bound
-is 4x the compile-time one: what these kernels are (copies, elementwise ops, the cache Concat)
-is memory-bound, so a second thread gains little, while waking it cost 0.2-4 ms when the other
-core was busy (GPT-2 decode step, load 8: the 50257-float logits copy 5 us on one thread, 0.2 ms
-minimum / 4.3 ms median on two; the cache Concat of 24 x 116K floats 1.13 vs 1.43 ms). Reshape
+where `work` is the nest's innermost iterations as an expression of the symbolic dims. The bound,
+2^14 (half the compile-time one), was measured on a quiet 2-core machine, one GPT-2 124M decode
+step at past 150, same run, against 2^17: int4 5.73-5.91 -> 4.64-5.06 ms with spinning workers,
+9.4-9.6 -> 8.3-8.4 ms with sleeping ones; fp32 12.8 -> 9.9 ms. 2^17 had been chosen on a machine
+loaded to 8 by other sessions, where waking the second core cost 0.2-4 ms per kernel: there the
+cache Concat (24 x 116K floats) ran 1.13 ms serial against 1.43 parallel. Reshape
 kernels are left alone (Relax replaces their calls by views when it recognizes the loop nest), so
 are kernels whose root block allocates a non-global intermediate (a "local" tile compacted to one
 task's registers would become a whole-tensor buffer used by both branches; a global one stays
@@ -26,7 +27,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax, s_tir, tirx
 
-RUNTIME_SERIAL_WORK = 1 << 17  # innermost iterations (vector lanes counted)
+RUNTIME_SERIAL_WORK = 1 << 14  # innermost iterations (vector lanes counted)
 
 
 def _work(stmt):
