@@ -163,7 +163,7 @@ def accuracy(paths: dict[str, Path], threads: int, prompt: int, steps: int, voca
         qrun = _runner("edgec", paths[v], threads)[0]
         forced = _forced(qrun, cache, names, ids, ref.tokens)
         cos = [_cosine(a["logits"][:, -1], b["logits"][:, -1]) for a, b in zip(forced, ref.steps)]
-        out[v] = min(cos)
+        out[v] = float(np.min(cos))  # NaN in any step propagates (Python min would skip it): MISSED
     return out
 
 
