@@ -59,6 +59,7 @@ class CompileOptions:
     weights_file: str = "auto"          # big initializers in weights.bin: "auto" (api.weight_min_bytes), "always", "never"
     plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
     quantize: tuple | None = None       # (pass, options) from edgec.quantize.quantize_options: runs before the pipeline
+    kv_cache: int | None = None         # --kv-cache MAX: decoder caches as buffers written in place (kv-cache-in-place)
 
 
 @dataclass
@@ -115,6 +116,9 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         qpass, qopts = opts.quantize
         text = f"fix-input-shapes,{PREPARE},{BEFORE.get(qpass, '')}{qpass},{text}"
         pass_options = {**(pass_options or {}), qpass: qopts}
+    if opts.kv_cache:
+        text = f"{text},kv-cache-in-place,eliminate-dead-code"
+        pass_options = {**(pass_options or {}), "kv-cache-in-place": {"max_length": int(opts.kv_cache)}}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
         from edgec.errors import PipelineError
@@ -176,6 +180,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         check_target(opts.quantize, spec)
     if opts.dim_bounds and not opts.symbolic_dims:
         raise PipelineError("--dim NAME=LO..HI bounds a symbolic dim: it needs --symbolic-dims")
+    if opts.kv_cache and not opts.symbolic_dims:
+        raise PipelineError("--kv-cache needs symbolic dims (symbolic_dims=True): the past and new lengths vary per call")
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
     model, pipeline_info = optimize_file(model_path, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
@@ -184,6 +190,9 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
 
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
+    if opts.kv_cache and bundle:
+        raise PipelineError(f"--kv-cache: the bundle's C API (target {spec.name}) does not run in-place KV caches yet; "
+                            f"compile for this host, or without --kv-cache")
     weight_min = weight_min_bytes(model, spec, opts.weights_file, opts.symbolic_dims)
     with atomic_directory(out_dir, [model_path]) as tmp:
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min,
@@ -204,6 +213,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             "runtime": {"threads": opts.threads},
             **({"dim_bounds": {k: list(v) for k, v in sorted(opts.dim_bounds.items())}} if opts.dim_bounds else {}),
             **({"weights": result.weights} if result.weights else {}),
+            **({"kv_cache": kv_cache_metadata(model)} if opts.kv_cache else {}),
             "versions": {**package_versions(), "edgec": __version__},
         }
         (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
@@ -215,6 +225,12 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             pipeline_info["artifact_verified"] = verify_artifact(load_artifact(tmp), verifier)
             write_metadata(tmp, meta)
     return load_artifact(out_dir)
+
+
+def kv_cache_metadata(model: ir.Model) -> dict:
+    """--kv-cache: the cache length and the cache inputs (in input order), for generate / bundle / docs."""
+    caches = [v.name for v in model.graph.inputs if v.name.startswith("past_key_values.")]
+    return {"max_length": int(model.metadata_props["edgec.kv_cache"]), "caches": caches}
 
 
 def compiled_outputs(outputs: list[TensorInfo], shapes: list | None, unknown: set[str] = frozenset()) -> list[TensorInfo]:

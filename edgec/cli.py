@@ -56,7 +56,9 @@ def _compile_options(target, passes, opt_level, input_shape, disable, verify, ve
                           instruments=inst, mcpu=mcpu, mattr=mattr, max_tensor_bytes=max_tensor_bytes,
                           io_layout=io_layout, plugins=_plugins(),
                           max_nodes=click.get_current_context().meta.get("edgec.max_nodes", 100_000),
-                          symbolic_dims=click.get_current_context().meta.get("edgec.symbolic_dims", False),
+                          symbolic_dims=click.get_current_context().meta.get("edgec.symbolic_dims", False)
+                          or bool(click.get_current_context().meta.get("edgec.kv_cache")),
+                          kv_cache=click.get_current_context().meta.get("edgec.kv_cache"),
                           dim_bounds=parse_dim_bounds(click.get_current_context().meta.get("edgec.dim_bounds", ())))
 
 
@@ -108,6 +110,10 @@ _pipeline_opts = [
                  callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.dim_bounds", value),
                  help="With --symbolic-dims: sizes a symbolic dim may take (memory planning; runs outside are "
                       "refused)."),
+    click.option("--kv-cache", type=click.IntRange(1), default=None, metavar="MAX", expose_value=False,
+                 callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.kv_cache", value),
+                 help="Decoders: past_key_values become KV-cache buffers of MAX rows that the caller allocates once "
+                      "and the model writes in place; present.* outputs are dropped (implies --symbolic-dims)."),
     click.option("--max-nodes", type=click.IntRange(1), default=100_000, show_default=True, expose_value=False,
                  callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.max_nodes", value),
                  help="Reject models with more nodes than this, subgraphs included (graph-bomb guard)."),

@@ -6,7 +6,10 @@ against issue 14's bar (edgec.memory: peak while decoding <= 1.2 x (weights + KV
 
 The cache goes from one step's outputs to the next step's inputs without a copy on the host (the
 runtime hands arrays to TVM through DLPack); inside the model, present = Concat(past, new) still
-writes the whole cache once per token, as the ONNX interface defines it."""
+writes the whole cache once per token, as the ONNX interface defines it. An artifact compiled with
+`--kv-cache MAX` instead takes cache buffers allocated once here and writes each token's rows
+into them in place (no per-token reallocation or copy of the cache); a prompt plus new tokens
+beyond MAX is refused before the first call."""
 
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     not a decoder with a KV cache."""
     from edgec.api import artifact_threads
     from edgec.artifact import load_artifact
-    from edgec.llm_decode import cache_inputs, greedy_decode
+    from edgec.llm_decode import cache_inputs, greedy_decode, kv_max_length
     from edgec.targets.tvm.execute import load_on_host
 
     art = load_artifact(artifact) if not hasattr(artifact, "metadata") else artifact
@@ -66,8 +69,13 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     if not prompt or max_new_tokens < 1:
         raise EdgecError("generate needs at least one prompt token and --max-new-tokens >= 1")
     names = [t.name for t in art.inputs]
+    kv_max = kv_max_length(art.metadata)
+    if kv_max is not None and len(prompt) + max_new_tokens - 1 > kv_max:
+        raise EdgecError(f"{art.path}: the prompt ({len(prompt)} tokens) and {max_new_tokens} new tokens need "
+                         f"{len(prompt) + max_new_tokens - 1} cache rows; the artifact was compiled with --kv-cache {kv_max}")
     try:
-        cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs})
+        cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs},
+                             in_place=kv_max is not None)
     except ValueError as e:
         raise ArtifactError(f"{art.path}: not a decoder with a KV cache ({e})") from None
     if "input_ids" not in names or "logits" not in [t.name for t in art.outputs]:
@@ -82,13 +90,13 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     load_s = time.perf_counter() - t0
     run, peaks = peak_after_first_call(model.run)
     res = greedy_decode(run, cache, names, np.array([prompt], np.int64), max_new_tokens - 1, keep_steps=False,
-                        eos=eos_id)
+                        eos=eos_id, kv_max=kv_max)
     peak = peak_rss_mib()
     itemsize = np.dtype(art.inputs[names.index(cache[0].name)].dtype).itemsize
     return Generation(prompt, [int(t) for t in res.tokens[0]], res.seconds[0], res.seconds[1:], load_s,
                       max([peak, *peaks]), before, peak,
                       int((art.metadata.get("model") or {}).get("weight_bytes") or 0),
-                      kv_cache_bytes(cache, 1, len(prompt) + len(res.seconds) - 1, itemsize))
+                      kv_cache_bytes(cache, 1, kv_max or len(prompt) + len(res.seconds) - 1, itemsize))
 
 
 def _refuse_cross_artifact(art) -> None:

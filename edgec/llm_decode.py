@@ -6,6 +6,12 @@ The model takes optimum's inputs (`input_ids`, `attention_mask`, optional `posit
 `present.{i}.key/.value`. A step feeds the new tokens and the previous step's presents as the
 pasts; the prefill starts from an empty cache (past 0). Each runtime decodes on its own (its own
 greedy tokens, its own cache), so the check covers the whole loop, not one call.
+
+An artifact compiled with `--kv-cache MAX` (metadata "kv_cache"; passes/shapes/kv_cache_in_place.py)
+takes the past inputs as cache buffers [batch, kv_heads, MAX, head_dim] that it writes in place
+and returns no presents: `greedy_decode(..., kv_max=MAX)` allocates them once (64-byte aligned,
+handed to TVM without a copy) and passes the same arrays on every call; a kept step records the
+cache's valid rows [0, T) under the present names, to be compared with another runtime's.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgec.aligned import aligned_zeros
 from edgec.compare import OutputDiff, Tolerance, all_match, compare_outputs, summary, worst_error
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -31,19 +38,21 @@ class CacheInput:
     head_dim: int
 
 
-def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str] | dict[str, tuple]) -> list[CacheInput]:
+def cache_inputs(input_shapes: dict[str, tuple], output_names: list[str] | dict[str, tuple],
+                 in_place: bool = False) -> list[CacheInput]:
     """The model's past inputs paired with their present outputs (`past_key_values.0.key` ->
     `present.0.key`); the layout is read from the static dims of the input's shape, or of the
     present's when the input leaves them symbolic (onnxruntime-genai's builder names the head size
-    `kv_cache_dim`; pass `output_names` as a name -> shape dict then)."""
+    `kv_cache_dim`; pass `output_names` as a name -> shape dict then). `in_place`: a --kv-cache
+    artifact, whose presents are the cache inputs themselves (not outputs)."""
     out = []
     for name, shape in input_shapes.items():
         if not name.startswith("past_key_values."):
             continue
         present = "present." + name[len("past_key_values."):]
-        if present not in output_names:
+        if not in_place and present not in output_names:
             raise ValueError(f"input '{name}' has no output '{present}' to feed it on the next step")
-        if isinstance(output_names, dict) and len(shape) == 4 and len(output_names[present]) == 4:
+        if isinstance(output_names, dict) and present in output_names and len(shape) == 4 and len(output_names[present]) == 4:
             shape = [d if isinstance(d, int) else o for d, o in zip(shape, output_names[present])]
         if len(shape) != 4 or not isinstance(shape[1], int) or not isinstance(shape[3], int):
             raise ValueError(f"input '{name}' has shape {list(shape)}; expected [batch, kv_heads, past, head_dim]")
@@ -85,13 +94,28 @@ def prefill_feed(input_shapes: dict[str, tuple], ids: np.ndarray) -> dict[str, n
     return step_feed(list(input_shapes), ids, past, 0)
 
 
+def kv_max_length(metadata: dict) -> int | None:
+    """The cache length of an artifact compiled with --kv-cache (its metadata), else None."""
+    kv = metadata.get("kv_cache") or {}
+    return int(kv["max_length"]) if kv.get("max_length") else None
+
+
+def allocate_caches(cache: list[CacheInput], batch: int, max_length: int, dtype=np.float32) -> dict[str, np.ndarray]:
+    """A --kv-cache artifact's cache buffers, zeroed, allocated once for a whole decode."""
+    return {c.name: aligned_zeros((batch, c.kv_heads, max_length, c.head_dim), dtype) for c in cache}
+
+
 def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], prompt: np.ndarray,
-                  decode_steps: int, keep_steps: bool = True, eos: int | None = None) -> Decoded:
+                  decode_steps: int, keep_steps: bool = True, eos: int | None = None,
+                  kv_max: int | None = None) -> Decoded:
     """Prefill `prompt` [batch, n] from an empty cache, then `decode_steps` calls of one token
     each, every one fed the previous call's greedy token and presents. `tokens` holds the
     decode_steps + 1 greedy tokens (the prefill's and every step's), fewer when every row has
-    produced `eos` (the end-of-sequence id, kept as the last token)."""
+    produced `eos` (the end-of-sequence id, kept as the last token). `kv_max`: the model writes
+    its cache in place (--kv-cache): buffers of kv_max rows allocated here once, fed every call."""
     batch = prompt.shape[0]
+    if kv_max is not None:
+        return _decode_in_place(run, cache, input_names, prompt, decode_steps, keep_steps, eos, kv_max)
     past = {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}
     ids, past_len = prompt.astype(np.int64), 0
     res, tokens = Decoded(), []
@@ -109,6 +133,29 @@ def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], 
             break
         past = {c.name: out[c.present] for c in cache}
         past_len += n
+    res.tokens = np.stack(tokens, axis=1)
+    return res
+
+
+def _decode_in_place(run: Runner, cache: list[CacheInput], input_names: list[str], prompt: np.ndarray,
+                     decode_steps: int, keep_steps: bool, eos: int | None, kv_max: int) -> Decoded:
+    """greedy_decode with cache buffers the model writes in place: the same arrays every call."""
+    buffers = allocate_caches(cache, prompt.shape[0], kv_max)
+    ids, past_len = prompt.astype(np.int64), 0
+    res, tokens = Decoded(), []
+    for _ in range(decode_steps + 1):
+        n = ids.shape[1]
+        feed = step_feed(input_names, ids, buffers, past_len)
+        t0 = time.perf_counter()
+        out = run(feed)
+        res.seconds.append(time.perf_counter() - t0)
+        past_len += n
+        if keep_steps:  # the valid rows, copied: the buffers change on the next call
+            res.steps.append({**out, **{c.present: buffers[c.name][:, :, :past_len].copy() for c in cache}})
+        ids = np.argmax(out["logits"][:, -1, :], axis=-1).astype(np.int64)[:, None]
+        tokens.append(ids[:, 0])
+        if eos is not None and np.any(np.stack(tokens, axis=1) == eos, axis=1).all():
+            break
     res.tokens = np.stack(tokens, axis=1)
     return res
 

@@ -166,3 +166,12 @@ def assert_equal_function(opset: int) -> ir.Function:
     """edgec.AssertEqual: Y = X; a backend raises at run time (naming `message`) when X differs
     from the compile-time constant `Expected`. The reference body does not check."""
     return _function("AssertEqual", "", opset, ["message"], ["X", "Expected"], ["Y = Identity (X)"])
+
+
+def kv_cache_write_function(opset: int) -> ir.Function:
+    """edgec.KVCacheWrite: Y = Concat(Cache[:, :, :PastLength], New, axis=2), the cache's valid
+    rows after the new ones. Backends write New into Cache at rows [PastLength, PastLength + S)
+    in place (the reference body does not; docs/edgec-ops.md)."""
+    body = ["zero = Constant <value_ints: ints = [0]> ()", "axis = Constant <value_ints: ints = [2]> ()",
+            "old = Slice (Cache, zero, PastLength, axis)", "Y = Concat <axis = 2> (old, New)"]
+    return _function("KVCacheWrite", "", opset, [], ["Cache", "New", "PastLength"], body)

@@ -37,12 +37,13 @@ def lanes_for(head_dim: int) -> int | None:
     return next((w for w in (LANES, 8, 4) if head_dim % w == 0), None)
 
 
-def attention(q, k, v, mask, scale: float, mask_index):
+def attention(q, k, v, mask, scale: float, mask_index, length=None):
     """te kernel: q [B, H, S, D], k and v [B, H, T, D] (T = past + S, symbolic allowed), `mask`
     None or a float tensor read at `mask_index(b, h, i, j)` (broadcast by the caller's indexing)
-    -> y [B, H, S, D] float32."""
+    -> y [B, H, S, D] float32. `length`: k and v are cache buffers [B, H, MAX, D] of which the
+    first `length` rows are read (T = length; --kv-cache, targets/tvm/ops/kv_cache.py)."""
     b_, h_, s_, d_ = q.shape
-    t_ = k.shape[2]
+    t_ = k.shape[2] if length is None else length
     lanes = lanes_for(int(d_))
     rd = te.reduce_axis((0, int(d_) // lanes), "rd")
     part = te.compute((b_, h_, s_, t_, lanes),

@@ -27,6 +27,8 @@ class LowerContext:
     cpu: bool = True  # the target is a CPU (llvm): lowerings that emit their own unbound TIR kernels need it
     dot: str | None = None  # the target's integer dot-product instructions ("vnni", "sdot"; schedules/int8_dot.py)
     native_half: bool = False  # float16 arithmetic computed in float16, not float32 (targets/tvm/half.py)
+    # edgec.KVCacheWrite outputs (whole cache buffers, targets/tvm/ops/kv_cache.py): name -> valid rows
+    kv_lengths: dict[str, object] = field(default_factory=dict)
 
     def const_array(self, v: ir.Value | None) -> np.ndarray | None:
         """The numpy value of `v` if it is a compile-time constant, else None."""

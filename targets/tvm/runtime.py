@@ -10,6 +10,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from edgec.aligned import aligned_empty as _aligned_empty
 from edgec.errors import GUARD_PREFIX, GuardError
 
 
@@ -73,14 +74,6 @@ def _dlpack_ok(dtype: np.dtype) -> bool:
         ok = _DLPACK_OK[dtype] = (dtype.kind in "fiu" and dtype.itemsize in (1, 2, 4, 8)
                                   and dtype.name != "bfloat16")
     return ok
-
-
-def _aligned_empty(shape: tuple, dtype: np.dtype, align: int = 64) -> np.ndarray:
-    """An uninitialized C-order array whose data starts on an `align`-byte boundary."""
-    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(n + align, np.uint8)
-    off = -raw.ctypes.data % align
-    return raw[off:off + n].view(dtype).reshape(shape)
 
 
 class LoadedModel:

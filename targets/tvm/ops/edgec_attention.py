@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tvm import relax
 
+from edgec.errors import InternalError
 from edgec.targets.tvm.attention_kernel import attention as fused_attention
 from edgec.targets.tvm.attention_kernel import lanes_for
 from edgec.targets.tvm.lower_context import attr
@@ -26,6 +27,15 @@ def attention(ctx, node, xs):
     if r < 2 or k.ty.ndim != r or v.ty.ndim != r:
         return NotImplemented
     scale = float(attr(node, "scale", 1.0))
+    lengths = [ctx.kv_lengths.get(node.inputs[i].name) for i in (1, 2)]
+    if lengths != [None, None]:  # K and V are KV-cache buffers (--kv-cache): only the fused kernel reads them
+        fused = None
+        if None not in lengths and _same(lengths[0], lengths[1]):
+            fused = _fused(ctx, q, k, v, mask, scale, lengths[0])
+        if fused is None:
+            raise InternalError(f"{ctx.file}: node '{node.name}' (edgec.Attention): attention over a KV-cache buffer "
+                                f"needs K and V both cache buffers of one length, 4-D float32, head_dim a multiple of 4")
+        return fused
     fused = _fused(ctx, q, k, v, mask, scale)
     if fused is not None:
         return fused
@@ -45,13 +55,16 @@ def _same(a, b) -> bool:
     return isinstance(d, int) and d == 0
 
 
-def _fused(ctx, q, k, v, mask, scale: float):
+def _fused(ctx, q, k, v, mask, scale: float, length=None):
     """The fused kernel's output when it applies: 4-D float32 q [B, H, S, D], k and v [B, H, T, D]
     with a symbolic dim among them, D a multiple of 4, and a float32 mask (if any) whose dims are
-    1 or the scores' [B, H, S, T] (right-aligned); None otherwise."""
+    1 or the scores' [B, H, S, T] (right-aligned); None otherwise. `length`: k and v are cache
+    buffers [B, H, MAX, D] whose first `length` rows are T."""
     dq, dk, dv = dims_of(q), dims_of(k), dims_of(v)
     if any(x is None or len(x) != 4 for x in (dq, dk, dv)):
         return None
+    if length is not None:
+        dk, dv = dk[:2] + [length] + dk[3:], dv[:2] + [length] + dv[3:]
     if any(str(t.ty.dtype) != "float32" for t in (q, k, v)):
         return None
     if all(isinstance(d, int) for d in dq + dk + dv):
@@ -80,10 +93,10 @@ def _fused(ctx, q, k, v, mask, scale: float):
     def index(*ijk):
         return tuple(0 if ax is None else ijk[ax] for ax in broadcast)
 
-    args = [q, k, v] + ([mask] if mask is not None else [])
+    args = [q, k, v, mask, length]
 
-    def te_attention(q, k, v, m=None):
-        return fused_attention(q, k, v, m, scale, index)
+    def te_attention(q, k, v, m, t):
+        return fused_attention(q, k, v, m, scale, index, t)
 
     # opaque from the start: the block builder then shares one kernel among the layers
     return ctx.bb.emit_te(te_attention, *args, primfunc_name_hint="attention", primfunc_attrs={"op_pattern": _OPAQUE})
