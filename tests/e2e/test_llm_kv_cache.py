@@ -1,0 +1,104 @@
+"""--kv-cache MAX (issue 14: "the KV cache lives in buffers the runtime allocates once"): a tiny
+GPT-2 compiled with caches of 64 rows that the model writes in place decodes as onnxruntime does on
+the original ONNX (every step's logits within 1e-4, the buffers' valid rows against ORT's presents,
+identical greedy tokens); the same buffers serve every call; a run past the 64 rows fails with one
+guard message before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgec.api import CompileOptions, compile_model
+from edgec.errors import GuardError, PipelineError
+from edgec.generate import generate
+from edgec.llm_decode import allocate_caches, cache_inputs, compare_decodes, describe, greedy_decode, kv_max_length
+from edgec.reference import ort_session
+from edgec.targets.tvm.execute import load
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+GPT2 = MODELS / "tiny_gpt2_kv.onnx"
+MAX = 64
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    return compile_model(GPT2, tmp_path_factory.mktemp("kv") / "art",
+                         CompileOptions(target="host", symbolic_dims=True, kv_cache=MAX))
+
+
+def _cache(art):
+    return cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs}, in_place=True)
+
+
+def _ort_run():
+    sess = ort_session(str(GPT2))
+    names = [o.name for o in sess.get_outputs()]
+    return lambda feed: dict(zip(names, sess.run(names, feed)))
+
+
+def test_artifact_takes_cache_buffers_and_returns_logits_only(compiled):
+    assert compiled.metadata["kv_cache"] == {"max_length": MAX, "caches": [
+        f"past_key_values.{i}.{kv}" for i in range(2) for kv in ("key", "value")]}
+    assert [t.name for t in compiled.outputs] == ["logits"]
+    assert all(t.shape[1:] == (4, MAX, 8) for t in compiled.inputs if t.name.startswith("past_key_values."))
+
+
+@pytest.mark.parametrize("prompt_len", [1, 17])
+def test_prefill_and_decode_steps_match_onnxruntime(compiled, prompt_len):
+    cache, names = _cache(compiled), [t.name for t in compiled.inputs]
+    prompt = np.random.default_rng(prompt_len).integers(0, 256, (1, prompt_len))
+    got = greedy_decode(load(compiled).run, cache, names, prompt, 12, kv_max=kv_max_length(compiled.metadata))
+    want = greedy_decode(_ort_run(), cache, names, prompt, 12)
+    checks, same = compare_decodes(got, want, atol=1e-4)
+    assert len(checks) == 13 and all(c.ok for c in checks) and same, describe(checks, same)
+    assert got.steps[-1]["present.1.value"].shape == (1, 4, prompt_len + 12, 8)
+
+
+def test_the_same_buffers_are_written_in_place(compiled):
+    """Two calls on the same arrays: the first call's rows stay, the second's land after them,
+    rows beyond T are untouched."""
+    model, cache = load(compiled), _cache(compiled)
+    buffers = allocate_caches(cache, 1, MAX)
+    for b in buffers.values():
+        b[...] = 7.0
+    addresses = {n: b.ctypes.data for n, b in buffers.items()}
+    feed = {"input_ids": np.array([[3, 4, 5]]), "attention_mask": np.ones((1, 3), np.int64),
+            "position_ids": np.arange(3)[None], **buffers}
+    model.run(feed)
+    first = buffers["past_key_values.0.key"][:, :, :3].copy()
+    feed.update(input_ids=np.array([[6]]), attention_mask=np.ones((1, 4), np.int64), position_ids=np.array([[3]]))
+    model.run(feed)
+    k = buffers["past_key_values.0.key"]
+    assert {n: b.ctypes.data for n, b in buffers.items()} == addresses
+    np.testing.assert_array_equal(k[:, :, :3], first)
+    assert not np.any(k[:, :, 3] == 7.0) and np.all(k[:, :, 4:] == 7.0)
+
+
+def test_past_the_cache_is_one_clear_error(compiled):
+    model, cache = load(compiled), _cache(compiled)
+    buffers = allocate_caches(cache, 1, MAX)
+    before = {n: b.copy() for n, b in buffers.items()}
+    feed = {"input_ids": np.array([[1, 2]]), "attention_mask": np.ones((1, MAX + 1), np.int64),
+            "position_ids": np.array([[MAX - 1, MAX]]), **buffers}
+    with pytest.raises(GuardError, match=rf"KVCacheWrite\): past \+ new tokens exceed the KV cache's {MAX} rows"):
+        model.run(feed)
+    assert all(np.array_equal(buffers[n], before[n]) for n in buffers)
+
+
+def test_generate_uses_the_buffers_and_refuses_a_run_past_them(compiled):
+    prompt = [5, 9, 2]
+    gen = generate(compiled, prompt, 6)
+    want = greedy_decode(_ort_run(), _cache(compiled), [t.name for t in compiled.inputs], np.array([prompt]), 5)
+    assert gen.tokens == [int(t) for t in want.tokens[0]]
+    with pytest.raises(Exception, match=f"compiled with --kv-cache {MAX}"):
+        generate(compiled, prompt, MAX)
+
+
+def test_a_cross_compiled_bundle_refuses_the_mode(tmp_path):
+    with pytest.raises(PipelineError, match="bundle's C API .* does not run in-place KV caches"):
+        compile_model(GPT2, tmp_path / "arm", CompileOptions(target="armv8", symbolic_dims=True, kv_cache=MAX))

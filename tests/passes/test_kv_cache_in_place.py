@@ -1,0 +1,89 @@
+"""kv-cache-in-place (--kv-cache MAX): past_key_values become cache buffers written in place.
+
+The rewritten graph keeps the ONNX meaning through edgec.KVCacheWrite's reference body, so
+onnxruntime runs it: fed cache buffers whose first P rows are a past (and garbage beyond), it must
+give the original model's logits for that past. Cases where the pass must refuse (a present read by
+another op, a Concat on another axis, grouped-query attention) name the node in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from edgec.api import CompileOptions, optimize
+from edgec.errors import ModelValidationError
+from edgec.ir import load_model
+from edgec.passes.shapes.kv_cache_in_place import KVCacheInPlace
+from edgec.reference import run_ort, run_ort_ir
+from edgec.targets import get_target
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+GPT2 = MODELS / "tiny_gpt2_kv.onnx"
+
+
+def _fused(path: Path) -> ir.Model:
+    """The model after the host's default pipeline (attention recognized), without the mode."""
+    model, _ = optimize(load_model(path), get_target("host"), CompileOptions(symbolic_dims=True))
+    return model
+
+
+def _kv(path: Path, max_length: int = 16) -> ir.Model:
+    model, _ = optimize(load_model(path), get_target("host"), CompileOptions(symbolic_dims=True, kv_cache=max_length))
+    return model
+
+
+def test_rewritten_graph_means_the_same_in_onnxruntime():
+    model = _kv(GPT2, 16)
+    assert [v.name for v in model.graph.outputs] == ["logits"]
+    pasts = [v for v in model.graph.inputs if v.name.startswith("past_key_values.")]
+    assert len(pasts) == 4 and all(list(v.shape)[1:] == [4, 16, 8] for v in pasts)
+    ops = [n.op_type for n in model.graph]
+    assert ops.count("KVCacheWrite") == 4 and "Concat" not in [n.op_type for n in model.graph
+                                                                  if any(i in pasts for i in n.inputs)]
+    assert model.metadata_props["edgec.kv_cache"] == "16"
+    rng = np.random.default_rng(0)
+    past_len, new = 5, 3
+    ids = rng.integers(0, 256, (1, new))
+    feed = {"input_ids": ids, "attention_mask": np.ones((1, past_len + new), np.int64),
+            "position_ids": np.arange(past_len, past_len + new)[None]}
+    pasts_ref = {v.name: rng.standard_normal((1, 4, past_len, 8)).astype(np.float32) for v in pasts}
+    want = run_ort(str(GPT2), {**feed, **pasts_ref})
+    buffers = {}
+    for name, p in pasts_ref.items():
+        b = np.full((1, 4, 16, 8), 1e6, np.float32)  # rows past P must not be read
+        b[:, :, :past_len] = p
+        buffers[name] = b
+    got = run_ort_ir(model, {**feed, **buffers})
+    np.testing.assert_allclose(got["logits"], want["logits"], atol=1e-4)
+
+
+def test_a_present_read_by_another_op_is_refused():
+    model = _fused(GPT2)
+    present = next(v for v in model.graph.outputs if v.name == "present.0.key")
+    node = ir.Node("", "ReduceSum", [present], name="extra_reader")
+    node.outputs[0].name = "extra"
+    model.graph.append(node)
+    model.graph.outputs.append(node.outputs[0])
+    with pytest.raises(ModelValidationError, match=r"node 'extra_reader' \(ReduceSum\) reads the cache 'present.0.key'"):
+        KVCacheInPlace(max_length=16)(model, None)
+
+
+def test_a_concat_on_another_axis_is_refused():
+    model = _fused(GPT2)
+    cat = next(n for n in model.graph if n.op_type == "Concat" and n.inputs[0].name == "past_key_values.0.key")
+    cat.attributes["axis"] = ir.AttrInt64("axis", 1)
+    with pytest.raises(ModelValidationError, match=rf"node '{cat.name}' \(Concat\) reads the past cache "
+                                                   r"'past_key_values.0.key' \(axis 1\)"):
+        KVCacheInPlace(max_length=16)(model, None)
+
+
+def test_a_model_without_past_inputs_is_refused():
+    model = _fused(GPT2)
+    for v in [v for v in model.graph.inputs if v.name.startswith("past_key_values.")]:
+        v.name = "cache_" + v.name
+    with pytest.raises(ModelValidationError, match="no past_key_values"):
+        KVCacheInPlace(max_length=16)(model, None)
