@@ -15,7 +15,14 @@ import pytest
 from edgec.api import CompileOptions, compile_model
 from edgec.errors import GuardError, PipelineError
 from edgec.generate import generate
-from edgec.llm_decode import allocate_caches, cache_inputs, compare_decodes, describe, greedy_decode, kv_max_length
+from edgec.llm_decode import (
+    allocate_caches,
+    cache_inputs,
+    compare_decodes,
+    describe,
+    greedy_decode,
+    kv_max_length,
+)
 from edgec.reference import ort_session
 from edgec.targets.tvm.execute import load
 
