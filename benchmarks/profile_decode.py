@@ -8,7 +8,9 @@ through the Relax VM's instrument hook (`LoadedModel.profile`: minimum per site 
 summed per callee. Kernels (the model's PrimFuncs) and the VM's builtins (`vm.builtin.*`: shape
 checks, allocations, tuple work) are listed apart, so the step splits into kernel time, builtin
 time and the rest (the hook's own cost, the host loop and the Python call). `--prefill` profiles
-the prefill call of `--past` tokens instead.
+the prefill call of `--past` tokens instead. An artifact compiled with `--kv-cache MAX` gets its
+cache buffers allocated once (llm_decode.allocate_caches); the prefill writes them and the timed
+step reads them (every timed run rewrites the same row in place).
 """
 
 from __future__ import annotations
@@ -25,23 +27,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def prefill_feed(cache, names, tokens: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """The inputs of a `tokens`-token prefill from an empty cache (random token ids)."""
+def prefill_feed(cache, names, tokens: int, vocab: int, seed: int = 0, buffers=None) -> dict[str, np.ndarray]:
+    """The inputs of a `tokens`-token prefill from an empty cache (random token ids); `buffers`:
+    a --kv-cache artifact's cache buffers (written in place), else empty pasts."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, vocab, (1, tokens)).astype(np.int64)
-    feed = {"input_ids": ids, "attention_mask": np.ones((1, tokens), np.int64),
-            **{c.name: np.zeros((1, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}}
+    pasts = buffers if buffers is not None else {c.name: np.zeros((1, c.kv_heads, 0, c.head_dim), np.float32)
+                                                 for c in cache}
+    feed = {"input_ids": ids, "attention_mask": np.ones((1, tokens), np.int64), **pasts}
     if "position_ids" in names:
         feed["position_ids"] = np.arange(tokens, dtype=np.int64)[None]
     return feed
 
 
-def decode_feed(model, cache, names, past: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+def decode_feed(model, cache, names, past: int, vocab: int, seed: int = 0, buffers=None) -> dict[str, np.ndarray]:
     """The inputs of the step after a `past`-token prefill (run here to fill the cache)."""
-    out = model.run(prefill_feed(cache, names, past, vocab, seed))
+    out = model.run(prefill_feed(cache, names, past, vocab, seed, buffers))
+    pasts = buffers if buffers is not None else {c.name: np.ascontiguousarray(out[c.present]) for c in cache}
     step = {"input_ids": np.argmax(out["logits"][:, -1:], -1).astype(np.int64),
-            "attention_mask": np.ones((1, past + 1), np.int64),
-            **{c.name: np.ascontiguousarray(out[c.present]) for c in cache}}
+            "attention_mask": np.ones((1, past + 1), np.int64), **pasts}
     if "position_ids" in names:
         step["position_ids"] = np.array([[past]], np.int64)
     return step
@@ -92,16 +96,19 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
     from edgec.artifact import load_artifact
-    from edgec.llm_decode import cache_inputs
+    from edgec.llm_decode import allocate_caches, cache_inputs, kv_max_length
     from edgec.targets.tvm.execute import load
 
     art = load_artifact(a.artifact)
     model = load(art, a.threads)
     names = [t.name for t in art.inputs]
-    cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs})
+    kv_max = kv_max_length(art.metadata)
+    cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs},
+                         in_place=kv_max is not None)
+    buffers = allocate_caches(cache, 1, kv_max) if kv_max is not None else None
     vocab = int(art.outputs[[t.name for t in art.outputs].index("logits")].shape[-1])
-    feed = (prefill_feed(cache, names, a.past, vocab) if a.prefill
-            else decode_feed(model, cache, names, a.past, vocab))
+    feed = (prefill_feed(cache, names, a.past, vocab, buffers=buffers) if a.prefill
+            else decode_feed(model, cache, names, a.past, vocab, buffers=buffers))
     step = float(np.median(model.bench(feed, 3, a.runs))) * 1e3
     totals, gaps = [], []
     sites = site_times(model, feed, a.runs, totals, gaps)
@@ -116,7 +123,9 @@ def main(argv=None) -> int:
     kernels = {n: t for n, t in per.items() if n not in builtin}
     kb, bb = sum(kernels.values()), sum(builtin.values())
     kmed = sum(med[n] for n in kernels)
-    print(f"{a.artifact.name}: {'prefill of' if a.prefill else 'decode step at past'} {a.past}, {a.threads} threads, load {os.getloadavg()[0]:.2f}")
+    mode = f", in-place KV cache of {kv_max} rows" if kv_max else ""
+    print(f"{a.artifact.name}: {'prefill of' if a.prefill else 'decode step at past'} {a.past}, {a.threads} threads{mode}, "
+          f"load {os.getloadavg()[0]:.2f}")
     print(f"step (median of {a.runs}, no hook): {step:.2f} ms = {1e3 / step:.1f} tok/s")
     print(f"kernels: {sum(calls[n] for n in kernels)} calls of {len(kernels)} functions, {kb:.2f} ms (medians: {kmed:.2f}); "
           f"builtins: {sum(calls[n] for n in builtin)} calls, {bb:.2f} ms; rest {step - kb - bb:.2f} ms")

@@ -128,14 +128,30 @@ def rms_norm_function(opset: int) -> ir.Function:
     return _function("RMSNormalization", "", opset, ["axis", "epsilon"], ["X", "scale"], body)
 
 
-def attention_function(rank: int, has_mask: bool, opset: int) -> ir.Function:
-    """edgec.Attention: Y = Softmax(Q·Kᵀ·scale [+ mask], axis=-1)·V for rank-`rank` Q, K, V."""
+def attention_function(rank: int, has_mask: bool, opset: int, kv_group: int = 1) -> ir.Function:
+    """edgec.Attention: Y = Softmax(Q·Kᵀ·scale [+ mask], axis=-1)·V for rank-`rank` Q, K, V.
+    `kv_group` G > 1 (rank 4, grouped-query attention): K and V have 1/G of Q's heads, query head
+    h reads kv head h // G (the body repeats each kv head G times)."""
     perm = list(range(rank - 2)) + [rank - 1, rank - 2]
-    body = [f"kt = Transpose <perm = {perm}> (K)", "s0 = MatMul (Q, kt)",
+    body = []
+    if kv_group > 1:
+        body += [f"g = Constant <value_ints: ints = [{kv_group}]> ()", "ax2 = Constant <value_ints: ints = [2]> ()",
+                 "m1 = Constant <value_ints: ints = [-1]> ()"]
+        for x in ("K", "V"):
+            body += [f"{x}s = Shape ({x})", f"{x}bh = Slice ({x}s, zero, two)", f"{x}td = Slice ({x}s, two, four)",
+                     f"{x}b = Slice ({x}s, zero, one)", f"{x}u = Unsqueeze ({x}, ax2)",
+                     f"{x}e = Expand ({x}u, {x}es)", f"{x}r = Reshape ({x}e, {x}rs)"]
+            body[-2:-2] = [f"{x}es = Concat <axis = 0> ({x}bh, g, {x}td)", f"{x}rs = Concat <axis = 0> ({x}b, m1, {x}td)"]
+        body = [f"{n} = Constant <value_ints: ints = [{i}]> ()" for n, i in
+                (("zero", 0), ("one", 1), ("two", 2), ("four", 4))] + body
+        k, v = "Kr", "Vr"
+    else:
+        k, v = "K", "V"
+    body += [f"kt = Transpose <perm = {perm}> ({k})", "s0 = MatMul (Q, kt)",
             "sc = Constant <value_float: float = @scale> ()", "s1 = Mul (s0, sc)"]
     body += ["s2 = Add (s1, mask)"] if has_mask else ["s2 = Identity (s1)"]
-    body += ["p = Softmax <axis = -1> (s2)", "Y = MatMul (p, V)"]
-    overload = f"rank{rank}" + ("_mask" if has_mask else "")
+    body += ["p = Softmax <axis = -1> (s2)", f"Y = MatMul (p, {v})"]
+    overload = f"rank{rank}" + ("_mask" if has_mask else "") + (f"_g{kv_group}" if kv_group > 1 else "")
     return _function("Attention", overload, opset, ["scale"], ["Q", "K", "V"] + (["mask"] if has_mask else []), body)
 
 

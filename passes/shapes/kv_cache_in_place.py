@@ -15,8 +15,10 @@ past or present reads the logical shape ([batch, kv_heads, P or T, head_dim]).
 
 The rewrite only applies where it is provably the same computation: each past consumed only by
 one Concat(past, new, axis=2) (and Shape), each present only by edgec.Attention's K or V (after
-recognize-attention), Shape, and the graph output. Anything else refuses the mode with one line
-naming the node: there is no silent fallback to the copying cache.
+recognize-attention), Shape, and the graph output. Grouped-query attention's repeat of the kv
+heads (Reshape(Expand(Unsqueeze(present)))) is removed: edgec.Attention then reads the cache of
+kv_heads heads directly (overload `..._g<G>`, query head h reading kv head h // G). Anything else
+refuses the mode with one line naming the node: there is no silent fallback to the copying cache.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import onnx_ir as ir
 
 from edgec.errors import ModelValidationError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.ir.edgec_ops import EDGEC_DOMAIN, kv_cache_write_function
+from edgec.ir.edgec_ops import EDGEC_DOMAIN, attention_function, kv_cache_write_function
 from edgec.passes.cleanup._common import effective_options, opset_version
 from edgec.passes.control._common import Emitter, Namer
 
@@ -98,6 +100,7 @@ class KVCacheInPlace(Pass):
         if not pasts:
             raise _refuse(file, None, "the model has no past_key_values.* inputs")
         plans = [self._plan(file, v) for v in pasts]
+        groups = _attention_groups(file, plans)
         namer = Namer(model)
         em = Emitter(g, g[0], namer, opset_version(model), "kv_cache")
         logical = _Logical(em, inputs["input_ids"], inputs["attention_mask"])
@@ -105,7 +108,7 @@ class KVCacheInPlace(Pass):
         model.functions.setdefault(fn.identifier(), fn)
         model.opset_imports.setdefault(EDGEC_DOMAIN, 1)
         model.ir_version = max(model.ir_version or 0, 10)
-        for past, concat, past_shapes, present_shapes in plans:
+        for past, concat, past_shapes, present_shapes, grouped in plans:
             heads, head_dim = past.shape[1], past.shape[3]
             present = concat.outputs[0]
             for node in past_shapes:
@@ -121,8 +124,15 @@ class KVCacheInPlace(Pass):
             if present.is_graph_output():
                 g.outputs.remove(present)
             present.replace_all_uses_with(out)
+            for attn, idx, _ in grouped:  # the repeat of the heads: the kernel reads kv head h // G instead
+                attn.replace_input_with(idx, out)
             past.shape = ir.Shape([past.shape[0], heads, max_len, head_dim])
             g.remove(concat, safe=True)
+        for attn, group in groups.items():
+            mask = len(attn.inputs) > 3 and attn.inputs[3] is not None
+            gfn = attention_function(4, mask, opset_version(model), kv_group=group)
+            model.functions.setdefault(gfn.identifier(), gfn)
+            attn.overload = gfn.overload
         em.anchor = g[0]
         em.commit()  # the logical shapes before the first node: they read graph inputs only
         model.metadata_props["edgec.kv_cache"] = str(max_len)
@@ -147,17 +157,73 @@ class KVCacheInPlace(Pass):
         if concat is None:
             raise _refuse(file, None, f"input '{past.name}' is not extended by Concat(past, new, axis=2)")
         present = concat.outputs[0]
-        present_shapes = []
+        present_shapes, grouped = [], []
         for node, idx in present.uses():
             if node.op_type == "Shape" and node.domain == "":
                 present_shapes.append(node)
             elif node.op_type == "Attention" and node.domain == EDGEC_DOMAIN and idx in (1, 2):
                 continue
+            elif node.op_type == "Unsqueeze" and node.domain == "" and idx == 0:
+                grouped += _repeat_kv(file, node, present, shape[1], shape[3])
             else:
-                hint = (" (grouped-query attention repeats the cache's heads before attention: not supported "
-                        "in this mode yet)" if node.op_type in ("Unsqueeze", "Expand", "Tile") else "")
                 raise _refuse(file, node, f"reads the cache '{present.name}' as something other than "
-                                          f"edgec.Attention's K or V{hint}")
+                                          f"edgec.Attention's K or V (or grouped-query attention's repeat of its heads)")
         if present.is_graph_output() and not present.name.startswith(PRESENT_PREFIX):
             raise _refuse(file, concat, f"its output '{present.name}' is a graph output not named present.*")
-        return past, concat, past_shapes, present_shapes
+        return past, concat, past_shapes, present_shapes, grouped
+
+
+def _attention_groups(file: str, plans) -> dict[ir.Node, int]:
+    """The edgec.Attention nodes reading repeated cache heads -> G; both K and V must be repeated,
+    by the same G (the kernel's one kv-head index h // G)."""
+    seen: dict[ir.Node, dict[int, int]] = {}
+    for *_, grouped in plans:
+        for attn, idx, group in grouped:
+            seen.setdefault(attn, {})[idx] = group
+    for attn, by_input in seen.items():
+        if set(by_input) != {1, 2} or len(set(by_input.values())) != 1:
+            raise _refuse(file, attn, "repeats the heads of only one of K and V, or by different factors")
+    return {attn: by_input[1] for attn, by_input in seen.items()}
+
+
+def _only_use(file: str, node: ir.Node) -> ir.Node:
+    uses = list(node.outputs[0].uses())
+    if len(uses) != 1 or uses[0][1] != 0 or node.outputs[0].is_graph_output():
+        raise _refuse(file, node, "repeats the cache's heads for more than one consumer")
+    return uses[0][0]
+
+
+def _repeat_kv(file: str, unsqueeze: ir.Node, present: ir.Value, heads: int, head_dim: int) -> list[tuple]:
+    """Grouped-query attention's repeat of the cache's kv heads (transformers' repeat_kv):
+    Reshape(Expand(Unsqueeze(present, axis 2), [B, heads, G, T, D]), [B, heads * G, T, D]) read
+    only as edgec.Attention's K or V -> [(attention node, input index, G)]; else the refusal."""
+    axes = unsqueeze.inputs[1].const_value if len(unsqueeze.inputs) > 1 and unsqueeze.inputs[1] is not None else None
+    axes = axes.numpy().reshape(-1).tolist() if axes is not None else list(
+        unsqueeze.attributes["axes"].value) if "axes" in unsqueeze.attributes else None
+    if axes not in ([2], [-3]):
+        raise _refuse(file, unsqueeze, f"reads the cache '{present.name}' (an Unsqueeze on axes {axes}, not "
+                                       f"grouped-query attention's repeat of the heads)")
+    expand = _only_use(file, unsqueeze)
+    es = list(expand.outputs[0].shape) if expand.outputs[0].shape is not None else []
+    reshape = _only_use(file, expand) if expand.op_type == "Expand" else expand
+    rs = list(reshape.outputs[0].shape) if reshape.outputs[0].shape is not None else []
+    # G from the expanded dim, else from the merged heads (exporters that compute the Expand's
+    # target at run time leave its dims unknown to shape inference); the Expand keeps heads and
+    # head_dim (static, checked) and the Reshape merges heads x G into one axis of heads * G
+    group = es[2] if len(es) == 5 and isinstance(es[2], int) else (
+        rs[1] // heads if len(rs) == 4 and isinstance(rs[1], int) and rs[1] % heads == 0 else None)
+    if (expand.op_type != "Expand" or len(es) != 5 or es[1] != heads or es[4] != head_dim or group is None
+            or group < 1 or (heads == 1 and not isinstance(es[2], int))):
+        raise _refuse(file, expand, f"does not repeat the cache '{present.name}' heads as [B, {heads}, G, T, {head_dim}]")
+    if reshape.op_type != "Reshape" or len(rs) != 4 or rs[1] != heads * group or rs[3] != head_dim:
+        raise _refuse(file, reshape, f"does not merge the repeated heads of '{present.name}' as "
+                                     f"[B, {heads * group}, T, {head_dim}]")
+    out = []
+    for node, idx in reshape.outputs[0].uses():
+        if node.op_type != "Attention" or node.domain != EDGEC_DOMAIN or idx not in (1, 2):
+            raise _refuse(file, node, f"reads the repeated heads of the cache '{present.name}' as something "
+                                      f"other than edgec.Attention's K or V")
+        out.append((node, idx, group))
+    if reshape.outputs[0].is_graph_output():
+        raise _refuse(file, reshape, "its repeated cache heads are a graph output")
+    return out

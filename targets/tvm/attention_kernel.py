@@ -37,17 +37,23 @@ def lanes_for(head_dim: int) -> int | None:
     return next((w for w in (LANES, 8, 4) if head_dim % w == 0), None)
 
 
-def attention(q, k, v, mask, scale: float, mask_index, length=None):
+def attention(q, k, v, mask, scale: float, mask_index, length=None, group: int = 1):
     """te kernel: q [B, H, S, D], k and v [B, H, T, D] (T = past + S, symbolic allowed), `mask`
     None or a float tensor read at `mask_index(b, h, i, j)` (broadcast by the caller's indexing)
     -> y [B, H, S, D] float32. `length`: k and v are cache buffers [B, H, MAX, D] of which the
-    first `length` rows are read (T = length; --kv-cache, targets/tvm/ops/kv_cache.py)."""
+    first `length` rows are read (T = length; --kv-cache, targets/tvm/ops/kv_cache.py). `group` G:
+    k and v have H / G heads, query head h reads kv head h // G (grouped-query attention)."""
     b_, h_, s_, d_ = q.shape
     t_ = k.shape[2] if length is None else length
+
+    def kvh(h):  # the kv head query head h reads
+        return h // group if group > 1 else h
+
     lanes = lanes_for(int(d_))
     rd = te.reduce_axis((0, int(d_) // lanes), "rd")
     part = te.compute((b_, h_, s_, t_, lanes),
-                      lambda b, h, i, j, ln: te.sum(q[b, h, i, rd * lanes + ln] * k[b, h, j, rd * lanes + ln], axis=rd),
+                      lambda b, h, i, j, ln: te.sum(q[b, h, i, rd * lanes + ln] * k[b, kvh(h), j, rd * lanes + ln],
+                                                     axis=rd),
                       name=ATTN_PART)
     rl = te.reduce_axis((0, lanes), "rl")
     sc = tirx.const(scale, "float32")
@@ -64,5 +70,5 @@ def attention(q, k, v, mask, scale: float, mask_index, length=None):
     rz = te.reduce_axis((0, t_), "rz")
     z = te.compute((b_, h_, s_), lambda b, h, i: te.sum(e[b, h, i, rz], axis=rz), name=ATTN_SUM)
     rv = te.reduce_axis((0, t_), "rv")
-    o = te.compute((b_, h_, s_, d_), lambda b, h, i, d: te.sum(e[b, h, i, rv] * v[b, h, rv, d], axis=rv), name=ATTN_PV)
+    o = te.compute((b_, h_, s_, d_), lambda b, h, i, d: te.sum(e[b, h, i, rv] * v[b, kvh(h), rv, d], axis=rv), name=ATTN_PV)
     return te.compute((b_, h_, s_, d_), lambda b, h, i, d: o[b, h, i, d] / z[b, h, i], name=ATTN)

@@ -59,12 +59,16 @@ def _fused(ctx, q, k, v, mask, scale: float, length=None):
     """The fused kernel's output when it applies: 4-D float32 q [B, H, S, D], k and v [B, H, T, D]
     with a symbolic dim among them, D a multiple of 4, and a float32 mask (if any) whose dims are
     1 or the scores' [B, H, S, T] (right-aligned); None otherwise. `length`: k and v are cache
-    buffers [B, H, MAX, D] whose first `length` rows are T."""
+    buffers [B, H / G, MAX, D] whose first `length` rows are T, query head h reading kv head h // G."""
     dq, dk, dv = dims_of(q), dims_of(k), dims_of(v)
     if any(x is None or len(x) != 4 for x in (dq, dk, dv)):
         return None
+    group = 1
     if length is not None:
         dk, dv = dk[:2] + [length] + dk[3:], dv[:2] + [length] + dv[3:]
+        if isinstance(dq[1], int) and isinstance(dk[1], int) and dk[1] and dq[1] % dk[1] == 0:
+            group = dq[1] // dk[1]  # grouped-query attention over the cache (kv-cache-in-place)
+            dk, dv = [dk[0], dq[1]] + dk[2:], [dv[0], dq[1]] + dv[2:]
     if any(str(t.ty.dtype) != "float32" for t in (q, k, v)):
         return None
     if all(isinstance(d, int) for d in dq + dk + dv):
@@ -96,7 +100,7 @@ def _fused(ctx, q, k, v, mask, scale: float, length=None):
     args = [q, k, v, mask, length]
 
     def te_attention(q, k, v, m, t):
-        return fused_attention(q, k, v, m, scale, index, t)
+        return fused_attention(q, k, v, m, scale, index, t, group)
 
     # opaque from the start: the block builder then shares one kernel among the layers
     return ctx.bb.emit_te(te_attention, *args, primfunc_name_hint="attention", primfunc_attrs={"op_pattern": _OPAQUE})
