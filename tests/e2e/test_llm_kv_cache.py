@@ -1,7 +1,7 @@
 """--kv-cache MAX (issue 14: "the KV cache lives in buffers the runtime allocates once"): a tiny
 GPT-2 compiled with caches of 64 rows that the model writes in place decodes as onnxruntime does on
 the original ONNX (every step's logits within 1e-4, the buffers' valid rows against ORT's presents,
-identical greedy tokens); the same buffers serve every call; a run past the 64 rows fails with one
+identical greedy tokens), and so do the Llama-style fixtures (grouped-query attention); the same buffers serve every call; a run past the 64 rows fails with one
 guard message before anything is written.
 """
 
@@ -42,8 +42,8 @@ def _cache(art):
     return cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs}, in_place=True)
 
 
-def _ort_run():
-    sess = ort_session(str(GPT2))
+def _ort_run(path: Path = GPT2):
+    sess = ort_session(str(path))
     names = [o.name for o in sess.get_outputs()]
     return lambda feed: dict(zip(names, sess.run(names, feed)))
 
@@ -64,6 +64,21 @@ def test_prefill_and_decode_steps_match_onnxruntime(compiled, prompt_len):
     checks, same = compare_decodes(got, want, atol=1e-4)
     assert len(checks) == 13 and all(c.ok for c in checks) and same, describe(checks, same)
     assert got.steps[-1]["present.1.value"].shape == (1, 4, prompt_len + 12, 8)
+
+
+@pytest.mark.parametrize("name", ["tiny_llama_kv.onnx", "tiny_llama_kv_legacy.onnx"])
+def test_grouped_query_llama_decodes_as_onnxruntime(tmp_path, name):
+    """Llama-style (RoPE, RMSNorm, SwiGLU, 2 kv heads for 4 query heads): the kernel reads kv head
+    h // 2 of the cache buffers instead of the exporter's repeat of the heads."""
+    path = MODELS / name
+    art = compile_model(path, tmp_path / "art", CompileOptions(target="host", symbolic_dims=True, kv_cache=MAX))
+    cache, names = _cache(art), [t.name for t in art.inputs]
+    assert cache[0].kv_heads == 2
+    prompt = np.random.default_rng(3).integers(0, art.outputs[0].shape[-1], (1, 17))
+    got = greedy_decode(load(art).run, cache, names, prompt, 12, kv_max=MAX)
+    want = greedy_decode(_ort_run(path), cache, names, prompt, 12)
+    checks, same = compare_decodes(got, want, atol=1e-4)
+    assert len(checks) == 13 and all(c.ok for c in checks) and same, describe(checks, same)
 
 
 def test_the_same_buffers_are_written_in_place(compiled):

@@ -3,7 +3,8 @@
 The rewritten graph keeps the ONNX meaning through edgec.KVCacheWrite's reference body, so
 onnxruntime runs it: fed cache buffers whose first P rows are a past (and garbage beyond), it must
 give the original model's logits for that past. Cases where the pass must refuse (a present read by
-another op, a Concat on another axis, grouped-query attention) name the node in one line.
+another op, a Concat on another axis, a repeat of the kv heads read elsewhere) name the node in one
+line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from edgec.targets import get_target
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 GPT2 = MODELS / "tiny_gpt2_kv.onnx"
+LLAMAS = [MODELS / "tiny_llama_kv.onnx", MODELS / "tiny_llama_kv_legacy.onnx"]
 
 
 def _fused(path: Path) -> ir.Model:
@@ -36,25 +38,33 @@ def _kv(path: Path, max_length: int = 16) -> ir.Model:
     return model
 
 
-def test_rewritten_graph_means_the_same_in_onnxruntime():
-    model = _kv(GPT2, 16)
+@pytest.mark.parametrize("path", [GPT2, *LLAMAS], ids=lambda p: p.stem)
+def test_rewritten_graph_means_the_same_in_onnxruntime(path):
+    """GPT-2 (4 heads) and Llama-style with grouped-query attention (2 kv heads for 4 query
+    heads: the repeat of the heads is gone, edgec.Attention's _g2 overload reads the cache)."""
+    model = _kv(path, 16)
     assert [v.name for v in model.graph.outputs] == ["logits"]
     pasts = [v for v in model.graph.inputs if v.name.startswith("past_key_values.")]
-    assert len(pasts) == 4 and all(list(v.shape)[1:] == [4, 16, 8] for v in pasts)
+    heads = pasts[0].shape[1]
+    assert len(pasts) == 4 and all(list(v.shape)[1:] == [heads, 16, 8] for v in pasts)
     ops = [n.op_type for n in model.graph]
     assert ops.count("KVCacheWrite") == 4 and "Concat" not in [n.op_type for n in model.graph
                                                                   if any(i in pasts for i in n.inputs)]
+    attention = [n for n in model.graph if n.op_type == "Attention"]
+    assert len(attention) == 2 and all(n.overload.endswith("_g2") == (heads == 2) for n in attention)
+    writes = [n.outputs[0] for n in model.graph if n.op_type == "KVCacheWrite"]
+    assert all(u.op_type == "Attention" for w in writes for u, _ in w.uses())  # the repeat of the heads is gone
     assert model.metadata_props["edgec.kv_cache"] == "16"
     rng = np.random.default_rng(0)
     past_len, new = 5, 3
     ids = rng.integers(0, 256, (1, new))
     feed = {"input_ids": ids, "attention_mask": np.ones((1, past_len + new), np.int64),
             "position_ids": np.arange(past_len, past_len + new)[None]}
-    pasts_ref = {v.name: rng.standard_normal((1, 4, past_len, 8)).astype(np.float32) for v in pasts}
-    want = run_ort(str(GPT2), {**feed, **pasts_ref})
+    pasts_ref = {v.name: rng.standard_normal((1, heads, past_len, 8)).astype(np.float32) for v in pasts}
+    want = run_ort(str(path), {**feed, **pasts_ref})
     buffers = {}
     for name, p in pasts_ref.items():
-        b = np.full((1, 4, 16, 8), 1e6, np.float32)  # rows past P must not be read
+        b = np.full((1, heads, 16, 8), 1e6, np.float32)  # rows past P must not be read
         b[:, :, :past_len] = p
         buffers[name] = b
     got = run_ort_ir(model, {**feed, **buffers})
@@ -78,6 +88,19 @@ def test_a_concat_on_another_axis_is_refused():
     cat.attributes["axis"] = ir.AttrInt64("axis", 1)
     with pytest.raises(ModelValidationError, match=rf"node '{cat.name}' \(Concat\) reads the past cache "
                                                    r"'past_key_values.0.key' \(axis 1\)"):
+        KVCacheInPlace(max_length=16)(model, None)
+
+
+def test_a_repeat_of_kv_heads_read_by_another_op_is_refused():
+    model = _fused(LLAMAS[0])
+    unsqueeze = next(n for n in model.graph if n.op_type == "Unsqueeze" and n.inputs[0].name == "present.0.key")
+    expand = next(u for u, _ in unsqueeze.outputs[0].uses())
+    reshape = next(u for u, _ in expand.outputs[0].uses())
+    node = ir.Node("", "ReduceSum", [reshape.outputs[0]], name="extra_reader")
+    node.outputs[0].name = "extra"
+    model.graph.append(node)
+    model.graph.outputs.append(node.outputs[0])
+    with pytest.raises(ModelValidationError, match=r"node 'extra_reader' \(ReduceSum\) reads the repeated heads"):
         KVCacheInPlace(max_length=16)(model, None)
 
 
