@@ -2,7 +2,7 @@
 for edgec fp32 / int8-weight / int4-weight and onnxruntime on the same ONNX files, in one run.
 
     python benchmarks/bench_llm.py --arch gpt2 --size 100m [--prompt 128] [--steps 32] [--rounds 3]
-        [--threads 2] [--workdir build/llm-bench]
+        [--threads 2] [--workdir build/llm-bench] [--kv-cache MAX]
 
 What is measured, per (runtime, weights) pair, each in its own process (thread pools spinning as they
 do by default: nothing else runs), rounds interleaved:
@@ -28,6 +28,10 @@ at 8 bits 0.993).
 Goals printed with MET / MISSED: edgec fp32 decode >= onnxruntime fp32; edgec int4 decode >=
 onnxruntime int4 and >= 2.5x edgec fp32; edgec int4 at >= 50% of the bandwidth limit; the memory
 bar for each edgec variant (onnxruntime's ratio printed for reference).
+
+`--kv-cache MAX`: the edgec artifacts are compiled with the in-place KV cache (<stem>.kv<MAX>.art):
+buffers of MAX rows allocated once per decode and written in place, no presents returned; their
+KV bytes in the memory bar are the buffers' (MAX rows).
 """
 
 from __future__ import annotations
@@ -72,7 +76,12 @@ def int4_label(method: str, int8_weights: str) -> str:
     return method + (f"-int8-{zlib.crc32(int8_weights.encode()):08x}" if int8_weights else "")
 
 
-def prepare(work: Path, arch: str, size: str, threads: int, int4=None) -> dict[str, Path]:
+def artifact_dir(model: Path, kv_cache: int | None = None) -> Path:
+    """Where the edgec artifact of `model` goes (`--kv-cache MAX`: its own directory)."""
+    return model.parent / f"{model.stem}{f'.kv{kv_cache}' if kv_cache else ''}.art"
+
+
+def prepare(work: Path, arch: str, size: str, threads: int, int4=None, kv_cache: int | None = None) -> dict[str, Path]:
     """Export the model, quantize it, compile the three artifacts (reused when present).
     `int4`: (QuantizeOptions, label) of the int4w variant (default: round to nearest)."""
     from benchmarks.llm_models import export
@@ -90,24 +99,27 @@ def prepare(work: Path, arch: str, size: str, threads: int, int4=None) -> dict[s
             quantize_model(paths["fp32"], paths[v], o)
             print(f"quantized {paths[v].name}: {time.perf_counter() - t0:.0f} s", flush=True)
     for v, p in paths.items():
-        art = work / f"{p.stem}.art"
+        art = artifact_dir(p, kv_cache)
         if not (art / "metadata.json").exists():
             t0 = time.perf_counter()
-            compile_model(p, art, CompileOptions(target="host", symbolic_dims=True, threads=threads))
+            compile_model(p, art, CompileOptions(target="host", symbolic_dims=True, threads=threads, kv_cache=kv_cache))
             print(f"compiled {p.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     return paths
 
 
-def _runner(runtime: str, model: Path, threads: int, worker: bool = False):
+def _runner(runtime: str, model: Path, threads: int, worker: bool = False, kv_cache: int | None = None):
+    """(run, input names, input shapes, output shapes, the in-place cache length or None)."""
     from edgec.artifact import load_artifact
     from edgec.reference import ort_session
 
     if runtime == "edgec":
+        from edgec.llm_decode import kv_max_length
         from edgec.targets.tvm.execute import load
 
-        art = load_artifact(model.parent / f"{model.stem}.art")
+        art = load_artifact(artifact_dir(model, kv_cache))
         m = load(art, threads)
-        return m.run, [t.name for t in art.inputs], {t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs}
+        return (m.run, [t.name for t in art.inputs], {t.name: t.shape for t in art.inputs},
+                {t.name: t.shape for t in art.outputs}, kv_max_length(art.metadata))
     if worker:  # timed: onnxruntime's defaults (all graph optimizations, spinning workers), as bench_models
         import onnxruntime as ort
 
@@ -118,10 +130,11 @@ def _runner(runtime: str, model: Path, threads: int, worker: bool = False):
         sess = ort_session(str(model), threads=threads, optimized=True)
     outs = {o.name: tuple(o.shape) for o in sess.get_outputs()}  # shapes: a builder model's head size is on present
     ins = {i.name: tuple(i.shape) for i in sess.get_inputs()}
-    return (lambda feed: dict(zip(outs, sess.run(list(outs), feed)))), list(ins), ins, outs
+    return (lambda feed: dict(zip(outs, sess.run(list(outs), feed)))), list(ins), ins, outs, None
 
 
-def worker(runtime: str, model: Path, threads: int, prompt: int, steps: int, vocab: int) -> dict:
+def worker(runtime: str, model: Path, threads: int, prompt: int, steps: int, vocab: int,
+           kv_cache: int | None = None) -> dict:
     """One timed decode in this process: prefill seconds, step seconds, peak RSS."""
     import numpy as np
     import onnxruntime  # noqa: F401 - both runtimes imported before the baseline
@@ -134,52 +147,56 @@ def worker(runtime: str, model: Path, threads: int, prompt: int, steps: int, voc
     from edgec.reference import ort_session  # noqa: F401 - as above
 
     before = status_mib().get("VmRSS", peak_rss_mib())
-    run, names, shapes, outs = _runner(runtime, model, threads, worker=True)
-    cache = cache_inputs(shapes, outs)
+    run, names, shapes, outs, kv_max = _runner(runtime, model, threads, worker=True, kv_cache=kv_cache)
+    cache = cache_inputs(shapes, outs, in_place=kv_max is not None)
     ids = np.random.default_rng(prompt).integers(0, vocab, (1, prompt))
-    greedy_decode(run, cache, names, ids[:, :4], 2, keep_steps=False)  # warm-up
+    greedy_decode(run, cache, names, ids[:, :4], 2, keep_steps=False, kv_max=kv_max)  # warm-up
     whole = peak_rss_mib()
     timed, peaks = peak_after_first_call(run)
-    res = greedy_decode(timed, cache, names, ids, steps, keep_steps=False)
+    res = greedy_decode(timed, cache, names, ids, steps, keep_steps=False, kv_max=kv_max)
     decode_peak = peak_rss_mib()
     return {"prefill_s": res.seconds[0], "step_s": float(np.median(res.seconds[1:])),
             "rss_mib": max([whole, decode_peak, *peaks]), "rss_model_mib": max([whole, decode_peak, *peaks]) - before,
-            "decode_rss_mib": decode_peak, "baseline_mib": before, "kv_bytes": kv_cache_bytes(cache, 1, prompt + steps)}
+            "decode_rss_mib": decode_peak, "baseline_mib": before, "kv_bytes": kv_cache_bytes(cache, 1, kv_max or prompt + steps)}
 
 
-def accuracy(paths: dict[str, Path], threads: int, prompt: int, steps: int, vocab: int) -> dict[str, float]:
+def accuracy(paths: dict[str, Path], threads: int, prompt: int, steps: int, vocab: int,
+             kv_cache: int | None = None) -> dict[str, float]:
     """Worst per-step cosine of each quantized model's logits against fp32's, both fed fp32's
     greedy tokens (edgec artifacts)."""
     import numpy as np
 
     from edgec.llm_decode import cache_inputs, greedy_decode
 
-    run, names, shapes, outs = _runner("edgec", paths["fp32"], threads)
-    cache = cache_inputs(shapes, outs)
+    run, names, shapes, outs, kv_max = _runner("edgec", paths["fp32"], threads, kv_cache=kv_cache)
+    cache = cache_inputs(shapes, outs, in_place=kv_max is not None)
     ids = np.random.default_rng(prompt).integers(0, vocab, (1, prompt))
-    ref = greedy_decode(run, cache, names, ids, steps)
+    ref = greedy_decode(run, cache, names, ids, steps, kv_max=kv_max)
     out = {}
     for v in ("int8w", "int4w"):
-        qrun = _runner("edgec", paths[v], threads)[0]
-        forced = _forced(qrun, cache, names, ids, ref.tokens)
+        qrun = _runner("edgec", paths[v], threads, kv_cache=kv_cache)[0]
+        forced = _forced(qrun, cache, names, ids, ref.tokens, kv_max)
         cos = [_cosine(a["logits"][:, -1], b["logits"][:, -1]) for a, b in zip(forced, ref.steps)]
         out[v] = float(np.min(cos))  # NaN in any step propagates (Python min would skip it): MISSED
     return out
 
 
-def _forced(run, cache, names, prompt, tokens):
-    """Decode feeding the given tokens (teacher forcing) instead of the model's own."""
+def _forced(run, cache, names, prompt, tokens, kv_max: int | None = None):
+    """Decode feeding the given tokens (teacher forcing) instead of the model's own; `kv_max`:
+    the model writes cache buffers of kv_max rows in place."""
     import numpy as np
 
-    from edgec.llm_decode import step_feed
+    from edgec.llm_decode import allocate_caches, step_feed
 
     batch = prompt.shape[0]
-    past = {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}
+    past = ({c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache} if kv_max is None
+            else allocate_caches(cache, batch, kv_max))
     ids, past_len, steps = prompt.astype(np.int64), 0, []
     for t in range(tokens.shape[1]):
         out = run(step_feed(names, ids, past, past_len))
         steps.append(out)
-        past = {c.name: out[c.present] for c in cache}
+        if kv_max is None:
+            past = {c.name: out[c.present] for c in cache}
         past_len += ids.shape[1]
         ids = tokens[:, t:t + 1].astype(np.int64)
     return steps
@@ -255,13 +272,15 @@ def main(argv=None) -> int:
                     help="int4w: weights (comma-separated globs) kept at 8 bits, as `--int8-weights` "
                          "(default: the first transformer block's, '' for none)")
     ap.add_argument("--calibration-samples", type=int, default=32)
+    ap.add_argument("--kv-cache", type=int, default=None, metavar="MAX",
+                    help="edgec artifacts with the in-place KV cache of MAX rows (--prompt + --steps must fit)")
     ap.add_argument("--worker", nargs=2, metavar=("RUNTIME", "MODEL"), help=argparse.SUPPRESS)
     ap.add_argument("--vocab", type=int, default=256, help=argparse.SUPPRESS)
     ap.add_argument("--bandwidth", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker[0], Path(args.worker[1]), args.threads, args.prompt, args.steps,
-                                args.vocab)))
+                                args.vocab, args.kv_cache)))
         return 0
     if args.bandwidth:
         print(json.dumps({"bytes_per_s": copy_bandwidth(args.threads)}))
@@ -275,12 +294,13 @@ def main(argv=None) -> int:
         args.int4_int8_weights = FIRST_BLOCK[args.arch]
     int4 = (int4_options(args.int4_method, args.int4_int8_weights, args.calibration_samples),
             int4_label(args.int4_method, args.int4_int8_weights))
-    paths = prepare(args.workdir, args.arch, args.size, args.threads, int4)
-    vocab = int(load_artifact(args.workdir / f"{paths['fp32'].stem}.art").outputs[0].shape[-1])
+    paths = prepare(args.workdir, args.arch, args.size, args.threads, int4, args.kv_cache)
+    vocab = int(load_artifact(artifact_dir(paths["fp32"], args.kv_cache)).outputs[0].shape[-1])
     common = ["--threads", str(args.threads), "--prompt", str(args.prompt), "--steps", str(args.steps),
-              "--vocab", str(vocab)]
+              "--vocab", str(vocab), *(["--kv-cache", str(args.kv_cache)] if args.kv_cache else [])]
     print(f"load average before: {os.getloadavg()[0]:.2f}; {args.arch} {args.size}, prompt {args.prompt}, "
-          f"{args.steps} decode steps, {args.threads} threads, {args.rounds} rounds")
+          f"{args.steps} decode steps, {args.threads} threads, {args.rounds} rounds"
+          + (f", edgec with the in-place KV cache of {args.kv_cache} rows" if args.kv_cache else ""))
     runs: dict[tuple[str, str], list[dict]] = {}
     bw = []
     for _ in range(args.rounds):
@@ -289,7 +309,7 @@ def main(argv=None) -> int:
             for rt in RUNTIMES:
                 runs.setdefault((rt, v), []).append(_spawn(["--worker", rt, str(paths[v]), *common]))
     bandwidth = float(np.median(bw))
-    acc = accuracy(paths, args.threads, args.prompt, args.steps, vocab)
+    acc = accuracy(paths, args.threads, args.prompt, args.steps, vocab, args.kv_cache)
     table = {}
     print(f"\ncopy bandwidth (2 x read+write, {args.threads} threads): {bandwidth / 1e9:.1f} GB/s")
     print("| runtime | weights | weight MB (read per token) | prefill ms | decode tok/s | % of bandwidth limit | peak RSS MiB "

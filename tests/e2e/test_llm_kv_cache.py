@@ -107,7 +107,7 @@ def test_past_the_cache_is_one_clear_error(compiled):
     before = {n: b.copy() for n, b in buffers.items()}
     feed = {"input_ids": np.array([[1, 2]]), "attention_mask": np.ones((1, MAX + 1), np.int64),
             "position_ids": np.array([[MAX - 1, MAX]]), **buffers}
-    with pytest.raises(GuardError, match=rf"KVCacheWrite\): past \+ new tokens exceed the KV cache's {MAX} rows"):
+    with pytest.raises(GuardError, match=rf"edgec.KVCacheWrite: past \+ new tokens exceed the KV cache's {MAX} rows"):
         model.run(feed)
     assert all(np.array_equal(buffers[n], before[n]) for n in buffers)
 

@@ -49,8 +49,9 @@ def kv_cache_write(ctx, node, xs):
             or dc[1] != dn[1] or dc[3] != dn[3] or str(cache.ty.dtype) != str(new.ty.dtype)):
         raise InternalError(f"{what}: cache {cache.ty} and new rows {new.ty} do not fit")
     heads, max_len, head_dim = dc[1], dc[2], dc[3]
-    message = (f"{GUARD_PREFIX}{what}: past + new tokens exceed the KV cache's {max_len} rows "
-               f"(the artifact was compiled with --kv-cache {max_len})")
+    # one message for every cache (not the node's name): the layers' writes share one kernel
+    message = (f"{GUARD_PREFIX}{ctx.file}: edgec.KVCacheWrite: past + new tokens exceed the KV cache's {max_len} "
+               f"rows (the artifact was compiled with --kv-cache {max_len})")
     fn = ctx.bb.add_func(_write_kernel(heads, max_len, head_dim, str(cache.ty.dtype), message), "edgec_kv_cache_write")
     p = relax.prim_value(tirx.IntImm("int64", past) if isinstance(past, int) else past)
     out = ctx.emit(relax.call_tir_inplace(fn, [cache, new, p], 0, cache.ty))
