@@ -166,8 +166,11 @@ class KVCacheInPlace(Pass):
             elif node.op_type == "Unsqueeze" and node.domain == "" and idx == 0:
                 grouped += _repeat_kv(file, node, present, shape[1], shape[3])
             else:
+                hint = (" (edgec.Attention comes from recognize-attention, at -O2 and above)"
+                        if node.op_type in ("MatMul", "Transpose") else "")
                 raise _refuse(file, node, f"reads the cache '{present.name}' as something other than "
-                                          f"edgec.Attention's K or V (or grouped-query attention's repeat of its heads)")
+                                          f"edgec.Attention's K or V (or grouped-query attention's repeat of its "
+                                          f"heads){hint}")
         if present.is_graph_output() and not present.name.startswith(PRESENT_PREFIX):
             raise _refuse(file, concat, f"its output '{present.name}' is a graph output not named present.*")
         return past, concat, past_shapes, present_shapes, grouped
