@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from edgec import __version__
 from edgec.artifact import (
     FORMAT,
     Artifact,
+    host_info,
     load_artifact,
     package_versions,
     sha256_file,
@@ -145,6 +147,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         "ops_before": dict(ops_before.most_common()), "ops_after": dict(op_histogram(model).most_common()),
         "io_layout": json.loads(model.metadata_props.get("edgec.io_layout", "{}")),
         "passes": [r.to_json() for r in stats.records],
+        "_pass_seconds": [round(r.seconds, 6) for r in stats.records],  # popped: build info, not artifact bytes
     }
     if verifier is not None:
         info["verified_passes"] = verifier.checked
@@ -179,6 +182,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
     model, pipeline_info = optimize_file(model_path, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
+    t0 = time.perf_counter()
+    build = {"pass_seconds": pipeline_info.pop("_pass_seconds", [])}
     from edgec.targets.tvm.backend import compile_to, make_bundle  # heavy: imports tvm
     from edgec.targets.tvm.emulate import host_arch
 
@@ -214,7 +219,9 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         if verifier is not None:  # the artifact as it will be committed, bundle included
             pipeline_info["artifact_verified"] = verify_artifact(load_artifact(tmp), verifier)
             write_metadata(tmp, meta)
-    return load_artifact(out_dir)
+    art = load_artifact(out_dir)
+    art.build_info = {**build, "backend_seconds": round(time.perf_counter() - t0, 3), **host_info()}
+    return art
 
 
 def compiled_outputs(outputs: list[TensorInfo], shapes: list | None, unknown: set[str] = frozenset()) -> list[TensorInfo]:
@@ -306,6 +313,7 @@ def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
     spec = get_target(opts.target, opts.mcpu, opts.mattr) if opts.target else None
     model, info = optimize_file(model_path, spec, opts)
     save_model(model, out_path)
+    info["pass_seconds"] = info.pop("_pass_seconds", [])
     return info
 
 

@@ -177,7 +177,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     if report:
         from edgec.report import write_report
 
-        write_report(report, art.metadata)
+        write_report(report, art.metadata, art.build_info)
     m = art.metadata
     p = m["pipeline"]
     weights = f", {len(m['weights']['tensors'])} weights in {m['weights']['file']}" if m.get("weights") else ""
