@@ -144,6 +144,10 @@ def pipeline_options(f):
               help="Store initializers >= 1 MiB (and repacked weights >= 64 KiB) in weights.bin beside the library, "
                    "mapped at run time (auto: when they total >= 512 MiB, or >= 16 MiB with --symbolic-dims; CPU "
                    "targets without a bundle).")
+@click.option("--depfile", type=click.Path(), default=None, expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.depfile", value),
+              help="Write a Make/Ninja depfile: OUT/metadata.json depends on the model, its external data, "
+                   "--records, plugins and calibration data (docs/build-systems.md).")
 @compile_quantize_options
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
@@ -158,14 +162,16 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
         return
     if out is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
-    if report or dump_ir:  # a careless path fails now, not after the compile
+    depfile = click.get_current_context().meta.get("edgec.depfile")
+    if report or dump_ir or depfile:  # a careless path fails now, not after the compile
         from edgec.output_paths import check_output_file, check_outside
 
-        for path, what in ((report, "report"), (dump_ir, "IR dump directory")):
+        for path, what in ((report, "report"), (dump_ir, "IR dump directory"), (depfile, "depfile")):
             if path:
                 check_outside(path, what, out, "artifact directory")
-        if report:
-            check_output_file(report, "report", inputs=((model, "input model"),))
+        for path, what in ((report, "report"), (depfile, "depfile")):
+            if path:
+                check_output_file(path, what, inputs=((model, "input model"),))
     trace = _new_trace(trace_rewrites)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
@@ -174,6 +180,10 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples, group_size)
     art = compile_model(model, out, opts)
     _print_trace(trace)
+    if depfile:
+        from edgec.depfile import compile_dependencies, write_depfile
+
+        write_depfile(depfile, Path(out) / "metadata.json", compile_dependencies(model, opts))
     if report:
         from edgec.report import write_report
 
