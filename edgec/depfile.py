@@ -64,15 +64,16 @@ def calibration_files(directory: str | None) -> list[Path]:
     return sorted(p for p in Path(directory).iterdir() if p.is_file())
 
 
-def compile_dependencies(model_path, opts) -> list[Path]:
-    """Every file `edgec compile MODEL` read with these CompileOptions (no duplicates)."""
-    deps = [Path(model_path), *external_data_files(model_path)]
-    if opts.records:
-        deps.append(Path(opts.records))
-    deps += [Path(p) for p in opts.plugins]
+def compile_dependencies(model_path, records: str | None = None, plugins=(), calibration_data: str | None = None,
+                         external: list[Path] | None = None) -> list[Path]:
+    """Every file `edgec compile MODEL` read with these options (no duplicates); `external`: the
+    model's external data files when already known (else the model is parsed for them)."""
+    deps = [Path(model_path), *(external_data_files(model_path) if external is None else external)]
+    if records:
+        deps.append(Path(records))
+    deps += [Path(p) for p in plugins]
     deps += entry_point_plugin_files()
-    if opts.quantize is not None:
-        deps += calibration_files(opts.quantize[1].get("data"))
+    deps += calibration_files(calibration_data)
     return list(dict.fromkeys(deps))
 
 
