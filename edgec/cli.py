@@ -149,6 +149,10 @@ def pipeline_options(f):
               callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.depfile", value),
               help="Write a Make/Ninja depfile: OUT/metadata.json depends on the model, its external data, "
                    "--records, plugins and calibration data (docs/build-systems.md).")
+@click.option("--emit", default=None, metavar="KINDS", expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.emit", value),
+              help="What the artifact holds, comma separated from library,header,metadata,bundle,onnx (onnx: the "
+                   "optimized model.onnx) [default: library,header,metadata, plus bundle for another architecture].")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, expose_value=False,
               callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.cache_dir", value),
               help="Compile cache directory [default: edgec's cache dir, $EDGEC_CACHE or ~/.cache/edgec]; "
@@ -188,6 +192,8 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
+    emit = click.get_current_context().meta.get("edgec.emit")
+    opts.emit = frozenset(k.strip() for k in emit.split(",") if k.strip()) if emit is not None else None
     opts.records, opts.threads, opts.weights_file = records, threads, weights_file
     opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples, group_size)
     art = compile_model(model, out, opts)
