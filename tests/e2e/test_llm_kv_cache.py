@@ -7,12 +7,14 @@ guard message before anything is written.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgec.api import CompileOptions, compile_model
+from edgec.artifact import load_artifact
 from edgec.errors import GuardError, PipelineError
 from edgec.generate import generate
 from edgec.llm_decode import (
@@ -124,3 +126,19 @@ def test_generate_uses_the_buffers_and_refuses_a_run_past_them(compiled):
 def test_a_cross_compiled_bundle_refuses_the_mode(tmp_path):
     with pytest.raises(PipelineError, match="bundle's C API .* does not run in-place KV caches"):
         compile_model(GPT2, tmp_path / "arm", CompileOptions(target="armv8", symbolic_dims=True, kv_cache=MAX))
+
+
+def test_cli_compiles_the_mode_and_refuses_what_it_cannot_prove(run_cli, tmp_path):
+    """`edgec compile --kv-cache`: at -O1 attention is not recognized, the present feeds a
+    Transpose: one line naming the node, exit 2, nothing written."""
+    r = run_cli("compile", GPT2, "-o", tmp_path / "o1", "--kv-cache", "16", "-O1", "--no-cache")
+    assert r.code == 2 and not (tmp_path / "o1").exists(), r
+    line = r.err.strip()
+    assert "\n" not in line and "--kv-cache: node 'node_transpose_3' (Transpose) reads the cache 'present.0.key'" in line
+    r = run_cli("compile", GPT2, "-o", tmp_path / "kv", "--kv-cache", "16", "--no-cache")
+    assert r.code == 0, r
+    r = run_cli("generate", tmp_path / "kv", "--prompt-ids", "5,9,2", "--max-new-tokens", "4", "--json")
+    assert r.code == 0, r
+    art = load_artifact(tmp_path / "kv")
+    want = greedy_decode(_ort_run(), _cache(art), [t.name for t in art.inputs], np.array([[5, 9, 2]]), 3)
+    assert json.loads(r.out)["tokens"] == [int(t) for t in want.tokens[0]]
