@@ -197,9 +197,6 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     inputs, outputs = graph_inputs(model), graph_outputs(model)
     emit = emitted(opts, spec.arch != host_arch())
     bundle = "bundle" in emit
-    if opts.kv_cache and bundle:
-        raise PipelineError(f"--kv-cache: the bundle's C API (target {spec.name}) does not run in-place KV caches yet; "
-                            f"compile for this host, or without --kv-cache")
     weight_min = weight_min_bytes(model, spec, opts.weights_file, opts.symbolic_dims)
     with atomic_directory(out_dir, [model_path]) as tmp:
         if "onnx" in emit:  # as the pipeline left it, before lowering reads it

@@ -13,6 +13,12 @@
  * (edgec_set_input_from_output: shared, not copied). Prints one line per step (logits shape, sum,
  * sum of |x|, the greedy token), then `tokens: ...` and a timing line. --logits-dir writes each
  * step's logits as DIR/logits_<step>.npy (step 0: the prefill). Exit 2 with one line on error.
+ *
+ * A model compiled with `edgec compile --kv-cache MAX` declares its pasts [batch, kv_heads, MAX,
+ * head_dim] (MAX fixed) and has no present outputs: it writes each step's rows into the past
+ * inputs in place. Then each cache input is set once, zeroed, before the prefill, and never again:
+ * the C API keeps input tensors across edgec_run calls, so the model's writes stay (no per-token
+ * allocation or copy of the cache). A prompt plus new tokens beyond MAX is refused before the run.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
@@ -147,6 +153,7 @@ int main(int argc, char** argv) {
   /* The interface: which input is which, and each past's present. */
   int ids = -1, mask = -1, pos = -1, logits = edgec_output_index(m, "logits");
   int past[MAX_CACHE], present[MAX_CACHE], n_cache = 0;
+  int64_t in_place = -1; /* the cache length of a --kv-cache model (pasts written in place), else -1 */
   const char* prefix = "past_key_values.";
   for (int i = 0; i < edgec_num_inputs(m); ++i) {
     const char* name = edgec_input_name(m, i);
@@ -157,12 +164,19 @@ int main(int argc, char** argv) {
       char out_name[512];
       snprintf(out_name, sizeof out_name, "present.%s", name + strlen(prefix));
       int o = edgec_output_index(m, out_name);
-      if (o < 0) die("input '%s' has no output '%s' to feed it on the next step", name, out_name);
       int nd = edgec_input_declared_ndim(m, i);
       const int64_t* d = edgec_input_declared_shape(m, i);
       if (nd != 4 || d[1] < 0 || d[3] < 0)
         die("input '%s' must be declared [batch, kv_heads, past, head_dim] with fixed kv_heads "
             "and head_dim (metadata.json)", name);
+      if (o < 0 && d[2] < 0) die("input '%s' has no output '%s' to feed it on the next step", name, out_name);
+      int64_t cache_rows = o < 0 ? d[2] : -1; /* no present, a fixed length: written in place */
+      if (cache_rows >= 0 && strcmp(edgec_input_dtype(m, i), "float32") != 0)
+        die("input '%s' is %s; edgec-generate's in-place caches are float32", name, edgec_input_dtype(m, i));
+      if (n_cache > 0 && cache_rows != in_place)
+        die("input '%s': every past must be written in place (--kv-cache) or fed from its present, "
+            "with one cache length", name);
+      in_place = cache_rows;
       past[n_cache] = i;
       present[n_cache++] = o;
     } else {
@@ -174,6 +188,9 @@ int main(int argc, char** argv) {
     die("not a decoder with a KV cache: needs input 'input_ids', output 'logits' and "
         "past_key_values.* inputs");
 
+  if (in_place >= 0 && n_prompt + max_new - 1 > in_place)
+    die("the prompt (%d tokens) and %d new tokens need %d cache rows; the model was compiled with "
+        "--kv-cache %lld", n_prompt, max_new, n_prompt + max_new - 1, (long long)in_place);
   int64_t* tokens = (int64_t*)malloc(sizeof(int64_t) * max_new);
   double* step_ms = (double*)malloc(sizeof(double) * max_new);
   int64_t past_len = 0;
@@ -187,7 +204,18 @@ int main(int argc, char** argv) {
       free(ones);
     }
     if (pos >= 0) set_int_row(m, pos, NULL, past_len, n);
-    for (int c = 0; c < n_cache; ++c) {
+    for (int c = 0; c < n_cache && in_place >= 0 && step == 0; ++c) { /* the buffers, once, zeroed */
+      int64_t shape[4];
+      memcpy(shape, edgec_input_declared_shape(m, past[c]), sizeof shape);
+      shape[0] = 1;
+      check(m, edgec_set_input_shape(m, past[c], shape, 4, NULL), "set_input_shape");
+      size_t bytes = (size_t)(shape[1] * shape[2] * shape[3]) * 4;
+      void* zeros = calloc(1, bytes);
+      if (!zeros) die("cannot allocate the KV cache (%zu bytes)", bytes);
+      check(m, edgec_set_input(m, past[c], zeros, bytes), "set_input");
+      free(zeros);
+    }
+    for (int c = 0; c < n_cache && in_place < 0; ++c) {
       if (step == 0) { /* empty cache: a zero-length past dim, no data */
         int64_t shape[4];
         memcpy(shape, edgec_input_declared_shape(m, past[c]), sizeof shape);

@@ -275,6 +275,10 @@ A decoder-only LLM with a KV cache (`past_key_values.*` in, `present.*` out; com
 
     ./edgec-generate model.so --prompt-ids 1,2,3 --max-new-tokens 16 [--logits-dir out/]
 
+Compiled with `--kv-cache MAX`, the pasts are cache buffers of MAX rows that the model writes in
+place and there are no presents: edgec-generate sets each cache input once (zeroed) and never
+again (the C API keeps input tensors across `edgec_run` calls).
+
 ## Inputs
 {io("inputs")}
 

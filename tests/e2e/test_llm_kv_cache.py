@@ -1,7 +1,8 @@
 """--kv-cache MAX (issue 14: "the KV cache lives in buffers the runtime allocates once"): a tiny
 GPT-2 compiled with caches of 64 rows that the model writes in place decodes as onnxruntime does on
 the original ONNX (every step's logits within 1e-4, the buffers' valid rows against ORT's presents,
-identical greedy tokens), and so do the Llama-style fixtures (grouped-query attention); the same buffers serve every call; a run past the 64 rows fails with one
+identical greedy tokens), and so do the Llama-style fixtures (grouped-query attention) and the
+armv8 bundle's C program under qemu; the same buffers serve every call; a run past the 64 rows fails with one
 guard message before anything is written.
 """
 
@@ -15,7 +16,7 @@ import pytest
 
 from edgec.api import CompileOptions, compile_model
 from edgec.artifact import load_artifact
-from edgec.errors import GuardError, PipelineError
+from edgec.errors import GuardError
 from edgec.generate import generate
 from edgec.llm_decode import (
     allocate_caches,
@@ -123,9 +124,27 @@ def test_generate_uses_the_buffers_and_refuses_a_run_past_them(compiled):
         generate(compiled, prompt, MAX)
 
 
-def test_a_cross_compiled_bundle_refuses_the_mode(tmp_path):
-    with pytest.raises(PipelineError, match="bundle's C API .* does not run in-place KV caches"):
-        compile_model(GPT2, tmp_path / "arm", CompileOptions(target="armv8", symbolic_dims=True, kv_cache=MAX))
+@pytest.mark.parametrize("name", ["tiny_gpt2_kv.onnx", "tiny_llama_kv.onnx"])
+def test_armv8_bundle_generates_with_the_buffers_under_qemu(tmp_path, name):
+    """The bundle's C program edgec-generate sets each cache input once (zeroed) and never again:
+    the C API keeps input tensors across runs, the model writes its rows in place. Logits of every
+    step within 1e-3 of onnxruntime's and identical tokens; a run past the cache is one line, exit 2."""
+    from edgec.targets.tvm import emulate
+    from tests.conftest import require_target_tools
+
+    spec = require_target_tools("armv8")
+    path = MODELS / name
+    art = compile_model(path, tmp_path / "arm", CompileOptions(target="armv8", symbolic_dims=True, kv_cache=16))
+    bundle = art.path / art.metadata["bundle"]
+    prompt = np.random.default_rng(5).integers(0, art.outputs[0].shape[-1], (1, 7))
+    arm = emulate.run_generate(bundle, spec, prompt[0], 10)
+    want = greedy_decode(_ort_run(path), _cache(art), [t.name for t in art.inputs], prompt, 9)
+    want.steps = [{"logits": s["logits"]} for s in want.steps]
+    checks, same = compare_decodes(arm, want, atol=1e-3)
+    assert len(checks) == 10 and all(c.ok for c in checks) and same, describe(checks, same)
+    r = emulate.run_runner(bundle, spec, ["--prompt-ids", "1,2,3", "--max-new-tokens", "15"], program="edgec-generate")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "need 17 cache rows" in lines[0] and "--kv-cache 16" in lines[0], r
 
 
 def test_cli_compiles_the_mode_and_refuses_what_it_cannot_prove(run_cli, tmp_path):
