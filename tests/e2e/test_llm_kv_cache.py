@@ -69,6 +69,15 @@ def test_prefill_and_decode_steps_match_onnxruntime(compiled, prompt_len):
     assert got.steps[-1]["present.1.value"].shape == (1, 4, prompt_len + 12, 8)
 
 
+def test_batch_of_two(compiled):
+    cache, names = _cache(compiled), [t.name for t in compiled.inputs]
+    prompt = np.random.default_rng(7).integers(0, 256, (2, 5))
+    got = greedy_decode(load(compiled).run, cache, names, prompt, 4, kv_max=MAX)
+    want = greedy_decode(_ort_run(), cache, names, prompt, 4)
+    checks, same = compare_decodes(got, want, atol=1e-4)
+    assert len(checks) == 5 and all(c.ok for c in checks) and same, describe(checks, same)
+
+
 @pytest.mark.parametrize("name", ["tiny_llama_kv.onnx", "tiny_llama_kv_legacy.onnx"])
 def test_grouped_query_llama_decodes_as_onnxruntime(tmp_path, name):
     """Llama-style (RoPE, RMSNorm, SwiGLU, 2 kv heads for 4 query heads): the kernel reads kv head
