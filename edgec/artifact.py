@@ -117,6 +117,22 @@ class Artifact:
     def target(self) -> dict:
         return self.metadata["target"]
 
+    def run(self, inputs: dict | None = None, threads: int | None = None, **named) -> dict:
+        """Run the artifact on `inputs` (name -> numpy array; or as keywords), returning name ->
+        numpy array. Host artifacts run here; ARM artifacts through their bundle under qemu.
+        Raises ArtifactError for inputs that do not fit (names, shapes, dtypes), GuardError when a
+        run-time guard of the model fails."""
+        from edgec.api import run_artifact
+
+        return run_artifact(self, {**(inputs or {}), **named}, threads)
+
+    def bench(self, repeat: int = 50, warmup: int = 5, threads: int | None = None,
+              dims: dict[str, int] | None = None) -> list[float]:
+        """Seconds of each of `repeat` timed runs on seeded inputs (host artifacts)."""
+        from edgec.api import bench_artifact
+
+        return bench_artifact(self, warmup, repeat, threads, dims=dims)
+
     @property
     def weights(self) -> dict | None:
         """The separate weights file's index (edgec.weights), or None when the library holds them all."""
