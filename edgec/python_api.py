@@ -40,18 +40,20 @@ def compile(model: str | os.PathLike | onnx.ModelProto, target: str = "host", *,
             quantize: str | None = None, calibration_data: str | os.PathLike | None = None,
             group_size: int | None = None, emit: Sequence[str] | None = None, bundle: bool | None = None,
             records: str | os.PathLike | None = None, threads: int | None = None, plugins: Sequence[str] = (),
-            verify: bool = False, mcpu: str | None = None, mattr: str | None = None) -> Artifact:
+            verify: bool = False, mcpu: str | None = None, mattr: str | None = None,
+            kv_cache: int | None = None) -> Artifact:
     """Compile `model` (a path, or an onnx.ModelProto) for `target` (see `edgec targets`) into the
     artifact directory `output` (None: a new temporary directory, the caller's to keep or delete);
     returns the loaded Artifact. The keywords mean what the CLI flags of the same names mean
     (`edgec compile --help`): `quantize` one of `edgec quantize`'s modes, `dims` name -> (lo, hi)
-    bounds of symbolic dims, `emit` a subset of edgec.api.EMITS."""
+    bounds of symbolic dims, `emit` a subset of edgec.api.EMITS, `kv_cache` MAX a decoder's KV cache
+    as buffers of MAX rows written in place (implies symbolic_dims; docs/llm.md)."""
     from edgec.api import CompileOptions, compile_model
     from edgec.errors import PipelineError
 
     opts = CompileOptions(target=target, passes=passes, opt_level=opt_level, disabled=tuple(disable),
                           input_shapes={k: list(v) for k, v in (input_shapes or {}).items()},
-                          symbolic_dims=symbolic_dims, dim_bounds={k: tuple(v) for k, v in (dims or {}).items()},
+                          symbolic_dims=symbolic_dims or bool(kv_cache), kv_cache=kv_cache, dim_bounds={k: tuple(v) for k, v in (dims or {}).items()},
                           verify=verify, mcpu=mcpu, mattr=mattr, plugins=tuple(str(p) for p in plugins),
                           records=str(records) if records else None, threads=threads, bundle=bundle,
                           emit=frozenset(emit) if emit is not None else None)

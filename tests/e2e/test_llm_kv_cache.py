@@ -51,6 +51,13 @@ def _ort_run(path: Path = GPT2):
     return lambda feed: dict(zip(names, sess.run(names, feed)))
 
 
+def test_python_api_keyword(tmp_path):
+    import edgec
+
+    art = edgec.compile(GPT2, output=tmp_path / "art", kv_cache=8)
+    assert art.metadata["kv_cache"]["max_length"] == 8 and [t.name for t in art.outputs] == ["logits"]
+
+
 def test_artifact_takes_cache_buffers_and_returns_logits_only(compiled):
     assert compiled.metadata["kv_cache"] == {"max_length": MAX, "caches": [
         f"past_key_values.{i}.{kv}" for i in range(2) for kv in ("key", "value")]}
