@@ -259,9 +259,12 @@ def emitted(opts: CompileOptions, cross: bool) -> frozenset[str]:
 
 
 def kv_cache_metadata(model: ir.Model) -> dict:
-    """--kv-cache: the cache length and the cache inputs (in input order), for generate / bundle / docs."""
-    caches = [v.name for v in model.graph.inputs if v.name.startswith("past_key_values.")]
-    return {"max_length": int(model.metadata_props["edgec.kv_cache"]), "caches": caches}
+    """--kv-cache: the cache buffers' rows (the tokens they hold: `max_length`, the buffer length
+    that the caller allocates; MAX or MAX + 1, passes/shapes/kv_cache_in_place.cache_rows), the
+    requested MAX and the cache inputs (in input order), for generate / bundle / docs."""
+    caches = [v for v in model.graph.inputs if v.name.startswith("past_key_values.")]
+    return {"max_length": int(caches[0].shape[2]), "requested": int(model.metadata_props["edgec.kv_cache"]),
+            "caches": [v.name for v in caches]}
 
 
 def compiled_outputs(outputs: list[TensorInfo], shapes: list | None, unknown: set[str] = frozenset()) -> list[TensorInfo]:

@@ -112,11 +112,12 @@ def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], 
     each, every one fed the previous call's greedy token and presents. `tokens` holds the
     decode_steps + 1 greedy tokens (the prefill's and every step's), fewer when every row has
     produced `eos` (the end-of-sequence id, kept as the last token). `kv_max`: the model writes
-    its cache in place (--kv-cache): buffers of kv_max rows allocated here once, fed every call."""
+    its cache in place (--kv-cache): buffers of kv_max rows allocated here once, the same arrays
+    fed to every call (a kept step gets copies of their valid rows under the present names)."""
     batch = prompt.shape[0]
-    if kv_max is not None:
-        return _decode_in_place(run, cache, input_names, prompt, decode_steps, keep_steps, eos, kv_max)
-    past = {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache}
+    in_place = kv_max is not None
+    past = (allocate_caches(cache, batch, kv_max) if in_place
+            else {c.name: np.zeros((batch, c.kv_heads, 0, c.head_dim), np.float32) for c in cache})
     ids, past_len = prompt.astype(np.int64), 0
     res, tokens = Decoded(), []
     for _ in range(decode_steps + 1):
@@ -125,37 +126,16 @@ def greedy_decode(run: Runner, cache: list[CacheInput], input_names: list[str], 
         t0 = time.perf_counter()
         out = run(feed)
         res.seconds.append(time.perf_counter() - t0)
-        if keep_steps:
-            res.steps.append(out)
+        if keep_steps:  # in place: the valid rows, copied (the buffers change on the next call)
+            res.steps.append({**out, **{c.present: past[c.name][:, :, :past_len + n].copy() for c in cache}}
+                             if in_place else out)
         ids = np.argmax(out["logits"][:, -1, :], axis=-1).astype(np.int64)[:, None]
         tokens.append(ids[:, 0])
         if eos is not None and np.any(np.stack(tokens, axis=1) == eos, axis=1).all():
             break
-        past = {c.name: out[c.present] for c in cache}
+        if not in_place:
+            past = {c.name: out[c.present] for c in cache}
         past_len += n
-    res.tokens = np.stack(tokens, axis=1)
-    return res
-
-
-def _decode_in_place(run: Runner, cache: list[CacheInput], input_names: list[str], prompt: np.ndarray,
-                     decode_steps: int, keep_steps: bool, eos: int | None, kv_max: int) -> Decoded:
-    """greedy_decode with cache buffers the model writes in place: the same arrays every call."""
-    buffers = allocate_caches(cache, prompt.shape[0], kv_max)
-    ids, past_len = prompt.astype(np.int64), 0
-    res, tokens = Decoded(), []
-    for _ in range(decode_steps + 1):
-        n = ids.shape[1]
-        feed = step_feed(input_names, ids, buffers, past_len)
-        t0 = time.perf_counter()
-        out = run(feed)
-        res.seconds.append(time.perf_counter() - t0)
-        past_len += n
-        if keep_steps:  # the valid rows, copied: the buffers change on the next call
-            res.steps.append({**out, **{c.present: buffers[c.name][:, :, :past_len].copy() for c in cache}})
-        ids = np.argmax(out["logits"][:, -1, :], axis=-1).astype(np.int64)[:, None]
-        tokens.append(ids[:, 0])
-        if eos is not None and np.any(np.stack(tokens, axis=1) == eos, axis=1).all():
-            break
     res.tokens = np.stack(tokens, axis=1)
     return res
 

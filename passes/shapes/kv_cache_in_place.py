@@ -9,6 +9,8 @@ step writes a whole new cache. This pass turns each past input into a cache buff
     present = Concat(past, new, axis=2)  ->  present = edgec.KVCacheWrite(cache, new, P)
 
 with P = T - S (T: attention_mask's length, the total; S: input_ids' length, the new tokens).
+The buffer has MAX rows, or MAX + 1 when a head's slice would be a multiple of 4 KiB
+(`cache_rows`: power-of-two strides made the whole step slower through cache-set conflicts).
 Backends write the new rows at [P, P + S) in place and attention reads the cache's first T rows;
 the `present.*` graph outputs are dropped (their content is the cache buffers). A `Shape` of a
 past or present reads the logical shape ([batch, kv_heads, P or T, head_dim]).
@@ -34,6 +36,15 @@ from edgec.passes.control._common import Emitter, Namer
 
 PAST_PREFIX = "past_key_values."
 PRESENT_PREFIX = "present."
+_PAGE = 4096
+
+
+def cache_rows(max_length: int, head_dim: int, itemsize: int) -> int:
+    """The rows of a cache buffer holding `max_length` tokens: one more when a head's slice
+    (max_length rows of head_dim values) would be a multiple of 4 KiB. Such power-of-two strides
+    put every head's row j into the same cache sets: measured on GPT-2 124M int4 at past 150
+    (1 thread), --kv-cache 256 ran the GEMV kernels 0.8 ms slower per step than 250 or 257 rows."""
+    return max_length + 1 if (max_length * head_dim * itemsize) % _PAGE == 0 else max_length
 
 
 def _refuse(file: str, node: ir.Node | None, what: str) -> ModelValidationError:
@@ -126,7 +137,8 @@ class KVCacheInPlace(Pass):
             present.replace_all_uses_with(out)
             for attn, idx, _ in grouped:  # the repeat of the heads: the kernel reads kv head h // G instead
                 attn.replace_input_with(idx, out)
-            past.shape = ir.Shape([past.shape[0], heads, max_len, head_dim])
+            itemsize = np.dtype(past.dtype.numpy()).itemsize if past.dtype is not None else 4
+            past.shape = ir.Shape([past.shape[0], heads, cache_rows(max_len, head_dim, itemsize), head_dim])
             g.remove(concat, safe=True)
         for attn, group in groups.items():
             mask = len(attn.inputs) > 3 and attn.inputs[3] is not None

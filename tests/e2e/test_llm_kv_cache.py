@@ -59,7 +59,7 @@ def test_python_api_keyword(tmp_path):
 
 
 def test_artifact_takes_cache_buffers_and_returns_logits_only(compiled):
-    assert compiled.metadata["kv_cache"] == {"max_length": MAX, "caches": [
+    assert compiled.metadata["kv_cache"] == {"max_length": MAX, "requested": MAX, "caches": [
         f"past_key_values.{i}.{kv}" for i in range(2) for kv in ("key", "value")]}
     assert [t.name for t in compiled.outputs] == ["logits"]
     assert all(t.shape[1:] == (4, MAX, 8) for t in compiled.inputs if t.name.startswith("past_key_values."))

@@ -18,7 +18,7 @@ import pytest
 from edgec.api import CompileOptions, optimize
 from edgec.errors import ModelValidationError
 from edgec.ir import load_model
-from edgec.passes.shapes.kv_cache_in_place import KVCacheInPlace
+from edgec.passes.shapes.kv_cache_in_place import KVCacheInPlace, cache_rows
 from edgec.reference import run_ort, run_ort_ir
 from edgec.targets import get_target
 
@@ -69,6 +69,14 @@ def test_rewritten_graph_means_the_same_in_onnxruntime(path):
         buffers[name] = b
     got = run_ort_ir(model, {**feed, **buffers})
     np.testing.assert_allclose(got["logits"], want["logits"], atol=1e-4)
+
+
+def test_a_head_slice_of_whole_pages_gets_one_more_row():
+    """GPT-2's head_dim 64 float32: 256 rows are 64 KiB per head (every head's row j in the same
+    cache sets): 257 rows; 250 rows stay."""
+    assert cache_rows(256, 64, 4) == 257 and cache_rows(250, 64, 4) == 250 and cache_rows(16, 8, 4) == 16
+    model = _kv(GPT2, 128)  # 128 rows x 8 x 4 bytes = 4 KiB
+    assert all(v.shape[2] == 129 for v in model.graph.inputs if v.name.startswith("past_key_values."))
 
 
 def test_a_present_read_by_another_op_is_refused():
