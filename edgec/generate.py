@@ -72,7 +72,7 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     kv_max = kv_max_length(art.metadata)
     if kv_max is not None and len(prompt) + max_new_tokens - 1 > kv_max:
         raise EdgecError(f"{art.path}: the prompt ({len(prompt)} tokens) and {max_new_tokens} new tokens need "
-                         f"{len(prompt) + max_new_tokens - 1} cache rows; the artifact was compiled with --kv-cache {kv_max}")
+                         f"{len(prompt) + max_new_tokens - 1} cache rows; the artifact's KV cache has {kv_max} (--kv-cache)")
     try:
         cache = cache_inputs({t.name: t.shape for t in art.inputs}, {t.name: t.shape for t in art.outputs},
                              in_place=kv_max is not None)

@@ -189,8 +189,8 @@ int main(int argc, char** argv) {
         "past_key_values.* inputs");
 
   if (in_place >= 0 && n_prompt + max_new - 1 > in_place)
-    die("the prompt (%d tokens) and %d new tokens need %d cache rows; the model was compiled with "
-        "--kv-cache %lld", n_prompt, max_new, n_prompt + max_new - 1, (long long)in_place);
+    die("the prompt (%d tokens) and %d new tokens need %d cache rows; the model's KV cache has %lld "
+        "(--kv-cache)", n_prompt, max_new, n_prompt + max_new - 1, (long long)in_place);
   int64_t* tokens = (int64_t*)malloc(sizeof(int64_t) * max_new);
   double* step_ms = (double*)malloc(sizeof(double) * max_new);
   int64_t past_len = 0;

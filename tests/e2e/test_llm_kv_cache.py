@@ -136,7 +136,7 @@ def test_generate_uses_the_buffers_and_refuses_a_run_past_them(compiled):
     gen = generate(compiled, prompt, 6)
     want = greedy_decode(_ort_run(), _cache(compiled), [t.name for t in compiled.inputs], np.array([prompt]), 5)
     assert gen.tokens == [int(t) for t in want.tokens[0]]
-    with pytest.raises(Exception, match=f"compiled with --kv-cache {MAX}"):
+    with pytest.raises(Exception, match=rf"KV cache has {MAX} \(--kv-cache\)"):
         generate(compiled, prompt, MAX)
 
 
@@ -160,7 +160,7 @@ def test_armv8_bundle_generates_with_the_buffers_under_qemu(tmp_path, name):
     assert len(checks) == 10 and all(c.ok for c in checks) and same, describe(checks, same)
     r = emulate.run_runner(bundle, spec, ["--prompt-ids", "1,2,3", "--max-new-tokens", "15"], program="edgec-generate")
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "need 17 cache rows" in lines[0] and "--kv-cache 16" in lines[0], r
+    assert r.returncode == 2 and len(lines) == 1 and "need 17 cache rows" in lines[0] and "KV cache has 16 (--kv-cache)" in lines[0], r
 
 
 def test_cli_compiles_the_mode_and_refuses_what_it_cannot_prove(run_cli, tmp_path):
