@@ -74,9 +74,20 @@ def set_constant(v: ir.Value, arr: np.ndarray) -> None:
 
 
 def first_layers(model: ir.Model, layers) -> set[str]:
-    """Names of the weight layers reading a graph input directly, and of those whose output is a
-    graph output (the first and last layers, protected by default)."""
-    ins = {v.name for v in model.graph.inputs}
-    outs = {v.name for v in model.graph.outputs}
-    return {n.name for n, _, _ in layers if n.inputs[0] is not None and n.inputs[0].name in ins
-            or any(o.name in outs for o in n.outputs)}
+    """ids of the weight layers reading a graph input and of those whose output reaches a graph
+    output through no other weight layer (the first and last layers, protected by default)."""
+    ins = {id(v) for v in model.graph.inputs}
+    weight_nodes = {id(n) for n, _, _ in layers}
+    last: set[int] = set()
+    todo = [v.producer() for v in model.graph.outputs if v.producer() is not None]
+    seen: set[int] = set()
+    while todo:  # walk back from the outputs until a weight layer
+        n = todo.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if id(n) in weight_nodes:
+            last.add(id(n))
+            continue
+        todo.extend(v.producer() for v in n.inputs if v is not None and v.producer() is not None)
+    return last | {id(n) for n, _, _ in layers if n.inputs[0] is not None and id(n.inputs[0]) in ins}
