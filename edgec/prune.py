@@ -136,6 +136,7 @@ def prune_model(model: onnx.ModelProto | str | os.PathLike, o: PruneOptions | No
     pass_ = builtin_registry().get(name)()
     pass_(prepared, PassContext(options={name: opts}))
     pruned, _ = optimize(prepared, None, CompileOptions(target=None, passes="infer-shapes"))
+    pruned.metadata_props.pop("edgec.pruned_channels", None)  # the file may be pruned again (iteratively)
     out = ir.serde.serialize_model(pruned)
     _check(out, name)
     after = _stats(out)

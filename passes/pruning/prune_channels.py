@@ -18,7 +18,8 @@ importance are removed:
 `keep` (node or weight names, globs) protects a layer's output group; `protect_ends` protects the
 groups of the first layers (reading a graph input); the last layers' outputs are graph outputs and
 are never pruned. `layer_ratios` ('name=r,...') sets a group's ratio by one of its producers (the
-smallest given ratio of a group wins). After the pass, `last_report` lists every group: its
+smallest given ratio of a group wins). A model carrying the metadata key `edgec.pruned_channels`
+(set by this pass) is left alone: a pipeline run to a fixpoint prunes once. After the pass, `last_report` lists every group: its
 layers, units before/after, or why it was left alone."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from edgec.passes.pruning import _channels
 from edgec.passes.pruning._common import layer_ratios, named, patterns, set_constant
 
 IMPORTANCE = ("l1", "l2", "bn", "sensitivity")
+PRUNED = "edgec.pruned_channels"  # model metadata: set by this pass, removed by edgec.prune before saving
 
 
 @register_pass
@@ -57,6 +59,9 @@ class PruneChannels(Pass):
         if o["importance"] not in IMPORTANCE:
             raise PipelineError(f"prune-channels: importance must be one of {', '.join(IMPORTANCE)}, got '{o['importance']}'")
         rules = layer_ratios(o["layer_ratios"])
+        if PRUNED in model.metadata_props:  # a pipeline run to a fixpoint: prune once, not once per iteration
+            self.last_report = []
+            return PassResult(model, False)
         cg = _channels.build(model)
         keep = patterns(o["keep"])
         for node, key in cg.sources:
@@ -95,6 +100,7 @@ class PruneChannels(Pass):
         if not removed:
             return PassResult(model, False)
         _apply(model, cg, removed)
+        model.metadata_props[PRUNED] = f"ratio={o['ratio']},importance={o['importance']}"
         return PassResult(model, True)
 
 

@@ -259,3 +259,12 @@ def test_first_layer_protected_by_default_and_keep():
 def test_importances_run(importance):
     model, p, _, _ = _prune(RESIDUAL, ratio=0.5, importance=importance, samples=2)
     assert _shape(model, "w1")[0] == 4
+
+
+def test_pruned_once_per_pipeline():
+    from edgec.infra.context import PassContext
+
+    model = parse(RESIDUAL)
+    PruneChannels(ratio=0.5, protect_ends=False)(model, PassContext())
+    again = PruneChannels(ratio=0.5, protect_ends=False)(model, PassContext())
+    assert not again.modified and _shape(model, "w1") == [4, 4, 3, 3]
