@@ -97,8 +97,13 @@ class PruneChannels(Pass):
                 entry.update(pruned=count, ratio=ratio)
             report.append(entry)
         self.last_report = report
+        self.last_removed_inputs = {}
         if not removed:
             return PassResult(model, False)
+        # what the consumers no longer read: {(weight, axis): removed indices} (tests zero these in
+        # the original model, which must then compute what the pruned one does)
+        self.last_removed_inputs = {(k[1], cg.spaces[k].axis): sorted(i for kk, i in removed if kk == k)
+                                    for k in {k for k, _ in removed} if cg.spaces[k].role == "in"}
         _apply(model, cg, removed)
         model.metadata_props[PRUNED] = f"ratio={o['ratio']},importance={o['importance']}"
         return PassResult(model, True)
@@ -222,6 +227,14 @@ def _apply(model: ir.Model, cg: _channels.ChannelGraph, removed: set) -> None:
                 v.shape = ir.Shape(dims)
     for node, key, per_group in cg.grouped:
         node.attributes["group"] = ir.AttrInt64("group", new_size[key] // per_group)
+    for node, key, i, lo, hi in cg.slices:  # the channels kept before lo and inside [lo, hi) give the new bounds
+        gone = np.array(sorted(by_key.get(key, [])), dtype=np.int64)
+        new_lo = lo - int((gone < lo).sum())
+        new_hi = new_lo + (hi - lo) - int(((gone >= lo) & (gone < hi)).sum())
+        for pos, value in ((1, new_lo), (2, new_hi)):
+            arr = constant_array(node.inputs[pos]).copy()
+            arr[i] = value
+            set_constant(node.inputs[pos], arr)
     for node, keys in cg.splits:
         sizes = np.array([new_size[k] for k in keys], dtype=np.int64)
         if len(node.inputs) > 1 and node.inputs[1] is not None:

@@ -7,7 +7,8 @@ import pytest
 
 from edgec.ir.loader import to_proto
 from edgec.passes.pruning.prune_channels import PruneChannels
-from edgec.rewrite.testing import inputs_for, parse, run, text
+from edgec.passes.pruning._common import set_constant
+from edgec.rewrite.testing import assert_same_outputs, inputs_for, parse, run, text
 
 
 def _floats(shape, seed):
@@ -34,6 +35,14 @@ def _prune(model_text, **opts):
     assert set(after) == set(before)
     for k in before:  # the graph outputs keep their shapes; pruning changes values inside
         assert after[k].shape == before[k].shape and np.isfinite(after[k]).all()
+    # the original with the removed channels' consumer weights zeroed computes what the pruned model does
+    zeroed = parse(model_text)
+    for (name, axis), idx in p.last_removed_inputs.items():
+        v = zeroed.graph.initializers[name]
+        arr = v.const_value.numpy().copy()
+        np.moveaxis(arr, axis, 0)[idx] = 0
+        set_constant(v, arr)
+    assert_same_outputs(run(zeroed, feeds), after, rtol=1e-4, atol=1e-4)
     return model, p, before, after
 
 
@@ -158,6 +167,22 @@ def test_split_along_channels_gets_new_sizes():
     model, _, _, _ = _prune(model_text, ratio=0.5)
     assert _shape(model, "w0")[0] == 4
     assert _shape(model, "wa")[1] + _shape(model, "wb")[1] == 4
+
+
+def test_slice_along_channels_gets_new_bounds():
+    model_text = f"""{HEAD}
+    g (float[1,3,5,5] x) => (float[1,2,5,5] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('wa', (2, 5, 1, 1), 2)},
+        {_w('wb', (2, 8, 1, 1), 3)}, int64[1] st = {{2}}, int64[1] en = {{7}}, int64[1] ax = {{1}}> {{
+      a = Conv (x, w0)
+      s = Slice (a, st, en, ax)
+      p = Conv (s, wa)
+      q = Conv (a, wb)
+      y = Add (p, q)
+    }}"""
+    model, _, _, _ = _prune(model_text, ratio=0.5)
+    assert _shape(model, "w0")[0] == 4 and _shape(model, "wb")[1] == 4
+    lo, hi = (int(model.graph.initializers[n].const_value.numpy()[0]) for n in ("st", "en"))
+    assert _shape(model, "wa")[1] == hi - lo and 0 <= lo <= hi <= 4
 
 
 def test_flatten_before_gemm_maps_channels_to_features():
