@@ -6,8 +6,8 @@ import onnx
 import pytest
 
 from edgec.ir.loader import to_proto
-from edgec.passes.pruning.prune_channels import PruneChannels
 from edgec.passes.pruning._common import set_constant
+from edgec.passes.pruning.prune_channels import PruneChannels
 from edgec.rewrite.testing import assert_same_outputs, inputs_for, parse, run, text
 
 
