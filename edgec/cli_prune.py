@@ -109,16 +109,20 @@ def prune_settings(value: str | None) -> tuple | None:
 @click.option("--protect-ends/--no-protect-ends", default=True, show_default=True,
               help="Keep the first layers (reading a graph input) and the last ones (writing an output).")
 @click.option("--report", is_flag=True, help="Parameters, FLOPs, file size before/after, per layer; output agreement.")
+@click.option("--eval-data", type=click.Path(), default=None,
+              help="--report: inputs (.npy/.npz or images) the outputs are compared on (default: seeded random).")
 @click.option("--eval-samples", type=click.IntRange(1), default=8, show_default=True,
-              help="--report: seeded inputs the outputs are compared on.")
+              help="--report: inputs the outputs are compared on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration_data, samples, preprocess, keep,
-              layer_ratio, protect_ends, report, eval_samples, as_json, seed):
+              layer_ratio, protect_ends, report, eval_data, eval_samples, as_json, seed):
     """Prune MODEL: remove channels (smaller, faster) or zero weights (unstructured, 2:4)."""
     from edgec.output_paths import check_output_file
     from edgec.prune import PruneOptions, _load, agreement, prune_model, save
 
+    if eval_data and not report:
+        raise click.UsageError("--eval-data needs --report")
     check_output_file(out, "pruned model", inputs=((model, "input model"),))
     keep_names = tuple(n for item in keep for n in item.split(",") if n.strip())
     o = PruneOptions(mode=mode, ratio=ratio, importance=importance, threshold=threshold, scope=scope, keep=keep_names,
@@ -128,7 +132,7 @@ def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration
     pruned, rep = prune_model(original, o)
     save(pruned, out)
     if report:
-        rep.agreement = agreement(original, pruned, eval_samples, seed)
+        rep.agreement = agreement(original, pruned, eval_samples, seed, eval_data)
     res = rep.to_json()
     if as_json:
         click.echo(json.dumps(res, indent=1))

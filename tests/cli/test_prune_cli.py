@@ -54,6 +54,7 @@ def test_prune_text_report_and_modes(run_cli, model, tmp_path):
     (["--layer-ratio", "w1"], "NAME=R"),
     (["--calibration-data", "nowhere"], "--importance sensitivity"),
     (["--mode", "sparse"], "sparse"),
+    (["--eval-data", "d"], "--eval-data needs --report"),
 ])
 def test_misuse_is_one_line_exit_2(run_cli, model, tmp_path, args, words):
     r = run_cli("prune", model, "-o", tmp_path / "p.onnx", *args)
