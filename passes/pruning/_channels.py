@@ -261,8 +261,8 @@ def _unary(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return f"{node.op_type} node '{node.name}' takes them as a parameter"
     if node.op_type in SPATIAL and x.axis != 1:
         return f"{node.op_type} node '{node.name}' pools over channel axis {x.axis}"
-    if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1].uses():
-        return f"Dropout node '{node.name}' has its mask read"
+    if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):  # Dropout's mask, MaxPool's indices
+        return f"{node.op_type} node '{node.name}' has its second output read"
     key = _vkey(node.outputs[0])
     cg.space(key, x.axis, x.size)
     cg.same(x.key, key)
@@ -296,6 +296,8 @@ def _elementwise(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return f"{node.op_type} node '{node.name}' has an output of unknown rank"
     axes = set()
     for v, s in zip(node.inputs, ins):
+        if v is not None and _rank(v) is None:
+            return f"{node.op_type} node '{node.name}' has an input of unknown rank"
         if s is not None:
             axes.add(s.axis + r - _rank(v))
     if len(axes) != 1:

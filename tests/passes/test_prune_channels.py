@@ -293,3 +293,20 @@ def test_pruned_once_per_pipeline():
     PruneChannels(ratio=0.5, protect_ends=False)(model, PassContext())
     again = PruneChannels(ratio=0.5, protect_ends=False)(model, PassContext())
     assert not again.modified and _shape(model, "w1") == [4, 4, 3, 3]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("  m, idx = MaxPool <kernel_shape = [2,2], strides = [2,2]> (a)\n  y = Conv (m, w1)", "second output read"),
+    ("  s = Softmax <axis = 1> (a)\n  y = Conv (s, w1)", "Softmax node"),
+])
+def test_unknown_readers_of_the_channels_block_the_group(body, reason):
+    extra = ", int64[1,4,2,2] idx" if "idx" in body else ""
+    hw = 2 if "MaxPool" in body else 4
+    model_text = f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,2,{hw},{hw}] y{extra}) <{_w('w0', (4, 3, 1, 1), 1)}, {_w('w1', (2, 4, 1, 1), 2)}> {{
+      a = Conv (x, w0)
+    {body}
+    }}"""
+    model, p, before, after = _prune(model_text, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1]
+    assert reason in p.last_report[0]["reason"], p.last_report
