@@ -102,6 +102,9 @@ def prune_settings(value: str | None) -> tuple | None:
               help="--importance sensitivity: .npy/.npz inputs or images (default: seeded random inputs).")
 @click.option("--samples", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--preprocess", default="", help="For image folders (as `edgec quantize`).")
+@click.option("--round-to", "round_to", type=click.IntRange(1), default=None,
+              help="channel: keep a multiple of N channels per layer (the target's vector block: 16 for AVX-512, "
+                   "8 for AVX2, 4 for NEON; `compile --prune` uses the target's). Default 1.")
 @click.option("--keep", multiple=True, metavar="NAMES",
               help="Node or weight names (comma-separated, globs) never pruned (repeatable).")
 @click.option("--layer-ratio", "layer_ratio", multiple=True, metavar="NAME=R",
@@ -115,7 +118,7 @@ def prune_settings(value: str | None) -> tuple | None:
               help="--report: inputs the outputs are compared on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration_data, samples, preprocess, keep,
+def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration_data, samples, preprocess, round_to, keep,
               layer_ratio, protect_ends, report, eval_data, eval_samples, as_json, seed):
     """Prune MODEL: remove channels (smaller, faster) or zero weights (unstructured, 2:4)."""
     from edgec.output_paths import check_output_file
@@ -126,7 +129,7 @@ def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration
     check_output_file(out, "pruned model", inputs=((model, "input model"),))
     keep_names = tuple(n for item in keep for n in item.split(",") if n.strip())
     o = PruneOptions(mode=mode, ratio=ratio, importance=importance, threshold=threshold, scope=scope, keep=keep_names,
-                     layer_ratios=_layer_ratios(layer_ratio), protect_ends=protect_ends,
+                     layer_ratios=_layer_ratios(layer_ratio), protect_ends=protect_ends, round_to=round_to,
                      calibration_data=calibration_data, samples=samples, seed=seed, preprocess=preprocess)
     original = _load(model)
     pruned, rep = prune_model(original, o)

@@ -33,6 +33,8 @@ class PruneOptions:
     keep: tuple[str, ...] = ()             # node / weight names or globs never pruned
     layer_ratios: dict[str, float] = field(default_factory=dict)
     protect_ends: bool = True              # first layers (and last: their outputs are graph outputs)
+    round_to: int | None = None            # channel mode: channels kept per layer a multiple of this
+    #                                        (None: 1; `compile --prune` uses the target's vector block)
     calibration_data: str | None = None    # importance "sensitivity"
     samples: int = 16
     seed: int = 0
@@ -74,6 +76,8 @@ def prune_options(o: PruneOptions) -> tuple[str, dict]:
         raise PipelineError(f"--importance must be one of {', '.join(IMPORTANCE)}, got '{o.importance}'")
     if o.mode != "channel" and (o.importance != "l1" or o.calibration_data):
         raise PipelineError("--importance / --calibration-data apply to --mode channel only")
+    if o.round_to is not None and o.mode != "channel":
+        raise PipelineError("--round-to applies to --mode channel only")
     if o.threshold is not None and o.mode != "unstructured":
         raise PipelineError("--threshold applies to --mode unstructured only")
     if o.calibration_data and o.importance != "sensitivity":
@@ -95,6 +99,10 @@ def prune_options(o: PruneOptions) -> tuple[str, dict]:
     else:
         opts.update(importance=o.importance, data=o.calibration_data or "", samples=o.samples, seed=o.seed,
                     preprocess=o.preprocess)
+        if o.round_to is not None:
+            if o.round_to < 1:
+                raise PipelineError(f"--round-to must be >= 1, got {o.round_to}")
+            opts["round_to"] = o.round_to
     return name, opts
 
 

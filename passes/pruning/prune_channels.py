@@ -15,6 +15,12 @@ importance are removed:
   for every consumer weight reading the unit, E|x_c| * ||W[:, c]||, the mean size of what channel c
   adds to the consumer's output; the model runs in onnxruntime once per sample.
 
+`round_to` keeps a multiple of that many units per producer (fewer are removed): the CPU backend
+carries a channel-blocked layout (NCHW16c on AVX-512) only through layers whose channels the block
+divides, and pads the rest only within 10% growth (pad-channels), so a layer left with 45 channels
+can push a whole model out of the blocked layout and make the pruned model slower than the
+original; `edgec compile --prune` sets it to the target's block.
+
 `keep` (node or weight names, globs) protects a layer's output group; `protect_ends` protects the
 groups of the first layers (reading a graph input); the last layers' outputs are graph outputs and
 are never pruned. `layer_ratios` ('name=r,...') sets a group's ratio by one of its producers (the
@@ -46,7 +52,7 @@ class PruneChannels(Pass):
 
     name = "prune-channels"
     options = {"ratio": 0.3, "importance": "l1", "keep": "", "layer_ratios": "", "protect_ends": True,
-               "data": "", "samples": 16, "seed": 0, "preprocess": ""}
+               "data": "", "samples": 16, "seed": 0, "preprocess": "", "round_to": 1}
     changes_numerics = True
 
     def float_arithmetic(self, ctx) -> bool:
@@ -88,6 +94,9 @@ class PruneChannels(Pass):
             count = 0
             for part in _by_producer(mine, source_keys).values():  # each producer keeps 1 - ratio of its channels
                 n = min(int(np.floor(ratio * len(part) + 1e-9)), len(part) - 1)
+                if o["round_to"] > 1 and n > 0:  # keep a multiple of round_to (what vector kernels tile by)
+                    kept = -(-(len(part) - n) // o["round_to"]) * o["round_to"]
+                    n = max(len(part) - kept, 0)
                 for unit in sorted(part, key=score)[:max(n, 0)]:
                     removed.update(unit)
                 count += max(n, 0)

@@ -310,3 +310,18 @@ def test_unknown_readers_of_the_channels_block_the_group(body, reason):
     model, p, before, after = _prune(model_text, ratio=0.5)
     assert _shape(model, "w0") == [4, 3, 1, 1]
     assert reason in p.last_report[0]["reason"], p.last_report
+
+
+def test_round_to_keeps_a_multiple_of_channels():
+    text_ = f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,2,4,4] y) <{_w('w0', (24, 3, 1, 1), 1)}, {_w('w1', (2, 24, 1, 1), 2)}> {{
+      a = Conv (x, w0)
+      r = Relu (a)
+      y = Conv (r, w1)
+    }}"""
+    model, _, _, _ = _prune(text_, ratio=0.3)
+    assert _shape(model, "w0")[0] == 17  # 24 - floor(7.2)
+    model, _, _, _ = _prune(text_, ratio=0.3, round_to=8)
+    assert _shape(model, "w0")[0] == 24  # 17 rounded up to 24: nothing removed
+    model, _, _, _ = _prune(text_, ratio=0.5, round_to=8)
+    assert _shape(model, "w0")[0] == 16 and _shape(model, "w1") == [2, 16, 1, 1]
