@@ -15,7 +15,8 @@ importance are removed:
   for every consumer weight reading the unit, E|x_c| * ||W[:, c]||, the mean size of what channel c
   adds to the consumer's output; the model runs in onnxruntime once per sample.
 
-`round_to` keeps a multiple of that many units per producer (fewer are removed): the CPU backend
+`round_to` keeps a multiple of that many units per producer (fewer are removed; a layer whose
+channels it does not divide keeps a multiple of the largest power of 2 of it that does): the CPU backend
 carries a channel-blocked layout (NCHW16c on AVX-512) only through layers whose channels the block
 divides, and pads the rest only within 10% growth (pad-channels), so a layer left with 45 channels
 can push a whole model out of the blocked layout and make the pruned model slower than the
@@ -94,9 +95,8 @@ class PruneChannels(Pass):
             count = 0
             for part in _by_producer(mine, source_keys).values():  # each producer keeps 1 - ratio of its channels
                 n = min(int(np.floor(ratio * len(part) + 1e-9)), len(part) - 1)
-                if o["round_to"] > 1 and n > 0:  # keep a multiple of round_to (what vector kernels tile by)
-                    kept = -(-(len(part) - n) // o["round_to"]) * o["round_to"]
-                    n = max(len(part) - kept, 0)
+                if n > 0:  # keep a multiple of round_to (what vector kernels tile by)
+                    n = _rounded(len(part), n, o["round_to"])
                 for unit in sorted(part, key=score)[:max(n, 0)]:
                     removed.update(unit)
                 count += max(n, 0)
@@ -116,6 +116,17 @@ class PruneChannels(Pass):
         _apply(model, cg, removed)
         model.metadata_props[PRUNED] = f"ratio={o['ratio']},importance={o['importance']}"
         return PassResult(model, True)
+
+
+def _rounded(units: int, remove: int, block: int) -> int:
+    """How many of `units` to remove so that the rest is a multiple of the largest power-of-2
+    part of `block` dividing `units` (a layer the block does not divide stays as aligned as it was)."""
+    while block > 1 and units % block:
+        block //= 2
+    if block <= 1:
+        return remove
+    kept = -(-(units - remove) // block) * block
+    return max(units - kept, 0)
 
 
 def _given(node: ir.Node, rules) -> list[float]:

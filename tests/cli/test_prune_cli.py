@@ -75,7 +75,24 @@ def test_compile_prune_bad_value_exit_2(run_cli, model, tmp_path):
     assert r.code == 2 and "mode must be one of" in r.err, r.err
 
 
-def test_compile_prune_runs_the_pruned_model(run_cli, model, tmp_path):
+WIDE = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,3,8,8] x) => (float[1,4,8,8] y) <float[16,3,1,1] w0 = {W0}, float[32,16,1,1] w1 = {W1},
+    float[4,32,1,1] w2 = {W2}> {
+  a = Conv (x, w0)
+  r = Relu (a)
+  b = Conv (r, w1)
+  q = Relu (b)
+  y = Conv (q, w2)
+}"""
+
+
+def test_compile_prune_runs_the_pruned_model(run_cli, tmp_path):
+    rng = np.random.default_rng(0)
+    text = WIDE
+    for name, n in (("W0", 48), ("W1", 512), ("W2", 128)):
+        text = text.replace(name, ", ".join(f"{v:.4f}" for v in rng.uniform(-1, 1, n)))
+    model = tmp_path / "wide.onnx"
+    onnx.save(onnx.parser.parse_model(text), model)
     out = tmp_path / "art"
     r = run_cli("compile", model, "-t", "host", "-o", out, "--prune", "channel:0.5", "--verify")
     assert r.code == 0, r

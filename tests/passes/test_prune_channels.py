@@ -325,3 +325,5 @@ def test_round_to_keeps_a_multiple_of_channels():
     assert _shape(model, "w0")[0] == 24  # 17 rounded up to 24: nothing removed
     model, _, _, _ = _prune(text_, ratio=0.5, round_to=8)
     assert _shape(model, "w0")[0] == 16 and _shape(model, "w1") == [2, 16, 1, 1]
+    model, _, _, _ = _prune(text_, ratio=0.5, round_to=16)  # 16 does not divide 24: multiples of 8
+    assert _shape(model, "w0")[0] == 16
