@@ -70,18 +70,9 @@ def prune_settings(value: str | None) -> tuple | None:
     """(pass, options) for `CompileOptions.prune`, or None without --prune."""
     if value is None:
         return None
-    from edgec.prune import PruneOptions, prune_options
+    from edgec.prune import parse_prune_spec
 
-    mode, sep, ratio = value.partition(":") if not value.startswith("2:4") else ("2:4", "", "")
-    if value.startswith("2:4:"):
-        raise click.BadParameter("2:4 takes no ratio", param_hint="--prune")
-    try:
-        r = float(ratio) if sep else 0.3
-    except ValueError:
-        raise click.BadParameter(f"expected MODE[:RATIO], got '{value}'", param_hint="--prune") from None
-    if mode not in MODES:
-        raise click.BadParameter(f"mode must be one of {', '.join(MODES)}, got '{mode}'", param_hint="--prune")
-    return prune_options(PruneOptions(mode=mode, ratio=r))
+    return parse_prune_spec(value)
 
 
 @click.command("prune")

@@ -106,6 +106,21 @@ def prune_options(o: PruneOptions) -> tuple[str, dict]:
     return name, opts
 
 
+def parse_prune_spec(value: str) -> tuple[str, dict]:
+    """`compile --prune` / edgec.compile(prune=...): 'channel', 'channel:0.3', 'unstructured:0.5',
+    '2:4' -> (pass name, options); PipelineError for anything else."""
+    from edgec.errors import PipelineError
+
+    mode, sep, ratio = ("2:4", "", "") if value == "2:4" else value.partition(":")
+    try:
+        r = float(ratio) if sep else 0.3
+    except ValueError:
+        raise PipelineError(f"--prune: expected MODE[:RATIO], got '{value}'") from None
+    if mode not in MODES:
+        raise PipelineError(f"--prune: mode must be one of {', '.join(MODES)}, got '{mode}'")
+    return prune_options(PruneOptions(mode=mode, ratio=r))
+
+
 def _load(model) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model

@@ -56,3 +56,12 @@ def test_zero_masks_of_masked_modes(mode):
 def test_bad_options(opts, words):
     with pytest.raises(PipelineError, match=words.replace("[", r"\[").replace(")", r"\)").replace("(", r"\(")):
         prune_model(_model(), PruneOptions(**opts))
+
+
+def test_python_compile_takes_prune_spec(tmp_path):
+    import edgec
+
+    with pytest.raises(PipelineError, match="--prune: mode must be one of"):
+        edgec.compile(_model(), "host", output=tmp_path / "a", prune="rows")
+    with pytest.raises(PipelineError, match=r"--ratio must be in \[0, 1\)"):
+        edgec.compile(_model(), "host", output=tmp_path / "a", prune="channel:1.5")
