@@ -101,3 +101,17 @@ def test_compile_prune_runs_the_pruned_model(run_cli, tmp_path):
     runs = [r["modified"] for r in meta["pipeline"]["passes"] if r["pass"] == "prune-channels"]
     assert runs[0] and not any(runs[1:])  # the pipeline runs to a fixpoint: pruned once
     assert run_cli("run", out).code == 0
+
+
+def test_sensitivity_on_calibration_data(run_cli, model, tmp_path):
+    d = tmp_path / "calib"
+    d.mkdir()
+    for i in range(3):
+        np.save(d / f"{i}.npy", np.random.default_rng(i).standard_normal((1, 4, 6, 6)).astype(np.float32))
+    r = run_cli("prune", model, "-o", tmp_path / "p.onnx", "--importance", "sensitivity", "--calibration-data", d,
+                "--ratio", "0.5", "--json")
+    assert r.code == 0, r
+    assert [g["pruned"] for g in json.loads(r.out)["groups"]] == [0, 4, 0]
+    np.save(d / "bad.npy", np.zeros((1, 2, 6, 6), np.float32))
+    r = run_cli("prune", model, "-o", tmp_path / "q.onnx", "--importance", "sensitivity", "--calibration-data", d)
+    assert r.code == 2 and "bad.npy" in r.err and len(r.err.strip().splitlines()) == 1, r.err
