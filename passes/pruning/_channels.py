@@ -331,7 +331,9 @@ def _concat(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     out = node.outputs[0]
     r = _rank(out)
     axis = int_attr(node, "axis", 0)
-    axis = axis + r if r is not None and axis < 0 else axis
+    if axis < 0 and r is None:
+        return f"Concat node '{node.name}' has an output of unknown rank"
+    axis = axis + r if axis < 0 else axis
     if any(s is None for s in ins):
         return f"Concat node '{node.name}' joins them with tensors whose channels are not pruned"
     chan = {s.axis for s in ins}
@@ -417,7 +419,9 @@ def _split(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return None
     r = _rank(node.inputs[0])
     axis = int_attr(node, "axis", 0)
-    axis = axis + r if r is not None and axis < 0 else axis
+    if axis < 0 and r is None:
+        return f"Split node '{node.name}' has an input of unknown rank"
+    axis = axis + r if axis < 0 else axis
     sizes = [static_dims(o) for o in node.outputs]
     if any(s is None for s in sizes):
         return f"Split node '{node.name}' has outputs of unknown shape"
