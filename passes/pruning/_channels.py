@@ -442,6 +442,26 @@ def _split(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     return None
 
 
+def _pad(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
+    x = ins[0]
+    if x is None:
+        return None
+    r = _rank(node.inputs[0])
+    pads = ints_attr(node, "pads")
+    if pads is None and len(node.inputs) > 1:
+        arr = constant_array(node.inputs[1])
+        pads = None if arr is None else [int(v) for v in arr.reshape(-1)]
+    axes_in = node.inputs[3] if len(node.inputs) > 3 else None
+    if pads is None or r is None or axes_in is not None or len(pads) != 2 * r or any(s is not None for s in ins[1:]):
+        return f"Pad node '{node.name}' may pad the channels"
+    if pads[x.axis] or pads[x.axis + r]:
+        return f"Pad node '{node.name}' pads the channels"
+    key = _vkey(node.outputs[0])
+    cg.space(key, x.axis, x.size)
+    cg.same(x.key, key)
+    return None
+
+
 def _slice(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     x = ins[0]
     if x is None:
@@ -477,7 +497,7 @@ def _slice(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     return None
 
 
-_HANDLERS = {"Slice": _slice, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
+_HANDLERS = {"Slice": _slice, "Pad": _pad, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
              "Concat": _concat, "Flatten": _flatten, "Reshape": _flatten, "Transpose": _transpose, "Split": _split,
              **{op: _unary for op in UNARY | SPATIAL}, **{op: _elementwise for op in ELEMENTWISE},
              **{op: _reduce for op in REDUCE}}

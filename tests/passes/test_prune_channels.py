@@ -327,3 +327,16 @@ def test_round_to_keeps_a_multiple_of_channels():
     assert _shape(model, "w0")[0] == 16 and _shape(model, "w1") == [2, 16, 1, 1]
     model, _, _, _ = _prune(text_, ratio=0.5, round_to=16)  # 16 does not divide 24: multiples of 8
     assert _shape(model, "w0")[0] == 16
+
+
+def test_pad_of_spatial_axes_passes_channels():
+    def model_text(pads):
+        return f"""{HEAD}
+        g (float[1,3,4,4] x) => (float[1,2,6,6] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 8, 1, 1), 2)},
+            int64[8] pads = {{{pads}}}> {{
+          a = Conv (x, w0)
+          p = Pad (a, pads)
+          y = Conv (p, w1)
+        }}"""
+    model, _, _, _ = _prune(model_text("0, 0, 1, 1, 0, 0, 1, 1"), ratio=0.5)
+    assert _shape(model, "w0")[0] == 4 and _shape(model, "w1") == [2, 4, 1, 1]
