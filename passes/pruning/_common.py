@@ -91,3 +91,19 @@ def first_layers(model: ir.Model, layers) -> set[str]:
             continue
         todo.extend(v.producer() for v in n.inputs if v is not None and v.producer() is not None)
     return last | {id(n) for n, _, _ in layers if n.inputs[0] is not None and id(n.inputs[0]) in ins}
+
+
+def chosen_layers(model: ir.Model, o: dict) -> tuple[list, list[dict]]:
+    """(layers to prune, report rows of the layers left alone): `keep` and the protected ends out."""
+    layers = weight_layers(model)
+    ends = first_layers(model, layers) if o["protect_ends"] else set()
+    keep = patterns(o["keep"])
+    take, skipped = [], []
+    for node, w, k in layers:
+        if keep and named(node, keep):
+            skipped.append({"layer": node.name or w.name, "weight": w.name, "reason": "kept (keep)"})
+        elif id(node) in ends:
+            skipped.append({"layer": node.name or w.name, "weight": w.name, "reason": "first/last layer (protected)"})
+        else:
+            take.append((node, w, k))
+    return take, skipped

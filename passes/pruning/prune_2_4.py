@@ -16,8 +16,7 @@ import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import effective_options
-from edgec.passes.pruning._common import set_constant
-from edgec.passes.pruning.prune_magnitude import chosen_layers
+from edgec.passes.pruning._common import chosen_layers, set_constant
 
 
 def mask_2_4(w: np.ndarray, k_axis: int) -> np.ndarray:

@@ -19,29 +19,11 @@ from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.passes.cleanup._common import effective_options
 from edgec.passes.pruning._common import (
-    first_layers,
+    chosen_layers,
     layer_ratios,
     named,
-    patterns,
     set_constant,
-    weight_layers,
 )
-
-
-def chosen_layers(model: ir.Model, o: dict) -> tuple[list, list[dict]]:
-    """(layers to prune, report rows of the layers left alone): `keep` and the protected ends out."""
-    layers = weight_layers(model)
-    ends = first_layers(model, layers) if o["protect_ends"] else set()
-    keep = patterns(o["keep"])
-    take, skipped = [], []
-    for node, w, k in layers:
-        if keep and named(node, keep):
-            skipped.append({"layer": node.name or w.name, "weight": w.name, "reason": "kept (keep)"})
-        elif id(node) in ends:
-            skipped.append({"layer": node.name or w.name, "weight": w.name, "reason": "first/last layer (protected)"})
-        else:
-            take.append((node, w, k))
-    return take, skipped
 
 
 @register_pass
