@@ -52,6 +52,10 @@ def print_report(rep: dict, top: int = 40) -> None:
     if len(rep["layers"]) > top:
         click.echo(f"    ... {len(rep['layers']) - top} more layers (--json for all)")
     ag = rep.get("agreement") or {}
+    acc = ag.get("accuracy")
+    if acc:
+        click.echo(f"  top-1 accuracy on {acc['samples']} labelled samples: original {acc['original']:.4f}, "
+                   f"pruned {acc['pruned']:.4f}")
     for name, s in ag.get("outputs", {}).items():
         top1 = f", top-1 agreement {s['top1_agreement']:.4f}" if "top1_agreement" in s else ""
         bad = " MISMATCH (shape or NaN pattern differs)" if s["mismatch"] else ""
@@ -105,18 +109,23 @@ def prune_settings(value: str | None) -> tuple | None:
 @click.option("--report", is_flag=True, help="Parameters, FLOPs, file size before/after, per layer; output agreement.")
 @click.option("--eval-data", type=click.Path(), default=None,
               help="--report: inputs (.npy/.npz or images) the outputs are compared on (default: seeded random).")
+@click.option("--labels", type=click.Path(), default=None,
+              help="--report with --eval-data: integer labels of the samples (.npy or text): top-1 accuracy of "
+                   "both models.")
 @click.option("--eval-samples", type=click.IntRange(1), default=8, show_default=True,
               help="--report: inputs the outputs are compared on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration_data, samples, preprocess, round_to, keep,
-              layer_ratio, protect_ends, report, eval_data, eval_samples, as_json, seed):
+              layer_ratio, protect_ends, report, eval_data, labels, eval_samples, as_json, seed):
     """Prune MODEL: remove channels (smaller, faster) or zero weights (unstructured, 2:4)."""
     from edgec.output_paths import check_output_file
     from edgec.prune import PruneOptions, _load, agreement, prune_model, save
 
     if eval_data and not report:
         raise click.UsageError("--eval-data needs --report")
+    if labels and not eval_data:
+        raise click.UsageError("--labels needs --eval-data (and --report)")
     check_output_file(out, "pruned model", inputs=((model, "input model"),))
     keep_names = tuple(n for item in keep for n in item.split(",") if n.strip())
     o = PruneOptions(mode=mode, ratio=ratio, importance=importance, threshold=threshold, scope=scope, keep=keep_names,
@@ -127,6 +136,10 @@ def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration
     save(pruned, out)
     if report:
         rep.agreement = agreement(original, pruned, eval_samples, seed, eval_data)
+        if labels:
+            from edgec.prune import accuracy
+
+            rep.agreement["accuracy"] = accuracy(original, pruned, eval_data, labels, eval_samples)
     res = rep.to_json()
     if as_json:
         click.echo(json.dumps(res, indent=1))

@@ -209,6 +209,27 @@ def agreement(original: onnx.ModelProto, pruned: onnx.ModelProto, samples: int =
     return {"samples": n, "outputs": outs}
 
 
+def accuracy(original: onnx.ModelProto, pruned: onnx.ModelProto, data: str, labels: str, samples: int) -> dict:
+    """Top-1 accuracy of both models against integer `labels` (.npy or text, one per sample of
+    `data`, in the order `edgec quantize` reads them): the argmax of the first output per sample."""
+    import onnx_ir as ir
+
+    from edgec.ir.analysis import graph_inputs
+    from edgec.passes.quantization import _data
+    from edgec.quantize_budget import load_labels
+    from edgec.reference import ort_session
+
+    feeds = list(_data.samples(graph_inputs(ir.serde.deserialize_model(original)), data, samples))
+    truth = load_labels(labels, len(feeds))
+    out = {"samples": len(feeds)}
+    for key, m in (("original", original), ("pruned", pruned)):
+        sess = ort_session(m.SerializeToString())
+        names = [i.name for i in sess.get_inputs()]
+        pred = [int(np.argmax(sess.run(None, {n: f[n] for n in names})[0])) for f in feeds]
+        out[key] = float(np.mean(np.array(pred) == truth)) if feeds else 0.0
+    return out
+
+
 def zero_masks(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     """{weight name: boolean keep-mask (w != 0)} for the Conv/Gemm/MatMul weights that hold zeros:
     what fine-tuning must keep at zero to preserve unstructured or 2:4 sparsity."""

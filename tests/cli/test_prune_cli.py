@@ -55,6 +55,7 @@ def test_prune_text_report_and_modes(run_cli, model, tmp_path):
     (["--calibration-data", "nowhere"], "--importance sensitivity"),
     (["--mode", "sparse"], "sparse"),
     (["--eval-data", "d"], "--eval-data needs --report"),
+    (["--report", "--labels", "l.npy"], "--labels needs --eval-data"),
 ])
 def test_misuse_is_one_line_exit_2(run_cli, model, tmp_path, args, words):
     r = run_cli("prune", model, "-o", tmp_path / "p.onnx", *args)
@@ -115,3 +116,17 @@ def test_sensitivity_on_calibration_data(run_cli, model, tmp_path):
     np.save(d / "bad.npy", np.zeros((1, 2, 6, 6), np.float32))
     r = run_cli("prune", model, "-o", tmp_path / "q.onnx", "--importance", "sensitivity", "--calibration-data", d)
     assert r.code == 2 and "bad.npy" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_report_accuracy_with_labels(run_cli, model, tmp_path):
+    d = tmp_path / "eval"
+    d.mkdir()
+    xs = [np.random.default_rng(i).standard_normal((1, 4, 6, 6)).astype(np.float32) for i in range(4)]
+    for i, x in enumerate(xs):
+        np.save(d / f"{i}.npy", x)
+    truth = [int(np.argmax(run_ort(onnx.load(model), {"x": x})["y"])) for x in xs]  # the original is always right
+    np.save(tmp_path / "labels.npy", np.array(truth, np.int64))
+    r = run_cli("prune", model, "-o", tmp_path / "p.onnx", "--ratio", "0.5", "--report", "--eval-data", d,
+                "--labels", tmp_path / "labels.npy", "--eval-samples", "4")
+    assert r.code == 0, r
+    assert "top-1 accuracy on 4 labelled samples: original 1.0000" in r.out, r.out
