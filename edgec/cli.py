@@ -32,6 +32,9 @@ EXIT_MISMATCH = 3
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgec")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.option("--cmake-dir", is_flag=True, is_eager=True, expose_value=False, callback=lambda ctx, param, value: (
+    value and (click.echo(Path(__file__).parent / "cmake"), ctx.exit())),
+    help="Print the directory of edgec's CMake package (find_package(edgec) with -Dedgec_DIR=...) and exit.")
 @click.pass_context
 def cli(ctx, debug):
     """edgec: compile ONNX models to fast, verified code for edge devices."""
