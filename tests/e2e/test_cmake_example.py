@@ -36,10 +36,10 @@ def test_cmake_example_cross_built_for_aarch64_runs_under_qemu_and_rebuilds(tmp_
     build = tmp_path / "build"
     cmake_dir = run([EDGEC, "--cmake-dir"], env).strip()
 
-    def configure(options=cache):
+    def configure(options=cache, config=""):
         run(["cmake", "-S", CMAKE_EXAMPLE, "-B", build, "-G", "Ninja", f"-Dedgec_DIR={cmake_dir}",
               f"-DCMAKE_TOOLCHAIN_FILE={CMAKE_EXAMPLE / 'aarch64-toolchain.cmake'}", f"-DEDGEC_EXECUTABLE={EDGEC}",
-              f"-DEDGEC_EXAMPLE_MODEL={model}", f"-DEDGEC_EXAMPLE_OPTIONS={options}"], env)
+              f"-DEDGEC_EXAMPLE_MODEL={model}", f"-DEDGEC_EXAMPLE_OPTIONS={options}", f"-DEDGEC_EXAMPLE_CONFIG={config}"], env)
 
     configure()
     log = run(["cmake", "--build", build], env)
@@ -57,10 +57,17 @@ def test_cmake_example_cross_built_for_aarch64_runs_under_qemu_and_rebuilds(tmp_
     log = run(["cmake", "--build", build], env)
     assert "edgec: compiling" in log and "cache hit" in log, log
     assert "no work to do" in run(["cmake", "--build", build], env)
-    # an option changed: a new compile (not a cache hit) whose artifact still matches
-    configure(f"{cache};-O1")
+    # options changed (a flag, a config file): a new compile (not a cache hit) whose artifact still matches
+    cfg = tmp_path / "edgec.toml"
+    cfg.write_text('weights-file = "never"\n')
+    configure(f"{cache};-O1", cfg)
     log = run(["cmake", "--build", build], env)
     assert "edgec: compiling" in log and "cache hit" not in log, log
     assert "-O1" in (build / "cnn.edgec.options").read_text()
     check_against_onnxruntime(run([*QEMU, app], env), model)
+    assert "no work to do" in run(["cmake", "--build", build], env)
+    # the config file is in the depfile: touching it reruns edgec (same content: a cache hit)
+    cfg.touch()
+    log = run(["cmake", "--build", build], env)
+    assert "edgec: compiling" in log and "cache hit" in log, log
     assert "no work to do" in run(["cmake", "--build", build], env)
