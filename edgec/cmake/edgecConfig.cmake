@@ -72,6 +72,9 @@ function(edgec_add_model name)
   add_custom_command(
     OUTPUT "${art}/metadata.json"
     BYPRODUCTS "${art}/model.so" "${art}/model.h"
+    # the directory belongs to this rule: a partial one (a Makefile generator deletes the stale
+    # output metadata.json when the rule changed) is not an artifact edgec would replace
+    COMMAND "${CMAKE_COMMAND}" -E rm -rf "${art}"
     COMMAND ${cmd}
     DEPENDS "${model}" "${art}.options"
     DEPFILE "${depfile}"

@@ -26,8 +26,16 @@ def test_edgec_cmake_dir_holds_the_package(run_cli):
     assert f'set(edgec_VERSION "{__version__}")' in (d / "edgecConfig.cmake").read_text()
 
 
-def test_cmake_example_cross_built_for_aarch64_runs_under_qemu_and_rebuilds(tmp_path):
-    needs("cmake", "ninja", "aarch64-linux-gnu-g++", "qemu-aarch64")
+def _nothing_to_do(log: str, generator: str) -> bool:
+    if generator == "Ninja":
+        return "no work to do" in log
+    return "edgec: compiling" not in log and "Building" not in log and "Linking" not in log
+
+
+def build_run_and_rebuild(tmp_path, generator: str, target: str, toolchain: Path | None, runner: list[str]) -> Path:
+    """Configure and build examples/cmake, run its program (under `runner`) against onnxruntime,
+    then check the rebuilds: none when nothing changed; edgec again on a touched model (a cache
+    hit) and on a touched config file; a new compile when an option changes."""
     model = tmp_path / "model.onnx"
     shutil.copy(EXAMPLES / "small_cnn.onnx", model)
     env = dict(os.environ)
@@ -37,37 +45,52 @@ def test_cmake_example_cross_built_for_aarch64_runs_under_qemu_and_rebuilds(tmp_
     cmake_dir = run([EDGEC, "--cmake-dir"], env).strip()
 
     def configure(options=cache, config=""):
-        run(["cmake", "-S", CMAKE_EXAMPLE, "-B", build, "-G", "Ninja", f"-Dedgec_DIR={cmake_dir}",
-              f"-DCMAKE_TOOLCHAIN_FILE={CMAKE_EXAMPLE / 'aarch64-toolchain.cmake'}", f"-DEDGEC_EXECUTABLE={EDGEC}",
-              f"-DEDGEC_EXAMPLE_MODEL={model}", f"-DEDGEC_EXAMPLE_OPTIONS={options}", f"-DEDGEC_EXAMPLE_CONFIG={config}"], env)
+        run(["cmake", "-S", CMAKE_EXAMPLE, "-B", build, "-G", generator, f"-Dedgec_DIR={cmake_dir}",
+             *([f"-DCMAKE_TOOLCHAIN_FILE={toolchain}"] if toolchain else []), f"-DEDGEC_EXECUTABLE={EDGEC}",
+             f"-DEDGEC_EXAMPLE_MODEL={model}", f"-DEDGEC_EXAMPLE_TARGET={target}",
+             f"-DEDGEC_EXAMPLE_OPTIONS={options}", f"-DEDGEC_EXAMPLE_CONFIG={config}"], env)
+
+    def cmake_build():
+        return run(["cmake", "--build", build], env)
 
     configure()
-    log = run(["cmake", "--build", build], env)
+    log = cmake_build()
     assert "edgec: compiling" in log, log
     app = build / "edgec_app"
-    header = app.read_bytes()[:20]
-    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183, "not an aarch64 ELF"  # EM_AARCH64
-    out = run([*QEMU, app], env)
-    check_against_onnxruntime(out, model)
+    check_against_onnxruntime(run([*runner, app], env), model)
 
-    # nothing changed: nothing to do
-    assert "no work to do" in run(["cmake", "--build", build], env)
+    assert _nothing_to_do(cmake_build(), generator)
     # the model changed (its time): edgec runs again (a cache hit: same content) and the app is rebuilt
     model.touch()
-    log = run(["cmake", "--build", build], env)
+    log = cmake_build()
     assert "edgec: compiling" in log and "cache hit" in log, log
-    assert "no work to do" in run(["cmake", "--build", build], env)
+    assert _nothing_to_do(cmake_build(), generator)
     # options changed (a flag, a config file): a new compile (not a cache hit) whose artifact still matches
     cfg = tmp_path / "edgec.toml"
     cfg.write_text('weights-file = "never"\n')
     configure(f"{cache};-O1", cfg)
-    log = run(["cmake", "--build", build], env)
+    log = cmake_build()
     assert "edgec: compiling" in log and "cache hit" not in log, log
     assert "-O1" in (build / "cnn.edgec.options").read_text()
-    check_against_onnxruntime(run([*QEMU, app], env), model)
-    assert "no work to do" in run(["cmake", "--build", build], env)
+    check_against_onnxruntime(run([*runner, app], env), model)
+    assert _nothing_to_do(cmake_build(), generator)
     # the config file is in the depfile: touching it reruns edgec (same content: a cache hit)
     cfg.touch()
-    log = run(["cmake", "--build", build], env)
+    log = cmake_build()
     assert "edgec: compiling" in log and "cache hit" in log, log
-    assert "no work to do" in run(["cmake", "--build", build], env)
+    assert _nothing_to_do(cmake_build(), generator)
+    return app
+
+
+def test_cmake_example_cross_built_for_aarch64_runs_under_qemu_and_rebuilds(tmp_path):
+    needs("cmake", "ninja", "aarch64-linux-gnu-g++", "qemu-aarch64")
+    app = build_run_and_rebuild(tmp_path, "Ninja", "armv8", CMAKE_EXAMPLE / "aarch64-toolchain.cmake", QEMU)
+    header = app.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183, "not an aarch64 ELF"  # EM_AARCH64
+
+
+def test_cmake_example_host_build_with_the_makefile_generator(tmp_path):
+    """The same for this machine (x86-64 bundle), with CMake's Makefile generator: DEPFILE and the
+    options file work there too (make does not compare command lines)."""
+    needs("cmake", "make", "g++")
+    build_run_and_rebuild(tmp_path, "Unix Makefiles", "host", None, [])
