@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import EXAMPLES
 from tests.e2e.example_app import EDGEC, QEMU, REPO, check_against_onnxruntime, needs, run
@@ -94,3 +97,23 @@ def test_cmake_example_host_build_with_the_makefile_generator(tmp_path):
     options file work there too (make does not compare command lines)."""
     needs("cmake", "make", "g++")
     build_run_and_rebuild(tmp_path, "Unix Makefiles", "host", None, [])
+
+
+@pytest.mark.parametrize("body, message", [
+    ("find_package(edgec 0.2 CONFIG REQUIRED)", "0.2"),  # a newer version than installed
+    ("find_package(edgec 1.0 CONFIG REQUIRED)", "1.0"),  # another major version
+    ("find_package(edgec CONFIG REQUIRED)\nedgec_add_model(m TARGET armv8)", "MODEL is required"),
+    ("find_package(edgec CONFIG REQUIRED)\nedgec_add_model(m MODEL m.onnx TARGT armv8)", "unknown arguments: TARGT"),
+    ("find_package(edgec 0.1 CONFIG REQUIRED)\nedgec_add_model(m MODEL m.onnx TARGET armv8)", None),  # configures
+])
+def test_cmake_package_version_check_and_misuse(tmp_path, body, message):
+    needs("cmake")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text(f"cmake_minimum_required(VERSION 3.20)\nproject(t LANGUAGES NONE)\n{body}\n")
+    p = subprocess.run(["cmake", "-S", src, "-B", tmp_path / "b", f"-Dedgec_DIR={REPO / 'edgec' / 'cmake'}",
+                        f"-DEDGEC_EXECUTABLE={EDGEC}"], capture_output=True, text=True, timeout=120)
+    if message is None:
+        assert p.returncode == 0, p.stderr
+    else:
+        assert p.returncode != 0 and message in p.stderr, p.stderr
