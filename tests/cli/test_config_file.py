@@ -35,16 +35,37 @@ def _meta(art: Path) -> dict:
     return json.loads((art / "metadata.json").read_text())
 
 
-def test_edgec_toml_settings_apply_and_the_command_line_overrides(tmp_path, run_cli):
+PLUGIN = '''
+from edgec.infra.pass_base import Pass, PassResult, register_pass
+
+
+@register_pass
+class ConfigNoop(Pass):
+    """Does nothing (a plugin named by the config file)."""
+
+    name = "config-noop"
+
+    def run(self, model, ctx):
+        return PassResult(model, False)
+'''
+
+
+def test_edgec_toml_settings_apply_and_the_command_line_overrides(tmp_path, run_cli, monkeypatch):
     model = _model(tmp_path)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "noop.py").write_text(PLUGIN)
     cfg = tmp_path / "edgec.toml"
-    cfg.write_text('target = "host"\npasses = ["fix-input-shapes", "fold-constants", "eliminate-dead-code"]\nopt-level = 1\n'
+    cfg.write_text('target = "host"\npasses = ["fix-input-shapes", "config-noop", "fold-constants", "eliminate-dead-code"]\n'
+                   'opt-level = 1\nplugins = ["plugins/noop.py"]\n'
                    'input-shapes = { x = [3, 32] }\nemit = ["library", "metadata"]\n')
     art = tmp_path / "art"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the plugin is found beside the file, not in the cwd
     r = run_cli("compile", model, "-o", art, "--config", cfg, "--no-cache")
     assert r.code == 0, r
     m = _meta(art)
-    assert m["pipeline"]["text"] == "fix-input-shapes,fold-constants,eliminate-dead-code" and m["pipeline"]["opt_level"] == 1
+    assert m["pipeline"]["text"] == "fix-input-shapes,config-noop,fold-constants,eliminate-dead-code"
+    assert m["pipeline"]["opt_level"] == 1
     assert m["inputs"][0]["shape"] == [3, 32]
     assert sorted(p.name for p in art.iterdir()) == ["metadata.json", "model.so"]  # emit: no model.h
     x = np.random.default_rng(1).standard_normal((3, 32)).astype(np.float32)
