@@ -147,3 +147,16 @@ def test_pyproject_without_tool_edgec_and_missing_file(tmp_path, run_cli):
     for path, words in ((cfg, "[tool.edgec]"), (tmp_path / "none.toml", "cannot read")):
         r = run_cli("compile", model, "-o", tmp_path / "art", "--config", path, "--no-cache")
         assert r.code == 2 and words in r.err and str(path) in r.err and "\n" not in r.err.strip(), r
+
+
+def test_symbolic_dims_and_their_bounds_from_the_file(tmp_path, run_cli):
+    model = _model(tmp_path)
+    cfg = tmp_path / "edgec.toml"
+    cfg.write_text('symbolic-dims = true\ndims = { batch = [1, 8] }\n')
+    art = tmp_path / "art"
+    r = run_cli("compile", model, "-o", art, "--config", cfg, "--no-cache")
+    assert r.code == 0, r
+    m = _meta(art)
+    assert m["inputs"][0]["shape"] == ["batch", 32] and m["dim_bounds"] == {"batch": [1, 8]}
+    x = np.random.default_rng(4).standard_normal((5, 32)).astype(np.float32)
+    assert_outputs_match(edgec.load(art).run({"x": x}), run_ort(str(model), {"x": x}), atol=1e-5, rtol=1e-5)
