@@ -117,3 +117,16 @@ def test_cmake_package_version_check_and_misuse(tmp_path, body, message):
         assert p.returncode == 0, p.stderr
     else:
         assert p.returncode != 0 and message in p.stderr, p.stderr
+
+
+def test_cmake_package_found_through_the_prefix_path(tmp_path):
+    """CMAKE_PREFIX_PATH naming the directory that holds edgec/ (site-packages) finds the package:
+    CMake looks in <prefix>/edgec*/cmake/."""
+    needs("cmake")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.20)\nproject(t LANGUAGES NONE)\n"
+                                        "find_package(edgec 0.1 CONFIG REQUIRED)\nmessage(STATUS \"edgec ${edgec_VERSION}\")\n")
+    p = subprocess.run(["cmake", "-S", src, "-B", tmp_path / "b", f"-DCMAKE_PREFIX_PATH={REPO}"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "edgec 0.1.0" in p.stdout, p.stdout + p.stderr
