@@ -130,3 +130,19 @@ def test_cmake_package_found_through_the_prefix_path(tmp_path):
     p = subprocess.run(["cmake", "-S", src, "-B", tmp_path / "b", f"-DCMAKE_PREFIX_PATH={REPO}"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "edgec 0.1.0" in p.stdout, p.stdout + p.stderr
+
+
+def test_cmake_example_cross_built_for_armv7_runs_under_qemu(tmp_path):
+    """armv7 bundles hold the call-plan runtime (docs/armv7.md), not TVM's: the same CMake function
+    and program work with the example's armv7 toolchain file."""
+    needs("cmake", "ninja", "arm-linux-gnueabihf-g++", "qemu-arm")
+    env = dict(os.environ)
+    build = tmp_path / "build"
+    run(["cmake", "-S", CMAKE_EXAMPLE, "-B", build, "-G", "Ninja", f"-Dedgec_DIR={REPO / 'edgec' / 'cmake'}",
+         f"-DCMAKE_TOOLCHAIN_FILE={CMAKE_EXAMPLE / 'armv7-toolchain.cmake'}", f"-DEDGEC_EXECUTABLE={EDGEC}",
+         "-DEDGEC_EXAMPLE_TARGET=armv7"], env)
+    run(["cmake", "--build", build], env)
+    app = build / "edgec_app"
+    header = app.read_bytes()[:20]
+    assert header[:5] == b"\x7fELF\x01" and int.from_bytes(header[18:20], "little") == 40, "not a 32-bit ARM ELF"  # EM_ARM
+    check_against_onnxruntime(run(["qemu-arm", "-L", "/usr/arm-linux-gnueabihf", app], env), EXAMPLES / "small_cnn.onnx")
