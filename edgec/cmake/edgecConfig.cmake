@@ -18,8 +18,14 @@
 # Variables set: edgec_FOUND, EDGEC_EXECUTABLE (cache; the default of EDGEC), edgec_VERSION.
 # Documentation: docs/build-systems.md of the edgec repository.
 
-cmake_minimum_required(VERSION 3.20)
+if(CMAKE_VERSION VERSION_LESS 3.20)
+  message(FATAL_ERROR "edgec's CMake package needs CMake >= 3.20 (DEPFILE of add_custom_command), this is ${CMAKE_VERSION}")
+endif()
 include_guard(GLOBAL)
+# find_package gives this file its own policy scope; edgec_add_model keeps these settings
+# (CMP0116: Ninja reads the depfile's paths as relative to this directory) whatever the caller's
+# cmake_minimum_required says
+cmake_policy(VERSION 3.20...3.31)
 
 set(edgec_VERSION "0.1.0")
 
