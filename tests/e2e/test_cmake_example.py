@@ -146,3 +146,17 @@ def test_cmake_example_cross_built_for_armv7_runs_under_qemu(tmp_path):
     header = app.read_bytes()[:20]
     assert header[:5] == b"\x7fELF\x01" and int.from_bytes(header[18:20], "little") == 40, "not a 32-bit ARM ELF"  # EM_ARM
     check_against_onnxruntime(run(["qemu-arm", "-L", "/usr/arm-linux-gnueabihf", app], env), EXAMPLES / "small_cnn.onnx")
+
+
+def test_cmake_package_in_a_project_with_an_older_minimum(tmp_path):
+    """The package sets its own policies: a project saying cmake_minimum_required(VERSION 3.13)
+    gets no CMP0116 (depfile) warning and a depfile transformed for Ninja."""
+    needs("cmake", "ninja")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.13)\nproject(t LANGUAGES NONE)\n"
+                                        "find_package(edgec CONFIG REQUIRED)\nedgec_add_model(m MODEL m.onnx)\n")
+    p = subprocess.run(["cmake", "-S", src, "-B", tmp_path / "b", "-G", "Ninja", f"-Dedgec_DIR={REPO / 'edgec' / 'cmake'}",
+                        f"-DEDGEC_EXECUTABLE={EDGEC}"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "CMP0116" not in p.stderr, p.stderr
+    assert "cmake_transform_depfile" in (tmp_path / "b" / "build.ninja").read_text()
