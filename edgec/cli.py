@@ -33,6 +33,9 @@ EXIT_MISMATCH = 3
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgec")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.option("--cmake-dir", is_flag=True, is_eager=True, expose_value=False, callback=lambda ctx, param, value: (
+    value and (click.echo(Path(__file__).parent / "cmake"), ctx.exit())),
+    help="Print the directory of edgec's CMake package (find_package(edgec) with -Dedgec_DIR=...) and exit.")
 @click.pass_context
 def cli(ctx, debug):
     """edgec: compile ONNX models to fast, verified code for edge devices."""
@@ -132,6 +135,10 @@ def pipeline_options(f):
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", type=click.Path(), default=None, help="Artifact directory to write (required).")
+@click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True, expose_value=False,
+              callback=lambda ctx, param, value: __import__("edgec.config_file").config_file.use_config(ctx, param, value),
+              help="Settings from a TOML file (edgec.toml, or [tool.edgec] of a pyproject.toml); options given "
+                   "here override it (docs/build-systems.md).")
 @pipeline_options
 @click.option("--print-pipeline", is_flag=True, help="Print the pipeline text that will run, and exit.")
 @click.option("--bundle/--no-bundle", default=None,
@@ -207,7 +214,8 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
         from edgec.depfile import compile_dependencies, write_depfile
 
         write_depfile(depfile, Path(out) / "metadata.json",
-                      compile_dependencies(model, records, _plugins(), calibration_data))
+                      compile_dependencies(model, records, _plugins(), calibration_data,
+                                           config=click.get_current_context().meta.get("edgec.config")))
     if report:
         from edgec.report import write_report
 
@@ -260,7 +268,8 @@ def _cache_hit(cache, model, out, depfile, records, calibration_data) -> bool:
         from edgec.depfile import compile_dependencies, write_depfile
 
         write_depfile(depfile, Path(out) / "metadata.json",
-                      compile_dependencies(model, records, _plugins(), calibration_data, external))
+                      compile_dependencies(model, records, _plugins(), calibration_data, external,
+                                           config=click.get_current_context().meta.get("edgec.config")))
     click.echo(f"compiled {model} -> {out} (cache hit {cache[1][:12]} in {cache[0].root}, "
                f"{(time.perf_counter() - t0) * 1e3:.0f} ms)")
     return True
