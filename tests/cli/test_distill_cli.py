@@ -1,0 +1,178 @@
+"""`edgec distill` (issue 15, item 5): the digits bar (a channel-pruned CNN wins its accuracy back
+from unlabeled images), pruned zeros kept at zero, the report, and misuse as one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from edgec.reference import run_ort
+from tests.models.digits_cnn import digits_split
+from tests.models.digits_torch import channel_pruned, onnx_model
+from tests.passes.quant_models import cnn, samples, write_npy_dir
+
+
+def _accuracy(model, x, y) -> float:
+    return float(np.mean(run_ort(model, {"x": x})["logits"].argmax(1) == y))
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """teacher.onnx, student.onnx (channels pruned at 0.5), train/ (unlabeled images, one .npy per
+    64), eval/ (held-out images), eval_labels.npy, train_labels.npy."""
+    d = tmp_path_factory.mktemp("distill")
+    xtr, ytr, xte, yte = digits_split()
+    (d / "train").mkdir()
+    for i in range(0, len(xtr), 64):
+        np.save(d / "train" / f"{i:05d}.npy", xtr[i:i + 64])
+    (d / "eval").mkdir()
+    np.save(d / "eval" / "test.npy", xte)
+    np.save(d / "eval_labels.npy", yte)
+    np.save(d / "train_labels.npy", ytr)
+    onnx.save(onnx_model(), d / "teacher.onnx")
+    onnx.save(channel_pruned(0.5), d / "student.onnx")
+    return d, xte, yte
+
+
+def test_distill_wins_back_the_accuracy_channel_pruning_lost(run_cli, digits):
+    d, xte, yte = digits
+    out = d / "recovered.onnx"
+    base, pruned = _accuracy(str(d / "teacher.onnx"), xte, yte), _accuracy(str(d / "student.onnx"), xte, yte)
+    assert base > 0.97, f"the teacher did not train: {base}"
+    assert base - pruned >= 0.02, f"pruning at 0.5 should cost accuracy: {base:.4f} -> {pruned:.4f}"
+    r = run_cli("distill", "--teacher", d / "teacher.onnx", "--student", d / "student.onnx", "--data", d / "train",
+                "-o", out, "--report", "--eval-data", d / "eval", "--eval-labels", d / "eval_labels.npy", "--json")
+    assert r.code == 0, r
+    after = _accuracy(str(out), xte, yte)
+    assert base - after <= 0.01, f"teacher {base:.4f}, pruned {pruned:.4f}, distilled {after:.4f}"
+    res = json.loads(r.out)
+    assert res["samples"] == len(digits_split()[0]) and res["loss_per_epoch"][-1] < res["loss_per_epoch"][0]
+    rep = res["report"]
+    assert rep["samples"] == len(xte)
+    assert rep["accuracy"] == pytest.approx({"teacher": base, "before": pruned, "after": after})
+    logits = rep["outputs"]["logits"]
+    assert logits["after"]["top1_agreement"] > logits["before"]["top1_agreement"]
+    assert logits["after"]["cosine"] > logits["before"]["cosine"] > 0.5
+    # the structure is the student's: same graph, same (pruned) shapes, new weights
+    s, o = onnx.load(d / "student.onnx"), onnx.load(out)
+    assert [n.op_type for n in o.graph.node] == [n.op_type for n in s.graph.node]
+    assert {i.name: list(i.dims) for i in o.graph.initializer} == {i.name: list(i.dims) for i in s.graph.initializer}
+
+
+def test_hard_labels_mixed_in_by_alpha(run_cli, digits):
+    d, xte, yte = digits
+    out = d / "labels.onnx"
+    r = run_cli("distill", "--teacher", d / "teacher.onnx", "--student", d / "student.onnx", "--data", d / "train",
+                "-o", out, "--labels", d / "train_labels.npy", "--alpha", "0.3", "--epochs", "6", "--json")
+    assert r.code == 0, r
+    assert json.loads(r.out)["alpha"] == 0.3
+    assert _accuracy(str(d / "teacher.onnx"), xte, yte) - _accuracy(str(out), xte, yte) <= 0.015
+
+
+def _zero_smallest(m: onnx.ModelProto, names, ratio: float) -> onnx.ModelProto:
+    """Unstructured magnitude pruning of the named weights (the test's own: a mask to keep)."""
+    m = onnx.ModelProto.FromString(m.SerializeToString())
+    for i, t in enumerate(m.graph.initializer):
+        if t.name in names:
+            a = numpy_helper.to_array(t).copy()
+            a[np.abs(a) <= np.quantile(np.abs(a), ratio)] = 0
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(a, t.name))
+    return m
+
+
+def test_unstructured_zeros_stay_zero_on_a_static_batch_residual_cnn(run_cli, tmp_path):
+    """A batch-1 model (trained in batches), residual Add, GAP, Gemm and MatMul weights half zero."""
+    teacher = cnn()
+    student = _zero_smallest(teacher, {"w1", "w2", "wg", "wm"}, 0.5)
+    onnx.save(teacher, tmp_path / "t.onnx")
+    onnx.save(student, tmp_path / "s.onnx")
+    data = write_npy_dir(tmp_path / "data", samples(96))
+    out = tmp_path / "r.onnx"
+    r = run_cli("distill", "--teacher", tmp_path / "t.onnx", "--student", tmp_path / "s.onnx", "--data", data,
+                "-o", out, "--epochs", "30", "--batch-size", "16", "--lr", "3e-3", "--loss", "mse", "--report",
+                "--json")
+    assert r.code == 0, r
+    res = json.loads(r.out)
+    got = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+    for t in student.graph.initializer:
+        before = numpy_helper.to_array(t)
+        if t.name in ("w1", "w2", "wg", "wm"):
+            assert np.array_equal(got[t.name] == 0, before == 0), t.name  # the same zeros, and only them
+        assert not np.array_equal(got[t.name], before), f"{t.name} was not trained"
+    assert res["masked_weights"] == 4 and res["zeros"] == sum(int((numpy_helper.to_array(t) == 0).sum())
+                                                             for t in student.graph.initializer)
+    y = res["report"]["outputs"]["y"]
+    assert y["after"]["snr_db"] > y["before"]["snr_db"] + 3, y
+
+
+def _edge_model(nodes, inits, x_shape, y_shape, opset=17):
+    g = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, x_shape)],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, y_shape)],
+                          [numpy_helper.from_array(np.asarray(a, np.float32), n) for n, a in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def _save_pair(tmp_path, teacher, student=None):
+    onnx.save(teacher, tmp_path / "t.onnx")
+    onnx.save(student if student is not None else teacher, tmp_path / "s.onnx")
+    return write_npy_dir(tmp_path / "data", samples(4))
+
+
+def _distill(run_cli, tmp_path, data, *extra):
+    return run_cli("distill", "--teacher", tmp_path / "t.onnx", "--student", tmp_path / "s.onnx", "--data", data,
+                   "-o", tmp_path / "r.onnx", "--epochs", "1", *extra)
+
+
+def _one_line_exit_2(r, *words):
+    assert r.code == 2, r
+    assert len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, r.err
+    for w in words:
+        assert w in r.err, r.err
+
+
+def test_student_with_other_outputs_is_one_line_exit_2(run_cli, tmp_path):
+    s = cnn()
+    s.graph.output[0].name = "z"
+    s.graph.node[-1].output[0] = "z"
+    data = _save_pair(tmp_path, cnn(), s)
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), "outputs", "['z']", "['y']")
+
+
+def test_quantized_student_is_refused_naming_the_node(run_cli, tmp_path):
+    from edgec.quantize import QuantizeOptions, quantize_model
+
+    onnx.save(cnn(), tmp_path / "t.onnx")
+    data = write_npy_dir(tmp_path / "data", samples(4))
+    quantize_model(tmp_path / "t.onnx", tmp_path / "s.onnx", QuantizeOptions(calibration_data=str(data)))
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), "s.onnx", "QuantizeLinear", "quantize the result")
+
+
+def test_op_without_a_torch_mapping_is_one_line_exit_2(run_cli, tmp_path):
+    k = np.array([2], np.int64)
+    m = _edge_model([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                     helper.make_node("Flatten", ["c"], ["f"], name="flat"),
+                     helper.make_node("TopK", ["f", "k"], ["y", "i"], name="topk")],
+                    {"w": np.ones((2, 3, 16, 16))}, [1, 3, 16, 16], [1, 2])
+    m.graph.initializer.append(numpy_helper.from_array(k, "k"))
+    data = _save_pair(tmp_path, m)
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), "node 'topk' op 'TopK'")
+
+
+def test_alpha_without_labels_and_missing_data_are_exit_2(run_cli, tmp_path):
+    data = _save_pair(tmp_path, cnn())
+    _one_line_exit_2(_distill(run_cli, tmp_path, data, "--alpha", "0.5"), "--labels")
+    _one_line_exit_2(_distill(run_cli, tmp_path, tmp_path / "nope"), "nope")
+
+
+def test_missing_torch_says_how_to_install_it(run_cli, tmp_path, monkeypatch):
+    data = _save_pair(tmp_path, cnn())
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), "pip install 'edgec[train]'")
+    assert not (tmp_path / "r.onnx").exists()
