@@ -20,6 +20,7 @@ from edgec.cli_exit import (
     interrupted,
     os_error_line,
 )
+from edgec.cli_prune import compile_prune_option, prune_settings
 from edgec.cli_quantize import compile_quantize_options, quantize_settings
 from edgec.errors import EdgecError
 from edgec.signals import INTERRUPTS, Interrupted
@@ -145,9 +146,10 @@ def pipeline_options(f):
                    "mapped at run time (auto: when they total >= 512 MiB, or >= 16 MiB with --symbolic-dims; CPU "
                    "targets without a bundle).")
 @compile_quantize_options
+@compile_prune_option
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
-            weights_file, quantize, calibration_data, calibration_method, calibration_samples, group_size):
+            weights_file, quantize, calibration_data, calibration_method, calibration_samples, group_size, prune):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     from edgec.api import compile_model
     from edgec.pipelines import default_pipeline
@@ -172,6 +174,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     opts.bundle = bundle
     opts.records, opts.threads, opts.weights_file = records, threads, weights_file
     opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples, group_size)
+    opts.prune = prune_settings(prune)
     art = compile_model(model, out, opts)
     _print_trace(trace)
     if report:
@@ -345,6 +348,7 @@ cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_c
 cli.add_command(__import__("edgec.cli_quantize", fromlist=["quantize_cmd"]).quantize_cmd)  # edgec quantize
 cli.add_command(__import__("edgec.cli_distill", fromlist=["distill_cmd"]).distill_cmd)  # edgec distill
 cli.add_command(__import__("edgec.cli_generate", fromlist=["generate_cmd"]).generate_cmd)  # edgec generate
+cli.add_command(__import__("edgec.cli_prune", fromlist=["prune_cmd"]).prune_cmd)  # edgec prune (edgec/cli_prune.py)
 
 
 def parse_dims(items: tuple[str, ...]) -> dict[str, int]:
