@@ -46,7 +46,7 @@ def print_report(rep: dict) -> None:
               help="kl: outputs are logits (softmax with --temperature); mse: match the outputs as values.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, show_default=True,
-              help="torch's threads for training (0: torch's default, one per core).")
+              help="torch's threads for training (0: one for a student under 1M parameters, else one per core).")
 @click.option("--report", is_flag=True,
               help="Compare the student before and after with the teacher (cosine, top-1 agreement; "
                    "accuracy with --eval-labels).")

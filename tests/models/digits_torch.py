@@ -3,7 +3,7 @@ ONNX: the teacher of the distillation bar (issue 15).
 
 x [n,1,8,8] -> Conv 3x3 16 -> Relu -> Conv 3x3 32 -> Relu -> MaxPool 2 -> Flatten -> Gemm 64
 -> Relu -> Gemm 10 (logits). The ONNX graph is written from the trained weights with
-onnx.helper (names fixed, opset 17, dynamic batch), so the tests do not depend on an exporter."""
+onnx.helper (names fixed, opset 17), so the tests do not depend on an exporter."""
 
 from __future__ import annotations
 
@@ -53,9 +53,10 @@ def _train(torch, xtr, ytr, epochs, seed):
     return tuple(p.detach().numpy().copy() for p in net.parameters())
 
 
-def onnx_model(weights: tuple[np.ndarray, ...] | None = None) -> onnx.ModelProto:
-    """The CNN with `weights` (default: the trained ones) as an ONNX model (output 'logits')."""
-    w1, b1, w2, b2, f1, g1, f2, g2 = weights if weights is not None else trained_weights()
+def onnx_model(batch: int | str = "n") -> onnx.ModelProto:
+    """The trained CNN as an ONNX model (input 'x' [batch, 1, 8, 8], output 'logits' [batch, 10]).
+    `edgec prune` removes conv channels only with static shapes: pass batch=1 for it."""
+    w1, b1, w2, b2, f1, g1, f2, g2 = trained_weights()
     inits = [numpy_helper.from_array(np.ascontiguousarray(a, np.float32), n) for n, a in (
         ("conv1.weight", w1), ("conv1.bias", b1), ("conv2.weight", w2), ("conv2.bias", b2),
         ("fc1.weight", f1), ("fc1.bias", g1), ("fc2.weight", f2), ("fc2.bias", g2))]
@@ -71,25 +72,9 @@ def onnx_model(weights: tuple[np.ndarray, ...] | None = None) -> onnx.ModelProto
         helper.make_node("Gemm", ["rh", "fc2.weight", "fc2.bias"], ["logits"], transB=1, name="fc2"),
     ]
     g = helper.make_graph(nodes, "digits_torch_cnn",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 10])], inits)
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 1, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 10])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     onnx.checker.check_model(m, full_check=True)
     return m
-
-
-def channel_pruned(ratio: float = 0.5) -> onnx.ModelProto:
-    """The trained CNN with `ratio` of conv2's output channels and of fc1's outputs removed (smallest
-    L1 norm first), and the matching inputs of their consumers: the first conv and the classifier
-    are kept, as channel pruning keeps the ends by default."""
-    w1, b1, w2, b2, f1, g1, f2, g2 = trained_weights()
-
-    def keep(w):
-        k = w.shape[0] - int(round(ratio * w.shape[0]))
-        return np.sort(np.argsort(-np.abs(w.reshape(w.shape[0], -1)).sum(1))[:k])
-
-    c = keep(w2)
-    f1 = f1.reshape(f1.shape[0], w2.shape[0], 16)[:, c].reshape(f1.shape[0], -1)  # Flatten: 16 features per channel
-    h = keep(f1)
-    return onnx_model((w1, b1, w2[c], b2[c], f1[h], g1[h], f2[:, h], g2))
