@@ -77,6 +77,6 @@ def distill_cmd(teacher, student, data, out, epochs, temperature, alpha, labels,
                f"weights, {res['samples']} samples x {res['epochs']} epochs in {res['train_seconds']:.1f} s; "
                f"loss {h[0]:.4g} -> {h[-1]:.4g}")
     if res["masked_weights"]:
-        click.echo(f"  {res['zeros']} zero weights in {res['masked_weights']} pruned tensors kept at zero")
+        click.echo(f"  {res['zeros']} zero weights in {res['masked_weights']} tensors kept at zero")
     if report:
         print_report(res["report"])

@@ -26,8 +26,8 @@ import numpy as np
 
 from edgec.errors import EdgecError, InternalError
 
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulNBits", "MatMulInteger",
-                 "ConvInteger", "QLinearConv", "QLinearMatMul"}
+# integer-kernel ops: no float path to train through (a QDQ student trains quantization-aware)
+QUANTIZED_OPS = {"DynamicQuantizeLinear", "MatMulNBits", "MatMulInteger", "ConvInteger", "QLinearConv", "QLinearMatMul"}
 CHECK_SAMPLES = 8  # samples the converted student is checked on against onnxruntime
 # Below this many trainable parameters the student trains on one thread by default: its ops are too
 # small to split, and torch's worker threads spin against each other on a busy machine (digits
@@ -62,11 +62,11 @@ def import_torch():
 
 
 def check_student(model, file: str) -> None:
-    """A quantized (QDQ / integer) student has no float weights to fine-tune: refused clearly."""
+    """A student computing with integer kernels (not QDQ) has no float path to train: refused clearly."""
     for n in model.graph:
         if n.op_type in QUANTIZED_OPS:
-            raise EdgecError(f"{file}: node '{n.name}' op '{n.op_type}': the student is quantized; distill the "
-                             "float student, then quantize the result (edgec quantize)")
+            raise EdgecError(f"{file}: node '{n.name}' op '{n.op_type}': an integer-kernel student cannot be "
+                             "fine-tuned; distill the float (or QDQ) student, then quantize the result")
 
 
 def check_interfaces(teacher, student, tfile: str, sfile: str) -> None:
@@ -209,7 +209,7 @@ def _distill(torch, module, s_model, x, target, labels, alpha, o: DistillOptions
     history = _train(torch, module, x, target, labels, o, alpha)
     for name in module.trainable:
         v = s_model.graph.initializers[name]
-        v.const_value = ir.tensor(module.param(name).detach().numpy().copy(), name=name)
+        v.const_value = ir.tensor(module.value(name), name=name)
     _save(s_model, out)
     kept = all(bool((module.param(name)[m == 0] == 0).all()) for name, m in module.masks.items())
     if not kept:

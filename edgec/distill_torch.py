@@ -9,6 +9,13 @@ per-channel scale written as an elementwise op). Everything else (shapes, runnin
 scalars such as a Clip bound or a Pow exponent) stays a fixed buffer. BatchNormalization runs in
 inference mode: its running statistics are part of the student, not re-estimated.
 
+A QDQ student (`edgec quantize`'s output) trains quantization-aware: an integer initializer read by
+a DequantizeLinear (a quantized weight or bias) becomes a float Parameter holding its dequantized
+value, and every forward pass quantizes it again with its own fixed scale and zero point (round to
+nearest even, clamped to the student's integer range) with a straight-through gradient;
+QuantizeLinear on activations does the same with its fixed scale. `value(name)` gives the trained
+integers back, on the same scales.
+
 Why not onnx2torch: it imports torchvision at import time, and no torchvision release installs
 beside the torch 2.13 CPU build edgec's machines use ('torchvision::nms does not exist'); the
 ops a pruned CNN/MLP uses are few, and each is checked against onnxruntime before training
@@ -30,6 +37,47 @@ WEIGHT_SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "Mat
                 "BatchNormalization": (1, 2), "LayerNormalization": (1, 2), "PRelu": (1,),
                 "Add": (0, 1), "Sub": (0, 1), "Mul": (0, 1)}
 MASKED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # their zero weights stay zero (pruning masks)
+QDQ = ("QuantizeLinear", "DequantizeLinear")  # also in com.microsoft (edgec's Q/DQ below opset 13)
+INT_RANGE = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32)}
+
+
+def _round_ste(x):
+    """Round half to even (as QuantizeLinear) with the gradient of the identity (straight through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def _along(t, axis: int, rank: int):
+    """A per-axis scale / zero point [C] shaped to broadcast along `axis` of a rank-`rank` tensor."""
+    if t.dim() == 0 or rank == 0:
+        return t
+    shape = [1] * rank
+    shape[axis % rank] = -1
+    return t.reshape(shape)
+
+
+class QuantWeight:
+    """A quantized initializer trained through its float value: fixed scale, zero point and range."""
+
+    def __init__(self, q: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int):
+        self.dtype = q.dtype
+        lo, hi = INT_RANGE[q.dtype]
+        if q.dtype == np.int8 and q.min(initial=0) >= -127:
+            lo = -127  # edgec's (and onnxruntime's) symmetric int8 weights never use -128
+        self.lo, self.hi = lo, hi
+        self.scale = _along(torch.from_numpy(scale.astype(np.float32)), axis, q.ndim)
+        self.zp = _along(torch.from_numpy((zp if zp is not None else np.zeros_like(scale)).astype(np.float32)),
+                         axis, q.ndim)
+        self.initial = ((q.astype(np.float32) - self.zp.numpy()) * self.scale.numpy()).astype(np.float32)
+
+    def integers(self, w):
+        return torch.clamp(torch.round(w / self.scale) + self.zp, self.lo, self.hi)
+
+    def fake(self, w):
+        q = torch.clamp(_round_ste(w / self.scale) + self.zp, self.lo, self.hi)
+        return (q - self.zp) * self.scale
+
+    def to_numpy(self, w) -> np.ndarray:
+        return self.integers(w.detach()).numpy().astype(self.dtype)
 
 
 def _attr(node: ir.Node, name: str, default=None):
@@ -58,11 +106,13 @@ class OnnxModule(torch.nn.Module):
         self.opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 17))
         self.nodes = list(model.graph)
         for n in self.nodes:
-            if n.domain not in ("", "ai.onnx") or n.op_type not in OPS:
+            if (n.domain not in ("", "ai.onnx") and not (n.domain == "com.microsoft" and n.op_type in QDQ)) \
+                    or n.op_type not in OPS:
                 raise UnsupportedOpError(n.name or "", n.op_type, n.domain, self.opset, file,
                                          "edgec distill trains float Conv/Gemm/MatMul networks; this op has no "
                                          "torch mapping here")
-        self.trainable = self._trainable()
+        self.quant = self._quantized_weights()
+        self.trainable = self._trainable() + list(self.quant)
         taken: set[str] = set()
         self.keys = {name: _key(name, taken) for name in self.trainable}
         self.weights = torch.nn.ParameterDict()
@@ -73,6 +123,10 @@ class OnnxModule(torch.nn.Module):
         masked |= {n.inputs[0].name for n in self.nodes if n.op_type in ("MatMul", "Gemm") and n.inputs[0] is not None}
         for name, v in self.graph.initializers.items():
             a = np.array(v.const_value.numpy())
+            if name in self.quant:
+                if self.quant[name].dtype != np.int32:  # a quantized weight (int32: a bias)
+                    masked.add(name)
+                a = self.quant[name].initial
             t = torch.from_numpy(a.copy())
             if name in self.trainable:
                 self.weights[self.keys[name]] = torch.nn.Parameter(t)
@@ -96,6 +150,28 @@ class OnnxModule(torch.nn.Module):
                     continue
                 out.append(v.name)
         return out
+
+    def _quantized_weights(self) -> dict[str, QuantWeight]:
+        """Integer initializers dequantized by a DequantizeLinear with a constant scale (and zero point)."""
+        inits = self.graph.initializers
+        out = {}
+        for n in self.nodes:
+            if n.op_type != "DequantizeLinear" or n.inputs[0] is None or n.inputs[0].name not in inits:
+                continue
+            consts = [None if i is None else inits.get(i.name) for i in n.inputs[1:3]]
+            if consts[0] is None or (len(n.inputs) > 2 and n.inputs[2] is not None and consts[1] is None):
+                continue
+            q = np.array(inits[n.inputs[0].name].const_value.numpy())
+            if q.dtype not in INT_RANGE or n.inputs[0].name in out:
+                continue
+            zp = None if len(consts) < 2 or consts[1] is None else np.array(consts[1].const_value.numpy())
+            out[n.inputs[0].name] = QuantWeight(q, np.array(consts[0].const_value.numpy()), zp, _attr(n, "axis", 1))
+        return out
+
+    def value(self, name: str) -> np.ndarray:
+        """The trained initializer `name` in its ONNX form (integers again for a quantized weight)."""
+        p = self.param(name)
+        return self.quant[name].to_numpy(p) if name in self.quant else p.detach().numpy().copy()
 
     def param(self, name: str) -> torch.nn.Parameter:
         return self.weights[self.keys[name]]
@@ -347,6 +423,25 @@ def _gather(m, node, a):
     return flat.reshape(list(x.shape[:axis]) + list(idx.shape) + list(x.shape[axis + 1:]))
 
 
+def _quantize(m, node, a):
+    x, scale = a[0], a[1]
+    zp_value = node.inputs[2] if len(node.inputs) > 2 else None
+    dt = zp_value.dtype if zp_value is not None else node.outputs[0].dtype
+    lo, hi = INT_RANGE.get(np.dtype(dt.numpy()) if dt is not None else np.dtype(np.uint8), (0, 255))
+    axis = _attr(node, "axis", 1)
+    zp = _along(a[2].float(), axis, x.dim()) if len(a) > 2 and a[2] is not None else 0.0
+    return torch.clamp(_round_ste(x / _along(scale, axis, x.dim())) + zp, lo, hi)
+
+
+def _dequantize(m, node, a):
+    name = node.inputs[0].name
+    if name in m.quant:
+        return m.quant[name].fake(a[0])
+    axis = _attr(node, "axis", 1)
+    zp = _along(a[2].float(), axis, a[0].dim()) if len(a) > 2 and a[2] is not None else 0.0
+    return (a[0].float() - zp) * _along(a[1], axis, a[0].dim())
+
+
 def _unary(fn):
     return lambda m, node, a: fn(a[0])
 
@@ -375,6 +470,7 @@ OPS = {
     "Split": _split, "Slice": _slice, "Pad": _pad,
     "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm,
     "Dropout": lambda m, n, a: a[0], "Constant": _const, "Cast": _cast,
+    "QuantizeLinear": _quantize, "DequantizeLinear": _dequantize,
     "Shape": lambda m, n, a: torch.tensor(list(a[0].shape), dtype=torch.int64),
     "Gather": _gather,
     "ReduceMean": _reduce(lambda x, ax, k: x.mean(ax, keepdim=k)),

@@ -125,3 +125,24 @@ def test_masks_cover_zero_weights_and_keep_them_zero():
     module.apply_masks()
     got = module.param("w1").detach().numpy()
     assert np.array_equal(got == 0, w == 0) and np.allclose(got[w != 0], w[w != 0] + 1)
+
+
+@pytest.mark.parametrize("opset", [17, 12])  # 12: edgec writes com.microsoft Q/DQ (per-channel below opset 13)
+def test_qdq_student_computes_what_onnxruntime_computes(opset, tmp_path):
+    from edgec.quantize import QuantizeOptions, quantize_model
+    from tests.passes.quant_models import cnn, samples, write_npy_dir
+
+    onnx.save(cnn(opset=opset), tmp_path / "f.onnx")
+    data = write_npy_dir(tmp_path / "calib", samples(8))
+    quantize_model(tmp_path / "f.onnx", tmp_path / "q.onnx", QuantizeOptions(calibration_data=data))
+    q = onnx.load(tmp_path / "q.onnx")
+    assert {n.domain for n in q.graph.node if n.op_type == "DequantizeLinear"} == {"com.microsoft" if opset < 13 else ""}
+    module = OnnxModule(load_model(tmp_path / "q.onnx"))
+    assert {n for n in module.quant if n.endswith("_quantized")} == set(module.quant) and len(module.quant) == 6
+    for x in samples(3, seed=7):
+        with torch.no_grad():
+            got = {k: v.numpy() for k, v in module({"x": torch.from_numpy(x)}).items()}
+        assert_outputs_match(got, run_ort(str(tmp_path / "q.onnx"), {"x": x}), atol=1e-5, rtol=1e-4)
+        for name, w in module.quant.items():  # the dequantized weights give back the student's integers
+            init = next(t for t in q.graph.initializer if t.name == name)
+            assert np.array_equal(module.value(name), numpy_helper.to_array(init)), name

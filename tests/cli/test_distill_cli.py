@@ -161,13 +161,42 @@ def test_student_with_other_outputs_is_one_line_exit_2(run_cli, tmp_path):
     _one_line_exit_2(_distill(run_cli, tmp_path, data), "outputs", "['z']", "['y']")
 
 
-def test_quantized_student_is_refused_naming_the_node(run_cli, tmp_path):
+def test_integer_kernel_student_is_refused_naming_the_node(run_cli, tmp_path):
     from edgec.quantize import QuantizeOptions, quantize_model
 
     onnx.save(cnn(), tmp_path / "t.onnx")
     data = write_npy_dir(tmp_path / "data", samples(4))
-    quantize_model(tmp_path / "t.onnx", tmp_path / "s.onnx", QuantizeOptions(calibration_data=str(data)))
-    _one_line_exit_2(_distill(run_cli, tmp_path, data), "s.onnx", "QuantizeLinear", "quantize the result")
+    quantize_model(tmp_path / "t.onnx", tmp_path / "s.onnx", QuantizeOptions(mode="dynamic"))
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), "s.onnx", "DynamicQuantizeLinear", "QDQ")
+
+
+def test_qdq_student_trains_quantization_aware_and_stays_int8(run_cli, digits):
+    """Pruned, then quantized by edgec quantize (int8 QDQ): distillation through fake quantization
+    wins the accuracy back; the result is the same QDQ graph with int8 weights on the same scales."""
+    from edgec.quantize import QuantizeOptions, quantize_model
+
+    d, xte, yte = digits
+    q = d / "student.int8.onnx"
+    quantize_model(d / "student.onnx", q, QuantizeOptions(calibration_data=str(d / "train"), samples=256))
+    out = d / "student.int8.distilled.onnx"
+    base, before = _accuracy(d / "teacher.onnx", xte, yte), _accuracy(q, xte, yte)
+    r = run_cli("distill", "--teacher", d / "teacher.onnx", "--student", q, "--data", d / "train", "-o", out, "--json")
+    assert r.code == 0, r
+    after = _accuracy(out, xte, yte)
+    assert base - before >= 0.02 and base - after <= 0.01, (base, before, after)
+    s, o = onnx.load(q), onnx.load(out)
+    assert [(n.op_type, list(n.input)) for n in o.graph.node] == [(n.op_type, list(n.input)) for n in s.graph.node]
+    old = {t.name: numpy_helper.to_array(t) for t in s.graph.initializer}
+    new = {t.name: numpy_helper.to_array(t) for t in o.graph.initializer}
+    for name, a in old.items():
+        b = new[name]
+        assert b.dtype == a.dtype and b.shape == a.shape, name
+        if name.endswith("_quantized"):
+            assert not np.array_equal(a, b), f"{name} was not trained"
+            if a.dtype == np.int8:
+                assert b.min() >= -127 and b.max() <= 127, name
+        else:  # scales and zero points are the student's
+            assert np.array_equal(a, b), name
 
 
 def test_op_without_a_torch_mapping_is_one_line_exit_2(run_cli, tmp_path):
