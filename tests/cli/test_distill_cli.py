@@ -153,12 +153,18 @@ def _one_line_exit_2(r, *words):
         assert w in r.err, r.err
 
 
-def test_student_with_other_outputs_is_one_line_exit_2(run_cli, tmp_path):
+@pytest.mark.parametrize("case", ["output-name", "input-shape"])
+def test_student_with_other_inputs_or_outputs_is_one_line_exit_2(run_cli, tmp_path, case):
     s = cnn()
-    s.graph.output[0].name = "z"
-    s.graph.node[-1].output[0] = "z"
+    if case == "output-name":
+        s.graph.output[0].name = "z"
+        s.graph.node[-1].output[0] = "z"
+        words = ("outputs", "['z']", "['y']")
+    else:  # the convs and the global pool take 32x32 as well: a valid model with another input
+        s.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 32
+        words = ("input 'x'", "float32[1, 3, 32, 16] in the student", "float32[1, 3, 16, 16] in the teacher")
     data = _save_pair(tmp_path, cnn(), s)
-    _one_line_exit_2(_distill(run_cli, tmp_path, data), "outputs", "['z']", "['y']")
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), *words)
 
 
 def test_integer_kernel_student_is_refused_naming_the_node(run_cli, tmp_path):
@@ -210,10 +216,19 @@ def test_op_without_a_torch_mapping_is_one_line_exit_2(run_cli, tmp_path):
     _one_line_exit_2(_distill(run_cli, tmp_path, data), "node 'topk' op 'TopK'")
 
 
-def test_alpha_without_labels_and_missing_data_are_exit_2(run_cli, tmp_path):
+def test_misuse_is_one_line_exit_2(run_cli, tmp_path):
     data = _save_pair(tmp_path, cnn())
     _one_line_exit_2(_distill(run_cli, tmp_path, data, "--alpha", "0.5"), "--labels")
     _one_line_exit_2(_distill(run_cli, tmp_path, tmp_path / "nope"), "nope")
+    np.save(tmp_path / "labels.npy", np.arange(3))
+    _one_line_exit_2(_distill(run_cli, tmp_path, data, "--labels", tmp_path / "labels.npy"), "3 labels for 4")
+    _one_line_exit_2(_distill(run_cli, tmp_path, data, "--eval-labels", tmp_path / "labels.npy"), "--report")
+    np.save(tmp_path / "data" / "bad.npy", np.zeros((1, 3, 8, 8), np.float32))
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), "bad.npy", "[1, 3, 8, 8]")
+    r = run_cli("distill", "--teacher", tmp_path / "t.onnx", "--student", tmp_path / "s.onnx", "--data", data,
+                "-o", tmp_path / "s.onnx")
+    _one_line_exit_2(r, "s.onnx")
+    assert not (tmp_path / "r.onnx").exists()
 
 
 def test_missing_torch_says_how_to_install_it(run_cli, tmp_path, monkeypatch):
