@@ -100,7 +100,14 @@ def read_samples(inputs, source: str, limit: int, seed: int, preprocess: str) ->
     feeds = list(_data.samples(inputs, source, limit, seed, preprocess))
     if not feeds:
         raise EdgecError(f"{source}: no samples")
-    return {i.name: np.concatenate([f[i.name] for f in feeds]) for i in inputs}
+    out = {}
+    for i in inputs:
+        shapes = {f[i.name].shape[1:] for f in feeds}
+        if len(shapes) > 1:
+            raise EdgecError(f"{source}: samples of '{i.name}' have different shapes {sorted(shapes)[:3]}; "
+                             "distill trains on batches: give samples of one shape")
+        out[i.name] = np.concatenate([f[i.name] for f in feeds])
+    return out
 
 
 def run_ort_batched(model, x: dict[str, np.ndarray], batch1: bool, chunk: int = 256) -> dict[str, np.ndarray]:
