@@ -75,7 +75,7 @@ def distill_cmd(teacher, student, data, out, epochs, temperature, alpha, labels,
     h = res["loss_per_epoch"]
     click.echo(f"distilled {student} -> {out}: {res['parameters_trained']} parameters in {res['weights_trained']} "
                f"weights, {res['samples']} samples x {res['epochs']} epochs in {res['train_seconds']:.1f} s; "
-               f"loss {h[0]:.4g} -> {h[-1]:.4g}")
+               f"loss {h[0]:.4g} -> {h[res['best_epoch']]:.4g} (epoch {res['best_epoch']} kept)")
     if res["masked_weights"]:
         click.echo(f"  {res['zeros']} zero weights in {res['masked_weights']} tensors kept at zero")
     if report:

@@ -10,7 +10,8 @@ compressed) student lost, on inputs the user already has (no labels needed).
    (the KL term over the last axis of every output; `loss="mse"` for outputs that are not logits;
    the label term only with labels, on the first output). A weight that is exactly zero in the
    student (unstructured or 2:4 pruning) has its gradient masked and is zeroed again after every
-   step, so the pruned structure is kept.
+   step, so the pruned structure is kept. The weights kept are those of the epoch with the lowest
+   loss over all samples (the student as given counts as epoch 0).
 4. The trained values are written back into the student's own initializers: the result is the
    student's graph (names, shapes, opset, node order) with new weights, checked to load in
    onnxruntime."""
@@ -213,7 +214,7 @@ def _distill(torch, module, s_model, x, target, labels, alpha, o: DistillOptions
     if not module.trainable:
         raise EdgecError(f"{student}: no float32 weights (Conv/Gemm/MatMul/norm initializers) to fine-tune")
     _check_conversion(module, x, student, batch1)
-    history = _train(torch, module, x, target, labels, o, alpha)
+    history, best_epoch = _train(torch, module, x, target, labels, o, alpha)
     for name in module.trainable:
         v = s_model.graph.initializers[name]
         v.const_value = ir.tensor(module.value(name), name=name)
@@ -226,11 +227,14 @@ def _distill(torch, module, s_model, x, target, labels, alpha, o: DistillOptions
             "weights_trained": len(module.trainable),
             "parameters_trained": int(sum(module.param(k).numel() for k in module.trainable)),
             "masked_weights": len(module.masks), "zeros": int(sum(int((m == 0).sum()) for m in module.masks.values())),
-            "loss_per_epoch": history}
+            "loss_per_epoch": history, "best_epoch": best_epoch}
 
 
-def _train(torch, module, x, target, labels, o: DistillOptions, alpha: float) -> list[float]:
-    """Adam on mini-batches, shuffled with the seed; the mean loss of each epoch."""
+def _train(torch, module, x, target, labels, o: DistillOptions, alpha: float) -> tuple[list[float], int]:
+    """Adam on mini-batches, shuffled with the seed. Returns the loss over all samples before
+    training and after each epoch, and the epoch whose weights are kept: the one with the lowest
+    loss (0: the student as given; Adam's normalized steps move weights even where the gradient is
+    only rounding noise, so a student that already matches its teacher is not made worse)."""
     xs = {k: torch.from_numpy(v) for k, v in x.items()}
     ts = {k: torch.from_numpy(v) for k, v in target.items()}
     ys = torch.from_numpy(labels) if labels is not None else None
@@ -239,15 +243,22 @@ def _train(torch, module, x, target, labels, o: DistillOptions, alpha: float) ->
     opt = torch.optim.Adam(module.parameters(), lr=o.lr)
     loss_fn = _loss_fn(o, next(iter(ts)), alpha)
     masks = [(module.param(name), m) for name, m in module.masks.items()]
-    history = []
-    module.train()
-    for _ in range(o.epochs):
+
+    def batch_loss(idx):
+        return loss_fn(module({k: v[idx] for k, v in xs.items()}), {k: v[idx] for k, v in ts.items()},
+                       None if ys is None else ys[idx])
+
+    def full_loss() -> float:
+        with torch.no_grad():
+            return sum(float(batch_loss(torch.arange(i, min(i + 256, n)))) * (min(i + 256, n) - i)
+                       for i in range(0, n, 256)) / n
+
+    history = [full_loss()]
+    best = (history[0], 0, {k: v.detach().clone() for k, v in module.state_dict().items()})
+    for epoch in range(1, o.epochs + 1):
         perm = torch.randperm(n, generator=gen)
-        total = 0.0
         for i in range(0, n, o.batch_size):
-            idx = perm[i:i + o.batch_size]
-            out = module({k: v[idx] for k, v in xs.items()})
-            loss = loss_fn(out, {k: v[idx] for k, v in ts.items()}, None if ys is None else ys[idx])
+            loss = batch_loss(perm[i:i + o.batch_size])
             if not torch.isfinite(loss):
                 raise EdgecError(f"distill: the loss became {float(loss)}; lower --lr (now {o.lr})")
             opt.zero_grad()
@@ -256,10 +267,11 @@ def _train(torch, module, x, target, labels, o: DistillOptions, alpha: float) ->
                 p.grad.mul_(m)
             opt.step()
             module.apply_masks()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / n)
-    module.eval()
-    return history
+        history.append(full_loss())
+        if history[-1] < best[0]:
+            best = (history[-1], epoch, {k: v.detach().clone() for k, v in module.state_dict().items()})
+    module.load_state_dict(best[2])
+    return history, best[1]
 
 
 def _save(model, out: str) -> None:

@@ -298,8 +298,8 @@ def _reshape(m, node, a):
     x, shape = a[0], _ints(a[1])
     if not _attr(node, "allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-    if m.batch1 and shape and shape[0] == 1 and x.shape[0] != 1 and -1 not in shape[1:]:
-        shape[0] = -1  # a model of static batch 1 trains on batches: its leading 1 is the batch
+    if m.batch1 and shape and shape[0] == 1 and x.shape[0] != 1:
+        shape[0] = x.shape[0]  # a model of static batch 1 trains on batches: its leading 1 is the batch
     return x.reshape(shape)
 
 

@@ -236,3 +236,38 @@ def test_missing_torch_says_how_to_install_it(run_cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     _one_line_exit_2(_distill(run_cli, tmp_path, data), "pip install 'edgec[train]'")
     assert not (tmp_path / "r.onnx").exists()
+
+
+def test_a_student_equal_to_its_teacher_stays_so(run_cli, tmp_path):
+    """Nothing to win back: the text report shows the student agreeing with the teacher before and after."""
+    data = write_npy_dir(tmp_path / "data", samples(32))
+    onnx.save(cnn(), tmp_path / "t.onnx")
+    r = run_cli("distill", "--teacher", tmp_path / "t.onnx", "--student", tmp_path / "t.onnx", "--data", data,
+                "-o", tmp_path / "r.onnx", "--epochs", "3", "--report")
+    assert r.code == 0, r
+    assert "before: cosine 1.0000, top-1 agreement 1.0000; after: cosine 1.0000, top-1 agreement 1.0000" in r.out, r.out
+    x = samples(1, seed=9)[0]
+    y0, y1 = (run_ort_batched(str(tmp_path / f), {"x": x}, True)["y"] for f in ("t.onnx", "r.onnx"))
+    assert np.abs(y1 - y0).max() <= 0.02 * np.abs(y0).max(), (y0, y1)
+
+
+def test_static_batch_reshape_to_one_row_trains_in_batches(run_cli, tmp_path):
+    """A batch-1 model flattening with Reshape [1, -1]: its leading 1 becomes the training batch
+    (the batched conversion check against onnxruntime would stop a wrong reading)."""
+    r = np.random.default_rng(0)
+    init = {"w": r.normal(0, 0.3, (4, 3, 3, 3)), "shape": np.array([1, -1], np.int64), "wg": r.normal(0, 0.2, (4 * 256, 5))}
+    m = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["a"]),
+         helper.make_node("Reshape", ["a", "shape"], ["f"]), helper.make_node("MatMul", ["f", "wg"], ["y"])], "m",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 5])],
+        [numpy_helper.from_array(a if a.dtype == np.int64 else a.astype(np.float32), n) for n, a in init.items()]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    student = _zero_smallest(m, {"w", "wg"}, 0.6)
+    data = _save_pair(tmp_path, m, student)
+    r = run_cli("distill", "--teacher", tmp_path / "t.onnx", "--student", tmp_path / "s.onnx", "--data", data,
+                "-o", tmp_path / "r.onnx", "--epochs", "20", "--batch-size", "4", "--lr", "3e-3", "--report", "--json")
+    assert r.code == 0, r
+    y = json.loads(r.out)["report"]["outputs"]["y"]
+    assert y["after"]["snr_db"] > y["before"]["snr_db"], y
