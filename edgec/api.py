@@ -124,6 +124,8 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
 
         ppass, popts = opts.prune
         text = f"fix-input-shapes,{PRUNE_PREPARE},{ppass},infer-shapes,{text}"
+        if ppass == "prune-channels" and "round_to" not in popts and spec is not None and spec.tvm.get("kind") == "llvm":
+            popts = {**popts, "round_to": max(int(spec.vector_bits) // 32, 1)}  # the backend's channel block
         pass_options = {**(pass_options or {}), ppass: popts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):

@@ -70,18 +70,9 @@ def prune_settings(value: str | None) -> tuple | None:
     """(pass, options) for `CompileOptions.prune`, or None without --prune."""
     if value is None:
         return None
-    from edgec.prune import PruneOptions, prune_options
+    from edgec.prune import parse_prune_spec
 
-    mode, sep, ratio = value.partition(":") if not value.startswith("2:4") else ("2:4", "", "")
-    if value.startswith("2:4:"):
-        raise click.BadParameter("2:4 takes no ratio", param_hint="--prune")
-    try:
-        r = float(ratio) if sep else 0.3
-    except ValueError:
-        raise click.BadParameter(f"expected MODE[:RATIO], got '{value}'", param_hint="--prune") from None
-    if mode not in MODES:
-        raise click.BadParameter(f"mode must be one of {', '.join(MODES)}, got '{mode}'", param_hint="--prune")
-    return prune_options(PruneOptions(mode=mode, ratio=r))
+    return parse_prune_spec(value)
 
 
 @click.command("prune")
@@ -102,6 +93,9 @@ def prune_settings(value: str | None) -> tuple | None:
               help="--importance sensitivity: .npy/.npz inputs or images (default: seeded random inputs).")
 @click.option("--samples", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--preprocess", default="", help="For image folders (as `edgec quantize`).")
+@click.option("--round-to", "round_to", type=click.IntRange(1), default=None,
+              help="channel: keep a multiple of N channels per layer (the target's vector block: 16 for AVX-512, "
+                   "8 for AVX2, 4 for NEON; `compile --prune` uses the target's). Default 1.")
 @click.option("--keep", multiple=True, metavar="NAMES",
               help="Node or weight names (comma-separated, globs) never pruned (repeatable).")
 @click.option("--layer-ratio", "layer_ratio", multiple=True, metavar="NAME=R",
@@ -109,26 +103,30 @@ def prune_settings(value: str | None) -> tuple | None:
 @click.option("--protect-ends/--no-protect-ends", default=True, show_default=True,
               help="Keep the first layers (reading a graph input) and the last ones (writing an output).")
 @click.option("--report", is_flag=True, help="Parameters, FLOPs, file size before/after, per layer; output agreement.")
+@click.option("--eval-data", type=click.Path(), default=None,
+              help="--report: inputs (.npy/.npz or images) the outputs are compared on (default: seeded random).")
 @click.option("--eval-samples", type=click.IntRange(1), default=8, show_default=True,
-              help="--report: seeded inputs the outputs are compared on.")
+              help="--report: inputs the outputs are compared on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration_data, samples, preprocess, keep,
-              layer_ratio, protect_ends, report, eval_samples, as_json, seed):
+def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration_data, samples, preprocess, round_to, keep,
+              layer_ratio, protect_ends, report, eval_data, eval_samples, as_json, seed):
     """Prune MODEL: remove channels (smaller, faster) or zero weights (unstructured, 2:4)."""
     from edgec.output_paths import check_output_file
     from edgec.prune import PruneOptions, _load, agreement, prune_model, save
 
+    if eval_data and not report:
+        raise click.UsageError("--eval-data needs --report")
     check_output_file(out, "pruned model", inputs=((model, "input model"),))
     keep_names = tuple(n for item in keep for n in item.split(",") if n.strip())
     o = PruneOptions(mode=mode, ratio=ratio, importance=importance, threshold=threshold, scope=scope, keep=keep_names,
-                     layer_ratios=_layer_ratios(layer_ratio), protect_ends=protect_ends,
+                     layer_ratios=_layer_ratios(layer_ratio), protect_ends=protect_ends, round_to=round_to,
                      calibration_data=calibration_data, samples=samples, seed=seed, preprocess=preprocess)
     original = _load(model)
     pruned, rep = prune_model(original, o)
     save(pruned, out)
     if report:
-        rep.agreement = agreement(original, pruned, eval_samples, seed)
+        rep.agreement = agreement(original, pruned, eval_samples, seed, eval_data)
     res = rep.to_json()
     if as_json:
         click.echo(json.dumps(res, indent=1))

@@ -33,6 +33,8 @@ class PruneOptions:
     keep: tuple[str, ...] = ()             # node / weight names or globs never pruned
     layer_ratios: dict[str, float] = field(default_factory=dict)
     protect_ends: bool = True              # first layers (and last: their outputs are graph outputs)
+    round_to: int | None = None            # channel mode: channels kept per layer a multiple of this
+    #                                        (None: 1; `compile --prune` uses the target's vector block)
     calibration_data: str | None = None    # importance "sensitivity"
     samples: int = 16
     seed: int = 0
@@ -74,6 +76,8 @@ def prune_options(o: PruneOptions) -> tuple[str, dict]:
         raise PipelineError(f"--importance must be one of {', '.join(IMPORTANCE)}, got '{o.importance}'")
     if o.mode != "channel" and (o.importance != "l1" or o.calibration_data):
         raise PipelineError("--importance / --calibration-data apply to --mode channel only")
+    if o.round_to is not None and o.mode != "channel":
+        raise PipelineError("--round-to applies to --mode channel only")
     if o.threshold is not None and o.mode != "unstructured":
         raise PipelineError("--threshold applies to --mode unstructured only")
     if o.calibration_data and o.importance != "sensitivity":
@@ -95,7 +99,26 @@ def prune_options(o: PruneOptions) -> tuple[str, dict]:
     else:
         opts.update(importance=o.importance, data=o.calibration_data or "", samples=o.samples, seed=o.seed,
                     preprocess=o.preprocess)
+        if o.round_to is not None:
+            if o.round_to < 1:
+                raise PipelineError(f"--round-to must be >= 1, got {o.round_to}")
+            opts["round_to"] = o.round_to
     return name, opts
+
+
+def parse_prune_spec(value: str) -> tuple[str, dict]:
+    """`compile --prune` / edgec.compile(prune=...): 'channel', 'channel:0.3', 'unstructured:0.5',
+    '2:4' -> (pass name, options); PipelineError for anything else."""
+    from edgec.errors import PipelineError
+
+    mode, sep, ratio = ("2:4", "", "") if value == "2:4" else value.partition(":")
+    try:
+        r = float(ratio) if sep else 0.3
+    except ValueError:
+        raise PipelineError(f"--prune: expected MODE[:RATIO], got '{value}'") from None
+    if mode not in MODES:
+        raise PipelineError(f"--prune: mode must be one of {', '.join(MODES)}, got '{mode}'")
+    return prune_options(PruneOptions(mode=mode, ratio=r))
 
 
 def _load(model) -> onnx.ModelProto:
@@ -136,6 +159,7 @@ def prune_model(model: onnx.ModelProto | str | os.PathLike, o: PruneOptions | No
     pass_ = builtin_registry().get(name)()
     pass_(prepared, PassContext(options={name: opts}))
     pruned, _ = optimize(prepared, None, CompileOptions(target=None, passes="infer-shapes"))
+    pruned.metadata_props.pop("edgec.pruned_channels", None)  # the file may be pruned again (iteratively)
     out = ir.serde.serialize_model(pruned)
     _check(out, name)
     after = _stats(out)

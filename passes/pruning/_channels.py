@@ -60,6 +60,7 @@ class ChannelGraph:
     sources: list[tuple[ir.Node, tuple]] = field(default_factory=list)  # (node, its output activation key)
     grouped: list[tuple[ir.Node, tuple, int]] = field(default_factory=list)  # (Conv, out key, channels per group)
     splits: list[tuple[ir.Node, list[tuple]]] = field(default_factory=list)  # (Split, output keys)
+    slices: list[tuple[ir.Node, tuple, int, int, int]] = field(default_factory=list)  # (Slice, input key, i in axes, start, end)
     first: set = field(default_factory=set)  # ids of source nodes reading a graph input
 
     # --- building blocks -------------------------------------------------------------------------
@@ -260,8 +261,8 @@ def _unary(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return f"{node.op_type} node '{node.name}' takes them as a parameter"
     if node.op_type in SPATIAL and x.axis != 1:
         return f"{node.op_type} node '{node.name}' pools over channel axis {x.axis}"
-    if node.op_type == "Dropout" and len(node.outputs) > 1 and node.outputs[1].uses():
-        return f"Dropout node '{node.name}' has its mask read"
+    if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):  # Dropout's mask, MaxPool's indices
+        return f"{node.op_type} node '{node.name}' has its second output read"
     key = _vkey(node.outputs[0])
     cg.space(key, x.axis, x.size)
     cg.same(x.key, key)
@@ -295,6 +296,8 @@ def _elementwise(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return f"{node.op_type} node '{node.name}' has an output of unknown rank"
     axes = set()
     for v, s in zip(node.inputs, ins):
+        if v is not None and _rank(v) is None:
+            return f"{node.op_type} node '{node.name}' has an input of unknown rank"
         if s is not None:
             axes.add(s.axis + r - _rank(v))
     if len(axes) != 1:
@@ -435,7 +438,42 @@ def _split(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     return None
 
 
-_HANDLERS = {"Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
+def _slice(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
+    x = ins[0]
+    if x is None:
+        return None
+    if any(s is not None for s in ins[1:]):
+        return f"Slice node '{node.name}' takes them as starts/ends"
+    r = _rank(node.inputs[0])
+    consts = [constant_array(v) if v is not None else None for v in node.inputs[1:5]]
+    starts, ends = consts[0], consts[1]
+    axes = consts[2] if len(consts) > 2 and consts[2] is not None else (np.arange(len(starts)) if starts is not None else None)
+    steps = consts[3] if len(consts) > 3 and consts[3] is not None else None
+    if starts is None or ends is None or axes is None or r is None or (len(node.inputs) > 3 and node.inputs[3] is not None
+                                                                       and consts[2] is None):
+        return f"Slice node '{node.name}' has starts/ends/axes that are not constant"
+    axes = [int(a) + r if a < 0 else int(a) for a in axes]
+    key = _vkey(node.outputs[0])
+    if x.axis not in axes:
+        cg.space(key, x.axis, x.size)
+        cg.same(x.key, key)
+        return None
+    i = axes.index(x.axis)
+    if steps is not None and int(steps[i]) != 1:
+        return f"Slice node '{node.name}' steps over the channels"
+    lo, hi = (int(v) + x.size if v < 0 else int(v) for v in (starts[i], ends[i]))
+    lo, hi = max(0, min(lo, x.size)), max(0, min(hi, x.size))
+    if hi <= lo:
+        return f"Slice node '{node.name}' takes no channel"
+    if any(len(v.uses()) != 1 for v in node.inputs[1:3]):
+        return f"Slice node '{node.name}' shares its starts/ends with other nodes"
+    cg.space(key, x.axis, hi - lo)
+    cg.tie(x.key, range(lo, hi), key, range(hi - lo))
+    cg.slices.append((node, x.key, i, lo, hi))
+    return None
+
+
+_HANDLERS = {"Slice": _slice, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
              "Concat": _concat, "Flatten": _flatten, "Reshape": _flatten, "Transpose": _transpose, "Split": _split,
              **{op: _unary for op in UNARY | SPATIAL}, **{op: _elementwise for op in ELEMENTWISE},
              **{op: _reduce for op in REDUCE}}

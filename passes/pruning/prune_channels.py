@@ -15,10 +15,18 @@ importance are removed:
   for every consumer weight reading the unit, E|x_c| * ||W[:, c]||, the mean size of what channel c
   adds to the consumer's output; the model runs in onnxruntime once per sample.
 
+`round_to` keeps a multiple of that many units per producer (fewer are removed; a layer whose
+channels it does not divide keeps a multiple of the largest power of 2 of it that does): the CPU backend
+carries a channel-blocked layout (NCHW16c on AVX-512) only through layers whose channels the block
+divides, and pads the rest only within 10% growth (pad-channels), so a layer left with 45 channels
+can push a whole model out of the blocked layout and make the pruned model slower than the
+original; `edgec compile --prune` sets it to the target's block.
+
 `keep` (node or weight names, globs) protects a layer's output group; `protect_ends` protects the
 groups of the first layers (reading a graph input); the last layers' outputs are graph outputs and
 are never pruned. `layer_ratios` ('name=r,...') sets a group's ratio by one of its producers (the
-smallest given ratio of a group wins). After the pass, `last_report` lists every group: its
+smallest given ratio of a group wins). A model carrying the metadata key `edgec.pruned_channels`
+(set by this pass) is left alone: a pipeline run to a fixpoint prunes once. After the pass, `last_report` lists every group: its
 layers, units before/after, or why it was left alone."""
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from edgec.passes.pruning import _channels
 from edgec.passes.pruning._common import layer_ratios, named, patterns, set_constant
 
 IMPORTANCE = ("l1", "l2", "bn", "sensitivity")
+PRUNED = "edgec.pruned_channels"  # model metadata: set by this pass, removed by edgec.prune before saving
 
 
 @register_pass
@@ -44,7 +53,7 @@ class PruneChannels(Pass):
 
     name = "prune-channels"
     options = {"ratio": 0.3, "importance": "l1", "keep": "", "layer_ratios": "", "protect_ends": True,
-               "data": "", "samples": 16, "seed": 0, "preprocess": ""}
+               "data": "", "samples": 16, "seed": 0, "preprocess": "", "round_to": 1}
     changes_numerics = True
 
     def float_arithmetic(self, ctx) -> bool:
@@ -57,6 +66,9 @@ class PruneChannels(Pass):
         if o["importance"] not in IMPORTANCE:
             raise PipelineError(f"prune-channels: importance must be one of {', '.join(IMPORTANCE)}, got '{o['importance']}'")
         rules = layer_ratios(o["layer_ratios"])
+        if PRUNED in model.metadata_props:  # a pipeline run to a fixpoint: prune once, not once per iteration
+            self.last_report = []
+            return PassResult(model, False)
         cg = _channels.build(model)
         keep = patterns(o["keep"])
         for node, key in cg.sources:
@@ -83,6 +95,8 @@ class PruneChannels(Pass):
             count = 0
             for part in _by_producer(mine, source_keys).values():  # each producer keeps 1 - ratio of its channels
                 n = min(int(np.floor(ratio * len(part) + 1e-9)), len(part) - 1)
+                if n > 0:  # keep a multiple of round_to (what vector kernels tile by)
+                    n = _rounded(len(part), n, o["round_to"])
                 for unit in sorted(part, key=score)[:max(n, 0)]:
                     removed.update(unit)
                 count += max(n, 0)
@@ -92,10 +106,27 @@ class PruneChannels(Pass):
                 entry.update(pruned=count, ratio=ratio)
             report.append(entry)
         self.last_report = report
+        self.last_removed_inputs = {}
         if not removed:
             return PassResult(model, False)
+        # what the consumers no longer read: {(weight, axis): removed indices} (tests zero these in
+        # the original model, which must then compute what the pruned one does)
+        self.last_removed_inputs = {(k[1], cg.spaces[k].axis): sorted(i for kk, i in removed if kk == k)
+                                    for k in {k for k, _ in removed} if cg.spaces[k].role == "in"}
         _apply(model, cg, removed)
+        model.metadata_props[PRUNED] = f"ratio={o['ratio']},importance={o['importance']}"
         return PassResult(model, True)
+
+
+def _rounded(units: int, remove: int, block: int) -> int:
+    """How many of `units` to remove so that the rest is a multiple of the largest power-of-2
+    part of `block` dividing `units` (a layer the block does not divide stays as aligned as it was)."""
+    while block > 1 and units % block:
+        block //= 2
+    if block <= 1:
+        return remove
+    kept = -(-(units - remove) // block) * block
+    return max(units - kept, 0)
 
 
 def _given(node: ir.Node, rules) -> list[float]:
@@ -216,6 +247,14 @@ def _apply(model: ir.Model, cg: _channels.ChannelGraph, removed: set) -> None:
                 v.shape = ir.Shape(dims)
     for node, key, per_group in cg.grouped:
         node.attributes["group"] = ir.AttrInt64("group", new_size[key] // per_group)
+    for node, key, i, lo, hi in cg.slices:  # the channels kept before lo and inside [lo, hi) give the new bounds
+        gone = np.array(sorted(by_key.get(key, [])), dtype=np.int64)
+        new_lo = lo - int((gone < lo).sum())
+        new_hi = new_lo + (hi - lo) - int(((gone >= lo) & (gone < hi)).sum())
+        for pos, value in ((1, new_lo), (2, new_hi)):
+            arr = constant_array(node.inputs[pos]).copy()
+            arr[i] = value
+            set_constant(node.inputs[pos], arr)
     for node, keys in cg.splits:
         sizes = np.array([new_size[k] for k in keys], dtype=np.int64)
         if len(node.inputs) > 1 and node.inputs[1] is not None:

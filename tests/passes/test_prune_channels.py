@@ -6,8 +6,9 @@ import onnx
 import pytest
 
 from edgec.ir.loader import to_proto
+from edgec.passes.pruning._common import set_constant
 from edgec.passes.pruning.prune_channels import PruneChannels
-from edgec.rewrite.testing import inputs_for, parse, run, text
+from edgec.rewrite.testing import assert_same_outputs, inputs_for, parse, run, text
 
 
 def _floats(shape, seed):
@@ -34,6 +35,14 @@ def _prune(model_text, **opts):
     assert set(after) == set(before)
     for k in before:  # the graph outputs keep their shapes; pruning changes values inside
         assert after[k].shape == before[k].shape and np.isfinite(after[k]).all()
+    # the original with the removed channels' consumer weights zeroed computes what the pruned model does
+    zeroed = parse(model_text)
+    for (name, axis), idx in p.last_removed_inputs.items():
+        v = zeroed.graph.initializers[name]
+        arr = v.const_value.numpy().copy()
+        np.moveaxis(arr, axis, 0)[idx] = 0
+        set_constant(v, arr)
+    assert_same_outputs(run(zeroed, feeds), after, rtol=1e-4, atol=1e-4)
     return model, p, before, after
 
 
@@ -160,6 +169,22 @@ def test_split_along_channels_gets_new_sizes():
     assert _shape(model, "wa")[1] + _shape(model, "wb")[1] == 4
 
 
+def test_slice_along_channels_gets_new_bounds():
+    model_text = f"""{HEAD}
+    g (float[1,3,5,5] x) => (float[1,2,5,5] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('wa', (2, 5, 1, 1), 2)},
+        {_w('wb', (2, 8, 1, 1), 3)}, int64[1] st = {{2}}, int64[1] en = {{7}}, int64[1] ax = {{1}}> {{
+      a = Conv (x, w0)
+      s = Slice (a, st, en, ax)
+      p = Conv (s, wa)
+      q = Conv (a, wb)
+      y = Add (p, q)
+    }}"""
+    model, _, _, _ = _prune(model_text, ratio=0.5)
+    assert _shape(model, "w0")[0] == 4 and _shape(model, "wb")[1] == 4
+    lo, hi = (int(model.graph.initializers[n].const_value.numpy()[0]) for n in ("st", "en"))
+    assert _shape(model, "wa")[1] == hi - lo and 0 <= lo <= hi <= 4
+
+
 def test_flatten_before_gemm_maps_channels_to_features():
     model_text = f"""{HEAD}
     g (float[1,3,4,4] x) => (float[1,5] y) <{_w('w0', (6, 3, 3, 3), 1)}, {_w('fc', (5, 24), 2)}, {_w('fb', (5,), 3)}> {{
@@ -259,3 +284,46 @@ def test_first_layer_protected_by_default_and_keep():
 def test_importances_run(importance):
     model, p, _, _ = _prune(RESIDUAL, ratio=0.5, importance=importance, samples=2)
     assert _shape(model, "w1")[0] == 4
+
+
+def test_pruned_once_per_pipeline():
+    from edgec.infra.context import PassContext
+
+    model = parse(RESIDUAL)
+    PruneChannels(ratio=0.5, protect_ends=False)(model, PassContext())
+    again = PruneChannels(ratio=0.5, protect_ends=False)(model, PassContext())
+    assert not again.modified and _shape(model, "w1") == [4, 4, 3, 3]
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("  m, idx = MaxPool <kernel_shape = [2,2], strides = [2,2]> (a)\n  y = Conv (m, w1)", "second output read"),
+    ("  s = Softmax <axis = 1> (a)\n  y = Conv (s, w1)", "Softmax node"),
+])
+def test_unknown_readers_of_the_channels_block_the_group(body, reason):
+    extra = ", int64[1,4,2,2] idx" if "idx" in body else ""
+    hw = 2 if "MaxPool" in body else 4
+    model_text = f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,2,{hw},{hw}] y{extra}) <{_w('w0', (4, 3, 1, 1), 1)}, {_w('w1', (2, 4, 1, 1), 2)}> {{
+      a = Conv (x, w0)
+    {body}
+    }}"""
+    model, p, before, after = _prune(model_text, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1]
+    assert reason in p.last_report[0]["reason"], p.last_report
+
+
+def test_round_to_keeps_a_multiple_of_channels():
+    text_ = f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,2,4,4] y) <{_w('w0', (24, 3, 1, 1), 1)}, {_w('w1', (2, 24, 1, 1), 2)}> {{
+      a = Conv (x, w0)
+      r = Relu (a)
+      y = Conv (r, w1)
+    }}"""
+    model, _, _, _ = _prune(text_, ratio=0.3)
+    assert _shape(model, "w0")[0] == 17  # 24 - floor(7.2)
+    model, _, _, _ = _prune(text_, ratio=0.3, round_to=8)
+    assert _shape(model, "w0")[0] == 24  # 17 rounded up to 24: nothing removed
+    model, _, _, _ = _prune(text_, ratio=0.5, round_to=8)
+    assert _shape(model, "w0")[0] == 16 and _shape(model, "w1") == [2, 16, 1, 1]
+    model, _, _, _ = _prune(text_, ratio=0.5, round_to=16)  # 16 does not divide 24: multiples of 8
+    assert _shape(model, "w0")[0] == 16
