@@ -123,20 +123,48 @@ def run_ort_batched(model, x: dict[str, np.ndarray], batch1: bool, chunk: int = 
     return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
 
 
-def _check_conversion(module, x, student_path: str, batch1: bool) -> None:
-    """The torch student computes what onnxruntime computes on the first samples, as one batch."""
+def _check_conversion(module, x, student_path: str, batch1: bool, batch_size: int) -> None:
+    """The torch student computes what onnxruntime computes on the first samples, in training-size
+    batches. A model of static batch 1 is first checked one sample at a time (a mismatch there is
+    edgec's bug); if it then fails in batches, the graph fixes its batch at 1 somewhere edgec cannot
+    widen (a Reshape to [3, 256], say): the user's choice is --batch-size 1."""
     import torch
 
     from edgec.compare import Tolerance, all_match, compare_outputs, summary
 
     first = {k: v[:CHECK_SAMPLES] for k, v in x.items()}
     ref = run_ort_batched(student_path, first, batch1)
-    with torch.no_grad():
-        got = {k: v.numpy() for k, v in module({k: torch.from_numpy(v) for k, v in first.items()}).items()}
-    diffs = compare_outputs(got, ref, Tolerance(atol=1e-4, rtol=1e-4))
-    if not all_match(diffs):
-        raise InternalError(f"distill: the student as a torch module disagrees with onnxruntime on "
-                            f"{student_path}: {summary(diffs)}")
+    n = len(next(iter(first.values())))
+
+    def diffs(step: int):
+        with torch.no_grad():
+            parts = [module({k: torch.from_numpy(v[i:i + step]) for k, v in first.items()}) for i in range(0, n, step)]
+        got = {k: np.concatenate([p[k].numpy() for p in parts]) for k in parts[0]}
+        return compare_outputs(got, ref, Tolerance(atol=1e-4, rtol=1e-4))
+
+    def bug(d):
+        return InternalError(f"distill: the student as a torch module disagrees with onnxruntime on {student_path}: "
+                             f"{summary(d)}")
+
+    step = min(batch_size, CHECK_SAMPLES)
+    if batch1:
+        single = diffs(1)
+        if not all_match(single):
+            raise bug(single)
+        if step == 1:
+            return
+        try:
+            batched = diffs(step)
+        except RuntimeError as e:  # torch: a shape the batch cannot fit
+            batched, why = None, " ".join(str(e).split())[:160]
+        if batched is None or not all_match(batched):
+            why = summary(batched) if batched is not None else why
+            raise EdgecError(f"{student_path}: this batch-1 model does not compute in batches of {step} ({why}): "
+                             "train it with --batch-size 1 (slower), or export it with a symbolic batch")
+        return
+    d = diffs(step)
+    if not all_match(d):
+        raise bug(d)
 
 
 def _loss_fn(o: DistillOptions, first_output: str, alpha: float):
@@ -213,7 +241,7 @@ def _distill(torch, module, s_model, x, target, labels, alpha, o: DistillOptions
 
     if not module.trainable:
         raise EdgecError(f"{student}: no float32 weights (Conv/Gemm/MatMul/norm initializers) to fine-tune")
-    _check_conversion(module, x, student, batch1)
+    _check_conversion(module, x, student, batch1, o.batch_size)
     history, best_epoch = _train(torch, module, x, target, labels, o, alpha)
     for name in module.trainable:
         v = s_model.graph.initializers[name]
@@ -248,10 +276,12 @@ def _train(torch, module, x, target, labels, o: DistillOptions, alpha: float) ->
         return loss_fn(module({k: v[idx] for k, v in xs.items()}), {k: v[idx] for k, v in ts.items()},
                        None if ys is None else ys[idx])
 
+    chunk = 256 if o.batch_size > 1 else 1  # --batch-size 1: a model that cannot run batched
+
     def full_loss() -> float:
         with torch.no_grad():
-            return sum(float(batch_loss(torch.arange(i, min(i + 256, n)))) * (min(i + 256, n) - i)
-                       for i in range(0, n, 256)) / n
+            return sum(float(batch_loss(torch.arange(i, min(i + chunk, n)))) * (min(i + chunk, n) - i)
+                       for i in range(0, n, chunk)) / n
 
     history = [full_loss()]
     best = (history[0], 0, {k: v.detach().clone() for k, v in module.state_dict().items()})

@@ -101,6 +101,7 @@ class OnnxModule(torch.nn.Module):
     def __init__(self, model: ir.Model, file: str = "", batch1: bool = False):
         super().__init__()
         self.batch1 = batch1  # the model's inputs have a static batch of 1 (its Reshapes may say so)
+        self.batch = 1  # the batch of the current forward pass
         self.graph = model.graph
         self.file = file
         self.opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 17))
@@ -186,6 +187,7 @@ class OnnxModule(torch.nn.Module):
         env: dict[str, torch.Tensor] = dict(self.consts)
         env.update({k: self.weights[v] for k, v in self.keys.items()})
         env.update(feeds)
+        self.batch = next(iter(feeds.values())).shape[0] if feeds else 1
         for n in self.nodes:
             args = [None if v is None or not v.name else env[v.name] for v in n.inputs]
             outs = OPS[n.op_type](self, n, args)
@@ -298,8 +300,8 @@ def _reshape(m, node, a):
     x, shape = a[0], _ints(a[1])
     if not _attr(node, "allowzero", 0):
         shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-    if m.batch1 and shape and shape[0] == 1 and x.shape[0] != 1:
-        shape[0] = x.shape[0]  # a model of static batch 1 trains on batches: its leading 1 is the batch
+    if m.batch1 and m.batch > 1 and shape and shape[0] == 1 and x.shape[0] == m.batch:
+        shape[0] = m.batch  # a model of static batch 1 trains on batches: its leading 1 is the batch
     return x.reshape(shape)
 
 

@@ -271,3 +271,23 @@ def test_static_batch_reshape_to_one_row_trains_in_batches(run_cli, tmp_path):
     assert r.code == 0, r
     y = json.loads(r.out)["report"]["outputs"]["y"]
     assert y["after"]["snr_db"] > y["before"]["snr_db"], y
+
+
+def test_batch_1_model_that_cannot_batch_asks_for_batch_size_1(run_cli, tmp_path):
+    """A Reshape to [3, 256] fixes the batch at 1: one line naming --batch-size 1, which then trains."""
+    r = np.random.default_rng(0)
+    init = {"s1": np.array([3, 256], np.int64), "w": r.normal(0, 0.2, (256, 5)), "s2": np.array([1, 15], np.int64)}
+    m = helper.make_model(helper.make_graph(
+        [helper.make_node("Reshape", ["x", "s1"], ["a"]), helper.make_node("MatMul", ["a", "w"], ["b"]),
+         helper.make_node("Reshape", ["b", "s2"], ["y"])], "m",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 15])],
+        [numpy_helper.from_array(a if a.dtype == np.int64 else a.astype(np.float32), n) for n, a in init.items()]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    data = _save_pair(tmp_path, m, _zero_smallest(m, {"w"}, 0.5))
+    _one_line_exit_2(_distill(run_cli, tmp_path, data), "s.onnx", "--batch-size 1")
+    r = _distill(run_cli, tmp_path, data, "--batch-size", "1", "--loss", "mse", "--epochs", "3", "--report", "--json")
+    assert r.code == 0, r
+    y = json.loads(r.out)["report"]["outputs"]["y"]
+    assert y["after"]["snr_db"] > y["before"]["snr_db"], y
