@@ -423,6 +423,7 @@ cli.add_command(__import__("edgec.cli_info", fromlist=["passes_cmd"]).passes_cmd
 cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_cmd)
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
 cli.add_command(__import__("edgec.cli_quantize", fromlist=["quantize_cmd"]).quantize_cmd)  # edgec quantize
+cli.add_command(__import__("edgec.cli_distill", fromlist=["distill_cmd"]).distill_cmd)  # edgec distill
 cli.add_command(__import__("edgec.cli_generate", fromlist=["generate_cmd"]).generate_cmd)  # edgec generate
 cli.add_command(__import__("edgec.cli_prune", fromlist=["prune_cmd"]).prune_cmd)  # edgec prune (edgec/cli_prune.py)
 
