@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
+
+if TYPE_CHECKING:  # the CLI imports this module's constants: onnx loads on first use (a second)
+    import onnx
 
 PREPARE = "infer-shapes,fold-constants,eliminate-dead-code,infer-shapes"
 MODES = {"channel": "prune-channels", "unstructured": "prune-magnitude", "2:4": "prune-2-4"}
@@ -122,6 +125,8 @@ def parse_prune_spec(value: str) -> tuple[str, dict]:
 
 
 def _load(model) -> onnx.ModelProto:
+    import onnx
+
     if isinstance(model, onnx.ModelProto):
         return model
     from edgec.ir.loader import load_model, to_proto
@@ -131,6 +136,7 @@ def _load(model) -> onnx.ModelProto:
 
 def _stats(proto: onnx.ModelProto) -> tuple[int, int, int, int]:
     """(parameters, non-zero parameters, FLOPs, serialized bytes)."""
+    import onnx
     import onnx_ir as ir
 
     from edgec.ir.analysis import flops, parameter_count
@@ -171,6 +177,8 @@ def prune_model(model: onnx.ModelProto | str | os.PathLike, o: PruneOptions | No
 
 
 def _check(proto: onnx.ModelProto, pass_name: str) -> None:
+    import onnx
+
     from edgec.errors import InternalError
     from edgec.reference import ort_session
 
@@ -233,6 +241,8 @@ def accuracy(original: onnx.ModelProto, pruned: onnx.ModelProto, data: str, labe
 def zero_masks(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     """{weight name: boolean keep-mask (w != 0)} for the Conv/Gemm/MatMul weights that hold zeros:
     what fine-tuning must keep at zero to preserve unstructured or 2:4 sparsity."""
+    import onnx
+
     inits = {t.name: t for t in model.graph.initializer}
     out = {}
     for n in model.graph.node:
