@@ -62,6 +62,7 @@ class CompileOptions:
     plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
     quantize: tuple | None = None       # (pass, options) from edgec.quantize.quantize_options: runs before the pipeline
     kv_cache: int | None = None         # --kv-cache MAX: decoder caches as buffers written in place (kv-cache-in-place)
+    prune: tuple | None = None          # (pass, options) from edgec.prune.prune_options: runs first (before quantize)
     emit: frozenset[str] | None = None  # --emit: files beside the library and metadata (EMITS); None: header (+ bundle)
 
 
@@ -122,6 +123,14 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
     if opts.kv_cache:
         text = f"{text},kv-cache-in-place,eliminate-dead-code"
         pass_options = {**(pass_options or {}), "kv-cache-in-place": {"max_length": int(opts.kv_cache)}}
+    if opts.prune is not None:
+        from edgec.prune import PREPARE as PRUNE_PREPARE
+
+        ppass, popts = opts.prune
+        text = f"fix-input-shapes,{PRUNE_PREPARE},{ppass},infer-shapes,{text}"
+        if ppass == "prune-channels" and "round_to" not in popts and spec is not None and spec.tvm.get("kind") == "llvm":
+            popts = {**popts, "round_to": max(int(spec.vector_bits) // 32, 1)}  # the backend's channel block
+        pass_options = {**(pass_options or {}), ppass: popts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
         from edgec.errors import PipelineError
