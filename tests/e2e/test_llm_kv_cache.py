@@ -131,6 +131,17 @@ def test_past_the_cache_is_one_clear_error(compiled):
     assert all(np.array_equal(buffers[n], before[n]) for n in buffers)
 
 
+def test_mask_shorter_than_the_new_tokens_is_one_clear_error(compiled):
+    """A negative past (attention_mask shorter than input_ids) would write before row 0."""
+    model, cache = load(compiled), _cache(compiled)
+    buffers = allocate_caches(cache, 1, MAX)
+    feed = {"input_ids": np.array([[1, 2, 3]]), "attention_mask": np.ones((1, 2), np.int64),
+            "position_ids": np.array([[0, 1, 2]]), **buffers}
+    with pytest.raises(GuardError, match="attention_mask is shorter than input_ids"):
+        model.run(feed)
+    assert not any(b.any() for b in buffers.values())
+
+
 def test_generate_uses_the_buffers_and_refuses_a_run_past_them(compiled):
     prompt = [5, 9, 2]
     gen = generate(compiled, prompt, 6)

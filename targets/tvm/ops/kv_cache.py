@@ -51,7 +51,7 @@ def kv_cache_write(ctx, node, xs):
     heads, max_len, head_dim = dc[1], dc[2], dc[3]
     # one message for every cache (not the node's name): the layers' writes share one kernel
     message = (f"{GUARD_PREFIX}{ctx.file}: edgec.KVCacheWrite: past + new tokens exceed the KV cache's {max_len} "
-               f"rows (--kv-cache)")
+               f"rows (--kv-cache), or attention_mask is shorter than input_ids")
     fn = ctx.bb.add_func(_write_kernel(heads, max_len, head_dim, str(cache.ty.dtype), message), "edgec_kv_cache_write")
     p = relax.prim_value(tirx.IntImm("int64", past) if isinstance(past, int) else past)
     out = ctx.emit(relax.call_tir_inplace(fn, [cache, new, p], 0, cache.ty))
