@@ -46,7 +46,6 @@ def node_bytes(k: int, n: int, bits: int) -> int:
 
 def gemv_model(k: int, n: int, bits: int, level: int, copies: int, seed: int = 0):
     """x [batch, seq, k] (symbolic, as a decoder's; run at 1 x 1) -> `copies` MatMulNBits nodes (distinct random weights, zero points, scales)."""
-    import onnx
     from onnx import TensorProto as TP
     from onnx import helper as h
     from onnx import numpy_helper as nh

@@ -10,7 +10,16 @@ then scaled and added into L float lanes (vectorized); the epilogue writes the r
 
 from __future__ import annotations
 
-from edgec.targets.tvm.nbits_int8 import NB8, NB8_ACC, NB8_AMAX, NB8_ASUM, NB8_QUANT, NB8_SCALE, NB8_W, TILES
+from edgec.targets.tvm.nbits_int8 import (
+    NB8,
+    NB8_ACC,
+    NB8_AMAX,
+    NB8_ASUM,
+    NB8_QUANT,
+    NB8_SCALE,
+    NB8_W,
+    TILES,
+)
 from edgec.targets.tvm.schedules import common as C
 from edgec.targets.tvm.schedules.int8_dot import WEIGHT_TILE_INTRINSICS
 
