@@ -2,10 +2,13 @@
 `edgec_nbits_part`, `edgec_nbits`) with any fused elementwise epilogue (bias, residual add,
 activation). Works with symbolic M and batch dims (one kernel for prefill and decode).
 
-Loop nest: output columns n outermost and parallel (each thread streams its own rows of the
-weights once, whatever M is), then the rows of A; per (n, row) the 16 lane partial sums live in
-a local vector accumulator over the K blocks, the dequantization (unpack, convert, scale) and the
-multiply-add vectorized across the 16 lanes; then the lanes are summed and the epilogue applied.
+Loop nest: groups of COLUMNS output columns outermost and parallel (each thread streams its own
+rows of the weights once, whatever M is), then the rows of A; per (group, row) each column's 16
+lane partial sums live in a local vector accumulator over the K blocks, the dequantization
+(unpack, convert, scale) and the multiply-add vectorized across the 16 lanes, the group's columns
+interleaved per 16 k (independent accumulators, A's 16 floats loaded once for all of them: with one
+column per step every multiply-add waited on the previous one's latency); then the lanes are summed
+and the epilogue applied.
 The padded copy of A, when there is one, is its own parallel stage.
 """
 

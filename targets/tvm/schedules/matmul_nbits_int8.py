@@ -1,11 +1,14 @@
 """Rule: MatMulNBits with int8 activations (targets/tvm/nbits_int8.py) on the target's integer
 dot-product instruction, with any fused elementwise epilogue. Symbolic rows (M, batch) allowed.
 
-The activation stages (block maxima, quantized rows, block sums) run first, parallel over rows and
-blocks. Main loop nest: column tiles of L lanes outermost and parallel (a thread streams its own
-weight panels once, whatever M is); per row, per K block: the L int32 lanes are accumulated over the
-block by the intrinsic (4 k per step; 4-bit tiles unpacked to int8 right before, in registers),
-then scaled and added into L float lanes (vectorized); the epilogue writes the row's tile.
+The activation stages (block maxima, scales, quantized rows, block sums) run first, parallel over
+rows and blocks (serial at decode: serial_when_small). Main loop nest: panels of TILES column tiles
+of L lanes outermost and parallel (a thread streams its own weight panels once, whatever M is, each
+panel one sequential run); per row, per K block, per 4 k: the TILES tiles' int32 lanes accumulated
+by the intrinsic (independent chains; A's 4 bytes broadcast once for them; 4-bit tiles unpacked in
+registers, the k loop unrolled so that one 64-byte load serves both nibbles), then per tile the
+zero-point term subtracted, scaled and added into L float lanes (vectorized); the epilogue writes
+the row's panel.
 """
 
 from __future__ import annotations
