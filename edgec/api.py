@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from edgec import __version__
 from edgec.artifact import (
     FORMAT,
     Artifact,
+    host_info,
     load_artifact,
     package_versions,
     sha256_file,
@@ -59,6 +61,7 @@ class CompileOptions:
     weights_file: str = "auto"          # big initializers in weights.bin: "auto" (api.weight_min_bytes), "always", "never"
     plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
     quantize: tuple | None = None       # (pass, options) from edgec.quantize.quantize_options: runs before the pipeline
+    emit: frozenset[str] | None = None  # --emit: files beside the library and metadata (EMITS); None: header (+ bundle)
 
 
 @dataclass
@@ -145,6 +148,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         "ops_before": dict(ops_before.most_common()), "ops_after": dict(op_histogram(model).most_common()),
         "io_layout": json.loads(model.metadata_props.get("edgec.io_layout", "{}")),
         "passes": [r.to_json() for r in stats.records],
+        "_pass_seconds": [round(r.seconds, 6) for r in stats.records],  # popped: build info, not artifact bytes
     }
     if verifier is not None:
         info["verified_passes"] = verifier.checked
@@ -179,13 +183,18 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
     check_destination(out_dir, [model_path])  # before any work: a careless -o is refused at once
     model, pipeline_info = optimize_file(model_path, spec, opts)
     verifier = pipeline_info.pop("_verifier", None)
+    t0 = time.perf_counter()
+    build = {"pass_seconds": pipeline_info.pop("_pass_seconds", [])}
     from edgec.targets.tvm.backend import compile_to, make_bundle  # heavy: imports tvm
     from edgec.targets.tvm.emulate import host_arch
 
     inputs, outputs = graph_inputs(model), graph_outputs(model)
-    bundle = opts.bundle if opts.bundle is not None else spec.arch != host_arch()
+    emit = emitted(opts, spec.arch != host_arch())
+    bundle = "bundle" in emit
     weight_min = weight_min_bytes(model, spec, opts.weights_file, opts.symbolic_dims)
     with atomic_directory(out_dir, [model_path]) as tmp:
+        if "onnx" in emit:  # as the pipeline left it, before lowering reads it
+            save_model(model, tmp / "model.onnx")
         result = compile_to(model, spec, tmp, records=opts.records, threads=opts.threads, weight_min_bytes=weight_min,
                             symbolic=opts.symbolic_dims, dim_bounds=opts.dim_bounds)
         outputs = compiled_outputs(outputs, result.output_shapes,
@@ -206,7 +215,8 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
             **({"weights": result.weights} if result.weights else {}),
             "versions": {**package_versions(), "edgec": __version__},
         }
-        (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
+        if "header" in emit:
+            (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
         if bundle and spec.tvm.get("kind") == "llvm":
             make_bundle(spec, tmp, meta, result.library)
             meta["bundle"] = "bundle"
@@ -214,7 +224,31 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         if verifier is not None:  # the artifact as it will be committed, bundle included
             pipeline_info["artifact_verified"] = verify_artifact(load_artifact(tmp), verifier)
             write_metadata(tmp, meta)
-    return load_artifact(out_dir)
+    art = load_artifact(out_dir)
+    art.build_info = {**build, "backend_seconds": round(time.perf_counter() - t0, 3), **host_info()}
+    return art
+
+
+EMITS = ("library", "header", "metadata", "bundle", "onnx")
+
+
+def emitted(opts: CompileOptions, cross: bool) -> frozenset[str]:
+    """What the artifact holds: library and metadata always (the library is the artifact, the
+    metadata its manifest), the C header by default, the bundle by default for another
+    architecture (or as --bundle/--no-bundle say), the optimized ONNX (model.onnx) on request."""
+    if opts.emit is None:
+        emit = {"library", "header", "metadata"} | ({"bundle"} if (cross if opts.bundle is None else opts.bundle) else set())
+        return frozenset(emit)
+    unknown = set(opts.emit) - set(EMITS)
+    if unknown:
+        raise PipelineError(f"--emit: unknown kind(s) {', '.join(sorted(unknown))}; choose from {', '.join(EMITS)}")
+    missing = {"library", "metadata"} - set(opts.emit)
+    if missing:
+        raise PipelineError(f"--emit must include library and metadata (the artifact and its manifest); missing "
+                            f"{', '.join(sorted(missing))}")
+    if opts.bundle is not None and opts.bundle != ("bundle" in opts.emit):
+        raise PipelineError("--emit and --bundle/--no-bundle disagree about the bundle: use one of them")
+    return frozenset(opts.emit)
 
 
 def compiled_outputs(outputs: list[TensorInfo], shapes: list | None, unknown: set[str] = frozenset()) -> list[TensorInfo]:
@@ -306,6 +340,7 @@ def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
     spec = get_target(opts.target, opts.mcpu, opts.mattr) if opts.target else None
     model, info = optimize_file(model_path, spec, opts)
     save_model(model, out_path)
+    info["pass_seconds"] = info.pop("_pass_seconds", [])
     return info
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgec.ir.analysis import TensorInfo
+if TYPE_CHECKING:  # edgec.ir imports onnx (a second): the artifact checks and the compile cache stay light
+    from edgec.ir.analysis import TensorInfo
+
 
 FORMAT = "edgec-artifact/2"
 METADATA = "metadata.json"
@@ -77,10 +80,22 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def host_info() -> dict:
+    """Where and with what a compile ran: build info (`Artifact.build_info`), never artifact bytes."""
+    import platform
+
+    return {"host": {"machine": platform.machine(), "system": platform.system(), "python": platform.python_version(),
+                     "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}}
+
+
 @dataclass
 class Artifact:
     path: Path
     metadata: dict
+    # what the compile that wrote the artifact measured (pass and backend seconds, host): kept
+    # out of the artifact's files so that the same model and options give the same bytes;
+    # empty for an artifact loaded from disk. `edgec compile --report` shows it.
+    build_info: dict = field(default_factory=dict, compare=False)
 
     @property
     def library(self) -> Path:
@@ -88,15 +103,35 @@ class Artifact:
 
     @property
     def inputs(self) -> list[TensorInfo]:
+        from edgec.ir.analysis import TensorInfo
+
         return [TensorInfo(t["name"], tuple(t["shape"]), t["dtype"]) for t in self.metadata["inputs"]]
 
     @property
     def outputs(self) -> list[TensorInfo]:
+        from edgec.ir.analysis import TensorInfo
+
         return [TensorInfo(t["name"], tuple(t["shape"]), t["dtype"]) for t in self.metadata["outputs"]]
 
     @property
     def target(self) -> dict:
         return self.metadata["target"]
+
+    def run(self, inputs: dict | None = None, threads: int | None = None, **named) -> dict:
+        """Run the artifact on `inputs` (name -> numpy array; or as keywords), returning name ->
+        numpy array. Host artifacts run here; ARM artifacts through their bundle under qemu.
+        Raises ArtifactError for inputs that do not fit (names, shapes, dtypes), GuardError when a
+        run-time guard of the model fails."""
+        from edgec.api import run_artifact
+
+        return run_artifact(self, {**(inputs or {}), **named}, threads)
+
+    def bench(self, repeat: int = 50, warmup: int = 5, threads: int | None = None,
+              dims: dict[str, int] | None = None) -> list[float]:
+        """Seconds of each of `repeat` timed runs on seeded inputs (host artifacts)."""
+        from edgec.api import bench_artifact
+
+        return bench_artifact(self, warmup, repeat, threads, dims=dims)
 
     @property
     def weights(self) -> dict | None:

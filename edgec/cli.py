@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -144,40 +145,70 @@ def pipeline_options(f):
               help="Store initializers >= 1 MiB (and repacked weights >= 64 KiB) in weights.bin beside the library, "
                    "mapped at run time (auto: when they total >= 512 MiB, or >= 16 MiB with --symbolic-dims; CPU "
                    "targets without a bundle).")
+@click.option("--depfile", type=click.Path(), default=None, expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.depfile", value),
+              help="Write a Make/Ninja depfile: OUT/metadata.json depends on the model, its external data, "
+                   "--records, plugins and calibration data (docs/build-systems.md).")
+@click.option("--emit", default=None, metavar="KINDS", expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.emit", value),
+              help="What the artifact holds, comma separated from library,header,metadata,bundle,onnx (onnx: the "
+                   "optimized model.onnx) [default: library,header,metadata, plus bundle for another architecture].")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.cache_dir", value),
+              help="Compile cache directory [default: edgec's cache dir, $EDGEC_CACHE or ~/.cache/edgec]; "
+                   "unchanged inputs and options reuse the artifact (docs/build-systems.md).")
+@click.option("--no-cache", is_flag=True, expose_value=False,
+              callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.no_cache", value),
+              help="Neither read nor fill the compile cache.")
 @compile_quantize_options
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
             weights_file, quantize, calibration_data, calibration_method, calibration_samples, group_size):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
-    from edgec.api import compile_model
-    from edgec.pipelines import default_pipeline
-    from edgec.targets.registry import get_target
-
     if print_pipeline:
+        from edgec.pipelines import default_pipeline
+        from edgec.targets.registry import get_target
+
         click.echo(passes if passes is not None else default_pipeline(get_target(target, mcpu, mattr), opt_level, io_layout))
         return
     if out is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
-    if report or dump_ir:  # a careless path fails now, not after the compile
+    depfile = click.get_current_context().meta.get("edgec.depfile")
+    if report or dump_ir or depfile:  # a careless path fails now, not after the compile
         from edgec.output_paths import check_output_file, check_outside
 
-        for path, what in ((report, "report"), (dump_ir, "IR dump directory")):
+        for path, what in ((report, "report"), (dump_ir, "IR dump directory"), (depfile, "depfile")):
             if path:
                 check_outside(path, what, out, "artifact directory")
-        if report:
-            check_output_file(report, "report", inputs=((model, "input model"),))
+        for path, what in ((report, "report"), (depfile, "depfile")):
+            if path:
+                check_output_file(path, what, inputs=((model, "input model"),))
+    cache = _compile_cache(model, report or dump_ir or timing or trace_rewrites)
+    if cache is not None and _cache_hit(cache, model, out, depfile, records, calibration_data):
+        return
+    from edgec.api import compile_model
+
     trace = _new_trace(trace_rewrites)
     opts = _compile_options(target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
                             max_tensor_bytes, io_layout, trace)
     opts.bundle = bundle
+    emit = click.get_current_context().meta.get("edgec.emit")
+    opts.emit = frozenset(k.strip() for k in emit.split(",") if k.strip()) if emit is not None else None
     opts.records, opts.threads, opts.weights_file = records, threads, weights_file
     opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples, group_size)
     art = compile_model(model, out, opts)
     _print_trace(trace)
+    if cache is not None:
+        cache[0].store(cache[1], art.path, model)
+    if depfile:
+        from edgec.depfile import compile_dependencies, write_depfile
+
+        write_depfile(depfile, Path(out) / "metadata.json",
+                      compile_dependencies(model, records, _plugins(), calibration_data))
     if report:
         from edgec.report import write_report
 
-        write_report(report, art.metadata)
+        write_report(report, art.metadata, art.build_info)
     m = art.metadata
     p = m["pipeline"]
     weights = f", {len(m['weights']['tensors'])} weights in {m['weights']['file']}" if m.get("weights") else ""
@@ -193,6 +224,43 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
                    f"({rec['tuned']} tuned, {rec.get('knobs', 0)} rule with tuned knobs, "
                    f"{rec['rule']} rule schedule was faster)"
                    + (f"; {rec['failed']} stale record(s) ignored" if rec["failed"] else ""))
+
+
+def _compile_cache(model, runs_the_pipeline) -> tuple | None:
+    """(CompileCache, key) unless --no-cache, EDGEC_COMPILE_CACHE=off without --cache-dir, or an
+    option that asks for the pipeline's own output (--report, --dump-ir, --timing, --trace-rewrites)."""
+    ctx = click.get_current_context()
+    cache_dir = ctx.meta.get("edgec.cache_dir")
+    if ctx.meta.get("edgec.no_cache") or runs_the_pipeline or not os.path.isfile(model):
+        return None
+    if cache_dir is None and os.environ.get("EDGEC_COMPILE_CACHE", "").lower() in ("off", "0", "no"):
+        return None
+    from edgec.compile_cache import CompileCache, cli_key
+
+    key, _ = cli_key(ctx.params, ctx.meta)
+    return CompileCache(cache_dir), key
+
+
+def _cache_hit(cache, model, out, depfile, records, calibration_data) -> bool:
+    """Copy a cached artifact to `out` (and write the depfile) when there is one; report it."""
+    import time
+
+    from edgec.compile_cache import copy_artifact
+
+    t0 = time.perf_counter()
+    hit = cache[0].lookup(cache[1], model)
+    if hit is None:
+        return False
+    src, external = hit
+    copy_artifact(src, out, model)
+    if depfile:
+        from edgec.depfile import compile_dependencies, write_depfile
+
+        write_depfile(depfile, Path(out) / "metadata.json",
+                      compile_dependencies(model, records, _plugins(), calibration_data, external))
+    click.echo(f"compiled {model} -> {out} (cache hit {cache[1][:12]} in {cache[0].root}, "
+               f"{(time.perf_counter() - t0) * 1e3:.0f} ms)")
+    return True
 
 
 def _duration(text: str | None) -> float | None:

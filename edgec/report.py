@@ -50,9 +50,13 @@ def _rules_cell(rules: dict) -> str:
     return "".join(items)
 
 
-def render(meta: dict, title: str = "edgec compile report") -> str:
+def render(meta: dict, title: str = "edgec compile report", build_info: dict | None = None) -> str:
+    """The report of an artifact's metadata; pass times come from the compile's build info
+    (metadata.json holds none: artifacts are reproducible), blank without it."""
     p = meta["pipeline"]
-    runs = p.get("passes", [])
+    seconds = (build_info or {}).get("pass_seconds") or []
+    runs = [{**r, "seconds": seconds[i] if len(seconds) == len(p.get("passes", [])) else float("nan")}
+            for i, r in enumerate(p.get("passes", []))]
     totals: dict[str, list] = defaultdict(lambda: [0.0, 0, 0])
     for r in runs:
         t = totals[r["pass"]]
@@ -85,10 +89,10 @@ def render(meta: dict, title: str = "edgec compile report") -> str:
 """
 
 
-def write_report(path: str | os.PathLike, meta: dict) -> Path:
+def write_report(path: str | os.PathLike, meta: dict, build_info: dict | None = None) -> Path:
     """Render and write the report atomically; an unwritable path is a one-line OutputPathError
     (the CLI checks it with `check_output_file` before compiling)."""
     from edgec.output_paths import write_file_atomic
 
-    write_file_atomic(path, render(meta), "report")
+    write_file_atomic(path, render(meta, build_info=build_info), "report")
     return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,10 @@ import onnx
 import pytest
 
 from edgec.cli import main
+
+# The compile cache is on by default for users; tests that compile the same model twice (or patch
+# edgec's internals between compiles) must compile, so it is off here unless a test passes --cache-dir.
+os.environ["EDGEC_COMPILE_CACHE"] = "off"
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

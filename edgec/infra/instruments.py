@@ -34,8 +34,10 @@ class PassRecord:
     rules: dict[str, dict] = field(default_factory=dict)  # rule -> {"hits": n, "at": [root node names]}
 
     def to_json(self) -> dict:
+        """The record as metadata.json keeps it: no wall time, so that the same model and options
+        give the same artifact bytes (times go to the build info: `edgec.api.build_info`)."""
         return {
-            "pass": self.spec, "iteration": self.iteration, "seconds": round(self.seconds, 6),
+            "pass": self.spec, "iteration": self.iteration,
             "modified": self.modified, "nodes_before": self.nodes_before,
             "nodes_after": self.nodes_after, "op_delta": self.op_delta,
             **({"rules": self.rules} if self.rules else {}),

@@ -33,7 +33,8 @@ from edgec.safe_read import check_regular_file, read_regular_file
 register_onnxruntime_onnx_domain_ops()  # before any onnx checker or shape inference on a loaded model
 
 
-def _iter_tensors(graph: onnx.GraphProto):
+def iter_tensors(graph: onnx.GraphProto):
+    """Every tensor of a graph: initializers, node attributes, subgraphs (recursively)."""
     yield from graph.initializer
     for node in graph.node:
         for attr in node.attribute:
@@ -41,15 +42,15 @@ def _iter_tensors(graph: onnx.GraphProto):
                 yield attr.t
             yield from attr.tensors
             if attr.HasField("g"):
-                yield from _iter_tensors(attr.g)
+                yield from iter_tensors(attr.g)
             for g in attr.graphs:
-                yield from _iter_tensors(g)
+                yield from iter_tensors(g)
 
 
 def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, file: str) -> None:
     """Reject external data that escapes `base_dir`, is missing, or is smaller than declared."""
     root = base_dir.resolve() if base_dir is not None else None
-    for t in _iter_tensors(proto.graph):
+    for t in iter_tensors(proto.graph):
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {e.key: e.value for e in t.external_data}
