@@ -2,7 +2,10 @@
 next to onnxruntime's MatMulNBits on the same ONNX, in GB/s of weight bytes streamed.
 
     python benchmarks/bench_nbits_gemv.py [--bits 4 8] [--level 4] [--rounds 3] [--threads 2]
-        [--workdir build/nbits-gemv] [--shapes 768x2304 ...]
+        [--workdir build/nbits-gemv] [--shapes 768x2304 ...] [--baseline OTHER_WORKDIR]
+
+`--baseline DIR` also times the artifacts of the same names in DIR (compiled by another commit
+with its own --workdir) as "edgec before", in the same rounds: a before/after table in one run.
 
 Per (bits, K x N): one ONNX of R MatMulNBits nodes with R distinct random weight matrices, all reading
 the same x [1, 1, K] (asymmetric, block 32, `--level` accuracy_level: 4 is what `edgec quantize`
