@@ -61,6 +61,7 @@ class CompileOptions:
     weights_file: str = "auto"          # big initializers in weights.bin: "auto" (api.weight_min_bytes), "always", "never"
     plugins: tuple[str, ...] = ()       # single-file pass plugins (--plugin FILE.py), loaded before parsing the pipeline
     quantize: tuple | None = None       # (pass, options) from edgec.quantize.quantize_options: runs before the pipeline
+    prune: tuple | None = None          # (pass, options) from edgec.prune.prune_options: runs first (before quantize)
     emit: frozenset[str] | None = None  # --emit: files beside the library and metadata (EMITS); None: header (+ bundle)
 
 
@@ -118,6 +119,14 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         qpass, qopts = opts.quantize
         text = f"fix-input-shapes,{PREPARE},{BEFORE.get(qpass, '')}{qpass},{text}"
         pass_options = {**(pass_options or {}), qpass: qopts}
+    if opts.prune is not None:
+        from edgec.prune import PREPARE as PRUNE_PREPARE
+
+        ppass, popts = opts.prune
+        text = f"fix-input-shapes,{PRUNE_PREPARE},{ppass},infer-shapes,{text}"
+        if ppass == "prune-channels" and "round_to" not in popts and spec is not None and spec.tvm.get("kind") == "llvm":
+            popts = {**popts, "round_to": max(int(spec.vector_bits) // 32, 1)}  # the backend's channel block
+        pass_options = {**(pass_options or {}), ppass: popts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
         from edgec.errors import PipelineError

@@ -21,6 +21,7 @@ from edgec.cli_exit import (
     interrupted,
     os_error_line,
 )
+from edgec.cli_prune import compile_prune_option, prune_settings
 from edgec.cli_quantize import compile_quantize_options, quantize_settings
 from edgec.errors import EdgecError
 from edgec.signals import INTERRUPTS, Interrupted
@@ -32,6 +33,9 @@ EXIT_MISMATCH = 3
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgec")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+@click.option("--cmake-dir", is_flag=True, is_eager=True, expose_value=False, callback=lambda ctx, param, value: (
+    value and (click.echo(Path(__file__).parent / "cmake"), ctx.exit())),
+    help="Print the directory of edgec's CMake package (find_package(edgec) with -Dedgec_DIR=...) and exit.")
 @click.pass_context
 def cli(ctx, debug):
     """edgec: compile ONNX models to fast, verified code for edge devices."""
@@ -131,6 +135,10 @@ def pipeline_options(f):
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", type=click.Path(), default=None, help="Artifact directory to write (required).")
+@click.option("--config", type=click.Path(dir_okay=False), default=None, is_eager=True, expose_value=False,
+              callback=lambda ctx, param, value: __import__("edgec.config_file").config_file.use_config(ctx, param, value),
+              help="Settings from a TOML file (edgec.toml, or [tool.edgec] of a pyproject.toml); options given "
+                   "here override it (docs/build-systems.md).")
 @pipeline_options
 @click.option("--print-pipeline", is_flag=True, help="Print the pipeline text that will run, and exit.")
 @click.option("--bundle/--no-bundle", default=None,
@@ -161,9 +169,10 @@ def pipeline_options(f):
               callback=lambda ctx, param, value: ctx.meta.__setitem__("edgec.no_cache", value),
               help="Neither read nor fill the compile cache.")
 @compile_quantize_options
+@compile_prune_option
 def compile(model, out, target, passes, opt_level, input_shape, disable, verify, verify_allow_unrunnable, mcpu, mattr, timing, dump_ir,
             max_tensor_bytes, io_layout, trace_rewrites, print_pipeline, bundle, report, records, threads,
-            weights_file, quantize, calibration_data, calibration_method, calibration_samples, group_size):
+            weights_file, quantize, calibration_data, calibration_method, calibration_samples, group_size, prune):
     """Compile MODEL (.onnx) for a target into an artifact directory."""
     if print_pipeline:
         from edgec.pipelines import default_pipeline
@@ -196,6 +205,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
     opts.emit = frozenset(k.strip() for k in emit.split(",") if k.strip()) if emit is not None else None
     opts.records, opts.threads, opts.weights_file = records, threads, weights_file
     opts.quantize = quantize_settings(quantize, calibration_data, calibration_method, calibration_samples, group_size)
+    opts.prune = prune_settings(prune)
     art = compile_model(model, out, opts)
     _print_trace(trace)
     if cache is not None:
@@ -204,7 +214,8 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
         from edgec.depfile import compile_dependencies, write_depfile
 
         write_depfile(depfile, Path(out) / "metadata.json",
-                      compile_dependencies(model, records, _plugins(), calibration_data))
+                      compile_dependencies(model, records, _plugins(), calibration_data,
+                                           config=click.get_current_context().meta.get("edgec.config")))
     if report:
         from edgec.report import write_report
 
@@ -257,7 +268,8 @@ def _cache_hit(cache, model, out, depfile, records, calibration_data) -> bool:
         from edgec.depfile import compile_dependencies, write_depfile
 
         write_depfile(depfile, Path(out) / "metadata.json",
-                      compile_dependencies(model, records, _plugins(), calibration_data, external))
+                      compile_dependencies(model, records, _plugins(), calibration_data, external,
+                                           config=click.get_current_context().meta.get("edgec.config")))
     click.echo(f"compiled {model} -> {out} (cache hit {cache[1][:12]} in {cache[0].root}, "
                f"{(time.perf_counter() - t0) * 1e3:.0f} ms)")
     return True
@@ -411,7 +423,9 @@ cli.add_command(__import__("edgec.cli_info", fromlist=["passes_cmd"]).passes_cmd
 cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_cmd)
 cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
 cli.add_command(__import__("edgec.cli_quantize", fromlist=["quantize_cmd"]).quantize_cmd)  # edgec quantize
+cli.add_command(__import__("edgec.cli_distill", fromlist=["distill_cmd"]).distill_cmd)  # edgec distill
 cli.add_command(__import__("edgec.cli_generate", fromlist=["generate_cmd"]).generate_cmd)  # edgec generate
+cli.add_command(__import__("edgec.cli_prune", fromlist=["prune_cmd"]).prune_cmd)  # edgec prune (edgec/cli_prune.py)
 
 
 def parse_dims(items: tuple[str, ...]) -> dict[str, int]:

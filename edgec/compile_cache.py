@@ -3,8 +3,8 @@ artifacts, so that a build system calling edgec again on unchanged inputs gets t
 milliseconds instead of a compile.
 
 Key: SHA-256 over the compile's options (every CLI parameter except where the outputs go and
-what is printed), the content of every file named by an option (model, --records, --plugin
-files, calibration data files), the source files of installed `edgec.passes` plugins, the
+what is printed), the content of every file named by an option (model, --config, --records,
+--plugin files, calibration data files), the source files of installed `edgec.passes` plugins, the
 versions of edgec, TVM, onnx, onnxruntime and numpy, a digest of edgec's own source files (a
 development checkout that changed is a new compiler), and the EDGEC_* environment. Files only
 the model names (external data) are found when the model is parsed, so each entry records them
@@ -81,7 +81,7 @@ def cache_key(options: dict, files: dict[str, list[Path]]) -> str:
 
 # CLI parameters that say where outputs go or what is printed, not what is compiled
 _NOT_IN_KEY = {"out", "report", "timing", "dump_ir", "trace_rewrites", "print_pipeline"}
-_META_NOT_IN_KEY = {"edgec.depfile", "edgec.cache_dir", "edgec.no_cache", "edgec.plugins"}
+_META_NOT_IN_KEY = {"edgec.depfile", "edgec.cache_dir", "edgec.no_cache", "edgec.plugins", "edgec.config"}
 
 
 def cli_key(params: dict, meta: dict) -> tuple[str, dict[str, list[Path]]]:
@@ -90,6 +90,8 @@ def cli_key(params: dict, meta: dict) -> tuple[str, dict[str, list[Path]]]:
     files = {"model": [Path(params["model"])], "plugins": [Path(p) for p in meta.get("edgec.plugins", ())]}
     if params.get("records"):
         files["records"] = [Path(params["records"])]
+    if meta.get("edgec.config"):  # its settings are in `params` too; its content is keyed as well
+        files["config"] = [Path(meta["edgec.config"])]
     if params.get("calibration_data"):
         from edgec.depfile import calibration_files
 

@@ -4,7 +4,7 @@ of them changes:
 
     art/metadata.json: model.onnx model.onnx.data records.json my_pass.py calib/0.npy ...
 
-What is listed: the model; its external data files; the tuning records (--records); the single-file
+What is listed: the model; its external data files; the --config file; the tuning records (--records); the single-file
 plugins (--plugin) and the source files of the installed `edgec.passes` entry-point plugins; the
 calibration data files (--quantize with --calibration-data). The target is the artifact's
 metadata.json, the last file edgec writes: make it the build rule's output (docs/build-systems.md).
@@ -65,10 +65,13 @@ def calibration_files(directory: str | None) -> list[Path]:
 
 
 def compile_dependencies(model_path, records: str | None = None, plugins=(), calibration_data: str | None = None,
-                         external: list[Path] | None = None) -> list[Path]:
+                         external: list[Path] | None = None, config: str | None = None) -> list[Path]:
     """Every file `edgec compile MODEL` read with these options (no duplicates); `external`: the
-    model's external data files when already known (else the model is parsed for them)."""
+    model's external data files when already known (else the model is parsed for them); `config`:
+    the --config file."""
     deps = [Path(model_path), *(external_data_files(model_path) if external is None else external)]
+    if config:
+        deps.append(Path(config))
     if records:
         deps.append(Path(records))
     deps += [Path(p) for p in plugins]

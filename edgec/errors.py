@@ -19,6 +19,10 @@ class EdgecError(Exception):
         return " ".join(str(self).split())
 
 
+class ConfigError(EdgecError):
+    """A --config file that is unreadable, not TOML, or has an unknown key or a value of the wrong type."""
+
+
 class ModelLoadError(EdgecError):
     """The model file is missing, unreadable, not ONNX, truncated, or unsafe."""
 

@@ -38,13 +38,14 @@ def compile(model: str | os.PathLike | onnx.ModelProto, target: str = "host", *,
             disable: Sequence[str] = (), input_shapes: Mapping[str, Sequence[int]] | None = None,
             symbolic_dims: bool = False, dims: Mapping[str, tuple[int, int]] | None = None,
             quantize: str | None = None, calibration_data: str | os.PathLike | None = None,
-            group_size: int | None = None, emit: Sequence[str] | None = None, bundle: bool | None = None,
-            records: str | os.PathLike | None = None, threads: int | None = None, plugins: Sequence[str] = (),
+            group_size: int | None = None, prune: str | None = None, emit: Sequence[str] | None = None,
+            bundle: bool | None = None, records: str | os.PathLike | None = None, threads: int | None = None, plugins: Sequence[str] = (),
             verify: bool = False, mcpu: str | None = None, mattr: str | None = None) -> Artifact:
     """Compile `model` (a path, or an onnx.ModelProto) for `target` (see `edgec targets`) into the
     artifact directory `output` (None: a new temporary directory, the caller's to keep or delete);
     returns the loaded Artifact. The keywords mean what the CLI flags of the same names mean
-    (`edgec compile --help`): `quantize` one of `edgec quantize`'s modes, `dims` name -> (lo, hi)
+    (`edgec compile --help`): `quantize` one of `edgec quantize`'s modes, `prune` 'MODE[:RATIO]'
+    (`edgec prune`'s modes, pruned before quantizing), `dims` name -> (lo, hi)
     bounds of symbolic dims, `emit` a subset of edgec.api.EMITS."""
     from edgec.api import CompileOptions, compile_model
     from edgec.errors import PipelineError
@@ -62,6 +63,10 @@ def compile(model: str | os.PathLike | onnx.ModelProto, target: str = "host", *,
                                                          calibration_data=str(calibration_data) if calibration_data else None))
     elif calibration_data is not None or group_size is not None:
         raise PipelineError("calibration_data / group_size need quantize=MODE")
+    if prune is not None:
+        from edgec.prune import parse_prune_spec
+
+        opts.prune = parse_prune_spec(prune)
     out = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="edgec-")) / "model.art"
     if not isinstance(model, (str, os.PathLike)):
         return _compile_proto(model, out, opts)

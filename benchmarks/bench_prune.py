@@ -1,0 +1,191 @@
+"""Does channel pruning make the compiled model smaller and faster? (issue 15's Done-when bar)
+
+    python benchmarks/bench_prune.py                          # resnet18, mobilenetv2 at ratio 0.3
+    python benchmarks/bench_prune.py --ratio 0.5 --rounds 5 --repeat 30
+    python benchmarks/bench_prune.py --arm                    # + armv8 compile and one run under qemu
+
+For each model (benchmarks/models.py, random weights): edgec.prune.prune_model (channel mode,
+`--ratio`, `--round-to`: channels kept per layer a multiple of the host's vector block, as `edgec
+compile --prune` does), the pruned model checked with onnx.checker and run in onnxruntime,
+parameters / FLOPs / file size before and after, output agreement with the original on seeded
+inputs; then the original and the pruned model are compiled for the host (`edgec compile`, the
+default pipeline) and timed, together with onnxruntime on both, in `--rounds` interleaved rounds:
+each measurement in its own subprocess with `--threads` threads (the first round compiles and
+compares edgec's outputs with onnxruntime's, later rounds load the same artifact). Medians and
+minimums over rounds x repeats (on a shared machine the minimum is the least disturbed figure).
+The bar: compiled latency drops at least in proportion to the FLOPs removed, i.e.
+latency(pruned) / latency(original) <= FLOPs(pruned) / FLOPs(original), medians of the same run.
+With --arm, the pruned model is also compiled for armv8 and run once under qemu (`edgec run
+--compare-onnx`: correctness, not speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(ROOT))
+from bench_models import time_calls  # noqa: E402
+from models import mobilenetv2, resnet18, sample_inputs  # noqa: E402
+
+MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenetv2}
+
+
+def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int, repeat: int, round_to: int) -> dict:
+    """Time one runtime on one model in this process: onnxruntime, or edgec (compiled into
+    `artifact` by the first round, with its outputs compared with onnxruntime's; loaded after)."""
+    model = onnx.load(model_path)
+    inputs = sample_inputs(model)
+    if kind == "ort":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+        return {"times": time_calls(lambda: sess.run(None, inputs), warmup, repeat)}
+    from edgec.artifact import load_artifact
+    from edgec.targets.tvm.execute import load
+
+    out = {}
+    if not (Path(artifact) / "metadata.json").exists():
+        from edgec.api import CompileOptions, compile_model
+        from edgec.compare import Tolerance, all_match, compare_outputs
+        from edgec.reference import run_ort
+
+        compile_model(model_path, Path(artifact), CompileOptions(target="host", threads=threads))
+        m = load(load_artifact(artifact), threads=threads)
+        out["outputs_match"] = all_match(compare_outputs(m.run(inputs), run_ort(model_path, inputs),
+                                                         Tolerance(1e-4, 1e-4)))
+    m = load(load_artifact(artifact), threads=threads)
+    out["times"] = m.bench(inputs, warmup, repeat)
+    return out
+
+
+def spawn(kind: str, model: Path, artifact: str, a) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, str(model), artifact, str(a.threads), str(a.warmup),
+           str(a.repeat), "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TVM_NUM_THREADS": str(a.threads), "OMP_NUM_THREADS": str(a.threads)}
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {a.timeout}s"}
+    if p.returncode != 0:
+        return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1][:160]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def prune_one(name: str, ratio: float, out: Path, round_to: int) -> dict:
+    from edgec.prune import PruneOptions, agreement, prune_model, save
+    from edgec.reference import run_ort, seeded_inputs
+
+    original = MODELS[name]()
+    orig_path, pruned_path = out / f"{name}.onnx", out / f"{name}.pruned{round_to}.onnx"
+    onnx.save(original, orig_path)
+    pruned, rep = prune_model(original, PruneOptions(mode="channel", ratio=ratio, round_to=round_to))
+    save(pruned, pruned_path)
+    onnx.checker.check_model(str(pruned_path), full_check=True)
+    import onnx_ir as ir
+
+    from edgec.ir.analysis import graph_inputs
+
+    feeds = seeded_inputs(graph_inputs(ir.serde.deserialize_model(pruned)), 0)
+    outs = run_ort(str(pruned_path), feeds)
+    assert all(np.isfinite(v).all() for v in outs.values())
+    ag = agreement(original, pruned, samples=4)
+    cos = min(s["cosine"] for s in ag["outputs"].values())
+    return {"orig": orig_path, "pruned": pruned_path, "rep": rep, "cosine": cos}
+
+
+def arm_check(path: Path, work: Path) -> str:
+    art = work / f"{path.stem}.armv8"
+    edgec = [sys.executable, "-m", "edgec.cli"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    c = subprocess.run([*edgec, "compile", str(path), "-t", "armv8", "-o", str(art)], capture_output=True, text=True,
+                       env=env, timeout=3600)
+    if c.returncode:
+        return f"armv8 compile failed: {(c.stderr.strip().splitlines() or ['?'])[-1][:120]}"
+    r = subprocess.run([*edgec, "run", str(art), "--compare-onnx", str(path), "--atol", "1e-3"], capture_output=True,
+                       text=True, env=env, timeout=3600)
+    last = (r.stdout.strip().splitlines() or r.stderr.strip().splitlines() or ["?"])[-1]
+    return f"armv8 compile ok; run under qemu exit {r.returncode}: {last[:140]}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet18,mobilenetv2")
+    ap.add_argument("--ratio", type=float, default=0.3)
+    ap.add_argument("--round-to", type=int, default=16, help="channels kept per layer a multiple of this "
+                    "(16: the AVX-512 host's block; 1: the ratio exactly)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--arm", action="store_true", help="also compile the pruned model for armv8 and run it under qemu")
+    ap.add_argument("--out", default=None, help="keep the models and artifacts here (default: a temporary dir)")
+    a = ap.parse_args(argv)
+    work = Path(a.out or tempfile.mkdtemp(prefix="bench-prune-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"load at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
+    rows, ok = [], True
+    for name in a.models.split(","):
+        p = prune_one(name, a.ratio, work, a.round_to)
+        r = p["rep"]
+        times: dict[str, list[float]] = {}
+        notes = []
+        for rnd in range(a.rounds):  # interleaved: a slow phase of the machine lands on every column
+            for kind, model, key in (("edgec", p["orig"], "edgec"), ("edgec", p["pruned"], "edgec pruned"),
+                                     ("ort", p["orig"], "ort"), ("ort", p["pruned"], "ort pruned")):
+                art = str(work / f"{model.stem}.host") if kind == "edgec" else ""
+                res = spawn(kind, model, art, a)
+                if "error" in res:
+                    notes.append(f"{key}: {res['error']}")
+                    times.setdefault(key, [])
+                    continue
+                if res.get("outputs_match") is False:
+                    notes.append(f"{key}: outputs do not match onnxruntime")
+                times.setdefault(key, []).extend(res["times"])
+        med = {k: float(np.median(v)) * 1e3 if v else float("nan") for k, v in times.items()}
+        low = {k: float(np.min(v)) * 1e3 if v else float("nan") for k, v in times.items()}
+        flops_ratio = r.flops_after / r.flops_before
+        lat_ratio = med["edgec pruned"] / med["edgec"]
+        met = lat_ratio <= flops_ratio and not notes
+        ok &= met
+        rows.append((name, r, med, low, flops_ratio, lat_ratio, p["cosine"], met, notes))
+        if a.arm:
+            notes.append(arm_check(p["pruned"], work))
+    print(f"load at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
+    print(f"\nchannel pruning at ratio {a.ratio}, round-to {a.round_to}; latency: median (min) ms over {a.rounds} "
+          f"interleaved rounds x {a.repeat} runs, {a.threads} thread(s)")
+    print("| model | params | FLOPs | file | cosine vs original | edgec ms (orig -> pruned) | ORT ms (orig -> pruned) "
+          "| edgec latency ratio (of mins) | FLOPs ratio | bar |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, r, med, low, fr, lr, cos, met, notes in rows:
+        pct = lambda b, x: f"{(x / b - 1) * 100:+.1f}%"  # noqa: E731
+        print(f"| {name} | {r.params_before / 1e6:.2f}M -> {r.params_after / 1e6:.2f}M ({pct(r.params_before, r.params_after)}) "
+              f"| {r.flops_before / 1e9:.2f}G -> {r.flops_after / 1e9:.2f}G ({pct(r.flops_before, r.flops_after)}) "
+              f"| {r.bytes_before / 2**20:.1f} -> {r.bytes_after / 2**20:.1f} MiB | {cos:.4f} "
+              f"| {med['edgec']:.2f} ({low['edgec']:.2f}) -> {med['edgec pruned']:.2f} ({low['edgec pruned']:.2f}) "
+              f"| {med['ort']:.2f} -> {med['ort pruned']:.2f} "
+              f"| {lr:.3f} ({low['edgec pruned'] / low['edgec']:.3f}) | {fr:.3f} | {'MET' if met else 'MISSED'} |")
+        for n in notes:
+            print(f"  {name}: {n}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        kind, model, art, threads, warmup, repeat, _ = sys.argv[2:9]
+        print(json.dumps(worker(kind, model, art, int(threads), int(warmup), int(repeat), 1)))
+        sys.exit(0)
+    sys.exit(main())
