@@ -16,11 +16,8 @@ import os
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # edgec.ir imports onnx (a second): the artifact checks and the compile cache stay light
-    from edgec.ir.analysis import TensorInfo
-
+from edgec.tensor_info import TensorInfo
 
 FORMAT = "edgec-artifact/2"
 METADATA = "metadata.json"
@@ -103,14 +100,10 @@ class Artifact:
 
     @property
     def inputs(self) -> list[TensorInfo]:
-        from edgec.ir.analysis import TensorInfo
-
         return [TensorInfo(t["name"], tuple(t["shape"]), t["dtype"]) for t in self.metadata["inputs"]]
 
     @property
     def outputs(self) -> list[TensorInfo]:
-        from edgec.ir.analysis import TensorInfo
-
         return [TensorInfo(t["name"], tuple(t["shape"]), t["dtype"]) for t in self.metadata["outputs"]]
 
     @property

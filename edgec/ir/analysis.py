@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 import onnx_ir as ir
 
 from edgec.ir.domains import is_onnx_domain
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple  # ints, or strings for symbolic dims, None for unknown
-    dtype: str
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+from edgec.tensor_info import TensorInfo  # noqa: F401 - re-exported: edgec.ir.analysis.TensorInfo
 
 
 def dtype_name(dt: ir.DataType | None) -> str:

@@ -119,6 +119,24 @@ def gelu_fast(x):
                       name="gelu")
 
 
+_SQRT_2_OVER_PI = 0.7978845608028654
+
+
+def gelu_tanh_fast(x):
+    """GELU's tanh approximation, (0.5 x) (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in the order
+    GPT-2's export computes it, with `tanh_scalar` (vectorizes: TVM's own legalization calls libm's
+    scalar expf per element through topi.tanh). +inf gives inf, -inf NaN (-inf times 0, as the
+    unfused graph in onnxruntime), NaN stays NaN."""
+    dt = x.dtype
+
+    def f(*i):
+        v = x(*i)
+        inner = _c(_SQRT_2_OVER_PI, dt) * (v + _c(0.044715, dt) * (v * v * v))
+        return (_c(0.5, dt) * v) * (_c(1.0, dt) + tanh_scalar(inner))
+
+    return te.compute(x.shape, f, name="gelu_tanh")
+
+
 def sigmoid_fast(x):
     """1 / (1 + e^-x) with TOPI's vectorizable polynomial exp; NaN stays NaN (fast_exp clamps its
     input, which would turn a NaN into a number)."""

@@ -3,20 +3,24 @@ llama.cpp's Q4 x Q8 dot products compute it) on targets with an integer dot-prod
 (schedules/int8_dot.py: vpdpbusd, sdot).
 
 Per row of A and per block b of `bs` rows of K (the weights' block), A is quantized symmetrically:
-sa = max|a| / 127, aq = round(a / sa) in [-127, 127]. With the weights centered at c (8 for 4
-bits, 128 for 8 bits) so that they fit int8, and their zero points zp:
+sa = max|a| / 127, aq = round(a / sa) in [-127, 127]. With the weights stored as q - c (c = 0, or
+128 for 8-bit weights on sdot, whose operands are both signed) and their zero points zp:
 
-    out[m, n] = sum_b sw[n, b] sa[m, b] (sum_{k in b} aq[m, k] (q[n, k] - c) + (c - zp[n, b]) asum[m, b])
+    out[m, n] = sum_b sw[n, b] sa[m, b] (sum_{k in b} aq[m, k] (q[n, k] - c) - (zp[n, b] - c) asum[m, b])
 
-where asum[m, b] = sum_{k in b} aq[m, k]. The inner sum is the dot-product instruction's: int8 x
-int8 (sdot) or, for vpdpbusd, which reads one operand as uint8, aq + 128 and a correction of
-128 * wsum[n, b] (wsum: the centered weights' block sums, a compile-time constant).
+where asum[m, b] = sum_{k in b} aq[m, k], computed once per row (not per column). The inner sum is
+the dot-product instruction's: vpdpbusd with the weights as its unsigned operand and the int8
+activations as its signed one (no shift of either, no correction term), or sdot (int8 x int8).
+Per column and block the kernel reads the packed weights, one float scale and, for asymmetric
+weights, one uint8 zero point: as many bytes as MatMulNBits' own storage (zero points of 4-bit
+weights one byte instead of half of one).
 
-Weights are repacked at compile time (`repack`) into the intrinsic's tiles [N/L, Kp/4, L, 4]
-(L = 16 lanes for VNNI, 4 for sdot), 8-bit ones as int8 (q - 128), 4-bit ones two nibbles per
-byte: byte [t, g, l, r] holds k = 8g + r (low nibble) and k = 8g + 4 + r (high nibble) of column
-16t + l (uncentered, 0..15), so one 64-byte load gives two tiles. Per-column constants (scales,
-block sums, zero-point terms) are [N/L, kb, L] so that the L lanes read them contiguously.
+Weights are repacked at compile time (`repack`) into panels of TILES tiles of L columns (L = 16
+lanes for VNNI, 4 for sdot): [N / (TILES L), Kp / 4, TILES, L, 4] for 8 bits; for 4 bits two
+nibbles per byte, [N / (TILES L), Kp / 8, TILES, L, 4], byte [p, g, t, l, r] holding k = 8g + r
+(low nibble) and k = 8g + 4 + r (high nibble) of column (p TILES + t) L + l, so one 64-byte load
+gives two tiles' k groups, and a panel streams from memory as one sequential run. Per-column
+constants (scales, zero points) are [N / (TILES L), kb, TILES L], contiguous per panel and block.
 The schedule rule `matmul_nbits_int8` recognizes the blocks by name.
 """
 
@@ -27,52 +31,63 @@ from tvm import te, tirx
 
 from edgec.targets.tvm.nbits_matmul import padded_k
 
-NB8_SCALE = "edgec_nb8_scale"  # max |a| per row and block
-NB8_QUANT = "edgec_nb8_quant"  # aq (+ 128 for a uint8 intrinsic operand), K padded
-NB8_ASUM = "edgec_nb8_asum"    # sum of aq per row and block (asymmetric weights only)
-NB8_W = "edgec_nb8_w"          # 4-bit weights unpacked to int8 tiles (computed per tile, in registers)
+NB8_AMAX = "edgec_nb8_amax"    # max |a| per row and block
+NB8_SCALE = "edgec_nb8_scale"  # A's scale per row and block: max |a| / 127 (once, not per column)
+NB8_QUANT = "edgec_nb8_quant"  # aq (int8), K padded
+NB8_ASUM = "edgec_nb8_asum"    # sum of aq per row and block
+NB8_W = "edgec_nb8_w"          # 4-bit weights unpacked to 8-bit tiles (computed per tile, in registers)
 NB8_ACC = "edgec_nb8_acc"      # int32 dot products per row, block and column
-NB8 = "edgec_nb8"              # the scaled sum over blocks, columns padded to whole tiles
+NB8 = "edgec_nb8"              # the scaled sum over blocks, columns padded to whole panels
 NB8_OUT = "edgec_nb8_out"      # the true columns
+TILES = 4  # column tiles per panel: streamed together (independent accumulators, A's bytes loaded once)
 
 
-def repack(q: np.ndarray, zp: np.ndarray, scale: np.ndarray, bits: int, block_size: int, k: int, lanes: int):
+def weight_center(bits: int, w_dtype: str) -> int:
+    """c: what is subtracted from the stored weights so that they fit the intrinsic's operand."""
+    return 128 if bits == 8 and w_dtype == "int8" else 0
+
+
+def repack(q: np.ndarray, zp: np.ndarray, scale: np.ndarray, bits: int, block_size: int, k: int, lanes: int,
+           w_dtype: str):
     """Unpacked integers (q uint8 [N, kb*bs], zp uint8 [N, kb]) and scales float32 [N, kb] ->
-    (w, wsum int32 [N/L, kb', L], zero-point term int32 [N/L, kb', L] or None when every zp = c,
-    scales float32 [N/L, kb', L]), N padded to whole tiles and K to `padded_k` (padding: weight c,
+    (w, zero points uint8 [N/P, kb', P] or an int when all are equal, scales float32 [N/P, kb', P]),
+    P = TILES * lanes columns per panel, N padded to whole panels and K to `padded_k` (padding:
+    weight c, zero point c, scale 0: a padded row of K meets a zero activation, a padded column has
     scale 0)."""
     n = q.shape[0]
-    c = 8 if bits == 4 else 128
+    c = weight_center(bits, w_dtype)
     kp = padded_k(k, block_size)
     kb = kp // block_size
-    npad = -(-n // lanes) * lanes
+    panel = TILES * lanes
+    npad = -(-n // panel) * panel
     full = np.full((npad, kp), c, np.int16)
     full[:n, :min(q.shape[1], kp)] = q[:, :kp]
-    zfull = np.full((npad, kb), c, np.int32)
+    zfull = np.full((npad, kb), c, np.uint8)
     zfull[:n, :zp.shape[1]] = zp
     s = np.zeros((npad, kb), np.float32)
     s[:n, :scale.shape[1]] = scale
 
-    def per_tile(x):  # [npad, kb] -> [N/L, kb, L]
-        return np.ascontiguousarray(x.reshape(npad // lanes, lanes, kb).transpose(0, 2, 1))
+    def per_panel(x):  # [npad, kb] -> [N/P, kb, P]
+        return np.ascontiguousarray(x.reshape(npad // panel, panel, kb).transpose(0, 2, 1))
 
-    wsum = (full - c).reshape(npad, kb, block_size).sum(axis=2).astype(np.int32)
-    zterm = None if np.all(zfull == c) else per_tile((c - zfull).astype(np.int32))
-    tiles = full.reshape(npad // lanes, lanes, kp // 4, 4).transpose(0, 2, 1, 3)  # [N/L, Kp/4, L, 4]
+    z_out = int(zp.flat[0]) if zp.size and np.all(zp == zp.flat[0]) else per_panel(zfull)
+    # [N/P, TILES, L, Kp/4, 4] -> [N/P, Kp/4, TILES, L, 4]
+    tiles = full.reshape(npad // panel, TILES, lanes, kp // 4, 4).transpose(0, 3, 1, 2, 4)
     if bits == 8:
-        w = (tiles - c).astype(np.int8)
+        w = (tiles - c).astype(w_dtype)
     else:
-        w = (tiles[:, 0::2] | (tiles[:, 1::2] << 4)).astype(np.uint8)  # [N/L, Kp/8, L, 4]
-    return np.ascontiguousarray(w), per_tile(wsum), zterm, per_tile(s)
+        w = (tiles[:, 0::2] | (tiles[:, 1::2] << 4)).astype(np.uint8)  # [N/P, Kp/8, TILES, L, 4]
+    return np.ascontiguousarray(w), z_out, per_panel(s)
 
 
-def nbits_int8(a, w, wsum, zterm, s, n: int, k: int, bits: int, block_size: int, a_type: str):
+def nbits_int8(a, w, zp, s, n: int, k: int, bits: int, block_size: int, w_dtype: str, zp_const: int | None = None):
     """te kernel: A float32 [..., M, k] (symbolic leading dims allowed) and the `repack` operands
-    (zterm None for symmetric weights) -> float32 [..., M, n]."""
+    (zp None when the zero point is the constant `zp_const`) -> float32 [..., M, n]."""
     *lead, _ = a.shape
-    nl, kb, lanes = (int(d) for d in s.shape)
+    npanel, kb, panel = (int(d) for d in s.shape)
+    lanes = panel // TILES
     kp = kb * block_size
-    shift = 128 if a_type == "uint8" else 0
+    c = weight_center(bits, w_dtype)
 
     def aval(i, kk):
         if kp == k:
@@ -81,44 +96,44 @@ def nbits_int8(a, w, wsum, zterm, s, n: int, k: int, bits: int, block_size: int,
 
     r1 = te.reduce_axis((0, block_size), "r1")
     amax = te.compute((*lead, kb), lambda *i: te.max(tirx.abs(aval(i[:-1], i[-1] * block_size + r1)), axis=r1),
-                      name=NB8_SCALE)
+                      name=NB8_AMAX)
+    scale_a = te.compute((*lead, kb), lambda *i: amax(*i) / tirx.const(127.0, "float32"), name=NB8_SCALE)
 
     def quant(*i):
-        sa = amax[(*i[:-1], i[-1] // block_size)] / tirx.const(127.0, "float32")
+        sa = scale_a[(*i[:-1], i[-1] // block_size)]
         inv = tirx.if_then_else(sa > 0, tirx.const(1.0, "float32") / sa, tirx.const(0.0, "float32"))
         v = tirx.nearbyint(aval(i[:-1], i[-1]) * inv).astype("int32")
-        return (tirx.max(tirx.min(v, 127), -127) + shift).astype(a_type)
+        return tirx.max(tirx.min(v, 127), -127).astype("int8")
 
     aq = te.compute((*lead, kp), quant, name=NB8_QUANT)
-    asum = None
-    if zterm is not None:
-        r2 = te.reduce_axis((0, block_size), "r2")
-        asum = te.compute((*lead, kb), lambda *i: te.sum(
-            aq[(*i[:-1], i[-1] * block_size + r2)].astype("int32") - shift, axis=r2), name=NB8_ASUM)
+    r2 = te.reduce_axis((0, block_size), "r2")
+    asum = te.compute((*lead, kb), lambda *i: te.sum(aq[(*i[:-1], i[-1] * block_size + r2)].astype("int32"), axis=r2),
+                      name=NB8_ASUM)
     if bits == 4:
-        def unpack(t, g, lane, r):
-            byte = w[t, g // 2, lane, r]
-            return ((byte >> (g % 2 * 4).astype("uint8")) & tirx.const(15, "uint8")).astype("int8") - tirx.const(8, "int8")
-        wu = te.compute((nl, kp // 4, lanes, 4), unpack, name=NB8_W)
+        def unpack(p, g, t, lane, r):
+            byte = w[p, g // 2, t, lane, r]
+            return ((byte >> (g % 2 * 4).astype("uint8")) & tirx.const(15, "uint8")).astype(w_dtype)
+        wu = te.compute((npanel, kp // 4, TILES, lanes, 4), unpack, name=NB8_W)
     else:
         wu = w
     r3 = te.reduce_axis((0, block_size), "r3")
-    acc = te.compute((*lead, kb, nl * lanes), lambda *i: te.sum(  # [.., b, n]: a tile's L lanes contiguous
-        aq[(*i[:-2], i[-2] * block_size + r3)].astype("int32")
-        * wu[i[-1] // lanes, (i[-2] * block_size + r3) // 4, i[-1] % lanes, r3 % 4].astype("int32"), axis=r3),
-        name=NB8_ACC)
+
+    def dot(*i):  # [.., b, n]: a tile's L lanes contiguous
+        j, kk = i[-1], i[-2] * block_size + r3
+        return te.sum(aq[(*i[:-2], kk)].astype("int32")
+                      * wu[j // panel, kk // 4, j % panel // lanes, j % lanes, r3 % 4].astype("int32"), axis=r3)
+
+    acc = te.compute((*lead, kb, npanel * panel), dot, name=NB8_ACC)
     rb = te.reduce_axis((0, kb), "rb")
 
     def total(*i):
         j = i[-1]
-        t, lane = j // lanes, j % lanes
-        v = acc[(*i[:-1], rb, j)] - shift * wsum[t, rb, lane]
-        if zterm is not None:
-            v = v + zterm[t, rb, lane] * asum[(*i[:-1], rb)]
-        sa = amax[(*i[:-1], rb)] / tirx.const(127.0, "float32")
-        return te.sum(v.astype("float32") * (s[t, rb, lane] * sa), axis=rb)
+        p, col = j // panel, j % panel
+        z = tirx.const(zp_const - c, "int32") if zp is None else zp[p, rb, col].astype("int32") - c
+        v = acc[(*i[:-1], rb, j)] - z * asum[(*i[:-1], rb)]
+        return te.sum(v.astype("float32") * (s[p, rb, col] * scale_a[(*i[:-1], rb)]), axis=rb)
 
-    out = te.compute((*lead, nl * lanes), total, name=NB8)
-    if nl * lanes == n:
+    out = te.compute((*lead, npanel * panel), total, name=NB8)
+    if npanel * panel == n:
         return out
     return te.compute((*lead, n), lambda *i: out(*i), name=NB8_OUT)

@@ -67,6 +67,7 @@ def _compile_and_check(q: onnx.ModelProto, tmp_path, shapes) -> int:
     (4, 32, True, 96, 40),      # the common int4 case
     (4, 16, False, 80, 37),     # asymmetric zero points, K padded to a whole group of 32, odd N
     (8, 128, False, 200, 24),   # 8 bits, K padded to a whole block of 128
+    (4, 32, False, 112, 130),   # several column panels (64 of the int8 kernel, 4 of the float one), the last partial
 ])
 def test_edgec_quantized_matches_onnxruntime(bits, group, symmetric, k, n, level, tmp_path):
     q = quantize(_seq_model(k, n, relu=True), bits=bits, group_size=group, symmetric=symmetric, accuracy_level=level)
@@ -88,13 +89,14 @@ def test_artifact_holds_packed_not_float_weights(tmp_path):
     assert size < k * n * 4 / 2, f"artifact of {size} bytes for {k * n} 4-bit weights: float weights kept?"
 
 
-def test_armv8_2_uses_sdot_and_matches_under_qemu(tmp_path):
+@pytest.mark.parametrize("bits,symmetric", [(4, True), (8, False)])  # 8 bits: weights centered to int8, zero points corrected
+def test_armv8_2_uses_sdot_and_matches_under_qemu(bits, symmetric, tmp_path):
     """On armv8.2 (dotprod) the int8-activation kernel is tensorized with `sdot`; the bundle runs
     under qemu and matches onnxruntime's level-4 MatMulNBits on x86."""
     import subprocess
 
     require_target_tools("armv8.2")
-    q = quantize(_seq_model(96, 40, relu=True), bits=4, group_size=32)
+    q = quantize(_seq_model(96, 40, relu=True), bits=bits, group_size=32, symmetric=symmetric)
     q.graph.input[0].CopyFrom(h.make_tensor_value_info("x", TP.FLOAT, [2, 3, 96]))
     q.graph.output[0].CopyFrom(h.make_tensor_value_info("y", TP.FLOAT, [2, 3, 40]))
     path = tmp_path / "q.onnx"

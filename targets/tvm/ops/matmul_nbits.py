@@ -16,7 +16,7 @@ from edgec.targets.tvm import nbits_int8
 from edgec.targets.tvm.lower_context import attr, const, dtype_of, has_input
 from edgec.targets.tvm.nbits_matmul import nbits_matmul, repack
 from edgec.targets.tvm.ops import Unsupported, lowers
-from edgec.targets.tvm.schedules.int8_dot import INT8_X4, INTRINSICS
+from edgec.targets.tvm.schedules.int8_dot import WEIGHT_TILE_INTRINSICS
 
 _R = relax.op
 
@@ -44,13 +44,13 @@ def ms_matmul_nbits(ctx, node, xs):
         q, zp = unpack(b, zps, bits, bs, k, n)
     except ValueError as e:
         raise Unsupported(f"MatMulNBits: {e}") from None
-    if int(attr(node, "accuracy_level", 0)) == 4 and ctx.dot in INT8_X4:
-        _, lanes, a_type = INTRINSICS[ctx.dot]
-        w, wsum, zterm, s = nbits_int8.repack(q, zp, scales.reshape(n, kb), bits, bs, k, lanes)
-        args = [a, const(w), const(wsum)] + ([] if zterm is None else [const(zterm)]) + [const(s)]
-        fn = _int8_kernel(zterm is not None)
-        y = ctx.emit(ctx.bb.call_te(fn, *args, n=n, k=k, bits=bits, block_size=bs, a_type=a_type,
-                                    primfunc_name_hint="nbits_int8"))
+    if int(attr(node, "accuracy_level", 0)) == 4 and ctx.dot in WEIGHT_TILE_INTRINSICS:
+        _, lanes, w_dtype = WEIGHT_TILE_INTRINSICS[ctx.dot]
+        w, zp_k, s = nbits_int8.repack(q, zp, scales.reshape(n, kb), bits, bs, k, lanes, w_dtype)
+        zp_const = zp_k if isinstance(zp_k, int) else None
+        args = [a, const(w), const(s)] + ([] if zp_const is not None else [const(zp_k)])
+        y = ctx.emit(ctx.bb.call_te(_int8_kernel, *args, n=n, k=k, bits=bits, block_size=bs, w_dtype=w_dtype,
+                                    zp_const=zp_const, primfunc_name_hint="nbits_int8"))
     else:
         w, zp_k, s = repack(q, zp, scales.reshape(n, kb), bits, bs, k)
         zp_const = zp_k if isinstance(zp_k, int) else None
@@ -66,7 +66,5 @@ def _float_kernel(a, w, s, zp=None, **kw):
     return nbits_matmul(a, w, s, zp, **kw)
 
 
-def _int8_kernel(asymmetric: bool):
-    if asymmetric:
-        return lambda a, w, wsum, zterm, s, **kw: nbits_int8.nbits_int8(a, w, wsum, zterm, s, **kw)
-    return lambda a, w, wsum, s, **kw: nbits_int8.nbits_int8(a, w, wsum, None, s, **kw)
+def _int8_kernel(a, w, s, zp=None, **kw):
+    return nbits_int8.nbits_int8(a, w, zp, s, **kw)

@@ -2,10 +2,13 @@
 `edgec_nbits_part`, `edgec_nbits`) with any fused elementwise epilogue (bias, residual add,
 activation). Works with symbolic M and batch dims (one kernel for prefill and decode).
 
-Loop nest: output columns n outermost and parallel (each thread streams its own rows of the
-weights once, whatever M is), then the rows of A; per (n, row) the 16 lane partial sums live in
-a local vector accumulator over the K blocks, the dequantization (unpack, convert, scale) and the
-multiply-add vectorized across the 16 lanes; then the lanes are summed and the epilogue applied.
+Loop nest: groups of COLUMNS output columns outermost and parallel (each thread streams its own
+rows of the weights once, whatever M is), then the rows of A; per (group, row) each column's 16
+lane partial sums live in a local vector accumulator over the K blocks, the dequantization
+(unpack, convert, scale) and the multiply-add vectorized across the 16 lanes, the group's columns
+interleaved per 16 k (independent accumulators, A's 16 floats loaded once for all of them: with one
+column per step every multiply-add waited on the previous one's latency); then the lanes are summed
+and the epilogue applied.
 The padded copy of A, when there is one, is its own parallel stage.
 """
 
@@ -17,6 +20,7 @@ from edgec.targets.tvm.nbits_matmul import NBITS, NBITS_A, NBITS_PART
 from edgec.targets.tvm.schedules import common as C
 
 NAME = "matmul_nbits"
+COLUMNS = 4  # output columns per task step: independent accumulators (a lone one is bound by the FMA latency)
 
 
 def match(sch, ctx) -> bool:
@@ -40,18 +44,19 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
         _pad_stage(sch, pad, ctx)
     out = sch.get_sblock(NBITS)
     tail = C.inline_epilogue(sch, out)
-    loops = sch.get_loops(out)
-    *rows, col, lane = loops
-    sch.reorder(col, *rows, lane)
-    C.parallel(sch, col)
-    inner = rows[-1] if rows else col
+    *rows, col, lane = sch.get_loops(out)
+    col_o, col_i = sch.split(col, [None, COLUMNS])
+    sch.reorder(col_o, *rows, col_i, lane)
+    C.parallel(sch, col_o)
+    inner = rows[-1] if rows else col_o
     part = sch.get_sblock(NBITS_PART)
-    above = len(loops) - 1  # col and the rows: the loops part is computed under
+    above = len(rows) + 1  # col_o and the rows: the loops part is computed under
     sch.compute_at(part, inner)
     sch.set_scope(part, 0, "local")
-    p_lane, rb, *rg = sch.get_loops(part)[above:]  # rg: gone when a block is one group of 16
-    sch.reorder(rb, *rg, p_lane)
+    p_col, p_lane, rb, *rg = sch.get_loops(part)[above:]  # rg: gone when a block is one group of 16
+    sch.reorder(rb, *rg, p_col, p_lane)  # per 16 k: the COLUMNS columns' multiply-adds, independent
     sch.vectorize(p_lane)
+    sch.unroll(p_col)
     if rg:
         sch.unroll(rg[0])
     init = sch.decompose_reduction(part, rb)
