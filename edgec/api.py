@@ -121,6 +121,10 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         text = f"fix-input-shapes,{PREPARE},{BEFORE.get(qpass, '')}{qpass},{text}"
         pass_options = {**(pass_options or {}), qpass: qopts}
     if opts.kv_cache:
+        if opts.verify:  # the pass changes the interface (cache buffers in, no presents out)
+            raise PipelineError("--verify compares each pass on the model's own interface, which --kv-cache "
+                                "changes; verify the compile without --kv-cache, and check the in-place artifact's "
+                                "decode loop with benchmarks/llm_decode_check.py --kv-cache MAX")
         text = f"{text},kv-cache-in-place,eliminate-dead-code"
         pass_options = {**(pass_options or {}), "kv-cache-in-place": {"max_length": int(opts.kv_cache)}}
     if opts.prune is not None:
@@ -133,8 +137,6 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         pass_options = {**(pass_options or {}), ppass: popts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
-        from edgec.errors import PipelineError
-
         raise PipelineError("--io-layout nhwc needs the to-nhwc pass in the pipeline")
     stats = Statistics()
     instruments = [stats, *opts.instruments]

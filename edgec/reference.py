@@ -13,7 +13,7 @@ def seeded_inputs(infos: list[TensorInfo], seed: int = 0, default_dim: int = 1,
     """Deterministic inputs: floats ~ U(-1, 1), ints in [0, 4), bools random. A symbolic dim is
     `dims[name]`, else `default_dim`."""
     rng = np.random.default_rng(seed)
-    dims = dims or {}
+    dims = _decoder_dims(infos, dict(dims or {}), default_dim)
     out = {}
     for info in infos:
         shape = tuple(d if isinstance(d, int) else dims.get(d, default_dim) for d in info.shape)
@@ -27,7 +27,43 @@ def seeded_inputs(infos: list[TensorInfo], seed: int = 0, default_dim: int = 1,
         else:
             raise ValueError(f"cannot generate inputs of dtype {dt} for '{info.name}'")
         out[info.name] = np.asarray(a, dtype=dt) if dt.kind != "b" else np.asarray(a)
+    _decoder_values(out)
     return out
+
+
+def _decoder_dims(infos: list[TensorInfo], dims: dict[str, int], default_dim: int) -> dict[str, int]:
+    """A decoder's inputs in optimum's interface (edgec.llm_decode: input_ids [batch, new],
+    attention_mask [batch, total], past_key_values.* [batch, heads, past, head_dim]) are only
+    consistent when total = past + new: the symbolic total follows the other two (a past of fixed
+    length, --kv-cache's buffers, is not the past: total is then free, at least new)."""
+    by = {i.name: i for i in infos}
+    ids, mask = by.get("input_ids"), by.get("attention_mask")
+    pasts = [i for i in infos if i.name.startswith("past_key_values.") and len(i.shape) == 4]
+    if ids is None or mask is None or not pasts or len(ids.shape) != 2 or len(mask.shape) != 2:
+        return dims
+    total, new, past = mask.shape[1], ids.shape[1], pasts[0].shape[2]
+    if not isinstance(total, str) or total in dims:
+        return dims
+    size_new = new if isinstance(new, int) else dims.get(new, default_dim)
+    if isinstance(past, str):
+        dims[total] = dims.get(past, default_dim) + size_new
+    else:
+        dims[total] = max(dims.get(total, default_dim), size_new)
+    return dims
+
+
+def _decoder_values(feed: dict[str, np.ndarray]) -> None:
+    """A decoder's attention mask attends to everything (ones) and its positions count on from
+    the past (total - new .. total - 1), as a real decode step's do."""
+    ids, mask = feed.get("input_ids"), feed.get("attention_mask")
+    if ids is None or mask is None or ids.ndim != 2 or mask.ndim != 2 or not any(
+            n.startswith("past_key_values.") for n in feed):
+        return
+    feed["attention_mask"] = np.ones_like(mask)
+    pos = feed.get("position_ids")
+    if pos is not None and pos.shape == ids.shape:
+        start = mask.shape[1] - ids.shape[1]
+        feed["position_ids"] = np.broadcast_to(np.arange(start, start + ids.shape[1]), ids.shape).astype(pos.dtype)
 
 
 def ort_session(model: onnx.ModelProto | bytes | str, threads: int = 1, optimized: bool = False):

@@ -188,3 +188,28 @@ def test_cli_compiles_the_mode_and_refuses_what_it_cannot_prove(run_cli, tmp_pat
     art = load_artifact(tmp_path / "kv")
     want = greedy_decode(_ort_run(), _cache(art), [t.name for t in art.inputs], np.array([[5, 9, 2]]), 3)
     assert json.loads(r.out)["tokens"] == [int(t) for t in want.tokens[0]]
+
+
+def test_verify_checks_a_decoder_and_refuses_the_in_place_mode(run_cli, tmp_path):
+    """--verify feeds a decoder consistent inputs (total length = past + new, mask of ones,
+    positions after the past): every pass and the artifact are checked against onnxruntime. With
+    --kv-cache the interface changes under the verifier: one line saying what to run instead."""
+    r = run_cli("compile", GPT2, "-o", tmp_path / "v", "--symbolic-dims", "--verify", "--no-cache")
+    assert r.code == 0 and "the compiled artifact matches" in r.out, r
+    r = run_cli("compile", GPT2, "-o", tmp_path / "kv", "--kv-cache", "16", "--verify", "--no-cache")
+    assert r.code == 2 and "llm_decode_check.py --kv-cache" in r.err and not (tmp_path / "kv").exists(), r
+
+
+def test_seeded_decoder_inputs_are_consistent():
+    from edgec.reference import seeded_inputs
+    from edgec.tensor_info import TensorInfo
+
+    infos = [TensorInfo("input_ids", ("batch", "seq"), "int64"), TensorInfo("attention_mask", ("batch", "total"), "int64"),
+             TensorInfo("position_ids", ("batch", "seq"), "int64"),
+             TensorInfo("past_key_values.0.key", ("batch", 2, "past", 4), "float32")]
+    feed = seeded_inputs(infos, dims={"seq": 3, "past": 5})
+    assert feed["attention_mask"].shape == (1, 8) and (feed["attention_mask"] == 1).all()
+    assert feed["position_ids"].tolist() == [[5, 6, 7]] and feed["past_key_values.0.key"].shape == (1, 2, 5, 4)
+    buffers = [TensorInfo("past_key_values.0.key", ("batch", 2, 16, 4), "float32")]  # --kv-cache: total is free
+    feed = seeded_inputs(infos[:3] + buffers, dims={"seq": 3})
+    assert feed["attention_mask"].shape == (1, 3) and feed["position_ids"].tolist() == [[0, 1, 2]]
