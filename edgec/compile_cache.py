@@ -54,26 +54,15 @@ def source_digest() -> str:
     return h.hexdigest()
 
 
-def tool_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("edgec", "apache-tvm", "apache-tvm-ffi", "onnx", "onnx-ir", "onnxruntime", "numpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 def cache_key(options: dict, files: dict[str, list[Path]]) -> str:
     """The key of a compile: `options` (JSON-able) and, per option name, the files whose content
     it depends on."""
+    from edgec.artifact import package_versions
     from edgec.depfile import entry_point_plugin_files
 
     contents = {name: [[p.name, file_digest(p)] for p in paths] for name, paths in sorted(files.items())}
     contents["entry_point_plugins"] = [[p.name, file_digest(p)] for p in entry_point_plugin_files()]
-    doc = {"format": KEY_FORMAT, "options": options, "files": contents, "versions": tool_versions(),
+    doc = {"format": KEY_FORMAT, "options": options, "files": contents, "versions": package_versions(),
            "source": source_digest(),
            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("EDGEC_") and k not in _ENV_NOT_IN_KEY}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
