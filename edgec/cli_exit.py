@@ -12,6 +12,7 @@ import click
 from edgec.signals import INTERRUPTS, Interrupted
 
 EXIT_USER, EXIT_INTERNAL = 2, 1
+EXIT_MISMATCH = 3  # edgec run --compare-onnx: outputs differ beyond the tolerance
 
 # OSErrors that say what is wrong with the machine (permissions, a full or read-only disk, limits),
 # never with edgec. ENOTDIR/EISDIR/ELOOP are not here: the user's paths are checked before the work
