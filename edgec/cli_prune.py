@@ -15,17 +15,10 @@ def _pct(before: int, after: int) -> str:
 
 
 def _layer_ratios(items) -> dict[str, float]:
-    out = {}
-    for item in items:
-        name, sep, value = item.rpartition("=")
-        try:
-            r = float(value)
-        except ValueError:
-            r = -1.0
-        if not sep or not name or not 0 <= r < 1:
-            raise click.BadParameter(f"expected NAME=R with 0 <= R < 1, got '{item}'", param_hint="--layer-ratio")
-        out[name] = r
-    return out
+    """--layer-ratio NAME=R options, checked by the passes' own parser (one line, exit 2)."""
+    from edgec.passes.pruning._common import layer_ratios
+
+    return dict(layer_ratios(",".join(items)))
 
 
 def print_report(rep: dict, top: int = 40) -> None:
