@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx_ir as ir
 
 from edgec import __version__
@@ -22,9 +21,10 @@ from edgec.artifact import (
     sha256_file,
     write_metadata,
 )
+from edgec.artifact_run import run_artifact
 from edgec.atomic_output import atomic_directory, check_destination
 from edgec.c_header import c_header
-from edgec.errors import ArtifactError, PipelineError
+from edgec.errors import PipelineError
 from edgec.infra.context import PassContext
 from edgec.infra.instruments import Statistics
 from edgec.infra.manager import PassManager
@@ -132,12 +132,14 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
 
         ppass, popts = opts.prune
         text = f"fix-input-shapes,{PRUNE_PREPARE},{ppass},infer-shapes,{text}"
-        if ppass == "prune-channels" and "round_to" not in popts and spec is not None and spec.tvm.get("kind") == "llvm":
+        if ppass == "prune-channels" and "round_to" not in popts and spec is not None and spec.is_cpu:
             popts = {**popts, "round_to": max(int(spec.vector_bits) // 32, 1)}  # the backend's channel block
         pass_options = {**(pass_options or {}), ppass: popts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):
         raise PipelineError("--io-layout nhwc needs the to-nhwc pass in the pipeline")
+    if opts.input_shapes and not any(p.name == "fix-input-shapes" for p in pipeline.passes):
+        raise PipelineError("--input-shape needs the fix-input-shapes pass in the pipeline (it would be ignored)")
     stats = Statistics()
     instruments = [stats, *opts.instruments]
     verifier = None
@@ -147,13 +149,12 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
     options = {"fix-input-shapes": {"shapes": opts.input_shapes}} if opts.input_shapes else {}
     if opts.io_layout != "nchw":
         options["to-nhwc"] = {"io_layout": opts.io_layout}
-    if spec is not None and spec.tvm.get("kind") == "llvm":
+    if spec is not None and spec.is_cpu:
         options["pad-channels"] = {"block": max(int(spec.vector_bits) // 32, 1)}
         options["decompose-rnn"] = {"native": True}  # the CPU backend runs LSTM/GRU/RNN as one kernel
     for name, extra in (pass_options or {}).items():
         options.setdefault(name, {}).update(extra)
-    ctx = PassContext(target=spec.name if spec else None, opt_level=opts.opt_level,
-                      disabled=frozenset(opts.disabled), options=options, instruments=instruments,
+    ctx = PassContext(disabled=frozenset(opts.disabled), options=options, instruments=instruments,
                       max_tensor_bytes=opts.max_tensor_bytes)
     nodes_before, ops_before = node_count(model), op_histogram(model)
     model = PassManager(pipeline).run(model, ctx).model
@@ -235,7 +236,7 @@ def compile_model(model_path: str | os.PathLike, out_dir: str | os.PathLike, opt
         }
         if "header" in emit:
             (tmp / "model.h").write_text(c_header(Path(model_path).stem, inputs, outputs))
-        if bundle and spec.tvm.get("kind") == "llvm":
+        if bundle and spec.is_cpu:
             make_bundle(spec, tmp, meta, result.library)
             meta["bundle"] = "bundle"
         write_metadata(tmp, meta)
@@ -337,7 +338,7 @@ def weight_min_bytes(model: ir.Model, spec: TargetSpec, mode: str, symbolic: boo
         raise PipelineError(f"--weights-file must be auto, always or never, not '{mode}'")
     if mode == "never":
         return None
-    supported = spec.tvm.get("kind") == "llvm" and spec.runtime == "vm"
+    supported = spec.is_cpu_vm
     if mode == "always":
         if not supported:
             raise PipelineError(f"--weights-file always needs a CPU target with the VM runtime "
@@ -369,62 +370,3 @@ def optimize_to_file(model_path, out_path, opts: CompileOptions) -> dict:
     save_model(model, out_path)
     info["pass_seconds"] = info.pop("_pass_seconds", [])
     return info
-
-
-def check_inputs(art: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    extra = set(inputs) - {t.name for t in art.inputs}
-    if extra:  # first: a misspelt name would otherwise be reported as the input it was meant to be
-        raise ArtifactError(f"unknown input(s) {sorted(extra)}; the artifact takes {[t.name for t in art.inputs]}")
-    out, sizes = {}, {}
-    bounds = art.metadata.get("dim_bounds") or {}
-    for t in art.inputs:
-        if t.name not in inputs:
-            raise ArtifactError(f"missing input '{t.name}' ({t.dtype}{list(t.shape)})")
-        a = np.asarray(inputs[t.name])
-        if len(a.shape) != len(t.shape) or any(isinstance(d, int) and d != n for d, n in zip(t.shape, a.shape)):
-            raise ArtifactError(f"input '{t.name}' has shape {list(a.shape)}, the artifact expects {list(t.shape)}")
-        for d, n in zip(t.shape, a.shape):  # a symbolic dim has one size in every input naming it
-            if isinstance(d, str) and d in bounds and not bounds[d][0] <= n <= bounds[d][1]:
-                raise ArtifactError(f"input '{t.name}' has {d} = {n}; the artifact was compiled for {d} in "
-                                    f"{bounds[d][0]}..{bounds[d][1]} (--dim)")
-            if isinstance(d, str):
-                if sizes.setdefault(d, (n, t.name))[0] != n:
-                    raise ArtifactError(f"input '{t.name}' has {d} = {n}, input '{sizes[d][1]}' has {d} = "
-                                        f"{sizes[d][0]}; the artifact's inputs share the dim '{d}'")
-        if str(a.dtype) != t.dtype:
-            raise ArtifactError(f"input '{t.name}' has dtype {a.dtype}, the artifact expects {t.dtype}")
-        out[t.name] = a
-    return out
-
-
-def artifact_threads(art: Artifact, threads: int | None) -> int | None:
-    """--threads given to run/bench, else the one the artifact was compiled with, else None (all cores)."""
-    return threads or (art.metadata.get("runtime") or {}).get("threads")
-
-
-def run_artifact(art: Artifact, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
-    inputs = check_inputs(art, inputs)
-    threads = artifact_threads(art, threads)
-    from edgec.targets.tvm.execute import run  # heavy: imports tvm
-
-    return run(art, inputs, threads)
-
-
-def symbolic_dims(art: Artifact, given: dict[str, int] | None) -> dict[str, int]:
-    """`--dim NAME=N` sizes for the artifact's symbolic input dims; a name it does not have is an error."""
-    names = sorted({d for t in art.inputs for d in t.shape if isinstance(d, str)})
-    unknown = sorted(set(given or {}) - set(names))
-    if unknown:
-        raise ArtifactError(f"--dim {unknown[0]}: the artifact's symbolic dims are {names or 'none'}")
-    return dict(given or {})
-
-
-def bench_artifact(art: Artifact, warmup: int, repeat: int, threads: int | None = None, seed: int = 0,
-                   dims: dict[str, int] | None = None) -> list[float]:
-    """Per-run seconds of `repeat` timed runs after `warmup` (host-architecture artifacts), on seeded
-    inputs whose symbolic dims are `dims` (else 1)."""
-    from edgec.reference import seeded_inputs
-    from edgec.targets.tvm.execute import bench  # heavy: imports tvm
-
-    feed = seeded_inputs(art.inputs, seed, dims=symbolic_dims(art, dims))
-    return bench(art, feed, warmup, repeat, artifact_threads(art, threads))

@@ -115,14 +115,14 @@ class Artifact:
         numpy array. Host artifacts run here; ARM artifacts through their bundle under qemu.
         Raises ArtifactError for inputs that do not fit (names, shapes, dtypes), GuardError when a
         run-time guard of the model fails."""
-        from edgec.api import run_artifact
+        from edgec.artifact_run import run_artifact
 
         return run_artifact(self, {**(inputs or {}), **named}, threads)
 
     def bench(self, repeat: int = 50, warmup: int = 5, threads: int | None = None,
               dims: dict[str, int] | None = None) -> list[float]:
         """Seconds of each of `repeat` timed runs on seeded inputs (host artifacts)."""
-        from edgec.api import bench_artifact
+        from edgec.artifact_run import bench_artifact
 
         return bench_artifact(self, warmup, repeat, threads, dims=dims)
 

@@ -85,7 +85,7 @@ def _plugins(ctx=None, param=None, value=None) -> tuple[str, ...]:
 
 
 _pipeline_opts = [
-    click.option("--target", "-t", default="host", show_default=True, help="Target name (see `edgec targets`) or TVM target JSON."),
+    click.option("--target", "-t", default="host", show_default=True, help="Target name (see `edgec targets`), a board file (board.toml / .json: docs/boards.md) or TVM target JSON."),
     click.option("--passes", default=None, help="Pipeline text, e.g. 'fold-constants,eliminate-dead-code'."),
     click.option("-O", "opt_level", type=click.IntRange(0, 3), default=2, show_default=True, help="Optimization level."),
     click.option("--input-shape", multiple=True, metavar="NAME=D0,D1,..", help="Fix a dynamic input shape."),
@@ -195,7 +195,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
             if path:
                 check_output_file(path, what, inputs=((model, "input model"),))
     cache = _compile_cache(model, report or dump_ir or timing or trace_rewrites)
-    if cache is not None and _cache_hit(cache, model, out, depfile, records, calibration_data):
+    if cache is not None and _cache_hit(cache, model, out, depfile, records, calibration_data, target):
         return
     from edgec.api import compile_model
 
@@ -217,7 +217,7 @@ def compile(model, out, target, passes, opt_level, input_shape, disable, verify,
 
         write_depfile(depfile, Path(out) / "metadata.json",
                       compile_dependencies(model, records, _plugins(), calibration_data,
-                                           config=click.get_current_context().meta.get("edgec.config")))
+                                           config=click.get_current_context().meta.get("edgec.config"), target=target))
     if report:
         from edgec.report import write_report
 
@@ -254,7 +254,7 @@ def _compile_cache(model, runs_the_pipeline) -> tuple | None:
     return CompileCache(cache_dir), key
 
 
-def _cache_hit(cache, model, out, depfile, records, calibration_data) -> bool:
+def _cache_hit(cache, model, out, depfile, records, calibration_data, target) -> bool:
     """Copy a cached artifact to `out` (and write the depfile) when there is one; report it."""
     import time
 
@@ -271,7 +271,7 @@ def _cache_hit(cache, model, out, depfile, records, calibration_data) -> bool:
 
         write_depfile(depfile, Path(out) / "metadata.json",
                       compile_dependencies(model, records, _plugins(), calibration_data, external,
-                                           config=click.get_current_context().meta.get("edgec.config")))
+                                           config=click.get_current_context().meta.get("edgec.config"), target=target))
     click.echo(f"compiled {model} -> {out} (cache hit {cache[1][:12]} in {cache[0].root}, "
                f"{(time.perf_counter() - t0) * 1e3:.0f} ms)")
     return True
@@ -351,16 +351,12 @@ def optimize(model, out, target, passes, opt_level, input_shape, disable, verify
     click.echo(f"optimized {model} -> {out} ({info['nodes_before']} -> {info['nodes_after']} nodes)")
 
 
-cli.add_command(__import__("edgec.cli_info", fromlist=["inspect"]).inspect)  # edgec inspect / passes / targets
-cli.add_command(__import__("edgec.cli_info", fromlist=["passes_cmd"]).passes_cmd)
-cli.add_command(__import__("edgec.cli_info", fromlist=["targets_cmd"]).targets_cmd)
-cli.add_command(__import__("edgec.cli_reduce", fromlist=["reduce_cmd"]).reduce_cmd)  # edgec reduce (edgec/cli_reduce.py)
-cli.add_command(__import__("edgec.cli_quantize", fromlist=["quantize_cmd"]).quantize_cmd)  # edgec quantize
-cli.add_command(__import__("edgec.cli_distill", fromlist=["distill_cmd"]).distill_cmd)  # edgec distill
-cli.add_command(__import__("edgec.cli_generate", fromlist=["generate_cmd"]).generate_cmd)  # edgec generate
-cli.add_command(__import__("edgec.cli_prune", fromlist=["prune_cmd"]).prune_cmd)  # edgec prune (edgec/cli_prune.py)
-cli.add_command(__import__("edgec.cli_run", fromlist=["run"]).run)  # edgec run / bench (edgec/cli_run.py)
-cli.add_command(__import__("edgec.cli_run", fromlist=["bench"]).bench)
+# the other commands live beside their helpers: edgec/cli_<module>.py, command object <name>
+for _module, _names in (("info", ("inspect", "passes_cmd", "targets_cmd", "ops_cmd")), ("reduce", ("reduce_cmd",)),
+                        ("quantize", ("quantize_cmd",)), ("distill", ("distill_cmd",)), ("generate", ("generate_cmd",)),
+                        ("prune", ("prune_cmd",)), ("run", ("run", "bench"))):
+    for _name in _names:
+        cli.add_command(getattr(__import__(f"edgec.cli_{_module}", fromlist=[_name]), _name))
 
 
 def main(argv=None) -> None:

@@ -46,10 +46,14 @@ def inspect(model, as_json):
 
 
 @click.command("passes")
-def passes_cmd():
-    """List the available passes (built-in and plugins) with their docs."""
-    from edgec.infra.registry import default_registry
+@click.option("--plugin", "plugins", multiple=True, type=click.Path(), metavar="FILE.py",
+              help="Also load @register_pass classes from this Python file (repeatable).")
+def passes_cmd(plugins):
+    """List the available passes (built-in, installed plugins, --plugin files) with their docs."""
+    from edgec.infra.registry import default_registry, load_plugin_file
 
+    for plugin in plugins:
+        load_plugin_file(plugin)
     for name, cls in default_registry().items():
         opts = f"  {{{', '.join(f'{k}={v}' for k, v in cls.options.items())}}}" if cls.options else ""
         click.echo(f"{name:34s} {cls.summary()}{opts}")
@@ -57,13 +61,32 @@ def passes_cmd():
 
 @click.command("targets")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def targets_cmd(as_json):
-    """List the targets with their features."""
-    from edgec.targets.registry import all_targets
+@click.option("--board", "boards", multiple=True, type=click.Path(), metavar="FILE",
+              help="Also check and list this board file (.toml / .json, docs/boards.md; repeatable).")
+def targets_cmd(as_json, boards):
+    """List the targets with their features: built-in, boards of installed packages (`edgec.targets`
+    entry points) and --board files."""
+    from edgec.targets.registry import all_targets, get_target
 
-    ts = all_targets()
+    ts = all_targets() + [get_target(b) for b in boards]
     if as_json:
-        click.echo(json.dumps([t.to_json() for t in ts], indent=2))
+        click.echo(json.dumps([{**t.to_json(), **({"source": t.source} if t.source else {})} for t in ts], indent=2))
         return
     for t in ts:
-        click.echo(f"{t.name:14s} {t.arch:8s} {','.join(t.features):34s} {t.description}")
+        origin = f"  [{t.source}]" if t.source else ""
+        click.echo(f"{t.name:14s} {t.arch:8s} {','.join(t.features):34s} {t.description}{origin}")
+
+
+@click.command("ops")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ops_cmd(as_json):
+    """List the ops edgec lowers itself (targets/tvm/ops); any other ONNX op goes to TVM's ONNX
+    importer, and `edgec compile` says how many nodes each took ("lowering: ...")."""
+    from edgec.targets.tvm.ops import builtin_lowerings  # imports TVM
+
+    ops = builtin_lowerings().ops()
+    if as_json:
+        click.echo(json.dumps(ops))
+        return
+    for op in ops:
+        click.echo(op)

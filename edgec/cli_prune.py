@@ -44,6 +44,12 @@ def print_report(rep: dict, top: int = 40) -> None:
                        f"{row['sparsity_before']:.3f} -> {row['sparsity']:.3f}{why}")
     if len(rep["layers"]) > top:
         click.echo(f"    ... {len(rep['layers']) - top} more layers (--json for all)")
+    lat = rep.get("latency")
+    if lat:
+        flops = rep["flops_after"] / rep["flops_before"] if rep["flops_before"] else float("nan")
+        click.echo(f"  compiled latency ({lat['target']}, {lat['threads'] or 'all'} thread(s), median of {lat['runs']} "
+                   f"runs each, alternating): {lat['original_ms']:.3f} -> {lat['pruned_ms']:.3f} ms "
+                   f"(ratio {lat['ratio']:.3f}; FLOPs ratio {flops:.3f})")
     ag = rep.get("agreement") or {}
     acc = ag.get("accuracy")
     if acc:
@@ -107,10 +113,13 @@ def prune_settings(value: str | None) -> tuple | None:
                    "both models.")
 @click.option("--eval-samples", type=click.IntRange(1), default=8, show_default=True,
               help="--report: inputs the outputs are compared on.")
+@click.option("--latency", is_flag=True,
+              help="--report: compile both models for this machine and time them (alternating rounds, medians).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="--latency: runtime threads (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration_data, samples, preprocess, round_to, keep,
-              layer_ratio, protect_ends, report, eval_data, labels, eval_samples, as_json, seed):
+              layer_ratio, protect_ends, report, eval_data, labels, eval_samples, latency, threads, as_json, seed):
     """Prune MODEL: remove channels (smaller, faster) or zero weights (unstructured, 2:4)."""
     from edgec.output_paths import check_output_file
     from edgec.prune import PruneOptions, _load, agreement, prune_model, save
@@ -119,6 +128,8 @@ def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration
         raise click.UsageError("--eval-data needs --report")
     if labels and not eval_data:
         raise click.UsageError("--labels needs --eval-data (and --report)")
+    if (latency or threads) and not report:
+        raise click.UsageError("--latency / --threads need --report")
     check_output_file(out, "pruned model", inputs=((model, "input model"),))
     keep_names = tuple(n for item in keep for n in item.split(",") if n.strip())
     o = PruneOptions(mode=mode, ratio=ratio, importance=importance, threshold=threshold, scope=scope, keep=keep_names,
@@ -133,6 +144,10 @@ def prune_cmd(model, out, mode, ratio, threshold, scope, importance, calibration
             from edgec.prune import accuracy
 
             rep.agreement["accuracy"] = accuracy(original, pruned, eval_data, labels, eval_samples)
+        if latency:
+            from edgec.prune_latency import compiled_latency
+
+            rep.latency = compiled_latency(original, pruned, threads=threads)
     res = rep.to_json()
     if as_json:
         click.echo(json.dumps(res, indent=1))

@@ -30,8 +30,8 @@ from edgec.tensor_files import load_tensor_arg, save_npz_atomic, summarize
               help="Size of a symbolic input dim for the random inputs (default 1).")
 def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads, dims):
     """Run a compiled ARTIFACT on inputs (seeded random ones when none are given)."""
-    from edgec.api import run_artifact
     from edgec.artifact import load_artifact
+    from edgec.artifact_run import run_artifact
     from edgec.reference import seeded_inputs
 
     if out:  # before running: the inputs, the model and the artifact's files are never overwritten
@@ -42,7 +42,7 @@ def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads, dims):
         mine += [(f, "artifact file") for f in art_dir.rglob("*") if f.is_file()] if art_dir.is_dir() else []
         check_output_file(out, "outputs file", inputs=mine)
     art = load_artifact(artifact)
-    from edgec.api import symbolic_dims
+    from edgec.artifact_run import symbolic_dims
 
     sizes = symbolic_dims(art, parse_dims(dims))
     feed = dict(load_tensor_arg(s) for s in inputs) if inputs else seeded_inputs(art.inputs, seed, dims=sizes)
@@ -70,8 +70,8 @@ def run(artifact, inputs, out, compare_onnx, atol, rtol, seed, threads, dims):
 @click.option("--dim", "dims", multiple=True, metavar="NAME=N", help="Size of a symbolic input dim (default 1).")
 def bench(artifact, repeat, warmup, threads, seed, as_json, dims):
     """Time a host-architecture ARTIFACT: median / p90 / min latency over --repeat runs."""
-    from edgec.api import bench_artifact
     from edgec.artifact import load_artifact
+    from edgec.artifact_run import bench_artifact
 
     art = load_artifact(artifact)
     times = np.array(bench_artifact(art, warmup, repeat, threads, seed, parse_dims(dims))) * 1e3

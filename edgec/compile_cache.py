@@ -4,7 +4,8 @@ milliseconds instead of a compile.
 
 Key: SHA-256 over the compile's options (every CLI parameter except where the outputs go and
 what is printed), the content of every file named by an option (model, --config, --records,
---plugin files, calibration data files), the source files of installed `edgec.passes` plugins, the
+--plugin files, a board file given as --target, calibration data files), the source files of
+installed `edgec.passes` plugins and `edgec.targets` boards, the
 versions of edgec, TVM, onnx, onnxruntime and numpy, a digest of edgec's own source files (a
 development checkout that changed is a new compiler), and the EDGEC_* environment. Files only
 the model names (external data) are found when the model is parsed, so each entry records them
@@ -59,9 +60,11 @@ def cache_key(options: dict, files: dict[str, list[Path]]) -> str:
     it depends on."""
     from edgec.artifact import package_versions
     from edgec.depfile import entry_point_plugin_files
+    from edgec.targets.boards import entry_point_board_files
 
     contents = {name: [[p.name, file_digest(p)] for p in paths] for name, paths in sorted(files.items())}
     contents["entry_point_plugins"] = [[p.name, file_digest(p)] for p in entry_point_plugin_files()]
+    contents["entry_point_boards"] = [[p.name, file_digest(p)] for p in entry_point_board_files()]
     doc = {"format": KEY_FORMAT, "options": options, "files": contents, "versions": package_versions(),
            "source": source_digest(),
            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("EDGEC_") and k not in _ENV_NOT_IN_KEY}}
@@ -79,6 +82,10 @@ def cli_key(params: dict, meta: dict) -> tuple[str, dict[str, list[Path]]]:
     files = {"model": [Path(params["model"])], "plugins": [Path(p) for p in meta.get("edgec.plugins", ())]}
     if params.get("records"):
         files["records"] = [Path(params["records"])]
+    from edgec.targets.boards import is_board_file
+
+    if params.get("target") and is_board_file(params["target"]) and os.path.isfile(params["target"]):
+        files["target"] = [Path(params["target"])]  # a board file: its content is the target
     if meta.get("edgec.config"):  # its settings are in `params` too; its content is keyed as well
         files["config"] = [Path(meta["edgec.config"])]
     if params.get("calibration_data"):
@@ -86,7 +93,7 @@ def cli_key(params: dict, meta: dict) -> tuple[str, dict[str, list[Path]]]:
 
         files["calibration_data"] = calibration_files(params["calibration_data"])
     options = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
-    for k in ("model", "records", "calibration_data"):
+    for k in ("model", "records", "calibration_data", *(("target",) if "target" in files else ())):
         if options.get(k):
             options[k] = os.path.basename(str(options[k]))  # the content is in the files' digests
     options.update({k: v for k, v in meta.items() if k.startswith("edgec.") and k not in _META_NOT_IN_KEY})

@@ -129,6 +129,11 @@ def _scalar(opt: click.Option, value, where: str, base: Path, ctx: click.Context
         raise ConfigError(f"{where}: expected {wanted}, got {_show(value)}")
     if opt.name in PATH_PARAMS:
         value = str(base / value)
+    elif opt.name == "target":
+        from edgec.targets.boards import is_board_file
+
+        if is_board_file(value):  # a board file (docs/boards.md), like the other paths
+            value = str(base / value)
     if not opt.is_flag and not opt.secondary_opts:
         try:
             value = opt.type.convert(value, opt, ctx)

@@ -4,8 +4,10 @@ of them changes:
 
     art/metadata.json: model.onnx model.onnx.data records.json my_pass.py calib/0.npy ...
 
-What is listed: the model; its external data files; the --config file; the tuning records (--records); the single-file
-plugins (--plugin) and the source files of the installed `edgec.passes` entry-point plugins; the
+What is listed: the model; its external data files; the --config file; a board file given as
+--target; the tuning records (--records); the single-file
+plugins (--plugin) and the source files of the installed `edgec.passes` entry-point plugins and
+of the `edgec.targets` entry-point boards (and the board files they name); the
 calibration data files (--quantize with --calibration-data). The target is the artifact's
 metadata.json, the last file edgec writes: make it the build rule's output (docs/build-systems.md).
 """
@@ -42,13 +44,13 @@ def external_data_files(model_path: str | os.PathLike) -> list[Path]:
     return list(seen)
 
 
-def entry_point_plugin_files() -> list[Path]:
-    """The source files of the modules registered under the `edgec.passes` entry-point group."""
+def entry_point_plugin_files(group: str = "edgec.passes") -> list[Path]:
+    """The source files of the modules registered under an entry-point group (`edgec.passes`)."""
     from importlib.metadata import entry_points
     from importlib.util import find_spec
 
     files = []
-    for ep in entry_points(group="edgec.passes"):
+    for ep in entry_points(group=group):
         try:
             spec = find_spec(ep.module)
         except (ImportError, ValueError):
@@ -65,17 +67,23 @@ def calibration_files(directory: str | None) -> list[Path]:
 
 
 def compile_dependencies(model_path, records: str | None = None, plugins=(), calibration_data: str | None = None,
-                         external: list[Path] | None = None, config: str | None = None) -> list[Path]:
+                         external: list[Path] | None = None, config: str | None = None,
+                         target: str | None = None) -> list[Path]:
     """Every file `edgec compile MODEL` read with these options (no duplicates); `external`: the
     model's external data files when already known (else the model is parsed for them); `config`:
-    the --config file."""
+    the --config file; `target`: the --target value (a board file is a dependency)."""
+    from edgec.targets.boards import entry_point_board_files, is_board_file
+
     deps = [Path(model_path), *(external_data_files(model_path) if external is None else external)]
     if config:
         deps.append(Path(config))
+    if target and is_board_file(target):
+        deps.append(Path(target))
     if records:
         deps.append(Path(records))
     deps += [Path(p) for p in plugins]
     deps += entry_point_plugin_files()
+    deps += entry_point_board_files()
     deps += calibration_files(calibration_data)
     return list(dict.fromkeys(deps))
 

@@ -59,8 +59,8 @@ def generate(artifact, prompt_ids, max_new_tokens: int, threads: int | None = No
     """Greedy generation of `max_new_tokens` tokens after `prompt_ids` (batch 1) with a host
     artifact, stopping after `eos_id` when it is given; raises ArtifactError when the artifact is
     not a decoder with a KV cache."""
-    from edgec.api import artifact_threads
     from edgec.artifact import load_artifact
+    from edgec.artifact_run import artifact_threads
     from edgec.llm_decode import cache_inputs, greedy_decode, kv_max_length
     from edgec.targets.tvm.execute import load_on_host
 

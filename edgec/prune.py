@@ -59,6 +59,7 @@ class PruneReport:
     layers: list[dict] = field(default_factory=list)
     groups: list[dict] = field(default_factory=list)   # channel mode: coupled groups, pruned or why not
     agreement: dict = field(default_factory=dict)      # output: cosine, SNR, max abs, top-1 (--report)
+    latency: dict = field(default_factory=dict)        # compiled, both models (--report --latency; prune_latency)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -107,7 +107,7 @@ def check_target(quantize: tuple | None, spec) -> None:
     """`compile --quantize bf16` is for CPU (llvm) targets: TVM legalizes bfloat16 arithmetic into
     float32 there (16-bit storage, float32 compute, round to nearest even); GPU targets are turned
     away (TargetError) rather than shipped untested. fp16 goes everywhere (half.py decides how)."""
-    if quantize is not None and quantize[1].get("dtype") == "bfloat16" and spec.tvm.get("kind") != "llvm":
+    if quantize is not None and quantize[1].get("dtype") == "bfloat16" and not spec.is_cpu:
         from edgec.errors import TargetError
 
         raise TargetError(f"--quantize bf16 is for CPU targets; '{spec.name}' is not one (use --quantize fp16)")

@@ -26,6 +26,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.errors import ArtifactError
+from edgec.ir.domains import is_onnx_domain
 
 WEIGHTS_FILE = "weights.bin"
 ALIGN = 4096
@@ -135,7 +136,7 @@ def row_tables(model: ir.Model) -> set[str]:
     out = set()
     for name, v in model.graph.initializers.items():
         uses = list(v.uses())
-        if uses and all(n.op_type == "Gather" and n.domain in ("", "ai.onnx") and i == 0 for n, i in uses):
+        if uses and all(n.op_type == "Gather" and is_onnx_domain(n.domain) and i == 0 for n, i in uses):
             out.add(name)
     return out
 

@@ -28,6 +28,6 @@ def intrinsic_for(features) -> str | None:
 
 def dot_instructions(spec) -> str | None:
     """`intrinsic_for` a TargetSpec: its declared features and its LLVM `mattr` (CPU targets only)."""
-    if spec.tvm.get("kind") != "llvm":
+    if not spec.is_cpu:
         return None
     return intrinsic_for([*spec.features, *spec.tvm.get("mattr", [])])

@@ -115,11 +115,11 @@ F32_EXACT = 1 << 24
 def qlstm_weights(node: ir.Node, i_w: int) -> tuple | None:
     """(W - W_zp as int64 [D, K, 4H], scale [D, 4H] float32) of a DynamicQuantizeLSTM weight (W at
     input 1 with scale / zero point at 8 / 9, R at 2 with 10 / 11), or None unless all are constants."""
-    from edgec.passes.cleanup._common import constant_array
+    from edgec.ir.constants import const_array
 
     i_s, i_z = {1: (8, 9), 2: (10, 11)}[i_w]
     vals = [node.inputs[i] if len(node.inputs) > i else None for i in (i_w, i_s, i_z)]
-    arrs = [constant_array(v) if v is not None else None for v in vals]
+    arrs = [const_array(v) if v is not None else None for v in vals]
     w, scale, zp = arrs
     if w is None or scale is None or (vals[2] is not None and zp is None):
         return None

@@ -1,6 +1,8 @@
 """Targets as data: one `TargetSpec` record per target; no branching on target names elsewhere.
 
-`get_target(name)` also accepts a raw TVM target JSON object (`{"kind": "llvm", ...}`).
+`get_target(name)` also accepts a raw TVM target JSON object (`{"kind": "llvm", ...}`), a board
+file (`board.toml` / `board.json`, edgec.targets.boards) and the name of a board that an installed
+package adds through the `edgec.targets` entry-point group.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgec.errors import TargetError
+from edgec.targets.boards import is_board_file, load_board
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,19 @@ class TargetSpec:
     runtime: str = "vm"             # how the bundle runs the model: "vm" = TVM runtime + Relax VM,
                                     # "plan" = kernels + call plan, no TVM runtime (edgec.targets.tvm.plan)
     aliases: tuple[str, ...] = field(default=())
+    source: str | None = None       # where a board came from (its file or entry point); None: built in
+
+    @property
+    def is_cpu(self) -> bool:
+        """The model's code runs on a CPU (TVM kind "llvm"); otherwise on a GPU with a CPU host.
+        The one place that asks: lowerings, builds, bundles and runners all read this."""
+        return self.tvm.get("kind") == "llvm"
+
+    @property
+    def is_cpu_vm(self) -> bool:
+        """A CPU target run by TVM's Relax VM (runtime "vm"), not a runtime-free call plan: what
+        weights.bin, tuning and the Python runtime need."""
+        return self.is_cpu and self.runtime == "vm"
 
     def to_json(self) -> dict:
         return {
@@ -127,7 +143,7 @@ TARGETS: tuple[TargetSpec, ...] = (
                {"kind": "llvm", "mtriple": "armv7a-linux-gnueabihf", "mattr": ["+neon"], "mfloat-abi": "hard"},
                "armv7", cross_compiler="arm-linux-gnueabihf-g++", toolchain_package="g++-arm-linux-gnueabihf",
                emulator=("qemu-arm", "-L", "/usr/arm-linux-gnueabihf"), layout="NHWC", vector_bits=128,
-               features=("neon", "vfpv4"), runtime="plan"),
+               features=("neon", "vfp4"), runtime="plan"),
     _cuda("sm_75", "NVIDIA Turing (T4, RTX 20xx)"),
     _cuda("sm_86", "NVIDIA Ampere consumer (RTX 30xx, A10)"),
     _cuda("sm_87", "NVIDIA Jetson Orin"),
@@ -140,13 +156,27 @@ TARGETS: tuple[TargetSpec, ...] = (
 
 
 def all_targets() -> list[TargetSpec]:
-    """Every named target, host included (when this machine is x86_64)."""
+    """Every named target, host included (when this machine is x86_64), then the boards of
+    installed packages (`edgec.targets` entry points)."""
     out = list(TARGETS)
     try:
         out.append(host_target())
     except TargetError:
         pass
-    return out
+    return out + plugin_boards()
+
+
+def plugin_boards() -> list[TargetSpec]:
+    """Boards added by installed packages (entry-point group `edgec.targets`); two with one name
+    are a TargetError naming both."""
+    from edgec.targets.boards import entry_point_boards
+
+    seen: dict[str, TargetSpec] = {}
+    for spec in entry_point_boards():
+        if spec.name in seen:
+            raise TargetError(f"board '{spec.name}' is defined twice: by {seen[spec.name].source} and by {spec.source}")
+        seen[spec.name] = spec
+    return list(seen.values())
 
 
 def get_target(name: str, mcpu: str | None = None, mattr: str | None = None) -> TargetSpec:
@@ -157,17 +187,24 @@ def get_target(name: str, mcpu: str | None = None, mattr: str | None = None) -> 
     check = None  # CPU/feature names the user gave: checked against LLVM (lazily imports TVM)
     if name.startswith("{"):
         spec = _from_json(name)
-        if spec.tvm.get("kind") == "llvm" and ("mcpu" in spec.tvm or "mattr" in spec.tvm):
+        if spec.is_cpu and ("mcpu" in spec.tvm or "mattr" in spec.tvm):
             check = "target JSON"
     elif name == "host":
         spec = host_target()
+    elif is_board_file(name):
+        spec = load_board(name, check_llvm_names=not (mcpu or mattr))
     else:
         by_name = {t.name: t for t in TARGETS}
         if name not in by_name:
-            raise TargetError(f"unknown target '{name}' (known: {', '.join(sorted(by_name) + ['host'])})")
+            by_name.update({t.name: t for t in plugin_boards()})
+        if name not in by_name:
+            raise TargetError(f"unknown target '{name}' (known: {', '.join(sorted(by_name) + ['host'])}; "
+                              f"or a board file: docs/boards.md)")
         spec = by_name[name]
+        if spec.source:
+            check = f"{spec.source}: key"
     if mcpu or mattr:
-        if spec.tvm.get("kind") != "llvm":
+        if not spec.is_cpu:
             raise TargetError(f"--mcpu/--mattr apply to CPU targets only, not '{spec.name}'")
         tvm = dict(spec.tvm)
         if mcpu:

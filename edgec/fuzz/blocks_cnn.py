@@ -197,14 +197,6 @@ def space_depth(g: Graph, x: Value) -> Value:
     return pool(g, x)
 
 
-def small_spatial(x: Value) -> bool:
-    return min(x.shape[2:]) >= 3
-
-
-def not_too_big(x: Value) -> bool:
-    return max(x.shape[2:]) <= 16 and x.shape[1] <= MAX_CHANNELS
-
-
 CNN_BLOCKS = {  # name: (builder, weight, applies to x)
     "conv": (conv, 6, lambda x: True),
     "conv_transpose": (conv_transpose, 1, lambda x: max(x.shape[2:]) <= 8),

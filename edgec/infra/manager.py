@@ -30,6 +30,8 @@ class PassManager:
     def run(self, model: ir.Model, ctx: PassContext | None = None) -> PassResult:
         ctx = ctx or PassContext()
         active = [p for p in self.passes if p.name not in ctx.disabled]
+        for p in active:  # options resolved once, before anything runs
+            p.configure(ctx)
         any_modified = False
         version = 0  # how many pass runs have changed the model so far
         idle_since: dict[int, int] = {}  # index in `active` -> `version` when it last changed nothing

@@ -1,9 +1,17 @@
-"""The Pass contract: a kebab-case name, a one-line doc, options, and run(model, ctx)."""
+"""The Pass contract: a kebab-case name, a one-line doc, options, and run(model, ctx).
+
+edgec's `Pass` is an `onnx_ir.passes.PassBase`: onnx-ir's call protocol checks the in-place /
+functional contract (an in-place pass returns the model it got, a functional one a new model),
+runs the invariant hooks `requires(model)` before and `ensures(model)` after the pass (a failure
+raises onnx-ir's PreconditionError / PostconditionError), and checks the result type. edgec adds
+what onnx-ir has no notion of: a registry name, options (resolved once per run, see
+`configure`), and the `PassContext` handed to `run`. `PassResult` is onnx-ir's, so edgec passes
+and onnx-ir passes return the same thing.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import onnx_ir as ir
@@ -15,16 +23,15 @@ if TYPE_CHECKING:
 
 _KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
-
-@dataclass
-class PassResult:
-    model: ir.Model
-    modified: bool
+PassResult = ir.passes.PassResult  # (model, modified), shared with onnx-ir's passes
 
 
-class Pass:
+class Pass(ir.passes.PassBase):
     """Base class. Subclasses set `name` (kebab-case), a docstring whose first line is the summary,
-    `options` (name → default) and implement `run`. `in_place` passes must return the model they got.
+    `options` (name → default) and implement `run(model, ctx)`. `in_place` passes (the default)
+    change and return the model they got; `in_place = False` marks a functional pass, which
+    returns a new model and leaves its input alone. Override `requires` / `ensures` (onnx-ir's
+    invariant hooks) to check what the pass needs and guarantees.
     """
 
     name: ClassVar[str] = ""
@@ -35,11 +42,27 @@ class Pass:
     changes_numerics: ClassVar[bool] = False
 
     def __init__(self, **opts: Any):
-        unknown = set(opts) - set(self.options)
+        self.given = dict(opts)  # the options written in the pipeline text (or passed here)
+        self.opts = self._merge({})
+        self._configured_for: object = None
+
+    def configure(self, ctx: PassContext | None) -> None:
+        """Resolve `self.opts` for a run under `ctx`, the one place options are merged: the
+        defaults, overridden by `ctx.options[name]`, overridden by the options given to the
+        constructor (the pipeline text). The PassManager calls it once per run for every pass
+        before any runs; an unknown option name is a one-line PipelineError naming the pass."""
+        self.opts = self._merge(ctx.options.get(self.name, {}) if ctx is not None else {})
+        self._configured_for = ctx
+
+    def _merge(self, from_ctx: dict[str, Any]) -> dict[str, Any]:
+        unknown = (set(from_ctx) | set(self.given)) - set(self.options)
         if unknown:
             raise PipelineError(f"pass '{self.name}' has no option(s) {sorted(unknown)}; known: {sorted(self.options)}")
-        self.opts = {**self.options, **{k: _coerce(self.options[k], v) for k, v in opts.items()}}
-        self.given = dict(opts)
+        merged = {**from_ctx, **self.given}
+        try:
+            return {**self.options, **{k: _coerce(self.options[k], v) for k, v in merged.items()}}
+        except PipelineError as e:
+            raise PipelineError(f"pass '{self.name}': {e}") from None
 
     def float_arithmetic(self, ctx) -> bool:
         """With changes_numerics: whether the result still computes in float (weight-only
@@ -52,18 +75,31 @@ class Pass:
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
 
+    @property
+    def changes_input(self) -> bool:
+        """onnx-ir's contract: an in-place pass changes its input, a functional one does not."""
+        return self.in_place
+
     def run(self, model: ir.Model, ctx: PassContext) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __call__(self, model: ir.Model, ctx: PassContext) -> PassResult:
-        result = self.run(model, ctx)
-        if not isinstance(result, PassResult):
-            raise TypeError(f"pass '{self.name}' returned {type(result).__name__}, expected PassResult")
-        if self.in_place and result.model is not model:
-            raise TypeError(f"pass '{self.name}' is in-place but returned a different model object")
-        if not self.in_place and result.model is model and result.modified:
-            raise TypeError(f"pass '{self.name}' is functional but modified and returned its input")
-        return result
+    def call(self, model: ir.Model) -> PassResult:
+        """onnx-ir's entry point, reached through `__call__`: runs `run` under the current context."""
+        return self.run(model, self._ctx)
+
+    def __call__(self, model: ir.Model, ctx: PassContext | None = None) -> PassResult:
+        """Run the pass under `ctx` through onnx-ir's protocol (requires, call, ensures, contract)."""
+        if ctx is None:
+            from edgec.infra.context import PassContext
+
+            ctx = PassContext()
+        if getattr(self, "_configured_for", None) is not ctx:  # called directly, not through a PassManager
+            self.configure(ctx)
+        self._ctx = ctx
+        try:
+            return super().__call__(model)
+        finally:
+            self._ctx = None
 
     def spec(self) -> str:
         """Pipeline text for this pass instance: `name` or `name{k=v,...}`."""

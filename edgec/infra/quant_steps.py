@@ -14,18 +14,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from edgec.ir.constants import const_array
+
 MOVES_VALUES = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 _DOMAINS = ("", "ai.onnx", "com.microsoft")
-
-
-def _constant(v: ir.Value | None) -> np.ndarray | None:
-    if v is None:
-        return None
-    t = v.const_value
-    if t is None and v.producer() is not None and v.producer().op_type == "Constant":
-        a = v.producer().attributes.get("value")
-        t = a.as_tensor() if a is not None else None
-    return None if t is None else np.asarray(t.numpy())
 
 
 def output_step(v: ir.Value) -> float | None:
@@ -38,7 +30,7 @@ def output_step(v: ir.Value) -> float | None:
     if node.op_type == "QuantizeLinear":
         return 1.0
     if node.op_type == "DequantizeLinear":
-        s = _constant(node.inputs[1] if len(node.inputs) > 1 else None)
+        s = const_array(node.inputs[1] if len(node.inputs) > 1 else None)
         if s is None or s.size == 0 or not np.all(np.isfinite(s)):
             return None
         return float(np.max(np.abs(s.astype(np.float64))))

@@ -82,10 +82,17 @@ class VerifyAgainstOnnxRuntime(Instrument):
             out[name] = 2 * float(np.max(np.abs(finite.astype(np.float64)))) / 127 if finite.size else 0.0
         return out
 
-    def start(self, model: ir.Model, ctx=None) -> None:
+    def start(self, model: ir.Model, ctx=None, first_pass=None) -> None:
+        """Seeded inputs for `model` (its inputs' dims as fix-input-shapes will pin them: the first
+        pass's resolved options when it is fix-input-shapes, pipeline text included, else the
+        context's) and onnxruntime's outputs on them."""
         from edgec.passes.cleanup.fix_input_shapes import parse_shapes
 
-        fixed = parse_shapes(((ctx.options if ctx else {}).get("fix-input-shapes") or {}).get("shapes"))
+        if first_pass is not None and first_pass.name == "fix-input-shapes":
+            spec = first_pass.opts.get("shapes")
+        else:
+            spec = ((ctx.options if ctx else {}).get("fix-input-shapes") or {}).get("shapes")
+        fixed = parse_shapes(spec)
         # TensorInfo is frozen: the --input-shape dims replace the declared ones in a copy
         infos = [replace(info, shape=tuple(fixed[info.name])) if info.name in fixed else info
                  for info in graph_inputs(model)]
@@ -98,7 +105,7 @@ class VerifyAgainstOnnxRuntime(Instrument):
 
     def before_pass(self, pass_, model, ctx):
         if self.expected is None:
-            self.start(model, ctx)
+            self.start(model, ctx, pass_)
 
     def outputs_of(self, model: ir.Model) -> dict[str, np.ndarray]:
         """`model` run in onnxruntime, outputs in the original model's layout."""

@@ -18,12 +18,24 @@ def is_onnx_domain(domain: str | None) -> bool:
     return normalize_domain(domain) == ""
 
 
-def onnx_opset(opset_imports: Mapping[str, int], default: int | None = None) -> int | None:
-    """The default-domain opset of a model or function, whichever spelling it imports."""
+def onnx_opset(owner, default: int | None = None) -> int | None:
+    """The default-domain opset of `owner` (a model, a function, or their `opset_imports`
+    mapping), whichever spelling it imports; `default` when it imports neither. The one opset
+    lookup: passes, rules and lowerings all ask this."""
+    imports: Mapping[str, int] = owner if isinstance(owner, Mapping) else owner.opset_imports
     for d in ONNX_DOMAINS:
-        if d in opset_imports:
-            return opset_imports[d]
+        if d in imports:
+            return imports[d]
     return default
+
+
+def normalized_opsets(opset_imports: Mapping[str, int]) -> dict[str, int]:
+    """`opset_imports` with the default domain spelled "" (a "" import wins over "ai.onnx")."""
+    out = {normalize_domain(d): v for d, v in opset_imports.items() if normalize_domain(d)}
+    version = onnx_opset(opset_imports)
+    if version is not None:
+        out[""] = version
+    return out
 
 
 def canonicalize_onnx_domain(model) -> bool:

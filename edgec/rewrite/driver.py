@@ -235,9 +235,9 @@ def rewrite_scopes(model: ir.Model) -> list[tuple[ir.Graph, ir.Function | None]]
     """The graphs rules apply in, outermost first, each with the function it belongs to (or None)."""
     scopes: list[tuple[ir.Graph, ir.Function | None]] = [(model.graph, None)]
     scopes += [(g, None) for g in model.graph.subgraphs()]
-    opset = onnx_opset(model.opset_imports)
+    opset = onnx_opset(model)
     for fn in list(model.functions.values()):
-        if fn.domain == EDGEC_DOMAIN or onnx_opset(fn.opset_imports, opset) != opset:
+        if fn.domain == EDGEC_DOMAIN or onnx_opset(fn, opset) != opset:
             continue
         scopes += [(fn.graph, fn)] + [(g, fn) for g in fn.graph.subgraphs()]
     return scopes
@@ -248,7 +248,7 @@ def apply_rules(model: ir.Model, rules: Sequence[RewriteRule], *, max_iterations
     """Rewrite the model in place until no rule fires (or `max_iterations` sweeps); returns the hit count.
 
     Every sweep visits the scopes of `rewrite_scopes` (main graph, subgraphs, user functions)."""
-    opset = onnx_opset(model.opset_imports)
+    opset = onnx_opset(model)
     active = []
     for rule in rules:
         why = rule.opset_reason(opset)

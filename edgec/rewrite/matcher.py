@@ -13,38 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_ir as ir
 
-from edgec.ir.domains import is_onnx_domain, normalize_domain, onnx_opset
+from edgec.ir.constants import const_array
+from edgec.ir.domains import normalize_domain, onnx_opset
 from edgec.rewrite.pattern import Const, NodeOutput, NodePattern, ValuePattern, Var, attr_matches
 
-__all__ = ["Match", "Matcher", "attr_value", "const_array", "normalize_domain"]
-
-
-_CONSTANT_ATTRS = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
-                   "value_ints": np.int64}
-
-
-def const_array(value: ir.Value | None) -> np.ndarray | None:
-    """The constant behind `value` (initializer that is not a graph input, or Constant node).
-
-    Read-only: unlike `ir.convenience.get_const_tensor` it never renames the tensor.
-    """
-    if value is None:
-        return None
-    if value.const_value is not None:
-        if value.is_initializer() and value.graph is not None and value in value.graph.inputs:
-            return None  # an initializer that is also a graph input can be overridden at run time
-        return value.const_value.numpy()
-    node = value.producer()
-    if node is None or node.op_type != "Constant" or not is_onnx_domain(node.domain) or len(node.attributes) != 1:
-        return None
-    name, attr = next(iter(node.attributes.items()))
-    if attr.is_ref():
-        return None
-    if name == "value":
-        return attr.as_tensor().numpy()
-    if name in _CONSTANT_ATTRS:
-        return np.array(attr.value, dtype=_CONSTANT_ATTRS[name])
-    return None
+__all__ = ["Match", "Matcher", "attr_value", "normalize_domain"]
 
 
 def attr_value(node: ir.Node, name: str, default=None):
@@ -55,6 +28,35 @@ def attr_value(node: ir.Node, name: str, default=None):
     if isinstance(v, ir.TensorProtocol):
         return v.numpy()
     return list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "RepeatedCompositeContainer" else v
+
+
+def _keeps_shape(shape, cshape: tuple[int, ...]) -> bool:
+    """Broadcasting a constant of shape `cshape` against `shape` gives `shape` back."""
+    if len(cshape) > len(shape):
+        return False
+    return all(c == 1 or c == dim for c, dim in zip(reversed(cshape), reversed(list(shape))))
+
+
+def scalar_broadcast_reason(patterns: list, values: list) -> str:
+    """Why a scalar pattern constant (`op.scalar`) cannot stand for a scalar here: it must not
+    broadcast the node's other, non-constant inputs to a larger shape, or a rewrite that drops it
+    (x + 3 ... -> HardSwish(x)) would change the output's shape. A [3, 1, 1] constant of 3.0s
+    added to a [2, 8] input makes [3, 2, 8]. When no other input has a known shape, only a rank-0
+    constant is proven neutral."""
+    for pat, v in zip(patterns, values):
+        if not (isinstance(pat, Const) and pat.value is not None) or v is None:
+            continue
+        arr = const_array(v)
+        if arr is None:
+            continue
+        others = [o for q, o in zip(patterns, values) if q is not pat and o is not None and const_array(o) is None]
+        shapes = [o.shape for o in others if o.shape is not None]
+        if not shapes and arr.ndim:
+            return f"constant '{v.name}' of shape {list(arr.shape)} may broadcast an input of unknown shape"
+        for shape in shapes:
+            if not _keeps_shape(shape, arr.shape):
+                return f"constant '{v.name}' of shape {list(arr.shape)} broadcasts an input of shape {list(shape)}"
+    return ""
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Match:
 
     @property
     def opset(self) -> int:
-        return onnx_opset(self.model.opset_imports, 0)
+        return onnx_opset(self.model, 0)
 
 
 @dataclass
@@ -196,6 +198,10 @@ class Matcher:
         own = inputs[: len(p.inputs)]
         orders = [own, own[::-1]] if p.commutative else [own]
         for order in orders:
+            reason = scalar_broadcast_reason(p.inputs, order)
+            if reason:
+                self._fail(d + 1, f"{n.op_type}: {reason}")
+                continue
             yield from self._inputs(p.inputs, order, st, d + 1)
 
     def _inputs(self, ps: list, vs: list, st: _State, d: int) -> Iterator[_State]:

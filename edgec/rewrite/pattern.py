@@ -112,7 +112,3 @@ class PatternBuilder:
         if isinstance(x, (int, float)):
             return Const(None, float(x))
         raise TypeError(f"pattern input must be a pattern value, a number or None, got {type(x).__name__}")
-
-
-def root_op_types(patterns: list[NodeOutput]) -> set[tuple[str, str]]:
-    return {(p.node.domain, p.node.op_type) for p in patterns}

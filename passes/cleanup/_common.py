@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import onnx_ir as ir
 
-from edgec.errors import PipelineError
-from edgec.infra.pass_base import _coerce
-from edgec.ir.domains import is_onnx_domain, onnx_opset
-
-
-def effective_options(pass_, ctx) -> dict[str, Any]:
-    """Defaults, overridden by `ctx.options[pass.name]`, overridden by options given in the pipeline text."""
-    from_ctx = ctx.options_for(pass_.name) if ctx is not None else {}
-    unknown = set(from_ctx) - set(pass_.options)
-    if unknown:
-        raise PipelineError(f"pass '{pass_.name}' has no option(s) {sorted(unknown)}; known: {sorted(pass_.options)}")
-    opts = dict(pass_.options)
-    for k, v in from_ctx.items():
-        opts[k] = _coerce(pass_.options[k], v)
-    for k in pass_.given:
-        opts[k] = pass_.opts[k]
-    return opts
+from edgec.ir.domains import is_onnx_domain
 
 
 def all_graphs(graph: ir.Graph) -> list[ir.Graph]:
@@ -45,27 +27,6 @@ def has_subgraph(node: ir.Node) -> bool:
 
 def is_standard(node: ir.Node) -> bool:
     return is_onnx_domain(node.domain)
-
-
-def opset_version(model: ir.Model) -> int:
-    return onnx_opset(model.opset_imports, 1)
-
-
-def constant_array(v: ir.Value | None) -> np.ndarray | None:
-    """The value of a true constant: an initializer that is not a graph input (which could be
-    overridden at run time), or the output of a Constant node."""
-    if v is None:
-        return None
-    if v.is_initializer() and not v.is_graph_input() and v.const_value is not None:
-        return v.const_value.numpy()
-    p = v.producer()
-    if p is not None and p.op_type == "Constant" and is_standard(p):
-        try:
-            t = ir.convenience.get_const_tensor(v)
-        except Exception:
-            return None
-        return None if t is None else t.numpy()
-    return None
 
 
 def static_dims(v: ir.Value | None) -> tuple[int, ...] | None:

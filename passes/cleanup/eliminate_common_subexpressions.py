@@ -20,12 +20,11 @@ import onnx_ir as ir
 from onnx_ir.passes.common import DeduplicateInitializersPass
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.constants import const_array
 from edgec.ir.domains import is_onnx_domain, normalize_domain
 from edgec.ir.evaluate import NONDETERMINISTIC
 from edgec.passes.cleanup._common import (
     all_graphs,
-    constant_array,
-    effective_options,
     graph_signature,
     has_subgraph,
     int_attr,
@@ -52,7 +51,7 @@ def _random(node: ir.Node) -> bool:
             return True
         training = node.inputs[2] if len(node.inputs) > 2 else None
         if training is not None:
-            t = constant_array(training)
+            t = const_array(training)
             return t is None or bool(np.any(t))
     return False
 
@@ -114,7 +113,7 @@ class EliminateCommonSubexpressions(Pass):
     options = {"size_limit": 64}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        size_limit = int(effective_options(self, ctx)["size_limit"])
+        size_limit = int(self.opts["size_limit"])
         before = graph_signature(model)
         DeduplicateInitializersPass(size_limit=size_limit)(model)
         modified = graph_signature(model) != before

@@ -9,7 +9,7 @@ import onnx_ir as ir
 from edgec.errors import ModelValidationError, PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.ir.safety import limit_nbytes
-from edgec.passes.cleanup._common import all_graphs, effective_options
+from edgec.passes.cleanup._common import all_graphs
 
 _DIMS = re.compile(r"^\s*\d+\s*([x,]\s*\d+\s*)*$")
 
@@ -53,7 +53,7 @@ class FixInputShapes(Pass):
     options = {"shapes": ""}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        shapes = parse_shapes(effective_options(self, ctx)["shapes"])
+        shapes = parse_shapes(self.opts["shapes"])
         if not shapes:
             return PassResult(model, False)
         file = model.meta.get("edgec.source") or model.graph.name or "model"

@@ -26,13 +26,12 @@ import onnx_ir as ir
 
 from edgec.errors import ModelValidationError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.constants import const_array
 from edgec.ir.domains import onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node, positional_node_proto
 from edgec.ir.safety import node_label
 from edgec.passes.cleanup._common import (
     all_graphs,
-    constant_array,
-    effective_options,
     has_subgraph,
     int_attr,
     is_standard,
@@ -73,7 +72,7 @@ def _fold_metadata(node: ir.Node) -> list[np.ndarray] | None:
         if shape_node is None or shape_node.op_type != "Shape" or not is_standard(shape_node):
             return None
         src = shape_node.inputs[0]
-        indices = constant_array(idx)
+        indices = const_array(idx)
         if src is None or src.shape is None or indices is None:
             return None
         start, end = _shape_slice(shape_node, len(src.shape))
@@ -91,7 +90,7 @@ def _training_dropout(node: ir.Node) -> bool:
     if int_attr(node, "is_test", 1) == 0:
         return True
     training = node.inputs[2] if len(node.inputs) > 2 else None
-    t = constant_array(training)
+    t = const_array(training)
     return training is not None and (t is None or bool(np.any(t)))
 
 
@@ -164,8 +163,8 @@ class FoldConstants(Pass):
     options = {"max_bytes": 16 * 1024 * 1024}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        max_bytes = int(effective_options(self, ctx)["max_bytes"])
-        opset = onnx_opset(model.opset_imports, 1)
+        max_bytes = int(self.opts["max_bytes"])
+        opset = onnx_opset(model, 1)
         limit = (ctx.max_tensor_bytes, model.meta.get("edgec.source") or model.graph.name or "model")
         modified = False
         for graph in all_graphs(model.graph):
@@ -184,7 +183,7 @@ class FoldConstants(Pass):
             return False
         if node.op_type == "Constant":
             out = node.outputs[0]
-            array = constant_array(out)
+            array = const_array(out)
             if array is None:
                 return False
             replace_with_constant(graph, out, array)
@@ -192,7 +191,7 @@ class FoldConstants(Pass):
             return True
         results = _fold_metadata(node)
         if results is None:
-            arrays = [constant_array(v) if v is not None else None for v in node.inputs]
+            arrays = [const_array(v) if v is not None else None for v in node.inputs]
             if any(a is None and v is not None for a, v in zip(arrays, node.inputs)):
                 return False
             if _too_big(node, max_bytes):

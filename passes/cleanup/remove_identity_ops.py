@@ -16,10 +16,10 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.constants import const_array
 from edgec.ir.domains import onnx_opset
 from edgec.passes.cleanup._common import (
     all_graphs,
-    constant_array,
     int_attr,
     ints_attr,
     is_standard,
@@ -60,7 +60,7 @@ def _slice_is_full(node: ir.Node, opset: int) -> bool:
         arrays = []
         for i in range(1, 5):
             v = node.inputs[i] if i < len(node.inputs) else None
-            a = constant_array(v) if v is not None else None
+            a = const_array(v) if v is not None else None
             if v is not None and a is None:
                 return False
             arrays.append(None if a is None else [int(x) for x in a.reshape(-1)])
@@ -88,7 +88,7 @@ def _neutral_operand(node: ir.Node) -> ir.Value | None:
     candidates = [(0, 1), (1, 0)] if node.op_type in ("Add", "Mul") else [(0, 1)]
     for xi, ci in candidates:
         x, c = node.inputs[xi], node.inputs[ci]
-        a = constant_array(c)
+        a = const_array(c)
         xdims = static_dims(x)
         if a is None or xdims is None or x.dtype is None or c.dtype != x.dtype:
             continue
@@ -118,7 +118,7 @@ def identity_source(node: ir.Node, opset: int) -> ir.Value | None:
             return None
         training = node.inputs[2] if len(node.inputs) > 2 else None
         if training is not None:
-            t = constant_array(training)
+            t = const_array(training)
             if t is None or bool(t.reshape(-1)[0]):
                 return None
         return x
@@ -128,7 +128,7 @@ def identity_source(node: ir.Node, opset: int) -> ir.Value | None:
     if op == "CastLike":
         return x if x.dtype is not None and node.inputs[1] is not None and node.inputs[1].dtype == x.dtype else None
     if op in ("Reshape", "Expand") and len(node.inputs) == 2:
-        dims, shape = static_dims(x), constant_array(node.inputs[1])
+        dims, shape = static_dims(x), const_array(node.inputs[1])
         if dims is None or shape is None:
             return None
         if op == "Reshape":
@@ -147,7 +147,7 @@ def identity_source(node: ir.Node, opset: int) -> ir.Value | None:
     if op == "Pad":
         pads = ints_attr(node, "pads") if len(node.inputs) < 2 or node.inputs[1] is None else None
         if pads is None and len(node.inputs) >= 2 and node.inputs[1] is not None:
-            p = constant_array(node.inputs[1])
+            p = const_array(node.inputs[1])
             pads = None if p is None else [int(v) for v in p.reshape(-1)]
         return x if pads is not None and not any(pads) else None
     if op in _SINGLE_INPUT_NOOPS:
@@ -181,7 +181,7 @@ class RemoveIdentityOps(Pass):
     options = {}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        opset = onnx_opset(model.opset_imports, 1)
+        opset = onnx_opset(model, 1)
         modified = False
         for graph in all_graphs(model.graph):
             for node in list(graph):

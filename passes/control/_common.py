@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from edgec.ir.constants import const_array
+from edgec.ir.domains import is_onnx_domain
 from edgec.passes.cleanup._common import all_graphs
 
 Tensor = ir.Value | np.ndarray
@@ -51,7 +53,8 @@ _SAME_TYPE = _UNARY | _BINARY | {"MatMul", "Transpose", "Gather", "Slice", "Spli
 def _const_ints(v: ir.Value | None, attrs: dict[str, Any], name: str) -> list[int] | None:
     """An int list given as the constant input `v` or else as the attribute `name`."""
     if v is not None:
-        return None if v.const_value is None else [int(i) for i in np.asarray(v.const_value.numpy()).reshape(-1)]
+        arr = const_array(v)
+        return None if arr is None else [int(i) for i in np.asarray(arr).reshape(-1)]
     a = attrs.get(name)
     return None if a is None else [int(i) for i in np.asarray(a).reshape(-1)]
 
@@ -149,7 +152,7 @@ def _output_types(op_type: str, domain: str, ins: list[ir.Value | None], attrs: 
     x = ins[0] if ins else None
     if op_type == "DynamicQuantizeMatMul" and domain == "com.microsoft":
         typ = ir.TensorType(ir.DataType.FLOAT)
-    elif (domain in ("", "ai.onnx") and op_type in _SAME_TYPE and x is not None
+    elif (is_onnx_domain(domain) and op_type in _SAME_TYPE and x is not None
           and isinstance(x.type, ir.TensorType)):
         typ = ir.TensorType(x.type.dtype)
     else:

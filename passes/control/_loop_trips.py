@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from edgec.ir.constants import const_array
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
-from edgec.passes.cleanup._common import constant_array, has_subgraph
+from edgec.passes.cleanup._common import has_subgraph
 
 _SIZE_LIMIT = 1 << 16  # elements: the condition slice is scalar bookkeeping, not tensor math
 
@@ -45,7 +46,7 @@ def _evaluate(nodes: list[ir.Node], known: dict[int, np.ndarray], opset: int) ->
             continue
         arrays = []
         for v in n.inputs:
-            a = None if v is None else known.get(id(v), constant_array(v))
+            a = None if v is None else known.get(id(v), const_array(v))
             if v is not None and a is None:
                 break
             arrays.append(a)
@@ -60,24 +61,24 @@ def _evaluate(nodes: list[ir.Node], known: dict[int, np.ndarray], opset: int) ->
 def simulated_trip_count(node: ir.Node, max_trips: int, opset: int) -> int | str:
     """How often the Loop `node` runs, or why that is not known at compile time."""
     body = node.attributes["body"].as_graph()
-    m = constant_array(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
+    m = const_array(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
     limit = int(m.reshape(-1)[0]) if m is not None else None
     cond0 = node.inputs[1] if len(node.inputs) > 1 else None
-    c = constant_array(cond0) if cond0 is not None else np.array(True)
+    c = const_array(cond0) if cond0 is not None else np.array(True)
     if c is None:
         return "the initial condition is not a constant"
     if not bool(c.reshape(-1)[0]) or (limit is not None and limit < 1):
         return "the loop runs zero times"
     nodes = _condition_slice(body)
-    carried = [constant_array(v) for v in node.inputs[2:]]
+    carried = [const_array(v) for v in node.inputs[2:]]
     for i in range(max_trips):
         known = {id(body.inputs[0]): np.array(i, np.int64), id(body.inputs[1]): np.array(True)}
         known.update({id(v): a for v, a in zip(body.inputs[2:], carried) if a is not None})
         _evaluate(nodes, known, opset)
-        cond = known.get(id(body.outputs[0]), constant_array(body.outputs[0]))
+        cond = known.get(id(body.outputs[0]), const_array(body.outputs[0]))
         if cond is None or cond.size != 1:
             return "the body's condition is not a compile-time constant"
         if not bool(cond.reshape(-1)[0]) or (limit is not None and i + 1 >= limit):
             return i + 1
-        carried = [known.get(id(o), constant_array(o)) for o in body.outputs[1:len(node.inputs) - 1]]
+        carried = [known.get(id(o), const_array(o)) for o in body.outputs[1:len(node.inputs) - 1]]
     return f"more than max_trip_count {max_trips} iterations"

@@ -13,11 +13,10 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.constants import const_array
+from edgec.ir.domains import onnx_opset
 from edgec.passes.cleanup._common import (
     all_graphs,
-    constant_array,
-    effective_options,
-    opset_version,
 )
 from edgec.passes.control._common import Emitter, Namer, Tensor, rebind_output
 from edgec.passes.control.rnn_plan import GATES, MS, QLSTM, RnnPlan, plan, rnn_kind
@@ -30,7 +29,7 @@ def _input(node: ir.Node, i: int) -> Tensor | None:
     v = node.inputs[i] if len(node.inputs) > i else None
     if v is None:
         return None
-    arr = constant_array(v)
+    arr = const_array(v)
     return arr if arr is not None else v
 
 
@@ -186,8 +185,8 @@ class DecomposeRnn(Pass):
     def run(self, model: ir.Model, ctx) -> PassResult:
         namer: Namer | None = None
         modified = False
-        opset = opset_version(model)
-        native = bool(effective_options(self, ctx)["native"])
+        opset = onnx_opset(model, 1)
+        native = bool(self.opts["native"])
         for graph in all_graphs(model.graph):
             for node in list(graph):
                 if rnn_kind(node) is None:

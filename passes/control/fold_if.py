@@ -8,7 +8,9 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import all_graphs, constant_array, is_standard, opset_version
+from edgec.ir.constants import const_array
+from edgec.ir.domains import onnx_opset
+from edgec.passes.cleanup._common import all_graphs, is_standard
 from edgec.passes.control._common import (
     Emitter,
     Namer,
@@ -21,7 +23,7 @@ from edgec.passes.control._common import (
 
 def taken_branch(node: ir.Node) -> ir.Graph | None:
     """The branch an If takes when its condition is a constant (else None)."""
-    cond = constant_array(node.inputs[0]) if node.inputs else None
+    cond = const_array(node.inputs[0]) if node.inputs else None
     if cond is None or cond.size != 1:
         return None
     attr = node.attributes.get("then_branch" if bool(cond.reshape(-1)[0]) else "else_branch")
@@ -79,7 +81,7 @@ class FoldIf(Pass):
     def run(self, model: ir.Model, ctx) -> PassResult:
         namer: Namer | None = None
         modified = False
-        opset = opset_version(model)
+        opset = onnx_opset(model, 1)
         for graph in all_graphs(model.graph):
             for node in list(graph):
                 if node.op_type != "If" or not is_standard(node) or node.graph is not graph:

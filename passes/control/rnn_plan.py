@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from edgec.passes.cleanup._common import constant_array, int_attr, is_standard
+from edgec.ir.constants import const_array
+from edgec.passes.cleanup._common import int_attr, is_standard
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 _DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
@@ -70,7 +71,7 @@ def plan(node: ir.Node) -> RnnPlan | str:
     x = node.inputs[0]
     if x is None or x.shape is None or len(x.shape) != 3:
         return "the shape of X is unknown"
-    if constant_array(x) is not None:
+    if const_array(x) is not None:
         return "X is constant (left to fold-constants)"
     seq = x.shape[layout]
     if not isinstance(seq, int):
@@ -85,7 +86,7 @@ def plan(node: ir.Node) -> RnnPlan | str:
         return "hidden_size is unknown"
     seq_lens = node.inputs[4] if len(node.inputs) > 4 else None
     if seq_lens is not None:
-        lens = constant_array(seq_lens)
+        lens = const_array(seq_lens)
         if lens is None or not np.all(lens == seq):
             return "sequence_lens is given and not constantly the full sequence length"
     return RnnPlan(op, seq, hidden, layout, reverse, acts, bool(int_attr(node, "linear_before_reset", 0)))

@@ -6,17 +6,15 @@ import logging
 
 import numpy as np
 import onnx_ir as ir
-from onnx_ir._cloner import Cloner
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.constants import const_array
+from edgec.ir.domains import onnx_opset
 from edgec.passes.cleanup._common import (
     all_graphs,
-    constant_array,
-    effective_options,
     int_attr,
     ints_attr,
     is_standard,
-    opset_version,
 )
 from edgec.passes.control._common import (
     Emitter,
@@ -42,7 +40,7 @@ def _true(v: ir.Value | None, cond_in: ir.Value | None = None) -> bool:
             v = p.inputs[0]
             continue
         break
-    arr = constant_array(v)
+    arr = const_array(v)
     return arr is not None and arr.size == 1 and bool(arr.reshape(-1)[0])
 
 
@@ -52,7 +50,7 @@ def loop_trip_count(node: ir.Node, max_trips: int, opset: int = 1) -> int | str:
     body = node.attributes["body"].as_graph()
     if not _true(body.outputs[0], body.inputs[1]):
         return simulated_trip_count(node, max_trips, opset)
-    m = constant_array(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
+    m = const_array(node.inputs[0]) if node.inputs and node.inputs[0] is not None else None
     if m is None:
         return "the trip count is not a constant"
     if not _true(node.inputs[1] if len(node.inputs) > 1 else None):
@@ -103,10 +101,15 @@ class _Body:
         move_initializers(body, graph, namer, name_counts(body))  # once, shared by all copies
 
     def copy(self, bindings: list[ir.Value], suffix: str) -> list[ir.Value]:
+        clone = self.body.clone(allow_outer_scope_values=True)  # outer-scope values stay shared
         vmap = dict(zip(self.body.inputs, bindings))
-        cloner = Cloner(attr_map={}, value_map=vmap, metadata_props={}, allow_outer_scope_values=True)
-        for node in self.body:
-            new = cloner.clone_node(node)
+        for cloned_input, bound in zip(clone.inputs, bindings):
+            cloned_input.replace_all_uses_with(bound)
+        for node, cloned in zip(self.body, clone):
+            vmap.update(zip(node.outputs, cloned.outputs))
+        nodes = list(clone)
+        clone.remove(nodes)
+        for node, new in zip(self.body, nodes):
             new.name = self.namer.fresh(f"{node.name or node.op_type}{suffix}")
             for o in new.outputs:
                 if o.name:
@@ -194,11 +197,11 @@ class UnrollLoop(Pass):
     options = {"max_trip_count": 64, "max_unrolled_nodes": 10000}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        opts = effective_options(self, ctx)
+        opts = self.opts
         max_trips, max_nodes = int(opts["max_trip_count"]), int(opts["max_unrolled_nodes"])
         namer: Namer | None = None
         modified = False
-        opset = opset_version(model)
+        opset = onnx_opset(model, 1)
         for graph in all_graphs(model.graph):
             for node in list(graph):
                 if node.op_type not in ("Loop", "Scan") or not is_standard(node) or node.graph is not graph:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from edgec.rewrite.matcher import const_array
+from edgec.ir.constants import const_array
 
 
 def static_shape(v: ir.Value | None) -> tuple[int, ...] | None:
@@ -29,11 +29,6 @@ def channel_vector(c: np.ndarray, out_rank: int, channels: int, axis: int = 1) -
             return None
     flat = c.reshape(-1)
     return np.broadcast_to(flat, (channels,)).copy() if flat.size in (1, channels) else None
-
-
-def same_float_dtype(*arrays: np.ndarray | None) -> bool:
-    dts = {a.dtype for a in arrays if a is not None}
-    return len(dts) == 1 and next(iter(dts)).kind == "f"
 
 
 def normalized_shape(x: ir.Value | None, axis: int) -> tuple[int, ...] | None:

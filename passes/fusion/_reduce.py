@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgec.rewrite.matcher import attr_value, const_array
+from edgec.ir.constants import const_array
+from edgec.rewrite.matcher import attr_value
 
 
 def trailing_axis(node, rank: int | None) -> int | None:

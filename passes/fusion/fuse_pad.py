@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from edgec.infra.pass_base import register_pass
+from edgec.ir.constants import const_array
 from edgec.ir.domains import is_onnx_domain
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
-from edgec.rewrite.matcher import attr_value, const_array
+from edgec.rewrite.matcher import attr_value
 
 from ._common import rank
 

@@ -11,16 +11,17 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import constant_array, int_attr, is_standard, static_dims
+from edgec.ir.constants import const_array
+from edgec.passes.cleanup._common import int_attr, is_standard, static_dims
 from edgec.passes.cleanup.remove_identity_ops import bypass
 
 
 def _slice_range(node: ir.Node, dims: tuple[int, ...]) -> tuple[int, int, int] | None:
     """(axis, begin, end) of a unit-step Slice along one axis with constant parameters, else None."""
     ins = list(node.inputs) + [None] * (5 - len(node.inputs))
-    starts, ends = constant_array(ins[1]), constant_array(ins[2])
-    axes = constant_array(ins[3]) if ins[3] is not None else np.array([0])
-    steps = constant_array(ins[4]) if ins[4] is not None else np.array([1])
+    starts, ends = const_array(ins[1]), const_array(ins[2])
+    axes = const_array(ins[3]) if ins[3] is not None else np.array([0])
+    steps = const_array(ins[4]) if ins[4] is not None else np.array([1])
     if any(a is None for a in (starts, ends, axes, steps)) or starts.size != 1 or axes.size != 1:
         return None
     if int(steps.reshape(-1)[0]) != 1:

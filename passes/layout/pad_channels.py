@@ -52,7 +52,8 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import constant_array, effective_options, int_attr, static_dims
+from edgec.ir.constants import const_array
+from edgec.passes.cleanup._common import int_attr, static_dims
 
 # finite at every finite input (see the module doc): what a padded channel may pass through
 _FINITE_UNARY = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Identity", "Elu",
@@ -73,7 +74,7 @@ def _per_tensor_qdq(node: ir.Node) -> bool:
     for i in (1, 2):
         if i >= len(node.inputs) or node.inputs[i] is None:
             continue
-        a = constant_array(node.inputs[i])
+        a = const_array(node.inputs[i])
         if a is None or a.size != 1:
             return False
     return int_attr(node, "block_size", 0) == 0
@@ -103,7 +104,7 @@ def _conv_kind(node: ir.Node) -> str | None:
     wi = _w_index(node)
     w = static_dims(node.inputs[wi]) if len(node.inputs) > wi else None
     x = static_dims(node.inputs[0])
-    if w is None or x is None or len(w) != 4 or len(x) != 4 or constant_array(node.inputs[wi]) is None:
+    if w is None or x is None or len(w) != 4 or len(x) != 4 or const_array(node.inputs[wi]) is None:
         return None
     g = int_attr(node, "group", 1)
     if g == 1:
@@ -164,10 +165,10 @@ def _grow(start: ir.Value, graph_outputs: set) -> Region:
             if node.op_type == "QLinearConv" and not _per_channel_ok(node, r.channels):
                 return fail(f"QLinearConv '{node.name}' has a weight scale / zero point that is not per output channel")
         elif kind == "binary":
-            if node.op_type == "Div" and constant_array(node.inputs[1]) is None:
+            if node.op_type == "Div" and const_array(node.inputs[1]) is None:
                 return fail(f"Div '{node.name}' divides by a computed tensor (0/0 in padded channels)")
             for i, x in enumerate(node.inputs):
-                if constant_array(x) is not None:
+                if const_array(x) is not None:
                     if not _per_channel(x, r.channels):
                         return fail(f"constant '{x.name}' of {node.op_type} '{node.name}' is not per-channel")
                     r.consts.append((node, i))
@@ -203,14 +204,14 @@ def _per_channel_ok(conv: ir.Node, channels: int) -> bool:
     """QLinearConv's weight scale / zero point (inputs 4, 5): constants of 1 or `channels` values."""
     for i in (4, 5):
         if i < len(conv.inputs) and conv.inputs[i] is not None:
-            a = constant_array(conv.inputs[i])
+            a = const_array(conv.inputs[i])
             if a is None or a.ndim > 1 or a.size not in (1, channels):
                 return False
     return True
 
 
 def _per_channel(v: ir.Value, channels: int) -> bool:
-    a = constant_array(v)
+    a = const_array(v)
     if a is None or a.ndim > 4:
         return False
     shape = (1,) * (4 - a.ndim) + a.shape
@@ -240,13 +241,13 @@ def _replace_const(graph: ir.Graph, node: ir.Node, idx: int, arr: np.ndarray, ta
 def _apply(graph: ir.Graph, r: Region, padded: int) -> None:
     for conv in r.producers:
         wi = _w_index(conv)
-        w = constant_array(conv.inputs[wi])
+        w = const_array(conv.inputs[wi])
         _replace_const(graph, conv, wi, _pad_axis(w, 0, padded), f"pad{padded}")
         # per-output-channel inputs: the bias (Conv 2, QLinearConv 8) with zeros; QLinearConv's
         # weight scale with ones (a valid scale), its weight zero point with zeros
         fills = {8: 0.0, 4: 1.0, 5: 0.0} if conv.op_type == "QLinearConv" else {2: 0.0}
         for i, fill in fills.items():
-            a = constant_array(conv.inputs[i]) if len(conv.inputs) > i and conv.inputs[i] is not None else None
+            a = const_array(conv.inputs[i]) if len(conv.inputs) > i and conv.inputs[i] is not None else None
             bias = i in (2, 8)  # always per channel; a scale or zero point of one value is per tensor
             if a is not None and a.ndim == 1 and a.size == w.shape[0] and (bias or a.size > 1):
                 _replace_const(graph, conv, i, _pad_axis(a, 0, padded, fill), f"pad{padded}")
@@ -254,10 +255,10 @@ def _apply(graph: ir.Graph, r: Region, padded: int) -> None:
             conv.attributes["group"] = ir.AttrInt64("group", padded)
     for conv in r.sinks:
         wi = _w_index(conv)
-        w = constant_array(conv.inputs[wi])
+        w = const_array(conv.inputs[wi])
         _replace_const(graph, conv, wi, _pad_axis(w, 1, padded), f"in{padded}")
     for node, idx in r.consts:
-        a = constant_array(node.inputs[idx])
+        a = const_array(node.inputs[idx])
         axis = a.ndim - 3  # the axis broadcast against the channels of a 4-D activation
         if axis < 0 or a.shape[axis] == 1:
             continue
@@ -292,7 +293,7 @@ class PadChannels(Pass):
     options = {"block": 0, "max_growth": 0.1}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        opts = effective_options(self, ctx)
+        opts = self.opts
         block = int(opts["block"])
         if block <= 1:
             return PassResult(model, False)

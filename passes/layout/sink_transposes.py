@@ -25,11 +25,12 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import PassResult, register_pass
+from edgec.ir.constants import const_array
+from edgec.ir.domains import is_onnx_domain
 from edgec.ir.edgec_ops import EDGEC_DOMAIN
 from edgec.passes.cleanup._common import static_dims
 from edgec.passes.fusion._common import rank
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
-from edgec.rewrite.matcher import const_array
 
 from ._perm import inverse, perm_of, permute_constant
 from .fold_transposes import RULES as FOLD_RULES
@@ -63,7 +64,7 @@ def feeds_only_transposes(value: ir.Value) -> bool:
 
 def _transposed_input(v: ir.Value, perm) -> ir.Value | None:
     p = v.producer()
-    if p is not None and p.op_type == "Transpose" and p.domain in ("", "ai.onnx") and perm_of(p, rank(p.inputs[0])) == perm:
+    if p is not None and p.op_type == "Transpose" and is_onnx_domain(p.domain) and perm_of(p, rank(p.inputs[0])) == perm:
         return p.inputs[0]
     return None
 

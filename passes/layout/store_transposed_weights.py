@@ -28,6 +28,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.domains import is_onnx_domain
 
 MAX_BYTES = 256 << 20
 
@@ -43,7 +44,7 @@ def _perm(node: ir.Node) -> list[int] | None:
 
 
 def _default_domain(node: ir.Node) -> bool:
-    return node.domain in ("", "ai.onnx")
+    return is_onnx_domain(node.domain)
 
 
 def _readers(w: ir.Value) -> tuple[list[ir.Node], list[ir.Node]] | None:

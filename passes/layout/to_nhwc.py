@@ -31,7 +31,6 @@ from edgec.ir.edgec_ops import (
     conv_nhwc_function,
     pool_nhwc_function,
 )
-from edgec.passes.cleanup._common import effective_options
 from edgec.passes.fusion._common import rank, static_shape
 from edgec.passes.fusion.fold_batchnorm import _bn_factors, _check_bn, _input_dtype
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass, RewriteTrace, apply_rules
@@ -220,7 +219,7 @@ class ToNHWC(RewriteRulePass):
     options = {"max_iterations": 16, "io_layout": "nchw"}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        opts = effective_options(self, ctx)
+        opts = self.opts
         if opts["io_layout"] not in ("nchw", "nhwc"):
             raise PipelineError(f"to-nhwc: io_layout must be nchw or nhwc, got '{opts['io_layout']}'")
         local = RewriteTrace()

@@ -9,8 +9,9 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.errors import PipelineError
+from edgec.ir.constants import const_array
 from edgec.ir.domains import is_onnx_domain
-from edgec.passes.cleanup._common import constant_array, int_attr
+from edgec.passes.cleanup._common import int_attr
 
 WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -41,13 +42,6 @@ def named(node: ir.Node, pats: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, p) for n in names for p in pats)
 
 
-def ratio_for(node: ir.Node, default: float, rules: list[tuple[str, float]]) -> float:
-    for pat, r in rules:
-        if named(node, [pat]):
-            return r
-    return default
-
-
 def weight_layers(model: ir.Model) -> list[tuple[ir.Node, ir.Value, int]]:
     """(node, weight, K axis) of each top-level Conv / Gemm / MatMul with a constant float weight
     initializer; K axis: the axis summed over (Conv: the input channels, flattened with the
@@ -57,7 +51,7 @@ def weight_layers(model: ir.Model) -> list[tuple[ir.Node, ir.Value, int]]:
         if node.op_type not in WEIGHT_OPS or not is_onnx_domain(node.domain) or len(node.inputs) < 2:
             continue
         w = node.inputs[1]
-        arr = constant_array(w)
+        arr = const_array(w)
         if arr is None or not w.is_initializer() or arr.dtype.kind != "f" or arr.ndim < 2:
             continue
         if node.op_type == "MatMul" and arr.ndim != 2:

@@ -15,7 +15,6 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import effective_options
 from edgec.passes.pruning._common import chosen_layers, set_constant
 
 
@@ -42,7 +41,7 @@ class Prune24(Pass):
         return True
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        o = effective_options(self, ctx)
+        o = self.opts
         take, report = chosen_layers(model, o)
         modified = False
         for node, w, k in take:

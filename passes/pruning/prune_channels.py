@@ -39,8 +39,10 @@ import onnx_ir as ir
 
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import constant_array, effective_options, opset_version
+from edgec.ir.constants import const_array
+from edgec.ir.domains import onnx_opset
 from edgec.passes.pruning import _channels
+from edgec.passes.pruning._channel_graph import ChannelGraph, label
 from edgec.passes.pruning._common import layer_ratios, named, patterns, set_constant
 
 IMPORTANCE = ("l1", "l2", "bn", "sensitivity")
@@ -60,7 +62,7 @@ class PruneChannels(Pass):
         return True
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        o = effective_options(self, ctx)
+        o = self.opts
         if not 0 <= o["ratio"] < 1:
             raise PipelineError(f"prune-channels: ratio must be in [0, 1), got {o['ratio']}")
         if o["importance"] not in IMPORTANCE:
@@ -73,9 +75,9 @@ class PruneChannels(Pass):
         keep = patterns(o["keep"])
         for node, key in cg.sources:
             if keep and named(node, keep):
-                cg.block(key, f"'{_channels.label(node)}' is kept (keep)")
+                cg.block(key, f"'{label(node)}' is kept (keep)")
             elif o["protect_ends"] and id(node) in cg.first:
-                cg.block(key, f"'{_channels.label(node)}' is a first layer (protected)")
+                cg.block(key, f"'{label(node)}' is a first layer (protected)")
         groups = _groups(cg)
         units = _units(cg)
         score = _importance(model, cg, o)
@@ -84,7 +86,7 @@ class PruneChannels(Pass):
         source_keys = {k for _, k in cg.sources}
         for gid, (keys, reasons) in enumerate(groups):
             mine = units.get(gid, [])
-            producers = [_channels.label(n) for n, k in cg.sources if k in keys]
+            producers = [label(n) for n, k in cg.sources if k in keys]
             entry = {"layers": producers, "units": len(mine),
                      "channels": max((cg.spaces[k].size for k in keys if k[0] == "v"), default=0)}
             if reasons:
@@ -141,7 +143,7 @@ def _by_producer(units: list[set], source_keys: set) -> dict[frozenset, list[set
     return out
 
 
-def _groups(cg: _channels.ChannelGraph) -> list[tuple[set, set]]:
+def _groups(cg: ChannelGraph) -> list[tuple[set, set]]:
     """(space keys, block reasons) per connected group that holds at least one source."""
     out = []
     source_keys = {k for _, k in cg.sources}
@@ -154,7 +156,7 @@ def _groups(cg: _channels.ChannelGraph) -> list[tuple[set, set]]:
     return out
 
 
-def _units(cg: _channels.ChannelGraph) -> dict[int, list[set]]:
+def _units(cg: ChannelGraph) -> dict[int, list[set]]:
     """Group index -> its units (sets of (key, index) removed together)."""
     group_of = {}
     for gid, (keys, _) in enumerate(_groups(cg)):
@@ -175,7 +177,7 @@ def _slice_norm(arr: np.ndarray, axis: int, p: str) -> np.ndarray:
     return np.abs(a).sum(axis=1) if p == "l1" else np.sqrt((a * a).sum(axis=1))
 
 
-def _importance(model: ir.Model, cg: _channels.ChannelGraph, o: dict):
+def _importance(model: ir.Model, cg: ChannelGraph, o: dict):
     """unit -> score (smaller: removed first)."""
     inits = model.graph.initializers
     how = o["importance"]
@@ -199,7 +201,7 @@ def _importance(model: ir.Model, cg: _channels.ChannelGraph, o: dict):
     return score
 
 
-def _sensitivity(model: ir.Model, cg: _channels.ChannelGraph, o: dict) -> dict[tuple, np.ndarray]:
+def _sensitivity(model: ir.Model, cg: ChannelGraph, o: dict) -> dict[tuple, np.ndarray]:
     """{consumer weight input-axis key: E|x_c| * ||W[:, c]||_2 per channel c}, x measured on
     calibration samples in onnxruntime."""
     from edgec.ir.analysis import graph_inputs
@@ -225,7 +227,7 @@ def _sensitivity(model: ir.Model, cg: _channels.ChannelGraph, o: dict) -> dict[t
     return out
 
 
-def _apply(model: ir.Model, cg: _channels.ChannelGraph, removed: set) -> None:
+def _apply(model: ir.Model, cg: ChannelGraph, removed: set) -> None:
     """Delete the removed indices from every space; fix grouped Convs' group and Split sizes."""
     by_key: dict[tuple, list[int]] = defaultdict(list)
     for k, i in removed:
@@ -252,20 +254,20 @@ def _apply(model: ir.Model, cg: _channels.ChannelGraph, removed: set) -> None:
         new_lo = lo - int((gone < lo).sum())
         new_hi = new_lo + (hi - lo) - int(((gone >= lo) & (gone < hi)).sum())
         for pos, value in ((1, new_lo), (2, new_hi)):
-            arr = constant_array(node.inputs[pos]).copy()
+            arr = const_array(node.inputs[pos]).copy()
             arr[i] = value
             set_constant(node.inputs[pos], arr)
     for node, keys in cg.splits:
         sizes = np.array([new_size[k] for k in keys], dtype=np.int64)
         if len(node.inputs) > 1 and node.inputs[1] is not None:
             old = node.inputs[1]
-            if constant_array(old) is not None and not np.array_equal(constant_array(old), sizes):
+            if const_array(old) is not None and not np.array_equal(const_array(old), sizes):
                 name = f"{old.name}__pruned"
                 v = ir.Value(name=name, shape=ir.Shape(sizes.shape), type=ir.TensorType(ir.DataType.INT64),
                              const_value=ir.tensor(sizes, name=name))
                 model.graph.register_initializer(v)
                 node.replace_input_with(1, v)
-        elif "split" in node.attributes or opset_version(model) < 13:
+        elif "split" in node.attributes or onnx_opset(model, 1) < 13:
             node.attributes["split"] = ir.AttrInt64s("split", [int(x) for x in sizes])
         elif len(set(sizes.tolist())) > 1:  # num_outputs (equal parts) no longer fits: explicit sizes
             node.attributes.pop("num_outputs", None)

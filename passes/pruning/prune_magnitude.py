@@ -17,7 +17,6 @@ import onnx_ir as ir
 
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import effective_options
 from edgec.passes.pruning._common import (
     chosen_layers,
     layer_ratios,
@@ -39,7 +38,7 @@ class PruneMagnitude(Pass):
         return True
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        o = effective_options(self, ctx)
+        o = self.opts
         if not 0 <= o["ratio"] < 1:
             raise PipelineError(f"prune-magnitude: ratio must be in [0, 1), got {o['ratio']}")
         if o["scope"] not in ("global", "layer"):

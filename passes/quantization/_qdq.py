@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from edgec.passes.cleanup._common import opset_version
+from edgec.ir.domains import onnx_opset
 from edgec.passes.control._common import Namer
 
 MS = "com.microsoft"
@@ -16,7 +16,7 @@ def qdq_domain(model: ir.Model, qtypes: set[str]) -> str:
     """ai.onnx where the model's opset has per-axis Q/DQ of these types (13; 16-bit: 21), else
     com.microsoft's Q/DQ, which onnxruntime runs at any opset: the model's opset is left as it is."""
     need = 21 if qtypes & {"int16", "uint16"} else 13
-    if opset_version(model) >= need:
+    if onnx_opset(model, 1) >= need:
         return ""
     model.opset_imports.setdefault(MS, 1)
     return MS

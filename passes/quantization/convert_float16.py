@@ -48,7 +48,8 @@ import onnx
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import constant_array, effective_options, opset_version
+from edgec.ir.constants import const_array
+from edgec.ir.domains import is_onnx_domain, onnx_opset
 from edgec.passes.control._common import Namer
 
 MARK = "edgec.mixed_precision"
@@ -66,7 +67,7 @@ def _formal(formals, i: int):
 def _plan(node: ir.Node, dtype: ir.DataType, opset: int, graph: ir.Graph, narrowed: set):
     """(the schema type parameters of `node` bound to float32 that switch to `dtype`, the schema);
     None if the node stays float32. Values in `narrowed` were float32 before this pass switched them."""
-    if node.domain not in ("", "ai.onnx") or any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+    if not is_onnx_domain(node.domain) or any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
                                                   for a in node.attributes.values()):
         return None
     try:
@@ -117,7 +118,7 @@ class ConvertFloat16(Pass):
     def run(self, model: ir.Model, ctx) -> PassResult:
         from edgec.errors import PipelineError
 
-        o = effective_options(self, ctx)
+        o = self.opts
         if o["dtype"] not in DTYPES:
             raise PipelineError(f"convert-float16: dtype must be float16 or bfloat16, got '{o['dtype']}'")
         if _holds_narrow(model):
@@ -126,7 +127,7 @@ class ConvertFloat16(Pass):
         keep = {s.strip() for s in o["keep"].split(",") if s.strip()}
         exclude = {s for s in o["exclude"].split(",") if s}
         conv = _Converter(model, dtype)
-        opset = opset_version(model)
+        opset = onnx_opset(model, 1)
         for node in list(model.graph):
             plan = None
             if node.op_type not in keep and node.name not in exclude:
@@ -165,7 +166,7 @@ class _Converter:
             return False
         if v in self.narrowed:
             return True
-        a = constant_array(v) if v.dtype == ir.DataType.FLOAT else None
+        a = const_array(v) if v.dtype == ir.DataType.FLOAT else None
         return a is not None and a.size > 1
 
     def narrow_node(self, node: ir.Node, params: set[str], schema) -> None:
@@ -195,7 +196,7 @@ class _Converter:
 
     def _narrow(self, v: ir.Value, reader: ir.Node) -> ir.Value:
         if v not in self.narrow_of:
-            a = constant_array(v)
+            a = const_array(v)
             if a is not None and a.dtype == np.float32:
                 name = self.namer.fresh(f"{v.name}_{self.suffix}")
                 t = ir.tensor(narrow_array(a, self.dtype), name=name)

@@ -27,7 +27,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import register_pass
-from edgec.passes.cleanup._common import constant_array
+from edgec.ir.constants import const_array
 from edgec.rewrite import MatchResult, RewriteRule, RewriteRulePass
 
 MS = "com.microsoft"
@@ -91,10 +91,10 @@ class _QdqRule(RewriteRule):
                                                       for a in q.attributes.values()):
             return MatchResult.fail("output is not 8-bit with an explicit zero point")
         for name, v in (("x scale", sx), ("x zero point", zx), ("y scale", q.inputs[1]), ("y zero point", zy)):
-            a = constant_array(v) if v is not None else np.zeros(())
+            a = const_array(v) if v is not None else np.zeros(())
             if a is None or a.size != 1:
                 return MatchResult.fail(f"{name} is not a constant scalar")
-        w, s, z = constant_array(wq), constant_array(sw), (constant_array(zw) if zw is not None else np.zeros((), np.int8))
+        w, s, z = const_array(wq), const_array(sw), (const_array(zw) if zw is not None else np.zeros((), np.int8))
         if w is None or s is None or z is None:
             return MatchResult.fail("weight, its scale or zero point is not constant")
         if s.size > 1:
@@ -105,12 +105,12 @@ class _QdqRule(RewriteRule):
                 return MatchResult.fail("per-channel weight zero point is not 0")
         if self.bias:
             bq, sb, zb, _ = _dq_parts(match.node("dqb"))
-            b, sbv = constant_array(bq), constant_array(sb)
+            b, sbv = const_array(bq), const_array(sb)
             if b is None or bq.dtype != ir.DataType.INT32 or sbv is None:
                 return MatchResult.fail("bias is not a constant int32 DequantizeLinear")
-            if zb is not None and (constant_array(zb) is None or np.any(constant_array(zb) != 0)):
+            if zb is not None and (const_array(zb) is None or np.any(const_array(zb) != 0)):
                 return MatchResult.fail("bias zero point is not 0")
-            want = np.float32(constant_array(sx).reshape(())) * s.astype(np.float32)
+            want = np.float32(const_array(sx).reshape(())) * s.astype(np.float32)
             if not np.allclose(np.broadcast_to(sbv, want.shape) if want.ndim else sbv, want, rtol=1e-6, atol=0):
                 return MatchResult.fail("bias scale is not x_scale * w_scale")
         return MatchResult.success()
@@ -130,7 +130,7 @@ class _QdqRule(RewriteRule):
         if self.act == "Relu":
             return op.Max(y, q.inputs[2])
         if self.act == "Clip":
-            scale, zp = constant_array(q.inputs[1]), constant_array(q.inputs[2])
+            scale, zp = const_array(q.inputs[1]), const_array(q.inputs[2])
             qlo, qhi = (_quantize_scalar(v, scale, zp) for v in _clip_bounds(match.node("relu")))
             return op.Clip(y, op.initializer(qlo, f"{q.outputs[0].name}_clip_lo"),
                            op.initializer(qhi, f"{q.outputs[0].name}_clip_hi"))
@@ -144,7 +144,7 @@ def _clip_bounds(node: ir.Node) -> tuple[float, float] | None:
     for i, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
         v = node.inputs[i] if len(node.inputs) > i else None
         if v is not None and v.name:
-            a = constant_array(v)
+            a = const_array(v)
             if a is None or a.size != 1:
                 return None
             out.append(float(np.float32(a.reshape(-1)[0])))

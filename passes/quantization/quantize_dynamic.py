@@ -21,7 +21,9 @@ import onnx_ir as ir
 
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import constant_array, effective_options, int_attr, opset_version
+from edgec.ir.constants import const_array
+from edgec.ir.domains import is_onnx_domain, onnx_opset
+from edgec.passes.cleanup._common import int_attr
 from edgec.passes.quantization._qdq import Builder
 from edgec.passes.quantization._qparams import weight_params
 
@@ -33,11 +35,11 @@ def _float_attr(node: ir.Node, name: str, default: float) -> float:
 
 def matmul_weight(node: ir.Node) -> np.ndarray | None:
     """The [K, N] float32 weight of a node this pass takes, or None."""
-    if node.domain not in ("", "ai.onnx") or len(node.inputs) < 2 or node.inputs[0] is None:
+    if not is_onnx_domain(node.domain) or len(node.inputs) < 2 or node.inputs[0] is None:
         return None
     if node.inputs[0].dtype != ir.DataType.FLOAT or node.outputs[0].dtype not in (ir.DataType.FLOAT, None):
         return None
-    w = constant_array(node.inputs[1])
+    w = const_array(node.inputs[1])
     if w is None or w.dtype != np.float32 or w.ndim != 2 or not np.all(np.isfinite(w)):
         return None
     if node.op_type == "MatMul":
@@ -48,7 +50,7 @@ def matmul_weight(node: ir.Node) -> np.ndarray | None:
         w = w.T if int_attr(node, "transB", 0) else w
         c = node.inputs[2] if len(node.inputs) > 2 else None
         if c is not None:
-            cv = constant_array(c)
+            cv = const_array(c)
             if cv is None or cv.dtype != np.float32 or cv.size not in (1, w.shape[1]) or cv.ndim > 2 \
                     or (cv.ndim == 2 and cv.shape[0] != 1):
                 return None
@@ -65,8 +67,8 @@ class QuantizeDynamic(Pass):
     options = {"per_channel": True, "exclude": ""}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        o = effective_options(self, ctx)
-        if opset_version(model) < 11:
+        o = self.opts
+        if onnx_opset(model, 1) < 11:
             raise PipelineError("quantize-dynamic needs opset >= 11 (DynamicQuantizeLinear)")
         exclude = {s for s in o["exclude"].split(",") if s}
         todo = [(n, w) for n in list(model.graph) if n.op_type in ("MatMul", "Gemm") and n.name not in exclude

@@ -30,7 +30,9 @@ import onnx_ir as ir
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
 from edgec.ir.analysis import graph_inputs
-from edgec.passes.cleanup._common import constant_array, effective_options, int_attr
+from edgec.ir.constants import const_array
+from edgec.ir.domains import is_onnx_domain
+from edgec.passes.cleanup._common import int_attr
 from edgec.passes.quantization import _data
 from edgec.passes.quantization._calibrate import collect
 from edgec.passes.quantization._histogram import METHODS, pick_range
@@ -45,7 +47,7 @@ FOLLOWERS = {"Relu", "Clip"}
 def weight_slot(node: ir.Node) -> tuple[int, int | None] | None:
     """(input index of the constant weight, per-channel axis) of a quantizable node, else None."""
     w = node.inputs[1] if len(node.inputs) > 1 else None
-    arr = constant_array(w)
+    arr = const_array(w)
     if node.op_type == "Conv":
         return (1, 0) if arr is not None and arr.ndim >= 3 else None
     if node.op_type == "Gemm":
@@ -73,14 +75,14 @@ def already_quantized(v: ir.Value | None) -> bool:
 def quantizable(model: ir.Model, exclude: set[str]) -> list[ir.Node]:
     out = []
     for n in model.graph:
-        if n.domain not in ("", "ai.onnx") or n.name in exclude or n.op_type not in ("Conv", "MatMul", "Gemm"):
+        if not is_onnx_domain(n.domain) or n.name in exclude or n.op_type not in ("Conv", "MatMul", "Gemm"):
             continue
         if any(_is_op(v.producer(), "DequantizeLinear") for v in n.inputs[:2] if v is not None):
             continue
         slot = weight_slot(n)
         if slot is None or not all(_float32(v) for v in n.inputs[:2]) or not _float32(n.outputs[0]):
             continue
-        if slot[0] >= 0 and not np.all(np.isfinite(constant_array(n.inputs[slot[0]]))):
+        if slot[0] >= 0 and not np.all(np.isfinite(const_array(n.inputs[slot[0]]))):
             continue
         out.append(n)
     return out
@@ -92,7 +94,7 @@ def output_tensor(node: ir.Node) -> ir.Value:
     uses = list(y.uses())
     if len(uses) == 1 and not y.is_graph_output():
         f = uses[0][0]
-        if f.op_type in FOLLOWERS and f.domain in ("", "ai.onnx") and _float32(f.outputs[0]):
+        if f.op_type in FOLLOWERS and is_onnx_domain(f.domain) and _float32(f.outputs[0]):
             return f.outputs[0]
     return y
 
@@ -102,7 +104,7 @@ def activation_tensors(nodes: list[ir.Node]) -> list[ir.Value]:
     for n in nodes:
         slot = weight_slot(n)
         for i, v in enumerate(n.inputs[:2]):
-            if v is not None and i != slot[0] and constant_array(v) is None and not already_quantized(v):
+            if v is not None and i != slot[0] and const_array(v) is None and not already_quantized(v):
                 seen.setdefault(id(v), v)
         y = output_tensor(n)
         if y.uses() and not already_quantized(y):
@@ -130,7 +132,7 @@ class QuantizeStatic(Pass):
                "calibration_cache": None}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        o = effective_options(self, ctx)  # data, preprocess, exclude: usually from the context (paths, lists)
+        o = self.opts  # data, preprocess, exclude: usually from the context (paths, lists)
         qtype = o["activations"]
         if qtype not in QRANGE:
             raise PipelineError(f"quantize-static: activations must be one of {sorted(QRANGE)}, got '{qtype}'")
@@ -174,12 +176,12 @@ class QuantizeStatic(Pass):
         if wi < 0:
             return
         x_scale = _source_scale(node.inputs[0], scales)
-        w = constant_array(node.inputs[wi])
+        w = const_array(node.inputs[wi])
         q, s, z = weight_params(w, axis if per_channel else None)
         base = node.inputs[wi].name or f"{node.name}_W"
         b.dequantized_const(node, wi, q, s, z, axis, base)
         bias_idx = 2
-        bias = constant_array(node.inputs[bias_idx]) if len(node.inputs) > bias_idx else None
+        bias = const_array(node.inputs[bias_idx]) if len(node.inputs) > bias_idx else None
         if bias is None or bias.ndim != 1 or x_scale is None or bias.dtype != np.float32:
             return
         if node.op_type == "Gemm" and bias.shape[0] != (s.shape[0] if s.ndim else bias.shape[0]):

@@ -40,7 +40,8 @@ import onnx_ir as ir
 
 from edgec.errors import PipelineError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
-from edgec.passes.cleanup._common import constant_array, effective_options
+from edgec.ir.constants import const_array
+from edgec.ir.domains import is_onnx_domain
 from edgec.passes.quantization import _data
 from edgec.passes.quantization._calibrate import collect_grams
 from edgec.passes.quantization._gptq import gptq_blocks
@@ -58,10 +59,10 @@ def _transposed_constant(node: ir.Node) -> np.ndarray | None:
     table) as [K, N]; None otherwise."""
     b = node.inputs[1] if node.op_type == "MatMul" and len(node.inputs) > 1 else None
     t = b.producer() if b is not None else None
-    if t is None or t.op_type != "Transpose" or t.domain not in ("", "ai.onnx"):
+    if t is None or t.op_type != "Transpose" or not is_onnx_domain(t.domain):
         return None
     perm = t.attributes.get("perm")
-    w = constant_array(t.inputs[0])
+    w = const_array(t.inputs[0])
     if w is None or w.ndim != 2 or w.dtype != np.float32 or not np.all(np.isfinite(w)):
         return None
     if perm is not None and list(perm.as_ints()) != [1, 0]:
@@ -78,7 +79,7 @@ def token_vocab(model: ir.Model) -> int | None:
         for use in v.uses():
             node = use.node
             if node.op_type == "Gather" and use.idx == 1:
-                table = constant_array(node.inputs[0])
+                table = const_array(node.inputs[0])
                 if table is not None and table.ndim >= 1:
                     return int(table.shape[0])
             elif node.op_type in ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Cast") and use.idx == 0:
@@ -139,10 +140,10 @@ class QuantizeWeights(Pass):
                "method": "rtn", "data": "", "samples": 32, "seed": 0, "preprocess": "", "tokens": 128, "int8": ""}
 
     def float_arithmetic(self, ctx) -> bool:
-        return int(effective_options(self, ctx)["accuracy_level"]) < 4
+        return int(self.opts["accuracy_level"]) < 4
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        o = effective_options(self, ctx)
+        o = self.opts
         bits, group = int(o["bits"]), int(o["group_size"])
         if bits not in (4, 8):
             raise PipelineError(f"quantize-weights: bits must be 4 or 8, got {bits}")
@@ -182,7 +183,7 @@ class QuantizeWeights(Pass):
         ins.append(None if zp_packed is None else b.const(f"{base}_W_zero_points", zp_packed))
         c = node.inputs[2] if node.op_type == "Gemm" and len(node.inputs) > 2 else None
         if c is not None:
-            cv = constant_array(c).astype(np.float32).reshape(-1)
+            cv = const_array(c).astype(np.float32).reshape(-1)
             ins += [None, b.const(f"{base}_bias", np.broadcast_to(cv, (n,)).copy())]
         while ins[-1] is None:
             ins.pop()

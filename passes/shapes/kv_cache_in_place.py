@@ -30,8 +30,9 @@ import onnx_ir as ir
 
 from edgec.errors import ModelValidationError
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.constants import const_array
+from edgec.ir.domains import onnx_opset
 from edgec.ir.edgec_ops import EDGEC_DOMAIN, attention_function, kv_cache_write_function
-from edgec.passes.cleanup._common import effective_options, opset_version
 from edgec.passes.control._common import Emitter, Namer
 
 PAST_PREFIX = "past_key_values."
@@ -95,7 +96,7 @@ class KVCacheInPlace(Pass):
     options = {"max_length": 0}
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        max_len = int(effective_options(self, ctx)["max_length"])
+        max_len = int(self.opts["max_length"])
         file = model.meta.get("edgec.source") or model.graph.name or "model"
         if max_len < 1:
             raise ModelValidationError(f"{file}: --kv-cache: the cache length must be >= 1, got {max_len}")
@@ -113,9 +114,9 @@ class KVCacheInPlace(Pass):
         plans = [self._plan(file, v) for v in pasts]
         groups = _attention_groups(file, plans)
         namer = Namer(model)
-        em = Emitter(g, g[0], namer, opset_version(model), "kv_cache")
+        em = Emitter(g, g[0], namer, onnx_opset(model, 1), "kv_cache")
         logical = _Logical(em, inputs["input_ids"], inputs["attention_mask"])
-        fn = kv_cache_write_function(opset_version(model))
+        fn = kv_cache_write_function(onnx_opset(model, 1))
         model.functions.setdefault(fn.identifier(), fn)
         model.opset_imports.setdefault(EDGEC_DOMAIN, 1)
         model.ir_version = max(model.ir_version or 0, 10)
@@ -142,7 +143,7 @@ class KVCacheInPlace(Pass):
             g.remove(concat, safe=True)
         for attn, group in groups.items():
             mask = len(attn.inputs) > 3 and attn.inputs[3] is not None
-            gfn = attention_function(4, mask, opset_version(model), kv_group=group)
+            gfn = attention_function(4, mask, onnx_opset(model, 1), kv_group=group)
             model.functions.setdefault(gfn.identifier(), gfn)
             attn.overload = gfn.overload
         em.anchor = g[0]
@@ -212,8 +213,8 @@ def _repeat_kv(file: str, unsqueeze: ir.Node, present: ir.Value, heads: int, hea
     """Grouped-query attention's repeat of the cache's kv heads (transformers' repeat_kv):
     Reshape(Expand(Unsqueeze(present, axis 2), [B, heads, G, T, D]), [B, heads * G, T, D]) read
     only as edgec.Attention's K or V -> [(attention node, input index, G)]; else the refusal."""
-    axes = unsqueeze.inputs[1].const_value if len(unsqueeze.inputs) > 1 and unsqueeze.inputs[1] is not None else None
-    axes = axes.numpy().reshape(-1).tolist() if axes is not None else list(
+    axes = const_array(unsqueeze.inputs[1]) if len(unsqueeze.inputs) > 1 else None
+    axes = axes.reshape(-1).tolist() if axes is not None else list(
         unsqueeze.attributes["axes"].value) if "axes" in unsqueeze.attributes else None
     if axes not in ([2], [-3]):
         raise _refuse(file, unsqueeze, f"reads the cache '{present.name}' (an Unsqueeze on axes {axes}, not "

@@ -24,8 +24,10 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.infra.pass_base import Pass, PassResult, register_pass
+from edgec.ir.constants import const_array
+from edgec.ir.domains import onnx_opset
 from edgec.ir.edgec_ops import EDGEC_DOMAIN, assert_equal_function
-from edgec.passes.cleanup._common import constant_array, is_standard, opset_version, static_dims
+from edgec.passes.cleanup._common import is_standard, static_dims
 from edgec.passes.control._common import Emitter, Namer
 from edgec.passes.shapes._derive import DERIVATIONS, Canon, Specialization
 
@@ -58,7 +60,7 @@ def known_shape(v: ir.Value | None, path: frozenset[int] = frozenset()) -> tuple
     s = static_dims(v)
     if s is not None:
         return s
-    c = constant_array(v)
+    c = const_array(v)
     if c is not None:
         return tuple(int(d) for d in c.shape)
     if id(v) in path or len(path) >= _MAX_DEPTH:
@@ -129,7 +131,7 @@ class SpecializeShapeInputs(Pass):
     name = "specialize-shape-inputs"
 
     def run(self, model: ir.Model, ctx) -> PassResult:
-        opset = opset_version(model)
+        opset = onnx_opset(model, 1)
         file = model.meta.get("edgec.source") or model.graph.name or "model"
         namer = None
         modified = False
@@ -142,7 +144,7 @@ class SpecializeShapeInputs(Pass):
             index, derive = DERIVATIONS[node.op_type]
             v = node.inputs[index] if index < len(node.inputs) else None
             dims = static_dims(v)
-            if v is None or constant_array(v) is not None or dims is None or v.dtype is None:
+            if v is None or const_array(v) is not None or dims is None or v.dtype is None:
                 continue
             ins = [known_shape(x) for x in node.inputs]
             outs = [known_shape(y) for y in node.outputs]

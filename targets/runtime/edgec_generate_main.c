@@ -2,7 +2,7 @@
  * written in C against edgec_runtime.h only -- the example of the C API's decode loop.
  *
  *   edgec-generate model.so [--metadata m.json] --prompt-ids 1,2,3 [--max-new-tokens N]
- *                  [--logits-dir DIR] [--quiet]
+ *                  [--logits-dir DIR] [--threads N] [--quiet]
  *
  * The model has optimum's interface (as `edgec generate`): inputs `input_ids` [batch, seq],
  * optional `attention_mask` [batch, past + seq] and `position_ids` [batch, seq], and
@@ -129,10 +129,14 @@ int main(int argc, char** argv) {
     else if (!strcmp(a, "--max-new-tokens") && has_value) max_new = atoi(argv[++i]);
     else if (!strcmp(a, "--logits-dir") && has_value) logits_dir = argv[++i];
     else if (!strcmp(a, "--metadata") && has_value) meta = argv[++i];
-    else if (!strcmp(a, "--quiet")) quiet = 1;
+    else if (!strcmp(a, "--threads") && has_value) {
+      int n = atoi(argv[++i]);
+      if (n < 1) die("--threads must be >= 1");
+      check(NULL, edgec_set_num_threads(n), "--threads");
+    } else if (!strcmp(a, "--quiet")) quiet = 1;
     else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       printf("usage: edgec-generate model.so [--metadata m.json] --prompt-ids 1,2,3 "
-             "[--max-new-tokens N] [--logits-dir DIR] [--quiet]\n");
+             "[--max-new-tokens N] [--logits-dir DIR] [--threads N] [--quiet]\n");
       return 0;
     } else if (!lib && a[0] != '-') lib = a;
     else die("unexpected argument '%s' (try --help)", a);

@@ -1,13 +1,19 @@
 // edgec-runner: run an edgec model library on tensors from files, using only the C API.
 //
 //   edgec-runner model.so [--metadata metadata.json] --input x.npy [--input name=y.bin ...]
-//                [--output-dir out/] [--repeat N] [--quiet]
+//                [--output-dir out/] [--repeat N] [--threads N] [--quiet]
 //
 // Inputs are given in the model's input order, or by name (`name=file`). A `.npy` file carries
 // its own shape and dtype (checked against the metadata; without metadata it declares them); any
 // other file is raw little-endian row-major data whose size must match the metadata's shape x
 // dtype. Outputs are written as `<output-dir>/<name>.npy`. Prints one line per output
-// (name, dtype, shape, min/max/mean of float outputs) and a timing line.
+// (name, dtype, shape, min/max/mean of float outputs), a timing line and a threads line: the
+// count edgec_num_threads() gives (--threads N sets it) and the threads the process had after the
+// runs (/proc/self/task: the main thread, the pool's workers, any the runtime keeps).
+#include <dirent.h>
+#include <sys/stat.h>
+#include <cerrno>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -132,6 +138,15 @@ double Ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::ti
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+int ProcessThreads() {  // entries of /proc/self/task; -1 where there is no /proc
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
 void Check(edgec_model* m, int rc, const char* what) {
   if (rc != EDGEC_OK) Die(std::string(what) + ": " + edgec_last_error(m));
 }
@@ -141,7 +156,7 @@ void Check(edgec_model* m, int rc, const char* what) {
 int main(int argc, char** argv) {
   std::string lib, meta, out_dir = ".";
   std::vector<std::string> inputs;
-  int repeat = 1;
+  int repeat = 1, threads = -1;
   bool quiet = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -153,16 +168,22 @@ int main(int argc, char** argv) {
     else if (a == "--metadata") meta = next();
     else if (a == "--output-dir" || a == "-o") out_dir = next();
     else if (a == "--repeat") repeat = std::atoi(next().c_str());
+    else if (a == "--threads") threads = std::atoi(next().c_str());
     else if (a == "--quiet") quiet = true;
     else if (a == "--help" || a == "-h") {
       std::printf("usage: edgec-runner model.so [--metadata m.json] --input FILE|NAME=FILE ... "
-                  "[--output-dir DIR] [--repeat N] [--quiet]\n");
+                  "[--output-dir DIR] [--repeat N] [--threads N] [--quiet]\n");
       return 0;
     } else if (lib.empty() && a[0] != '-') lib = a;
     else Die("unexpected argument '" + a + "'");
   }
   if (lib.empty()) Die("no model library given (try --help)");
   if (repeat < 1) Die("--repeat must be >= 1");
+  if (threads == 0 || threads < -1) Die("--threads must be >= 1");
+  if (threads > 0) Check(nullptr, edgec_set_num_threads(threads), "--threads");
+  // the output directory is created (one level, like `mkdir DIR`) before any work
+  if (mkdir(out_dir.c_str(), 0755) != 0 && errno != EEXIST)
+    Die("cannot create --output-dir '" + out_dir + "': " + std::strerror(errno));
 
   char err[1024];
   auto t0 = std::chrono::steady_clock::now();
@@ -238,6 +259,7 @@ int main(int argc, char** argv) {
   }
   std::printf("timing: load %.2f ms, first run %.3f ms, best %.3f ms, mean of next %d: %.3f ms\n",
               Ms(t0, t1), Ms(t2, t3), best, repeat - 1, repeat > 1 ? total / (repeat - 1) : Ms(t2, t3));
+  std::printf("threads: %d, process has %d\n", edgec_num_threads(), ProcessThreads());
   edgec_free(m);
   return 0;
 }

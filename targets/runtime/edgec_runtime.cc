@@ -2,6 +2,7 @@
 // in libtvm_runtime.so. Build: g++ -std=c++17 -fPIC -shared -I<tvm_ffi/include> edgec_runtime.cc
 //   -Wl,--no-as-needed -ltvm_runtime -ltvm_ffi -Wl,-rpath,'$ORIGIN'
 #include "edgec_runtime.h"
+#include "edgec_query.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -18,6 +19,7 @@
 #include <tvm/ffi/function.h>
 #include <tvm/ffi/string.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -64,60 +66,44 @@ struct WeightEntry {
   size_t offset = 0, nbytes = 0;
 };
 
-struct TensorInfo {
-  std::string name;
-  std::string dtype = "float32";
-  std::vector<int64_t> shape;
-  bool known = false;  // shape declared (metadata, set_input_shape or a finished run)
-  bool declared = false;                // metadata gave a shape (possibly with named dims)
-  std::vector<int64_t> declared_shape;  // -1 where the metadata names the dim
-  std::vector<std::string> dim_names;   // "" for a fixed dim
-};
+using edgec::Fail;
+using edgec::Info;
+using edgec::NumBytes;
+using edgec::ShapeMismatch;
+using edgec::TensorInfo;
 
-std::string ShapeText(const std::vector<int64_t>& s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
+// The calling thread's TVM pool (TVM keeps one per calling thread): the count last applied, and
+// the threads it was created with.
+thread_local int t_pool_threads = 0;
+thread_local int t_pool_capacity = 0;
+
+// Use n threads of this thread's TVM pool. TVM creates a pool once, with MaxConcurrency()
+// (TVM_NUM_THREADS) threads, and `runtime.config_threadpool` then uses up to that many. So the
+// pool is created with max(n, cores) threads: any count up to the cores can be chosen at any time,
+// more only before the first run (else an error says so).
+void ConfigPool(int n) {
+  auto config = ffi::Function::GetGlobal("runtime.config_threadpool");
+  auto used = ffi::Function::GetGlobal("runtime.NumThreads");
+  if (!config || !used) throw std::runtime_error("the TVM runtime lacks runtime.config_threadpool");
+  if (!t_pool_capacity) {
+    t_pool_capacity = std::max(n, edgec::CpuCount());
+    setenv("TVM_NUM_THREADS", std::to_string(t_pool_capacity).c_str(), 1);
+  }
+  (*config)(0, n);
+  int got = (*used)().cast<int>();
+  t_pool_threads = n;  // asked once, not at every run
+  if (got != n)
+    throw std::runtime_error("TVM's thread pool of this thread has " + std::to_string(t_pool_capacity) +
+                             " threads and cannot grow to " + std::to_string(n) +
+                             ": set more threads than cores before the first edgec_run");
 }
-
-std::string DeclaredText(const TensorInfo& t) {
-  std::string r = "[";
-  for (size_t i = 0; i < t.declared_shape.size(); ++i)
-    r += (i ? ", " : "") + (t.dim_names[i].empty() ? std::to_string(t.declared_shape[i])
-                                                   : t.dim_names[i]);
-  return r + "]";
-}
-
-// Empty if `shape` and `dtype` fit t's declaration (rank, fixed dims, dtype), else why not.
-std::string ShapeMismatch(const TensorInfo& t, const std::vector<int64_t>& shape,
-                          const std::string& dtype) {
-  for (int64_t d : shape)
-    if (d < 0) return "negative dim in " + ShapeText(shape);
-  if (!t.declared) return "";
-  bool ok = shape.size() == t.declared_shape.size() && dtype == t.dtype;
-  for (size_t i = 0; ok && i < shape.size(); ++i)
-    ok = t.declared_shape[i] < 0 || t.declared_shape[i] == shape[i];
-  if (ok) return "";
-  return "declared " + t.dtype + DeclaredText(t) + ", got " + dtype + ShapeText(shape);
-}
-
-size_t NumBytes(const TensorInfo& t) {
-  if (!t.known) return 0;
-  DLDataType dt = ffi::StringToDLDataType(t.dtype);
-  int64_t n = 1;
-  for (int64_t d : t.shape) n *= d;
-  return static_cast<size_t>((n * dt.bits * dt.lanes + 7) / 8);
-}
-
-thread_local std::string g_last_error;
 
 }  // namespace
 
-struct edgec_model {
+struct edgec_model : edgec::ModelIO {
   ffi::Optional<ffi::Module> lib;
   ffi::Optional<ffi::Module> vm;
   ffi::Optional<ffi::Function> main;
-  std::vector<TensorInfo> inputs, outputs;
   std::vector<ffi::Optional<ffi::Tensor>> in_tensors;
   std::vector<bool> in_shared;  // in_tensors[i] is a result tensor (edgec_set_input_from_output)
   std::vector<ffi::Tensor> results;
@@ -125,16 +111,20 @@ struct edgec_model {
   std::string weights_file;                 // metadata "weights": weights.bin beside the library
   std::vector<WeightEntry> weight_entries;
   std::vector<ffi::Tensor> weights;         // passed after the inputs on every run
-  mutable std::string error;
 };
 
-namespace {
+const edgec::ModelIO* edgec::AsIO(const edgec_model* m) { return m; }
 
-int Fail(const edgec_model* m, int code, const std::string& msg) {
-  if (m) m->error = msg;
-  g_last_error = msg;
-  return code;
+int edgec::ApplyThreads(int n) {
+  try {
+    ConfigPool(n);
+  } catch (const std::exception& e) {
+    return Fail(nullptr, EDGEC_ERR_RUN, std::string("edgec_set_num_threads: ") + e.what());
+  }
+  return EDGEC_OK;
 }
+
+namespace {
 
 std::string ReadFile(const std::string& path, bool* ok) {
   std::ifstream f(path, std::ios::binary);
@@ -155,6 +145,7 @@ std::vector<TensorInfo> ParseInfos(const ffi::json::Object& root, const char* ke
     auto dt = obj.find(ffi::String("dtype"));
     if (dt != obj.end()) t.dtype = std::string((*dt).second.cast<ffi::String>());
     ffi::StringToDLDataType(t.dtype);  // validate
+    if (!edgec::DTypeBits(t.dtype)) throw std::runtime_error("metadata: unsupported dtype '" + t.dtype + "'");
     bool symbolic = false;  // a dim named in the metadata ("batch"): the caller sets the shape
     for (const ffi::Any& d : obj.at(ffi::String("shape")).cast<ffi::json::Array>()) {
       if (auto name = d.as<ffi::String>()) {
@@ -277,13 +268,6 @@ std::string LoadablePath(const std::string& path) {
   return path.find('/') == std::string::npos ? "./" + path : path;
 }
 
-void CopyErr(char* err, size_t errlen, const std::string& msg) {
-  if (err && errlen) {
-    std::strncpy(err, msg.c_str(), errlen - 1);
-    err[errlen - 1] = '\0';
-  }
-}
-
 void FlattenResult(const ffi::Any& rv, std::vector<ffi::Tensor>* out) {
   if (auto t = rv.try_cast<ffi::Tensor>()) {
     out->push_back(*t);
@@ -303,7 +287,7 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata
                                       size_t errlen) {
   if (!lib_path) {
     Fail(nullptr, EDGEC_ERR_ARG, "edgec_load: lib_path is NULL");
-    CopyErr(err, errlen, g_last_error);
+    edgec::CopyErr(err, errlen, edgec::LastError());
     return nullptr;
   }
   auto* m = new edgec_model();
@@ -327,12 +311,12 @@ edgec_model* edgec_load_with_metadata(const char* lib_path, const char* metadata
   } catch (const ffi::Error& e) {
     Fail(nullptr, EDGEC_ERR_LOAD, std::string("edgec_load(") + lib_path + "): " + e.kind() +
                                       ": " + e.message());
-    CopyErr(err, errlen, g_last_error);
+    edgec::CopyErr(err, errlen, edgec::LastError());
     delete m;
     return nullptr;
   } catch (const std::exception& e) {
     Fail(nullptr, EDGEC_ERR_LOAD, std::string("edgec_load(") + lib_path + "): " + e.what());
-    CopyErr(err, errlen, g_last_error);
+    edgec::CopyErr(err, errlen, edgec::LastError());
     delete m;
     return nullptr;
   }
@@ -347,82 +331,6 @@ edgec_model* edgec_load(const char* lib_path, char* err, size_t errlen) {
 
 void edgec_free(edgec_model* m) { delete m; }
 
-const char* edgec_last_error(const edgec_model* m) {
-  return m ? m->error.c_str() : g_last_error.c_str();
-}
-
-int edgec_num_inputs(const edgec_model* m) {
-  return m ? static_cast<int>(m->inputs.size()) : EDGEC_ERR_ARG;
-}
-int edgec_num_outputs(const edgec_model* m) {
-  return m ? static_cast<int>(m->outputs.size()) : EDGEC_ERR_ARG;
-}
-
-static int FindName(const std::vector<TensorInfo>& v, const char* name) {
-  for (size_t i = 0; name && i < v.size(); ++i)
-    if (v[i].name == name) return static_cast<int>(i);
-  return EDGEC_ERR_INDEX;
-}
-int edgec_input_index(const edgec_model* m, const char* name) {
-  return m ? FindName(m->inputs, name) : EDGEC_ERR_ARG;
-}
-int edgec_output_index(const edgec_model* m, const char* name) {
-  return m ? FindName(m->outputs, name) : EDGEC_ERR_ARG;
-}
-
-static const TensorInfo* Info(const edgec_model* m, bool input, int idx) {
-  if (!m) return nullptr;
-  const auto& v = input ? m->inputs : m->outputs;
-  if (idx < 0 || static_cast<size_t>(idx) >= v.size()) {
-    Fail(m, EDGEC_ERR_INDEX, (input ? "input" : "output") + std::string(" index ") +
-                                 std::to_string(idx) + " out of range [0, " +
-                                 std::to_string(v.size()) + ")");
-    return nullptr;
-  }
-  return &v[idx];
-}
-
-#define EDGEC_QUERIES(kind, is_input)                                                   \
-  const char* edgec_##kind##_name(const edgec_model* m, int i) {                        \
-    auto* t = Info(m, is_input, i);                                                     \
-    return t ? t->name.c_str() : nullptr;                                               \
-  }                                                                                     \
-  const char* edgec_##kind##_dtype(const edgec_model* m, int i) {                       \
-    auto* t = Info(m, is_input, i);                                                     \
-    return t ? t->dtype.c_str() : nullptr;                                              \
-  }                                                                                     \
-  int edgec_##kind##_ndim(const edgec_model* m, int i) {                                \
-    auto* t = Info(m, is_input, i);                                                     \
-    return !t ? EDGEC_ERR_INDEX : t->known ? static_cast<int>(t->shape.size()) : -1;    \
-  }                                                                                     \
-  const int64_t* edgec_##kind##_shape(const edgec_model* m, int i) {                    \
-    auto* t = Info(m, is_input, i);                                                     \
-    return t && t->known ? t->shape.data() : nullptr;                                   \
-  }                                                                                     \
-  size_t edgec_##kind##_bytes(const edgec_model* m, int i) {                            \
-    auto* t = Info(m, is_input, i);                                                     \
-    return t ? NumBytes(*t) : 0;                                                        \
-  }
-EDGEC_QUERIES(input, true)
-EDGEC_QUERIES(output, false)
-
-#define EDGEC_DECLARED(kind, is_input)                                                  \
-  int edgec_##kind##_declared_ndim(const edgec_model* m, int i) {                       \
-    auto* t = Info(m, is_input, i);                                                     \
-    return !t ? EDGEC_ERR_INDEX : t->declared ? static_cast<int>(t->declared_shape.size()) : -1; \
-  }                                                                                     \
-  const int64_t* edgec_##kind##_declared_shape(const edgec_model* m, int i) {           \
-    auto* t = Info(m, is_input, i);                                                     \
-    return t && t->declared ? t->declared_shape.data() : nullptr;                       \
-  }                                                                                     \
-  const char* edgec_##kind##_dim_name(const edgec_model* m, int i, int axis) {          \
-    auto* t = Info(m, is_input, i);                                                     \
-    if (!t || !t->declared || axis < 0 || static_cast<size_t>(axis) >= t->dim_names.size()) \
-      return nullptr;                                                                   \
-    return t->dim_names[axis].empty() ? nullptr : t->dim_names[axis].c_str();           \
-  }
-EDGEC_DECLARED(input, true)
-EDGEC_DECLARED(output, false)
 
 int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndim,
                           const char* dtype) {
@@ -433,6 +341,7 @@ int edgec_set_input_shape(edgec_model* m, int idx, const int64_t* shape, int ndi
   if (dtype) {
     try {
       ffi::StringToDLDataType(dtype);
+      if (!edgec::DTypeBits(dtype)) throw std::runtime_error(dtype);
     } catch (const std::exception&) {
       return Fail(m, EDGEC_ERR_ARG, std::string("unknown dtype '") + dtype + "'");
     }
@@ -531,6 +440,7 @@ int edgec_run(edgec_model* m) {
     }
   }
   try {
+    if (t_pool_threads != edgec::NumThreads()) ConfigPool(edgec::NumThreads());
     ffi::Any rv;
     m->main.value().CallPacked(args.data(), static_cast<int32_t>(args.size()), &rv);
     std::vector<ffi::Tensor> results;

@@ -3,6 +3,7 @@
  *
  * Usage:
  *   char err[256];
+ *   edgec_set_num_threads(2);                                          // optional
  *   edgec_model* m = edgec_load("bundle/model.so", err, sizeof err);   // NULL on failure
  *   if (!m) { fprintf(stderr, "%s\n", err); return 1; }
  *   edgec_set_input(m, 0, x, edgec_input_bytes(m, 0));
@@ -29,8 +30,20 @@
  * edgec_set_input_shape accepts the compiled shape, edgec_set_input_from_output copies.
  *
  * All functions returning int return EDGEC_OK (0) or a negative edgec_status; the message is in
- * edgec_last_error(m). A model handle is not thread-safe: use one handle per thread.
- * Link: -ledgec_runtime (which needs libtvm_runtime.so and libtvm_ffi.so next to it).
+ * edgec_last_error(m). No call aborts or exits the process: a missing or malformed file, a short
+ * weights.bin, a wrong shape, dtype or byte count, an unset input and an error raised inside the
+ * model all come back as codes. A model handle is not thread-safe: use one handle per thread.
+ *
+ * Threads: edgec_set_num_threads(n) sizes the pool that runs the models' parallel loops, for the
+ * whole process (both runtimes: TVM's pool, or the call plan's own); default TVM_NUM_THREADS or
+ * OMP_NUM_THREADS when set, else the physical cores the process may run on (as edgec's Python
+ * runtime). Results do not depend on it.
+ *
+ * weights.bin (artifacts compiled with --weights-file) is mapped, not read: MAP_PRIVATE over a
+ * read-only file descriptor, as edgec's Python runtime maps it; call-plan bundles map model.consts
+ * the same way.
+ * Link: -ledgec_runtime (the vm runtime needs libtvm_runtime.so and libtvm_ffi.so next to it).
+ * Both runtimes implement these queries once (edgec_query.cc, shared).
  */
 #ifndef EDGEC_RUNTIME_H_
 #define EDGEC_RUNTIME_H_
@@ -42,7 +55,7 @@
 extern "C" {
 #endif
 
-#define EDGEC_RUNTIME_VERSION "0.2.0"
+#define EDGEC_RUNTIME_VERSION "0.3.0"
 #define EDGEC_MAX_NDIM 8
 
 typedef enum edgec_status {
@@ -69,6 +82,13 @@ void edgec_free(edgec_model* m);
 
 /* Message of the last failed call on m (m may be NULL: last failure of this thread). */
 const char* edgec_last_error(const edgec_model* m);
+
+/* Threads for the models' parallel loops, process-wide, applied from the next edgec_run (call it
+ * before edgec_load or between runs). n >= 1, or 0 for the default (see above). EDGEC_OK, or
+ * EDGEC_ERR_ARG for n outside 0..1024. */
+int edgec_set_num_threads(int n);
+/* The thread count runs use now (edgec_set_num_threads' value or the default). */
+int edgec_num_threads(void);
 
 int edgec_num_inputs(const edgec_model* m);
 int edgec_num_outputs(const edgec_model* m);

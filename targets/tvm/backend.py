@@ -60,17 +60,17 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         from edgec.targets.tvm.tune.records import Records
 
         recs = Records.load(records)
-        if spec.tvm.get("kind") != "llvm" or spec.runtime != "vm":
+        if not spec.is_cpu_vm:
             from edgec.errors import TargetError
 
             raise TargetError(f"--records applies to CPU targets with the VM runtime, not '{spec.name}'")
-    if weight_min_bytes is not None and (spec.tvm.get("kind") != "llvm" or spec.runtime != "vm"):
+    if weight_min_bytes is not None and not spec.is_cpu_vm:
         from edgec.errors import TargetError
 
         raise TargetError(f"a separate weights file applies to CPU targets with the VM runtime, not '{spec.name}'")
     # with `symbolic`, dynamic input dims stay symbolic, except for armv7's call plan (a fixed kernel list)
     mod, report = lower_model(model, weight_min_bytes=weight_min_bytes, symbolic=symbolic and spec.runtime != "plan",
-                              cpu=spec.tvm.get("kind") == "llvm", dot=dot_instructions(spec),
+                              cpu=spec.is_cpu, dot=dot_instructions(spec),
                               native_half=native_float16(spec.features, spec.arch, model.metadata_props),
                               dim_bounds=dim_bounds)
     shapes = output_shapes(mod)
@@ -89,7 +89,7 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         shutil.rmtree(stage)
         return BackendResult(lib_name, str(tvm.target.Target(spec.tvm)), {**report.to_json(), "schedules": schedules},
                              tuple(sorted(set(extra) - {lib_name})), output_shapes=shapes)
-    if spec.tvm.get("kind") != "llvm":  # GPU: device source (+ binaries) beside the host library
+    if not spec.is_cpu:  # GPU: device source (+ binaries) beside the host library
         from edgec.targets.tvm.build import optimize_relax, tvm_target
         from edgec.targets.tvm.gpu import build_gpu
 
@@ -131,7 +131,3 @@ def make_bundle(spec: TargetSpec, artifact_dir: Path, metadata: dict, lib_name: 
     from edgec.targets.tvm.bundle import make_bundle as _make_bundle
 
     return _make_bundle(spec, artifact_dir / lib_name, metadata, artifact_dir / "bundle")
-
-
-def tvm_version() -> str:
-    return tvm.__version__

@@ -36,7 +36,7 @@ class BuildResult:
 
 def tvm_target(spec: TargetSpec) -> tvm.target.Target:
     try:
-        if spec.tvm.get("kind") == "llvm":
+        if spec.is_cpu:
             return tvm.target.Target(spec.tvm)
         return tvm.target.Target(spec.tvm, host=spec.host_tvm or {"kind": "llvm"})
     except Exception as e:
@@ -79,9 +79,9 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
     with target:
         mod = relax.transform.DecomposeOpsForInference()(mod)
         mod = relax.transform.CanonicalizeBindings()(mod)
-        if spec is not None and spec.tvm.get("kind") == "llvm":
+        if spec is not None and spec.is_cpu:
             mod = convert_to_blocked(mod, max(spec.vector_bits // 32, 4))
-    lanes = max(spec.vector_bits // 32, 4) if spec is not None and spec.tvm.get("kind") == "llvm" else 0
+    lanes = max(spec.vector_bits // 32, 4) if spec is not None and spec.is_cpu else 0
     weights = weight_param_names(mod)
     packable = weight_param_names(mod, PACK_MAX_BYTES)
     legalize = tvm.transform.Sequential([
@@ -115,7 +115,7 @@ def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, use
     With `records` (a tune.records.Records), kernels that have a record get the recorded winner
     first (counted as 'records:tuned' / 'records:knobs' / 'records:rule' in `used`). `generic`
     receives the kernels running generic code by rule (schedules.GENERIC_RULES)."""
-    if spec.tvm.get("kind") != "llvm":
+    if not spec.is_cpu:
         return mod
     ctx = context_for(spec, target, threads)
     if records is not None:

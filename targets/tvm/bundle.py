@@ -8,7 +8,7 @@
         libedgec_runtime.so   the C API of edgec_runtime.h, for your own programs
         edgec_runtime.h
         edgec_generate_main.c the source of edgec-generate: the C API's decode loop, as an example
-        edgec-runner          CLI: ./edgec-runner model.so --input x.npy --output-dir out/
+        edgec-runner          CLI: ./edgec-runner model.so --input x.npy --output-dir out/ [--threads N]
         edgec-generate        CLI (C): greedy decode of a KV-cache decoder, --prompt-ids 1,2,3
         metadata.json         input/output names, shapes, dtypes
         weights.bin           (--weights-file) big weights, mapped by the C API, not copied
@@ -152,7 +152,8 @@ def build_runner(spec: TargetSpec, out_dir: str | Path, cache: str | Path | None
     out.mkdir(parents=True, exist_ok=True)
     src = runtime_sources()
     impl = src / ("edgec_plan_runtime.cc" if spec.runtime == "plan" else "edgec_runtime.cc")
-    files = [impl, src / "edgec_run_main.cc", src / "edgec_generate_main.c", src / "edgec_runtime.h"]
+    shared = [src / "edgec_query.cc", src / "edgec_query.h"]  # the queries both runtimes share
+    files = [impl, *shared, src / "edgec_run_main.cc", src / "edgec_generate_main.c", src / "edgec_runtime.h"]
     key = hashlib.sha256(json.dumps([cxx, spec.arch, spec.runtime, tvm_versions()]).encode()
                          + b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
     built = cache_dir(cache) / "runners" / f"{spec.arch}-{spec.runtime}-{key}"
@@ -170,8 +171,8 @@ def build_runner(spec: TargetSpec, out_dir: str | Path, cache: str | Path | None
             shutil.copy2(out / lib, tmp / lib)
         common = ["-std=c++17", "-O2", "-I", str(src), "-L", str(tmp), "-Wl,-rpath,$ORIGIN"]
         inc = ["-I", tvm_ffi.libinfo.find_include_path()]
-        _run([cxx, *common, *inc, "-fPIC", "-shared", str(impl), "-o", str(tmp / names[0]),
-              "-Wl,--no-as-needed", *libs, "-ldl"], f"building the {spec.arch} C API")
+        _run([cxx, *common, *inc, "-fPIC", "-shared", str(impl), str(shared[0]), "-o", str(tmp / names[0]),
+              "-Wl,--no-as-needed", *libs, "-ldl", "-pthread"], f"building the {spec.arch} C API")
         _run([cxx, *common, str(src / "edgec_run_main.cc"), "-o", str(tmp / names[1]),
               "-Wl,--no-as-needed", "-ledgec_runtime", *libs], f"building the {spec.arch} runner")
         c_flags = ["-x", "c", "-std=c11", "-O2", "-I", str(src), str(src / "edgec_generate_main.c"),
@@ -264,10 +265,12 @@ libstdc++ from GCC >= 12.
 
 ## Run
 
-    ./edgec-runner model.so --input x.npy [--input name=file.bin ...] --output-dir out/ --repeat 10
+    ./edgec-runner model.so --input x.npy [--input name=file.bin ...] --output-dir out/ --repeat 10 [--threads N]
 
 Inputs: `.npy` files, or raw little-endian row-major data (size must match metadata.json).
-Outputs: `out/<name>.npy`; one summary line per output and a timing line are printed.
+Outputs: `out/<name>.npy`; one summary line per output, a timing line and the thread count are
+printed. `--threads N` (both programs; the C API's `edgec_set_num_threads`) sets the threads of the
+model's parallel loops; default `TVM_NUM_THREADS`, else the physical cores. Errors: one line, exit 2.
 On an x86 host: `{emulate}./edgec-runner ...` (qemu proves correctness, not speed).
 
 A decoder-only LLM with a KV cache (`past_key_values.*` in, `present.*` out; compiled with
@@ -289,7 +292,8 @@ again (the C API keeps input tensors across `edgec_run` calls).
 
     #include "edgec_runtime.h"
     char err[256];
-    edgec_model* m = edgec_load("model.so", err, sizeof err);
+    edgec_set_num_threads(2);  /* optional: default TVM_NUM_THREADS, else the physical cores */
+    edgec_model* m = edgec_load("model.so", err, sizeof err);  /* NULL on error, message in err */
     edgec_set_input(m, 0, x, edgec_input_bytes(m, 0));
     edgec_run(m);
     edgec_get_output(m, 0, y, edgec_output_bytes(m, 0));

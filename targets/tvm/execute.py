@@ -35,7 +35,7 @@ def missing_features(spec: TargetSpec) -> list[str]:
     """CPU features `spec`'s code may use that this host lacks: the recorded ones, and for host
     x86 code also those LLVM enables for its mcpu (a raw JSON target records none)."""
     missing = set(missing_host_features(spec))
-    if spec.arch == "x86_64" == host_arch() and spec.tvm.get("kind") == "llvm":
+    if spec.arch == "x86_64" == host_arch() and spec.is_cpu:
         import tvm
         from tvm.target import codegen
 
@@ -57,12 +57,12 @@ def why_not_runnable(art) -> str | None:
         spec = spec_for(art)
     except ArtifactError as e:
         return str(e)
-    if spec.tvm.get("kind") != "llvm":
+    if not spec.is_cpu:
         return f"a {spec.tvm.get('kind')} artifact and no GPU here"
     missing = missing_features(spec)
     if missing:
         return f"the target uses CPU features this machine lacks: {', '.join(missing)}"
-    if spec.arch == host_arch() and spec.runtime == "vm":
+    if spec.arch == host_arch() and spec.is_cpu_vm:
         return None
     if not (art.path / "bundle").is_dir():
         return f"a {spec.arch} artifact without a bundle"
@@ -73,9 +73,9 @@ def why_not_runnable(art) -> str | None:
 
 def run(art, inputs: dict[str, np.ndarray], threads: int | None = None) -> dict[str, np.ndarray]:
     spec = spec_for(art)
-    if spec.tvm.get("kind") != "llvm":
+    if not spec.is_cpu:
         raise TargetError(f"{art.path}: {spec.arch} artifacts are compile-tested only here: no GPU on this machine")
-    if spec.arch == host_arch() and spec.runtime == "vm":
+    if spec.arch == host_arch() and spec.is_cpu_vm:
         _check_host_features(art, spec)
         return load(art, threads).run(inputs)
     bundle = art.path / "bundle"
@@ -94,7 +94,7 @@ def load_on_host(art, threads: int | None, what: str) -> LoadedModel:
     """The artifact loaded in this process, for commands that time it (`what` names the command):
     host-architecture artifacts only (qemu is not a timer), on a CPU with the features it uses."""
     spec = spec_for(art)
-    if spec.arch != host_arch() or spec.runtime != "vm":
+    if spec.arch != host_arch() or not spec.is_cpu_vm:
         raise TargetError(f"{art.path}: {what} host-architecture artifacts; a {spec.arch} artifact "
                           "must be timed on its device (bundle/edgec-runner --repeat N); qemu is not a timer")
     _check_host_features(art, spec)

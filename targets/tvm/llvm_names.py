@@ -106,3 +106,15 @@ def check_cpu_and_features(tvm_target: dict, source: str = "--mcpu/--mattr") -> 
     if bad:
         raise TargetError(f"{attr_opt} '{bad[0]}' is not a feature LLVM knows {where} "
                           f"({_suggest(bad[0], feature_names(triple), 'features')})")
+
+
+def check_feature_tags(tvm_target: dict, tags, source: str) -> None:
+    """A TargetError when a TargetSpec's `features` tag (what edgec's kernels read: "dotprod",
+    "avx512vnni", "fullfp16", ...) is not a feature LLVM knows for the target's triple: a typo
+    ("dotprd") would otherwise silently drop the kernels that tag selects."""
+    triple = tvm_target.get("mtriple") or None
+    bad = unknown_features(triple, tvm_target.get("mcpu"), [str(t) for t in tags])
+    if bad:
+        where = f"for {triple}" if triple else "for the default triple"
+        raise TargetError(f"{source} features: '{bad[0]}' is not a feature LLVM knows {where} "
+                          f"({_suggest(bad[0], feature_names(triple), 'features')})")

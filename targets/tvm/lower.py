@@ -30,7 +30,8 @@ from edgec.errors import (
     UnsupportedTypeError,
 )
 from edgec.ir.analysis import dim_label
-from edgec.ir.domains import is_onnx_domain, onnx_opset
+from edgec.ir.constants import constant_node_array
+from edgec.ir.domains import is_onnx_domain, normalized_opsets, onnx_opset
 from edgec.ir.evaluate import NONDETERMINISTIC, evaluate_node
 from edgec.targets.tvm import half, symbolic
 from edgec.targets.tvm.guards import thread_guards
@@ -63,10 +64,6 @@ def _ident(name: str, used: set[str]) -> str:
         out, i = f"{base}_{i}", i + 1
     used.add(out)
     return out
-
-
-def _onnx_opset(model: ir.Model) -> int:
-    return int(onnx_opset(model.opset_imports, 1))
 
 
 _DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -141,7 +138,7 @@ def lower_model(model: ir.Model, table: LoweringTable | None = None, weight_min_
     table = table or builtin_lowerings()
     file = model.meta.get("edgec.source", model.graph.name or "model")
     g = model.graph
-    opset = _onnx_opset(model)
+    opset = onnx_opset(model, 1)
     bb = relax.BlockBuilder()
     ctx = LowerContext(bb, opset, file, opset_imports=dict(model.opset_imports), cpu=cpu, dot=dot, native_half=native_half)
     report = LoweringReport()
@@ -239,7 +236,7 @@ def _raise_invalid_node(ctx: LowerContext, node: ir.Node, file: str, cause: Exce
 
     if node.domain == "edgec":  # an op edgec's passes made: never the model's fault
         return
-    opsets = {d or "": v for d, v in (ctx.opset_imports or {"": ctx.opset}).items()}
+    opsets = normalized_opsets(ctx.opset_imports or {"": ctx.opset})
     why = node_rejected_by_onnxruntime(node, opsets, ctx.constants)
     if why:
         raise ModelValidationError(f"{file}: node '{node.name or node.op_type}' op '{node.op_type}' is invalid: "
@@ -253,7 +250,7 @@ _CONTROL = {"If": control.lower_if, "Loop": loop.lower_loop}
 def _lower_node(ctx: LowerContext, table: LoweringTable, node: ir.Node, report: LoweringReport, file: str) -> None:
     name = node.name or f"{node.op_type}_{id(node):x}"
     if node.op_type == "Constant" and is_onnx_domain(node.domain):
-        arr = _constant_node_value(node)
+        arr = constant_node_array(node)
         if arr is not None:
             ctx.constants[node.outputs[0].name] = arr
             ctx.values[node.outputs[0].name] = const(arr)
@@ -345,19 +342,6 @@ def _version(ctx: LowerContext, node: ir.Node) -> int | None:
 
 def _one_line(e: Exception) -> str:
     return " ".join(str(e).split())[:240]
-
-
-def _constant_node_value(node: ir.Node) -> np.ndarray | None:
-    a = node.attributes.get("value")
-    if a is not None and isinstance(a.value, ir.TensorProtocol):
-        return a.value.numpy()
-    for key, dt in (("value_float", np.float32), ("value_int", np.int64)):
-        if key in node.attributes:
-            return np.array(node.attributes[key].value, dtype=dt)
-    for key, dt in (("value_floats", np.float32), ("value_ints", np.int64)):
-        if key in node.attributes:
-            return np.array(list(node.attributes[key].value), dtype=dt)
-    return None
 
 
 def _frontend_fallback(ctx: LowerContext, node: ir.Node, inputs, name: str, file: str):

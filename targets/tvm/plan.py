@@ -167,7 +167,7 @@ _CONTROL_FLOW = ("call plan: the model has run-time control flow (If or Loop); a
 def _legalize(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec, used: dict) -> tvm.IRModule:
     """The CPU backend's graph optimization and rule schedules (build.optimize_relax, build.schedule:
     blocked layout, edgec's kernels, int8 kernels), as for a VM library; the kernels' parallel loops
-    run serially in the plan runtime (its ParallelLaunch runs one task)."""
+    run on the plan runtime's thread pool (edgec_set_num_threads)."""
     from edgec.targets.tvm.build import optimize_relax, schedule
 
     with target:

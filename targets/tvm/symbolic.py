@@ -26,6 +26,7 @@ import tvm
 import tvm.sym
 from tvm import relax, tirx
 
+from edgec.ir.domains import is_onnx_domain
 from edgec.targets.tvm.lower_context import LowerContext, attr, const
 
 _R = relax.op
@@ -281,7 +282,7 @@ def evaluate(ctx: LowerContext, node: ir.Node, inputs: list) -> list[np.ndarray]
     """The node's outputs as shape values when it computes on shapes and at least one input is a
     symbolic shape value (or it takes the Shape/Size of a tensor with symbolic dims); None when
     it is not such a node."""
-    if node.domain not in ("", "ai.onnx"):
+    if not is_onnx_domain(node.domain):
         return None
     if node.op_type in _OF_SHAPE:
         dims = dims_of(inputs[0]) if inputs and inputs[0] is not None else None

@@ -33,6 +33,24 @@ def test_print_pipeline_per_level(run_cli):
     assert r.out.strip() == "fold-constants{max_bytes=10}"
 
 
+def test_input_shape_without_fix_input_shapes_is_refused(tmp_path, run_cli):
+    r = run_cli("compile", EXAMPLES / "small_cnn.onnx", "-o", tmp_path / "a", "--passes", "infer-shapes",
+                "--input-shape", "x=1,3,8,8")
+    assert r.code == 2 and "--input-shape needs the fix-input-shapes pass" in r.err, r
+    assert len(r.err.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+
+
+def test_verify_uses_shapes_given_in_the_pipeline_text(tmp_path, run_cli):
+    # --verify seeded its inputs from --input-shape only: shapes in the pipeline text were ignored
+    # and the verifier fed batch 1 to a model fix-input-shapes had pinned to batch 2
+    src = tmp_path / "dyn.onnx"
+    onnx.save(model_from_text(DYNAMIC), src)
+    r = run_cli("compile", src, "-t", "x86-64", "-o", tmp_path / "a", "--verify", "--no-cache",
+                "--passes", "fix-input-shapes{shapes=x=2x3x8x8},infer-shapes,fold-constants,eliminate-dead-code")
+    assert r.code == 0, r
+    assert json.loads((tmp_path / "a" / "metadata.json").read_text())["inputs"][0]["shape"] == [2, 3, 8, 8]
+
+
 def test_dynamic_batch_is_symbolic_and_input_shape_fixes_it(tmp_path, run_cli):
     model = tmp_path / "dyn.onnx"
     onnx.save(model_from_text(DYNAMIC), model)

@@ -160,3 +160,14 @@ def test_symbolic_dims_and_their_bounds_from_the_file(tmp_path, run_cli):
     assert m["inputs"][0]["shape"] == ["batch", 32] and m["dim_bounds"] == {"batch": [1, 8]}
     x = np.random.default_rng(4).standard_normal((5, 32)).astype(np.float32)
     assert_outputs_match(edgec.load(art).run({"x": x}), run_ort(str(model), {"x": x}), atol=1e-5, rtol=1e-5)
+
+
+def test_board_file_target_is_relative_to_the_config_file(tmp_path, run_cli, monkeypatch):
+    proj = tmp_path / "proj"
+    (proj / "boards").mkdir(parents=True)
+    (proj / "boards" / "b.toml").write_text('name = "cfg-board"\nbase = "armv8"\nmcpu = "cortex-a72"\n')
+    (proj / "edgec.toml").write_text('target = "boards/b.toml"\n')
+    monkeypatch.chdir(tmp_path)
+    r = run_cli("compile", _model(tmp_path), "--config", proj / "edgec.toml", "--print-pipeline")
+    assert r.code == 0, r
+    assert "to-nhwc" in r.out  # armv8's layout: the board was found and derived from its base

@@ -66,3 +66,11 @@ def test_compile_report_and_trace(run_cli, resnet_file, tmp_path):
     assert "ConvBatchNorm</b> ×6" in page and "BatchNormalization_7" in page
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert meta["pipeline"]["ops_before"]["BatchNormalization"] == 6
+
+
+def test_ops_lists_what_edgec_lowers_itself(run_cli):
+    r = run_cli("ops", "--json")
+    assert r.code == 0, r
+    ops = json.loads(r.out)
+    assert {"Conv", "MatMul", "Shrink", "com.microsoft::MatMulNBits"} <= set(ops) and ops == sorted(ops)
+    assert "Softsign" not in ops  # left to TVM's ONNX importer (docs/adding-an-op-lowering.md)

@@ -56,6 +56,7 @@ def test_prune_text_report_and_modes(run_cli, model, tmp_path):
     (["--mode", "sparse"], "sparse"),
     (["--eval-data", "d"], "--eval-data needs --report"),
     (["--report", "--labels", "l.npy"], "--labels needs --eval-data"),
+    (["--latency"], "--latency / --threads need --report"),
 ])
 def test_misuse_is_one_line_exit_2(run_cli, model, tmp_path, args, words):
     r = run_cli("prune", model, "-o", tmp_path / "p.onnx", *args)
@@ -130,3 +131,15 @@ def test_report_accuracy_with_labels(run_cli, model, tmp_path):
                 "--labels", tmp_path / "labels.npy", "--eval-samples", "4")
     assert r.code == 0, r
     assert "top-1 accuracy on 4 labelled samples: original 1.0000" in r.out, r.out
+
+
+def test_report_latency_times_both_compiled_models(run_cli, model, tmp_path):
+    r = run_cli("prune", model, "-o", tmp_path / "p.onnx", "--ratio", "0.5", "--no-protect-ends", "--report",
+                "--latency", "--threads", "1", "--json")
+    assert r.code == 0, r
+    lat = json.loads(r.out)["latency"]
+    assert lat["runs"] == 60 and lat["threads"] == 1 and lat["target"] == "host"
+    assert 0 < lat["original_ms"] < 1e3 and 0 < lat["pruned_ms"] < 1e3
+    assert lat["ratio"] == pytest.approx(lat["pruned_ms"] / lat["original_ms"])
+    text = run_cli("prune", model, "-o", tmp_path / "q.onnx", "--report", "--latency", "--threads", "1")
+    assert text.code == 0 and "compiled latency (host, 1 thread(s)" in text.out and "FLOPs ratio" in text.out

@@ -43,13 +43,11 @@ def test_compile_run_compare(name, args, control_ops, tmp_path, run_cli):
 @pytest.mark.slow
 @pytest.mark.parametrize("which", ["LOOP", "SCAN"])
 def test_unrolled_loop_and_scan_compile_and_match(which, tmp_path, run_cli):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "passes"))
-    import test_unroll_loop
+    from edgec.rewrite.testing import parse_proto
+    from tests.passes import test_unroll_loop
 
     model = tmp_path / f"{which.lower()}.onnx"
-    onnx.save(test_unroll_loop.parse(getattr(test_unroll_loop, which)), model)
+    onnx.save(parse_proto(getattr(test_unroll_loop, which)), model)
     art = tmp_path / "art"
     assert run_cli("compile", model, "--target", "x86-64", "-o", art).code == 0
     run_and_check(run_cli, art, model, tmp_path, atol=1e-4)

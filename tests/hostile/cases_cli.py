@@ -161,6 +161,22 @@ def unknown_target_name(d: CaseDir) -> Spec:
 
 
 @cli
+def board_file_fifo(d: CaseDir) -> Spec:
+    return _cnn_compile(d, "-t", d.fifo("board.toml"), words=("board.toml",))
+
+
+@cli
+def board_file_bad_key(d: CaseDir) -> Spec:
+    return _cnn_compile(d, "-t", d.write("board.toml", 'name = "b"\nbase = "armv8"\nvector_bits = -1\n'),
+                        words=("board.toml", "vector_bits"))
+
+
+@cli
+def board_file_missing(d: CaseDir) -> Spec:
+    return _cnn_compile(d, "-t", "no-such-board.toml", words=("no-such-board.toml",))
+
+
+@cli
 def unknown_pass(d: CaseDir) -> Spec:
     return _cnn_compile(d, "--passes", "fold-constants,no-such-pass", words=("no-such-pass",))
 

@@ -112,3 +112,33 @@ def test_plugin_from_entry_point(monkeypatch):
 
 def test_default_registry_contains_builtins():
     assert CLEANUP <= set(default_registry().names())
+
+
+def test_options_resolved_once_by_the_manager_pipeline_text_over_context_over_defaults():
+    import onnx_ir as ir
+
+    from edgec.infra.context import PassContext
+    from edgec.infra.manager import PassManager
+
+    seen = []
+
+    @register_pass
+    class Probe(Pass):
+        """Records the options it runs with."""
+
+        name = "probe-options"
+        options = {"a": 1, "b": 2, "c": 3}
+
+        def run(self, model, ctx):
+            seen.append(dict(self.opts))
+            return PassResult(model, False)
+
+    model = ir.Model(ir.Graph([], [], nodes=[], opset_imports={"": 18}), ir_version=8)
+    ctx = PassContext(options={"probe-options": {"b": "20", "c": 30}})
+    PassManager([Probe(c="300")]).run(model, ctx)
+    assert seen == [{"a": 1, "b": 20, "c": 300}]
+    with pytest.raises(PipelineError, match=r"^pass 'probe-options' has no option\(s\) \['zz'\]"):
+        PassManager([Probe()]).run(model, PassContext(options={"probe-options": {"zz": 1}}))
+    assert len(seen) == 1  # refused before anything ran
+    Probe()(model, PassContext(options={"probe-options": {"a": 5}}))  # a direct call resolves the same way
+    assert seen[-1] == {"a": 5, "b": 2, "c": 3}

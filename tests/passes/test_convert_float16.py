@@ -15,7 +15,7 @@ import pytest
 
 from edgec.infra.context import PassContext
 from edgec.passes.quantization.convert_float16 import FP16_MAX, MARK, ConvertFloat16
-from tests.passes._helpers import assert_same_outputs, ops, parse, run
+from edgec.rewrite.testing import assert_model_outputs_match, op_types, parse_proto, run_pipeline
 
 MLP = """<ir_version: 8, opset_import: ["" : 17]>
 mlp (float[4,16] x) => (float[4,8] y, float[4,8] h) {
@@ -36,7 +36,7 @@ FP16, BF16 = ir.DataType.FLOAT16, ir.DataType.BFLOAT16
 
 def _convert(proto, **opts):
     """(model, whether convert-float16 changed it) after infer-shapes."""
-    model, _ = run(proto, "infer-shapes")
+    model, _ = run_pipeline(proto, "infer-shapes")
     result = ConvertFloat16()(model, PassContext(options={"convert-float16": opts}))
     return result.model, result.modified
 
@@ -46,7 +46,7 @@ def _dtypes(model):
 
 
 def test_float16_compute_with_float32_softmax_layernorm_and_io():
-    proto = parse(MLP)
+    proto = parse_proto(MLP)
     model, modified = _convert(proto)
     assert modified and model.metadata_props[MARK] == "float16"
     d = _dtypes(model)
@@ -58,24 +58,24 @@ def test_float16_compute_with_float32_softmax_layernorm_and_io():
     assert {tuple(v.shape) for v in w} >= {(16, 8), (8,)}, "weights are stored in float16"
     assert not any(v.dtype == ir.DataType.FLOAT and tuple(v.shape) == (16, 8) for v in model.graph.initializers.values())
     # x -> fp16; h -> fp32 (LayerNorm reads it, graph output), n -> fp16 (Mul), s -> fp32 (Softmax)
-    assert ops(model).count("Cast") == 4, ops(model)
-    assert_same_outputs(proto, model, atol=2e-3, rtol=2e-3)  # float16: 11-bit mantissa, K = 16
+    assert op_types(model).count("Cast") == 4, op_types(model)
+    assert_model_outputs_match(proto, model, atol=2e-3, rtol=2e-3)  # float16: 11-bit mantissa, K = 16
 
 
 def test_keep_list_is_the_users():
-    proto = parse(MLP)
+    proto = parse_proto(MLP)
     model, _ = _convert(proto, keep="")
     d = _dtypes(model)
     assert d["n"] == d["y_fp16"] == FP16, "with an empty keep list Softmax and LayerNormalization convert too"
-    assert_same_outputs(proto, model, atol=5e-3, rtol=5e-3)
+    assert_model_outputs_match(proto, model, atol=5e-3, rtol=5e-3)
     model, _ = _convert(proto, keep="Relu,Softmax")
     d = _dtypes(model)
     assert d["h"] == ir.DataType.FLOAT and d["n"] == FP16 and d["y"] == ir.DataType.FLOAT, d
-    assert_same_outputs(proto, model, atol=5e-3, rtol=5e-3)
+    assert_model_outputs_match(proto, model, atol=5e-3, rtol=5e-3)
 
 
 def test_exclude_by_node_name():
-    proto = parse(MLP.replace("m = MatMul", "[mm] m = MatMul"))
+    proto = parse_proto(MLP.replace("m = MatMul", "[mm] m = MatMul"))
     model, _ = _convert(proto, exclude="mm")
     d = _dtypes(model)
     assert d["m"] == ir.DataType.FLOAT and d["a"] == FP16, "the excluded MatMul stays; Add starts from its bias"
@@ -92,16 +92,16 @@ def test_bfloat16_follows_the_schema_of_the_opset():
     d = _dtypes(model)
     assert d["c1"] == d["r1"] == d["c2"] == d["s"] == ir.DataType.FLOAT, d
     assert d["g"] == BF16 and model.graph.outputs[0].dtype == ir.DataType.FLOAT
-    assert ops(model).count("Cast") == 2, ops(model)  # f -> bf16 before Gemm, y back to float32
+    assert op_types(model).count("Cast") == 2, op_types(model)  # f -> bf16 before Gemm, y back to float32
     onnx.checker.check_model(ir.serde.serialize_model(model), full_check=True)
     model16, _ = _convert(proto)
     assert all(t == FP16 for k, t in _dtypes(model16).items() if k in ("c1", "r1", "c2", "s", "g")), \
         "float16 is in every schema: the whole CNN converts"
-    assert_same_outputs(proto, model16, atol=5e-3, rtol=5e-3)
+    assert_model_outputs_match(proto, model16, atol=5e-3, rtol=5e-3)
 
 
 def test_weights_beyond_float16_range_are_clipped_not_inf():
-    proto = parse("""<ir_version: 8, opset_import: ["" : 17]>
+    proto = parse_proto("""<ir_version: 8, opset_import: ["" : 17]>
 g (float[2,2] x) => (float[2,2] y) {
   w = Constant <value = float[2,2] {1e6, -1e6, 2.0, 3.0}> ()
   y = MatMul(x, w)
@@ -137,10 +137,10 @@ g (float[2,4] x, float[2,4] z) => (float[2,4] y) {
 def test_does_not_fire(text):
     """An already float16 model (its float32 MatMul is float32 on purpose), an integer graph, a
     graph of kept ops, and an Add of two float32 inputs (rounding them would only lose precision)."""
-    proto = parse(text)
+    proto = parse_proto(text)
     model, modified = _convert(proto)
     assert not modified and MARK not in model.metadata_props
-    assert ops(model) == [n.op_type for n in proto.graph.node]
+    assert op_types(model) == [n.op_type for n in proto.graph.node]
 
 
 ATTENTION = """<ir_version: 8, opset_import: ["" : 17]>
@@ -165,8 +165,8 @@ def test_compile_quantize_keeps_attention_fused_and_float32():
     from edgec.quantize import QuantizeOptions, quantize_options
 
     opts = CompileOptions(target=None, passes="eliminate-dead-code", quantize=quantize_options(QuantizeOptions(mode="fp16")))
-    model, _ = optimize(ir.serde.deserialize_model(parse(ATTENTION)), None, opts)
+    model, _ = optimize(ir.serde.deserialize_model(parse_proto(ATTENTION)), None, opts)
     att = [n for n in model.graph if n.op_type == "Attention"]
-    assert len(att) == 1 and att[0].domain == "edgec", ops(model)
+    assert len(att) == 1 and att[0].domain == "edgec", op_types(model)
     assert att[0].outputs[0].dtype == ir.DataType.FLOAT
-    assert sum(n.op_type == "MatMul" and n.outputs[0].dtype == FP16 for n in model.graph) == 3, ops(model)
+    assert sum(n.op_type == "MatMul" and n.outputs[0].dtype == FP16 for n in model.graph) == 3, op_types(model)

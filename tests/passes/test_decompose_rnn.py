@@ -2,11 +2,11 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from _helpers import assert_same_outputs, ops, parse, run
 
 from edgec.ir.analysis import graph_inputs
 from edgec.passes.control.decompose_rnn import plan
 from edgec.reference import run_ort, seeded_inputs
+from edgec.rewrite.testing import assert_model_outputs_match, op_types, parse_proto, run_pipeline
 from tests.rnn_models import GATES, SEQ, rnn_model
 
 CASES = [
@@ -30,15 +30,15 @@ CASES = [
 @pytest.mark.parametrize("op,kw", CASES, ids=[f"{op}-{i}" for i, (op, _) in enumerate(CASES)])
 def test_decomposes_and_matches_onnxruntime(op, kw):
     proto = rnn_model(op, **kw)
-    model, modified = run(proto, "decompose-rnn,infer-shapes")
+    model, modified = run_pipeline(proto, "decompose-rnn,infer-shapes")
     assert modified
-    got = set(ops(model))
+    got = set(op_types(model))
     assert not got & set(GATES), got
     assert "MatMul" in got and got <= {"MatMul", "Add", "Sub", "Mul", "Sigmoid", "Tanh", "Relu", "Gather",
                                        "Split", "Slice", "Transpose", "Unsqueeze", "Concat"}
     assert [o.name for o in model.graph.outputs] == [o.name for o in proto.graph.output]
     if kw.get("layout", 0) == 0:
-        assert_same_outputs(proto, model, atol=1e-5, rtol=1e-5)
+        assert_model_outputs_match(proto, model, atol=1e-5, rtol=1e-5)
     else:
         assert_matches_time_major_reference(op, kw, model)
 
@@ -58,9 +58,9 @@ def assert_matches_time_major_reference(op, kw, model):
 
 
 def test_constant_weights_are_pretransposed_and_steps_counted():
-    model, _ = run(rnn_model("RNN", outputs=("", "Y_h")), "decompose-rnn")
+    model, _ = run_pipeline(rnn_model("RNN", outputs=("", "Y_h")), "decompose-rnn")
     # one input projection; per step: Gather of the step, MatMul (not at t=0: zero state), Add, Tanh
-    assert ops(model) == ["MatMul", "Add"] + ["Gather", "Tanh"] + ["Gather", "MatMul", "Add", "Tanh"] * (SEQ - 1) + ["Unsqueeze"]
+    assert op_types(model) == ["MatMul", "Add"] + ["Gather", "Tanh"] + ["Gather", "MatMul", "Add", "Tanh"] * (SEQ - 1) + ["Unsqueeze"]
     assert not any(n.op_type == "Transpose" for n in model.graph)
 
 
@@ -70,9 +70,9 @@ def test_constant_weights_are_pretransposed_and_steps_counted():
 ])
 def test_declines_dynamic_sequence_and_custom_activations(kw, reason):
     proto = rnn_model("LSTM", **kw)
-    model, modified = run(proto, "decompose-rnn")
+    model, modified = run_pipeline(proto, "decompose-rnn")
     assert not modified
-    assert ops(model) == ["LSTM"]
+    assert op_types(model) == ["LSTM"]
     assert reason in plan(model.graph.node(0))
 
 
@@ -83,14 +83,14 @@ CLIPPED = ('<ir_version: 8, opset_import: ["" : 17]>\n' + """
 
 
 def test_declines_clip():
-    model, modified = run(parse(CLIPPED), "decompose-rnn")
+    model, modified = run_pipeline(parse_proto(CLIPPED), "decompose-rnn")
     assert not modified
     assert plan(model.graph.node(0)) == "attribute 'clip' is not supported"
 
 
 def test_lowering_of_a_declined_rnn_names_the_node(tmp_path, run_cli):
     path = tmp_path / "rnn.onnx"
-    onnx.save(parse(CLIPPED), path)
+    onnx.save(parse_proto(CLIPPED), path)
     r = run_cli("compile", path, "--target", "x86-64", "-o", tmp_path / "out")
     assert r.code != 0
     assert "RNN" in r.err and "unsupported" in r.err.lower(), r

@@ -1,9 +1,9 @@
 import pytest
-from _helpers import assert_same_outputs, ops, parse, run
 
 from edgec.errors import ModelValidationError, PipelineError
 from edgec.infra.context import PassContext
 from edgec.passes.cleanup import CLEANUP_PIPELINE
+from edgec.rewrite.testing import assert_model_outputs_match, op_types, parse_proto, run_pipeline
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
 MODEL = HEADER + """
@@ -23,28 +23,28 @@ def dims(v):
 
 
 def test_fixes_dims_and_lets_the_shape_chain_fold():
-    proto = parse(MODEL)
-    model, modified = run(proto, "fix-input-shapes{shapes=x=2x3x4;mask=1x128}")
+    proto = parse_proto(MODEL)
+    model, modified = run_pipeline(proto, "fix-input-shapes{shapes=x=2x3x4;mask=1x128}")
     assert modified
     assert dims(model.graph.inputs[0]) == [2, 3, 4] and dims(model.graph.inputs[1]) == [1, 128]
     assert model.graph.node(0).outputs[0].shape is None  # stale intermediate shapes cleared
 
     ctx = PassContext(options={"fix-input-shapes": {"shapes": {"x": "2,3,4"}}})
-    model, modified = run(proto, CLEANUP_PIPELINE, ctx, fixpoint=True)
+    model, modified = run_pipeline(proto, CLEANUP_PIPELINE, ctx, fixpoint=True)
     assert modified
-    assert ops(model) == ["Reshape", "Identity"]
+    assert op_types(model) == ["Reshape", "Identity"]
     assert model.graph.node(0).inputs[1].const_value.numpy().tolist() == [2, 12]
     assert dims(model.graph.outputs[0]) == [2, 12]
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 def test_no_shapes_is_a_noop():
-    proto = parse(MODEL)
-    model, modified = run(proto, "fix-input-shapes")
+    proto = parse_proto(MODEL)
+    model, modified = run_pipeline(proto, "fix-input-shapes")
     assert not modified
     assert dims(model.graph.inputs[0]) == ["N", 3, 4]
     # already-fixed dims: nothing to do
-    model, modified = run(proto, "fix-input-shapes{shapes=x=5x3x4}")
+    model, modified = run_pipeline(proto, "fix-input-shapes{shapes=x=5x3x4}")
     assert modified
     from edgec.infra.manager import PassManager
     from edgec.infra.pipeline import parse_pipeline
@@ -58,12 +58,12 @@ def test_no_shapes_is_a_noop():
     ("x=1x5x4", "dim 1 is 3, given 5"),
 ])
 def test_errors(spec, message):
-    proto = parse(MODEL)
+    proto = parse_proto(MODEL)
     with pytest.raises(ModelValidationError, match=message) as e:
-        run(proto, f"fix-input-shapes{{shapes={spec}}}")
+        run_pipeline(proto, f"fix-input-shapes{{shapes={spec}}}")
     assert "\n" not in str(e.value)
 
 
 def test_unparsable_shape():
     with pytest.raises(PipelineError, match="cannot parse shape"):
-        run(parse(MODEL), "fix-input-shapes{shapes=x=1xAx4}")
+        run_pipeline(parse_proto(MODEL), "fix-input-shapes{shapes=x=1xAx4}")

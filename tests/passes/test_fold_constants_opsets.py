@@ -11,8 +11,8 @@ import onnx_ir as ir
 import pytest
 
 from edgec.ir.evaluate import evaluate_node
+from edgec.rewrite.testing import assert_model_outputs_match, op_types, parse_proto, run_pipeline
 from tests.e2e.compile_check import compile_and_compare
-from tests.passes._helpers import assert_same_outputs, ops, parse, run
 
 # Reshape(x, Concat(0, 1, Unsqueeze(40), 120)) as in ppocrv6_rec_small_a/b (opset 11)
 UNSQUEEZE_TO_RESHAPE = """<ir_version: 6, opset_import: ["" : 11]>
@@ -49,22 +49,22 @@ agraph (float[2, 6] x) => (float[2, 6] y)
     (OPSET7_OPS, {"Split", "Pad", "Clip"}),
 ], ids=["unsqueeze11-reshape", "squeeze-reducesum11", "split-pad-clip7"])
 def test_old_opset_constants_fold(text, gone):
-    proto = parse(text)
-    model, modified = run(proto, "fold-constants,eliminate-dead-code")
+    proto = parse_proto(text)
+    model, modified = run_pipeline(proto, "fold-constants,eliminate-dead-code")
     assert modified
-    assert not gone & set(ops(model)), ops(model)
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert not gone & set(op_types(model)), op_types(model)
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("text", [UNSQUEEZE_TO_RESHAPE, SQUEEZE_REDUCE, OPSET7_OPS],
                          ids=["unsqueeze11-reshape", "squeeze-reducesum11", "split-pad-clip7"])
 def test_old_opset_model_compiles_and_matches_onnxruntime(text, tmp_path):
-    ops_after = compile_and_compare(parse(text), tmp_path, atol=1e-6, rtol=1e-6)
+    ops_after = compile_and_compare(parse_proto(text), tmp_path, atol=1e-6, rtol=1e-6)
     assert "Unsqueeze" not in ops_after and "Concat" not in ops_after and "ReduceSum" not in ops_after
 
 
 def test_evaluate_node_uses_the_given_opset():
-    proto = parse("""<ir_version: 6, opset_import: ["" : 11]>
+    proto = parse_proto("""<ir_version: 6, opset_import: ["" : 11]>
         agraph (float[2, 3] x) => (float[1, 2, 3] y) { y = Unsqueeze <axes: ints = [0]> (x) }""")
     node = next(iter(ir.serde.deserialize_model(proto).graph))
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -85,7 +85,7 @@ agraph (float[2, 4] x) => (float[2, 4] y)
 
 
 def test_cumsum_with_a_one_element_axis_folds():
-    proto = parse(CUMSUM_AXIS_1D)
-    model, modified = run(proto, "fold-constants,eliminate-dead-code")
-    assert modified and ops(model) == ["Mul"], ops(model)
-    assert_same_outputs(proto, model, atol=1e-7, rtol=1e-6)
+    proto = parse_proto(CUMSUM_AXIS_1D)
+    model, modified = run_pipeline(proto, "fold-constants,eliminate-dead-code")
+    assert modified and op_types(model) == ["Mul"], op_types(model)
+    assert_model_outputs_match(proto, model, atol=1e-7, rtol=1e-6)

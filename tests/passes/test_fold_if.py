@@ -1,7 +1,8 @@
 import copy
 
 import numpy as np
-from _helpers import assert_same_outputs, ops, parse, run
+
+from edgec.rewrite.testing import assert_model_outputs_match, op_types, parse_proto, run_pipeline
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
 
@@ -39,33 +40,33 @@ TWO_IFS = SHAPE_IF.replace("=> (float[2,5] y)", "=> (float[2,5] z)")[:-1] + """
 
 
 def test_folds_shape_condition_and_inlines_branches_with_renames():
-    proto = parse(TWO_IFS)
+    proto = parse_proto(TWO_IFS)
     # onnx_ir shares tensors with the proto it read: renaming an initializer renames it there too
-    model, modified = run(copy.deepcopy(proto), "fold-constants,fold-if,eliminate-dead-code")
+    model, modified = run_pipeline(copy.deepcopy(proto), "fold-constants,fold-if,eliminate-dead-code")
     assert modified
-    assert ops(model) == ["Relu", "Mul", "Sigmoid", "Add", "Sub"]
+    assert op_types(model) == ["Relu", "Mul", "Sigmoid", "Add", "Sub"]
     relu, mul, sig, add, _ = list(model.graph)
     assert {relu.outputs[0].name, sig.outputs[0].name} == {"t", "t_1"}
     assert {mul.inputs[1].name, add.inputs[1].name} == {"k", "k_1"}
     np.testing.assert_array_equal(mul.inputs[1].const_value.numpy(), np.full(5, 0.5, np.float32))
     np.testing.assert_array_equal(add.inputs[1].const_value.numpy(), np.full(5, 2.0, np.float32))
     assert [o.name for o in model.graph.outputs] == ["z"]
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 def test_else_branch_and_if_output_as_graph_output():
-    proto = parse(SHAPE_IF.replace("int64 {4}", "int64 {7}"))
-    model, modified = run(proto, "fold-constants,fold-if,eliminate-dead-code")
+    proto = parse_proto(SHAPE_IF.replace("int64 {4}", "int64 {7}"))
+    model, modified = run_pipeline(proto, "fold-constants,fold-if,eliminate-dead-code")
     assert modified
-    assert ops(model) == ["Neg"]
+    assert op_types(model) == ["Neg"]
     assert not model.graph.initializers
     assert model.graph.node(0).outputs[0].name == "y"
     assert [o.name for o in model.graph.outputs] == ["y"]
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 def test_branch_returning_outer_value_gets_identity_and_nested_if_folds():
-    proto = parse(HEADER + """
+    proto = parse_proto(HEADER + """
     g (float[3] x) => (float[3] y, float[3] z) {
       c = Constant<value = bool {1}>()
       y, z = If(c) <
@@ -81,15 +82,15 @@ def test_branch_returning_outer_value_gets_identity_and_nested_if_folds():
           r2 = Abs(x)
         }>
     }""")
-    model, modified = run(proto, "fold-constants,fold-if", fixpoint=True)
+    model, modified = run_pipeline(proto, "fold-constants,fold-if", fixpoint=True)
     assert modified
-    assert sorted(ops(model)) == ["Identity", "Tanh"]
+    assert sorted(op_types(model)) == ["Identity", "Tanh"]
     assert [o.name for o in model.graph.outputs] == ["y", "z"]
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 def test_branch_returning_its_initializer_as_graph_output():
-    proto = parse(HEADER + """
+    proto = parse_proto(HEADER + """
     g (float[3] x) => (float[3] y, float[3] z) {
       c = Constant<value = bool {1}>()
       y = If(c) <
@@ -97,22 +98,22 @@ def test_branch_returning_its_initializer_as_graph_output():
         else_branch = b () => (float[3] x3) { x3 = Neg(x) }>
       z = Add(x, y)
     }""")
-    model, modified = run(proto, "fold-if,eliminate-dead-code")
+    model, modified = run_pipeline(proto, "fold-if,eliminate-dead-code")
     assert modified
-    assert ops(model) == ["Identity", "Add"]
+    assert op_types(model) == ["Identity", "Add"]
     ident = model.graph.node(0)
     assert ident.inputs[0].const_value.numpy().tolist() == [1.0, 2.0, 3.0]
     assert [o.name for o in model.graph.outputs] == ["y", "z"] and ident.outputs[0].name == "y"
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 def test_does_not_fire_on_runtime_condition():
-    proto = parse(HEADER + """
+    proto = parse_proto(HEADER + """
     g (float[3] x, bool c) => (float[3] y) {
       y = If(c) <
         then_branch = a () => (float[3] p) { p = Relu(x) },
         else_branch = b () => (float[3] q) { q = Neg(x) }>
     }""")
-    model, modified = run(proto, "fold-constants,fold-if")
+    model, modified = run_pipeline(proto, "fold-constants,fold-if")
     assert not modified
-    assert ops(model) == ["If"]
+    assert op_types(model) == ["If"]

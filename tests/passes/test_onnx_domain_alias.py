@@ -8,7 +8,13 @@ import pytest
 
 from edgec.errors import ModelValidationError
 from edgec.infra.context import PassContext
-from edgec.ir.domains import canonicalize_onnx_domain, is_onnx_domain, normalize_domain, onnx_opset
+from edgec.ir.domains import (
+    canonicalize_onnx_domain,
+    is_onnx_domain,
+    normalize_domain,
+    normalized_opsets,
+    onnx_opset,
+)
 from edgec.ir.loader import load_model, to_proto
 from edgec.passes.cleanup.eliminate_dead_code import EliminateDeadCode
 from edgec.passes.cleanup.infer_shapes import InferShapes
@@ -33,6 +39,15 @@ def test_helpers():
     assert normalize_domain("ai.onnx.ml") == "ai.onnx.ml" and not is_onnx_domain("com.microsoft")
     assert onnx_opset({"ai.onnx": 17}) == onnx_opset({"": 17}) == 17
     assert onnx_opset({"edgec": 1}) is None
+    assert normalized_opsets({"ai.onnx": 17, "com.microsoft": 1}) == {"": 17, "com.microsoft": 1}
+
+
+def test_opset_lookup_same_for_both_spellings_on_models_and_functions():
+    """The one opset lookup (onnx_opset) reads a model or function directly, either spelling."""
+    for spelling in ("", "ai.onnx"):
+        m = ir.serde.deserialize_model(onnx.parser.parse_model(SILU.replace('"ai.onnx"', f'"{spelling}"')))
+        assert onnx_opset(m) == onnx_opset(m.opset_imports) == 18
+    assert onnx_opset(ir.Model(ir.Graph([], [], nodes=[], opset_imports={"x": 1}), ir_version=8), 1) == 1
 
 
 def test_rules_run_on_an_ai_onnx_import():

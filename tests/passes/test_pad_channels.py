@@ -5,8 +5,9 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from _helpers import assert_same_outputs, ops, run
 from onnx import TensorProto, helper, numpy_helper
+
+from edgec.rewrite.testing import assert_model_outputs_match, op_types, run_pipeline
 
 RNG = np.random.default_rng(0)
 
@@ -53,25 +54,25 @@ def inverted_residual(c: int = 24, expand: int = 144, out_channels: int = 32, re
 
 def test_pads_the_24_channel_region_to_32_and_matches_onnxruntime():
     proto = inverted_residual()
-    model, modified = run(proto, "pad-channels{block=16,max_growth=1}")
+    model, modified = run_pipeline(proto, "pad-channels{block=16,max_growth=1}")
     assert modified
     w = [tuple(n.inputs[1].shape) for n in model.graph if n.op_type == "Conv"]
     # producers of the 24-channel region get 32 output channels, consumers 32 input channels;
     # the 144-channel expansion (9 x 16) is left alone
     assert w == [(32, 16, 1, 1), (144, 32, 1, 1), (144, 1, 3, 3), (32, 144, 1, 1), (32, 32, 1, 1)]
-    assert ops(model) == ["Conv", "Conv", "Clip", "Conv", "Clip", "Conv", "Add", "Conv"]
-    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+    assert op_types(model) == ["Conv", "Conv", "Clip", "Conv", "Clip", "Conv", "Add", "Conv"]
+    assert_model_outputs_match(proto, model, atol=1e-6, rtol=1e-6)
 
 
 def test_pads_after_fusion_fusedconv_with_residual_and_depthwise_region():
     proto = inverted_residual(c=24, expand=72)  # 72 = 4.5 blocks: the depthwise region is padded to 80 too
-    model, modified = run(proto, "fuse-activation,pad-channels{block=16,max_growth=1},infer-shapes")
+    model, modified = run_pipeline(proto, "fuse-activation,pad-channels{block=16,max_growth=1},infer-shapes")
     assert modified
     convs = [n for n in model.graph if n.op_type in ("Conv", "FusedConv")]
     dw = [n for n in convs if n.attributes.get("group") is not None and n.attributes["group"].value != 1]
     assert len(dw) == 1 and dw[0].attributes["group"].value == 80 and tuple(dw[0].inputs[1].shape) == (80, 1, 3, 3)
     assert all(int(n.outputs[0].shape[1]) % 16 == 0 for n in convs)
-    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+    assert_model_outputs_match(proto, model, atol=1e-6, rtol=1e-6)
 
 
 def test_per_channel_constants_are_padded_with_neutral_values():
@@ -84,13 +85,13 @@ def test_per_channel_constants_are_padded_with_neutral_values():
     inits = [_w("w0", 12, 8, 3, 3), _w("w1", 16, 12, 1, 1), _w("s", 1, 12, 1, 1), _w("t", 12, 1, 1),
              numpy_helper.from_array(RNG.uniform(0.5, 2, (12, 1, 1)).astype(np.float32), "dv")]
     proto = _model(nodes, inits, [1, 8, 6, 6], None)
-    model, modified = run(proto, "pad-channels{block=8,max_growth=1}")
+    model, modified = run_pipeline(proto, "pad-channels{block=8,max_growth=1}")
     assert modified
     by_op = {n.op_type: n for n in model.graph}
     assert tuple(by_op["Mul"].inputs[1].shape) == (1, 16, 1, 1)
     divisor = by_op["Div"].inputs[1].const_value.numpy()
     assert divisor.shape == (16, 1, 1) and np.all(divisor[12:] == 1.0)
-    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+    assert_model_outputs_match(proto, model, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("why", ["graph-output", "flatten", "divisible", "off", "too-much-work", "odd-cnn"])
@@ -113,7 +114,7 @@ def test_does_not_fire(why):
                  helper.make_node("Conv", ["b", "w1"], ["y"], pads=[1, 1, 1, 1])]
         proto, pipeline = _model(nodes, [_w("w0", 37, 16, 3, 3), _w("w1", 64, 37, 3, 3)], [1, 16, 8, 8], None), \
             "pad-channels{block=16}"
-    model, modified = run(proto, pipeline)
+    model, modified = run_pipeline(proto, pipeline)
     assert not modified, why
     init = {i.name: tuple(i.dims) for i in proto.graph.initializer}
     assert all(tuple(n.inputs[1].shape) == init[n.inputs[1].name] for n in model.graph if n.op_type == "Conv")
@@ -132,7 +133,7 @@ def test_compile_path_sets_the_block_from_the_target():
     model2, info2 = optimize(ir.serde.deserialize_model(proto), get_target("x86-64"), CompileOptions(target="x86-64"))
     # AVX2: 8 lanes divide 24: nothing to pad
     assert not any(p["pass"] == "pad-channels" and p["modified"] for p in info2["passes"])
-    assert_same_outputs(proto, model, atol=1e-5, rtol=1e-5)
+    assert_model_outputs_match(proto, model, atol=1e-5, rtol=1e-5)
 
 
 def _two_conv_region(middle: list, extra_inits: list, c: int = 24) -> onnx.ModelProto:
@@ -164,15 +165,15 @@ NOT_FINITE_EVERYWHERE = ["Exp", "Log", "Sqrt", "Reciprocal", "Softplus"]  # over
 @pytest.mark.parametrize("case", sorted(UNSAFE_DIVISORS))
 def test_does_not_pad_a_division_by_a_computed_tensor(case):
     proto = _two_conv_region(*UNSAFE_DIVISORS[case])
-    model, modified = run(proto, "pad-channels{block=16,max_growth=1}")
+    model, modified = run_pipeline(proto, "pad-channels{block=16,max_growth=1}")
     assert not modified, case
-    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+    assert_model_outputs_match(proto, model, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize("op", NOT_FINITE_EVERYWHERE)
 def test_does_not_pad_through_ops_that_are_not_finite_everywhere(op):
     proto = _two_conv_region([helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node(op, ["s"], ["m"])], [])
-    model, modified = run(proto, "pad-channels{block=16,max_growth=1}")
+    model, modified = run_pipeline(proto, "pad-channels{block=16,max_growth=1}")
     assert not modified, op
 
 
@@ -180,10 +181,10 @@ def test_still_pads_through_safe_ops_between_two_convs():
     middle = [helper.make_node("Sigmoid", ["b"], ["s"]), helper.make_node("Mul", ["a", "s"], ["p"]),
               helper.make_node("Sub", ["p", "a"], ["q"]), helper.make_node("Div", ["q", "dv"], ["m"])]
     proto = _two_conv_region(middle, [_const("dv", 3.0)])
-    model, modified = run(proto, "pad-channels{block=16,max_growth=1}")
+    model, modified = run_pipeline(proto, "pad-channels{block=16,max_growth=1}")
     assert modified
     assert [tuple(n.inputs[1].shape) for n in model.graph if n.op_type == "Conv"] == [(32, 16, 3, 3), (32, 16, 3, 3), (40, 32, 1, 1)]
-    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+    assert_model_outputs_match(proto, model, atol=1e-6, rtol=1e-6)
 
 
 def test_issue_model_compiles_and_matches_at_the_default_level(tmp_path):
@@ -231,7 +232,7 @@ def _exact_outputs(proto, seed):
 
 def test_quantized_region_qlinearconv_and_qdq_is_padded_bit_exactly(tmp_path):
     fused = _quantized_inverted_residual(tmp_path)
-    model, modified = run(fused, "pad-channels{block=16}")
+    model, modified = run_pipeline(fused, "pad-channels{block=16}")
     assert modified
     convs = [n for n in model.graph if n.op_type == "QLinearConv"]
     # weights (input 3): producers of the 24-channel region get 32 output channels (and 32 weight
@@ -253,7 +254,7 @@ def test_quantized_region_qlinearconv_and_qdq_is_padded_bit_exactly(tmp_path):
 
 def test_quantized_region_reaching_a_graph_output_is_not_padded(tmp_path):
     fused = _quantized_inverted_residual(tmp_path, residual_out=True)
-    model, modified = run(fused, "pad-channels{block=16}")
+    model, modified = run_pipeline(fused, "pad-channels{block=16}")
     assert not modified
     init = {i.name: tuple(i.dims) for i in fused.graph.initializer}
     assert all(tuple(n.inputs[3].shape) == init[n.inputs[3].name] for n in model.graph if n.op_type == "QLinearConv")

@@ -14,7 +14,7 @@ import pytest
 
 from edgec.errors import GuardError
 from edgec.reference import run_ort
-from tests.passes._helpers import run
+from edgec.rewrite.testing import run_pipeline
 
 
 def _model(opset: int, text: str) -> onnx.ModelProto:
@@ -36,7 +36,7 @@ def _compile(model: ir.Model, tmp_path):
 
 
 def _specialize(proto):
-    model, modified = run(proto, "specialize-shape-inputs")
+    model, modified = run_pipeline(proto, "specialize-shape-inputs")
     # the specialized model stays a valid ONNX model that onnxruntime runs (model-local function)
     onnx.checker.check_model(ir.serde.serialize_model(model))
     return model, modified

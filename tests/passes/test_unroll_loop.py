@@ -1,8 +1,8 @@
 import onnx_ir as ir
 import pytest
-from _helpers import assert_same_outputs, ops, parse, run
 
 from edgec.passes.control.unroll_loop import loop_trip_count
+from edgec.rewrite.testing import assert_model_outputs_match, op_types, parse_proto, run_pipeline
 
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>\n'
 
@@ -22,17 +22,17 @@ g (float[2] x) => (float[2] y, float[3,2] s) <float[2] w = {1.5, -0.5}, int64 m 
 
 
 def test_unrolls_loop_with_scan_output_and_matches_onnxruntime():
-    proto = parse(LOOP)
-    model, modified = run(proto, "unroll-loop,eliminate-dead-code,infer-shapes")
+    proto = parse_proto(LOOP)
+    model, modified = run_pipeline(proto, "unroll-loop,eliminate-dead-code,infer-shapes")
     assert modified
-    assert ops(model) == ["Cast", "Mul", "Add", "Mul"] * 3 + ["Unsqueeze"] * 3 + ["Concat"]
+    assert op_types(model) == ["Cast", "Mul", "Add", "Mul"] * 3 + ["Unsqueeze"] * 3 + ["Concat"]
     assert [o.name for o in model.graph.outputs] == ["y", "s"]
     assert list(model.graph.outputs[1].shape) == [3, 2]
-    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+    assert_model_outputs_match(proto, model, atol=1e-6, rtol=1e-6)
 
 
 def test_loop_condition_absent_and_passthrough_state():
-    proto = parse(HEADER + """
+    proto = parse_proto(HEADER + """
     g (float[2] x, float[2] z) => (float[2] y, float[2] zz) <int64 m = {2}> {
       y, zz = Loop(m, , x, z) <body = b (int64 i, bool cin, float[2] v, float[2] u) => (bool cout, float[2] vout, float[2] uout) {
         cout = Constant<value = bool {1}>()
@@ -40,10 +40,10 @@ def test_loop_condition_absent_and_passthrough_state():
         uout = Identity(u)
       }>
     }""")
-    model, modified = run(proto, "unroll-loop,remove-identity-ops,eliminate-dead-code")
+    model, modified = run_pipeline(proto, "unroll-loop,remove-identity-ops,eliminate-dead-code")
     assert modified
-    assert ops(model) == ["Add", "Add", "Identity"]  # zz: the untouched state, copied under its name
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert op_types(model) == ["Add", "Add", "Identity"]  # zz: the untouched state, copied under its name
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 # Cumulative sum along axis 0 of x, and along reversed axis 1 of r; the running sum stacked on axis 1.
@@ -61,18 +61,18 @@ g (float[2] init, float[4,2] x, float[2,4] r) => (float[2] last, float[2,4] sums
 
 
 def test_unrolls_scan_with_axes_and_directions():
-    proto = parse(SCAN)
-    model, modified = run(proto, "unroll-loop,remove-identity-ops,eliminate-dead-code,infer-shapes")
+    proto = parse_proto(SCAN)
+    model, modified = run_pipeline(proto, "unroll-loop,remove-identity-ops,eliminate-dead-code,infer-shapes")
     assert modified
-    assert "Scan" not in ops(model)
-    assert ops(model).count("Gather") == 8 and ops(model).count("Concat") == 2
-    assert_same_outputs(proto, model, atol=1e-6, rtol=1e-6)
+    assert "Scan" not in op_types(model)
+    assert op_types(model).count("Gather") == 8 and op_types(model).count("Concat") == 2
+    assert_model_outputs_match(proto, model, atol=1e-6, rtol=1e-6)
 
 
 def test_max_trip_count_option():
-    model, modified = run(parse(LOOP), "unroll-loop{max_trip_count=2}")
+    model, modified = run_pipeline(parse_proto(LOOP), "unroll-loop{max_trip_count=2}")
     assert not modified
-    assert ops(model) == ["Constant", "Loop"]
+    assert op_types(model) == ["Constant", "Loop"]
     assert loop_trip_count(model.graph.node(1), 2) == "trip count 3 > max_trip_count 2"
 
 
@@ -87,10 +87,10 @@ def test_does_not_fire_on_dynamic_trip_count_or_early_exit(changes, reason):
     for old, new in changes.items():
         assert old in text
         text = text.replace(old, new)
-    model, _ = run(parse(text), "fold-constants")
-    model, modified = run(ir.serde.serialize_model(model), "unroll-loop")
+    model, _ = run_pipeline(parse_proto(text), "fold-constants")
+    model, modified = run_pipeline(ir.serde.serialize_model(model), "unroll-loop")
     assert not modified
-    assert ops(model) == ["Loop"]
+    assert op_types(model) == ["Loop"]
     assert loop_trip_count(model.graph.node(0), 64) == reason
 
 
@@ -111,13 +111,13 @@ g (float[2] x) => (float[2] y, float[4,2] s) <float[2] w = {1.5, -0.5}, int64 m 
 
 
 def test_unrolls_loop_whose_condition_is_decided_at_compile_time():
-    proto = parse(TF_WHILE)
+    proto = parse_proto(TF_WHILE)
     assert loop_trip_count(ir.serde.deserialize_model(proto).graph.node(1), 64, 17) == 4  # t + 1 = 1, 2, 3, 4: the 4th trip ends it
-    model, modified = run(proto, "unroll-loop,fold-constants,eliminate-dead-code,infer-shapes")
+    model, modified = run_pipeline(proto, "unroll-loop,fold-constants,eliminate-dead-code,infer-shapes")
     assert modified
-    assert "Loop" not in ops(model) and ops(model).count("Mul") == 4
+    assert "Loop" not in op_types(model) and op_types(model).count("Mul") == 4
     assert list(model.graph.outputs[1].shape) == [4, 2]
-    assert_same_outputs(proto, model, atol=0, rtol=0)
+    assert_model_outputs_match(proto, model, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("old,new,expected", [
@@ -129,5 +129,5 @@ def test_simulated_condition_limits(old, new, expected):
     text = TF_WHILE.replace(old, new)
     if "t0" in old:
         text = text.replace("g (float[2] x)", "g (float[2] x, int32 t0)")
-    loop = next(n for n in ir.serde.deserialize_model(parse(text)).graph if n.op_type == "Loop")
+    loop = next(n for n in ir.serde.deserialize_model(parse_proto(text)).graph if n.op_type == "Loop")
     assert loop_trip_count(loop, 8, 17) == expected

@@ -43,16 +43,18 @@ def reference(proto: onnx.ModelProto, inputs: dict[str, np.ndarray], engine: str
 def check(proto, inputs, tmp_path, owned=(), engine="ort", atol=ATOL, rtol=1e-5):
     """Compile with edgec, compare every output (shape, dtype, values) with the reference, and
     check edgec's own lowering (not TVM's frontend) handled the `owned` ops."""
+    from edgec.compare import assert_outputs_match
+
     actual, report = edgec_run(proto, inputs, tmp_path)
     expected = reference(proto, inputs, engine)
+    # missing / extra outputs, shapes, NaN / Inf patterns and values (edgec.compare), then exact
+    # dtypes and exact integers
+    assert_outputs_match(actual, expected, atol, rtol)
     for name, e in expected.items():
         a = actual[name]
-        assert a.shape == e.shape, (name, a.shape, e.shape)
         assert a.dtype == e.dtype, (name, a.dtype, e.dtype)
         if e.dtype.kind in "biu":
             np.testing.assert_array_equal(a, e, err_msg=name)
-        else:
-            np.testing.assert_allclose(a.astype(np.float64), e.astype(np.float64), atol=atol, rtol=rtol, err_msg=name)
     missing = set(owned) - set(report.by_edgec) - set(report.folded)
     assert not missing, f"not lowered by edgec: {missing}; {report.to_json()}"
     return report

@@ -105,7 +105,7 @@ def test_armv8_2_int8_runs_sdot_under_qemu_and_matches_x86_vnni(run_cli, tmp_pat
                if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (apt packages in .ci/apt-packages.txt)")
-    from edgec.api import run_artifact
+    from edgec.artifact_run import run_artifact
 
     qdq_model = _quantize(run_cli, tmp_path)
     arm = _compile(run_cli, qdq_model, ARM, tmp_path / "arm")
@@ -237,7 +237,7 @@ def test_armv7_runs_the_int8_model_through_its_call_plan(run_cli, tmp_path):
                if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} (apt packages in .ci/apt-packages.txt)")
-    from edgec.api import run_artifact
+    from edgec.artifact_run import run_artifact
 
     qdq_model = _quantize(run_cli, tmp_path)
     art = _compile(run_cli, qdq_model, "armv7", tmp_path / "armv7")

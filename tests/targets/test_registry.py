@@ -55,3 +55,14 @@ def test_x86_presets_differ_in_instructions(tmp_path):
     avx512 = _disassemble(mod, "x86-64-avx512", tmp_path)
     assert "zmm" not in base and "ymm" in base  # x86-64 preset is AVX2: 256-bit vectors
     assert "zmm" in avx512
+
+
+@pytest.mark.parametrize("name,cpu,cpu_vm", [
+    ("x86-64", True, True), ("armv8", True, True), ("armv7", True, False),
+    ("cuda-sm75", False, False), ("opencl-arm", False, False),
+])
+def test_cpu_and_vm_predicates(name, cpu, cpu_vm):
+    """TargetSpec.is_cpu / is_cpu_vm: the one answer to "CPU target?" and "run by the Relax VM?"."""
+    spec = get_target(name)
+    assert (spec.is_cpu, spec.is_cpu_vm) == (cpu, cpu_vm)
+    assert spec.is_cpu == (tvm.target.Target(spec.tvm).kind.name == "llvm")

@@ -18,6 +18,7 @@ import numpy as np
 import onnx_ir as ir
 from tvm import relax
 
+from edgec.ir.domains import is_onnx_domain
 from edgec.targets.tvm.guards import thread_guards
 from edgec.targets.tvm.lower_context import LowerContext, const, shape_of, shape_of_type
 from edgec.targets.tvm.ops import Unsupported
@@ -31,7 +32,7 @@ LowerGraph = Callable[[ir.Graph], None]
 def has_control_flow(graph: ir.Graph) -> bool:
     """True if `graph` (not counting its subgraphs) holds an If or Loop that lower_if / lower_loop
     may lower: those need plain binding blocks."""
-    return any(n.op_type in ("If", "Loop") and n.domain in ("", "ai.onnx") for n in graph)
+    return any(n.op_type in ("If", "Loop") and is_onnx_domain(n.domain) for n in graph)
 
 
 def _branch(node: ir.Node, key: str) -> ir.Graph:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from edgec.ir.domains import is_onnx_domain
 from edgec.targets.lowerable import conv_lowerable, conv_pads, conv_rank
 from edgec.targets.tvm.lower_context import attr, shape_of
 from edgec.targets.tvm.ops import lowers
@@ -124,7 +125,7 @@ def _transposed_keys(ctx, node):
     from edgec.targets.tvm.symbolic import dims_of
 
     producer = node.inputs[1].producer() if node.inputs[1] is not None else None
-    if producer is None or producer.op_type != "Transpose" or producer.domain not in ("", "ai.onnx"):
+    if producer is None or producer.op_type != "Transpose" or not is_onnx_domain(producer.domain):
         return None
     if list(attr(producer, "perm", []) or []) != [0, 1, 3, 2]:
         return None

@@ -100,7 +100,7 @@ def tune_model(mod, spec: TargetSpec, records_path, trials: int, *, time_budget_
                seed: int = 0, threads: int | None = None, rpc_tracker: str | None = None,
                rpc_key: str | None = None, progress: Progress | None = None, space: str = "metaschedule") -> TuneSummary:
     """Tune the kernels of a lowered Relax module `mod`; records go to (and resume from) `records_path`."""
-    if spec.tvm.get("kind") != "llvm" or spec.runtime != "vm":
+    if not spec.is_cpu_vm:
         raise TuneError(f"edgec tune supports CPU targets with the TVM VM runtime; '{spec.name}' is "
                         f"{spec.tvm.get('kind')}/{spec.runtime}")
     if trials < 0:

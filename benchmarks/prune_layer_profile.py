@@ -1,0 +1,115 @@
+"""Where does a pruned model's latency ratio differ from its FLOPs ratio? Per layer, same run.
+
+    python benchmarks/prune_layer_profile.py ORIGINAL.onnx PRUNED.onnx [--threads 1] [--runs 100]
+        [--artifacts ORIG_ART PRUNED_ART]
+
+Both models are compiled for the host (or `--artifacts` are loaded) and profiled in this process:
+every kernel call's minimum over `--runs` runs (the Relax VM's instrument hook). The conv /
+matmul kernels are matched in order to the ONNX Conv / Gemm / MatMul nodes (edgec fuses each
+such node with its epilogue into one kernel; the script stops if the counts differ). Printed:
+per layer the time and FLOPs ratios and the attained GFLOP/s, then three whole-model figures:
+
+- measured: the pruned model's summed kernel time / the original's;
+- per-layer-proportional: what that ratio would be if every layer's time shrank exactly by its
+  own FLOPs ratio (other kernels unchanged) — a compiler whose every kernel scales perfectly
+  gets this figure, not the FLOPs ratio, because layers differ in GFLOP/s;
+- FLOPs: edgec.ir.analysis.flops of the pruned model / the original's (what bench_prune's bar uses).
+
+and the layers that pull the ratio up most: time share x (own FLOPs ratio - model FLOPs ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+LAYER_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def layer_flops(path: str) -> tuple[list[tuple[str, int]], int]:
+    """([(description, FLOPs) of each Conv/Gemm/MatMul in graph order], FLOPs of the whole model)."""
+    import onnx
+    import onnx_ir as ir
+
+    from edgec.ir.analysis import flops, node_flops
+
+    proto = onnx.shape_inference.infer_shapes(onnx.load(path))
+    model = ir.serde.deserialize_model(proto)
+    rows = []
+    for n in model.graph:
+        if n.op_type in LAYER_OPS:
+            w = n.inputs[1].shape if len(n.inputs) > 1 and n.inputs[1] is not None else None
+            rows.append((f"{n.op_type} {list(w.dims) if w is not None else '?'}", node_flops(n)))
+    return rows, flops(model)
+
+
+def kernel_times(artifact: str, threads: int, runs: int) -> list[tuple[str, float]]:
+    """[(kernel name, seconds)] per call site in call order, VM builtins left out."""
+    from edgec.artifact import load_artifact
+    from edgec.reference import seeded_inputs
+    from edgec.targets.tvm.execute import load
+
+    art = load_artifact(artifact)
+    m = load(art, threads)
+    feed = seeded_inputs(art.inputs, 0)
+    m.run(feed)
+    return [(n.split("(")[0], t) for n, t in m.profile(feed, runs) if not n.startswith("vm.builtin")]
+
+
+def is_layer_kernel(name: str) -> bool:
+    return "conv" in name or "matmul" in name or "dense" in name
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("original")
+    ap.add_argument("pruned")
+    ap.add_argument("--artifacts", nargs=2, metavar=("ORIG_ART", "PRUNED_ART"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--top", type=int, default=8)
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="prune-layers-") as d:  # the compiled artifacts, unless given
+        arts = a.artifacts
+        if not arts:
+            import edgec
+
+            arts = [str(edgec.compile(p, output=Path(d) / n, threads=a.threads).path)
+                    for n, p in (("original", a.original), ("pruned", a.pruned))]
+        ka, kb = (kernel_times(x, a.threads, a.runs) for x in arts)
+    (fa, total_a), (fb, total_b) = layer_flops(a.original), layer_flops(a.pruned)
+    la, lb = ([k for k in ks if is_layer_kernel(k[0])] for ks in (ka, kb))
+    if not (len(fa) == len(fb) == len(la) == len(lb)):
+        print(f"cannot match layers to kernels: {len(fa)} / {len(fb)} ONNX layers, {len(la)} / {len(lb)} kernels")
+        return 1
+    other_a = sum(t for k, t in ka if not is_layer_kernel(k))
+    other_b = sum(t for k, t in kb if not is_layer_kernel(k))
+    tot_a, tot_b = sum(t for _, t in ka), sum(t for _, t in kb)
+    F = total_b / total_a
+    print(f"{a.threads} thread(s), per-call minimum of {a.runs} runs")
+    print("| # | pruned layer | kernel | ms (orig -> pruned) | time ratio | FLOPs ratio | GFLOP/s (orig -> pruned) |")
+    print("|---|---|---|---|---|---|---|")
+    ideal, pull = other_a, []
+    for i, ((_, f0), (desc, f1), (k, t0), (_, t1)) in enumerate(zip(fa, fb, la, lb)):
+        r = f1 / f0 if f0 else 1.0
+        ideal += t0 * r
+        pull.append((t0 * (r - F) / tot_a, i, desc))
+        print(f"| {i} | {desc} | {k[:32]} | {t0 * 1e3:.3f} -> {t1 * 1e3:.3f} | {t1 / t0:.2f} | {r:.2f} | "
+              f"{f0 / t0 / 1e9:.0f} -> {f1 / t1 / 1e9:.0f} |")
+    pull.append((other_a * (1 - F) / tot_a, -1, "other kernels (layout, pooling, ...)"))
+    print(f"\nother kernels {other_a * 1e3:.3f} -> {other_b * 1e3:.3f} ms; all kernels {tot_a * 1e3:.3f} -> "
+          f"{tot_b * 1e3:.3f} ms")
+    print(f"latency ratio: measured {tot_b / tot_a:.3f}, per-layer-proportional {ideal / tot_a:.3f}, FLOPs {F:.3f}")
+    print("layers pulling the ratio above the FLOPs ratio (time share x (own FLOPs ratio - model's)):")
+    for p, i, desc in sorted(pull, reverse=True)[:a.top]:
+        print(f"  {p:+.4f}  #{i} {desc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
