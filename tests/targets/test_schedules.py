@@ -56,7 +56,10 @@ def _conv(x, cin, cout, k, stride=1, group=1, pad=None, bias=True, tag="c"):
 
 @pytest.mark.parametrize("cin,cout,k,stride,hw", [(16, 32, 3, 1, (13, 11)), (32, 16, 1, 1, (7, 9)),
                                                   (16, 64, 3, 2, (15, 15)), (64, 64, 3, 1, (5, 5)),
-                                                  (128, 128, 3, 1, (7, 7)), (64, 32, 3, 1, (14, 14))])
+                                                  (128, 128, 3, 1, (7, 7)), (64, 32, 3, 1, (14, 14)),
+                                                  # odd channel-block counts (what pruning leaves): 3 x 7 / 5 x 2 x 2 tiles
+                                                  (32, 48, 1, 1, (14, 14)), (16, 80, 1, 1, (14, 14)),
+                                                  (32, 80, 1, 1, (7, 7))])
 def test_conv_nchwc_with_epilogue(tmp_path, cin, cout, k, stride, hw):
     conv, inits, y = _conv("x", cin, cout, k, stride)
     relu = helper.make_node("Relu", [y], ["out"])
@@ -181,3 +184,15 @@ def test_matmul_with_broadcasting_epilogue(tmp_path):
     inits = [_w("w", (48, 40)), _w("b", (40,))]
     used = _check(_model(nodes, [("q", [6, 1, 48]), ("k", [6, 7, 40])], "out", inits), tmp_path)
     assert used.get("matmul") == 1 and not used.get("reduction(dlight)"), used
+
+
+@pytest.mark.parametrize("ocb,oh,ow,tile", [(3, 14, 14, (3, 1, 7)), (9, 56, 56, (3, 1, 8)), (5, 14, 14, (5, 2, 2)),
+                                            (5, 112, 112, (5, 1, 4)), (5, 7, 7, None), (17, 14, 14, None),
+                                            (7, 56, 56, None)])
+def test_odd_channel_blocks_get_a_multi_block_tile(ocb, oh, ow, tile):
+    """A pointwise conv with an odd number of channel blocks tiles 3 or 5 of them (not 1, which is
+    bound by broadcast loads); None where neither divides or the tile would be small."""
+    from edgec.targets.tvm.schedules.conv_nchwc import _odd_blocks_tile
+
+    got = _odd_blocks_tile(ocb, oh, ow, panel_bytes=64 * 16 * 4, acc_budget=24)
+    assert (None if got is None else (got["ot"], got["yt"], got["wt"])) == tile
