@@ -15,8 +15,9 @@ importance are removed:
   for every consumer weight reading the unit, E|x_c| * ||W[:, c]||, the mean size of what channel c
   adds to the consumer's output; the model runs in onnxruntime once per sample.
 
-`round_to` keeps a multiple of that many units per producer (fewer are removed; a layer whose
-channels it does not divide keeps a multiple of the largest power of 2 of it that does): the CPU backend
+`round_to` keeps a multiple of that many units per producer (the multiple nearest the asked count,
+never below 90% of it; a layer whose channels it does not divide keeps a multiple of the largest
+power of 2 of it that does): the CPU backend
 carries a channel-blocked layout (NCHW16c on AVX-512) only through layers whose channels the block
 divides, and pads the rest only within 10% growth (pad-channels), so a layer left with 45 channels
 can push a whole model out of the blocked layout and make the pruned model slower than the
@@ -122,13 +123,20 @@ class PruneChannels(Pass):
 
 def _rounded(units: int, remove: int, block: int) -> int:
     """How many of `units` to remove so that the rest is a multiple of the largest power-of-2
-    part of `block` dividing `units` (a layer the block does not divide stays as aligned as it was)."""
+    part of `block` dividing `units` (a layer the block does not divide stays as aligned as it was):
+    the multiple nearest the asked count `units - remove`, but not below 90% of it (MobileNet's own
+    rule for rounding channel counts), so that every layer loses about the asked share. Rounding
+    the kept count up instead spared the narrow layers (MobileNetV2 at 0.3 with 16-channel blocks:
+    24 -> 24, 96 -> 80, 144 -> 112 kept, 0-22% removed, while the wide ones lost 28-30%)."""
     while block > 1 and units % block:
         block //= 2
     if block <= 1:
         return remove
-    kept = -(-(units - remove) // block) * block
-    return max(units - kept, 0)
+    want = units - remove
+    kept = max(int(want / block + 0.5), 1) * block
+    if kept < 0.9 * want:
+        kept += block
+    return max(units - min(kept, units), 0)
 
 
 def _given(node: ir.Node, rules) -> list[float]:

@@ -79,11 +79,11 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
     with target:
         mod = relax.transform.DecomposeOpsForInference()(mod)
         mod = relax.transform.CanonicalizeBindings()(mod)
+        packable = weight_param_names(mod, PACK_MAX_BYTES)
         if spec is not None and spec.is_cpu:
-            mod = convert_to_blocked(mod, max(spec.vector_bits // 32, 4))
+            mod = convert_to_blocked(mod, max(spec.vector_bits // 32, 4), packable)
     lanes = max(spec.vector_bits // 32, 4) if spec is not None and spec.is_cpu else 0
     weights = weight_param_names(mod)
-    packable = weight_param_names(mod, PACK_MAX_BYTES)
     legalize = tvm.transform.Sequential([
         relax.transform.FoldConstant(),
         relax.transform.LegalizeOps(legalize_map(lanes, packable, dot_instructions(spec) if spec is not None else None)),

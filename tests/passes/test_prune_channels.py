@@ -322,7 +322,11 @@ def test_round_to_keeps_a_multiple_of_channels():
     model, _, _, _ = _prune(text_, ratio=0.3)
     assert _shape(model, "w0")[0] == 17  # 24 - floor(7.2)
     model, _, _, _ = _prune(text_, ratio=0.3, round_to=8)
-    assert _shape(model, "w0")[0] == 24  # 17 rounded up to 24: nothing removed
+    assert _shape(model, "w0")[0] == 16  # 17 to the nearest multiple of 8 (16 >= 90% of 17)
+    model, _, _, _ = _prune(text_, ratio=0.2, round_to=8)
+    assert _shape(model, "w0")[0] == 24  # 20 (24 - floor(4.8)) is nearer 24 than 16: nothing removed
+    model, _, _, _ = _prune(text_, ratio=0.55, round_to=8)
+    assert _shape(model, "w0")[0] == 16  # 11 is nearest 8, but 8 < 90% of 11: 16
     model, _, _, _ = _prune(text_, ratio=0.5, round_to=8)
     assert _shape(model, "w0")[0] == 16 and _shape(model, "w1") == [2, 16, 1, 1]
     model, _, _, _ = _prune(text_, ratio=0.5, round_to=16)  # 16 does not divide 24: multiples of 8

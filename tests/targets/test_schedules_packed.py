@@ -85,13 +85,28 @@ def test_packed_kernels_on_avx2_lanes(tmp_path):
     assert used.get("depthwise-nchw") == 1
 
 
-def test_one_layout_transform_per_tensor(tmp_path):
-    """A 3-channel stem (stays NCHW) feeding two blocked convs: one transform into the blocked
-    layout, not one per consumer."""
-    stem, i0, y0 = _conv("x", 3, 16, 3, tag="s")
-    a, i1, ya = _conv(y0, 16, 16, 3, tag="a")
-    b, i2, yb = _conv(y0, 16, 16, 1, tag="b")
-    model = _model([stem, a, b, helper.make_node("Add", [ya, yb], ["out"])], [("x", [1, 3, 12, 12])], "out",
+def test_image_stem_writes_the_blocked_layout(tmp_path):
+    """A 3-channel stem with constant weights feeding two blocked convs reads NCHW and writes
+    NCHW16c itself (the packed kernel's accumulator cropped per row): the only layout transform
+    left is the one back out to NCHW at the end."""
+    stem, i0, y0 = _conv("x", 3, 16, 3, 2, tag="s")
+    relu = helper.make_node("Relu", [y0], ["r"])
+    a, i1, ya = _conv("r", 16, 16, 3, tag="a")
+    b, i2, yb = _conv("r", 16, 16, 1, tag="b")
+    model = _model([stem, relu, a, b, helper.make_node("Add", [ya, yb], ["out"])], [("x", [1, 3, 25, 23])], "out",
                    i0 + i1 + i2)
+    assert sum("layout_transform" in k for k in _kernels(model)) == 1  # back out only
+    used = _check(model, tmp_path)
+    assert used.get("conv2d-nchw-packed") == 1 and used.get("conv2d-nchwc") == 2
+
+
+def test_one_layout_transform_per_tensor(tmp_path):
+    """An NCHW conv that cannot write the blocked layout (its weights are a runtime input, so not
+    packed) feeding two blocked convs: one transform into the blocked layout, not one per consumer."""
+    stem = helper.make_node("Conv", ["x", "sw"], ["s.y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    a, i1, ya = _conv("s.y", 16, 16, 3, tag="a")
+    b, i2, yb = _conv("s.y", 16, 16, 1, tag="b")
+    model = _model([stem, a, b, helper.make_node("Add", [ya, yb], ["out"])], [("x", [1, 3, 12, 12]),
+                                                                            ("sw", [16, 3, 3, 3])], "out", i1 + i2)
     assert sum("layout_transform" in k for k in _kernels(model)) == 2  # into blocked, and back out
     _check(model, tmp_path)
