@@ -27,7 +27,7 @@ def _dims(sch):
 
 def default_knobs(sch, ctx) -> dict:
     _, ocb, _, owp, _, _, _, _ = _dims(sch)
-    ot, cap = conv_tiles(ocb, owp, ctx.registers)
+    ot, cap = conv_tiles(ocb, owp, ctx.registers, ctx.lanes)
     return {"ot": ot, "wt": C.divisor_le(owp, cap)}  # legalization padded the row to tiles <= cap
 
 
