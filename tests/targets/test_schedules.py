@@ -196,3 +196,29 @@ def test_odd_channel_blocks_get_a_multi_block_tile(ocb, oh, ow, tile):
 
     got = _odd_blocks_tile(ocb, oh, ow, panel_bytes=64 * 16 * 4, acc_budget=24)
     assert (None if got is None else (got["ot"], got["yt"], got["wt"])) == tile
+
+
+@pytest.mark.parametrize("k, stride, hw", [(3, 2, 224), (7, 2, 64)])
+def test_nchw_pad_fill_runs_in_the_parallel_row_loop(k, stride, hw):
+    """An NCHW image stem's zero-padded input: each task fills its own padded rows with zeros and
+    then copies the interior, inside one parallel loop. The fill had been a serial loop over the
+    whole padded buffer before the parallel copy (MobileNetV2's 3x224x224 stem: 0.26 -> 0.21 ms,
+    2 threads)."""
+    from tvm import s_tir, tirx
+
+    from edgec.targets.tvm.build import optimize_relax, schedule, tvm_target
+
+    conv, inits, y = _conv("x", 3, 32, k, stride)
+    relu = helper.make_node("Relu", [y], ["out"])
+    model = _model([conv, relu], [("x", [1, 3, hw, hw])], "out", inits)
+    spec = get_target("x86-64")
+    target = tvm_target(spec)
+    mod, _ = lower_model(ir.serde.deserialize_model(model))
+    mod = schedule(optimize_relax(mod, target, spec), spec, target, threads=2)
+    funcs = [f for gv, f in mod.functions.items() if "conv2d_nchw" in gv.name_hint]
+    assert len(funcs) == 1
+    sch = s_tir.Schedule(funcs[0])
+    fill_outer = sch.get(sch.get_loops(sch.get_sblock("edgec_pad_nchwc_pad_const"))[0])
+    copy_outer = sch.get(sch.get_loops(sch.get_sblock("edgec_pad_nchwc"))[0])
+    assert fill_outer.kind == tirx.ForKind.PARALLEL
+    assert fill_outer.same_as(copy_outer)  # one parallel loop: fill, then copy, per task

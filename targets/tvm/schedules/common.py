@@ -217,14 +217,16 @@ def materialize_pad(sch: s_tir.Schedule, pad, threads: int) -> None:
     """Compute a zero-padded input once, as its own parallel stage, instead of inlining the bounds
     test into every load of the kernel's inner loop (measured ~20% on ResNet-18's 3x3 convs).
     Blocked layouts vectorize the channel lanes (the bounds test is per pixel); NCHW splits the
-    fill from the interior copy so the row copy vectorizes."""
+    fill from the interior copy so the row copy vectorizes, both inside the parallel row loop
+    (each task zeroes its padded rows, then copies their interior; a fill of its own was a serial
+    pass over the whole buffer: MobileNetV2's stem 0.26 -> 0.21 ms on 2 threads)."""
     loops = sch.get_loops(pad)
     parallel_outer(sch, loops[:-1], threads * 4)
     if len(sch.get(pad).iter_vars) == 5:
         sch.vectorize(loops[-1])
         return
     try:
-        fill = sch.decompose_padding(pad, sch.get_loops(pad)[-2])
+        fill = sch.decompose_padding(pad, sch.get_loops(pad)[-1])
     except Exception:  # noqa: BLE001 - ScheduleError: keep one scalar pass
         return
     for blk in (fill, pad):
