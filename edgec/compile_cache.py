@@ -97,6 +97,10 @@ def cli_key(params: dict, meta: dict) -> tuple[str, dict[str, list[Path]]]:
         if options.get(k):
             options[k] = os.path.basename(str(options[k]))  # the content is in the files' digests
     options.update({k: v for k, v in meta.items() if k.startswith("edgec.") and k not in _META_NOT_IN_KEY})
+    if str(params.get("target", "")).strip() == "host":  # what "host" means here: CPU features, L2 size
+        from edgec.targets.registry import host_target
+
+        options["host_target"] = host_target().to_json()
     return cache_key(options, files), files
 
 

@@ -34,6 +34,7 @@ class TargetSpec:
                                     # "plan" = kernels + call plan, no TVM runtime (edgec.targets.tvm.plan)
     aliases: tuple[str, ...] = field(default=())
     source: str | None = None       # where a board came from (its file or entry point); None: built in
+    l2_bytes: int = 512 * 1024      # per-core L2 cache: the conv schedules keep one task's weight panel in it
 
     @property
     def is_cpu(self) -> bool:
@@ -52,6 +53,7 @@ class TargetSpec:
             "name": self.name, "description": self.description, "tvm": self.tvm, "arch": self.arch,
             "cross_compiler": self.cross_compiler, "layout": self.layout, "dtypes": list(self.dtypes),
             "vector_bits": self.vector_bits, "features": list(self.features), "runtime": self.runtime,
+            "l2_bytes": self.l2_bytes,
         }
 
 
@@ -87,6 +89,24 @@ def missing_host_features(spec: TargetSpec, cpuinfo: str | None = None) -> list[
     return sorted((wanted & known) - have)
 
 
+def host_l2_bytes(sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """This machine's per-core L2 cache in bytes (Linux sysfs: the level-2 data or unified cache of
+    CPU 0), None where sysfs does not say."""
+    for index in sorted(Path(sysfs).glob("index*")):
+        try:
+            if (index / "level").read_text().strip() != "2" or \
+                    (index / "type").read_text().strip() not in ("Data", "Unified"):
+                continue
+            size = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1:], 1)
+        digits = size.rstrip("KMB")
+        if digits.isdigit() and int(digits) > 0:
+            return int(digits) * scale
+    return None
+
+
 def host_target(cpuinfo: str | None = None) -> TargetSpec:
     """This machine's CPU, features read from /proc/cpuinfo flags (LLVM's CPU name can be wrong)."""
     if platform.machine() not in ("x86_64", "AMD64") and cpuinfo is None:
@@ -97,12 +117,13 @@ def host_target(cpuinfo: str | None = None) -> TargetSpec:
     bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
     return TargetSpec("host", f"this machine's CPU ({level}; {' '.join(m[1:] for m in mattr)})",
                       {**_X86, "mcpu": level, "mattr": mattr}, "x86_64", vector_bits=bits,
-                      features=tuple(m[1:] for m in mattr))
+                      features=tuple(m[1:] for m in mattr),
+                      l2_bytes=(host_l2_bytes() if cpuinfo is None else None) or TargetSpec.l2_bytes)
 
 
-def _x86(name, desc, mcpu, mattr, bits, feats):
+def _x86(name, desc, mcpu, mattr, bits, feats, l2_bytes=TargetSpec.l2_bytes):
     return TargetSpec(name, desc, {**_X86, "mcpu": mcpu, **({"mattr": mattr} if mattr else {})},
-                      "x86_64", vector_bits=bits, features=feats)
+                      "x86_64", vector_bits=bits, features=feats, l2_bytes=l2_bytes)
 
 
 def _arm64(name, desc, mcpu, mattr, feats, dtypes=("float32",)):
@@ -127,9 +148,9 @@ TARGETS: tuple[TargetSpec, ...] = (
     _x86("x86-64-avx2", "x86-64 with AVX2 + FMA (Haswell and newer)", "haswell", ["+avx2", "+fma"], 256,
          ("avx2", "fma")),
     _x86("x86-64-avx512", "x86-64 with AVX-512 (Skylake-SP and newer)", "skylake-avx512", None, 512,
-         ("avx2", "fma", "avx512f", "avx512bw", "avx512vl")),
+         ("avx2", "fma", "avx512f", "avx512bw", "avx512vl"), 1024 * 1024),
     _x86("x86-64-vnni", "x86-64 with AVX-512 VNNI (Cascade Lake and newer)", "cascadelake", None, 512,
-         ("avx2", "fma", "avx512f", "avx512vnni")),
+         ("avx2", "fma", "avx512f", "avx512vnni"), 1024 * 1024),
     _arm64("armv8", "AArch64 (ARMv8-A) with NEON", None, ["+neon"], ("neon",)),
     _arm64("armv8.2", "AArch64 ARMv8.2-A with NEON, dot product and fp16", None,
            ["+neon", "+v8.2a", "+dotprod", "+fullfp16"], ("neon", "dotprod", "fullfp16"), ("float32", "float16")),
@@ -231,8 +252,8 @@ def spec_from_json(data: dict) -> TargetSpec:
     base = {t.name: t for t in TARGETS}.get(name.split("+", 1)[0])
     if base is None:
         base = _from_json(json.dumps(data["tvm"]))
-    recorded = {k: data[k] for k in ("description", "arch", "cross_compiler", "layout", "vector_bits", "runtime")
-                if k in data}
+    recorded = {k: data[k] for k in ("description", "arch", "cross_compiler", "layout", "vector_bits", "runtime",
+                                     "l2_bytes") if k in data}
     recorded.update({k: tuple(data[k]) for k in ("dtypes", "features") if isinstance(data.get(k), list)})
     return replace(base, name=name, tvm=dict(data["tvm"]), **recorded)
 

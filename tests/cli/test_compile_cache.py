@@ -115,3 +115,26 @@ def test_eviction_keeps_the_store_small(tmp_path, run_cli, monkeypatch):
         model = _model(tmp_path / f"m{i}.onnx", scale=1.0 + i)
         assert run_cli("compile", model, "-o", tmp_path / f"a{i}", "--cache-dir", cache).code == 0
     assert len([e for e in (cache / "compile").glob("*/*") if e.is_dir()]) == 0
+
+
+def test_host_key_holds_what_host_means_here(tmp_path, monkeypatch):
+    """`-t host` keys by the host's resolved target (CPU features, L2 size): a cache directory
+    shared by two machines does not hand one's host code to the other."""
+    from dataclasses import replace
+
+    from edgec import compile_cache
+    from edgec.targets import registry
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read for the key beyond its digest")
+    params = {"model": str(model), "target": "host", "out": "o"}
+    real = registry.host_target
+
+    def key(**changes):
+        monkeypatch.setattr(registry, "host_target", lambda: replace(real(), **changes))
+        return compile_cache.cli_key(params, {})[0]
+
+    base = key()
+    assert key() == base
+    assert key(l2_bytes=real().l2_bytes * 2) != base
+    assert key(features=("avx2",)) != base

@@ -40,10 +40,25 @@ def test_board_without_base_and_json(tmp_path):
     assert spec.tvm == data["tvm"]
 
 
+def test_board_l2_size_reaches_the_schedules(tmp_path):
+    """A board's per-core L2 (`l2_bytes`) is recorded in the spec and its JSON (artifact metadata)
+    and is what the conv schedules size a task's weight panel by; the base's when not given."""
+    from edgec.targets.registry import spec_from_json
+    from edgec.targets.tvm.schedules import context_for
+
+    spec = get_target(str(_board(tmp_path, BASE + "l2_bytes = 2097152\n")))
+    assert spec.l2_bytes == 2097152 and spec.to_json()["l2_bytes"] == 2097152
+    assert spec_from_json(spec.to_json()).l2_bytes == 2097152
+    assert context_for(spec).l2_bytes == 2097152
+    assert get_target(str(_board(tmp_path, BASE))).l2_bytes == get_target("armv8").l2_bytes
+
+
 @pytest.mark.parametrize("text, key, why", [
     (BASE + "colour = 'red'\n", "colour", "is unknown"),
     (BASE + "vector_bits = 0\n", "vector_bits", "must be a positive integer"),
     (BASE + "vector_bits = true\n", "vector_bits", "must be a positive integer"),
+    (BASE + "l2_bytes = 0\n", "l2_bytes", "must be a positive integer"),
+    (BASE + "l2_bytes = '1M'\n", "l2_bytes", "must be a positive integer"),
     (BASE + "mattr = '+neon'\n", "mattr", "must be a list of strings"),
     (BASE + "mattr = ['neon']\n", "mattr", "must start with '+' or '-'"),
     (BASE + "arch = 'mips'\n", "arch", "must be one of"),

@@ -66,3 +66,36 @@ def test_cpu_and_vm_predicates(name, cpu, cpu_vm):
     spec = get_target(name)
     assert (spec.is_cpu, spec.is_cpu_vm) == (cpu, cpu_vm)
     assert spec.is_cpu == (tvm.target.Target(spec.tvm).kind.name == "llvm")
+
+
+def _cache_dir(root, entries):
+    for name, (level, kind, size) in entries.items():
+        d = root / name
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return str(root)
+
+
+def test_host_l2_size_from_sysfs(tmp_path):
+    """The level-2 data or unified cache of CPU 0; None when sysfs has none (the target keeps the
+    conservative default)."""
+    from edgec.targets.registry import host_l2_bytes
+
+    full = _cache_dir(tmp_path / "a", {"index0": (1, "Data", "48K"), "index1": (1, "Instruction", "32K"),
+                                       "index2": (2, "Unified", "2048K"), "index3": (3, "Unified", "105M")})
+    assert host_l2_bytes(full) == 2 * 1024 * 1024
+    assert host_l2_bytes(_cache_dir(tmp_path / "b", {"index0": (2, "Unified", "1M")})) == 1024 * 1024
+    assert host_l2_bytes(_cache_dir(tmp_path / "c", {"index0": (1, "Data", "32K")})) is None
+    assert host_l2_bytes(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("l2, tile", [(512 * 1024, (1, 7)), (1024 * 1024, (2, 7)), (2 * 1024 * 1024, (2, 7))])
+def test_wide_conv_tile_follows_the_l2_size(l2, tile):
+    """ResNet-18's 512 -> 512 3x3 conv on 7x7 (288 KiB of weights per 16-channel block): two blocks
+    per register tile when two panels fit the target's L2, one (7 accumulators, bound by loads)
+    when they do not."""
+    from edgec.targets.tvm.schedules.conv_nchwc import _tile
+
+    assert _tile(32, 7, 32 * 16 * 9 * 16 * 4, 24, l2) == tile

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from tvm import s_tir, tirx
 
-L2_BYTES = 512 * 1024  # a conservative per-core L2 budget for one task's weight panel
+L2_BYTES = 512 * 1024  # per-core L2 of a target that does not say (TargetSpec.l2_bytes): conservative
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class RuleContext:
     registers: int = 32   # vector registers (16 on AVX2/NEON-32, 32 on AVX-512/AArch64)
     target: object = None  # tvm.target.Target, for the DLight rules
     dot: str | None = None  # the target's integer dot-product instructions (int8_dot.dot_instructions)
+    l2_bytes: int = L2_BYTES  # per-core L2 cache: one task's weight panel should fit (TargetSpec.l2_bytes)
 
 
 def root_blocks(sch: s_tir.Schedule) -> list:

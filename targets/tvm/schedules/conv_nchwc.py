@@ -23,19 +23,21 @@ def match(sch, ctx) -> bool:
     return b is not None and C.iter_kinds(sch, b) == "SSSSSRRRR"
 
 
-def _tile(ocb: int, ow: int, panel_bytes: int, acc_budget: int) -> tuple[int, int]:
+def _tile(ocb: int, ow: int, panel_bytes: int, acc_budget: int, l2: int = C.L2_BYTES) -> tuple[int, int]:
     """(ot output-channel blocks, wt pixels) of the register tile. The default (4 blocks for short
     rows, else 2) unless its pixel tile would leave a ragged tail (7-pixel rows with room for 6:
-    every FMA then carries a bounds test), then the divisor pair with the most accumulators."""
+    every FMA then carries a bounds test), then the divisor pair with the most accumulators.
+    `l2`: the target's per-core L2 (ResNet-18's 512-channel 3x3 convs, 288 KiB of weights per
+    block: 2 blocks x 7 pixels with 2 MiB of L2, 1.25 -> 1.0 ms; 1 x 7 with the 512 KiB default)."""
     ot = 4 if ocb % 4 == 0 and ow <= 8 else 2 if ocb % 2 == 0 else 1
-    while ot > 1 and ot * panel_bytes > C.L2_BYTES:
+    while ot > 1 and ot * panel_bytes > l2:
         ot //= 2  # one task's weight panel should stay in L2 while it sweeps the output rows
     wt = C.good_tile(ow, max(acc_budget // ot, 1))
     if ow % wt == 0:
         return ot, wt
     best = (0.0, ot, wt)
     for o in (4, 2, 1):
-        if ocb % o or (o > 1 and o * panel_bytes > C.L2_BYTES):
+        if ocb % o or (o > 1 and o * panel_bytes > l2):
             continue
         w = C.good_tile(ow, max(acc_budget // o, 1))
         eff = ow / (-(-ow // w) * w) * (1.0 if ow % w == 0 else 0.7)
@@ -43,14 +45,15 @@ def _tile(ocb: int, ow: int, panel_bytes: int, acc_budget: int) -> tuple[int, in
     return best[1], best[2]
 
 
-def _odd_blocks_tile(ocb: int, oh: int, ow: int, panel_bytes: int, acc_budget: int) -> dict | None:
+def _odd_blocks_tile(ocb: int, oh: int, ow: int, panel_bytes: int, acc_budget: int,
+                     l2: int = C.L2_BYTES) -> dict | None:
     """A pointwise conv with an odd number of channel blocks (what channel pruning leaves: 48, 80,
     144 channels) would get a 1-block tile, one weight vector per 14 FMAs and a broadcast load
     for each: bound by loads. 3 or 5 blocks of a tile (x 7 pixels, or x 2 rows x 2 pixels) reuse
     each broadcast 3-5 times; the knob search picked 3 x 7 on every such MobileNetV2 layer
     (1.22-1.30x over 1 x 14). None when neither divides or the tile would be small."""
     for ot in (3, 5):
-        if ocb % ot or ot * panel_bytes > C.L2_BYTES:
+        if ocb % ot or ot * panel_bytes > l2:
             continue
         wt = C.divisor_le(ow, acc_budget // ot)
         if ot * wt >= 12:
@@ -70,15 +73,15 @@ def default_knobs(sch, ctx) -> dict:
     par = 4 if oh * ow <= 256 else 8
     panel = icb * bi * kh * kw * b * 4
     if (kh, kw) == (1, 1) and 8 < ow <= 16 and ow % 2 == 0 and oh % 2 == 0 and ocb % 4 == 0 \
-            and 4 * panel <= C.L2_BYTES:
+            and 4 * panel <= ctx.l2_bytes:
         # pointwise convs on 10-16 pixel rows: a 2-D tile of 4 channel vectors x 2 rows x 2
         # pixels was the knob search's best (or within 1%) on every such MobileNetV2 layer: 1.1-2.3x over 2 x 1 x 7
         return {"ot": 4, "yt": 2, "wt": 2, "par": par}
     if (kh, kw) == (1, 1) and ocb % 2:
-        odd = _odd_blocks_tile(ocb, oh, ow, panel, max(ctx.registers - 8, 8))
+        odd = _odd_blocks_tile(ocb, oh, ow, panel, max(ctx.registers - 8, 8), ctx.l2_bytes)
         if odd is not None:
             return {**odd, "par": par}
-    ot, wt = _tile(ocb, ow, panel, max(ctx.registers - 8, 8))
+    ot, wt = _tile(ocb, ow, panel, max(ctx.registers - 8, 8), ctx.l2_bytes)
     return {"ot": ot, "yt": 1, "wt": wt, "par": par}
 
 
@@ -91,7 +94,7 @@ def space(sch, ctx) -> list[dict]:
     most = ctx.registers - 4
     out = []
     for ot in (1, 2, 3, 4, 5, 6, 8):
-        if ocb % ot or (ot > 1 and ot * panel > 2 * C.L2_BYTES):
+        if ocb % ot or (ot > 1 and ot * panel > 2 * ctx.l2_bytes):
             continue
         for yt in (1, 2, 4):
             if oh % yt:
