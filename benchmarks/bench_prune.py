@@ -3,6 +3,7 @@
     python benchmarks/bench_prune.py                          # resnet18, mobilenetv2 at ratio 0.3
     python benchmarks/bench_prune.py --ratio 0.5 --rounds 5 --repeat 30
     python benchmarks/bench_prune.py --arm                    # + armv8 compile and one run under qemu
+    python benchmarks/bench_prune.py --tune 6m                # both models tuned alike, then timed
 
 For each model (benchmarks/models.py, random weights): edgec.prune.prune_model (channel mode,
 `--ratio`, `--round-to`: channels kept per layer a multiple of the host's vector block, as `edgec
@@ -15,7 +16,8 @@ compares edgec's outputs with onnxruntime's, later rounds load the same artifact
 minimums over rounds x repeats (on a shared machine the minimum is the least disturbed figure).
 The bar: compiled latency drops at least in proportion to the FLOPs removed, i.e.
 latency(pruned) / latency(original) <= FLOPs(pruned) / FLOPs(original), medians of the same run.
-With --arm, the pruned model is also compiled for armv8 and run once under qemu (`edgec run
+With --tune, the original and the pruned model each get the same budget of `edgec tune --space
+knobs` first and are compiled with their records. With --arm, the pruned model is also compiled for armv8 and run once under qemu (`edgec run
 --compare-onnx`: correctness, not speed).
 """
 
@@ -62,7 +64,9 @@ def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int,
         from edgec.compare import Tolerance, all_match, compare_outputs
         from edgec.reference import run_ort
 
-        compile_model(model_path, Path(artifact), CompileOptions(target="host", threads=threads))
+        records = Path(f"{artifact}.records.json")  # written by --tune
+        compile_model(model_path, Path(artifact), CompileOptions(target="host", threads=threads,
+                                                                 records=str(records) if records.exists() else None))
         m = load(load_artifact(artifact), threads=threads)
         out["outputs_match"] = all_match(compare_outputs(m.run(inputs), run_ort(model_path, inputs),
                                                          Tolerance(1e-4, 1e-4)))
@@ -106,6 +110,17 @@ def prune_one(name: str, ratio: float, out: Path, round_to: int) -> dict:
     return {"orig": orig_path, "pruned": pruned_path, "rep": rep, "cosine": cos}
 
 
+def tune(model: Path, work: Path, a) -> str:
+    """`edgec tune --space knobs` for `a.tune` on `model` (records next to its artifact, used by the
+    worker's compile); the same budget for the original and the pruned model."""
+    records = work / f"{model.stem}.host.records.json"
+    cmd = [sys.executable, "-m", "edgec.cli", "tune", str(model), "--space", "knobs", "--trials", "2000",
+           "--time-budget", a.tune, "--records", str(records), "--threads", str(a.threads)]
+    p = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=a.timeout)
+    last = (p.stdout.strip().splitlines() or p.stderr.strip().splitlines() or ["?"])[-1]
+    return f"tuned {model.name} ({a.tune}): {last[:160]}" if p.returncode == 0 else f"tune failed: {last[:160]}"
+
+
 def arm_check(path: Path, work: Path) -> str:
     art = work / f"{path.stem}.armv8"
     edgec = [sys.executable, "-m", "edgec.cli"]
@@ -131,6 +146,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--timeout", type=int, default=3600)
+    ap.add_argument("--tune", default=None, metavar="DURATION",
+                    help="tune each model (original and pruned alike) with `edgec tune --space knobs` for this long "
+                         "and compile with the records (default: the rule schedules)")
     ap.add_argument("--arm", action="store_true", help="also compile the pruned model for armv8 and run it under qemu")
     ap.add_argument("--out", default=None, help="keep the models and artifacts here (default: a temporary dir)")
     a = ap.parse_args(argv)
@@ -142,7 +160,11 @@ def main(argv=None) -> int:
         p = prune_one(name, a.ratio, work, a.round_to)
         r = p["rep"]
         times: dict[str, list[float]] = {}
-        notes = []
+        notes = [tune(m, work, a) for m in (p["orig"], p["pruned"])] if a.tune else []
+        tuned = [n for n in notes if n.startswith("tuned")]
+        notes = [n for n in notes if not n.startswith("tuned")]
+        for n in tuned:
+            print(n)
         for rnd in range(a.rounds):  # interleaved: a slow phase of the machine lands on every column
             for kind, model, key in (("edgec", p["orig"], "edgec"), ("edgec", p["pruned"], "edgec pruned"),
                                      ("ort", p["orig"], "ort"), ("ort", p["pruned"], "ort pruned")):
@@ -166,7 +188,8 @@ def main(argv=None) -> int:
             notes.append(arm_check(p["pruned"], work))
     print(f"load at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
     print(f"\nchannel pruning at ratio {a.ratio}, round-to {a.round_to}; latency: median (min) ms over {a.rounds} "
-          f"interleaved rounds x {a.repeat} runs, {a.threads} thread(s)")
+          f"interleaved rounds x {a.repeat} runs, {a.threads} thread(s)"
+          + (f"; edgec tuned ({a.tune} of knob search per model)" if a.tune else ""))
     print("| model | params | FLOPs | file | cosine vs original | edgec ms (orig -> pruned) | ORT ms (orig -> pruned) "
           "| edgec latency ratio (of mins) | FLOPs ratio | bar |")
     print("|---|---|---|---|---|---|---|---|---|---|")
