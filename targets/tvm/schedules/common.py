@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from tvm import s_tir, tirx
 
-L2_BYTES = 512 * 1024  # per-core L2 of a target that does not say (TargetSpec.l2_bytes): conservative
+from edgec.targets.registry import TargetSpec
+
+L2_BYTES = TargetSpec.l2_bytes  # per-core L2 of a target that does not say: the conservative default
 
 
 @dataclass(frozen=True)
