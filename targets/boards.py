@@ -9,6 +9,7 @@ target, so that a user's board needs no change to edgec (docs/boards.md).
     vector_bits = 128
     num_cores = 4                      # TVM's "num-cores" target attribute
     l2_bytes = 524288                  # per-core L2 cache (conv schedules size weight panels by it)
+    l1d_bytes = 32768                  # per-core L1 data cache (and register tiles' inner panels)
 
 Without `base`, `arch` and a `tvm` table (TVM target JSON with "kind") are required. Every key
 is checked: an unknown key, a wrong type or a bad value is a TargetError (exit 2) naming the file
@@ -37,7 +38,7 @@ ARCHES = ("x86_64", "aarch64", "armv7", "cuda", "opencl")
 _STR, _INT, _STRS, _TABLE = "a string", "a positive integer", "a list of strings", "a table (TVM target JSON)"
 KEYS: dict[str, str] = {
     "name": _STR, "description": _STR, "base": _STR, "arch": _STR, "tvm": _TABLE,
-    "mcpu": _STR, "mattr": _STRS, "vector_bits": _INT, "num_cores": _INT, "l2_bytes": _INT,
+    "mcpu": _STR, "mattr": _STRS, "vector_bits": _INT, "num_cores": _INT, "l2_bytes": _INT, "l1d_bytes": _INT,
     "cross_compiler": _STR, "toolchain_package": _STR, "emulator": _STRS,
     "layout": _STR, "dtypes": _STRS, "features": _STRS, "runtime": _STR,
 }
@@ -124,7 +125,7 @@ def board_from_dict(data: dict, source: str):
         raise bad("mattr", "entries must start with '+' or '-' (e.g. \"+neon\")")
     fields: dict[str, Any] = {"name": name, "description": description, "tvm": tvm, "arch": arch,
                               "aliases": (), "source": source}
-    for key in ("cross_compiler", "toolchain_package", "layout", "vector_bits", "runtime", "l2_bytes"):
+    for key in ("cross_compiler", "toolchain_package", "layout", "vector_bits", "runtime", "l2_bytes", "l1d_bytes"):
         if key in data:
             fields[key] = data[key]
     for key in ("emulator", "dtypes", "features"):

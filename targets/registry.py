@@ -35,6 +35,7 @@ class TargetSpec:
     aliases: tuple[str, ...] = field(default=())
     source: str | None = None       # where a board came from (its file or entry point); None: built in
     l2_bytes: int = 512 * 1024      # per-core L2 cache: the conv schedules keep one task's weight panel in it
+    l1d_bytes: int = 32 * 1024      # per-core L1 data cache: a register tile's inner weight panel stays in it
 
     @property
     def is_cpu(self) -> bool:
@@ -53,7 +54,7 @@ class TargetSpec:
             "name": self.name, "description": self.description, "tvm": self.tvm, "arch": self.arch,
             "cross_compiler": self.cross_compiler, "layout": self.layout, "dtypes": list(self.dtypes),
             "vector_bits": self.vector_bits, "features": list(self.features), "runtime": self.runtime,
-            "l2_bytes": self.l2_bytes,
+            "l2_bytes": self.l2_bytes, "l1d_bytes": self.l1d_bytes,
         }
 
 
@@ -89,12 +90,12 @@ def missing_host_features(spec: TargetSpec, cpuinfo: str | None = None) -> list[
     return sorted((wanted & known) - have)
 
 
-def host_l2_bytes(sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
-    """This machine's per-core L2 cache in bytes (Linux sysfs: the level-2 data or unified cache of
-    CPU 0), None where sysfs does not say."""
+def host_cache_bytes(level: int, sysfs: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """This machine's per-core data cache of `level` in bytes (Linux sysfs: the level's data or
+    unified cache of CPU 0, not its instruction cache), None where sysfs does not say."""
     for index in sorted(Path(sysfs).glob("index*")):
         try:
-            if (index / "level").read_text().strip() != "2" or \
+            if (index / "level").read_text().strip() != str(level) or \
                     (index / "type").read_text().strip() not in ("Data", "Unified"):
                 continue
             size = (index / "size").read_text().strip().upper()
@@ -118,7 +119,8 @@ def host_target(cpuinfo: str | None = None) -> TargetSpec:
     return TargetSpec("host", f"this machine's CPU ({level}; {' '.join(m[1:] for m in mattr)})",
                       {**_X86, "mcpu": level, "mattr": mattr}, "x86_64", vector_bits=bits,
                       features=tuple(m[1:] for m in mattr),
-                      l2_bytes=(host_l2_bytes() if cpuinfo is None else None) or TargetSpec.l2_bytes)
+                      l2_bytes=(host_cache_bytes(2) if cpuinfo is None else None) or TargetSpec.l2_bytes,
+                      l1d_bytes=(host_cache_bytes(1) if cpuinfo is None else None) or TargetSpec.l1d_bytes)
 
 
 def _x86(name, desc, mcpu, mattr, bits, feats, l2_bytes=TargetSpec.l2_bytes):
@@ -253,7 +255,7 @@ def spec_from_json(data: dict) -> TargetSpec:
     if base is None:
         base = _from_json(json.dumps(data["tvm"]))
     recorded = {k: data[k] for k in ("description", "arch", "cross_compiler", "layout", "vector_bits", "runtime",
-                                     "l2_bytes") if k in data}
+                                     "l2_bytes", "l1d_bytes") if k in data}
     recorded.update({k: tuple(data[k]) for k in ("dtypes", "features") if isinstance(data.get(k), list)})
     return replace(base, name=name, tvm=dict(data["tvm"]), **recorded)
 

@@ -137,4 +137,5 @@ def test_host_key_holds_what_host_means_here(tmp_path, monkeypatch):
     base = key()
     assert key() == base
     assert key(l2_bytes=real().l2_bytes * 2) != base
+    assert key(l1d_bytes=real().l1d_bytes * 2) != base
     assert key(features=("avx2",)) != base

@@ -40,17 +40,19 @@ def test_board_without_base_and_json(tmp_path):
     assert spec.tvm == data["tvm"]
 
 
-def test_board_l2_size_reaches_the_schedules(tmp_path):
-    """A board's per-core L2 (`l2_bytes`) is recorded in the spec and its JSON (artifact metadata)
-    and is what the conv schedules size a task's weight panel by; the base's when not given."""
+@pytest.mark.parametrize("key, value", [("l2_bytes", 2097152), ("l1d_bytes", 49152)])
+def test_board_cache_sizes_reach_the_schedules(tmp_path, key, value):
+    """A board's per-core L2 (`l2_bytes`) and L1 data cache (`l1d_bytes`) are recorded in the spec
+    and its JSON (artifact metadata) and are what the conv schedules size a task's weight panel and
+    a register tile's inner weight sweep by; the base's when not given."""
     from edgec.targets.registry import spec_from_json
     from edgec.targets.tvm.schedules import context_for
 
-    spec = get_target(str(_board(tmp_path, BASE + "l2_bytes = 2097152\n")))
-    assert spec.l2_bytes == 2097152 and spec.to_json()["l2_bytes"] == 2097152
-    assert spec_from_json(spec.to_json()).l2_bytes == 2097152
-    assert context_for(spec).l2_bytes == 2097152
-    assert get_target(str(_board(tmp_path, BASE))).l2_bytes == get_target("armv8").l2_bytes
+    spec = get_target(str(_board(tmp_path, BASE + f"{key} = {value}\n")))
+    assert getattr(spec, key) == value and spec.to_json()[key] == value
+    assert getattr(spec_from_json(spec.to_json()), key) == value
+    assert getattr(context_for(spec), key) == value
+    assert getattr(get_target(str(_board(tmp_path, BASE))), key) == getattr(get_target("armv8"), key)
 
 
 @pytest.mark.parametrize("text, key, why", [
@@ -59,6 +61,7 @@ def test_board_l2_size_reaches_the_schedules(tmp_path):
     (BASE + "vector_bits = true\n", "vector_bits", "must be a positive integer"),
     (BASE + "l2_bytes = 0\n", "l2_bytes", "must be a positive integer"),
     (BASE + "l2_bytes = '1M'\n", "l2_bytes", "must be a positive integer"),
+    (BASE + "l1d_bytes = -1\n", "l1d_bytes", "must be a positive integer"),
     (BASE + "mattr = '+neon'\n", "mattr", "must be a list of strings"),
     (BASE + "mattr = ['neon']\n", "mattr", "must start with '+' or '-'"),
     (BASE + "arch = 'mips'\n", "arch", "must be one of"),

@@ -78,17 +78,19 @@ def _cache_dir(root, entries):
     return str(root)
 
 
-def test_host_l2_size_from_sysfs(tmp_path):
-    """The level-2 data or unified cache of CPU 0; None when sysfs has none (the target keeps the
-    conservative default)."""
-    from edgec.targets.registry import host_l2_bytes
+def test_host_cache_sizes_from_sysfs(tmp_path):
+    """The level-N data or unified cache of CPU 0 (never the L1 instruction cache); None when sysfs
+    has none (the target keeps the conservative default)."""
+    from edgec.targets.registry import host_cache_bytes
 
-    full = _cache_dir(tmp_path / "a", {"index0": (1, "Data", "48K"), "index1": (1, "Instruction", "32K"),
+    full = _cache_dir(tmp_path / "a", {"index0": (1, "Instruction", "32K"), "index1": (1, "Data", "48K"),
                                        "index2": (2, "Unified", "2048K"), "index3": (3, "Unified", "105M")})
-    assert host_l2_bytes(full) == 2 * 1024 * 1024
-    assert host_l2_bytes(_cache_dir(tmp_path / "b", {"index0": (2, "Unified", "1M")})) == 1024 * 1024
-    assert host_l2_bytes(_cache_dir(tmp_path / "c", {"index0": (1, "Data", "32K")})) is None
-    assert host_l2_bytes(str(tmp_path / "missing")) is None
+    assert host_cache_bytes(2, full) == 2 * 1024 * 1024
+    assert host_cache_bytes(1, full) == 48 * 1024
+    assert host_cache_bytes(2, _cache_dir(tmp_path / "b", {"index0": (2, "Unified", "1M")})) == 1024 * 1024
+    assert host_cache_bytes(2, _cache_dir(tmp_path / "c", {"index0": (1, "Data", "32K")})) is None
+    assert host_cache_bytes(1, _cache_dir(tmp_path / "d", {"index0": (1, "Instruction", "32K")})) is None
+    assert host_cache_bytes(2, str(tmp_path / "missing")) is None
 
 
 @pytest.mark.parametrize("l2, tile", [(512 * 1024, (1, 7)), (1024 * 1024, (2, 7)), (2 * 1024 * 1024, (2, 7))])
@@ -99,3 +101,19 @@ def test_wide_conv_tile_follows_the_l2_size(l2, tile):
     from edgec.targets.tvm.schedules.conv_nchwc import _tile
 
     assert _tile(32, 7, 32 * 16 * 9 * 16 * 4, 24, l2) == tile
+
+
+@pytest.mark.parametrize("k, ow, l1d, tile", [
+    (3, 56, 48 * 1024, (3, 1, 7)),   # a 3-block 3x3 sweep (27 KiB of weights) fits 2/3 of a 48 KiB L1
+    (3, 56, 32 * 1024, None),        # ... not of a 32 KiB one: the rule's 1-block tile (Zen 4 measured it faster)
+    (1, 14, 32 * 1024, (3, 1, 7)),   # a pointwise sweep (3 KiB) fits either
+    (1, 56, 32 * 1024, (3, 1, 7)),   # 3 x 8 would need 27 registers with its weights
+])
+def test_odd_block_tile_follows_the_l1_size(k, ow, l1d, tile):
+    """ResNet-18's pruned 64 -> 48 3x3 conv (3 blocks of 16 channels) tiles 3 blocks x 7 pixels
+    when the inner weight sweep stays in L1 (1.26-1.31x over 1 x 14 on a 48 KiB-L1 Xeon)."""
+    from edgec.targets.tvm.schedules.conv_nchwc import _odd_blocks_tile
+
+    got = _odd_blocks_tile(3, ow, ow, panel_bytes=4 * 16 * k * k * 16 * 4, step_bytes=k * k * 16 * 16 * 4,
+                           vregs=26, l2=2 * 1024 * 1024, l1d=l1d)
+    assert (None if got is None else (got["ot"], got["yt"], got["wt"])) == tile

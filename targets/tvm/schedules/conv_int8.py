@@ -97,7 +97,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     # the intrinsic's C buffer is "global": a global-scope tile (compacted to the tile by TVM)
     acc = tail if tail is not None else sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(acc, x_o)
-    C.parallel_outer(sch, [n, o_o, y], ctx.threads * kn["par"])
+    C.parallel_outer(sch, [n, o_o, y], ctx.threads, kn["par"])
     sch.unroll(x_i)
     sch.unroll(o_i)
     if intrin is None:

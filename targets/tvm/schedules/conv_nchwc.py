@@ -45,20 +45,28 @@ def _tile(ocb: int, ow: int, panel_bytes: int, acc_budget: int, l2: int = C.L2_B
     return best[1], best[2]
 
 
-def _odd_blocks_tile(ocb: int, oh: int, ow: int, panel_bytes: int, acc_budget: int,
-                     l2: int = C.L2_BYTES) -> dict | None:
-    """A pointwise conv with an odd number of channel blocks (what channel pruning leaves: 48, 80,
-    144 channels) would get a 1-block tile, one weight vector per 14 FMAs and a broadcast load
-    for each: bound by loads. 3 or 5 blocks of a tile (x 7 pixels, or x 2 rows x 2 pixels) reuse
-    each broadcast 3-5 times; the knob search picked 3 x 7 on every such MobileNetV2 layer
-    (1.22-1.30x over 1 x 14). None when neither divides or the tile would be small."""
+def _odd_blocks_tile(ocb: int, oh: int, ow: int, panel_bytes: int, step_bytes: int, vregs: int,
+                     l2: int = C.L2_BYTES, l1d: int = 32 * 1024) -> dict | None:
+    """A conv with an odd number of channel blocks (what channel pruning leaves: 48, 80, 144
+    channels) would get a 1-block tile, one weight vector per 14 FMAs and a broadcast load for
+    each: bound by loads. 3 or 5 blocks of a tile (x 7 pixels, or x 2 rows x 2 pixels) reuse each
+    broadcast 3-5 times; the knob search picked 3 x 7 on every such MobileNetV2 pointwise layer
+    (1.22-1.30x over 1 x 14), and on ResNet-18's pruned 64 -> 48 3x3 conv (1.26-1.31x).
+    - Registers: the accumulators plus the tile's ot weight vectors within `vregs` (3 x 8 pixels
+      with its 3 weights, 27 registers, was 1.2x slower than 3 x 7 on that 3x3 conv; 5 x 2 x 2,
+      25, stays 1.1x faster than 1 x 14 on MobileNetV2's 80-channel layers).
+    - L1: the weights one input-channel block's sweep reads (`step_bytes` per output block:
+      kh x kw x block x block floats) within 2/3 of the L1 data cache: a 3-block 3x3 sweep is
+      27 KiB, which fits a 48 KiB L1 and not a 32 KiB one (AMD Zen 4 measured that tile 8% slower
+      than 1 x 14).
+    None when neither divides or the tile would be small."""
     for ot in (3, 5):
-        if ocb % ot or ot * panel_bytes > l2:
+        if ocb % ot or ot * panel_bytes > l2 or 3 * ot * step_bytes > 2 * l1d:
             continue
-        wt = C.divisor_le(ow, acc_budget // ot)
+        wt = C.divisor_le(ow, (vregs - ot) // ot)
         if ot * wt >= 12:
             return {"ot": ot, "yt": 1, "wt": wt}
-        wt = C.divisor_le(ow, acc_budget // (2 * ot))
+        wt = C.divisor_le(ow, (vregs - ot) // (2 * ot))
         if oh % 2 == 0 and 2 * ot * wt >= 12:
             return {"ot": ot, "yt": 2, "wt": wt}
     return None
@@ -77,8 +85,9 @@ def default_knobs(sch, ctx) -> dict:
         # pointwise convs on 10-16 pixel rows: a 2-D tile of 4 channel vectors x 2 rows x 2
         # pixels was the knob search's best (or within 1%) on every such MobileNetV2 layer: 1.1-2.3x over 2 x 1 x 7
         return {"ot": 4, "yt": 2, "wt": 2, "par": par}
-    if (kh, kw) == (1, 1) and ocb % 2:
-        odd = _odd_blocks_tile(ocb, oh, ow, panel, max(ctx.registers - 8, 8), ctx.l2_bytes)
+    if ocb % 2:
+        odd = _odd_blocks_tile(ocb, oh, ow, panel, kh * kw * bi * b * 4, ctx.registers - 6,
+                               ctx.l2_bytes, ctx.l1d_bytes)
         if odd is not None:
             return {**odd, "par": par}
     ot, wt = _tile(ocb, ow, panel, max(ctx.registers - 8, 8), ctx.l2_bytes)
@@ -122,7 +131,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     x_o, x_i = sch.split(x, [None, wt])
     sch.reorder(n, o_o, y_o, x_o, rcb, ry, rx, rc, o_i, y_i, x_i, k)
     acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, [n, o_o, y_o], ctx.threads * kn["par"])
+    C.parallel_outer(sch, [n, o_o, y_o], ctx.threads, kn["par"])
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(y_i)

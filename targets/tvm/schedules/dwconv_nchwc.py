@@ -49,7 +49,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     x_o, x_i = sch.split(x, [None, wt])
     sch.reorder(n, o, y, x_o, ry, rx, x_i, k)
     acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, [n, o, y], ctx.threads * kn["par"])
+    C.parallel_outer(sch, [n, o, y], ctx.threads, kn["par"], balance=False)
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(rx)

@@ -71,7 +71,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
         elif "R" in kinds and kinds.index("R") > 0:
             n_sp = kinds.index("R")
             if "S" not in kinds[n_sp:]:
-                C.parallel_outer(sch, loops[:n_sp], ctx.threads * 4)
+                C.parallel_outer(sch, loops[:n_sp], ctx.threads)
 
 
 def _inline_chains(sch) -> None:
@@ -98,4 +98,4 @@ def _write_lanes(sch, b, idx, lanes, ctx):
     sch.vectorize(ci)
     outer = order[:-2]
     if outer:
-        C.parallel_outer(sch, outer, ctx.threads * 4)
+        C.parallel_outer(sch, outer, ctx.threads)

@@ -187,14 +187,14 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     j_iv, j_v = sch.split(j_i, [None, jv])
     sch.reorder(*batch, j_o, i_o, k, i_i, j_iv, j_v)
     acc = C.place_accumulator(sch, gemm, tail, i_o)
-    C.parallel_outer(sch, [*batch, j_o, i_o], ctx.threads * kn["par"])
+    C.parallel_outer(sch, [*batch, j_o, i_o], ctx.threads, kn["par"])
     sch.vectorize(j_v)
     sch.unroll(j_iv)
     sch.unroll(i_i)
     sch.decompose_reduction(gemm, k)
     C.schedule_tail(sch, acc, ctx.lanes)
     for p in pads:  # the zero-padded operand copies: small, parallel over their outer loops
-        C.parallel_outer(sch, sch.get_loops(p)[:-1] or sch.get_loops(p), ctx.threads * 4)
+        C.parallel_outer(sch, sch.get_loops(p)[:-1] or sch.get_loops(p), ctx.threads)
 
 
 # symbolic M (an LLM's batch x sequence): rows per tile and k per panel chunk

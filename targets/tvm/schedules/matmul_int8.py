@@ -121,7 +121,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     if tail is None:
         tail = sch.cache_write(gemm, 0, "global")
     sch.reverse_compute_at(tail, i_o)
-    C.parallel_outer(sch, [*batch, j_o, i_o], ctx.threads * kn["par"])
+    C.parallel_outer(sch, [*batch, j_o, i_o], ctx.threads, kn["par"])
     sch.unroll(i_i)
     sch.unroll(j_b)
     if intrin is None:
