@@ -27,6 +27,16 @@ DWCONV_BLOCK = "edgec_dwconv_nchwc"
 PAD_BLOCK = "edgec_pad_nchwc"
 CONV_NCHW_BLOCK = "edgec_conv_nchw_acc"
 UNPACK_BLOCK = "edgec_conv_nchw_unpack"
+CROP_BLOCK = "edgec_conv_nchwc_crop"
+
+
+def padded_blocks(ocb: int) -> int:
+    """Output-channel blocks a dense blocked conv computes. A count that neither 2, 3 nor 5
+    divides (7, 11, 13, 17 ...: what channel pruning leaves, 176 = 11 x 16 channels) would get a
+    1-block register tile, one broadcast load per FMA; one more block of zero weights makes it
+    even, and the extra block is cropped away (`CROP_BLOCK`) before the epilogue. Only constant
+    weights are padded (folded at compile time)."""
+    return ocb + 1 if ocb >= 7 and all(ocb % f for f in (2, 3, 5)) else ocb
 
 
 def _ints(xs) -> list[int]:
@@ -45,10 +55,11 @@ def _pad(data, ph0, pw0, ph1, pw1):
     return te.compute((n, cb, h + ph0 + ph1, w + pw0 + pw1, c), f, name=PAD_BLOCK)
 
 
-def conv2d_nchwc(data, kernel, strides, padding, dilation, groups):
+def conv2d_nchwc(data, kernel, strides, padding, dilation, groups, out_blocks=None):
     """data [N, IC/b, H, W, b], kernel [OC/b, IC/groups, KH, KW, b] -> [N, OC/b, OH, OW, b].
 
-    groups == 1 (dense) or groups == IC == OC (depthwise)."""
+    groups == 1 (dense) or groups == IC == OC (depthwise). `out_blocks` (dense only): the kernel
+    has zero blocks past this many (`padded_blocks`); they are computed and cropped away."""
     n, icb, h, w, bi = _ints(data.shape)
     ocb, icg, kh, kw, bo = _ints(kernel.shape)
     sh, sw = strides
@@ -61,12 +72,15 @@ def conv2d_nchwc(data, kernel, strides, padding, dilation, groups):
     if groups == 1:
         assert icg == icb * bi
         rcb, rc = te.reduce_axis((0, icb), "rcb"), te.reduce_axis((0, bi), "rc")
-        return te.compute(
+        conv = te.compute(
             (n, ocb, oh, ow, bo),
             lambda b, o, y, x, k: te.sum(
                 pad[b, rcb, y * sh + ry * dh, x * sw + rx * dw, rc] * kernel[o, rcb * bi + rc, ry, rx, k],
                 axis=[rcb, rc, ry, rx]),
             name=CONV_BLOCK)
+        if out_blocks is None or out_blocks == ocb:
+            return conv
+        return te.compute((n, out_blocks, oh, ow, bo), lambda b, o, y, x, k: conv[b, o, y, x, k], name=CROP_BLOCK)
     assert groups == icb * bi and icg == 1 and ocb == icb and bo == bi
     return te.compute(
         (n, ocb, oh, ow, bo),
@@ -179,9 +193,13 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         return out if out is not None else _nn_conv2d(bb, call)
     if str(a.kernel_layout) != f"OIHW{b}o" or str(a.out_layout) != str(a.data_layout):
         raise ValueError(f"edgec: unsupported blocked conv2d layouts {a.data_layout}/{a.kernel_layout}/{a.out_layout}")
-    return bb.call_te(conv2d_nchwc, call.args[0], call.args[1], strides=_ints(a.strides),
+    kernel, ocb = call.args[1], int(call.args[1].ty.shape[0])
+    ocp = padded_blocks(ocb) if int(a.groups) == 1 and isinstance(kernel, tvm.ir.expr.Constant) else ocb
+    if ocp != ocb:  # zero blocks, folded into the constant
+        kernel = bb.normalize(relax.op.nn.pad(kernel, [0, ocp - ocb] + [0, 0] * (kernel.ty.ndim - 1)))
+    return bb.call_te(conv2d_nchwc, call.args[0], kernel, strides=_ints(a.strides),
                       padding=_ints(a.padding), dilation=_ints(a.dilation), groups=int(a.groups),
-                      primfunc_name_hint="conv2d_nchwc")
+                      out_blocks=ocb, primfunc_name_hint="conv2d_nchwc")
 
 
 _LANES = [0]
