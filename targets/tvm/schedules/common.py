@@ -10,6 +10,7 @@ from tvm import s_tir, tirx
 from edgec.targets.registry import TargetSpec
 
 L2_BYTES = TargetSpec.l2_bytes  # per-core L2 of a target that does not say: the conservative default
+L1D_BYTES = TargetSpec.l1d_bytes  # per-core L1 data cache of a target that does not say
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class RuleContext:
     target: object = None  # tvm.target.Target, for the DLight rules
     dot: str | None = None  # the target's integer dot-product instructions (int8_dot.dot_instructions)
     l2_bytes: int = L2_BYTES  # per-core L2 cache: one task's weight panel should fit (TargetSpec.l2_bytes)
-    l1d_bytes: int = TargetSpec.l1d_bytes  # per-core L1 data cache: a register tile's inner weight panel should fit
+    l1d_bytes: int = L1D_BYTES  # per-core L1 data cache: a register tile's inner weight panel should fit
 
 
 def root_blocks(sch: s_tir.Schedule) -> list:

@@ -46,7 +46,7 @@ def _tile(ocb: int, ow: int, panel_bytes: int, acc_budget: int, l2: int = C.L2_B
 
 
 def _odd_blocks_tile(ocb: int, oh: int, ow: int, panel_bytes: int, step_bytes: int, vregs: int,
-                     l2: int = C.L2_BYTES, l1d: int = 32 * 1024) -> dict | None:
+                     l2: int = C.L2_BYTES, l1d: int = C.L1D_BYTES) -> dict | None:
     """A conv with an odd number of channel blocks (what channel pruning leaves: 48, 80, 144
     channels) would get a 1-block tile, one weight vector per 14 FMAs and a broadcast load for
     each: bound by loads. 3 or 5 blocks of a tile (x 7 pixels, or x 2 rows x 2 pixels) reuse each
