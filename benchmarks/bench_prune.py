@@ -24,6 +24,7 @@ knobs` first and are compiled with their records. With --arm, the pruned model i
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -55,6 +56,8 @@ def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int,
         so.intra_op_num_threads = threads
         sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
         return {"times": time_calls(lambda: sess.run(None, inputs), warmup, repeat)}
+    if kind == "ov":
+        return ov_worker(model_path, inputs, threads, warmup, repeat)
     from edgec.artifact import load_artifact
     from edgec.targets.tvm.execute import load
 
@@ -73,6 +76,24 @@ def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int,
     m = load(load_artifact(artifact), threads=threads)
     out["times"] = m.bench(inputs, warmup, repeat)
     return out
+
+
+def ov_worker(model_path: str, inputs: dict, threads: int, warmup: int, repeat: int) -> dict:
+    """OpenVINO's CPU plugin on the same ONNX file: f32, latency hint, one stream, `threads` threads;
+    its outputs compared with onnxruntime's before timing."""
+    import openvino as ov
+
+    from edgec.compare import Tolerance, all_match, compare_outputs
+    from edgec.reference import run_ort
+
+    cm = ov.Core().compile_model(model_path, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                     "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"})
+    req = cm.create_infer_request()
+    res = req.infer(inputs)
+    got = {n: np.asarray(v) for port, v in res.items() for n in port.get_names()}
+    ref = run_ort(model_path, inputs)
+    match = all_match(compare_outputs({n: got[n] for n in ref if n in got}, ref, Tolerance(1e-3, 1e-3)))
+    return {"times": time_calls(lambda: req.infer(inputs), warmup, repeat), "outputs_match": match}
 
 
 def spawn(kind: str, model: Path, artifact: str, a) -> dict:
@@ -150,12 +171,16 @@ def main(argv=None) -> int:
                     help="tune each model (original and pruned alike) with `edgec tune --space knobs` for this long "
                          "and compile with the records (default: the rule schedules)")
     ap.add_argument("--arm", action="store_true", help="also compile the pruned model for armv8 and run it under qemu")
+    ap.add_argument("--no-openvino", action="store_true", help="leave out the OpenVINO columns (on when "
+                    "openvino is installed: `pip install 'edgec[bench]'`)")
     ap.add_argument("--out", default=None, help="keep the models and artifacts here (default: a temporary dir)")
     a = ap.parse_args(argv)
     work = Path(a.out or tempfile.mkdtemp(prefix="bench-prune-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"load at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
     rows, ok = [], True
+    with_ov = not a.no_openvino and importlib.util.find_spec("openvino") is not None
+    runtimes = [("edgec", "edgec"), ("ort", "ort")] + ([("ov", "ov")] if with_ov else [])
     for name in a.models.split(","):
         p = prune_one(name, a.ratio, work, a.round_to)
         r = p["rep"]
@@ -163,19 +188,20 @@ def main(argv=None) -> int:
         notes = [tune(m, work, a) for m in (p["orig"], p["pruned"])] if a.tune else []
         tuned = [n for n in notes if n.startswith("tuned")]
         notes = [n for n in notes if not n.startswith("tuned")]
+        ov_notes: list[str] = []  # OpenVINO is a reference column: its failures do not decide the bar
         for n in tuned:
             print(n)
         for rnd in range(a.rounds):  # interleaved: a slow phase of the machine lands on every column
-            for kind, model, key in (("edgec", p["orig"], "edgec"), ("edgec", p["pruned"], "edgec pruned"),
-                                     ("ort", p["orig"], "ort"), ("ort", p["pruned"], "ort pruned")):
+            for kind, model, key in [(k, m, key + s) for k, key in runtimes
+                                     for m, s in ((p["orig"], ""), (p["pruned"], " pruned"))]:
                 art = str(work / f"{model.stem}.host") if kind == "edgec" else ""
                 res = spawn(kind, model, art, a)
                 if "error" in res:
-                    notes.append(f"{key}: {res['error']}")
+                    (ov_notes if kind == "ov" else notes).append(f"{key}: {res['error']}")
                     times.setdefault(key, [])
                     continue
                 if res.get("outputs_match") is False:
-                    notes.append(f"{key}: outputs do not match onnxruntime")
+                    (ov_notes if kind == "ov" else notes).append(f"{key}: outputs do not match onnxruntime")
                 times.setdefault(key, []).extend(res["times"])
         med = {k: float(np.median(v)) * 1e3 if v else float("nan") for k, v in times.items()}
         low = {k: float(np.min(v)) * 1e3 if v else float("nan") for k, v in times.items()}
@@ -183,7 +209,7 @@ def main(argv=None) -> int:
         lat_ratio = med["edgec pruned"] / med["edgec"]
         met = lat_ratio <= flops_ratio and not notes
         ok &= met
-        rows.append((name, r, med, low, flops_ratio, lat_ratio, p["cosine"], met, notes))
+        rows.append((name, r, med, low, flops_ratio, lat_ratio, p["cosine"], met, notes + ov_notes))
         if a.arm:
             notes.append(arm_check(p["pruned"], work))
     print(f"load at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
@@ -191,8 +217,10 @@ def main(argv=None) -> int:
           f"interleaved rounds x {a.repeat} runs, {a.threads} thread(s)"
           + (f"; edgec tuned ({a.tune} of knob search per model)" if a.tune else ""))
     print("| model | params | FLOPs | file | cosine vs original | edgec ms (orig -> pruned) | ORT ms (orig -> pruned) "
-          "| edgec latency ratio (of mins) | FLOPs ratio | bar |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          + ("| OpenVINO ms (orig -> pruned) " if with_ov else "")
+          + "| edgec latency ratio (of mins) | ORT ratio " + ("| OpenVINO ratio " if with_ov else "")
+          + "| FLOPs ratio | bar |")
+    print("|---" * (13 if with_ov else 11) + "|")
     for name, r, med, low, fr, lr, cos, met, notes in rows:
         pct = lambda b, x: f"{(x / b - 1) * 100:+.1f}%"  # noqa: E731
         print(f"| {name} | {r.params_before / 1e6:.2f}M -> {r.params_after / 1e6:.2f}M ({pct(r.params_before, r.params_after)}) "
@@ -200,7 +228,10 @@ def main(argv=None) -> int:
               f"| {r.bytes_before / 2**20:.1f} -> {r.bytes_after / 2**20:.1f} MiB | {cos:.4f} "
               f"| {med['edgec']:.2f} ({low['edgec']:.2f}) -> {med['edgec pruned']:.2f} ({low['edgec pruned']:.2f}) "
               f"| {med['ort']:.2f} -> {med['ort pruned']:.2f} "
-              f"| {lr:.3f} ({low['edgec pruned'] / low['edgec']:.3f}) | {fr:.3f} | {'MET' if met else 'MISSED'} |")
+              + (f"| {med['ov']:.2f} -> {med['ov pruned']:.2f} " if with_ov else "")
+              + f"| {lr:.3f} ({low['edgec pruned'] / low['edgec']:.3f}) | {med['ort pruned'] / med['ort']:.3f} "
+              + (f"| {med['ov pruned'] / med['ov']:.3f} " if with_ov else "")
+              + f"| {fr:.3f} | {'MET' if met else 'MISSED'} |")
         for n in notes:
             print(f"  {name}: {n}")
     return 0 if ok else 1

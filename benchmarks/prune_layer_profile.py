@@ -15,6 +15,12 @@ per layer the time and FLOPs ratios and the attained GFLOP/s, then three whole-m
   gets this figure, not the FLOPs ratio, because layers differ in GFLOP/s;
 - FLOPs: edgec.ir.analysis.flops of the pruned model / the original's (what bench_prune's bar uses).
 
+Then two bounds on what faster kernels could reach: the per-layer-proportional figure if the
+layers the pruning left whole (FLOPs ratio 1: protected stems, layers under `--keep`) took no time
+in either model, and if the depthwise convs (memory-bound, FLOPs linear in the channels) took none
+either. A bound above the FLOPs ratio means no kernel speed-up reaches the bar unless pruned
+layers run faster per FLOP than the same layers unpruned.
+
 and the layers that pull the ratio up most: time share x (own FLOPs ratio - model FLOPs ratio).
 """
 
@@ -94,17 +100,24 @@ def main(argv=None) -> int:
     print(f"{a.threads} thread(s), per-call minimum of {a.runs} runs")
     print("| # | pruned layer | kernel | ms (orig -> pruned) | time ratio | FLOPs ratio | GFLOP/s (orig -> pruned) |")
     print("|---|---|---|---|---|---|---|")
-    ideal, pull = other_a, []
+    ideal, pull, whole, depthwise = other_a, [], [0.0, 0.0], [0.0, 0.0]  # [original time, proportional]
     for i, ((_, f0), (desc, f1), (k, t0), (_, t1)) in enumerate(zip(fa, fb, la, lb)):
         r = f1 / f0 if f0 else 1.0
         ideal += t0 * r
         pull.append((t0 * (r - F) / tot_a, i, desc))
+        group = whole if r == 1.0 else depthwise if desc.startswith("Conv [") and desc.split(", ")[1] == "1" else None
+        if group is not None:
+            group[0] += t0
+            group[1] += t0 * r
         print(f"| {i} | {desc} | {k[:32]} | {t0 * 1e3:.3f} -> {t1 * 1e3:.3f} | {t1 / t0:.2f} | {r:.2f} | "
               f"{f0 / t0 / 1e9:.0f} -> {f1 / t1 / 1e9:.0f} |")
     pull.append((other_a * (1 - F) / tot_a, -1, "other kernels (layout, pooling, ...)"))
     print(f"\nother kernels {other_a * 1e3:.3f} -> {other_b * 1e3:.3f} ms; all kernels {tot_a * 1e3:.3f} -> "
           f"{tot_b * 1e3:.3f} ms")
     print(f"latency ratio: measured {tot_b / tot_a:.3f}, per-layer-proportional {ideal / tot_a:.3f}, FLOPs {F:.3f}")
+    free = (ideal - whole[1]) / (tot_a - whole[0])
+    print(f"bounds: per-layer-proportional with the layers left whole taking no time {free:.3f}; "
+          f"with the depthwise convs too {(ideal - whole[1] - depthwise[1]) / (tot_a - whole[0] - depthwise[0]):.3f}")
     print("layers pulling the ratio above the FLOPs ratio (time share x (own FLOPs ratio - model's)):")
     for p, i, desc in sorted(pull, reverse=True)[:a.top]:
         print(f"  {p:+.4f}  #{i} {desc}")
