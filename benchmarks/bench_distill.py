@@ -5,8 +5,8 @@ within 1 point of the original, in under 3 minutes on 2 CPU cores (the wall time
     python benchmarks/bench_distill.py                 # 3 timed runs of the distill command
     python benchmarks/bench_distill.py --rounds 5 --epochs 10
 
-The teacher is tests/models/digits_torch.py's (torch, seeded), with a static batch of 1 (edgec prune
-removes conv channels only where shapes are static). Each `edgec distill` run is a
+The teacher is tests/models/digits_torch.py's (torch, seeded), with a symbolic batch as exported
+models have. Each `edgec distill` run is a
 fresh process (its wall time includes starting Python, importing torch and onnxruntime, running
 the teacher on the data, training and writing the model); the median is reported with the
 machine's load average. Accuracies are on the held-out 20% of the digits."""
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         (d / "eval").mkdir()
         np.save(d / "eval" / "images.npy", xte)
         np.save(d / "labels.npy", yte)
-        onnx.save(onnx_model(batch=1), d / "teacher.onnx")  # batch 1: edgec prune needs static shapes for convs
+        onnx.save(onnx_model(), d / "teacher.onnx")
         _, prune_s = _edgec("prune", d / "teacher.onnx", "--mode", "channel", "--ratio", a.ratio, "-o", d / "pruned.onnx")
         base, pruned = _accuracy(d / "teacher.onnx", xte, yte), _accuracy(d / "pruned.onnx", xte, yte)
         params = [sum(int(np.prod(t.dims)) for t in onnx.load(d / f).graph.initializer)

@@ -35,7 +35,9 @@ def inspect(model, as_json):
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    click.echo(f"{model}: {info['nodes']} nodes, {info['parameters']:,} parameters, {info['flops'] / 1e6:,.2f} MFLOP")
+    symbolic = any(not isinstance(d, int) for t in info["inputs"] for d in t["shape"] or [])
+    click.echo(f"{model}: {info['nodes']} nodes, {info['parameters']:,} parameters, {info['flops'] / 1e6:,.2f} MFLOP"
+               + (" (symbolic dimensions counted as 1)" if symbolic else ""))
     opsets = ", ".join(f"{k or 'ai.onnx'}={v}" for k, v in info["opsets"].items())
     click.echo(f"opsets: {opsets}")
     for kind in ("inputs", "outputs"):

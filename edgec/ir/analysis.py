@@ -72,13 +72,15 @@ def parameter_count(model: ir.Model) -> int:
 
 
 def _numel(v: ir.Value | None) -> int | None:
-    if v is None or v.shape is None or not all(isinstance(d, int) for d in v.shape):
+    """Elements of `v`, a symbolic dimension (a batch, a sequence length) counted as 1."""
+    if v is None or v.shape is None:
         return None
-    return int(np.prod(v.shape.dims, dtype=np.int64)) if len(v.shape) else 1
+    return int(np.prod([d if isinstance(d, int) else 1 for d in v.shape], dtype=np.int64)) if len(v.shape) else 1
 
 
 def node_flops(node: ir.Node) -> int:
-    """Multiply-accumulates count as 2 FLOPs; elementwise ops as 1 per output element."""
+    """Multiply-accumulates count as 2 FLOPs; elementwise ops as 1 per output element. Symbolic
+    dimensions count as 1: a model with a symbolic batch gets its FLOPs per sample."""
     out = _numel(node.outputs[0]) if node.outputs else None
     if out is None:
         return 0

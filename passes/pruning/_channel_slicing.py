@@ -8,7 +8,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.ir.constants import const_array
-from edgec.passes.cleanup._common import int_attr, ints_attr, static_dims
+from edgec.passes.cleanup._common import int_attr, ints_attr
 from edgec.passes.fusion._common import rank
 from edgec.passes.pruning._channel_graph import ChannelGraph, vkey
 
@@ -22,9 +22,6 @@ def split(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     if axis < 0 and r is None:
         return f"Split node '{node.name}' has an input of unknown rank"
     axis = axis + r if axis < 0 else axis
-    sizes = [static_dims(o) for o in node.outputs]
-    if any(s is None for s in sizes):
-        return f"Split node '{node.name}' has outputs of unknown shape"
     keys = [vkey(o) for o in node.outputs]
     if axis != x.axis:
         for k in keys:
@@ -33,11 +30,14 @@ def split(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return None
     if len(node.inputs) > 1 and node.inputs[1] is not None and const_array(node.inputs[1]) is None:
         return f"Split node '{node.name}' has split sizes that are not constant"
+    sizes = [o.shape[axis] if o.shape is not None and len(o.shape) > axis else None for o in node.outputs]
+    if not all(isinstance(d, int) for d in sizes):
+        return f"Split node '{node.name}' has outputs of unknown size along the channels"
     off = 0
     for k, d in zip(keys, sizes):
-        cg.space(k, axis, d[axis])
-        cg.tie(x.key, range(off, off + d[axis]), k, range(d[axis]))
-        off += d[axis]
+        cg.space(k, axis, d)
+        cg.tie(x.key, range(off, off + d), k, range(d))
+        off += d
     cg.splits.append((node, keys))
     return None
 

@@ -32,7 +32,7 @@ import onnx_ir as ir
 
 from edgec.ir.constants import const_array
 from edgec.ir.domains import is_onnx_domain
-from edgec.passes.cleanup._common import int_attr, ints_attr, static_dims
+from edgec.passes.cleanup._common import int_attr, ints_attr
 from edgec.passes.fusion._common import rank
 from edgec.passes.pruning._channel_graph import ChannelGraph, bind, data_sink, vkey
 from edgec.passes.pruning._channel_slicing import pad, slice_, split
@@ -82,10 +82,10 @@ def _conv(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return f"Conv node '{node.name}' takes them as its weight or bias"
     w = node.inputs[1]
     arr = const_array(w)
-    dims = static_dims(out)
-    if arr is None or not w.is_initializer() or dims is None or len(dims) < 3:
+    r = rank(out)  # a symbolic batch or image size is fine: only the channel axis is sliced
+    if arr is None or not w.is_initializer() or r is None or r < 3:
         if x is not None:
-            return f"Conv node '{node.name}' has no constant weight or static output shape"
+            return f"Conv node '{node.name}' has no constant weight or an output of unknown rank"
         return None
     groups = int_attr(node, "group", 1)
     cout = arr.shape[0]
@@ -154,14 +154,14 @@ def _matmul(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return f"MatMul node '{node.name}' takes them as B"
     b = node.inputs[1]
     arr = const_array(b)
-    adims = static_dims(node.inputs[0])
-    if arr is None or not b.is_initializer() or arr.ndim != 2 or adims is None or len(adims) < 2:
+    ra = rank(node.inputs[0])
+    if arr is None or not b.is_initializer() or arr.ndim != 2 or ra is None or ra < 2:
         return f"MatMul node '{node.name}' multiplies them by a non-constant or non-2-D B" if a is not None else None
-    why = data_sink(cg, node, a, b, 0, len(adims) - 1)
+    why = data_sink(cg, node, a, b, 0, ra - 1)
     if why:
         return why
     key = vkey(out)
-    cg.space(key, len(adims) - 1, arr.shape[1])
+    cg.space(key, ra - 1, arr.shape[1])
     bind(cg, b, 1, key, "out", f"MatMul '{node.name}' B")
     cg.sources.append((node, key))
     if a is None and node.inputs[0].producer() is None:
@@ -268,16 +268,18 @@ def _flatten(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     x = ins[0]
     if x is None:
         return None
-    dims = static_dims(node.inputs[0])
+    dims = node.inputs[0].shape
+    hw_dims = None if dims is None else list(dims)[2:]
     if node.op_type == "Flatten":
         ok = int_attr(node, "axis", 1) == 1
-    else:
+    else:  # [N, -1] keeps the batch: 0 copies it (a symbolic batch included), a number must equal it
         shape = const_array(node.inputs[1])
         ok = (shape is not None and shape.ndim == 1 and len(shape) == 2 and shape[1] == -1
-              and dims is not None and shape[0] in (0, dims[0]) and not int_attr(node, "allowzero", 0))
-    if not ok or dims is None or x.axis != 1:
+              and dims is not None and (shape[0] == 0 or (isinstance(dims[0], int) and shape[0] == dims[0]))
+              and not int_attr(node, "allowzero", 0))
+    if not ok or hw_dims is None or x.axis != 1 or not all(isinstance(d, int) for d in hw_dims):
         return f"{node.op_type} node '{node.name}' mixes the channels with other axes"
-    hw = int(np.prod(dims[2:], dtype=np.int64))
+    hw = int(np.prod(hw_dims, dtype=np.int64))
     key = vkey(node.outputs[0])
     cg.space(key, 1, x.size * hw)
     cg.tie(x.key, np.repeat(np.arange(x.size), hw), key, range(x.size * hw))

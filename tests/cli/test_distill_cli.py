@@ -26,7 +26,7 @@ def _accuracy(model, x, y) -> float:
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    """teacher.onnx (batch 1: channel pruning needs static shapes), student.onnx (its channels
+    """teacher.onnx (a symbolic batch, as exported models have), student.onnx (its channels
     pruned at 0.5 by edgec.prune), train/ (unlabeled images, one .npy per 64), eval/ (held-out
     images), eval_labels.npy, train_labels.npy."""
     d = tmp_path_factory.mktemp("distill")
@@ -38,7 +38,7 @@ def digits(tmp_path_factory):
     np.save(d / "eval" / "test.npy", xte)
     np.save(d / "eval_labels.npy", yte)
     np.save(d / "train_labels.npy", ytr)
-    onnx.save(onnx_model(batch=1), d / "teacher.onnx")
+    onnx.save(onnx_model(), d / "teacher.onnx")
     student, rep = prune_model(d / "teacher.onnx", PruneOptions(mode="channel", ratio=0.5))
     pruned = {tuple(g["layers"]): g["pruned"] for g in rep.groups}
     assert pruned[("conv2",)] == 16 and pruned[("fc1",)] == 32, rep.groups  # conv1 and fc2 are the ends

@@ -54,8 +54,7 @@ def _train(torch, xtr, ytr, epochs, seed):
 
 
 def onnx_model(batch: int | str = "n") -> onnx.ModelProto:
-    """The trained CNN as an ONNX model (input 'x' [batch, 1, 8, 8], output 'logits' [batch, 10]).
-    `edgec prune` removes conv channels only with static shapes: pass batch=1 for it."""
+    """The trained CNN as an ONNX model (input 'x' [batch, 1, 8, 8], output 'logits' [batch, 10])."""
     w1, b1, w2, b2, f1, g1, f2, g2 = trained_weights()
     inits = [numpy_helper.from_array(np.ascontiguousarray(a, np.float32), n) for n, a in (
         ("conv1.weight", w1), ("conv1.bias", b1), ("conv2.weight", w2), ("conv2.bias", b2),

@@ -28,6 +28,17 @@ def test_channel_mode_returns_a_smaller_checked_model_and_report():
     assert ag["samples"] == 3 and not ag["outputs"]["y"]["mismatch"] and ag["outputs"]["y"]["cosine"] < 1
 
 
+def test_symbolic_batch_report_counts_flops_per_sample():
+    """The report's FLOPs with a symbolic batch are per sample (symbolic dims counted as 1), the
+    same figures as the batch-1 model's, not 0; the pruned model keeps its symbolic batch."""
+    static = prune_model(_model(), PruneOptions(ratio=0.5, protect_ends=False))[1]
+    sym_text = RESIDUAL.replace("float[1,", "float[N,").replace("int64[2] shp = {1, -1}", "int64[2] shp = {0, -1}")
+    pruned, rep = prune_model(onnx.parser.parse_model(sym_text), PruneOptions(ratio=0.5, protect_ends=False))
+    assert rep.flops_before > 0 and (rep.flops_before, rep.flops_after) == (static.flops_before, static.flops_after)
+    assert rep.params_after == static.params_after
+    assert pruned.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
+
+
 def test_ratio_zero_outputs_identical():
     original = _model()
     pruned, rep = prune_model(original, PruneOptions(ratio=0.0))

@@ -20,12 +20,15 @@ def _w(name, shape, seed):
     return f"float[{','.join(map(str, shape))}] {name} = {{{_floats(shape, seed)}}}"
 
 
-def _prune(model_text, **opts):
-    """(model, pass, outputs before, outputs after): the pruned model checked and run."""
+def _prune(model_text, batch=1, **opts):
+    """(model, pass, outputs before, outputs after): the pruned model checked and run (a symbolic
+    dimension of the inputs given `batch`)."""
     from edgec.infra.context import PassContext
+    from edgec.ir.analysis import graph_inputs
+    from edgec.reference import seeded_inputs
 
     model = parse(model_text)
-    feeds = inputs_for(model)
+    feeds = inputs_for(model) if batch == 1 else seeded_inputs(graph_inputs(model), 0, default_dim=batch)
     before = run(model, feeds)
     p = PruneChannels(**{"protect_ends": False, **opts})
     p(model, PassContext())
@@ -78,6 +81,41 @@ def test_residual_add_prunes_both_producers_and_every_consumer():
     assert _shape(model, "fc") == [4, 3]
     assert [g["pruned"] for g in p.last_report] == [4, 4, 0], p.last_report
     assert "graph output" in p.last_report[2]["reason"]
+
+
+def _symbolic_batch(model_text):
+    return model_text.replace("float[1,", "float[N,")
+
+
+def test_a_symbolic_batch_prunes_as_a_static_one():
+    """Exported models usually have a symbolic batch: only the channel axis has to be static. The
+    pruned model runs at batch 3 (a batch mixed into the channels would show there)."""
+    sym = _symbolic_batch(RESIDUAL).replace("int64[2] shp = {1, -1}", "int64[2] shp = {0, -1}")
+    assert "float[N,4,6,6] x" in sym and "float[N,3] y" in sym
+    model, p, before, _ = _prune(sym, batch=3, ratio=0.5)
+    assert before["y"].shape == (3, 3)
+    assert _shape(model, "w0") == [4, 4, 3, 3] and _shape(model, "w1") == [4, 4, 3, 3] and _shape(model, "fc") == [4, 3]
+    assert [g["pruned"] for g in p.last_report] == [4, 4, 0], p.last_report
+
+
+def test_a_symbolic_batch_flatten_before_gemm():
+    model_text = _symbolic_batch(f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,5] y) <{_w('w0', (6, 3, 3, 3), 1)}, {_w('fc', (5, 24), 2)}, {_w('fb', (5,), 3)}> {{
+      a = Conv (x, w0)
+      r = Relu (a)
+      f = Flatten (r)
+      y = Gemm <transB = 1> (f, fc, fb)
+    }}""")
+    model, _, _, _ = _prune(model_text, batch=2, ratio=0.5)
+    assert _shape(model, "w0") == [3, 3, 3, 3] and _shape(model, "fc") == [5, 12]
+
+
+def test_a_fixed_reshape_of_a_symbolic_batch_is_not_pruned():
+    """Reshape to [1, -1] folds a symbolic batch into the features: the channels no longer map to
+    features one to one, so the group must be left whole."""
+    model, p, _, _ = _prune(_symbolic_batch(RESIDUAL).replace("float[N,3] y", "float[1,?] y"), batch=1, ratio=0.5)
+    assert _shape(model, "w0") == [8, 4, 3, 3] and _shape(model, "fc") == [8, 3]
+    assert any("mixes the channels" in g.get("reason", "") for g in p.last_report), p.last_report
 
 
 def test_ratio_zero_is_identity():
