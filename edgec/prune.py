@@ -130,9 +130,12 @@ def _load(model) -> onnx.ModelProto:
 
     if isinstance(model, onnx.ModelProto):
         return model
+    import onnx_ir as ir
+
     from edgec.ir.loader import load_model, to_proto
 
-    return to_proto(load_model(model))
+    # weights in an external data file are read now: the proto travels without the model's directory
+    return to_proto(ir.external_data.load_to_model(load_model(model)))
 
 
 def _stats(proto: onnx.ModelProto) -> tuple[int, int, int, int]:

@@ -23,7 +23,9 @@ input axis is bound to it). Everything else must map input channels to output ch
 or it blocks the group.
 
 The graph's data structure is in _channel_graph.py; the handlers of Split, Pad and Slice (which
-cut or shift a channel axis) in _channel_slicing.py; the other ops' handlers are here."""
+cut or shift a channel axis) in _channel_slicing.py; of Unsqueeze, Squeeze, Resize and Softmax
+(which move the channel axis or work along others) in _channel_axes.py; the other ops' handlers
+are here."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from edgec.ir.constants import const_array
 from edgec.ir.domains import is_onnx_domain
 from edgec.passes.cleanup._common import int_attr, ints_attr
 from edgec.passes.fusion._common import rank
+from edgec.passes.pruning._channel_axes import resize, softmax, squeeze, unsqueeze
 from edgec.passes.pruning._channel_graph import ChannelGraph, bind, data_sink, vkey
 from edgec.passes.pruning._channel_slicing import pad, slice_, split
 
@@ -322,4 +325,5 @@ def _reduce(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
 _HANDLERS = {"Slice": slice_, "Pad": pad, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
              "Concat": _concat, "Flatten": _flatten, "Reshape": _flatten, "Transpose": _transpose, "Split": split,
              **{op: _unary for op in UNARY | SPATIAL}, **{op: _elementwise for op in ELEMENTWISE},
-             **{op: _reduce for op in REDUCE}}
+             **{op: _reduce for op in REDUCE}, "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Resize": resize,
+             **{op: softmax for op in ("Softmax", "LogSoftmax", "Hardmax")}}

@@ -265,23 +265,34 @@ def _apply(model: ir.Model, cg: ChannelGraph, removed: set) -> None:
             arr = const_array(node.inputs[pos]).copy()
             arr[i] = value
             set_constant(node.inputs[pos], arr)
+    for node, key, i in cg.resizes:  # constant sizes naming the channel count: the new count
+        arr = const_array(node.inputs[3]).copy()
+        arr.reshape(-1)[i] = new_size[key]
+        set_constant(node.inputs[3], arr)
     for node, keys in cg.splits:
         sizes = np.array([new_size[k] for k in keys], dtype=np.int64)
         if len(node.inputs) > 1 and node.inputs[1] is not None:
             old = node.inputs[1]
             if const_array(old) is not None and not np.array_equal(const_array(old), sizes):
-                name = f"{old.name}__pruned"
-                v = ir.Value(name=name, shape=ir.Shape(sizes.shape), type=ir.TensorType(ir.DataType.INT64),
-                             const_value=ir.tensor(sizes, name=name))
-                model.graph.register_initializer(v)
-                node.replace_input_with(1, v)
+                node.replace_input_with(1, _new_initializer(model, f"{old.name}__pruned", sizes))
         elif "split" in node.attributes or onnx_opset(model, 1) < 13:
             node.attributes["split"] = ir.AttrInt64s("split", [int(x) for x in sizes])
         elif len(set(sizes.tolist())) > 1:  # num_outputs (equal parts) no longer fits: explicit sizes
             node.attributes.pop("num_outputs", None)
-            name = f"{node.name or keys[0][1]}__split_sizes"
-            v = ir.Value(name=name, shape=ir.Shape(sizes.shape), type=ir.TensorType(ir.DataType.INT64),
-                         const_value=ir.tensor(sizes, name=name))
-            model.graph.register_initializer(v)
             node.resize_inputs(2)
-            node.replace_input_with(1, v)
+            node.replace_input_with(1, _new_initializer(model, f"{node.name or keys[0][1]}__split_sizes", sizes))
+
+
+def _new_initializer(model: ir.Model, base: str, arr: np.ndarray) -> ir.Value:
+    """A new initializer holding `arr`, named `base` or `base_1`, `base_2`, ... (the first name no
+    value of the graph has: a constant several nodes share gets one new copy per node)."""
+    taken = set(model.graph.initializers) | {v.name for n in model.graph for v in n.outputs if v.name}
+    taken |= {v.name for v in model.graph.inputs}
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}_{i}"
+    v = ir.Value(name=name, shape=ir.Shape(arr.shape), type=ir.TensorType(ir.DataType.INT64),
+                 const_value=ir.tensor(arr, name=name))
+    model.graph.register_initializer(v)
+    return v

@@ -20,6 +20,28 @@ def model(tmp_path):
     return p
 
 
+def test_prune_a_model_with_external_data_from_another_directory(run_cli, tmp_path, monkeypatch):
+    """Weights in a .data file beside the model, edgec run from elsewhere: they are read from the
+    model's directory (they had been looked up relative to the working directory: exit 1)."""
+    d = tmp_path / "model"
+    d.mkdir()
+    folded = onnx.parser.parse_model(RESIDUAL.replace("y = MatMul (f, fc)", "fcn = Neg (fc)\n  y = MatMul (f, fcn)"))
+    for t in folded.graph.initializer:  # raw data, which onnx.save moves to the external file (folding reads fc)
+        t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t), t.name))
+    onnx.save(folded, d / "res.onnx", save_as_external_data=True,
+              all_tensors_to_one_file=True, location="res.onnx.data", size_threshold=0)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "p.onnx"
+    assert onnx.load(d / "res.onnx", load_external_data=False).graph.initializer[0].data_location == 1  # external
+    r = run_cli("prune", d / "res.onnx", "-o", out, "--ratio", "0.5", "--no-protect-ends", "--json")
+    assert r.code == 0, r
+    assert [g["pruned"] for g in json.loads(r.out)["groups"]] == [4, 4, 0]
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 4, 6, 6)).astype(np.float32)
+    assert np.isfinite(run_ort(str(out), {"x": x})["y"]).all()
+
+
 def test_prune_channel_report_json(run_cli, model, tmp_path):
     out = tmp_path / "p.onnx"
     r = run_cli("prune", model, "-o", out, "--ratio", "0.5", "--no-protect-ends", "--report", "--json")

@@ -62,3 +62,21 @@ def test_verify_and_optimize_keep_external_weights(tmp_path, run_cli):
     assert (out.parent / "model.onnx.data").stat().st_size == 256 * 256 * 4 and out.stat().st_size < 4096
     x = {"x": np.ones((1, 256), np.float32)}
     assert np.abs(run_ort(str(out), x)["y"] - run_ort(str(path), x)["y"]).max() <= 1e-5
+
+
+def test_a_reshape_target_in_the_external_file_is_not_an_inconsistent_model(tmp_path, run_cli):
+    """onnx's shape inference cannot read a shape tensor stored externally ("Cannot parse data from
+    external tensors"): that is its limit, so the model loads (it was refused, exit 2) and compiles."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])
+    g = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Relu", ["r"], ["y"])],
+                          "ext_shape", [x], [y], [numpy_helper.from_array(np.array([3, 4], np.int64), "shape")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    path = tmp_path / "model.onnx"
+    onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+                    size_threshold=0)
+    assert onnx.load(path, load_external_data=False).graph.initializer[0].data_location == TensorProto.EXTERNAL
+    load_model(path)
+    r = run_cli("compile", path, "-t", "host", "-o", tmp_path / "art", "--verify")
+    assert r.code == 0, r

@@ -207,6 +207,31 @@ def test_split_along_channels_gets_new_sizes():
     assert _shape(model, "wa")[1] + _shape(model, "wb")[1] == 4
 
 
+def test_splits_sharing_their_sizes_get_one_new_constant_each():
+    """Two Splits read one sizes initializer (exporters share equal constants: YOLOv8's C2f blocks);
+    each gets its own rewritten copy (the old code registered one name twice: an internal error)."""
+    model_text = f"""<ir_version: 8, opset_import: ["" : 18]>
+    g (float[1,3,5,5] x) => (float[1,2,5,5] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (8, 3, 1, 1), 4)},
+        {_w('wa', (2, 4, 1, 1), 2)}, {_w('wb', (2, 4, 1, 1), 3)}, {_w('wc', (2, 4, 1, 1), 5)},
+        {_w('wd', (2, 4, 1, 1), 6)}, int64[2] sp = {{4, 4}}> {{
+      a = Conv (x, w0)
+      s1, s2 = Split <axis = 1> (a, sp)
+      b = Conv (x, w1)
+      t1, t2 = Split <axis = 1> (b, sp)
+      p = Conv (s1, wa)
+      q = Conv (s2, wb)
+      u = Conv (t1, wc)
+      v = Conv (t2, wd)
+      pq = Add (p, q)
+      uv = Add (u, v)
+      y = Add (pq, uv)
+    }}"""
+    model, _, _, _ = _prune(model_text, ratio=0.5)
+    assert _shape(model, "w0")[0] == 4 and _shape(model, "w1")[0] == 4
+    sizes = [n.inputs[1] for n in model.graph if n.op_type == "Split"]
+    assert len({v.name for v in sizes}) == 2 and all(int(v.const_value.numpy().sum()) == 4 for v in sizes)
+
+
 def test_slice_along_channels_gets_new_bounds():
     model_text = f"""{HEAD}
     g (float[1,3,5,5] x) => (float[1,2,5,5] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('wa', (2, 5, 1, 1), 2)},

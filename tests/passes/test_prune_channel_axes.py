@@ -1,0 +1,118 @@
+"""prune-channels through the ops that move the channel axis or work along others (Unsqueeze,
+Squeeze, Resize, Softmax): pruned where they keep the channels one to one, left alone where they
+mix or resize them. Every case runs the pruned graph (tests/passes/test_prune_channels._prune:
+onnx.checker, onnxruntime, the zeroed original computes the same)."""
+
+from tests.passes.test_prune_channels import HEAD, _prune, _shape, _w
+
+HEAD18 = '<ir_version: 8, opset_import: ["" : 18]>'
+
+
+def _two_convs(middle: str, head: str = HEAD, extra: str = "", out: str = "float[1,2,8,8] y") -> str:
+    """x -> Conv w0 (8 channels) -> `middle` (reads `a`, writes `m`) -> Conv w1 -> y."""
+    return f"""{head}
+    g (float[1,3,4,4] x) => ({out}) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 8, 1, 1), 2)}{extra}> {{
+      a = Conv (x, w0)
+      {middle}
+      y = Conv (m, w1)
+    }}"""
+
+
+def test_resize_with_unit_channel_scale_carries_the_channels():
+    model, p, _, _ = _prune(_two_convs("m = Resize <mode = \"nearest\"> (a, , sc)", HEAD18,
+                                       ", float[4] sc = {1.0, 1.0, 2.0, 2.0}"), ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1] and _shape(model, "w1") == [2, 4, 1, 1], p.last_report
+
+
+def test_resize_with_sizes_gets_the_new_channel_count():
+    model, p, _, _ = _prune(_two_convs("m = Resize <mode = \"linear\"> (a, , , sz)", HEAD18,
+                                       ", int64[4] sz = {1, 8, 8, 8}"), ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1], p.last_report
+    assert list(model.graph.initializers["sz"].const_value.numpy()) == [1, 4, 8, 8]
+
+
+def test_resize_with_sizes_on_spatial_axes_only():
+    model, _, _, _ = _prune(_two_convs("m = Resize <mode = \"nearest\", axes = [2, 3]> (a, , , sz)", HEAD18,
+                                       ", int64[2] sz = {8, 8}"), ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1]
+    assert list(model.graph.initializers["sz"].const_value.numpy()) == [8, 8]
+
+
+def test_resize_of_the_channels_is_not_pruned():
+    text = f"""{HEAD18}
+    g (float[1,3,4,4] x) => (float[1,2,8,8] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 4, 1, 1), 2)},
+        float[4] sc = {{1.0, 0.5, 2.0, 2.0}}> {{
+      a = Conv (x, w0)
+      m = Resize <mode = "nearest"> (a, , sc)
+      y = Conv (m, w1)
+    }}"""
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "w0") == [8, 3, 1, 1]
+    assert any("scales the channels" in g.get("reason", "") for g in p.last_report), p.last_report
+
+
+def test_resize_with_shared_sizes_is_not_pruned():
+    """Two Resizes read one sizes constant: the group is left whole (a rewrite for one would be
+    the other's too)."""
+    text = f"""{HEAD18}
+    g (float[1,3,4,4] x) => (float[1,2,8,8] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 8, 1, 1), 2)},
+        int64[4] sz = {{1, 8, 8, 8}}> {{
+      a = Conv (x, w0)
+      m1 = Resize <mode = "nearest"> (a, , , sz)
+      m2 = Resize <mode = "linear"> (a, , , sz)
+      m = Add (m1, m2)
+      y = Conv (m, w1)
+    }}"""
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "w0") == [8, 3, 1, 1]
+    assert any("not its own initializer" in g.get("reason", "") for g in p.last_report), p.last_report
+
+
+def test_squeeze_and_unsqueeze_move_the_channel_axis():
+    """A 1-D conv stack written as 2-D: [1, C, 1, W] -> Squeeze(2) -> [1, C, W] -> Unsqueeze(2)."""
+    text = f"""{HEAD}
+    g (float[1,3,1,6] x) => (float[1,2,1,6] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 8, 1, 1), 2)},
+        int64[1] ax = {{2}}> {{
+      a = Conv (x, w0)
+      s = Squeeze (a, ax)
+      r = Relu (s)
+      m = Unsqueeze (r, ax)
+      y = Conv (m, w1)
+    }}"""
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1] and _shape(model, "w1") == [2, 4, 1, 1], p.last_report
+
+
+def test_unsqueeze_in_front_shifts_the_channel_axis():
+    """[1, C, W] -> Unsqueeze(0) -> [1, 1, C, W]: the channels move to axis 2, where a Conv does not
+    read them as channels, so the group is left alone (the must-not-fire case)."""
+    text = f"""{HEAD}
+    g (float[1,3,6] x) => (float[1,2,8,6] y) <{_w('w0', (8, 3, 1), 1)}, {_w('w1', (2, 1, 1, 1), 2)},
+        int64[1] ax = {{0}}> {{
+      a = Conv (x, w0)
+      m = Unsqueeze (a, ax)
+      y = Conv (m, w1)
+    }}"""
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "w0") == [8, 3, 1]
+    assert p.last_report and all(not g["pruned"] for g in p.last_report), p.last_report
+
+
+def test_squeeze_of_the_channel_axis_is_not_pruned():
+    text = f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,4,4] y) <{_w('w0', (1, 3, 1, 1), 1)}, int64[1] ax = {{1}}> {{
+      a = Conv (x, w0)
+      y = Squeeze (a, ax)
+    }}"""
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "w0") == [1, 3, 1, 1]
+
+
+def test_softmax_along_the_channels_is_not_pruned_and_along_others_is():
+    over_w = _two_convs("m = Softmax <axis = -1> (a)", out="float[1,2,4,4] y")
+    model, _, _, _ = _prune(over_w, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1]
+    over_c = _two_convs("m = Softmax <axis = 1> (a)", out="float[1,2,4,4] y")
+    model, p, _, _ = _prune(over_c, ratio=0.5)
+    assert _shape(model, "w0") == [8, 3, 1, 1]
+    assert any("normalizes over the channels" in g.get("reason", "") for g in p.last_report), p.last_report
