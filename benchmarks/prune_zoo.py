@@ -14,6 +14,9 @@ Per model, each step in its own process (killed at --timeout):
    (`zoo_fetch.make_inputs`): the pruned model must give the same output names, shapes and
    dtypes, and no NaN/Inf where the original has none. Values differ: pruning changes them
    (distillation wins accuracy back; `edgec prune --report` measures the agreement).
+3. The exact check (`edgec.fuzz.prune_oracle`, the same inputs): pruned with the ends not
+   protected, the model must compute what the original computes with the removed channels'
+   consumer weights zeroed.
 
 Status: pruned (some channels removed, step 2 passes), unchanged (nothing could be removed: the
 most frequent reason the analysis gave), refused (exit 2, edgec's one line), internal-error (exit
@@ -38,7 +41,7 @@ from zoo import one_line, run_proc  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def check_worker(model_id: str, original: str, pruned: str, dest: str) -> dict:
+def check_worker(model_id: str, original: str, pruned: str, dest: str, ratio: float) -> dict:
     """onnxruntime on both models with the manifest's inputs: outputs comparable in kind."""
     import numpy as np
 
@@ -56,7 +59,13 @@ def check_worker(model_id: str, original: str, pruned: str, dest: str) -> dict:
         elif x.dtype.kind == "f" and np.isfinite(x).all() and not np.isfinite(y).all():
             problems.append(f"output '{name}' has NaN/Inf")
     problems += [f"extra output '{n}'" for n in b if n not in a]
-    return {"problems": problems}
+    from edgec.fuzz.prune_oracle import check
+    from edgec.prune import _load
+
+    exact = check(_load(original), ratio=ratio, feeds=feeds)
+    if exact["status"] in ("mismatch", "invalid"):
+        problems.append(f"exact check: {exact['status']}: {exact['detail']}")
+    return {"problems": problems, "exact": exact["status"]}
 
 
 def one_model(entry: dict, a, work: Path) -> dict:
@@ -79,10 +88,12 @@ def one_model(entry: dict, a, work: Path) -> dict:
                params=(rep["params_before"], rep["params_after"]), flops=(rep["flops_before"], rep["flops_after"]))
     reasons = collections.Counter(_reason_kind(g["reason"]) for g in groups if not g.get("pruned") and g.get("reason"))
     row["reasons"] = reasons.most_common(3)
-    rc, so, se = run_proc([sys.executable, __file__, "--check", entry["id"], str(src), str(out), str(a.dest)], a.timeout)
+    rc, so, se = run_proc([sys.executable, __file__, "--check", entry["id"], str(src), str(out), str(a.dest), str(a.ratio)],
+                          a.timeout)
     if rc != 0:  # the inputs could not be made or onnxruntime refused a model: the check did not run
         return {**row, "status": "check-fail", "why": f"onnxruntime check: {one_line(se)}"}
-    problems = json.loads(so.strip().splitlines()[-1])["problems"]
+    checked = json.loads(so.strip().splitlines()[-1])
+    problems, row["exact"] = checked["problems"], checked["exact"]
     if problems:
         return {**row, "status": "broken", "why": "; ".join(problems)[:300]}
     return {**row, "status": "pruned" if row["pruned_groups"] else "unchanged"}
@@ -99,14 +110,15 @@ def markdown(rows: list[dict], a) -> str:
     count = collections.Counter(r["status"] for r in rows)
     lines = [f"Channel pruning at ratio {a.ratio} (`edgec prune --mode channel`, defaults) on {len(rows)} zoo "
              f"models: " + ", ".join(f"{n} {k}" for k, n in count.most_common()) + ".", "",
-             "| model | kind | MB | status | groups pruned | params | FLOPs | why / most frequent reason left whole |",
-             "|---|---|---:|---|---|---|---|---|"]
+             "| model | kind | MB | status | groups pruned | params | FLOPs | exact check | why / most frequent reason left whole |",
+             "|---|---|---:|---|---|---|---|---|---|"]
     for r in rows:
         p, f = r.get("params"), r.get("flops")
         why = r.get("why") or "; ".join(f"{n}x {k}" for k, n in r.get("reasons", []))
         lines.append(f"| {r['id']} | {r['kind']} | {r['mb']:.1f} | {r['status']} | "
                      f"{r.get('pruned_groups', '')}{'/' + str(r['groups']) if 'groups' in r else ''} | "
-                     f"{pct(*p) if p else ''} | {pct(*f) if f else ''} | {why.replace('|', '/')[:200]} |")
+                     f"{pct(*p) if p else ''} | {pct(*f) if f else ''} | {r.get('exact', '')} | "
+                     f"{why.replace('|', '/')[:200]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -141,6 +153,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--check":
-        print(json.dumps(check_worker(*sys.argv[2:6])))
+        print(json.dumps(check_worker(*sys.argv[2:6], float(sys.argv[6]))))
         sys.exit(0)
     sys.exit(main())

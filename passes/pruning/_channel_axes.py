@@ -1,10 +1,12 @@
 """Channel-dependency handlers of the ops that move the channel axis or work along other axes:
-Unsqueeze / Squeeze (the channel axis shifts), Resize (scales the spatial axes; a `sizes` input
+Unsqueeze / Squeeze (the channel axis shifts), a Reshape that keeps the channels as one axis
+(its target's channel entry is rewritten after pruning), Resize (scales the spatial axes; a `sizes` input
 that names the channel count is rewritten after pruning), Softmax / LogSoftmax / Hardmax along
 another axis. Each one either carries the channels to its output or says why it cannot."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx_ir as ir
 
 from edgec.ir.constants import const_array
@@ -56,6 +58,34 @@ def squeeze(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         return f"Squeeze node '{node.name}' squeezes the channel axis"
     cg.carry(x, node.outputs[0], x.axis - sum(a < x.axis for a in axes))
     return None
+
+
+def reshape_keeping_channels(cg: ChannelGraph, node: ir.Node, x) -> bool:
+    """A Reshape with a constant target that keeps the channels whole as axis b of its output:
+    target[b] is the channel count (or 0 at the same axis) and the axes before the channels (or
+    after them) hold the same static number of elements on both sides. Row-major order then maps
+    (before, c, after) to (before', c, after') one to one. False when that cannot be shown."""
+    shape = const_array(node.inputs[1])
+    dims = node.inputs[0].shape
+    if shape is None or shape.ndim != 1 or dims is None or int_attr(node, "allowzero", 0):
+        return False
+    target = [int(v) for v in shape]
+    full = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]  # 0 copies the input's dim
+    for b, t in enumerate(full):
+        if t != x.size or (target[b] == 0 and b != x.axis):
+            continue
+        if _same_static(list(dims)[:x.axis], full[:b]) or _same_static(list(dims)[x.axis + 1:], full[b + 1:]):
+            cg.carry(x, node.outputs[0], b)
+            if target[b] != 0:
+                cg.reshapes.append((node, vkey(node.outputs[0]), b))
+            return True
+    return False
+
+
+def _same_static(a: list, b: list) -> bool:
+    """Both lists are known positive integers with the same product."""
+    ok = all(isinstance(d, int) and d > 0 for d in a + b)
+    return ok and int(np.prod(a, dtype=np.int64)) == int(np.prod(b, dtype=np.int64))
 
 
 def resize(cg: ChannelGraph, node: ir.Node, ins) -> str | None:

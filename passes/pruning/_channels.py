@@ -17,8 +17,8 @@ order:
   a graph input or output carries its channels, an op the analysis does not know reads them, a
   Reshape mixes them with other axes, a constant is shared with another node, a shape is read.
 
-Conv (group 1), Gemm (transA 0) and MatMul with a constant 2-D weight start a new space on their
-output (they are the *sources*); the channel axis of their data input is a sink (the weight's
+Conv and ConvTranspose (group 1), Gemm (transA 0) and MatMul with a constant 2-D weight start a
+new space on their output (they are the *sources*); the channel axis of their data input is a sink (the weight's
 input axis is bound to it). Everything else must map input channels to output channels exactly,
 or it blocks the group.
 
@@ -36,7 +36,13 @@ from edgec.ir.constants import const_array
 from edgec.ir.domains import is_onnx_domain
 from edgec.passes.cleanup._common import int_attr, ints_attr
 from edgec.passes.fusion._common import rank
-from edgec.passes.pruning._channel_axes import resize, softmax, squeeze, unsqueeze
+from edgec.passes.pruning._channel_axes import (
+    reshape_keeping_channels,
+    resize,
+    softmax,
+    squeeze,
+    unsqueeze,
+)
 from edgec.passes.pruning._channel_graph import ChannelGraph, bind, data_sink, vkey
 from edgec.passes.pruning._channel_slicing import pad, slice_, split
 
@@ -121,6 +127,34 @@ def _conv(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     if bias is not None:
         bind(cg, bias, 0, key, "const", f"Conv '{node.name}' bias")
     cg.grouped.append((node, key, co))
+    return None
+
+
+def _conv_transpose(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
+    """ConvTranspose (group 1): weight [C_in, C_out, kH, kW], so its input axis 0 reads the data's
+    channels and its axis 1 makes the output's (a source, like Conv with the axes swapped)."""
+    x, out = ins[0], node.outputs[0]
+    if any(s is not None for s in ins[1:]):
+        return f"ConvTranspose node '{node.name}' takes them as its weight or bias"
+    w = node.inputs[1]
+    arr = const_array(w)
+    r = rank(out)
+    if arr is None or not w.is_initializer() or r is None or r < 3 or int_attr(node, "group", 1) != 1:
+        if x is not None:
+            return f"ConvTranspose node '{node.name}' is grouped or has no constant weight"
+        return None
+    why = data_sink(cg, node, x, w, 0, 1)
+    if why:
+        return why
+    key = vkey(out)
+    cg.space(key, 1, arr.shape[1])
+    bind(cg, w, 1, key, "out", f"ConvTranspose '{node.name}' weight")
+    bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
+    if bias is not None:
+        bind(cg, bias, 0, key, "const", f"ConvTranspose '{node.name}' bias")
+    cg.sources.append((node, key))
+    if x is None and node.inputs[0].producer() is None:
+        cg.first.add(id(node))
     return None
 
 
@@ -271,6 +305,8 @@ def _flatten(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     x = ins[0]
     if x is None:
         return None
+    if node.op_type == "Reshape" and reshape_keeping_channels(cg, node, x):
+        return None
     dims = node.inputs[0].shape
     hw_dims = None if dims is None else list(dims)[2:]
     if node.op_type == "Flatten":
@@ -322,7 +358,7 @@ def _reduce(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     return None
 
 
-_HANDLERS = {"Slice": slice_, "Pad": pad, "Conv": _conv, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
+_HANDLERS = {"Slice": slice_, "Pad": pad, "Conv": _conv, "ConvTranspose": _conv_transpose, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
              "Concat": _concat, "Flatten": _flatten, "Reshape": _flatten, "Transpose": _transpose, "Split": split,
              **{op: _unary for op in UNARY | SPATIAL}, **{op: _elementwise for op in ELEMENTWISE},
              **{op: _reduce for op in REDUCE}, "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Resize": resize,

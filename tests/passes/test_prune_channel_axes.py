@@ -116,3 +116,43 @@ def test_softmax_along_the_channels_is_not_pruned_and_along_others_is():
     model, p, _, _ = _prune(over_c, ratio=0.5)
     assert _shape(model, "w0") == [8, 3, 1, 1]
     assert any("normalizes over the channels" in g.get("reason", "") for g in p.last_report), p.last_report
+
+
+def test_reshape_keeping_the_channels_gets_the_new_count():
+    """[1, 8, 4, 4] -> (1, 8, -1) -> Softmax over the pixels -> (1, 8, 4, 4): both targets name the
+    channel count; each gets a copy with the new one (they share one constant here)."""
+    text = _two_convs("f = Reshape (a, s3)\n      sm = Softmax <axis = -1> (f)\n      m = Reshape (sm, s4)",
+                      extra=", int64[3] s3 = {1, 8, -1}, int64[4] s4 = {1, 8, 4, 4}", out="float[1,2,4,4] y")
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1] and _shape(model, "w1") == [2, 4, 1, 1], p.last_report
+    targets = [list(n.inputs[1].const_value.numpy()) for n in model.graph if n.op_type == "Reshape"]
+    assert targets == [[1, 4, -1], [1, 4, 4, 4]]
+
+
+def test_reshape_moving_the_channels_last_before_a_matmul():
+    """open_nsfw's head: GAP [N, C, 1, 1] -> (-1, 1, 1, C) -> (-1, C) -> MatMul; a symbolic batch."""
+    text = f"""{HEAD}
+    g (float[N,3,4,4] x) => (float[N,5] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('fc', (8, 5), 2)},
+        int64[4] t4 = {{-1, 1, 1, 8}}, int64[2] t2 = {{-1, 8}}> {{
+      a = Conv (x, w0)
+      p = GlobalAveragePool (a)
+      r4 = Reshape (p, t4)
+      r2 = Reshape (r4, t2)
+      y = MatMul (r2, fc)
+    }}"""
+    model, p, _, _ = _prune(text, batch=3, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1] and _shape(model, "fc") == [4, 5], p.last_report
+
+
+def test_reshape_splitting_the_channels_is_not_pruned():
+    """[1, 8, 2, 2] -> (2, 8, 2): an 8 in the target, but not the channels (the prefix and suffix
+    element counts differ), so the group is left whole."""
+    text = f"""{HEAD}
+    g (float[1,3,2,2] x) => (float[2,8,2] y) <{_w('w0', (8, 3, 1, 1), 1)}, int64[3] t = {{2, 8, 2}}> {{
+      a = Conv (x, w0)
+      r = Reshape (a, t)
+      y = Relu (r)
+    }}"""
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "w0") == [8, 3, 1, 1]
+    assert any("mixes the channels" in g.get("reason", "") for g in p.last_report), p.last_report

@@ -407,3 +407,34 @@ def test_pad_of_spatial_axes_passes_channels():
         }}"""
     model, _, _, _ = _prune(model_text("0, 0, 1, 1, 0, 0, 1, 1"), ratio=0.5)
     assert _shape(model, "w0")[0] == 4 and _shape(model, "w1") == [2, 4, 1, 1]
+
+
+def test_conv_transpose_is_a_source_and_a_consumer():
+    """An upsampling head (DB-style text detectors): Conv -> ConvTranspose (stride 2) -> Conv. The
+    ConvTranspose weight is [C_in, C_out, kH, kW]: its rows follow the Conv before it, its columns
+    (and bias) make its own prunable output."""
+    model_text = f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,2,8,8] y) <{_w('w0', (8, 3, 3, 3), 1)}, {_w('wt', (8, 6, 2, 2), 2)},
+        {_w('bt', (6,), 3)}, {_w('w2', (2, 6, 1, 1), 4)}> {{
+      a = Conv <pads = [1,1,1,1]> (x, w0)
+      ar = Relu (a)
+      t = ConvTranspose <strides = [2, 2]> (ar, wt, bt)
+      tr = Relu (t)
+      y = Conv (tr, w2)
+    }}"""
+    model, p, _, _ = _prune(model_text, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 3, 3] and _shape(model, "wt") == [4, 3, 2, 2] and _shape(model, "bt") == [3]
+    assert _shape(model, "w2") == [2, 3, 1, 1], p.last_report
+
+
+def test_grouped_conv_transpose_is_not_pruned():
+    model_text = f"""{HEAD}
+    g (float[1,3,4,4] x) => (float[1,2,8,8] y) <{_w('w0', (8, 3, 3, 3), 1)}, {_w('wt', (8, 1, 2, 2), 2)},
+        {_w('w2', (2, 4, 1, 1), 4)}> {{
+      a = Conv <pads = [1,1,1,1]> (x, w0)
+      t = ConvTranspose <strides = [2, 2], group = 4> (a, wt)
+      y = Conv (t, w2)
+    }}"""
+    model, p, _, _ = _prune(model_text, ratio=0.5)
+    assert _shape(model, "w0") == [8, 3, 3, 3] and _shape(model, "wt") == [8, 1, 2, 2]
+    assert any("ConvTranspose" in g.get("reason", "") for g in p.last_report), p.last_report
