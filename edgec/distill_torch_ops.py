@@ -12,6 +12,7 @@ import onnx_ir as ir
 import torch
 import torch.nn.functional as F
 
+from edgec.distill_torch_upsample import conv_transpose, resize
 from edgec.errors import UnsupportedOpError
 
 INT_RANGE = {np.dtype(t): (np.iinfo(t).min, np.iinfo(t).max) for t in (np.uint8, np.int8, np.uint16, np.int16, np.int32)}
@@ -279,15 +280,23 @@ def _dequantize(m, node, a):
     return (a[0].float() - zp) * along(a[1], axis, a[0].dim())
 
 
+def _fold(fn, args):
+    out = args[0]
+    for t in args[1:]:
+        out = fn(out, t)
+    return out
+
+
 def _unary(fn):
     return lambda m, node, a: fn(a[0])
 
 
 OPS = {
-    "Conv": _conv, "Gemm": _gemm, "MatMul": lambda m, n, a: torch.matmul(a[0], a[1]),
+    "Conv": _conv, "ConvTranspose": conv_transpose, "Resize": resize, "Gemm": _gemm, "MatMul": lambda m, n, a: torch.matmul(a[0], a[1]),
     "Add": lambda m, n, a: a[0] + a[1], "Sub": lambda m, n, a: a[0] - a[1],
     "Mul": lambda m, n, a: a[0] * a[1], "Div": lambda m, n, a: a[0] / a[1],
     "Pow": lambda m, n, a: torch.pow(a[0], a[1]),
+    "Max": lambda m, n, a: _fold(torch.maximum, a), "Min": lambda m, n, a: _fold(torch.minimum, a),
     "Relu": _unary(torch.relu), "Sigmoid": _unary(torch.sigmoid), "Tanh": _unary(torch.tanh),
     "Exp": _unary(torch.exp), "Log": _unary(torch.log), "Sqrt": _unary(torch.sqrt), "Neg": _unary(torch.neg),
     "Abs": _unary(torch.abs), "Reciprocal": _unary(torch.reciprocal), "Erf": _unary(torch.erf),

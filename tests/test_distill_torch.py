@@ -91,7 +91,25 @@ def opset11_ops():
     ], {"k": _w(1, 3, 1), "w": _w(5, 4), "b": _w(4)}, ["n", 5], ["n", 4], opset=11)
 
 
-@pytest.mark.parametrize("build", [cnn_ops, mlp_ops, opset11_ops])
+def upsample_ops():
+    """A segmentation/detection head: ConvTranspose (stride 2, pads, output_padding), Resize nearest
+    (asymmetric/floor by scales; half_pixel by sizes) and bilinear (half_pixel, align_corners),
+    Max/Min."""
+    n = helper.make_node
+    return _model([
+        n("ConvTranspose", ["x", "wt", "bt"], ["t"], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+        n("Resize", ["t", "", "sc"], ["r1"], mode="nearest", coordinate_transformation_mode="asymmetric",
+          nearest_mode="floor"),
+        n("Resize", ["t", "", "", "sz"], ["r2"], mode="nearest"),
+        n("Resize", ["t", "", "sc"], ["r3"], mode="linear"),
+        n("Resize", ["t", "", "sc"], ["r4"], mode="linear", coordinate_transformation_mode="align_corners"),
+        n("Max", ["r1", "r2"], ["mx"]), n("Min", ["r3", "r4", "mx"], ["mn"]),
+        n("Add", ["mx", "mn"], ["y"]),
+    ], {"wt": _w(3, 4, 3, 3), "bt": _w(4), "sc": np.array([1, 1, 2, 2], np.float32), "sz": _i64(4, 4, 20, 16)},
+        [4, 3, 5, 4], [4, 4, 20, 16])
+
+
+@pytest.mark.parametrize("build", [cnn_ops, mlp_ops, opset11_ops, upsample_ops])
 def test_torch_module_computes_what_onnxruntime_computes(build, tmp_path):
     m = build()
     onnx.save(m, tmp_path / "m.onnx")
@@ -146,3 +164,14 @@ def test_qdq_student_computes_what_onnxruntime_computes(opset, tmp_path):
         for name, w in module.quant.items():  # the dequantized weights give back the student's integers
             init = next(t for t in q.graph.initializer if t.name == name)
             assert np.array_equal(module.value(name), numpy_helper.to_array(init)), name
+
+
+def test_a_resize_torch_cannot_match_is_refused_by_name(tmp_path):
+    from edgec.errors import UnsupportedOpError
+
+    m = _model([helper.make_node("Resize", ["x", "", "sc"], ["y"], mode="cubic", name="up")],
+               {"sc": np.array([1, 1, 2, 2], np.float32)}, [1, 2, 3, 3], [1, 2, 6, 6])
+    onnx.save(m, tmp_path / "m.onnx")
+    module = OnnxModule(load_model(tmp_path / "m.onnx"))
+    with pytest.raises(UnsupportedOpError, match="node 'up' op 'Resize'.*cubic"):
+        module({"x": torch.zeros(1, 2, 3, 3)})
