@@ -17,6 +17,9 @@ Per model, each step in its own process (killed at --timeout):
 3. The exact check (`edgec.fuzz.prune_oracle`, the same inputs): pruned with the ends not
    protected, the model must compute what the original computes with the removed channels'
    consumer weights zeroed.
+4. With --compile: `edgec compile PRUNED -t host` (dims the manifest's inputs fix given with
+   --input-shape) and `edgec run --compare-onnx PRUNED` on the same inputs (atol and rtol 1e-3,
+   the zoo sweep's bar): the pruned model compiles and matches onnxruntime.
 
 Status: pruned (some channels removed, step 2 passes), unchanged (nothing could be removed: the
 most frequent reason the analysis gave), refused (exit 2, edgec's one line), internal-error (exit
@@ -96,7 +99,37 @@ def one_model(entry: dict, a, work: Path) -> dict:
     problems, row["exact"] = checked["problems"], checked["exact"]
     if problems:
         return {**row, "status": "broken", "why": "; ".join(problems)[:300]}
-    return {**row, "status": "pruned" if row["pruned_groups"] else "unchanged"}
+    row["status"] = "pruned" if row["pruned_groups"] else "unchanged"
+    if a.compile and row["pruned_groups"]:
+        row["compiled"] = compile_check(entry, out, work, a)
+    return row
+
+
+def compile_check(entry: dict, pruned: Path, work: Path, a) -> str:
+    """'ok', or what failed: the pruned model compiled for the host and run on the manifest's inputs
+    against onnxruntime."""
+    import numpy as np
+
+    feeds = zoo_fetch.make_inputs(entry, a.dest)
+    files, shapes = [], []
+    declared = {s["name"]: s.get("declared_shape") for s in entry["inputs"]}
+    for name, x in feeds.items():
+        f = work / f"{entry['id']}.{name}.npy"
+        np.save(f, x)
+        files += ["-i", f"{name}={f}"]
+        if declared.get(name) != list(x.shape):
+            shapes += ["--input-shape", f"{name}={','.join(map(str, x.shape))}"]
+    art = work / f"{entry['id']}.art"
+    edgec = [sys.executable, "-m", "edgec.cli"]
+    rc, _, se = run_proc([*edgec, "compile", str(pruned), "-t", "host", "--threads", "2", *shapes, "-o", str(art)],
+                         a.timeout)
+    if rc != 0:
+        return "compile timeout" if rc is None else f"compile exit {rc}: {one_line(se, 160)}"
+    rc, so, se = run_proc([*edgec, "run", str(art), *files, "--compare-onnx", str(pruned), "--atol", "1e-3",
+                           "--rtol", "1e-3", "--threads", "2"], a.timeout)
+    if rc != 0:
+        return "run timeout" if rc is None else f"run exit {rc}: {one_line(se or so, 160)}"
+    return "ok"
 
 
 def _reason_kind(reason: str) -> str:
@@ -110,14 +143,16 @@ def markdown(rows: list[dict], a) -> str:
     count = collections.Counter(r["status"] for r in rows)
     lines = [f"Channel pruning at ratio {a.ratio} (`edgec prune --mode channel`, defaults) on {len(rows)} zoo "
              f"models: " + ", ".join(f"{n} {k}" for k, n in count.most_common()) + ".", "",
-             "| model | kind | MB | status | groups pruned | params | FLOPs | exact check | why / most frequent reason left whole |",
-             "|---|---|---:|---|---|---|---|---|---|"]
+             "| model | kind | MB | status | groups pruned | params | FLOPs | exact check | compiled (host) "
+             "| why / most frequent reason left whole |",
+             "|---|---|---:|---|---|---|---|---|---|---|"]
     for r in rows:
         p, f = r.get("params"), r.get("flops")
         why = r.get("why") or "; ".join(f"{n}x {k}" for k, n in r.get("reasons", []))
         lines.append(f"| {r['id']} | {r['kind']} | {r['mb']:.1f} | {r['status']} | "
                      f"{r.get('pruned_groups', '')}{'/' + str(r['groups']) if 'groups' in r else ''} | "
                      f"{pct(*p) if p else ''} | {pct(*f) if f else ''} | {r.get('exact', '')} | "
+                     f"{r.get('compiled', '').replace('|', '/')} | "
                      f"{why.replace('|', '/')[:200]} |")
     return "\n".join(lines) + "\n"
 
@@ -128,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated model ids")
     ap.add_argument("--ratio", type=float, default=0.3)
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--compile", action="store_true", help="also compile each pruned model for the host and "
+                    "compare it with onnxruntime")
     ap.add_argument("--md", default=None, help="write the markdown table here")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -148,7 +185,8 @@ def main(argv=None) -> int:
         Path(a.md).write_text(md)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
-    return 1 if any(r["status"] in ("internal-error", "broken", "check-fail", "timeout") for r in rows) else 0
+    bad = any(r["status"] in ("internal-error", "broken", "check-fail", "timeout") for r in rows)
+    return 1 if bad or any(r.get("compiled", "ok") != "ok" for r in rows) else 0
 
 
 if __name__ == "__main__":
