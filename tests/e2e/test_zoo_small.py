@@ -86,3 +86,35 @@ def test_small_zoo_model_matches_onnxruntime(model_id, zoo, zoo_dir, tmp_path, r
     expected = run_ort(str(model), feeds)
     diffs = zoo.compare(actual, expected)
     assert all_match(diffs), f"{model_id}: {summary(diffs)}"
+
+
+# channel groups `edgec prune --ratio 0.3` removes channels from (benchmarks/prune_zoo.py's sweep)
+PRUNED_GROUPS = {"attacut_c": 2, "khmer_segmenter": 3, "fsmn_vad": 6, "sudachi_b_imitator": 0}
+
+
+@pytest.mark.parametrize("model_id", SMALL)
+def test_small_zoo_model_prunes_exactly(model_id, zoo, zoo_dir, tmp_path, run_cli):
+    """`edgec prune` on a trained model (khmer_segmenter's weights are external data: read from the
+    model's directory), then the exact check on its realistic inputs: pruned (ends not protected)
+    == the original with the removed channels' consumer weights zeroed."""
+    import json
+
+    from edgec.fuzz.prune_oracle import check
+    from edgec.prune import _load
+
+    entry = zoo.zoo_fetch._by_id(model_id)
+    model = zoo.zoo_fetch.model_path(zoo_dir, entry)
+    feeds = zoo.zoo_fetch.make_inputs(entry, zoo_dir)
+    r = run_cli("prune", model, "--ratio", "0.3", "-o", tmp_path / "p.onnx", "--json")
+    assert r.code == 0, r
+    pruned = sum(1 for g in json.loads(r.out)["groups"] if g.get("pruned"))
+    assert pruned >= PRUNED_GROUPS[model_id], json.loads(r.out)["groups"]
+    exact = check(_load(model), ratio=0.3, feeds=feeds)
+    assert exact["status"] in ("pruned", "unchanged"), exact
+    assert _outputs_kept(run_ort(str(model), feeds), run_ort(str(tmp_path / "p.onnx"), feeds))
+
+
+def _outputs_kept(before: dict, after: dict) -> bool:
+    """The pruned model keeps every output's name, shape and dtype (its values change)."""
+    return before.keys() == after.keys() and all(
+        before[k].shape == after[k].shape and before[k].dtype == after[k].dtype for k in before)
