@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="prune-zoo-") as d:
         for e in entries:
             r = one_model(e, a, Path(d))
-            print(f"{r['id']:32s} {r['status']:15s} {r.get('why', r.get('reasons', ''))}", flush=True)
+            print(f"{r['id']:32s} {r['status']:15s} {r.get('compiled', '')} {r.get('why', r.get('reasons', ''))}", flush=True)
             rows.append(r)
     rows = [r for r in rows if r["status"] != "not-fetched"]
     md = markdown(rows, a)

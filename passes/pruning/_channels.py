@@ -100,18 +100,7 @@ def _conv(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     cout = arr.shape[0]
     bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
     if groups == 1:
-        why = data_sink(cg, node, x, w, 1, 1)
-        if why:
-            return why
-        key = vkey(out)
-        cg.space(key, 1, cout)
-        bind(cg, w, 0, key, "out", f"Conv '{node.name}' weight")
-        if bias is not None:
-            bind(cg, bias, 0, key, "const", f"Conv '{node.name}' bias")
-        cg.sources.append((node, key))
-        if x is None and node.inputs[0].producer() is None:
-            cg.first.add(id(node))
-        return None
+        return data_sink(cg, node, x, w, 1, 1) or _source(cg, node, x, 0, cout)
     if x is None:  # a grouped conv on fixed channels: its groups cannot shrink
         return None
     if x.axis != 1:
@@ -143,15 +132,18 @@ def _conv_transpose(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
         if x is not None:
             return f"ConvTranspose node '{node.name}' is grouped or has no constant weight"
         return None
-    why = data_sink(cg, node, x, w, 0, 1)
-    if why:
-        return why
-    key = vkey(out)
-    cg.space(key, 1, arr.shape[1])
-    bind(cg, w, 1, key, "out", f"ConvTranspose '{node.name}' weight")
+    return data_sink(cg, node, x, w, 0, 1) or _source(cg, node, x, 1, arr.shape[1])
+
+
+def _source(cg: ChannelGraph, node: ir.Node, x, w_axis: int, size: int) -> None:
+    """A (transposed) convolution's output as a new channel space of `size`: its weight's axis
+    `w_axis` and its bias make those channels."""
+    key = vkey(node.outputs[0])
+    cg.space(key, 1, size)
+    bind(cg, node.inputs[1], w_axis, key, "out", f"{node.op_type} '{node.name}' weight")
     bias = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] is not None else None
     if bias is not None:
-        bind(cg, bias, 0, key, "const", f"ConvTranspose '{node.name}' bias")
+        bind(cg, bias, 0, key, "const", f"{node.op_type} '{node.name}' bias")
     cg.sources.append((node, key))
     if x is None and node.inputs[0].producer() is None:
         cg.first.add(id(node))
