@@ -31,6 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=None, help="models (default 500 without --minutes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ratio", type=float, default=0.5)
+    ap.add_argument("--round-to", type=int, default=1, help="keep a multiple of this many channels per layer")
     ap.add_argument("--findings", default=None, help="save failing models here")
     a = ap.parse_args(argv)
     count = a.count if a.count is not None else (None if a.minutes else 500)
@@ -42,7 +43,7 @@ def main(argv=None) -> int:
         family = family_of_seed(seed)
         model = random_model(seed)
         try:
-            r = prune_oracle.check(model, ratio=a.ratio, seed=seed)
+            r = prune_oracle.check(model, ratio=a.ratio, seed=seed, round_to=a.round_to)
         except Exception as e:  # noqa: BLE001 - a crash of the pass or the oracle: a finding
             r = {"status": "crash", "detail": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"}
         table[family][r["status"]] += 1
@@ -53,7 +54,8 @@ def main(argv=None) -> int:
                 onnx.save(model, Path(a.findings) / f"{seed}.onnx")
         seed += 1
     n = seed - a.seed
-    print(f"{n} models (seeds {a.seed}..{seed - 1}), ratio {a.ratio}, {time.monotonic() - t0:.0f} s\n")
+    print(f"{n} models (seeds {a.seed}..{seed - 1}), ratio {a.ratio}, round-to {a.round_to}, "
+          f"{time.monotonic() - t0:.0f} s\n")
     kinds = ["pruned", "unchanged", "mismatch", "invalid", "crash"]
     print("| family | " + " | ".join(kinds) + " |")
     print("|---" * (len(kinds) + 1) + "|")

@@ -17,7 +17,7 @@ import onnx
 
 
 def check(model: onnx.ModelProto, ratio: float = 0.5, seed: int = 0, atol: float = 1e-4,
-          rtol: float = 1e-4, feeds: dict[str, np.ndarray] | None = None) -> dict:
+          rtol: float = 1e-4, feeds: dict[str, np.ndarray] | None = None, round_to: int = 1) -> dict:
     """{"status": "pruned" | "unchanged" | "mismatch" | "invalid", "groups", "pruned_groups",
     "detail"}. `feeds`: the inputs (default: seeded random ones, symbolic dims 2)."""
     import onnx_ir as ir
@@ -33,7 +33,7 @@ def check(model: onnx.ModelProto, ratio: float = 0.5, seed: int = 0, atol: float
 
     prepared, _ = optimize(ir.serde.deserialize_model(model), None, CompileOptions(target=None, passes=PREPARE))
     reference_proto = ir.serde.serialize_model(prepared)
-    p = PruneChannels(ratio=ratio, protect_ends=False)
+    p = PruneChannels(ratio=ratio, protect_ends=False, round_to=round_to)
     p(prepared, PassContext())
     pruned = ir.serde.serialize_model(prepared)
     groups = getattr(p, "last_report", [])
