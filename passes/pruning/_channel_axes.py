@@ -1,6 +1,7 @@
 """Channel-dependency handlers of the ops that move the channel axis or work along other axes:
-Unsqueeze / Squeeze (the channel axis shifts), a Reshape that keeps the channels as one axis
-(its target's channel entry is rewritten after pruning), Resize (scales the spatial axes; a `sizes` input
+Unsqueeze / Squeeze (the channel axis shifts), a Reshape that keeps the channels as one axis or
+splits them into attention heads and merges them back (its target's entry is rewritten after
+pruning), a MatMul of two activations over their heads, Resize (scales the spatial axes; a `sizes` input
 that names the channel count is rewritten after pruning), Softmax / LogSoftmax / Hardmax along
 another axis. Each one either carries the channels to its output or says why it cannot."""
 
@@ -80,6 +81,68 @@ def reshape_keeping_channels(cg: ChannelGraph, node: ir.Node, x) -> bool:
                 cg.reshapes.append((node, vkey(node.outputs[0]), b))
             return True
     return False
+
+
+def reshape_heads(cg: ChannelGraph, node: ir.Node, x) -> bool:
+    """A Reshape with a constant target that splits the channels into (heads, per-head) axes, or
+    merges a pruned axis with the next one back (attention: [B, S, C] -> [B, S, H, D] and
+    [B, S, H, D] -> [B, S, C]). A split ties channel c to head c // D, so a head is removed whole
+    (the unit is its D channels in every projection); a merge ties head h to channels h*D..h*D+D-1.
+    Either side's other axes must hold the same static number of elements before (or after) the
+    pair, and the target's entry for the pruned axis gets the new count."""
+    shape = const_array(node.inputs[1])
+    dims = node.inputs[0].shape
+    if shape is None or shape.ndim != 1 or dims is None or int_attr(node, "allowzero", 0):
+        return False
+    target = [int(v) for v in shape]
+    dims, a, key = list(dims), x.axis, vkey(node.outputs[0])
+    full = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]
+    for b in range(len(full) - 1):  # split: C -> (H, D) at axes b, b + 1
+        h, d = full[b], full[b + 1]
+        if target[b] in (0, -1) or not (isinstance(h, int) and isinstance(d, int) and h > 1 and d > 1
+                                        and h * d == x.size):
+            continue
+        if _same_static(dims[:a], full[:b]) or _same_static(dims[a + 1:], full[b + 2:]):
+            cg.space(key, b, h)
+            cg.tie(x.key, range(x.size), key, [c // d for c in range(x.size)])
+            cg.reshapes.append((node, key, b))
+            return True
+    d = dims[a + 1] if a + 1 < len(dims) else None
+    if not isinstance(d, int) or d < 2:
+        return False
+    for b, t in enumerate(full):  # merge: (H, D) at axes a, a + 1 -> H * D at axis b
+        if t != x.size * d or target[b] == 0:
+            continue
+        if _same_static(dims[:a], full[:b]) or _same_static(dims[a + 2:], full[b + 1:]):
+            cg.space(key, b, x.size * d)
+            cg.tie(x.key, [c // d for c in range(x.size * d)], key, range(x.size * d))
+            cg.reshapes.append((node, key, b))
+            return True
+    return False
+
+
+def matmul_batched(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
+    """MatMul of two activations whose channels (attention heads) sit on the same batch axis:
+    each output slice along it reads the same slice of both inputs, so the axis is carried."""
+    ra, rb = rank(node.inputs[0]), rank(node.inputs[1])
+    present = [s for s in ins[:2] if s is not None]
+    r = rank(node.outputs[0])
+    if None in (ra, rb, r) or ra != rb or ra < 3:
+        return f"MatMul node '{node.name}' multiplies them by a non-constant tensor"
+    axes = {s.axis for s in present}
+    if len(axes) != 1 or next(iter(axes)) >= r - 2:
+        return f"MatMul node '{node.name}' multiplies them as rows or columns"
+    axis = axes.pop()
+    if len(present) == 2 and present[0].size != present[1].size:
+        return f"MatMul node '{node.name}' multiplies channel spaces of different sizes"
+    for v, s in zip(node.inputs[:2], ins[:2]):
+        if s is None and (v.shape is None or v.shape[axis] != 1):
+            return f"MatMul node '{node.name}' multiplies them by '{v.name}', whose channels are not pruned with them"
+    key = vkey(node.outputs[0])
+    cg.space(key, axis, present[0].size)
+    for s in present:
+        cg.same(s.key, key)
+    return None
 
 
 def _same_static(a: list, b: list) -> bool:

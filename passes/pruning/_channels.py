@@ -37,6 +37,8 @@ from edgec.ir.domains import is_onnx_domain
 from edgec.passes.cleanup._common import int_attr, ints_attr
 from edgec.passes.fusion._common import rank
 from edgec.passes.pruning._channel_axes import (
+    matmul_batched,
+    reshape_heads,
     reshape_keeping_channels,
     resize,
     softmax,
@@ -52,7 +54,7 @@ UNARY = {
     "Celu", "ThresholdedRelu", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos",
 }
 SPATIAL = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool"}  # channels on axis 1
-ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "PRelu", "Pow"}
+ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "PRelu", "Pow", "Where"}
 REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL1", "ReduceL2", "ReduceProd"}
 
 
@@ -179,12 +181,12 @@ def _gemm(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
 
 def _matmul(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     a, out = ins[0], node.outputs[0]
-    if ins[1] is not None:
-        return f"MatMul node '{node.name}' takes them as B"
     b = node.inputs[1]
     arr = const_array(b)
+    if arr is None or not b.is_initializer():  # two activations: attention heads on a batch axis
+        return matmul_batched(cg, node, ins) if any(s is not None for s in ins[:2]) else None
     ra = rank(node.inputs[0])
-    if arr is None or not b.is_initializer() or arr.ndim != 2 or ra is None or ra < 2:
+    if arr.ndim != 2 or ra is None or ra < 2:
         return f"MatMul node '{node.name}' multiplies them by a non-constant or non-2-D B" if a is not None else None
     why = data_sink(cg, node, a, b, 0, ra - 1)
     if why:
@@ -297,7 +299,7 @@ def _flatten(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     x = ins[0]
     if x is None:
         return None
-    if node.op_type == "Reshape" and reshape_keeping_channels(cg, node, x):
+    if node.op_type == "Reshape" and (reshape_keeping_channels(cg, node, x) or reshape_heads(cg, node, x)):
         return None
     dims = node.inputs[0].shape
     hw_dims = None if dims is None else list(dims)[2:]

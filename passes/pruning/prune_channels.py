@@ -32,6 +32,7 @@ layers, units before/after, or why it was left alone."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import networkx as nx
@@ -98,8 +99,8 @@ class PruneChannels(Pass):
             count = 0
             for part in _by_producer(mine, source_keys).values():  # each producer keeps 1 - ratio of its channels
                 n = min(int(np.floor(ratio * len(part) + 1e-9)), len(part) - 1)
-                if n > 0:  # keep a multiple of round_to (what vector kernels tile by)
-                    n = _rounded(len(part), n, o["round_to"])
+                if n > 0:  # keep a multiple of round_to channels (what vector kernels tile by)
+                    n = _rounded(len(part), n, _units_per_block(part[0], source_keys, o["round_to"]))
                 for unit in sorted(part, key=score)[:max(n, 0)]:
                     removed.update(unit)
                 count += max(n, 0)
@@ -119,6 +120,14 @@ class PruneChannels(Pass):
         _apply(model, cg, removed)
         model.metadata_props[PRUNED] = f"ratio={o['ratio']},importance={o['importance']}"
         return PassResult(model, True)
+
+
+def _units_per_block(unit: set, source_keys: set, round_to: int) -> int:
+    """`round_to` channels in units: a unit holding w channels of each producer (an attention head:
+    its D channels; a conv group) needs round_to / gcd(round_to, w) units per block."""
+    producers = {k for k, _ in unit if k in source_keys}
+    width = sum(1 for k, _ in unit if k in producers) // max(len(producers), 1)
+    return round_to // math.gcd(round_to, max(width, 1))
 
 
 def _rounded(units: int, remove: int, block: int) -> int:

@@ -156,3 +156,62 @@ def test_reshape_splitting_the_channels_is_not_pruned():
     model, p, _, _ = _prune(text, ratio=0.5)
     assert _shape(model, "w0") == [8, 3, 1, 1]
     assert any("mixes the channels" in g.get("reason", "") for g in p.last_report), p.last_report
+
+
+ATTENTION = f"""{HEAD}
+g (float[1,5,16] x) => (float[1,5,16] y) <{_w('wq', (16, 16), 1)}, {_w('wk', (16, 16), 2)}, {_w('wv', (16, 16), 3)},
+    {_w('bq', (16,), 4)}, {_w('wo', (16, 16), 5)}, int64[4] split = {{1, 5, 4, 4}}, int64[3] merge = {{1, 5, 16}},
+    float scale = {{0.5}}, float fill = {{-10000.0}},
+    bool[1,1,5,5] mask = {{1,0,0,0,0, 1,1,0,0,0, 1,1,1,0,0, 1,1,1,1,0, 1,1,1,1,1}}> {{
+  q0 = MatMul (x, wq)
+  q1 = Add (q0, bq)
+  k0 = MatMul (x, wk)
+  v0 = MatMul (x, wv)
+  q2 = Reshape (q1, split)
+  k2 = Reshape (k0, split)
+  v2 = Reshape (v0, split)
+  q = Transpose <perm = [0, 2, 1, 3]> (q2)
+  kt = Transpose <perm = [0, 2, 3, 1]> (k2)
+  v = Transpose <perm = [0, 2, 1, 3]> (v2)
+  s0 = MatMul (q, kt)
+  s1 = Mul (s0, scale)
+  s2 = Where (mask, s1, fill)
+  p = Softmax <axis = -1> (s2)
+  c0 = MatMul (p, v)
+  c1 = Transpose <perm = [0, 2, 1, 3]> (c0)
+  c2 = Reshape (c1, merge)
+  o = MatMul (c2, wo)
+  y = Add (o, x)
+}}"""
+
+
+def test_attention_heads_are_pruned_whole():
+    """Q/K/V columns, the query bias and the output projection's rows of the removed heads go; the
+    split target gets the new head count, the merge target the new width (4 heads of 4 -> 2)."""
+    model, p, _, _ = _prune(ATTENTION, ratio=0.5)
+    assert [_shape(model, w) for w in ("wq", "wk", "wv", "bq", "wo")] == [[16, 8], [16, 8], [16, 8], [8], [8, 16]]
+    targets = [list(n.inputs[1].const_value.numpy()) for n in model.graph if n.op_type == "Reshape"]
+    assert targets == [[1, 5, 2, 4]] * 3 + [[1, 5, 8]], targets
+    heads = next(g for g in p.last_report if g.get("pruned"))
+    assert heads["units"] == 4 and heads["pruned"] == 2 and len(heads["layers"]) == 3
+
+
+def test_heads_multiplied_as_rows_are_not_pruned():
+    """Without the transposes, Q @ K^T multiplies [1, S, H, D] by [1, S, D, H]: the heads are rows
+    and columns of the product, mixed together, so the group is left whole."""
+    text = ATTENTION.replace("q = Transpose <perm = [0, 2, 1, 3]> (q2)", "q = Identity (q2)").replace(
+        "kt = Transpose <perm = [0, 2, 3, 1]> (k2)", "kt = Transpose <perm = [0, 1, 3, 2]> (k2)")
+    text = text.replace("bool[1,1,5,5] mask", "bool[1,1,4,4] mask").replace(
+        "1,0,0,0,0, 1,1,0,0,0, 1,1,1,0,0, 1,1,1,1,0, 1,1,1,1,1", "1,0,0,0, 1,1,0,0, 1,1,1,0, 1,1,1,1")
+    text = text.replace("c0 = MatMul (p, v)", "c0 = MatMul (p, q2)").replace(
+        "c1 = Transpose <perm = [0, 2, 1, 3]> (c0)", "c1 = Identity (c0)")
+    model, p, _, _ = _prune(text, ratio=0.5)
+    assert _shape(model, "wq") == [16, 16] and _shape(model, "wk") == [16, 16]
+    assert any("rows or columns" in g.get("reason", "") for g in p.last_report), p.last_report
+
+
+def test_round_to_counts_channels_not_heads():
+    """--round-to 8 with heads of 4 channels keeps a multiple of 2 heads (8 channels): 4 -> 2. As
+    a multiple of 8 units it would have kept all 4."""
+    model, _, _, _ = _prune(ATTENTION, ratio=0.5, round_to=8)
+    assert _shape(model, "wq") == [16, 8] and _shape(model, "wo") == [8, 16]
