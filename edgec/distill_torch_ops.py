@@ -296,6 +296,7 @@ OPS = {
     "Add": lambda m, n, a: a[0] + a[1], "Sub": lambda m, n, a: a[0] - a[1],
     "Mul": lambda m, n, a: a[0] * a[1], "Div": lambda m, n, a: a[0] / a[1],
     "Pow": lambda m, n, a: torch.pow(a[0], a[1]),
+    "Where": lambda m, n, a: torch.where(a[0].bool(), a[1], a[2]),
     "Max": lambda m, n, a: _fold(torch.maximum, a), "Min": lambda m, n, a: _fold(torch.minimum, a),
     "Relu": _unary(torch.relu), "Sigmoid": _unary(torch.sigmoid), "Tanh": _unary(torch.tanh),
     "Exp": _unary(torch.exp), "Log": _unary(torch.log), "Sqrt": _unary(torch.sqrt), "Neg": _unary(torch.neg),

@@ -109,7 +109,27 @@ def upsample_ops():
         [4, 3, 5, 4], [4, 4, 20, 16])
 
 
-@pytest.mark.parametrize("build", [cnn_ops, mlp_ops, opset11_ops, upsample_ops])
+def attention_ops():
+    """Self-attention as exporters write it: heads split by Reshape, Q·Kᵀ, a causal mask by Where,
+    Softmax over the keys, P·V, heads merged back."""
+    n = helper.make_node
+    mask = np.tril(np.ones((4, 4), bool))[None, None]
+    return _model([
+        n("MatMul", ["x", "wq"], ["q0"]), n("MatMul", ["x", "wk"], ["k0"]), n("MatMul", ["x", "wv"], ["v0"]),
+        n("Reshape", ["q0", "split"], ["q1"]), n("Reshape", ["k0", "split"], ["k1"]),
+        n("Reshape", ["v0", "split"], ["v1"]),
+        n("Transpose", ["q1"], ["q"], perm=[0, 2, 1, 3]), n("Transpose", ["k1"], ["kt"], perm=[0, 2, 3, 1]),
+        n("Transpose", ["v1"], ["v"], perm=[0, 2, 1, 3]),
+        n("MatMul", ["q", "kt"], ["s0"]), n("Mul", ["s0", "scale"], ["s1"]),
+        n("Where", ["mask", "s1", "fill"], ["s2"]), n("Softmax", ["s2"], ["p"], axis=-1),
+        n("MatMul", ["p", "v"], ["c0"]), n("Transpose", ["c0"], ["c1"], perm=[0, 2, 1, 3]),
+        n("Reshape", ["c1", "merge"], ["c2"]), n("MatMul", ["c2", "wo"], ["y"]),
+    ], {"wq": _w(8, 8), "wk": _w(8, 8), "wv": _w(8, 8), "wo": _w(8, 8), "split": _i64(0, 4, 2, 4),
+        "merge": _i64(0, 4, 8), "scale": np.float32(0.5), "fill": np.float32(-1e4), "mask": mask},
+        ["n", 4, 8], ["n", 4, 8])
+
+
+@pytest.mark.parametrize("build", [cnn_ops, mlp_ops, opset11_ops, upsample_ops, attention_ops])
 def test_torch_module_computes_what_onnxruntime_computes(build, tmp_path):
     m = build()
     onnx.save(m, tmp_path / "m.onnx")
