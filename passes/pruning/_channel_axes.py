@@ -29,35 +29,27 @@ def _normalized(axes: list[int], r: int) -> list[int]:
     return sorted(a + r if a < 0 else a for a in axes)
 
 
-def unsqueeze(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
+def squeeze_or_unsqueeze(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
+    """Unsqueeze shifts the channel axis past the inserted axes; Squeeze past the removed ones
+    (never the channel axis itself). The axes must be constant."""
     x = ins[0]
     if x is None:
         return None
+    op = node.op_type
     if any(s is not None for s in ins[1:]):
-        return f"Unsqueeze node '{node.name}' takes them as its axes"
-    raw, r_in = _raw_axes(node), rank(node.inputs[0])
-    if raw is None or r_in is None:
-        return f"Unsqueeze node '{node.name}' has axes that are not constant"
-    r_out = r_in + len(raw)
-    axes = _normalized(raw, r_out)
-    kept = [a for a in range(r_out) if a not in axes]  # the output positions of the input's axes, in order
-    cg.carry(x, node.outputs[0], kept[x.axis])
-    return None
-
-
-def squeeze(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
-    x = ins[0]
-    if x is None:
-        return None
-    if any(s is not None for s in ins[1:]):
-        return f"Squeeze node '{node.name}' takes them as its axes"
+        return f"{op} node '{node.name}' takes them as its axes"
     raw, r = _raw_axes(node), rank(node.inputs[0])
-    if raw is None or r is None:  # no axes: every axis of extent 1, which a pruned channel axis may become
-        return f"Squeeze node '{node.name}' has no constant axes"
+    if raw is None or r is None:  # Squeeze without axes: every axis of extent 1, which a pruned channel axis may become
+        return f"{op} node '{node.name}' has axes that are not constant"
+    if op == "Unsqueeze":
+        axes = _normalized(raw, r + len(raw))
+        kept = [i for i in range(r + len(raw)) if i not in axes]  # the output positions of the input's axes
+        cg.carry(x, node.outputs[0], kept[x.axis])
+        return None
     axes = _normalized(raw, r)
     if x.axis in axes:
         return f"Squeeze node '{node.name}' squeezes the channel axis"
-    cg.carry(x, node.outputs[0], x.axis - sum(a < x.axis for a in axes))
+    cg.carry(x, node.outputs[0], x.axis - sum(i < x.axis for i in axes))
     return None
 
 

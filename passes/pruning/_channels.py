@@ -42,8 +42,7 @@ from edgec.passes.pruning._channel_axes import (
     reshape_keeping_channels,
     resize,
     softmax,
-    squeeze,
-    unsqueeze,
+    squeeze_or_unsqueeze,
 )
 from edgec.passes.pruning._channel_graph import ChannelGraph, bind, data_sink, vkey
 from edgec.passes.pruning._channel_slicing import pad, slice_, split
@@ -355,5 +354,5 @@ def _reduce(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
 _HANDLERS = {"Slice": slice_, "Pad": pad, "Conv": _conv, "ConvTranspose": _conv_transpose, "Gemm": _gemm, "MatMul": _matmul, "BatchNormalization": _batchnorm,
              "Concat": _concat, "Flatten": _flatten, "Reshape": _flatten, "Transpose": _transpose, "Split": split,
              **{op: _unary for op in UNARY | SPATIAL}, **{op: _elementwise for op in ELEMENTWISE},
-             **{op: _reduce for op in REDUCE}, "Unsqueeze": unsqueeze, "Squeeze": squeeze, "Resize": resize,
+             **{op: _reduce for op in REDUCE}, "Unsqueeze": squeeze_or_unsqueeze, "Squeeze": squeeze_or_unsqueeze, "Resize": resize,
              **{op: softmax for op in ("Softmax", "LogSoftmax", "Hardmax")}}
