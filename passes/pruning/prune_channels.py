@@ -280,8 +280,9 @@ def _apply(model: ir.Model, cg: ChannelGraph, removed: set) -> None:
         set_constant(node.inputs[3], arr)
     for node, key, i in cg.reshapes:  # a target naming the channel count: a copy of it (it may be shared) with the new count
         arr = const_array(node.inputs[1]).astype(np.int64).copy()
-        arr[i] = new_size[key]
-        node.replace_input_with(1, _new_initializer(model, f"{node.inputs[1].name}__pruned", arr))
+        if arr[i] != new_size[key]:  # its group lost channels
+            arr[i] = new_size[key]
+            node.replace_input_with(1, _new_initializer(model, f"{node.inputs[1].name}__pruned", arr))
     for node, keys in cg.splits:
         sizes = np.array([new_size[k] for k in keys], dtype=np.int64)
         if len(node.inputs) > 1 and node.inputs[1] is not None:
