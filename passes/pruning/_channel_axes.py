@@ -70,7 +70,7 @@ def reshape_keeping_channels(cg: ChannelGraph, node: ir.Node, x) -> bool:
         if _same_static(list(dims)[:x.axis], full[:b]) or _same_static(list(dims)[x.axis + 1:], full[b + 1:]):
             cg.carry(x, node.outputs[0], b)
             if target[b] != 0:
-                cg.reshapes.append((node, vkey(node.outputs[0]), b))
+                cg.counts.append((node, 1, vkey(node.outputs[0]), b))
             return True
     return False
 
@@ -97,7 +97,7 @@ def reshape_heads(cg: ChannelGraph, node: ir.Node, x) -> bool:
         if _same_static(dims[:a], full[:b]) or _same_static(dims[a + 1:], full[b + 2:]):
             cg.space(key, b, h)
             cg.tie(x.key, range(x.size), key, [c // d for c in range(x.size)])
-            cg.reshapes.append((node, key, b))
+            cg.counts.append((node, 1, key, b))
             return True
     d = dims[a + 1] if a + 1 < len(dims) else None
     if not isinstance(d, int) or d < 2:
@@ -108,7 +108,7 @@ def reshape_heads(cg: ChannelGraph, node: ir.Node, x) -> bool:
         if _same_static(dims[:a], full[:b]) or _same_static(dims[a + 2:], full[b + 1:]):
             cg.space(key, b, x.size * d)
             cg.tie(x.key, [c // d for c in range(x.size * d)], key, range(x.size * d))
-            cg.reshapes.append((node, key, b))
+            cg.counts.append((node, 1, key, b))
             return True
     return False
 
@@ -145,7 +145,7 @@ def _same_static(a: list, b: list) -> bool:
 
 def resize(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     """Resize keeps the channels when it does not scale their axis: a constant scale of 1 there, or
-    constant `sizes` whose channel entry is the channel count (rewritten after pruning: cg.resizes)."""
+    constant `sizes` whose channel entry is the channel count (rewritten after pruning: cg.counts)."""
     x = ins[0]
     if x is None:
         return None
@@ -171,10 +171,8 @@ def resize(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     if sizes is not None and sizes.size == len(axes):
         if int(sizes.reshape(-1)[i]) != x.size:
             return f"Resize node '{node.name}' resizes the channels"
-        if not sizes_v.is_initializer() or len(sizes_v.uses()) != 1:
-            return f"Resize node '{node.name}' has sizes that are not its own initializer"
         cg.carry(x, node.outputs[0], x.axis)
-        cg.resizes.append((node, vkey(node.outputs[0]), i))
+        cg.counts.append((node, 3, vkey(node.outputs[0]), i))
         return None
     return f"Resize node '{node.name}' has scales/sizes that are not constant"
 

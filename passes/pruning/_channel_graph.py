@@ -32,8 +32,8 @@ class ChannelGraph:
     grouped: list[tuple[ir.Node, tuple, int]] = field(default_factory=list)  # (Conv, out key, channels per group)
     splits: list[tuple[ir.Node, list[tuple]]] = field(default_factory=list)  # (Split, output keys)
     slices: list[tuple[ir.Node, tuple, int, int, int]] = field(default_factory=list)  # (Slice, input key, i in axes, start, end)
-    resizes: list[tuple[ir.Node, tuple, int]] = field(default_factory=list)  # (Resize, out key, i in sizes)
-    reshapes: list[tuple[ir.Node, tuple, int]] = field(default_factory=list)  # (Reshape, out key, i in target)
+    # (Reshape / Resize, its input naming the count: the target / sizes, the space counted, entry)
+    counts: list[tuple[ir.Node, int, tuple, int]] = field(default_factory=list)
     first: set = field(default_factory=set)  # ids of source nodes reading a graph input
 
     # --- building blocks -------------------------------------------------------------------------

@@ -274,27 +274,33 @@ def _apply(model: ir.Model, cg: ChannelGraph, removed: set) -> None:
             arr = const_array(node.inputs[pos]).copy()
             arr[i] = value
             set_constant(node.inputs[pos], arr)
-    for node, key, i in cg.resizes:  # constant sizes naming the channel count: the new count
-        arr = const_array(node.inputs[3]).copy()
-        arr.reshape(-1)[i] = new_size[key]
-        set_constant(node.inputs[3], arr)
-    for node, key, i in cg.reshapes:  # a target naming the channel count: a copy of it (it may be shared) with the new count
-        arr = const_array(node.inputs[1]).astype(np.int64).copy()
+    for node, pos, key, i in cg.counts:  # a Reshape target / Resize sizes naming a count: a copy (it may be shared)
+        arr = const_array(node.inputs[pos]).astype(np.int64).reshape(-1)
         if arr[i] != new_size[key]:  # its group lost channels
+            arr = arr.copy()
             arr[i] = new_size[key]
-            node.replace_input_with(1, _new_initializer(model, f"{node.inputs[1].name}__pruned", arr))
+            _replace_constant(model, node, pos, arr, f"{node.inputs[pos].name}__pruned")
     for node, keys in cg.splits:
         sizes = np.array([new_size[k] for k in keys], dtype=np.int64)
         if len(node.inputs) > 1 and node.inputs[1] is not None:
             old = node.inputs[1]
             if const_array(old) is not None and not np.array_equal(const_array(old), sizes):
-                node.replace_input_with(1, _new_initializer(model, f"{old.name}__pruned", sizes))
+                _replace_constant(model, node, 1, sizes, f"{old.name}__pruned")
         elif "split" in node.attributes or onnx_opset(model, 1) < 13:
             node.attributes["split"] = ir.AttrInt64s("split", [int(x) for x in sizes])
         elif len(set(sizes.tolist())) > 1:  # num_outputs (equal parts) no longer fits: explicit sizes
             node.attributes.pop("num_outputs", None)
             node.resize_inputs(2)
             node.replace_input_with(1, _new_initializer(model, f"{node.name or keys[0][1]}__split_sizes", sizes))
+
+
+def _replace_constant(model: ir.Model, node: ir.Node, pos: int, arr: np.ndarray, base: str) -> None:
+    """Input `pos` of `node` becomes a new initializer holding `arr` (the old constant may be shared:
+    its other readers keep it); the old one goes when nothing reads it any more."""
+    old = node.inputs[pos]
+    node.replace_input_with(pos, _new_initializer(model, base, arr))
+    if old.is_initializer() and not old.uses() and not old.is_graph_output() and not old.is_graph_input():
+        model.graph.initializers.pop(old.name)
 
 
 def _new_initializer(model: ir.Model, base: str, arr: np.ndarray) -> ir.Value:
