@@ -148,18 +148,51 @@ def validate_proto(proto: onnx.ModelProto, file: str, path: Path | None = None,
     except UnicodeDecodeError:
         raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
     try:
+        _check_shapes(proto, file, max_tensor_bytes, path)
+    except UnicodeDecodeError:
+        raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
+
+
+SHAPE_TENSOR_ELEMENTS = 64  # integer initializers up to this size may be shape operands (Reshape, Expand, ...)
+
+
+def _check_shapes(proto: onnx.ModelProto, file: str, max_tensor_bytes: int, path: Path | None) -> None:
+    """Strict shape inference; annotations of Constant outputs that contradict it are dropped
+    (`_drop_wrong_value_info`), any other inconsistency refuses the model."""
+    try:
         infer_shapes_bounded(proto, file, max_tensor_bytes, strict_mode=True)
     except onnx.shape_inference.InferenceError as e:
         if "Cannot parse data from external tensors" in str(e):
             # onnx's inference does not read external data (a Reshape target stored in the .data
-            # file): its limit, not an inconsistency of the model. Shapes are inferred again once
-            # the weights are loaded (infer-shapes).
+            # file): its limit, not an inconsistency of the model. Checked again with the small
+            # integer initializers read in (check_external_data has bounded their files).
+            if _inline_small_external_ints(proto, path):
+                _check_shapes(proto, file, max_tensor_bytes, None)
             return
         if not proto.graph.value_info:
             raise ModelValidationError(f"{file}: inconsistent shapes: {_first_line(e)}") from None
         _drop_wrong_value_info(proto, file, max_tensor_bytes, e)
-    except UnicodeDecodeError:
-        raise ModelValidationError(f"{file}: invalid ONNX model: a name or string is not valid UTF-8") from None
+
+
+def _inline_small_external_ints(proto: onnx.ModelProto, path: Path | None) -> bool:
+    """Read the small external integer initializers of `proto` (the model file at `path`) into it;
+    whether there were any."""
+    if path is None:
+        return False
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    loaded = False
+    for t in proto.graph.initializer:
+        n = 1
+        for d in t.dims:
+            n *= d
+        if (t.data_location == onnx.TensorProto.EXTERNAL and n <= SHAPE_TENSOR_ELEMENTS
+                and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)):
+            load_external_data_for_tensor(t, str(Path(path).parent))
+            t.data_location = onnx.TensorProto.DEFAULT
+            del t.external_data[:]
+            loaded = True
+    return loaded
 
 
 def _drop_wrong_value_info(proto: onnx.ModelProto, file: str, max_tensor_bytes: int, error: Exception) -> None:

@@ -64,19 +64,29 @@ def test_verify_and_optimize_keep_external_weights(tmp_path, run_cli):
     assert np.abs(run_ort(str(out), x)["y"] - run_ort(str(path), x)["y"]).max() <= 1e-5
 
 
-def test_a_reshape_target_in_the_external_file_is_not_an_inconsistent_model(tmp_path, run_cli):
-    """onnx's shape inference cannot read a shape tensor stored externally ("Cannot parse data from
-    external tensors"): that is its limit, so the model loads (it was refused, exit 2) and compiles."""
+def _external_reshape(tmp_path, target, name="model.onnx"):
+    """x [2, 6] -> Reshape(target, stored in w.bin) -> Relu -> y, declared [3, 4]."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])
     g = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["r"]), helper.make_node("Relu", ["r"], ["y"])],
-                          "ext_shape", [x], [y], [numpy_helper.from_array(np.array([3, 4], np.int64), "shape")])
+                          "ext_shape", [x], [y], [numpy_helper.from_array(np.array(target, np.int64), "shape")])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
-    path = tmp_path / "model.onnx"
-    onnx.save_model(m, path, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+    d = tmp_path / name.split(".")[0]
+    d.mkdir()
+    onnx.save_model(m, d / name, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
                     size_threshold=0)
-    assert onnx.load(path, load_external_data=False).graph.initializer[0].data_location == TensorProto.EXTERNAL
+    assert onnx.load(d / name, load_external_data=False).graph.initializer[0].data_location == TensorProto.EXTERNAL
+    return d / name
+
+
+def test_a_reshape_target_in_the_external_file_is_not_an_inconsistent_model(tmp_path, run_cli):
+    """onnx's shape inference cannot read a shape tensor stored externally ("Cannot parse data from
+    external tensors"): that is its limit, so the model loads (it was refused, exit 2) and compiles;
+    the target is read in and checked, so a model it contradicts is still refused."""
+    path = _external_reshape(tmp_path, [3, 4])
     load_model(path)
     r = run_cli("compile", path, "-t", "host", "-o", tmp_path / "art", "--verify")
     assert r.code == 0, r
+    r = run_cli("inspect", _external_reshape(tmp_path, [4, 3], "bad.onnx"))  # infers [4, 3], declares [3, 4]
+    assert r.code == 2 and "inconsistent shapes" in r.err and len(r.err.strip().splitlines()) == 1, r
