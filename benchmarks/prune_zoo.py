@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import zoo_fetch  # noqa: E402
-from zoo import one_line, run_proc  # noqa: E402
+from zoo import input_shape_args, one_line, run_proc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,14 +111,12 @@ def compile_check(entry: dict, pruned: Path, work: Path, a) -> str:
     import numpy as np
 
     feeds = zoo_fetch.make_inputs(entry, a.dest)
-    files, shapes = [], []
-    declared = {s["name"]: s.get("declared_shape") for s in entry["inputs"]}
+    files = []
     for name, x in feeds.items():
         f = work / f"{entry['id']}.{name}.npy"
         np.save(f, x)
         files += ["-i", f"{name}={f}"]
-        if declared.get(name) != list(x.shape):
-            shapes += ["--input-shape", f"{name}={','.join(map(str, x.shape))}"]
+    shapes = input_shape_args(entry, [{"name": k, "shape": list(v.shape)} for k, v in feeds.items()])
     art = work / f"{entry['id']}.art"
     edgec = [sys.executable, "-m", "edgec.cli"]
     rc, _, se = run_proc([*edgec, "compile", str(pruned), "-t", "host", "--threads", "2", *shapes, "-o", str(art)],

@@ -32,12 +32,13 @@ def inspect(model, as_json):
         "nodes": sum(op_histogram(m).values()), "parameters": parameter_count(m), "flops": flops(m),
         "ops": dict(op_histogram(m).most_common()),
     }
+    # FLOPs count a symbolic dimension (a batch) as 1: per sample
+    info["flops_symbolic_dims_as_1"] = any(not isinstance(d, int) for t in info["inputs"] for d in t["shape"] or [])
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    symbolic = any(not isinstance(d, int) for t in info["inputs"] for d in t["shape"] or [])
     click.echo(f"{model}: {info['nodes']} nodes, {info['parameters']:,} parameters, {info['flops'] / 1e6:,.2f} MFLOP"
-               + (" (symbolic dimensions counted as 1)" if symbolic else ""))
+               + (" (symbolic dimensions counted as 1)" if info["flops_symbolic_dims_as_1"] else ""))
     opsets = ", ".join(f"{k or 'ai.onnx'}={v}" for k, v in info["opsets"].items())
     click.echo(f"opsets: {opsets}")
     for kind in ("inputs", "outputs"):

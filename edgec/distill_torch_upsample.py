@@ -13,8 +13,10 @@ from edgec.errors import UnsupportedOpError
 
 
 def _attr(node, name: str, default=None):
-    a = node.attributes.get(name)
-    v = default if a is None else a.value
+    """distill_torch_ops.attr (imported on call: that module imports this one), text decoded."""
+    from edgec.distill_torch_ops import attr
+
+    v = attr(node, name, default)
     return v.decode() if isinstance(v, bytes) else v
 
 

@@ -165,3 +165,14 @@ def test_report_latency_times_both_compiled_models(run_cli, model, tmp_path):
     assert lat["ratio"] == pytest.approx(lat["pruned_ms"] / lat["original_ms"])
     text = run_cli("prune", model, "-o", tmp_path / "q.onnx", "--report", "--latency", "--threads", "1")
     assert text.code == 0 and "compiled latency (host, 1 thread(s)" in text.out and "FLOPs ratio" in text.out
+
+
+def test_inspect_counts_flops_per_sample_with_a_symbolic_batch(run_cli, tmp_path):
+    """FLOPs of a model with a symbolic batch are per sample (they were 0), and the output says so."""
+    sym = RESIDUAL.replace("float[1,", "float[N,").replace("int64[2] shp = {1, -1}", "int64[2] shp = {0, -1}")
+    onnx.save(onnx.parser.parse_model(sym), tmp_path / "sym.onnx")
+    onnx.save(onnx.parser.parse_model(RESIDUAL), tmp_path / "static.onnx")
+    infos = [json.loads(run_cli("inspect", tmp_path / f, "--json").out) for f in ("sym.onnx", "static.onnx")]
+    assert infos[0]["flops"] == infos[1]["flops"] > 0
+    assert [i["flops_symbolic_dims_as_1"] for i in infos] == [True, False]
+    assert "(symbolic dimensions counted as 1)" in run_cli("inspect", tmp_path / "sym.onnx").out
