@@ -327,3 +327,47 @@ def test_runtime_weights_are_not_padded(tmp_path):
                    "out", [])
     assert _conv_blocks(model, get_target("x86-64-avx512")) == [11]
     _check(model, tmp_path)
+
+
+def _conv_knobs(model, spec, threads=2) -> list[tuple[str, dict]]:
+    """(rule module name, default knobs) of each conv kernel of `model` lowered for `spec`."""
+    import tvm
+    from tvm import s_tir
+
+    from edgec.targets.tvm.build import context_for, optimize_relax, tvm_target
+    from edgec.targets.tvm.schedules import conv_nchwc, dwconv_nchwc
+
+    target = tvm_target(spec)
+    mod, _ = lower_model(ir.serde.deserialize_model(model))
+    mod = optimize_relax(mod, target, spec)
+    ctx = context_for(spec, target, threads)
+    out = []
+    for gv, func in sorted(mod.functions.items(), key=lambda kv: kv[0].name_hint):
+        if not isinstance(func, tvm.tirx.PrimFunc):
+            continue
+        for rule in (dwconv_nchwc, conv_nchwc):
+            sch = s_tir.Schedule(func)
+            if "conv2d" in gv.name_hint and rule.match(sch, ctx):
+                out.append((rule.NAME, rule.default_knobs(sch, ctx)))
+                break
+    return out
+
+
+@pytest.mark.parametrize("cin, cout, hw, pw_order, dw_order", [
+    (16, 64, 56, "rows", "rows"),           # activations outweigh the weights: rows first
+    (112, 672, 7, "channels", "channels"),  # deep layer on a small image: the weights outweigh them
+    (32, 96, 14, "rows", "channels"),       # a 14x14 depthwise plane: the channel split measured faster
+    (16, 64, 27, "channels", "channels"),   # 27 rows do not split evenly over 2 threads
+])
+def test_parallel_order_follows_the_larger_operand(tmp_path, cin, cout, hw, pw_order, dw_order):
+    """A pointwise conv and the depthwise conv after it split their parallel loop by output rows
+    when the activations outweigh the weights (each core then reads what it wrote itself), by
+    output-channel blocks otherwise; both orders compute the same as onnxruntime."""
+    pw, i1, y1 = _conv("x", cin, cout, 1, tag="pw")
+    dw, i2, y2 = _conv(y1, cout, cout, 3, group=cout, tag="dw")
+    model = _model([pw, dw, helper.make_node("Relu", [y2], ["out"])], [("x", [1, cin, hw, hw])], "out", i1 + i2)
+    knobs = dict(_conv_knobs(model, get_target("x86-64-avx512")))
+    assert knobs["conv2d-nchwc"]["order"] == pw_order
+    assert knobs["depthwise-nchwc"]["order"] == dw_order
+    used = _check(model, tmp_path)
+    assert used.get("conv2d-nchwc") == 1 and used.get("depthwise-nchwc") == 1

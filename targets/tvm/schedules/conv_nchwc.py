@@ -2,12 +2,15 @@
 
 Register tile: `ot` output-channel blocks x `yt` output rows x `wt` output pixels of a row, each
 a vector of b channels, accumulated in a local buffer over (input-channel block, ky, kx, input channel);
-parallel over (batch, output-channel block group, output row). The zero-padded input is
+parallel over (batch, output row, output-channel block group) or (batch, output-channel block
+group, output row), whichever keeps the larger operand's traffic on its own core. The zero-padded input is
 its own stage (no bounds test in the inner loop); the fused
 epilogue (bias, batch-norm arithmetic, activation, residual add) runs on the tile in registers.
 
 Knobs (`edgec tune --space knobs` searches them per kernel; `None` = the rule's own choice):
-`ot`, `yt` (1 unless tuned), `wt`, `par` (parallel tasks per thread the outer loops are fused to).
+`ot`, `yt` (1 unless tuned), `wt`, `par` (parallel tasks per thread the outer loops are fused to),
+`order` ("rows": the parallel loop splits the output rows first, "channels": the output-channel
+blocks first; common.parallel_order).
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ def _dims(sch):
 
 def default_knobs(sch, ctx) -> dict:
     _, ocb, oh, ow, b, icb, bi, kh, kw = _dims(sch)
+    kn = _tile_knobs(sch, ctx)
+    rows = (oh // kn["yt"]) % ctx.threads == 0 and \
+        C.parallel_order((icb * bi + ocb * b) * oh * ow, ocb * b * icb * bi * kh * kw) == "rows"
+    return {**kn, "order": "rows" if rows else "channels"}
+
+
+def _tile_knobs(sch, ctx) -> dict:
+    _, ocb, oh, ow, b, icb, bi, kh, kw = _dims(sch)
     par = 4 if oh * ow <= 256 else 8
     panel = icb * bi * kh * kw * b * 4
     if (kh, kw) == (1, 1) and 8 < ow <= 16 and ow % 2 == 0 and oh % 2 == 0 and ocb % 4 == 0 \
@@ -110,9 +121,10 @@ def space(sch, ctx) -> list[dict]:
                 continue
             ws = [w for w in range(1, ow + 1) if ow % w == 0 and 6 <= ot * yt * w <= most]
             for wt in ws[-2:]:
-                out.append({"ot": ot, "yt": yt, "wt": wt, "par": base["par"]})
+                out.append({"ot": ot, "yt": yt, "wt": wt, "par": base["par"], "order": base["order"]})
     out.sort(key=lambda k: (-k["ot"] * k["yt"] * k["wt"], k["yt"], -k["ot"]))
-    extra = [{**base, "par": p} for p in (2, 16) if p != base["par"]]
+    other = "channels" if base["order"] == "rows" else "rows"
+    extra = [{**base, "par": p} for p in (2, 16) if p != base["par"]] + [{**base, "order": other}]
     return C.knob_space(base, out[:8] + extra + out[8:])
 
 
@@ -129,9 +141,14 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     o_o, o_i = sch.split(o, [None, ot])
     y_o, y_i = sch.split(y, [None, yt])
     x_o, x_i = sch.split(x, [None, wt])
-    sch.reorder(n, o_o, y_o, x_o, rcb, ry, rx, rc, o_i, y_i, x_i, k)
+    if kn.get("order") == "rows":
+        y_t, y_o = sch.split(y_o, [ctx.threads, None])
+        outer = [n, y_t, o_o, y_o]
+    else:
+        outer = [n, o_o, y_o]
+    sch.reorder(*outer, x_o, rcb, ry, rx, rc, o_i, y_i, x_i, k)
     acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, [n, o_o, y_o], ctx.threads, kn["par"])
+    C.parallel_outer(sch, outer[:3], ctx.threads, kn["par"])
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(y_i)
