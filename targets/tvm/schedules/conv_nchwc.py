@@ -141,14 +141,14 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     o_o, o_i = sch.split(o, [None, ot])
     y_o, y_i = sch.split(y, [None, yt])
     x_o, x_i = sch.split(x, [None, wt])
-    if kn.get("order") == "rows":
+    if kn.get("order") == "rows":  # threads x channel blocks: even by construction
         y_t, y_o = sch.split(y_o, [ctx.threads, None])
-        outer = [n, y_t, o_o, y_o]
-    else:
-        outer = [n, o_o, y_o]
-    sch.reorder(*outer, x_o, rcb, ry, rx, rc, o_i, y_i, x_i, k)
+        outer, par = [n, y_t, o_o, y_o, x_o], 3
+    else:  # the pixel tiles may join the fusion when the rows alone split unevenly (7 rows, 1 block)
+        outer, par = [n, o_o, y_o, x_o], 4
+    sch.reorder(*outer, rcb, ry, rx, rc, o_i, y_i, x_i, k)
     acc = C.place_accumulator(sch, conv, tail, x_o)
-    C.parallel_outer(sch, outer[:3], ctx.threads, kn["par"])
+    C.parallel_outer(sch, outer[:par], ctx.threads, kn["par"])
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(y_i)
