@@ -14,6 +14,7 @@ from edgec.ir.constants import const_array
 from edgec.passes.cleanup._common import int_attr, ints_attr
 from edgec.passes.fusion._common import rank
 from edgec.passes.pruning._channel_graph import ChannelGraph, vkey
+from edgec.passes.pruning._shape_values import reshape_target
 
 
 def _raw_axes(node: ir.Node) -> list[int] | None:
@@ -58,19 +59,19 @@ def reshape_keeping_channels(cg: ChannelGraph, node: ir.Node, x) -> bool:
     target[b] is the channel count (or 0 at the same axis) and the axes before the channels (or
     after them) hold the same static number of elements on both sides. Row-major order then maps
     (before, c, after) to (before', c, after') one to one. False when that cannot be shown."""
-    shape = const_array(node.inputs[1])
+    read = reshape_target(node)
     dims = node.inputs[0].shape
-    if shape is None or shape.ndim != 1 or dims is None or int_attr(node, "allowzero", 0):
+    if read is None or dims is None or int_attr(node, "allowzero", 0):
         return False
-    target = [int(v) for v in shape]
+    target, where = read
     full = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]  # 0 copies the input's dim
     for b, t in enumerate(full):
-        if t != x.size or (target[b] == 0 and b != x.axis):
+        if t != x.size or (target[b] == 0 and b != x.axis) or (target[b] != 0 and where[b] is None):
             continue
-        if _same_static(list(dims)[:x.axis], full[:b]) or _same_static(list(dims)[x.axis + 1:], full[b + 1:]):
+        if _same_elements(list(dims)[:x.axis], full[:b]) or _same_elements(list(dims)[x.axis + 1:], full[b + 1:]):
             cg.carry(x, node.outputs[0], b)
             if target[b] != 0:
-                cg.counts.append((node, 1, vkey(node.outputs[0]), b))
+                cg.counts.append((*where[b][:2], vkey(node.outputs[0]), where[b][2]))
             return True
     return False
 
@@ -82,33 +83,33 @@ def reshape_heads(cg: ChannelGraph, node: ir.Node, x) -> bool:
     (the unit is its D channels in every projection); a merge ties head h to channels h*D..h*D+D-1.
     Either side's other axes must hold the same static number of elements before (or after) the
     pair, and the target's entry for the pruned axis gets the new count."""
-    shape = const_array(node.inputs[1])
+    read = reshape_target(node)
     dims = node.inputs[0].shape
-    if shape is None or shape.ndim != 1 or dims is None or int_attr(node, "allowzero", 0):
+    if read is None or dims is None or int_attr(node, "allowzero", 0):
         return False
-    target = [int(v) for v in shape]
+    target, where = read
     dims, a, key = list(dims), x.axis, vkey(node.outputs[0])
     full = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]
     for b in range(len(full) - 1):  # split: C -> (H, D) at axes b, b + 1
         h, d = full[b], full[b + 1]
-        if target[b] in (0, -1) or not (isinstance(h, int) and isinstance(d, int) and h > 1 and d > 1
-                                        and h * d == x.size):
+        if target[b] in (0, -1) or where[b] is None or not (isinstance(h, int) and isinstance(d, int) and h > 1
+                                                            and d > 1 and h * d == x.size):
             continue
-        if _same_static(dims[:a], full[:b]) or _same_static(dims[a + 1:], full[b + 2:]):
+        if _same_elements(dims[:a], full[:b]) or _same_elements(dims[a + 1:], full[b + 2:]):
             cg.space(key, b, h)
             cg.tie(x.key, range(x.size), key, [c // d for c in range(x.size)])
-            cg.counts.append((node, 1, key, b))
+            cg.counts.append((*where[b][:2], key, where[b][2]))
             return True
     d = dims[a + 1] if a + 1 < len(dims) else None
     if not isinstance(d, int) or d < 2:
         return False
     for b, t in enumerate(full):  # merge: (H, D) at axes a, a + 1 -> H * D at axis b
-        if t != x.size * d or target[b] == 0:
+        if t != x.size * d or target[b] == 0 or where[b] is None:
             continue
-        if _same_static(dims[:a], full[:b]) or _same_static(dims[a + 2:], full[b + 1:]):
+        if _same_elements(dims[:a], full[:b]) or _same_elements(dims[a + 2:], full[b + 1:]):
             cg.space(key, b, x.size * d)
             cg.tie(x.key, [c // d for c in range(x.size * d)], key, range(x.size * d))
-            cg.counts.append((node, 1, key, b))
+            cg.counts.append((*where[b][:2], key, where[b][2]))
             return True
     return False
 
@@ -141,6 +142,22 @@ def _same_static(a: list, b: list) -> bool:
     """Both lists are known positive integers with the same product."""
     ok = all(isinstance(d, int) and d > 0 for d in a + b)
     return ok and int(np.prod(a, dtype=np.int64)) == int(np.prod(b, dtype=np.int64))
+
+
+def _same_elements(a: list, b: list) -> bool:
+    """Both lists hold the same number of elements: static with the same product, or the same dims
+    one by one, symbolic dims compared by name (a dynamic batch read back from the input's Shape)."""
+    if _same_static(a, b):
+        return True
+    return len(a) == len(b) and all(_same_dim(x, y) for x, y in zip(a, b))
+
+
+def _same_dim(x, y) -> bool:
+    if isinstance(x, int) or isinstance(y, int):
+        return isinstance(x, int) and isinstance(y, int) and x == y and x > 0
+    if not isinstance(x, ir.SymbolicDim) or not isinstance(y, ir.SymbolicDim):
+        return False
+    return x.value is not None and x.value == y.value
 
 
 def resize(cg: ChannelGraph, node: ir.Node, ins) -> str | None:

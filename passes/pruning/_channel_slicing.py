@@ -60,21 +60,28 @@ def pad(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     return None
 
 
+def constant_slice(node: ir.Node, r: int | None) -> tuple | None:
+    """(starts, ends, axes normalized for rank `r`, steps or None) of a Slice whose starts, ends
+    and given axes and steps are constants; None otherwise."""
+    given = (list(node.inputs[1:5]) + [None] * 4)[:4]
+    starts, ends, axes, steps = (const_array(v) if v is not None else None for v in given)
+    if starts is None or ends is None or r is None or any(v is not None and a is None
+                                                           for v, a in zip(given[2:], (axes, steps))):
+        return None
+    axes = np.arange(len(starts)) if axes is None else axes
+    return starts, ends, [int(a) + r if a < 0 else int(a) for a in axes], steps
+
+
 def slice_(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     x = ins[0]
     if x is None:
         return None
     if any(s is not None for s in ins[1:]):
         return f"Slice node '{node.name}' takes them as starts/ends"
-    r = rank(node.inputs[0])
-    consts = [const_array(v) if v is not None else None for v in node.inputs[1:5]]
-    starts, ends = consts[0], consts[1]
-    axes = consts[2] if len(consts) > 2 and consts[2] is not None else (np.arange(len(starts)) if starts is not None else None)
-    steps = consts[3] if len(consts) > 3 and consts[3] is not None else None
-    if starts is None or ends is None or axes is None or r is None or (len(node.inputs) > 3 and node.inputs[3] is not None
-                                                                       and consts[2] is None):
-        return f"Slice node '{node.name}' has starts/ends/axes that are not constant"
-    axes = [int(a) + r if a < 0 else int(a) for a in axes]
+    args = constant_slice(node, rank(node.inputs[0]))
+    if args is None:
+        return f"Slice node '{node.name}' has starts/ends/axes/steps that are not constant"
+    starts, ends, axes, steps = args
     if x.axis not in axes:
         cg.carry(x, node.outputs[0], x.axis)
         return None

@@ -46,6 +46,7 @@ from edgec.passes.pruning._channel_axes import (
 )
 from edgec.passes.pruning._channel_graph import ChannelGraph, bind, data_sink, vkey
 from edgec.passes.pruning._channel_slicing import pad, slice_, split
+from edgec.passes.pruning._shape_values import shape_
 
 UNARY = {
     "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Erf", "Elu", "Selu",
@@ -355,4 +356,4 @@ _HANDLERS = {"Slice": slice_, "Pad": pad, "Conv": _conv, "ConvTranspose": _conv_
              "Concat": _concat, "Flatten": _flatten, "Reshape": _flatten, "Transpose": _transpose, "Split": split,
              **{op: _unary for op in UNARY | SPATIAL}, **{op: _elementwise for op in ELEMENTWISE},
              **{op: _reduce for op in REDUCE}, "Unsqueeze": squeeze_or_unsqueeze, "Squeeze": squeeze_or_unsqueeze, "Resize": resize,
-             **{op: softmax for op in ("Softmax", "LogSoftmax", "Hardmax")}}
+             **{op: softmax for op in ("Softmax", "LogSoftmax", "Hardmax")}, "Shape": shape_}

@@ -145,7 +145,7 @@ def test_reshape_moving_the_channels_last_before_a_matmul():
       r2 = Reshape (r4, t2)
       y = MatMul (r2, fc)
     }}"""
-    model, p, _, _ = _prune(text, batch=3, ratio=0.5)
+    model, p, _, _ = _prune(text, batch=3, infer=True, ratio=0.5)
     assert _shape(model, "w0") == [4, 3, 1, 1] and _shape(model, "fc") == [4, 5], p.last_report
 
 
@@ -220,3 +220,80 @@ def test_round_to_counts_channels_not_heads():
     a multiple of 8 units it would have kept all 4."""
     model, _, _, _ = _prune(ATTENTION, ratio=0.5, round_to=8)
     assert _shape(model, "wq") == [16, 8] and _shape(model, "wo") == [8, 16]
+
+
+def _run_time_targets(batch_piece: str) -> str:
+    """[N, 8, 4, 4] -> (N, 8, -1) -> Softmax over the pixels -> (N, 8, 4, 4), both targets built at
+    run time (as torch exports `x.reshape(x.shape[0], 8, -1)`): each reads the batch of the tensor
+    it reshapes from its Shape (`batch_piece` turns `sh` into `nb`, the batch as a 1-D piece)."""
+    second = batch_piece.replace("sh", "sh2").replace("nb", "nb2")
+    for v in ("i0", "g0", "ax", "s0", "s1"):
+        second = second.replace(f"{v} ", f"{v}_2 ").replace(f"{v})", f"{v}_2)").replace(f"{v},", f"{v}_2,")
+    return f"""{HEAD}
+    g (float[N,3,4,4] x) => (float[N,2,4,4] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 8, 1, 1), 2)},
+        int64[1] c = {{8}}, int64[1] rest = {{-1}}, int64[2] hw = {{4, 4}}> {{
+      a = Conv (x, w0)
+      sh = Shape (a)
+      {batch_piece}
+      t3 = Concat <axis = 0> (nb, c, rest)
+      f = Reshape (a, t3)
+      sm = Softmax <axis = -1> (f)
+      sh2 = Shape (sm)
+      {second}
+      t4 = Concat <axis = 0> (nb2, c, hw)
+      m = Reshape (sm, t4)
+      y = Conv (m, w1)
+    }}"""
+
+
+def test_run_time_reshape_targets_get_the_new_count():
+    """A dynamic batch read back with Shape (Gather + Unsqueeze, or a Slice of the shape): the
+    channel count is a constant piece of each Concat, rewritten after pruning (a copy per Concat:
+    both read one constant here); the Shape reads the batch only, so the group is pruned."""
+    for piece in ("i0 = Constant <value = int64 {0}> ()\n      g0 = Gather (sh, i0)\n"
+                  "      ax = Constant <value = int64[1] {0}> ()\n      nb = Unsqueeze (g0, ax)",
+                  "s0 = Constant <value = int64[1] {0}> ()\n      s1 = Constant <value = int64[1] {1}> ()\n"
+                  "      nb = Slice (sh, s0, s1)"):
+        model, p, _, _ = _prune(_run_time_targets(piece), batch=3, infer=True, ratio=0.5)
+        assert _shape(model, "w0") == [4, 3, 1, 1] and _shape(model, "w1") == [2, 4, 1, 1], p.last_report
+        pieces = [list(n.inputs[1].const_value.numpy()) for n in model.graph if n.op_type == "Concat"]
+        assert pieces == [[4], [4]], pieces
+
+
+def test_run_time_target_reading_the_channel_count_is_not_pruned():
+    """A target whose channel entry is read from the Shape (`x.reshape(x.shape[0], x.shape[1], -1)`):
+    the count would follow the pruned tensor, but nothing proves the other uses of it do, so the
+    group is left whole with the reason."""
+    text = f"""{HEAD}
+    g (float[N,3,4,4] x) => (float[N,2,4,4] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 8, 1, 1), 2)},
+        int64[1] rest = {{-1}}, int64[4] t4 = {{0, 8, 4, 4}}> {{
+      a = Conv (x, w0)
+      sh = Shape (a)
+      s0 = Constant <value = int64[1] {{0}}> ()
+      s2 = Constant <value = int64[1] {{2}}> ()
+      nc = Slice (sh, s0, s2)
+      t3 = Concat <axis = 0> (nc, rest)
+      f = Reshape (a, t3)
+      sm = Softmax <axis = -1> (f)
+      m = Reshape (sm, t4)
+      y = Conv (m, w1)
+    }}"""
+    model, p, _, _ = _prune(text, batch=3, infer=True, ratio=0.5)
+    assert _shape(model, "w0") == [8, 3, 1, 1]
+    assert any("reads the channel count" in g.get("reason", "") for g in p.last_report), p.last_report
+
+
+def test_attention_heads_with_run_time_targets():
+    """vit_s_focus's attention: a dynamic batch, the split and merge targets built at run time
+    from the Shape of the residual stream; the heads are pruned whole as with constant targets."""
+    text = ATTENTION.replace("float[1,5,16] x) => (float[1,5,16] y)", "float[N,5,16] x) => (float[N,5,16] y)")
+    text = text.replace("int64[4] split = {1, 5, 4, 4}, int64[3] merge = {1, 5, 16}",
+                        "int64[3] rest4 = {5, 4, 4}, int64[2] rest3 = {5, 16}, int64 zero = {0}, int64[1] ax = {0}")
+    text = text.replace("  q0 = MatMul (x, wq)", "  sh = Shape (x)\n  b0 = Gather (sh, zero)\n  b1 = Unsqueeze (b0, ax)\n"
+                        "  split = Concat <axis = 0> (b1, rest4)\n  merge = Concat <axis = 0> (b1, rest3)\n  q0 = MatMul (x, wq)")
+    # each Reshape reads its own Concat (a target read by several Reshapes is left alone)
+    for name in ("k2", "v2"):
+        text = text.replace(f"  {name} = Reshape ({name[0]}0, split)",
+                            f"  split_{name} = Concat <axis = 0> (b1, rest4)\n  {name} = Reshape ({name[0]}0, split_{name})")
+    model, p, _, _ = _prune(text, batch=2, infer=True, ratio=0.5)
+    assert [_shape(model, w) for w in ("wq", "wk", "wv", "bq", "wo")] == [[16, 8], [16, 8], [16, 8], [8], [8, 16]]

@@ -20,14 +20,19 @@ def _w(name, shape, seed):
     return f"float[{','.join(map(str, shape))}] {name} = {{{_floats(shape, seed)}}}"
 
 
-def _prune(model_text, batch=1, **opts):
+def _prune(model_text, batch=1, infer=False, **opts):
     """(model, pass, outputs before, outputs after): the pruned model checked and run (a symbolic
-    dimension of the inputs given `batch`)."""
+    dimension of the inputs given `batch`). `infer`: edgec's infer-shapes first, as `edgec prune`
+    runs it (data propagation: shapes behind Reshape targets built at run time)."""
     from edgec.infra.context import PassContext
     from edgec.ir.analysis import graph_inputs
     from edgec.reference import seeded_inputs
 
     model = parse(model_text)
+    if infer:
+        from edgec.passes.cleanup.infer_shapes import InferShapes
+
+        InferShapes()(model, PassContext())
     feeds = inputs_for(model) if batch == 1 else seeded_inputs(graph_inputs(model), 0, default_dim=batch)
     before = run(model, feeds)
     p = PruneChannels(**{"protect_ends": False, **opts})
