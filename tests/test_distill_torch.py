@@ -129,7 +129,28 @@ def attention_ops():
         ["n", 4, 8], ["n", 4, 8])
 
 
-@pytest.mark.parametrize("build", [cnn_ops, mlp_ops, opset11_ops, upsample_ops, attention_ops])
+def attention_run_time_targets_ops():
+    """The same attention with the Reshape targets built at run time from the batch, as torch
+    exports a dynamic batch (what prune-channels now rewrites: the counts are Concat pieces)."""
+    m = attention_ops()
+    n = helper.make_node
+    g = m.graph
+    shape_nodes = [n("Shape", ["x"], ["sh"]), n("Gather", ["sh", "zero"], ["b0"]),
+                   n("Unsqueeze", ["b0", "ax"], ["b1"]), n("Concat", ["b1", "rest4"], ["split_rt"], axis=0),
+                   n("Concat", ["b1", "rest3"], ["merge_rt"], axis=0)]
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name in ("split", "merge"):
+                node.input[i] = f"{name}_rt"
+    for node in reversed(shape_nodes):
+        g.node.insert(0, node)
+    g.initializer.extend([numpy_helper.from_array(np.int64(0), "zero"), numpy_helper.from_array(_i64(0), "ax"),
+                          numpy_helper.from_array(_i64(4, 2, 4), "rest4"), numpy_helper.from_array(_i64(4, 8), "rest3")])
+    return m
+
+
+@pytest.mark.parametrize("build", [cnn_ops, mlp_ops, opset11_ops, upsample_ops, attention_ops,
+                                   attention_run_time_targets_ops])
 def test_torch_module_computes_what_onnxruntime_computes(build, tmp_path):
     m = build()
     onnx.save(m, tmp_path / "m.onnx")
