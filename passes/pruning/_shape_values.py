@@ -11,8 +11,9 @@ feed into a constant). Such a target can still be read entry by entry:
   v's dims, numbers or symbolic dims;
 - any other piece of known length gives unknown entries (None), which prove nothing.
 
-A Shape node of a channel tensor is harmless when everything it feeds is a Gather or Slice of
-entries other than the channel axis: those values do not change when channels are removed. Any
+A Shape node of a channel tensor is harmless when everything it feeds (through Casts) is a Gather
+or Slice of entries other than the channel axis: those values do not change when channels are
+removed. Any
 other use (a Gather of the channel axis, arithmetic on the whole shape) ends the group."""
 
 from __future__ import annotations
@@ -63,14 +64,26 @@ def shape_(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
     if x is None:
         return None
     axes = _shape_axes(node)
-    why = f"Shape node '{node.name}' reads the channel count"
-    if axes is None or node.outputs[0].is_graph_output():
-        return why
-    for use in node.outputs[0].uses():
-        picked = _picked(use.node, node.outputs[0], axes)
-        if picked is None or x.axis in picked:
-            return why
+    if axes is None or not _reads_other_axes(node.outputs[0], axes, x.axis):
+        return f"Shape node '{node.name}' reads the channel count"
     return None
+
+
+def _reads_other_axes(shape: ir.Value, axes: list[int], channel_axis: int) -> bool:
+    """Every use of `shape` (a Shape output, or a Cast of one) picks entries other than the channel
+    axis's."""
+    if shape.is_graph_output():
+        return False
+    for use in shape.uses():
+        node = use.node
+        if node.op_type == "Cast" and is_onnx_domain(node.domain):  # the same entries, another int type
+            if not _reads_other_axes(node.outputs[0], axes, channel_axis):
+                return False
+            continue
+        picked = _picked(node, shape, axes)
+        if picked is None or channel_axis in picked:
+            return False
+    return True
 
 
 def _dims_of_shape(piece: ir.Value) -> list | None:

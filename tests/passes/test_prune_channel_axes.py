@@ -297,3 +297,17 @@ def test_attention_heads_with_run_time_targets():
                             f"  split_{name} = Concat <axis = 0> (b1, rest4)\n  {name} = Reshape ({name[0]}0, split_{name})")
     model, p, _, _ = _prune(text, batch=2, infer=True, ratio=0.5)
     assert [_shape(model, w) for w in ("wq", "wk", "wv", "bq", "wo")] == [[16, 8], [16, 8], [16, 8], [8], [8, 16]]
+
+
+def test_shape_read_through_a_cast():
+    """Shape -> Cast -> Slice of the batch only: the group is pruned (the batch does not change);
+    a Slice that takes the channel entry too leaves it whole."""
+    for end, pruned in ((1, True), (2, False)):
+        middle = ("m = Relu (a)\n      sh = Shape (a)\n      s32 = Cast <to = 6> (sh)\n"
+                  f"      nb = Slice (s32, z, e)")
+        text = _two_convs(middle, extra=f", int64[1] z = {{0}}, int64[1] e = {{{end}}}",
+                          out=f"float[1,2,4,4] y, int32[{end}] nb")
+        model, p, _, _ = _prune(text, ratio=0.5)
+        assert _shape(model, "w0") == ([4, 3, 1, 1] if pruned else [8, 3, 1, 1]), p.last_report
+        if not pruned:
+            assert any("reads the channel count" in g.get("reason", "") for g in p.last_report), p.last_report
