@@ -63,17 +63,24 @@ def reshape_keeping_channels(cg: ChannelGraph, node: ir.Node, x) -> bool:
     dims = node.inputs[0].shape
     if read is None or dims is None or int_attr(node, "allowzero", 0):
         return False
-    target, where = read
+    target, where, reads = read
+    own = _own_channel_reads(node, x, reads)  # entries that follow the pruned count by themselves
     full = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]  # 0 copies the input's dim
     for b, t in enumerate(full):
-        if t != x.size or (target[b] == 0 and b != x.axis) or (target[b] != 0 and where[b] is None):
+        follows = (target[b] == 0 and b == x.axis) or b in own
+        if t != x.size or (not follows and (target[b] == 0 or where[b] is None)) or own - {b}:
             continue
         if _same_elements(list(dims)[:x.axis], full[:b]) or _same_elements(list(dims)[x.axis + 1:], full[b + 1:]):
             cg.carry(x, node.outputs[0], b)
-            if target[b] != 0:
+            if not follows:
                 cg.counts.append((*where[b][:2], vkey(node.outputs[0]), where[b][2]))
             return True
     return False
+
+
+def _own_channel_reads(node: ir.Node, x, reads: list) -> set[int]:
+    """Target entries read from the Shape of the Reshape's own input at its channel axis."""
+    return {i for i, r in enumerate(reads) if r is not None and r[0] is node.inputs[0] and r[1] == x.axis}
 
 
 def reshape_heads(cg: ChannelGraph, node: ir.Node, x) -> bool:
@@ -87,7 +94,9 @@ def reshape_heads(cg: ChannelGraph, node: ir.Node, x) -> bool:
     dims = node.inputs[0].shape
     if read is None or dims is None or int_attr(node, "allowzero", 0):
         return False
-    target, where = read
+    target, where, reads = read
+    if _own_channel_reads(node, x, reads):  # a count read at run time would not follow the heads
+        return False
     dims, a, key = list(dims), x.axis, vkey(node.outputs[0])
     full = [dims[i] if t == 0 and i < len(dims) else t for i, t in enumerate(target)]
     for b in range(len(full) - 1):  # split: C -> (H, D) at axes b, b + 1

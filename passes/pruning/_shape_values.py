@@ -59,36 +59,54 @@ def _picked(use: ir.Node, shape: ir.Value, axes: list[int]) -> list[int] | None:
 
 
 def shape_(cg: ChannelGraph, node: ir.Node, ins) -> str | None:
-    """Shape of a channel tensor: fine when every use reads other axes only (see the module doc)."""
+    """Shape of a channel tensor: fine when every use reads other axes only, or reads the channel
+    count into a target of a Reshape of this same tensor (see the module doc)."""
     x = ins[0]
     if x is None:
         return None
     axes = _shape_axes(node)
-    if axes is None or not _reads_other_axes(node.outputs[0], axes, x.axis):
+    if axes is None or not _reads_other_axes(node.outputs[0], axes, x.axis, node.inputs[0]):
         return f"Shape node '{node.name}' reads the channel count"
     return None
 
 
-def _reads_other_axes(shape: ir.Value, axes: list[int], channel_axis: int) -> bool:
-    """Every use of `shape` (a Shape output, or a Cast of one) picks entries other than the channel
-    axis's."""
+def _reads_other_axes(shape: ir.Value, axes: list[int], channel_axis: int, data: ir.Value | None) -> bool:
+    """Every use of `shape` (a Shape output of `data`, or a Cast of one) picks entries other than
+    the channel axis's, or (`data` given: not through a Cast) passes the channel count straight
+    into the target of a Reshape of `data` (whose handler then has to carry the channels there)."""
     if shape.is_graph_output():
         return False
     for use in shape.uses():
         node = use.node
         if node.op_type == "Cast" and is_onnx_domain(node.domain):  # the same entries, another int type
-            if not _reads_other_axes(node.outputs[0], axes, channel_axis):
+            if not _reads_other_axes(node.outputs[0], axes, channel_axis, None):
                 return False
             continue
         picked = _picked(node, shape, axes)
-        if picked is None or channel_axis in picked:
+        if picked is None or (channel_axis in picked and not (data is not None and _into_own_reshape(node, data))):
             return False
     return True
 
 
-def _dims_of_shape(piece: ir.Value) -> list | None:
-    """v's dims a piece reads: `Unsqueeze(Gather(Shape(v), i), [0])`, `Gather(Shape(v), [i, ...])`
-    or `Slice(Shape(v), start, end)`; None for any other piece."""
+def _into_own_reshape(pick: ir.Node, data: ir.Value) -> bool:
+    """`pick` (a Gather or Slice of Shape(data)) feeds, through an Unsqueeze for a scalar, one
+    Concat that is the target of a Reshape of `data` and nothing else."""
+    v = pick.outputs[0]
+    uses = v.uses()
+    if len(uses) == 1 and uses[0].node.op_type == "Unsqueeze" and uses[0].idx == 0:
+        v = uses[0].node.outputs[0]
+        uses = v.uses()
+    if len(uses) != 1 or uses[0].node.op_type != "Concat" or v.is_graph_output():
+        return False
+    target = uses[0].node.outputs[0]
+    readers = target.uses()
+    return len(readers) == 1 and readers[0].node.op_type == "Reshape" and readers[0].idx == 1 and \
+        readers[0].node.inputs[0] is data and not target.is_graph_output()
+
+
+def _shape_read(piece: ir.Value) -> tuple[ir.Value, list[int]] | None:
+    """(v, the axes of v) a piece reads: `Unsqueeze(Gather(Shape(v), i), [0])`, `Gather(Shape(v),
+    [i, ...])` or `Slice(Shape(v), start, end)`; None for any other piece."""
     node = piece.producer()
     scalar = node is not None and node.op_type == "Unsqueeze" and is_onnx_domain(node.domain)
     if scalar:
@@ -101,28 +119,29 @@ def _dims_of_shape(piece: ir.Value) -> list | None:
     shape_node = node.inputs[0].producer()
     if shape_node is None or shape_node.op_type != "Shape" or not is_onnx_domain(shape_node.domain):
         return None
-    axes, dims = _shape_axes(shape_node), shape_node.inputs[0].shape
+    axes = _shape_axes(shape_node)
     picked = _picked(node, node.inputs[0], axes) if axes is not None else None
-    if picked is None or dims is None or (scalar and len(picked) != 1):
+    if picked is None or shape_node.inputs[0].shape is None or (scalar and len(picked) != 1):
         return None
-    return [dims[a] for a in picked]
+    return shape_node.inputs[0], picked
 
 
-def reshape_target(node: ir.Node) -> tuple[list, list] | None:
-    """(entries, where) of a Reshape's target: entries are ints, dims (int or symbolic) read from a
-    Shape, or None (unknown); where[i] is (node, input position, index) of a constant entry, else
-    None. None when the target is neither a constant nor a Concat of 1-D pieces read once."""
+def reshape_target(node: ir.Node) -> tuple[list, list, list] | None:
+    """(entries, where, reads) of a Reshape's target: entries are ints, dims (int or symbolic) read
+    from a Shape, or None (unknown); where[i] is (node, input position, index) of a constant entry,
+    else None; reads[i] is (v, axis) of an entry read from Shape(v), else None. None when the target
+    is neither a constant nor a Concat of 1-D pieces read once."""
     target = node.inputs[1]
     arr = const_array(target)
     if arr is not None:
         if arr.ndim != 1:
             return None
-        return [int(v) for v in arr], [(node, 1, i) for i in range(len(arr))]
+        return [int(v) for v in arr], [(node, 1, i) for i in range(len(arr))], [None] * len(arr)
     concat = target.producer()
     if concat is None or concat.op_type != "Concat" or not is_onnx_domain(concat.domain) or \
             int_attr(concat, "axis", 0) not in (0, -1) or len(target.uses()) != 1 or target.is_graph_output():
         return None
-    entries, where = [], []
+    entries, where, reads = [], [], []
     for pos, piece in enumerate(concat.inputs):
         arr = const_array(piece)
         if arr is not None:
@@ -130,11 +149,18 @@ def reshape_target(node: ir.Node) -> tuple[list, list] | None:
                 return None
             entries += [int(v) for v in arr]
             where += [(concat, pos, i) for i in range(len(arr))]
+            reads += [None] * len(arr)
             continue
-        dims = _dims_of_shape(piece)
-        shape = piece.shape
-        if dims is None and (shape is None or len(shape) != 1 or not isinstance(shape[0], int)):
-            return None
-        entries += dims if dims is not None else [None] * shape[0]
-        where += [None] * len(dims if dims is not None else range(shape[0]))
-    return entries, where
+        read = _shape_read(piece)
+        if read is not None:
+            v, picked = read
+            entries += [v.shape[a] for a in picked]
+            reads += [(v, a) for a in picked]
+        else:
+            shape = piece.shape
+            if shape is None or len(shape) != 1 or not isinstance(shape[0], int):
+                return None
+            entries += [None] * shape[0]
+            reads += [None] * shape[0]
+        where += [None] * (len(entries) - len(where))
+    return entries, where, reads

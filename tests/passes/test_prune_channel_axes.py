@@ -260,25 +260,41 @@ def test_run_time_reshape_targets_get_the_new_count():
         assert pieces == [[4], [4]], pieces
 
 
-def test_run_time_target_reading_the_channel_count_is_not_pruned():
-    """A target whose channel entry is read from the Shape (`x.reshape(x.shape[0], x.shape[1], -1)`):
-    the count would follow the pruned tensor, but nothing proves the other uses of it do, so the
-    group is left whole with the reason."""
-    text = f"""{HEAD}
+def _reading_the_channel_count(shape_of: str) -> str:
+    """`x.reshape(*x.shape[:2], -1)` at run time: a Slice of Shape(`shape_of`) gives the batch and
+    the channel count; Softmax over the pixels; back to [N, 8, 4, 4] by a constant target."""
+    return f"""{HEAD}
     g (float[N,3,4,4] x) => (float[N,2,4,4] y) <{_w('w0', (8, 3, 1, 1), 1)}, {_w('w1', (2, 8, 1, 1), 2)},
-        int64[1] rest = {{-1}}, int64[4] t4 = {{0, 8, 4, 4}}> {{
+        {_w('w2', (8, 3, 1, 1), 3)}, int64[1] rest = {{-1}}, int64[4] t4 = {{0, 8, 4, 4}}> {{
       a = Conv (x, w0)
-      sh = Shape (a)
+      other = Conv (x, w2)
+      sh = Shape ({shape_of})
       s0 = Constant <value = int64[1] {{0}}> ()
       s2 = Constant <value = int64[1] {{2}}> ()
       nc = Slice (sh, s0, s2)
       t3 = Concat <axis = 0> (nc, rest)
       f = Reshape (a, t3)
       sm = Softmax <axis = -1> (f)
-      m = Reshape (sm, t4)
+      m0 = Reshape (sm, t4)
+      m = Add (m0, other)
       y = Conv (m, w1)
     }}"""
-    model, p, _, _ = _prune(text, batch=3, infer=True, ratio=0.5)
+
+
+def test_run_time_channel_count_of_the_reshaped_tensor_follows_the_pruning():
+    """The count read from the Shape of the tensor the Reshape reshapes follows the pruned tensor
+    by itself: the group is pruned and that target is left as it is (the constant one gets the new
+    count)."""
+    model, p, _, _ = _prune(_reading_the_channel_count("a"), batch=3, infer=True, ratio=0.5)
+    assert _shape(model, "w0") == [4, 3, 1, 1] and _shape(model, "w2") == [4, 3, 1, 1], p.last_report
+    targets = [n.inputs[1] for n in model.graph if n.op_type == "Reshape"]
+    assert targets[0].const_value is None and list(targets[1].const_value.numpy()) == [0, 4, 4, 4]
+
+
+def test_run_time_channel_count_of_another_tensor_is_not_pruned():
+    """The same count read from the Shape of another tensor of the group (`other`, added to the
+    reshaped one): nothing ties it to this Reshape, so the group is left whole with the reason."""
+    model, p, _, _ = _prune(_reading_the_channel_count("other"), batch=3, infer=True, ratio=0.5)
     assert _shape(model, "w0") == [8, 3, 1, 1]
     assert any("reads the channel count" in g.get("reason", "") for g in p.last_report), p.last_report
 
