@@ -320,7 +320,7 @@ def test_shape_read_through_a_cast():
     a Slice that takes the channel entry too leaves it whole."""
     for end, pruned in ((1, True), (2, False)):
         middle = ("m = Relu (a)\n      sh = Shape (a)\n      s32 = Cast <to = 6> (sh)\n"
-                  f"      nb = Slice (s32, z, e)")
+                  "      nb = Slice (s32, z, e)")
         text = _two_convs(middle, extra=f", int64[1] z = {{0}}, int64[1] e = {{{end}}}",
                           out=f"float[1,2,4,4] y, int32[{end}] nb")
         model, p, _, _ = _prune(text, ratio=0.5)
