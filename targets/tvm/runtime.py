@@ -200,5 +200,5 @@ class LoadedModel:
                 state["i"] = 0
                 f(*args)
         finally:
-            self.vm.set_instrument(lambda *a: 0)
+            self.vm.set_instrument(None)  # no hook at all: a Python no-op still cost ~3 us per VM call (0.5 ms per MobileNetV2 run)
         return [(name, min(ts)) for _, (name, ts) in sorted(per_site.items())]
