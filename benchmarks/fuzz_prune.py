@@ -22,6 +22,7 @@ from pathlib import Path
 import onnx
 
 from edgec.fuzz import prune_oracle
+from edgec.fuzz.dynamic_batch import batch_one_inputs, with_run_time_targets
 from edgec.fuzz.generate import family_of_seed, random_model
 
 
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ratio", type=float, default=0.5)
     ap.add_argument("--round-to", type=int, default=1, help="keep a multiple of this many channels per layer")
     ap.add_argument("--findings", default=None, help="save failing models here")
+    ap.add_argument("--dynamic-batch", action="store_true",
+                    help="a symbolic batch, Reshape targets read it back at run time (edgec.fuzz.dynamic_batch)")
     a = ap.parse_args(argv)
     count = a.count if a.count is not None else (None if a.minutes else 500)
     stop = time.monotonic() + a.minutes * 60 if a.minutes else None
@@ -43,7 +46,11 @@ def main(argv=None) -> int:
         family = family_of_seed(seed)
         model = random_model(seed)
         try:
-            r = prune_oracle.check(model, ratio=a.ratio, seed=seed, round_to=a.round_to)
+            feeds = None
+            if a.dynamic_batch:
+                model, _ = with_run_time_targets(model)
+                feeds = batch_one_inputs(model, seed)
+            r = prune_oracle.check(model, ratio=a.ratio, seed=seed, round_to=a.round_to, feeds=feeds)
         except Exception as e:  # noqa: BLE001 - a crash of the pass or the oracle: a finding
             r = {"status": "crash", "detail": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"}
         table[family][r["status"]] += 1
@@ -55,6 +62,7 @@ def main(argv=None) -> int:
         seed += 1
     n = seed - a.seed
     print(f"{n} models (seeds {a.seed}..{seed - 1}), ratio {a.ratio}, round-to {a.round_to}, "
+          f"{'dynamic batch, ' if a.dynamic_batch else ''}"
           f"{time.monotonic() - t0:.0f} s\n")
     kinds = ["pruned", "unchanged", "mismatch", "invalid", "crash"]
     print("| family | " + " | ".join(kinds) + " |")

@@ -39,3 +39,23 @@ def test_the_oracle_sees_a_wrong_channel(monkeypatch):
     monkeypatch.setattr(prune_channels.PruneChannels, "__call__", shifted)
     found = collections.Counter(prune_oracle.check(random_model(seed), seed=seed)["status"] for seed in range(0, 200))
     assert found["mismatch"] >= 10, found
+
+
+def test_run_time_targets_prune_what_constant_ones_do():
+    """The same generated models with a symbolic batch read back by their Reshape targets at run
+    time (edgec.fuzz.dynamic_batch): every one passes the exact check at batch 1, and prunes as
+    many groups as its static twin (a target built at run time must not end a group)."""
+    from edgec.fuzz.dynamic_batch import batch_one_inputs, with_run_time_targets
+
+    rewritten = pruned = 0
+    for seed in range(300):
+        static = random_model(seed)
+        model, n = with_run_time_targets(static)
+        if not n:
+            continue
+        rewritten += 1
+        got = prune_oracle.check(model, seed=seed, feeds=batch_one_inputs(model, seed))
+        assert got["status"] in ("pruned", "unchanged"), (seed, got)
+        assert got["pruned_groups"] == prune_oracle.check(static, seed=seed)["pruned_groups"], seed
+        pruned += got["status"] == "pruned"
+    assert rewritten >= 20 and pruned >= 15, (rewritten, pruned)
