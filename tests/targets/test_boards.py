@@ -55,6 +55,15 @@ def test_board_cache_sizes_reach_the_schedules(tmp_path, key, value):
     assert getattr(get_target(str(_board(tmp_path, BASE))), key) == getattr(get_target("armv8"), key)
 
 
+def test_board_cores_size_the_parallel_loops(tmp_path):
+    """A board's `num_cores` is the thread count the schedules split their parallel loops for
+    (cross-compiling for a 4-core board on a 2-core machine); `--threads` still overrides it."""
+    from edgec.targets.tvm.schedules import context_for
+
+    spec = get_target(str(_board(tmp_path, BASE + "num_cores = 4\n")))
+    assert context_for(spec).threads == 4 and context_for(spec, threads=3).threads == 3
+
+
 @pytest.mark.parametrize("text, key, why", [
     (BASE + "colour = 'red'\n", "colour", "is unknown"),
     (BASE + "vector_bits = 0\n", "vector_bits", "must be a positive integer"),

@@ -56,7 +56,8 @@ RULES = (attention, conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw,
 def context_for(spec, target=None, threads: int | None = None) -> RuleContext:
     lanes = max(int(spec.vector_bits) // 32, 1)
     regs = 32 if (int(spec.vector_bits) >= 512 or spec.arch == "aarch64") else 16
-    return RuleContext(lanes=lanes, threads=threads or os.cpu_count() or 2, registers=regs, target=target,
+    cores = spec.tvm.get("num-cores") if isinstance(spec.tvm, dict) else None  # a board's num_cores
+    return RuleContext(lanes=lanes, threads=threads or cores or os.cpu_count() or 2, registers=regs, target=target,
                        dot=dot_instructions(spec), l2_bytes=spec.l2_bytes,
                        l1d_bytes=spec.l1d_bytes)
 
