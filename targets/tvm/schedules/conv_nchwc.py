@@ -141,7 +141,8 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     o_o, o_i = sch.split(o, [None, ot])
     y_o, y_i = sch.split(y, [None, yt])
     x_o, x_i = sch.split(x, [None, wt])
-    if kn.get("order") == "rows":  # threads x channel blocks: even by construction
+    if kn.get("order") == "rows" and (oh // yt) % ctx.threads == 0:  # threads x channel blocks: even
+        # (a tuning candidate whose `yt` leaves rows that do not split evenly takes the channel order)
         y_t, y_o = sch.split(y_o, [ctx.threads, None])
         outer, par = [n, y_t, o_o, y_o, x_o], 3
     else:  # the pixel tiles may join the fusion when the rows alone split unevenly (7 rows, 1 block)

@@ -53,7 +53,7 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     n, o, y, x, k, ry, rx = sch.get_loops(conv)
     wt = kn["wt"]
     x_o, x_i = sch.split(x, [None, wt])
-    if kn.get("order") == "rows":
+    if kn.get("order") == "rows" and C.extents(sch, [y])[0] % ctx.threads == 0:
         y_t, y = sch.split(y, [ctx.threads, None])
         outer = [n, y_t, o, y]
     else:
