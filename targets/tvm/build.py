@@ -14,6 +14,7 @@ from tvm.support import cc
 from edgec.errors import EdgecError, InternalError, TargetError
 from edgec.targets.dot import dot_instructions
 from edgec.targets.registry import TargetSpec
+from edgec.targets.tvm.fuse_depthwise import fuse_depthwise_into_pointwise
 from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
 from edgec.targets.tvm.schedules import apply_schedules, context_for
 from edgec.targets.tvm.weights import (
@@ -92,6 +93,8 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
         unfused_scalar_param_kernels,
     ])
     fuse = tvm.transform.Sequential([
+        # before FuseOps: depthwise -> pointwise pairs as one kernel (CPU rule dwconv_pointwise)
+        *([fuse_depthwise_into_pointwise] if spec is not None and spec.is_cpu else []),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
         relax.transform.DeadCodeElimination(),

@@ -28,6 +28,7 @@ from edgec.targets.tvm.schedules import (
     conv_nchwc,
     dwconv_nchw,
     dwconv_nchwc,
+    dwconv_pointwise,
     full_reduction,
     injective,
     matmul,
@@ -49,7 +50,7 @@ from edgec.targets.tvm.schedules.serial_when_small import serial_when_small
 # llvm.nearbyint, which has vector forms on every LLVM target (x86 vrndscaleps, AArch64 frinti).
 tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
-RULES = (attention, conv_int8, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits_int8, matmul_nbits, matmul, rowwise, reduction,
+RULES = (attention, conv_int8, dwconv_pointwise, conv_nchwc, conv_nchw, dwconv_nchwc, dwconv_nchw, matmul_int8, matmul_nbits_int8, matmul_nbits, matmul, rowwise, reduction,
          full_reduction, injective, symbolic)
 
 

@@ -1,0 +1,100 @@
+"""A depthwise conv fused into the 1x1 conv reading it (targets/tvm/fuse_depthwise.py, rule
+schedules/dwconv_pointwise.py): one kernel per pair, numerically what onnxruntime computes, and
+no fusion where the depthwise output is needed elsewhere or the next conv is not pointwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+from .test_schedules import _check, _conv, _model
+
+
+def _clip(x, out):
+    return helper.make_node("Clip", [x, "lo", "hi"], [out])
+
+
+_BOUNDS = [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+
+
+def _block(c, hidden, cout, hw, stride=1, residual=False):
+    """MobileNetV2's inverted residual: 1x1 expand, ReLU6, 3x3 depthwise, ReLU6, 1x1 project."""
+    e, i1, y1 = _conv("x", c, hidden, 1, tag="e")
+    dw, i2, y2 = _conv("e.a", hidden, hidden, 3, stride, group=hidden, tag="dw")
+    p, i3, y3 = _conv("dw.a", hidden, cout, 1, tag="p")
+    nodes = [e, _clip(y1, "e.a"), dw, _clip(y2, "dw.a"), p]
+    out = y3
+    if residual:
+        nodes.append(helper.make_node("Add", ["x", y3], ["out"]))
+        out = "out"
+    return _model(nodes, [("x", [1, c, *hw])], out, i1 + i2 + i3 + _BOUNDS)
+
+
+@pytest.mark.parametrize("c, hidden, cout, hw, stride, residual", [
+    (16, 96, 16, (28, 28), 1, True),    # rows split, residual add in the epilogue
+    (16, 96, 32, (29, 29), 2, False),   # stride 2: 15 output rows; 2 pointwise blocks split over the threads
+    (32, 48, 176, (14, 14), 1, False),  # pruned widths: 3 depthwise blocks, 11 + 1 zero pointwise blocks (cropped)
+    (112, 672, 112, (7, 7), 1, True),   # 7 rows on 2 threads, 7 + 1 zero pointwise blocks
+    (64, 672, 256, (7, 7), 1, False),   # 7 rows on 2 threads: split by output-channel blocks
+    (16, 64, 32, (10, 13), 1, False),   # odd width
+])
+def test_depthwise_fused_into_pointwise(tmp_path, c, hidden, cout, hw, stride, residual):
+    used = _check(_block(c, hidden, cout, hw, stride, residual), tmp_path)
+    assert used.get("depthwise-pointwise-nchwc") == 1
+    assert "depthwise-nchwc" not in used
+
+
+def test_depthwise_output_used_twice_is_not_fused(tmp_path):
+    """Must not fire: the depthwise output also feeds an Add, so it has to be written out."""
+    dw, i1, y1 = _conv("x", 32, 32, 3, group=32, tag="dw")
+    p, i2, y2 = _conv(y1, 32, 32, 1, tag="p")
+    model = _model([dw, p, helper.make_node("Add", [y1, y2], ["out"])], [("x", [1, 32, 14, 14])], "out", i1 + i2)
+    used = _check(model, tmp_path)
+    assert used.get("depthwise-nchwc") == 1 and used.get("conv2d-nchwc") == 1
+    assert "depthwise-pointwise-nchwc" not in used
+
+
+def test_depthwise_before_a_3x3_conv_is_not_fused(tmp_path):
+    """Must not fire: the conv after the depthwise one reads neighbouring rows (3x3)."""
+    dw, i1, y1 = _conv("x", 32, 32, 3, group=32, tag="dw")
+    c, i2, y2 = _conv("dw.a", 32, 32, 3, tag="c")
+    model = _model([dw, _clip(y1, "dw.a"), c], [("x", [1, 32, 14, 14])], y2, i1 + i2 + _BOUNDS)
+    used = _check(model, tmp_path)
+    assert used.get("depthwise-nchwc") == 1 and used.get("conv2d-nchwc") == 1
+    assert "depthwise-pointwise-nchwc" not in used
+
+
+def _fused_knobs(model, threads=2) -> list[dict]:
+    """The default knobs of each fused depthwise-pointwise kernel of `model` for the AVX-512 target."""
+    import onnx_ir as ir
+    import tvm
+    from tvm import s_tir
+
+    from edgec.targets.registry import get_target
+    from edgec.targets.tvm.build import context_for, optimize_relax, tvm_target
+    from edgec.targets.tvm.lower import lower_model
+    from edgec.targets.tvm.schedules import dwconv_pointwise
+
+    spec = get_target("x86-64-avx512")
+    target = tvm_target(spec)
+    mod = optimize_relax(lower_model(ir.serde.deserialize_model(model))[0], target, spec)
+    ctx = context_for(spec, target, threads)
+    out = []
+    for func in mod.functions.values():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            sch = s_tir.Schedule(func)
+            if dwconv_pointwise.match(sch, ctx):
+                out.append(dwconv_pointwise.default_knobs(sch, ctx))
+    return out
+
+
+@pytest.mark.parametrize("hidden, cout, hw, split", [
+    (96, 32, 14, "rows"),       # 14 one-row tiles: 7 per thread
+    (672, 256, 7, "channels"),  # 7 rows do not split over 2 threads; 16 pointwise blocks (4 tiles) do
+    (672, 224, 7, "rows"),      # 14 blocks in 2-block tiles: 7 tiles, no better than the rows
+    (96, 48, 7, "rows"),        # neither splits evenly (3 blocks): rows, 4 and 3
+])
+def test_parallel_split_of_the_fused_kernel(hidden, cout, hw, split):
+    knobs = _fused_knobs(_block(16, hidden, cout, (hw, hw)))
+    assert [k["split"] for k in knobs] == [split]
