@@ -98,3 +98,35 @@ def _fused_knobs(model, threads=2) -> list[dict]:
 def test_parallel_split_of_the_fused_kernel(hidden, cout, hw, split):
     knobs = _fused_knobs(_block(16, hidden, cout, (hw, hw)))
     assert [k["split"] for k in knobs] == [split]
+
+
+def test_knob_space_of_the_fused_kernel_schedules():
+    """Every candidate `edgec tune --space knobs` would time for a fused kernel schedules (or
+    is refused with a reason when its split does not fit the threads), the default first."""
+    import onnx_ir as ir
+    import tvm
+
+    from edgec.targets.registry import get_target
+    from edgec.targets.tvm.build import context_for, optimize_relax, tvm_target
+    from edgec.targets.tvm.lower import lower_model
+    from edgec.targets.tvm.schedules import dwconv_pointwise, knob_space, schedule_func
+
+    spec = get_target("x86-64-avx512")
+    target = tvm_target(spec)
+    mod = optimize_relax(lower_model(ir.serde.deserialize_model(_block(16, 96, 32, (14, 14))))[0], target, spec)
+    ctx = context_for(spec, target, 2)
+    funcs = [f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc) and "depthwise_pointwise" in gv.name_hint]
+    assert len(funcs) == 1
+    space = knob_space(funcs[0], ctx)
+    ours = [k for k in space if k["rule"] == dwconv_pointwise.NAME]
+    assert len(ours) >= 4 and {k["split"] for k in ours} == {"rows", "channels"}
+    scheduled = 0
+    for k in ours:
+        try:
+            _, rule = schedule_func(funcs[0], ctx, knobs=k)
+        except ValueError as e:
+            assert "split evenly" in str(e)
+            continue
+        assert rule == dwconv_pointwise.NAME
+        scheduled += 1
+    assert scheduled >= len(ours) - 1

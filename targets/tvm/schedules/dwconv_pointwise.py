@@ -29,11 +29,13 @@ def default_knobs(sch, ctx) -> dict:
     ow = C.extents(sch, sch.get_loops(dw))[3]
     _, ocb, oh, _, _, icb, bi, _, _ = C.extents(sch, sch.get_loops(C.find_block(sch, CONV_BLOCK)))
     kn = conv_nchwc._tile_knobs(sch, ctx)
-    if (oh // kn["yt"]) % ctx.threads and oh % ctx.threads == 0:  # one-row tiles split evenly
+    if (oh // kn["yt"]) % ctx.threads and oh % ctx.threads == 0:
+        # one-row tiles split evenly (MobileNetV2's 14x14 pairs with 2-row tiles had 7 tasks on 2
+        # threads; with 1-row tiles, 384 -> 64: 0.052 -> 0.045 ms)
         ot, wt = conv_nchwc._tile(ocb, ow, icb * bi * 16 * 4, max(ctx.registers - 8, 8), ctx.l2_bytes)
         kn = {"ot": ot, "yt": 1, "wt": wt}
-    # rows split evenly over the threads, else the output-channel blocks (each thread then
-    # computes all the depthwise rows: MobileNetV2's 7x7 pairs, 672 -> 224: 0.130 -> 0.110 ms)
+    # rows, unless they split unevenly over the threads and the output-channel tiles do not: then
+    # each thread takes its share of the channel tiles and computes all the depthwise rows itself
     rows = (oh // kn["yt"]) % ctx.threads == 0 or (ocb // kn["ot"]) % ctx.threads
     split = "rows" if rows else "channels"
     return {"ot": kn["ot"], "yt": kn["yt"], "wt": kn["wt"], "dwt": C.good_tile(ow, max(ctx.registers // 2, 4)),
@@ -41,11 +43,14 @@ def default_knobs(sch, ctx) -> dict:
 
 
 def space(sch, ctx) -> list[dict]:
+    """The default, other depthwise pixel tiles, the other parallel split, then conv_nchwc's
+    pointwise register tiles."""
     base = default_knobs(sch, ctx)
-    pw = [{**k, "dwt": base["dwt"]} for k in conv_nchwc.space(sch, ctx)[1:9]]
     ow = C.extents(sch, sch.get_loops(C.find_block(sch, DWCONV_BLOCK)))[3]
     dwts = [w for w in range(2, ow + 1) if ow % w == 0 and w <= ctx.registers - 4][-3:]
-    return C.knob_space(base, [{**base, "dwt": w} for w in dwts] + [{k: v for k, v in p.items() if k in base} for p in pw])
+    other = {**base, "split": "channels" if base["split"] == "rows" else "rows"}
+    tiles = [{**base, "ot": k["ot"], "yt": k["yt"], "wt": k["wt"]} for k in conv_nchwc.space(sch, ctx)[1:9]]
+    return C.knob_space(base, [{**base, "dwt": w} for w in dwts] + [other] + tiles)
 
 
 def _between(sch, first, last) -> list:
@@ -75,6 +80,8 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     y_o, y_i = sch.split(y, [None, yt])
     x_o, x_i = sch.split(x, [None, wt])
     if kn["split"] == "channels":  # each thread its output-channel blocks; computes all depthwise rows
+        if C.extents(sch, [o_o])[0] % ctx.threads:
+            raise ValueError("output-channel tiles do not split evenly over the threads")
         o_t, o_o = sch.split(o_o, [ctx.threads, None])
         sch.reorder(n, o_t, y_o, o_o, x_o, rcb, ry, rx, rc, o_i, y_i, x_i, k)
         rows = y_o
