@@ -6,7 +6,8 @@
 Both models are compiled for the host (or `--artifacts` are loaded) and profiled in this process:
 every kernel call's minimum over `--runs` runs (the Relax VM's instrument hook). The conv /
 matmul kernels are matched in order to the ONNX Conv / Gemm / MatMul nodes (edgec fuses each
-such node with its epilogue into one kernel; the script stops if the counts differ). Printed:
+such node with its epilogue into one kernel, and a depthwise conv with the 1x1 conv after it:
+such a kernel is one row for both layers; the script stops if the counts differ). Printed:
 per layer the time and FLOPs ratios and the attained GFLOP/s, then three whole-model figures:
 
 - measured: the pruned model's summed kernel time / the original's;
@@ -68,7 +69,26 @@ def kernel_times(artifact: str, threads: int, runs: int) -> list[tuple[str, floa
 
 
 def is_layer_kernel(name: str) -> bool:
-    return "conv" in name or "matmul" in name or "dense" in name
+    return "conv" in name or "matmul" in name or "dense" in name or "depthwise" in name
+
+
+def layers_per_kernel(name: str) -> int:
+    """ONNX layers one kernel computes: 2 for a depthwise conv fused with its 1x1 conv."""
+    return 2 if "depthwise_pointwise" in name else 1
+
+
+def match_layers(flops_rows, kernels) -> list[tuple[str, int, str, float]] | None:
+    """[(layers' description, their FLOPs, kernel name, seconds)] in order, or None when the
+    kernels do not cover the layers exactly."""
+    out, i = [], 0
+    for k, t in kernels:
+        n = layers_per_kernel(k)
+        part = flops_rows[i:i + n]
+        if len(part) < n:
+            return None
+        out.append((" + ".join(d for d, _ in part), sum(f for _, f in part), k, t))
+        i += n
+    return out if i == len(flops_rows) else None
 
 
 def main(argv=None) -> int:
@@ -89,9 +109,9 @@ def main(argv=None) -> int:
                     for n, p in (("original", a.original), ("pruned", a.pruned))]
         ka, kb = (kernel_times(x, a.threads, a.runs) for x in arts)
     (fa, total_a), (fb, total_b) = layer_flops(a.original), layer_flops(a.pruned)
-    la, lb = ([k for k in ks if is_layer_kernel(k[0])] for ks in (ka, kb))
-    if not (len(fa) == len(fb) == len(la) == len(lb)):
-        print(f"cannot match layers to kernels: {len(fa)} / {len(fb)} ONNX layers, {len(la)} / {len(lb)} kernels")
+    ma, mb = (match_layers(f, [k for k in ks if is_layer_kernel(k[0])]) for f, ks in ((fa, ka), (fb, kb)))
+    if ma is None or mb is None or len(ma) != len(mb):
+        print(f"cannot match layers to kernels: {len(fa)} / {len(fb)} ONNX layers")
         return 1
     other_a = sum(t for k, t in ka if not is_layer_kernel(k))
     other_b = sum(t for k, t in kb if not is_layer_kernel(k))
@@ -101,11 +121,13 @@ def main(argv=None) -> int:
     print("| # | pruned layer | kernel | ms (orig -> pruned) | time ratio | FLOPs ratio | GFLOP/s (orig -> pruned) |")
     print("|---|---|---|---|---|---|---|")
     ideal, pull, whole, depthwise = other_a, [], [0.0, 0.0], [0.0, 0.0]  # [original time, proportional]
-    for i, ((_, f0), (desc, f1), (k, t0), (_, t1)) in enumerate(zip(fa, fb, la, lb)):
+    for i, ((_, f0, k, t0), (desc, f1, _, t1)) in enumerate(zip(ma, mb)):
         r = f1 / f0 if f0 else 1.0
         ideal += t0 * r
         pull.append((t0 * (r - F) / tot_a, i, desc))
-        group = whole if r == 1.0 else depthwise if desc.startswith("Conv [") and desc.split(", ")[1] == "1" else None
+        # a fused depthwise + 1x1 kernel counts with neither bound group unless left whole
+        group = whole if r == 1.0 else depthwise if desc.startswith("Conv [") and desc.split(", ")[1] == "1" \
+            and "+" not in desc else None
         if group is not None:
             group[0] += t0
             group[1] += t0 * r
