@@ -70,13 +70,15 @@ def unfused_scalar_param_kernels(mod: tvm.IRModule, _ctx) -> tvm.IRModule:
 
 
 def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec | None = None,
-                   weight_plan: list | None = None, lift_min_bytes: int | None = None) -> tvm.IRModule:
+                   weight_plan: list | None = None, lift_min_bytes: int | None = None,
+                   threads: int | None = None) -> tvm.IRModule:
     """Graph-level Relax passes before codegen: blocked layout (CPU), legalize, fold, fuse into
     TIR kernels. Weight layout transforms act on constants and are folded here; on weight
     parameters (lowered with a weights file) they are lifted out of `main` (targets.tvm.weights),
     and `weight_plan`, if given, receives the plan of `main`'s weight parameters. With
     `lift_min_bytes` (a weights file), constants at least that big become weight parameters
-    too (lift_large_constants)."""
+    too (lift_large_constants). `threads`: what the kernels' parallel loops will be split for
+    (schedules.context_for; kernels are grouped for that count)."""
     with target:
         mod = relax.transform.DecomposeOpsForInference()(mod)
         mod = relax.transform.CanonicalizeBindings()(mod)
@@ -94,7 +96,8 @@ def optimize_relax(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpe
     ])
     fuse = tvm.transform.Sequential([
         # before FuseOps: depthwise -> pointwise pairs as one kernel (CPU rule dwconv_pointwise)
-        *([fuse_depthwise_into_pointwise] if spec is not None and spec.is_cpu else []),
+        *([fuse_depthwise_into_pointwise(context_for(spec, target, threads).threads)]
+          if spec is not None and spec.is_cpu else []),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
         relax.transform.DeadCodeElimination(),
@@ -141,7 +144,7 @@ def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target |
     weight parameters (see optimize_relax, as `lift_min_bytes`)."""
     target = target or tvm_target(spec)
     with backend_stage("graph optimization (blocked layout, legalize, fusion)"):
-        mod = optimize_relax(mod, target, spec, weight_plan, lift_min_bytes)
+        mod = optimize_relax(mod, target, spec, weight_plan, lift_min_bytes, threads)
     with backend_stage("schedules"):
         mod = schedule(mod, spec, target, used, records, threads, generic)
     with backend_stage("code generation"):

@@ -172,7 +172,7 @@ def _legalize(mod: tvm.IRModule, target: tvm.target.Target, spec: TargetSpec, us
 
     with target:
         mod = tvm.transform.Sequential(relax.backend.cpu_generic.pipeline.library_dispatch_passes(target))(mod)
-    mod = optimize_relax(mod, target, spec)
+    mod = optimize_relax(mod, target, spec, threads=1)
     mod = schedule(mod, spec, target, used, threads=1)
     with target:
         return relax.transform.DeadCodeElimination(["main"])(mod)

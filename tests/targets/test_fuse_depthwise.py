@@ -31,18 +31,33 @@ def _block(c, hidden, cout, hw, stride=1, residual=False):
     return _model(nodes, [("x", [1, c, *hw])], out, i1 + i2 + i3 + _BOUNDS)
 
 
-@pytest.mark.parametrize("c, hidden, cout, hw, stride, residual", [
-    (16, 96, 16, (28, 28), 1, True),    # rows split, residual add in the epilogue
-    (16, 96, 32, (29, 29), 2, False),   # stride 2: 15 output rows; 2 pointwise blocks split over the threads
-    (32, 48, 176, (14, 14), 1, False),  # pruned widths: 3 depthwise blocks, 11 + 1 zero pointwise blocks (cropped)
-    (112, 672, 112, (7, 7), 1, True),   # 7 rows on 2 threads, 7 + 1 zero pointwise blocks
-    (64, 672, 256, (7, 7), 1, False),   # 7 rows on 2 threads: split by output-channel blocks
-    (16, 64, 32, (10, 13), 1, False),   # odd width
+@pytest.mark.parametrize("c, hidden, cout, hw, stride, residual, threads", [
+    (16, 96, 16, (28, 28), 1, True, 2),    # residual add in the epilogue
+    (16, 96, 32, (29, 29), 2, False, 1),   # stride 2: 15 output rows, on one thread
+    (32, 48, 176, (14, 14), 1, False, 2),  # pruned widths: 3 depthwise blocks, 11 + 1 zero pointwise blocks (cropped)
+    (112, 672, 112, (7, 7), 1, True, 1),   # 7 rows: fused when the kernels run on one thread
+    (16, 64, 32, (10, 13), 1, False, 2),   # odd width
 ])
-def test_depthwise_fused_into_pointwise(tmp_path, c, hidden, cout, hw, stride, residual):
-    used = _check(_block(c, hidden, cout, hw, stride, residual), tmp_path)
+def test_depthwise_fused_into_pointwise(tmp_path, c, hidden, cout, hw, stride, residual, threads):
+    used = _check(_block(c, hidden, cout, hw, stride, residual), tmp_path, threads=threads)
     assert used.get("depthwise-pointwise-nchwc") == 1
     assert "depthwise-nchwc" not in used
+
+
+def test_rows_that_do_not_split_over_the_threads_are_not_fused(tmp_path):
+    """Must not fire: 7 output rows on 2 threads (4 rows against 3 measured no faster fused)."""
+    used = _check(_block(112, 672, 112, (7, 7), residual=True), tmp_path, threads=2)
+    assert used.get("depthwise-nchwc") == 1 and "depthwise-pointwise-nchwc" not in used
+
+
+def test_channel_split_computes_the_same(tmp_path, monkeypatch):
+    """The `split="channels"` knob (each thread its output-channel tiles, all depthwise rows)."""
+    from edgec.targets.tvm.schedules import dwconv_pointwise
+
+    default = dwconv_pointwise.default_knobs
+    monkeypatch.setattr(dwconv_pointwise, "default_knobs", lambda sch, ctx: {**default(sch, ctx), "split": "channels"})
+    used = _check(_block(16, 96, 128, (14, 14)), tmp_path, threads=2)
+    assert used.get("depthwise-pointwise-nchwc") == 1
 
 
 def test_depthwise_output_used_twice_is_not_fused(tmp_path):
@@ -78,7 +93,7 @@ def _fused_knobs(model, threads=2) -> list[dict]:
 
     spec = get_target("x86-64-avx512")
     target = tvm_target(spec)
-    mod = optimize_relax(lower_model(ir.serde.deserialize_model(model))[0], target, spec)
+    mod = optimize_relax(lower_model(ir.serde.deserialize_model(model))[0], target, spec, threads=threads)
     ctx = context_for(spec, target, threads)
     out = []
     for func in mod.functions.values():
@@ -89,15 +104,13 @@ def _fused_knobs(model, threads=2) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("hidden, cout, hw, split", [
-    (96, 32, 14, "rows"),       # 14 one-row tiles: 7 per thread
-    (672, 256, 7, "channels"),  # 7 rows do not split over 2 threads; 16 pointwise blocks (4 tiles) do
-    (672, 224, 7, "rows"),      # 14 blocks in 2-block tiles: 7 tiles, no better than the rows
-    (96, 48, 7, "rows"),        # neither splits evenly (3 blocks): rows, 4 and 3
+@pytest.mark.parametrize("hidden, cout, hw, tile", [
+    (96, 32, 28, (2, 1, 7)),    # 28 rows: 14 per thread
+    (96, 64, 14, (2, 1, 7)),    # conv_nchwc's 4 x 2 x 2 tile would give 7 row tiles: one-row tiles
 ])
-def test_parallel_split_of_the_fused_kernel(hidden, cout, hw, split):
+def test_fused_kernel_rows_split_evenly(hidden, cout, hw, tile):
     knobs = _fused_knobs(_block(16, hidden, cout, (hw, hw)))
-    assert [k["split"] for k in knobs] == [split]
+    assert [(k["ot"], k["yt"], k["wt"], k["split"]) for k in knobs] == [(*tile, "rows")]
 
 
 def test_knob_space_of_the_fused_kernel_schedules():
@@ -113,7 +126,7 @@ def test_knob_space_of_the_fused_kernel_schedules():
 
     spec = get_target("x86-64-avx512")
     target = tvm_target(spec)
-    mod = optimize_relax(lower_model(ir.serde.deserialize_model(_block(16, 96, 32, (14, 14))))[0], target, spec)
+    mod = optimize_relax(lower_model(ir.serde.deserialize_model(_block(16, 96, 32, (14, 14))))[0], target, spec, threads=2)
     ctx = context_for(spec, target, 2)
     funcs = [f for gv, f in mod.functions.items() if isinstance(f, tvm.tirx.PrimFunc) and "depthwise_pointwise" in gv.name_hint]
     assert len(funcs) == 1

@@ -30,14 +30,15 @@ def _model(nodes, inputs, out_name, inits, out_shape=None):
     return onnx.shape_inference.infer_shapes(m)
 
 
-def _check(model, tmp_path, spec="host"):
-    """Compile with edgec, compare with onnxruntime; returns the schedule-rule counts."""
+def _check(model, tmp_path, spec="host", threads=None):
+    """Compile with edgec (kernels split for `threads`, default the host's cores), compare with
+    onnxruntime; returns the schedule-rule counts."""
     feeds = {i.name: RNG.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
              for i in model.graph.input}
     ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     mod, _ = lower_model(ir.serde.deserialize_model(model))
     lib = tmp_path / f"m{len(list(tmp_path.glob('*.so')))}.so"  # a new path: dlopen caches by name
-    res = build_library(mod, get_target(spec) if isinstance(spec, str) else spec, lib)
+    res = build_library(mod, get_target(spec) if isinstance(spec, str) else spec, lib, threads=threads)
     got = LoadedModel(res.library, list(feeds), [o.name for o in model.graph.output], threads=2).run(feeds)
     for r, g in zip(ref, got.values()):
         assert g.shape == r.shape

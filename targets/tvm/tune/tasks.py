@@ -72,7 +72,7 @@ def _call_counts(mod: tvm.IRModule) -> Counter:
 def extract_tasks(mod: tvm.IRModule, spec: TargetSpec, target, ctx: RuleContext) -> tuple[list[Task], tvm.IRModule]:
     """Tasks of a lowered Relax module (before `optimize_relax`), heaviest first; also returns
     the optimized module."""
-    opt = optimize_relax(mod, target, spec)
+    opt = optimize_relax(mod, target, spec, threads=ctx.threads)
     calls = _call_counts(opt)
     tstr = str(target)
     tasks: dict[str, Task] = {}
