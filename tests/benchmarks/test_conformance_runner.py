@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_scripts import load_benchmark
 
 
 def _runner():
-    spec = importlib.util.spec_from_file_location("edgec_conformance", ROOT / "benchmarks" / "conformance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("conformance.py", "edgec_conformance")
 
 
 def test_subset_table_and_counts(tmp_path, capsys):

@@ -3,17 +3,11 @@ a depthwise conv fused with the 1x1 conv after it, and refuses a partial cover."
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_scripts import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("edgec_prune_layer_profile", ROOT / "benchmarks" / "prune_layer_profile.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("prune_layer_profile.py", "edgec_prune_layer_profile")
 
 
 LAYERS = [("Conv [32, 3, 3, 3]", 10), ("Conv [32, 1, 3, 3]", 2), ("Conv [16, 32, 1, 1]", 5), ("Gemm [10, 16]", 1)]
