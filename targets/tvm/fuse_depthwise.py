@@ -106,6 +106,8 @@ def _chain_from(b, producer, uses, consumers, kinds) -> list | None:
     else:
         return None
     chain = [*reversed(back), b]
+    if any(_shape(c.var) != _shape(chain[0].var) for c in chain[1:-1]):
+        return None  # an elementwise kernel between the convs grows the depthwise values (broadcast)
     shape = _shape(b.var)
     while uses.get(chain[-1].var, 0) == 1 and chain[-1].var in consumers:
         nxt = consumers[chain[-1].var]

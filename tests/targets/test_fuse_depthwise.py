@@ -143,3 +143,15 @@ def test_knob_space_of_the_fused_kernel_schedules():
         assert rule == dwconv_pointwise.NAME
         scheduled += 1
     assert scheduled >= len(ours) - 1
+
+
+def test_an_add_that_broadcasts_the_batch_is_not_fused(tmp_path):
+    """Must not fire: an elementwise kernel between the convs that grows the tensor (a batch-2
+    constant added to the batch-1 depthwise output) is not the depthwise values row for row."""
+    dw, i1, y1 = _conv("x", 32, 32, 3, group=32, tag="dw")
+    p, i2, y2 = _conv("dw.g", 32, 32, 1, tag="p")
+    grow = numpy_helper.from_array(np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32, 1, 1), "grow")
+    model = _model([dw, helper.make_node("Add", [y1, "grow"], ["dw.g"]), p], [("x", [1, 32, 14, 14])], y2,
+                   i1 + i2 + [grow], out_shape=[2, 32, 14, 14])
+    used = _check(model, tmp_path, threads=2)
+    assert "depthwise-pointwise-nchwc" not in used
