@@ -114,6 +114,8 @@ def compile_to(model: ir.Model, spec: TargetSpec, out_dir: Path, lib_name: str =
         lowering["generic_kernels"] = res.generic_kernels
     if res.records:
         lowering["records"] = res.records
+    if res.in_place_inputs:  # read where the caller's array is, at any element-aligned address
+        lowering["inputs_in_place"] = res.in_place_inputs
     return BackendResult(lib_name, res.tvm_target, lowering, weights=weights, output_shapes=shapes)
 
 

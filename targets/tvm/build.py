@@ -17,6 +17,7 @@ from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.fuse_depthwise import fuse_depthwise_into_pointwise
 from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
 from edgec.targets.tvm.schedules import apply_schedules, context_for
+from edgec.targets.tvm.unaligned_inputs import relax_input_alignment
 from edgec.targets.tvm.weights import (
     PACK_MAX_BYTES,
     lift_large_constants,
@@ -33,6 +34,7 @@ class BuildResult:
     records: dict = field(default_factory=dict)    # tuning records applied: {"file", "tuned", "rule", ...}
     weight_plan: list = field(default_factory=list)  # targets.tvm.weights.WeightParam per weight parameter
     generic_kernels: dict = field(default_factory=dict)  # rule -> kernel names running generic code
+    in_place_inputs: list = field(default_factory=list)  # graph inputs read at any element-aligned address
 
 
 def tvm_target(spec: TargetSpec) -> tvm.target.Target:
@@ -138,15 +140,22 @@ def schedule(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target, use
 
 def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target | None = None,
                 used: dict | None = None, records=None, threads: int | None = None,
-                weight_plan: list | None = None, generic: dict | None = None, lift_min_bytes: int | None = None):
+                weight_plan: list | None = None, generic: dict | None = None, lift_min_bytes: int | None = None,
+                in_place: set | None = None):
     """Optimize, schedule and compile a Relax module; returns TVM's executable. `used` collects
     how many kernels each schedule rule (or tuning record) took; `weight_plan` the plan of the
-    weight parameters (see optimize_relax, as `lift_min_bytes`)."""
+    weight parameters (see optimize_relax, as `lift_min_bytes`); `in_place` the indices of the
+    graph inputs the kernels read at any element-aligned address (CPU targets; unaligned_inputs)."""
     target = target or tvm_target(spec)
     with backend_stage("graph optimization (blocked layout, legalize, fusion)"):
         mod = optimize_relax(mod, target, spec, weight_plan, lift_min_bytes, threads)
     with backend_stage("schedules"):
         mod = schedule(mod, spec, target, used, records, threads, generic)
+    if spec.is_cpu:
+        with backend_stage("input alignment"):
+            mod, relaxed = relax_input_alignment(mod)
+        if in_place is not None:
+            in_place.update(relaxed)
     with backend_stage("code generation"):
         return tvm.compile(mod, target=target)
 
@@ -175,7 +184,8 @@ def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=No
     used: dict = {}
     plan: list = []
     generic: dict = {}
-    ex = build_relax(mod, spec, target, used, records, threads, plan, generic, lift_min_bytes)
+    in_place: set = set()
+    ex = build_relax(mod, spec, target, used, records, threads, plan, generic, lift_min_bytes, in_place)
     out_lib = Path(out_lib)
     if fcompile is None:
         ex.export_library(str(out_lib))
@@ -188,4 +198,4 @@ def build_library(mod: tvm.IRModule, spec: TargetSpec, out_lib: Path, records=No
                    "rule": used.pop("records:rule", 0), "failed": used.pop("records:failed", 0)}
         applied["applied"] = applied["tuned"] + applied["knobs"] + applied["rule"]
     return BuildResult(out_lib, str(target), dict(sorted(used.items())), applied, plan,
-                       {k: sorted(v) for k, v in sorted(generic.items())})
+                       {k: sorted(v) for k, v in sorted(generic.items())}, sorted(in_place))

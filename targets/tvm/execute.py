@@ -19,7 +19,8 @@ def load(art, threads: int | None = None) -> LoadedModel:
     symbolic = any(not isinstance(d, int) for t in art.inputs for d in t.shape)
     return LoadedModel(art.library, [t.name for t in art.inputs], [t.name for t in art.outputs], threads,
                        weights.arrays if weights else None, allocator="naive" if symbolic else "pooled",
-                       after_run=weights.release_rows if weights and weights.has_rows else None)
+                       after_run=weights.release_rows if weights and weights.has_rows else None,
+                       in_place=art.metadata.get("lowering", {}).get("inputs_in_place", ()))
 
 
 def spec_for(art) -> TargetSpec:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import relax
 
 from edgec.aligned import aligned_empty as _aligned_empty
@@ -88,10 +89,14 @@ class LoadedModel:
     keep every size ever used — a 32-token GPT-2 decode grew it by ~400 MiB, and it grows with
     the square of the generated length.
 
-    `after_run`: called after every run (edgec.weights.MappedWeights.release_rows)."""
+    `after_run`: called after every run (edgec.weights.MappedWeights.release_rows).
+
+    `in_place`: indices of the inputs the library's kernels read at any element-aligned address
+    (targets.tvm.unaligned_inputs): passed without a copy whatever their alignment."""
 
     def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None,
-                 weights: list[np.ndarray] | None = None, allocator: str = "pooled", after_run=None):
+                 weights: list[np.ndarray] | None = None, allocator: str = "pooled", after_run=None,
+                 in_place=()):
         # TVM's worker threads spin between kernels (its default, like onnxruntime's
         # allow_spinning=1): waking sleeping workers for each of MobileNetV2's ~65 parallel kernels
         # cost 20% of its latency (4.2 vs 5.2 ms). Set TVM_THREAD_POOL_SPIN_COUNT=0 when another
@@ -105,21 +110,24 @@ class LoadedModel:
         self._weight_ptrs = {w.ctypes.data for w in self._weights if w.size}
         self._staging: dict[int, tuple] = {}  # input index -> (aligned numpy buffer, TVM tensor of it)
         self._after_run = after_run
+        self._in_place = frozenset(int(i) for i in in_place)
 
     def _arg(self, i: int, a: np.ndarray):
         """(input `i` for the VM, the address of its data): the caller's array itself through
-        DLPack when it is C-contiguous and aligned as TVM's kernels assume (64 bytes), else a copy
-        into a buffer kept for that input (tvm.runtime.tensor allocated anew on every call: 30-60
-        us, more than a small model's kernels). Per-call Python work is kept to a few microseconds:
-        openwakeword's classifiers run their kernels in about 15 us."""
+        DLPack when it is C-contiguous and aligned as TVM's kernels assume (64 bytes, or its
+        element size for an input in `in_place`), else a copy into a buffer kept for that input
+        (tvm.runtime.tensor allocated anew on every call: 30-60 us, more than a small model's
+        kernels). Per-call Python work is kept to a few microseconds: openwakeword's classifiers
+        run their kernels in about 15 us."""
         if type(a) is not np.ndarray or not a.flags.c_contiguous:
             a = np.require(a, requirements="C")  # keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
         ok = _dlpack_ok(a.dtype)
         if ok and a.size:
             ptr = a.ctypes.data
-            if ptr % 64 == 0:
+            align = a.itemsize if i in self._in_place else 64
+            if ptr % align == 0:
                 try:
-                    return tvm.runtime.from_dlpack(a), ptr
+                    return tvm_ffi.from_dlpack(a, require_alignment=align), ptr
                 except Exception:  # noqa: BLE001 - a dtype DLPack cannot carry: copy below
                     pass
         staged = self._staging.get(i)
