@@ -62,12 +62,23 @@ def _conv(x, cin, cout, k, stride=1, group=1, pad=None, bias=True, tag="c"):
                                                   (32, 48, 1, 1, (14, 14)), (16, 80, 1, 1, (14, 14)),
                                                   (32, 80, 1, 1, (7, 7)),
                                                   # 11 blocks on 14 rows: 22 parallel tasks (halves of the rows)
-                                                  (32, 176, 3, 1, (14, 14))])
+                                                  (32, 176, 3, 1, (14, 14)),
+                                                  # 42 blocks on 7-pixel rows: 3 x 7 tiles
+                                                  (112, 672, 1, 1, (7, 7))])
 def test_conv_nchwc_with_epilogue(tmp_path, cin, cout, k, stride, hw):
     conv, inits, y = _conv("x", cin, cout, k, stride)
     relu = helper.make_node("Relu", [y], ["out"])
     used = _check(_model([conv, relu], [("x", [1, cin, *hw])], "out", inits), tmp_path)
     assert used.get("conv2d-nchwc") == 1
+
+
+@pytest.mark.parametrize("ocb, tile", [(60, (3, 7)), (42, (3, 7)), (10, (2, 7)), (20, (2, 7)), (56, (2, 7))])
+def test_short_rows_take_three_channel_blocks_when_four_do_not_fit(ocb, tile):
+    """7-pixel rows: 4 blocks x 7 would need 28 accumulators (24 available); 3 x 7 when 3 divides
+    the blocks (MobileNetV2's 960- and 672-channel 7x7 expand convs), else 2 x 7."""
+    from edgec.targets.tvm.schedules.conv_nchwc import _tile
+
+    assert _tile(ocb, 7, 7 * 16 * 16 * 4, 24) == tile
 
 
 def test_conv_residual_chain_stays_blocked(tmp_path):
