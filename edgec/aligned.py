@@ -1,5 +1,6 @@
 """Host arrays whose data starts on a 64-byte boundary: what TVM's kernels assume of a tensor
-they are handed without a copy (targets/tvm/runtime.py passes such arrays through DLPack)."""
+they are handed without a copy (targets/tvm/runtime.py passes such arrays through DLPack), except
+for the graph inputs the compile marked as read in place (targets/tvm/unaligned_inputs.py)."""
 
 from __future__ import annotations
 

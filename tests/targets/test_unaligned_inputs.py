@@ -18,6 +18,7 @@ from tvm.script import tirx as T
 from edgec.api import CompileOptions, compile_model
 from edgec.compare import Tolerance, compare_outputs
 from edgec.targets.tvm.unaligned_inputs import relax_input_alignment
+from tests.targets.test_runtime_io import _placed
 
 
 @I.ir_module
@@ -51,15 +52,6 @@ def test_kernel_inputs_direct_or_through_a_reshape_are_relaxed_opaque_uses_are_n
     assert mod["add_one"].params[0].ty.data_alignment == 4  # float32: its element size
     assert mod["add_one"].params[1].ty.data_alignment == 64  # the output: the VM allocates it
     assert _Module["add_one"].params[0].ty.data_alignment == 64  # the input module is not mutated
-
-
-def _placed(a: np.ndarray, misalign: int) -> np.ndarray:
-    raw = np.empty(a.nbytes + 64 + misalign, np.uint8)
-    off = (-raw.ctypes.data % 64) + misalign
-    out = raw[off:off + a.nbytes].view(a.dtype).reshape(a.shape)
-    out[...] = a
-    assert out.ctypes.data % 64 == misalign
-    return out
 
 
 def _conv_model(path):
