@@ -10,7 +10,8 @@ us per call for a 224x224 image on MobileNetV2 (2-4% of its latency), a cold cop
 to the element size: the input passed straight to `call_tir`, or through a reshape (a view of the
 same memory in the VM). It returns the inputs whose every use it could follow and relax; an input
 used any other way (a packed call, a nested function, an in-place kernel) keeps the copy. Only the
-alignment the compiler may assume changes: the kernels read the same elements.
+alignment the compiler may assume changes: the kernels read the same elements. It runs last
+before `tvm.compile`, and follows the views tvm.compile will make of reshape kernels.
 """
 
 from __future__ import annotations
@@ -27,21 +28,44 @@ _VIEWS = ("relax.reshape", "relax.memory.view")
 def relax_input_alignment(mod: tvm.IRModule) -> tuple[tvm.IRModule, frozenset[int]]:
     """(`mod` with the kernel parameters fed by `main`'s graph inputs element-aligned, the indices
     of the inputs that may be passed at any element-aligned address)."""
-    if "main" not in [gv.name_hint for gv in mod.get_global_vars()]:
+    if "main" not in [gv.name_hint for gv in mod.get_global_vars()] or not isinstance(mod["main"], relax.Function):
         return mod, frozenset()
-    main = mod["main"]
-    if not isinstance(main, relax.Function):
-        return mod, frozenset()
+    # tvm.compile turns reshape kernels into views of their input (RewriteDataflowReshape; the VM's
+    # vm.builtin.reshape), so the kernels reading such a view read the caller's memory too (a
+    # GPT-2 decoder's attention-mask kernel read `input_ids` that way and faulted on a misaligned
+    # array). The uses are collected on the module as it is and as that rewrite leaves it; the
+    # module itself is not rewritten here (tvm.compile legalizes before it rewrites).
+    uses, unsafe = _input_uses(mod["main"])
+    more, unsafe_views = _input_uses(relax.transform.RewriteDataflowReshape()(mod)["main"])
+    for key, inputs in more.items():
+        uses.setdefault(key, set()).update(inputs)
+    unsafe |= unsafe_views
+    relaxed: set[int] = set()
+    if uses:
+        mod = mod.clone()  # the caller's module stays as it was
+    for (name, j), inputs in sorted(uses.items()):
+        if inputs & unsafe:
+            continue
+        gv = mod.get_global_var(name)
+        func = mod[gv]
+        if not isinstance(func, tvm.tirx.PrimFunc) or j >= len(func.params) or not is_buffer_var(func.params[j]):
+            unsafe |= inputs
+            continue
+        mod[gv] = _element_aligned(func, j)
+        relaxed |= inputs
+    return mod, frozenset(relaxed - unsafe)
+
+
+def _input_uses(main: relax.Function) -> tuple[dict[tuple[str, int], set[int]], set[int]]:
+    """((kernel name, parameter position) -> the graph inputs it receives, directly or through a
+    view; the inputs also used some other way)."""
     n = int(main.attrs["num_input"]) if main.attrs is not None and "num_input" in main.attrs else len(main.params)
     alias = {p: i for i, p in enumerate(main.params[:n])}
-    uses: dict[tuple[str, int], set[int]] = {}  # (kernel, parameter position) -> inputs it receives
+    uses: dict[tuple[str, int], set[int]] = {}
     unsafe: set[int] = set()
     for binding in _bindings(main.body):
         value = binding.value
-        if isinstance(binding, relax.MatchCast) and isinstance(value, relax.Var) and value in alias:
-            alias[binding.var] = alias[value]
-            continue
-        if isinstance(value, relax.Var) and value in alias:
+        if isinstance(value, relax.Var) and value in alias:  # a plain rebinding or a match_cast
             alias[binding.var] = alias[value]
             continue
         if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
@@ -61,20 +85,7 @@ def relax_input_alignment(mod: tvm.IRModule) -> tuple[tvm.IRModule, frozenset[in
                     unsafe.update(_mentioned(value.args[2], alias))
                 continue
         unsafe.update(_mentioned(value, alias))
-    relaxed: set[int] = set()
-    if uses:
-        mod = mod.clone()  # the caller's module stays as it was
-    for (name, j), inputs in sorted(uses.items()):
-        if inputs & unsafe:
-            continue
-        gv = mod.get_global_var(name)
-        func = mod[gv]
-        if not isinstance(func, tvm.tirx.PrimFunc) or j >= len(func.params) or not is_buffer_var(func.params[j]):
-            unsafe |= inputs
-            continue
-        mod[gv] = _element_aligned(func, j)
-        relaxed |= inputs
-    return mod, frozenset(relaxed - unsafe)
+    return uses, unsafe
 
 
 def _bindings(body):

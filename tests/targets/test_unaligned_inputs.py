@@ -87,3 +87,38 @@ def test_misaligned_input_runs_in_place_and_matches_onnxruntime(tmp_path):
         bad = [d for d in compare_outputs(got, want, Tolerance(atol=1e-4, rtol=1e-4)) if not d.ok]
         assert not bad, (misalign, bad)
     assert lm._staging == {}  # no call copied its input
+
+
+def test_symbolic_decoder_with_every_input_misaligned_matches_onnxruntime(tmp_path):
+    """The tiny GPT-2 decoder (symbolic dims): its reshape kernels on `input_ids` and
+    `attention_mask` become views of the caller's memory inside tvm.compile, and the kernels
+    reading those views must be relaxed too (the first version faulted on a misaligned
+    `input_ids`). Two steps, every input 8 or 16 bytes past a 64-byte boundary."""
+    from pathlib import Path
+
+    from edgec.llm_decode import step_feed
+    from edgec.reference import ort_session
+    from edgec.targets.tvm.execute import load
+
+    model = Path(__file__).resolve().parents[1] / "models" / "tiny_gpt2_kv.onnx"
+    art = compile_model(model, tmp_path / "art", CompileOptions(target="host", symbolic_dims=True))
+    assert set(art.metadata["lowering"]["inputs_in_place"]) >= {0, 1, 2}  # input_ids, mask, positions
+    lm = load(art, threads=2)
+    sess = ort_session(str(model))
+    names = [t.name for t in art.inputs]
+    outs = [o.name for o in sess.get_outputs()]
+    past = {n: np.zeros((1, 4, 0, 8), np.float32) for n in names if n.startswith("past_key_values.")}
+    ids, past_len = np.array([[5, 17, 200, 3]], np.int64), 0
+    for step in range(2):
+        feed = step_feed(names, ids, past, past_len)
+        placed = {n: _placed(a, 8 + 8 * (step % 2)) if a.size else a for n, a in feed.items()}
+        lm._staging.clear()
+        got = lm.run(placed)
+        assert all(feed[names[i]].size == 0 for i in lm._staging)  # only empty arrays (first-step pasts) copied
+        want = dict(zip(outs, sess.run(outs, feed)))
+        bad = [d for d in compare_outputs({k: got[k] for k in want}, want, Tolerance(atol=1e-4, rtol=1e-4)) if not d.ok]
+        assert not bad, (step, bad)
+        past = {n: want[n.replace("past_key_values", "present")] for n in past}
+        past_len += ids.shape[1]
+        ids = np.argmax(want["logits"][:, -1, :], axis=-1).astype(np.int64)[:, None]
+    assert not lm._staging  # the second step (non-empty pasts) copied nothing
