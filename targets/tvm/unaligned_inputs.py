@@ -19,6 +19,7 @@ from __future__ import annotations
 import tvm
 import tvm_ffi
 from tvm import relax
+from tvm.s_tir.stmt import MatchBufferRegion
 from tvm.tirx.buffer import BufferType, is_buffer_var
 
 # bindings that give another name to the same memory: their result is followed like the input
@@ -48,7 +49,8 @@ def relax_input_alignment(mod: tvm.IRModule) -> tuple[tvm.IRModule, frozenset[in
             continue
         gv = mod.get_global_var(name)
         func = mod[gv]
-        if not isinstance(func, tvm.tirx.PrimFunc) or j >= len(func.params) or not is_buffer_var(func.params[j]):
+        if not isinstance(func, tvm.tirx.PrimFunc) or j >= len(func.params) or not is_buffer_var(func.params[j]) \
+                or _matched(func, func.params[j]):
             unsafe |= inputs
             continue
         mod[gv] = _element_aligned(func, j)
@@ -117,6 +119,20 @@ def _mentioned(expr, alias: dict) -> set[int]:
 
 def _mentions(expr, alias: dict) -> bool:
     return bool(_mentioned(expr, alias))
+
+
+def _matched(func: tvm.tirx.PrimFunc, param) -> bool:
+    """Whether a block of `func` matches a region of `param` to a buffer of its own (a tensorized
+    intrinsic's operand: the int8 dot-product kernels'), which keeps the 64-byte alignment."""
+    found = []
+
+    def visit(value, visitor):
+        if value.source.source.same_as(param):
+            found.append(value)
+        return visitor.default_visit(value)
+
+    tvm_ffi.structural_visit(func.body, [(MatchBufferRegion, visit)])
+    return bool(found)
 
 
 def _element_aligned(func: tvm.tirx.PrimFunc, j: int) -> tvm.tirx.PrimFunc:
