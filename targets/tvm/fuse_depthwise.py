@@ -17,6 +17,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax, s_tir
 
+from edgec.targets.tvm import relax_bindings as rb
 from edgec.targets.tvm.layout import CONV_BLOCK, DWCONV_BLOCK
 
 _ELEMENTWISE = 1  # OpPatternKind kBroadcast and below
@@ -58,17 +59,8 @@ def _shape(var) -> list[int] | None:
         return None
 
 
-def _call_args(call) -> list:
-    args = call.args[1]
-    return list(args.fields) if isinstance(args, relax.Tuple) else [args]
-
-
 def _tensor_vars(call) -> list:
-    return [a for a in _call_args(call) if isinstance(a, relax.Var)]
-
-
-def _bindings(func: relax.Function):
-    return [b for blk in func.body.blocks for b in blk.bindings]
+    return [a for a in rb.call_tir_args(call) if isinstance(a, relax.Var)]
 
 
 def _use_counts(func: relax.Function, bindings) -> dict:
@@ -122,7 +114,7 @@ def depthwise_chains(mod: tvm.IRModule, func: relax.Function, threads: int = 1) 
     whose output rows split evenly over `threads` (the rule's parallel loop runs over rows: 7x7
     pairs on 2 threads, 4 rows against 3, measured no faster fused than apart)."""
     kinds = {gv.name_hint: _func_kind(f) for gv, f in mod.functions.items()}
-    bindings = _bindings(func)
+    bindings = rb.bindings(func)
     producer = {b.var: b for b in bindings}
     uses = _use_counts(func, bindings)
     consumers = {}
@@ -148,7 +140,7 @@ def _group_function(bb: relax.BlockBuilder, chain: list, index: int):
     inside = {b.var for b in chain}
     outside = []  # values from outside, constants too (FuseTIR takes no constant in a Primitive function)
     for b in chain:
-        for a in _call_args(b.value):
+        for a in rb.call_tir_args(b.value):
             if a not in inside and all(not a.same_as(o) for o in outside):
                 outside.append(a)
     params = [relax.Var(f"p{i}", a.ty) for i, a in enumerate(outside)]
@@ -161,7 +153,7 @@ def _group_function(bb: relax.BlockBuilder, chain: list, index: int):
             last = None
             for b in chain:
                 call = b.value
-                args = relax.Tuple([lookup(a) for a in _call_args(call)])
+                args = relax.Tuple([lookup(a) for a in rb.call_tir_args(call)])
                 last = remap[b.var] = sub.emit(relax.Call(call.op, [call.args[0], args], call.attrs, call.ty_args))
             out = sub.emit_output(last)
         sub.emit_func_output(out)

@@ -22,6 +22,8 @@ from tvm import relax
 from tvm.s_tir.stmt import MatchBufferRegion
 from tvm.tirx.buffer import BufferType, is_buffer_var
 
+from edgec.targets.tvm.relax_bindings import bindings, call_tir_args
+
 # bindings that give another name to the same memory: their result is followed like the input
 _VIEWS = ("relax.reshape", "relax.memory.view")
 
@@ -65,7 +67,7 @@ def _input_uses(main: relax.Function) -> tuple[dict[tuple[str, int], set[int]], 
     alias = {p: i for i, p in enumerate(main.params[:n])}
     uses: dict[tuple[str, int], set[int]] = {}
     unsafe: set[int] = set()
-    for binding in _bindings(main.body):
+    for binding in bindings(main):  # the returned value is read by the caller, not a kernel
         value = binding.value
         if isinstance(value, relax.Var) and value in alias:  # a plain rebinding or a match_cast
             alias[binding.var] = alias[value]
@@ -76,9 +78,9 @@ def _input_uses(main: relax.Function) -> tuple[dict[tuple[str, int], set[int]], 
                 alias[binding.var] = alias[value.args[0]]
                 if not any(_mentions(a, alias) for a in value.args[1:]):
                     continue
-            elif op == "relax.call_tir" and _kernel_args(value) is not None:
-                gv, args = _kernel_args(value)
-                for j, a in enumerate(args):
+            elif op == "relax.call_tir" and len(value.args) > 1 and isinstance(value.args[0], tvm.ir.GlobalVar):
+                gv = value.args[0]
+                for j, a in enumerate(call_tir_args(value)):
                     if isinstance(a, relax.Var) and a in alias:
                         uses.setdefault((gv.name_hint, j), set()).add(alias[a])
                     elif _mentions(a, alias):
@@ -88,22 +90,6 @@ def _input_uses(main: relax.Function) -> tuple[dict[tuple[str, int], set[int]], 
                 continue
         unsafe.update(_mentioned(value, alias))
     return uses, unsafe
-
-
-def _bindings(body):
-    if isinstance(body, relax.SeqExpr):
-        for block in body.blocks:
-            yield from block.bindings
-        # the returned value is read by the caller, not by a kernel: nothing to follow
-
-
-def _kernel_args(call: relax.Call):
-    if len(call.args) < 2 or not isinstance(call.args[0], tvm.ir.GlobalVar):
-        return None
-    args = call.args[1]
-    if isinstance(args, relax.Tuple):
-        return call.args[0], list(args.fields)
-    return None
 
 
 def _mentioned(expr, alias: dict) -> set[int]:
