@@ -107,6 +107,38 @@ def test_conv_nchw_packed_odd_channels(tmp_path, cin, cout, k, stride, hw):
     assert used.get("conv2d-nchw-packed") == 1
 
 
+def _scheduled(model, spec, name_part: str, threads=2) -> str:
+    """TVMScript of the scheduled kernel of `model` whose name contains `name_part`."""
+    import tvm
+
+    from edgec.targets.tvm.build import optimize_relax, schedule, tvm_target
+
+    target = tvm_target(spec)
+    mod, _ = lower_model(ir.serde.deserialize_model(model))
+    mod = schedule(optimize_relax(mod, target, spec), spec, target, threads=threads)
+    (script,) = [f.script() for gv, f in mod.functions.items()
+                 if isinstance(f, tvm.tirx.PrimFunc) and name_part in gv.name_hint]
+    return script
+
+
+@pytest.mark.parametrize("k,stride,pad,hw", [(3, 2, 1, (30, 30)),   # MobileNetV2's stem: the bottom row is never read
+                                             (7, 2, 3, (23, 21)),   # ResNet's: every side padded
+                                             (3, 1, 0, (9, 9))])    # no padding: no pad stage at all
+def test_nchw_stem_pads_only_the_rows_each_task_reads(tmp_path, k, stride, pad, hw):
+    """A 3-channel stem zero-pads, inside its one parallel loop, only the input rows each output row
+    reads, into a local buffer: no padded copy of the whole input as a stage of its own (one
+    fork-join less, no pass over memory). Same results as onnxruntime."""
+    conv, inits, y = _conv("x", 3, 32, k, stride, pad=pad)
+    model = _model([conv, helper.make_node("Relu", [y], ["out"])], [("x", [1, 3, *hw])], "out", inits)
+    script = _scheduled(model, get_target("x86-64-avx512"), "conv2d_nchw")
+    assert script.count("T.parallel(") == 1
+    assert ('T.sblock("edgec_pad_nchwc")' in script) == (pad > 0)
+    if pad:
+        assert 'edgec_pad_nchwc = T.sblock_alloc_buffer(' not in script  # not a global padded copy
+    used = _check(model, tmp_path)
+    assert used.get("conv2d-nchw-packed") == 1
+
+
 @pytest.mark.parametrize("m,k,n", [(7, 33, 40), (128, 64, 96), (1, 50, 1000)])
 def test_matmul_bias_activation(tmp_path, m, k, n):
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Add", ["y", "b"], ["z"]),

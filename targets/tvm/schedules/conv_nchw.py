@@ -46,8 +46,6 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     kn = {**default_knobs(sch, ctx), **(knobs or {})}
     conv = C.find_block(sch, CONV_NCHW_BLOCK)
     pad = C.find_block(sch, PAD_BLOCK)
-    if pad is not None:
-        C.materialize_pad(sch, pad, ctx.threads)
     tail = C.inline_consumers(sch, conv, ctx)
     n, o, y, x, k, rc, ry, rx = sch.get_loops(conv)
     _, ocb, oh, owp, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
@@ -64,6 +62,8 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     # the NCHW unpack + epilogue runs per output row on the real width, vectorized along it (a
     # tile-level epilogue would test the padded columns per lane and be scalarized)
     acc = C.place_accumulator(sch, conv, tail, row)
+    if pad is not None:
+        C.pad_per_task(sch, pad, row)
     sch.vectorize(k)
     sch.unroll(x_i)
     sch.unroll(o_i)
