@@ -17,6 +17,7 @@ from edgec.targets.registry import TargetSpec
 from edgec.targets.tvm.fuse_depthwise import fuse_depthwise_into_pointwise
 from edgec.targets.tvm.layout import convert_to_blocked, legalize_map
 from edgec.targets.tvm.schedules import apply_schedules, context_for
+from edgec.targets.tvm.stack_allocations import cpu_pipeline
 from edgec.targets.tvm.unaligned_inputs import relax_input_alignment
 from edgec.targets.tvm.weights import (
     PACK_MAX_BYTES,
@@ -157,7 +158,7 @@ def build_relax(mod: tvm.IRModule, spec: TargetSpec, target: tvm.target.Target |
         if in_place is not None:
             in_place.update(relaxed)
     with backend_stage("code generation"):
-        return tvm.compile(mod, target=target)
+        return tvm.compile(mod, target=target, tir_pipeline=cpu_pipeline() if spec.is_cpu else "default")
 
 
 @contextlib.contextmanager

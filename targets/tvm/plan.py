@@ -226,7 +226,10 @@ def build_plan_library(mod: tvm.IRModule, spec: TargetSpec, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = lower_to_plan(mod, spec, output_names)
-    ex = tvm.compile(plan.kernels, target=tvm.target.Target(spec.tvm))
+    from edgec.targets.tvm.stack_allocations import cpu_pipeline
+
+    ex = tvm.compile(plan.kernels, target=tvm.target.Target(spec.tvm),
+                     tir_pipeline=cpu_pipeline() if spec.is_cpu else "default")
     lib = out / f"{name}.so"
     if cxx:
         ex.export_library(str(lib), fcompile=cc.cross_compiler(cxx))

@@ -33,12 +33,16 @@ class MeasureConfig:
 def build_kernel(mod, target, _params):
     """MetaSchedule's default build minus `import tvm.s_tir.tensor_intrin`, which registers every
     GPU/Hexagon intrinsic by parsing TVMScript and takes ~27 s per builder worker here (the
-    default 30 s build timeout then fails every candidate). CPU fp32 kernels need none."""
+    default 30 s build timeout then fails every candidate). CPU fp32 kernels need none. CPU
+    kernels go through edgec's CPU pipeline, as `edgec compile` builds them (stack_allocations)."""
     from tvm.driver import build as tvm_build
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
+    from edgec.targets.tvm.stack_allocations import cpu_pipeline
+
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
-    return tvm_build(mod, target=target)
+    cpu = tvm.target.Target(target).get_target_device_type() == 1  # kDLCPU
+    return tvm_build(mod, target=target, pipeline=cpu_pipeline() if cpu else "default")
 
 
 def parse_tracker(text: str) -> tuple[str, int]:
