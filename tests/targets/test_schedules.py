@@ -426,3 +426,34 @@ def test_pixel_tiles_join_the_parallel_loop_when_rows_split_unevenly(tmp_path):
     funcs = _scheduled_convs(model, get_target("x86-64-avx512"))
     assert len(funcs) == 1 and _parallel_extents(funcs[0])[-1] == 49
     assert _check(model, tmp_path).get("conv2d-nchwc") == 1
+
+
+@pytest.mark.parametrize("hw, tile_epilogue", [((48, 48), True),    # 24-pixel rows: three whole 8-pixel tiles
+                                               ((46, 46), False)])  # 23 pixels: tiles over a row padded to 24
+def test_blocked_stem_output_leaves_from_register_tiles(tmp_path, hw, tile_epilogue):
+    """A 3-channel stem whose output stays blocked (a conv follows) runs its epilogue on each
+    register tile (inside the tile loop: the tile never goes to memory); over a row padded to whole
+    tiles the epilogue stays per row (per tile it would need a per-lane bounds test). Same results
+    as onnxruntime either way."""
+    import tvm
+    from tvm import s_tir
+
+    from edgec.targets.tvm.build import optimize_relax, schedule, tvm_target
+    from edgec.targets.tvm.layout import CONV_NCHW_BLOCK
+    from edgec.targets.tvm.schedules import common as C
+
+    stem, i1, y1 = _conv("x", 3, 32, 3, 2, tag="stem")
+    pw, i2, y2 = _conv(y1, 32, 32, 1, tag="pw")
+    model = _model([stem, pw, helper.make_node("Relu", [y2], ["out"])], [("x", [1, 3, *hw])], "out", i1 + i2)
+    spec = get_target("x86-64-avx512")
+    target = tvm_target(spec)
+    mod, _ = lower_model(ir.serde.deserialize_model(model))
+    mod = schedule(optimize_relax(mod, target, spec), spec, target, threads=2)
+    (sch,) = [s_tir.Schedule(f) for f in mod.functions.values() if isinstance(f, tvm.tirx.PrimFunc)
+              and C.find_block(s_tir.Schedule(f), CONV_NCHW_BLOCK + "_update") is not None]
+    conv = sch.get_sblock(CONV_NCHW_BLOCK + "_update")
+    tail = C.root_blocks(sch)[-1]
+    shared = {sch.get(lp) for lp in sch.get_loops(conv)} & {sch.get(lp) for lp in sch.get_loops(tail)}
+    assert len(shared) == (2 if tile_epilogue else 1)  # (row, pixel tile) or the parallel row alone
+    used = _check(model, tmp_path)
+    assert used.get("conv2d-nchw-packed") == 1
