@@ -172,8 +172,9 @@ def _more_points(sch: s_tir.Schedule, block, size) -> bool:
     return not an.can_prove(n <= size)
 
 
-def schedule_tail(sch: s_tir.Schedule, block, lanes: int, tile_loop=None) -> None:
-    """Vectorize the innermost loop of a block placed under a tile loop; unroll the rest."""
+def schedule_tail(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Vectorize the innermost loop of a block placed under a tile loop (LLVM unrolls the small
+    loops around it)."""
     inner = sch.get_loops(block)[-1]
     ext = extents(sch, [inner])[0]
     w = vector_width(ext, lanes)
@@ -181,17 +182,6 @@ def schedule_tail(sch: s_tir.Schedule, block, lanes: int, tile_loop=None) -> Non
         if ext > w:
             _, inner = sch.split(inner, [None, w])
         sch.vectorize(inner)
-    import os
-    if tile_loop is not None and os.environ.get("XUNROLL"):
-        loops = sch.get_loops(block)
-        at = [sch.get(lp).same_as(sch.get(tile_loop)) for lp in loops].index(True)
-        own = loops[at + 1:-1]
-        n = 1
-        for e in extents(sch, own):
-            n *= e
-        if own and n <= 64:
-            for lp in own:
-                sch.unroll(lp)
 
 
 # set by schedules.schedule_func for kernels too small to be worth a fork-join of the thread pool

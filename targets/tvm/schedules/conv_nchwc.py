@@ -160,5 +160,5 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     if bi <= 16:
         sch.unroll(rc)
     sch.decompose_reduction(conv, rcb)
-    C.schedule_tail(sch, acc, ctx.lanes, x_o)
+    C.schedule_tail(sch, acc, ctx.lanes)
 
