@@ -25,6 +25,7 @@ from tvm.support import cc
 
 from edgec.errors import TargetError
 from edgec.targets.registry import TargetSpec
+from edgec.targets.tvm.stack_allocations import cpu_pipeline
 
 PLAN_VERSION = 1
 KERNEL_PREFIX = "__tvm_ffi_"  # symbol prefix of PrimFuncs exported with the packed ABI
@@ -226,8 +227,6 @@ def build_plan_library(mod: tvm.IRModule, spec: TargetSpec, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plan = lower_to_plan(mod, spec, output_names)
-    from edgec.targets.tvm.stack_allocations import cpu_pipeline
-
     ex = tvm.compile(plan.kernels, target=tvm.target.Target(spec.tvm),
                      tir_pipeline=cpu_pipeline() if spec.is_cpu else "default")
     lib = out / f"{name}.so"
