@@ -86,6 +86,9 @@ def ort_session(model: onnx.ModelProto | bytes | str, threads: int = 1, optimize
 
 
 def run_ort(model: onnx.ModelProto | bytes | str, inputs: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+    from edgec.reference_exact import exact_reference
+
+    model, inputs = exact_reference(model, inputs)  # uint8 x int8 products computed exactly on every CPU
     sess = ort_session(model, threads)
     names = [o.name for o in sess.get_outputs()]
     feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
@@ -122,9 +125,14 @@ def run_reference_model(path: str, feed: dict[str, np.ndarray], io_layout: dict[
     from edgec.ir.loader import load_proto
 
     io_layout = io_layout or {}
+    from edgec.reference_exact import exact_reference
+
     load_proto(path)  # same validation as compile: readable, ONNX, external data inside its directory
     try:
-        sess = ort_session(str(path))  # by path: onnxruntime resolves external data beside it
+        # by path (onnxruntime resolves external data beside it) unless uint8 x int8 products are
+        # re-encoded to be computed exactly on every CPU (edgec.reference_exact)
+        ref, feed = exact_reference(str(path), to_model_layout(feed, io_layout))
+        sess = ort_session(ref)
     except Exception as e:
         raise EdgecError(f"{path}: onnxruntime cannot load the reference model: {' '.join(str(e).split())[:300]}") from None
     want = [i.name for i in sess.get_inputs()]
@@ -134,7 +142,7 @@ def run_reference_model(path: str, feed: dict[str, np.ndarray], io_layout: dict[
                          f"(artifact inputs: {sorted(feed)}); compare with the model the artifact was compiled from")
     names = [o.name for o in sess.get_outputs()]
     try:
-        outs = sess.run(names, to_model_layout({n: feed[n] for n in want}, io_layout))
+        outs = sess.run(names, {n: feed[n] for n in want})
     except Exception as e:
         raise EdgecError(f"{path}: onnxruntime failed to run the reference model: {' '.join(str(e).split())[:300]}") from None
     return to_artifact_layout(dict(zip(names, outs)), io_layout)

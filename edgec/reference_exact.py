@@ -80,3 +80,27 @@ def exact_ort_model(proto, inputs: dict):
 def has_u8s8_products(proto) -> bool:
     """Whether the graph has an op that `exact_ort_model` may re-encode (top-level graph)."""
     return any(n.op_type in _U8S8 for n in proto.graph.node)
+
+
+def exact_reference(model, inputs: dict):
+    """(model, inputs) as onnxruntime should run them as a reference: re-encoded by `exact_ort_model`
+    when the top-level graph has uint8 x int8 products, else as given. `model` is a ModelProto,
+    serialized bytes or a path; a path with no such product stays a path (onnxruntime resolves its
+    external data), one with such products is loaded with its weights, unless that is over
+    protobuf's 2 GiB: then it stays as given, and onnxruntime's own kernels decide."""
+    if isinstance(model, bytes):
+        proto = onnx.load_from_string(model)
+    elif isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
+        proto = onnx.load(str(model), load_external_data=False)
+        if not has_u8s8_products(proto):
+            return model, inputs
+        from pathlib import Path
+
+        onnx.load_external_data_for_model(proto, str(Path(model).parent))
+        if proto.ByteSize() >= 2**31 - 2**20:
+            return model, inputs
+    if not has_u8s8_products(proto):
+        return model, inputs
+    return exact_ort_model(proto, inputs)
