@@ -128,10 +128,10 @@ def run_reference_model(path: str, feed: dict[str, np.ndarray], io_layout: dict[
     from edgec.reference_exact import exact_reference
 
     load_proto(path)  # same validation as compile: readable, ONNX, external data inside its directory
+    # by path (onnxruntime resolves external data beside it) unless uint8 x int8 products are
+    # re-encoded to be computed exactly on every CPU (edgec.reference_exact; a failure there is edgec's)
+    ref, feed = exact_reference(str(path), to_model_layout(feed, io_layout))
     try:
-        # by path (onnxruntime resolves external data beside it) unless uint8 x int8 products are
-        # re-encoded to be computed exactly on every CPU (edgec.reference_exact)
-        ref, feed = exact_reference(str(path), to_model_layout(feed, io_layout))
         sess = ort_session(ref)
     except Exception as e:
         raise EdgecError(f"{path}: onnxruntime cannot load the reference model: {' '.join(str(e).split())[:300]}") from None
