@@ -26,6 +26,7 @@ import pytest
 
 from edgec.api import CompileOptions, compile_model
 from tests.e2e.test_llm_decode import _decode_both, assert_decodes_match
+from tests.nbits_reference import at_accuracy_level_0, host_runs_nbits_in_float
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 FIXTURES = ["tiny_genai_llama_fp32.onnx", "tiny_genai_llama_int4.onnx"]
@@ -42,24 +43,13 @@ def compiled(request, tmp_path_factory):
 
 
 def _reference(path: Path, work: Path) -> Path:
-    """The model as given, unless the host has no 8-bit dot product that the int8 MatMulNBits
-    kernel is written for (AVX2 without VNNI): edgec then runs accuracy_level 4 on its float32
-    kernel (targets/tvm/ops/matmul_nbits.py: at least as accurate as asked), while onnxruntime
-    still quantizes the activations (4e-3 apart on the logits, AMD Zen 3). The reference is then
-    the same model at accuracy_level 0, float32 arithmetic: what edgec computes."""
+    """The model as given, or at accuracy_level 0 where edgec runs MatMulNBits in float32
+    (tests/nbits_reference.py)."""
     import onnx
 
-    from edgec.targets.dot import INT8_X4, dot_instructions
-    from edgec.targets.registry import get_target
-
-    if dot_instructions(get_target("host")) in INT8_X4:
+    if not host_runs_nbits_in_float():
         return path
-    model = onnx.load(str(path))
-    changed = 0
-    for node in model.graph.node:
-        for a in node.attribute:
-            if node.op_type == "MatMulNBits" and a.name == "accuracy_level" and a.i == 4:
-                a.i, changed = 0, changed + 1
+    model, changed = at_accuracy_level_0(onnx.load(str(path)))
     if not changed:
         return path
     out = work / path.name.replace(".onnx", ".float_activations.onnx")

@@ -19,6 +19,7 @@ from edgec.reference import run_ort
 from edgec.targets import get_target
 from edgec.targets.dot import INT8_X4, dot_instructions
 from tests.conftest import require_target_tools
+from tests.nbits_reference import at_accuracy_level_0
 from tests.passes.test_quantize_weights import matmul_model, ort_quantized, quantize
 
 
@@ -46,7 +47,8 @@ def _compile_and_check(q: onnx.ModelProto, tmp_path, shapes) -> int:
     """Compile with symbolic dims; the kernel: int8 activations where the nodes allow it
     (accuracy_level 4) and this host has a dot-product instruction, else float; outputs match
     onnxruntime's (which quantizes A per block too at level 4: the tolerance allows a few roundings
-    of A to land the other way, 1e-3 of the output's magnitude). Returns the artifact's size."""
+    of A to land the other way, 1e-3 of the output's magnitude; where edgec computes in float, its
+    run of the model at level 0, at float tolerance). Returns the artifact's size."""
     path = tmp_path / "q.onnx"
     onnx.save(q, path)
     art = compile_model(path, tmp_path / "art", CompileOptions(target="host", symbolic_dims=True))
@@ -56,7 +58,7 @@ def _compile_and_check(q: onnx.ModelProto, tmp_path, shapes) -> int:
     rng = np.random.default_rng(7)
     for shape in shapes:
         feeds = {"x": rng.standard_normal(shape).astype(np.float32)}
-        want = run_ort(q, feeds)
+        want = run_ort(q if int8 else at_accuracy_level_0(q)[0], feeds)  # tests/nbits_reference.py
         tol = 1e-3 * max(float(np.abs(v).max()) for v in want.values()) if int8 else 1e-4
         assert_outputs_match(run_artifact(art, feeds), want, atol=tol, rtol=1e-4)
     return sum(f.stat().st_size for f in (tmp_path / "art").iterdir())
