@@ -9,7 +9,8 @@ tile, which then stays in registers (MobileNetV2's stem in the model at 2 thread
 ResNet-18's 7x7 stem 751 -> 651 us with the stack allocations). The zero-padded input rows each
 output row reads are built inside the parallel loop (`common.pad_per_task`).
 
-Knobs (`edgec tune --space knobs`): `ot`, `wt` (a divisor of the padded row).
+Knobs (`edgec tune --space knobs`): `ot`, `wt` (a divisor of the padded row), `yt` (output rows
+per task; each task builds the padded input rows it reads once, for every channel tile).
 """
 
 from __future__ import annotations
@@ -30,20 +31,30 @@ def _dims(sch):
 
 
 def default_knobs(sch, ctx) -> dict:
-    _, ocb, _, owp, _, _, _, _ = _dims(sch)
+    n, ocb, oh, owp, _, _, _, _ = _dims(sch)
     ot, cap = conv_tiles(ocb, owp, ctx.registers, ctx.lanes)
-    return {"ot": ot, "wt": C.divisor_le(owp, cap)}  # legalization padded the row to tiles <= cap
+    # legalization padded the row to tiles <= cap
+    return {"ot": ot, "wt": C.divisor_le(owp, cap), "yt": _rows_per_task(n, oh, ctx.threads)}
+
+
+def _rows_per_task(n: int, oh: int, threads: int) -> int:
+    """Output rows per parallel task: the most of 4, 2, 1 that divides the rows and still leaves
+    4 tasks per thread, split evenly."""
+    return next((t for t in (4, 2) if oh % t == 0 and n * oh // t >= 4 * threads
+                 and C.idle_share(n * oh // t, threads) <= 1 / 32), 1)
 
 
 def space(sch, ctx) -> list[dict]:
-    _, ocb, _, owp, _, _, _, _ = _dims(sch)
+    _, ocb, oh, owp, _, _, _, _ = _dims(sch)
     out = []
     for ot in (1, 2, 4, 8):
         if ocb % ot == 0:
             ws = [w for w in range(1, owp + 1) if owp % w == 0 and 4 <= ot * w <= ctx.registers - 4]
             out += [{"ot": ot, "wt": w} for w in ws[-2:]]
     out.sort(key=lambda k: -k["ot"] * k["wt"])
-    return C.knob_space(default_knobs(sch, ctx), out)
+    default = default_knobs(sch, ctx)
+    rows = [{**default, "yt": t} for t in (1, 2, 4, 8) if oh % t == 0]
+    return C.knob_space(default, [*rows, *({**k, "yt": default["yt"]} for k in out)])
 
 
 def apply(sch, ctx, knobs: dict | None = None) -> None:
@@ -52,25 +63,35 @@ def apply(sch, ctx, knobs: dict | None = None) -> None:
     pad = C.find_block(sch, PAD_BLOCK)
     tail = C.inline_consumers(sch, conv, ctx)
     n, o, y, x, k, rc, ry, rx = sch.get_loops(conv)
-    _, ocb, oh, owp, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
-    ot, wt = kn["ot"], kn["wt"]
+    n_ext, ocb, oh, owp, b, ic, _, _ = C.extents(sch, sch.get_loops(conv))
+    ot, wt, yt = kn["ot"], kn["wt"], kn.get("yt", 1)
     o_o, o_i = sch.split(o, [None, ot])
     x_o, x_i = sch.split(x, [None, wt])
+    y_o, y_i = sch.split(y, [None, yt])
     # pixel outer, channel vector inner: each broadcast input pixel meets its `ot` weight vectors
     # at once. The other order (o_i outer) let LLVM keep all `wt` broadcasts live across the
     # `ot` passes (24 accumulators + 12 broadcasts + 2 weights > 32 zmm): spills and register
-    # shuffles in ResNet-18's 7x7 stem; this order has none (single-thread 2.81 -> 2.46 ms)
-    sch.reorder(n, o_o, y, x_o, rc, ry, rx, x_i, o_i, k)
-    row = sch.fuse(n, o_o, y)
+    # shuffles in ResNet-18's 7x7 stem; this order has none (single-thread 2.81 -> 2.46 ms).
+    # A task is `yt` output rows of every channel tile, so the zero-padded input rows it reads
+    # are built once for all of them, and overlapping rows once for its `yt` rows (a task per
+    # channel tile and row built them ocb/ot times: a third of MobileNetV2's stem time on AVX2).
+    # Too few rows for the threads: the channel tiles join the parallel loop.
+    if n_ext * (oh // yt) >= 4 * ctx.threads:
+        sch.reorder(n, y_o, y_i, o_o, x_o, rc, ry, rx, x_i, o_i, k)
+        row, one_row = sch.fuse(n, y_o), o_o
+    else:
+        sch.reorder(n, y_o, o_o, y_i, x_o, rc, ry, rx, x_i, o_i, k)
+        row, one_row = sch.fuse(n, y_o, o_o), y_i
     C.parallel(sch, row)
     if _blocked_output(sch, tail, owp):
         # a blocked output of the unpadded width (MobileNetV2's stem feeding NCHW8c/16c convs): the
         # epilogue runs on each register tile, which then stays in registers
         acc = C.place_accumulator(sch, conv, tail, x_o)
     else:
-        # the NCHW unpack + epilogue runs per output row on the real width, vectorized along it
-        # (a tile-level epilogue would test the padded columns per lane and be scalarized)
-        acc = C.place_accumulator(sch, conv, tail, row)
+        # the NCHW unpack + epilogue runs per output row and channel tile (`one_row`) on the real width,
+        # vectorized along it (a tile-level epilogue would test the padded columns per lane and be
+        # scalarized)
+        acc = C.place_accumulator(sch, conv, tail, one_row)
     if pad is not None:
         C.pad_per_task(sch, pad, row)
     sch.vectorize(k)
