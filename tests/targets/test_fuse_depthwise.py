@@ -80,8 +80,9 @@ def test_depthwise_before_a_3x3_conv_is_not_fused(tmp_path):
     assert "depthwise-pointwise-nchwc" not in used
 
 
-def _fused_knobs(model, threads=2) -> list[dict]:
-    """The default knobs of each fused depthwise-pointwise kernel of `model` for the AVX-512 target."""
+def _fused_knobs(model, threads=2, spec_name="x86-64-avx512") -> list[dict]:
+    """The default knobs of each fused depthwise-pointwise kernel of `model` (AVX-512 target unless
+    `spec_name` says otherwise)."""
     import onnx_ir as ir
     import tvm
     from tvm import s_tir
@@ -91,7 +92,7 @@ def _fused_knobs(model, threads=2) -> list[dict]:
     from edgec.targets.tvm.lower import lower_model
     from edgec.targets.tvm.schedules import dwconv_pointwise
 
-    spec = get_target("x86-64-avx512")
+    spec = get_target(spec_name)
     target = tvm_target(spec)
     mod = optimize_relax(lower_model(ir.serde.deserialize_model(model))[0], target, spec, threads=threads)
     ctx = context_for(spec, target, threads)
@@ -111,6 +112,36 @@ def _fused_knobs(model, threads=2) -> list[dict]:
 def test_fused_kernel_rows_split_evenly(hidden, cout, hw, tile):
     knobs = _fused_knobs(_block(16, hidden, cout, (hw, hw)))
     assert [(k["ot"], k["yt"], k["wt"], k["split"]) for k in knobs] == [(*tile, "rows")]
+
+
+@pytest.mark.parametrize("spec_name, dwt", [("x86-64", 7), ("x86-64-avx512", 16)])
+def test_depthwise_tile_fits_the_register_file(tmp_path, spec_name, dwt):
+    """An 8-pixel depthwise tile (8 accumulators, the 10 input vectors of its 3-wide window, a
+    weight) spilled on AVX2's 16 registers: 7 pixels there, in the fused pair and in the
+    standalone depthwise rule; AVX-512 keeps 16. Same results as onnxruntime on this host."""
+    import onnx_ir as ir
+    import tvm
+    from tvm import s_tir
+
+    from edgec.targets.registry import get_target
+    from edgec.targets.tvm.build import context_for, optimize_relax, tvm_target
+    from edgec.targets.tvm.lower import lower_model
+    from edgec.targets.tvm.schedules import dwconv_nchwc
+
+    model = _block(16, 32, 16, (112, 112))
+    assert [k["dwt"] for k in _fused_knobs(model, spec_name=spec_name)] == [dwt]
+    dw, inits, y = _conv("x", 32, 32, 3, group=32, tag="dw")
+    alone = _model([dw, helper.make_node("Relu", [y], ["out"])], [("x", [1, 32, 112, 112])], "out", inits)
+    spec = get_target(spec_name)
+    target = tvm_target(spec)
+    mod = optimize_relax(lower_model(ir.serde.deserialize_model(alone))[0], target, spec, threads=2)
+    ctx = context_for(spec, target, 2)
+    tiles = [dwconv_nchwc.default_knobs(s_tir.Schedule(f), ctx)["wt"] for f in mod.functions.values()
+             if isinstance(f, tvm.tirx.PrimFunc) and dwconv_nchwc.match(s_tir.Schedule(f), ctx)]
+    assert tiles == [dwt]
+    if spec_name == "x86-64":  # runs on any x86-64 host
+        assert _check(model, tmp_path, spec=spec_name, threads=2).get("depthwise-pointwise-nchwc") == 1
+        assert _check(alone, tmp_path, spec=spec_name, threads=2).get("depthwise-nchwc") == 1
 
 
 def test_knob_space_of_the_fused_kernel_schedules():

@@ -26,7 +26,7 @@ def default_knobs(sch, ctx) -> dict:
     # rows first where the (padded) input planes are large: its producer then splits rows too
     # (common.parallel_order); on 14x14 and smaller planes the channel split measured faster
     rows = oh % ctx.threads == 0 and ih * iw > 256
-    return {"wt": C.good_tile(ow, max(ctx.registers // 2, 4)), "pad": "inline", "par": 8,
+    return {"wt": C.good_tile(ow, C.depthwise_tile_cap(ctx.registers)), "pad": "inline", "par": 8,
             "order": "rows" if rows else "channels"}
 
 

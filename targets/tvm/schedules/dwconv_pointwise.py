@@ -38,7 +38,7 @@ def default_knobs(sch, ctx) -> dict:
     # each thread takes its share of the channel tiles and computes all the depthwise rows itself
     rows = (oh // kn["yt"]) % ctx.threads == 0 or (ocb // kn["ot"]) % ctx.threads
     split = "rows" if rows else "channels"
-    return {"ot": kn["ot"], "yt": kn["yt"], "wt": kn["wt"], "dwt": C.good_tile(ow, max(ctx.registers // 2, 4)),
+    return {"ot": kn["ot"], "yt": kn["yt"], "wt": kn["wt"], "dwt": C.good_tile(ow, C.depthwise_tile_cap(ctx.registers)),
             "split": split}
 
 
