@@ -1,10 +1,12 @@
 """Where does a pruned model's latency ratio differ from its FLOPs ratio? Per layer, same run.
 
     python benchmarks/prune_layer_profile.py ORIGINAL.onnx PRUNED.onnx [--threads 1] [--runs 100]
-        [--artifacts ORIG_ART PRUNED_ART]
+        [--block 10] [--artifacts ORIG_ART PRUNED_ART]
 
-Both models are compiled for the host (or `--artifacts` are loaded) and profiled in this process:
-every kernel call's minimum over `--runs` runs (the Relax VM's instrument hook). The conv /
+Both models are compiled for the host (or `--artifacts` are loaded) and profiled in this process,
+alternating blocks of `--block` runs (so that a slow spell of a shared machine falls on both, not on
+one model's whole profile): every kernel call's minimum over `--runs` runs (the Relax VM's
+instrument hook). The conv /
 matmul kernels are matched in order to the ONNX Conv / Gemm / MatMul nodes (edgec fuses each
 such node with its epilogue into one kernel, and a depthwise conv with the 1x1 conv after it:
 such a kernel is one row for both layers; the script stops if the counts differ). Printed:
@@ -55,17 +57,27 @@ def layer_flops(path: str) -> tuple[list[tuple[str, int]], int]:
     return rows, flops(model)
 
 
-def kernel_times(artifact: str, threads: int, runs: int) -> list[tuple[str, float]]:
-    """[(kernel name, seconds)] per call site in call order, VM builtins left out."""
+def kernel_times(artifacts: list[str], threads: int, runs: int, block: int = 10) -> list[list[tuple[str, float]]]:
+    """Per artifact, [(kernel name, seconds)] per call site in call order, VM builtins left out:
+    each site's minimum over `runs` runs, the artifacts taking turns in blocks of `block` runs."""
     from edgec.artifact import load_artifact
     from edgec.reference import seeded_inputs
     from edgec.targets.tvm.execute import load
 
-    art = load_artifact(artifact)
-    m = load(art, threads)
-    feed = seeded_inputs(art.inputs, 0)
-    m.run(feed)
-    return [(n.split("(")[0], t) for n, t in m.profile(feed, runs) if not n.startswith("vm.builtin")]
+    loaded = []
+    for path in artifacts:
+        art = load_artifact(path)
+        m = load(art, threads)
+        feed = seeded_inputs(art.inputs, 0)
+        m.run(feed)
+        loaded.append((m, feed))
+    best: list[list[tuple[str, float]] | None] = [None] * len(loaded)
+    for start in range(0, runs, block):
+        for i, (m, feed) in enumerate(loaded):
+            got = [(n.split("(")[0], t) for n, t in m.profile(feed, min(block, runs - start))
+                   if not n.startswith("vm.builtin")]
+            best[i] = got if best[i] is None else [(n, min(t, u)) for (n, t), (_, u) in zip(best[i], got)]
+    return best
 
 
 def is_layer_kernel(name: str) -> bool:
@@ -98,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--artifacts", nargs=2, metavar=("ORIG_ART", "PRUNED_ART"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--block", type=int, default=10, help="runs per turn of each model (default 10)")
     ap.add_argument("--top", type=int, default=8)
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="prune-layers-") as d:  # the compiled artifacts, unless given
@@ -107,7 +120,7 @@ def main(argv=None) -> int:
 
             arts = [str(edgec.compile(p, output=Path(d) / n, threads=a.threads).path)
                     for n, p in (("original", a.original), ("pruned", a.pruned))]
-        ka, kb = (kernel_times(x, a.threads, a.runs) for x in arts)
+        ka, kb = kernel_times(list(arts), a.threads, a.runs, a.block)
     (fa, total_a), (fb, total_b) = layer_flops(a.original), layer_flops(a.pruned)
     ma, mb = (match_layers(f, [k for k in ks if is_layer_kernel(k[0])]) for f, ks in ((fa, ka), (fb, kb)))
     if ma is None or mb is None or len(ma) != len(mb):
@@ -117,7 +130,7 @@ def main(argv=None) -> int:
     other_b = sum(t for k, t in kb if not is_layer_kernel(k))
     tot_a, tot_b = sum(t for _, t in ka), sum(t for _, t in kb)
     F = total_b / total_a
-    print(f"{a.threads} thread(s), per-call minimum of {a.runs} runs")
+    print(f"{a.threads} thread(s), per-call minimum of {a.runs} runs (the models alternating every {a.block})")
     print("| # | pruned layer | kernel | ms (orig -> pruned) | time ratio | FLOPs ratio | GFLOP/s (orig -> pruned) |")
     print("|---|---|---|---|---|---|---|")
     ideal, pull, whole, depthwise = other_a, [], [0.0, 0.0], [0.0, 0.0]  # [original time, proportional]
