@@ -31,6 +31,21 @@ def test_kernels_that_do_not_cover_the_layers_are_refused():
 def test_kernel_times_alternate_the_models_in_one_process(tmp_path, monkeypatch):
     """Both artifacts are profiled in turns of `block` runs (a slow spell falls on both): each
     gets per-site minimums over all its runs, in call order, VM builtins left out."""
+    import os
+
+    # loading with threads=1 writes TVM_NUM_THREADS=1 into this process's environment
+    # (runtime.set_threads) and TVM's pool binds this thread to one CPU: both are restored after
+    # the test, or later tests (and their subprocesses: the C API bundle checks) see one core
+    monkeypatch.setenv("TVM_NUM_THREADS", os.environ.get("TVM_NUM_THREADS", "2"))
+    cpus = os.sched_getaffinity(0)
+    try:
+        _profile_two(tmp_path, monkeypatch)
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def _profile_two(tmp_path, monkeypatch):
+    """Two conv models compiled and profiled by kernel_times on 1 thread."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper, save
 
