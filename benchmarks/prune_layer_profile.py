@@ -6,10 +6,10 @@
 Both models are compiled for the host (or `--artifacts` are loaded) and profiled in this process,
 alternating blocks of `--block` runs (so that a slow spell of a shared machine falls on both, not on
 one model's whole profile): every kernel call's minimum over `--runs` runs (the Relax VM's
-instrument hook). The conv /
-matmul kernels are matched in order to the ONNX Conv / Gemm / MatMul nodes (edgec fuses each
-such node with its epilogue into one kernel, and a depthwise conv with the 1x1 conv after it:
-such a kernel is one row for both layers; the script stops if the counts differ). Printed:
+instrument hook). The conv / matmul kernels are matched in order to the ONNX Conv / Gemm /
+MatMul nodes (edgec fuses each such node with its epilogue into one kernel, and a depthwise conv
+with the 1x1 conv after it: such a kernel is one row for both layers; the script stops if the
+counts differ). Printed:
 per layer the time and FLOPs ratios and the attained GFLOP/s, then three whole-model figures:
 
 - measured: the pruned model's summed kernel time / the original's;
