@@ -13,6 +13,7 @@ from tvm import relax
 
 from edgec.aligned import aligned_empty as _aligned_empty
 from edgec.errors import GUARD_PREFIX, GuardError
+from edgec.targets.tvm import parallel_pool
 
 
 def default_threads() -> int:
@@ -33,13 +34,26 @@ def default_threads() -> int:
 
 
 def set_threads(n: int | None) -> int:
-    """Size TVM's thread pool to `n` threads (default: `default_threads()`); returns the count.
-    `runtime.config_threadpool` alone cannot raise the pool above TVM's MaxConcurrency, which
-    it re-reads from `TVM_NUM_THREADS`, so that is set first."""
+    """Size the kernels' thread pool to `n` threads (default: `default_threads()`); returns the
+    count. edgec's pool (parallel_pool) when it is available: it leaves the caller's CPU affinity
+    and environment alone. Else TVM's: `runtime.config_threadpool` alone cannot raise TVM's pool
+    above its MaxConcurrency, which it re-reads from `TVM_NUM_THREADS`, so that is set first (and
+    TVM binds the calling thread to a CPU)."""
     n = int(n) if n else default_threads()
+    if not parallel_pool.set_threads(n):
+        _size_tvm_pool(n)
+    return n
+
+
+def _size_tvm_pool(n: int) -> None:
     os.environ["TVM_NUM_THREADS"] = str(n)
     tvm.get_global_func("runtime.config_threadpool")(0, n)
-    return n
+
+
+def pool_threads() -> int:
+    """Threads the kernels' parallel loops run on (the pool set_threads sized)."""
+    lib = parallel_pool.pool()
+    return lib.edgec_pool_threads() if lib is not None else tvm.get_global_func("runtime.NumThreads")()
 
 
 _LOADED: dict[str, tuple] = {}  # library path -> identity of the file first loaded from it
@@ -48,7 +62,8 @@ _LOADED: dict[str, tuple] = {}  # library path -> identity of the file first loa
 def load_library(library: Path):
     """tvm.runtime.load_module, but never a stale library: the dynamic loader reuses an object
     already loaded from the same path, so a library recompiled into that path would silently run
-    the old code in this process. A changed file at a known path is loaded from a private copy."""
+    the old code in this process. A changed file at a known path is loaded from a private copy.
+    The loaded library's parallel loops are pointed at edgec's pool (parallel_pool.install)."""
     import atexit
     import shutil
     import tempfile
@@ -57,13 +72,16 @@ def load_library(library: Path):
     st = os.stat(path)
     ident = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
     first = _LOADED.setdefault(path, ident)
-    if first == ident:
-        return tvm.runtime.load_module(path)
-    tmp = tempfile.mkdtemp(prefix="edgec-lib-")
-    atexit.register(shutil.rmtree, tmp, True)
-    copy = Path(tmp) / Path(path).name
-    shutil.copyfile(path, copy)
-    return tvm.runtime.load_module(str(copy))
+    if first != ident:
+        tmp = tempfile.mkdtemp(prefix="edgec-lib-")
+        atexit.register(shutil.rmtree, tmp, True)
+        copy = Path(tmp) / Path(path).name
+        shutil.copyfile(path, copy)
+        path = str(copy)
+    mod = tvm.runtime.load_module(path)
+    if parallel_pool.install(path) < 0:  # a library with barriers keeps TVM's pool: size it too
+        _size_tvm_pool(pool_threads())
+    return mod
 
 
 _DLPACK_OK: dict[np.dtype, bool] = {}  # numpy's dtype.name costs microseconds per call
@@ -97,10 +115,10 @@ class LoadedModel:
     def __init__(self, library: Path, input_names: list[str], output_names: list[str], threads: int | None = None,
                  weights: list[np.ndarray] | None = None, allocator: str = "pooled", after_run=None,
                  in_place=()):
-        # TVM's worker threads spin between kernels (its default, like onnxruntime's
-        # allow_spinning=1): waking sleeping workers for each of MobileNetV2's ~65 parallel kernels
-        # cost 20% of its latency (4.2 vs 5.2 ms). Set TVM_THREAD_POOL_SPIN_COUNT=0 when another
-        # runtime computes in this process between edgec calls.
+        # The pool's workers spin between kernels (like onnxruntime's allow_spinning=1): waking
+        # sleeping workers for each of MobileNetV2's ~65 parallel kernels cost 20% of its latency
+        # (4.2 vs 5.2 ms, TVM's pool). Set TVM_THREAD_POOL_SPIN_COUNT=0 when another runtime
+        # computes in this process between edgec calls (parallel_pool).
         set_threads(threads)
         self.vm = relax.VirtualMachine(load_library(library), tvm.cpu(), memory_cfg=allocator)
         self._main = self.vm["main"]  # looked up once: a per-call lookup is measurable on small models

@@ -33,9 +33,10 @@ def test_kernel_times_alternate_the_models_in_one_process(tmp_path, monkeypatch)
     gets per-site minimums over all its runs, in call order, VM builtins left out."""
     import os
 
-    # loading with threads=1 writes TVM_NUM_THREADS=1 into this process's environment
-    # (runtime.set_threads) and TVM's pool binds this thread to one CPU: both are restored after
-    # the test, or later tests (and their subprocesses: the C API bundle checks) see one core
+    # with TVM's pool (EDGEC_PARALLEL_POOL=tvm, or no C++ compiler for edgec's), loading with
+    # threads=1 writes TVM_NUM_THREADS=1 into this process's environment (runtime.set_threads) and
+    # binds this thread to one CPU: both are restored after the test, or later tests (and their
+    # subprocesses: the C API bundle checks) see one core
     monkeypatch.setenv("TVM_NUM_THREADS", os.environ.get("TVM_NUM_THREADS", "2"))
     cpus = os.sched_getaffinity(0)
     try:
