@@ -40,6 +40,13 @@
 
 namespace {
 
+// One step of a spin: a pause, and every 4096th step a sched_yield, so that a spinning thread
+// lets another runnable thread of its CPU (another process's, on a busy machine) run now and then.
+inline void Relax(unsigned step) {
+  if ((step & 4095) == 0) std::this_thread::yield();
+  else EDGEC_CPU_RELAX();
+}
+
 typedef struct {
   void* sync_handle;
   int32_t num_task;
@@ -82,7 +89,7 @@ class Pool {
       wake_.notify_all();
     }
     int rc = RunTasks(0);
-    while (pending_.load(std::memory_order_acquire) != 0) EDGEC_CPU_RELAX();
+    for (unsigned i = 1; pending_.load(std::memory_order_acquire) != 0; ++i) Relax(i);
     if (rc == 0 && failed_.load(std::memory_order_relaxed)) {
       if (RaiseError raise = g_raise.load()) raise("RuntimeError", "a parallel task of a kernel failed on a worker thread");
       return -1;
@@ -141,7 +148,7 @@ class Pool {
       if (generation_.load(std::memory_order_acquire) != seen) return true;
       if (stop_.load(std::memory_order_relaxed)) return false;
       if ((i & 255) == 0 && Clock::now() >= deadline) break;
-      EDGEC_CPU_RELAX();
+      Relax(i);
     }
     std::unique_lock<std::mutex> lk(mu_);
     sleepers_.fetch_add(1, std::memory_order_seq_cst);
