@@ -207,7 +207,13 @@ def odd_bert():
 
 MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenetv2, "bert": bert}
 ODD_MODELS = {"odd_cnn": odd_cnn, "odd_mobilenet": odd_mobilenet, "odd_bert": odd_bert}
-EXTRA_MODELS = {"resnet_block": resnet_block}  # select with --models
+def small_block():
+    """A ResNet BasicBlock at 28x28 with 32 channels: kernels of tens of microseconds, where a
+    thread pool's fork-join cost shows (benchmarks/bench_parallel_pool.py)."""
+    return resnet_block(hw=28, c=32)
+
+
+EXTRA_MODELS = {"resnet_block": resnet_block, "small_block": small_block}  # select with --models
 
 
 def flops_of(model: onnx.ModelProto) -> int:
