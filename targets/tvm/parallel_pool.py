@@ -96,14 +96,18 @@ def reason() -> str | None:
 
 def set_threads(n: int) -> bool:
     """Size edgec's pool to n threads (the caller and n - 1 workers); False when TVM's pool is used.
-    The workers are restarted only when the count or the spin time changes."""
+    The workers are restarted only when the count or the spin time changes. When the system
+    refuses a thread, a warning says so and the pool runs every loop on the calling thread."""
     lib = pool()
     if lib is None:
         return False
     want = (int(n), spin_us())
     if _STATE.get("threads") != want:
-        if lib.edgec_pool_set_threads(*want) != 0:
-            raise OSError(f"edgec's pool could not start {n - 1} worker threads")
+        if lib.edgec_pool_set_threads(*want) != 0:  # the pool is serial then: right results, one thread
+            import warnings
+
+            warnings.warn(f"edgec's thread pool could not start {n - 1} worker thread(s): running on one thread",
+                          RuntimeWarning, stacklevel=2)
         _STATE["threads"] = want
     return True
 
