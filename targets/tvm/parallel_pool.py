@@ -102,7 +102,7 @@ def set_threads(n: int) -> bool:
     if lib is None:
         return False
     want = (int(n), spin_us())
-    if _STATE.get("threads") != want:
+    if _STATE.get("threads") != want or lib.edgec_pool_threads() != want[0]:  # a forked child starts serial
         if lib.edgec_pool_set_threads(*want) != 0:  # the pool is serial then: right results, one thread
             import warnings
 

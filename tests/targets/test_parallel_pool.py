@@ -55,6 +55,8 @@ if fork:  # the child has no pool workers: its launches must still finish, with 
         import signal
         signal.alarm(60)
         same = all(np.array_equal(m.run({"x": x})["y"], y) for _ in range(5))
+        again = load(a, threads=threads)  # loading in the child starts its own workers
+        same &= runtime.pool_threads() == threads and np.array_equal(again.run({"x": x})["y"], y)
         os._exit(0 if same else 3)
     child_ok = os.waitpid(pid, 0)[1] == 0
 print(json.dumps({"affinity_kept": sorted(os.sched_getaffinity(0)) == affinity,
@@ -124,6 +126,8 @@ def test_loading_leaves_the_callers_affinity_and_environment_alone(conv_model):
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
 def test_a_forked_child_runs_the_model_without_the_parents_workers(conv_model):
+    """The child has no pool workers: its launches run serially, until it loads a model (and sizes
+    its pool) itself."""
     d, art, _ = conv_model
     r, _ = _probe(d, art, 2, "fork", fork=True)
     assert r["child_ok"] is True
