@@ -115,10 +115,13 @@ def set_threads(n: int) -> bool:
 def install(library: str | Path) -> int:
     """Point the parallel-launch hook of the kernel library loaded from `library` (already loaded
     by TVM) at edgec's pool. Returns 1; 0 when the library has no parallel loop or TVM's pool is
-    used; -1 when the library synchronizes inside its parallel loops (TVM's pool stays its pool).
-    Raises OSError when the library is not loaded in this process."""
+    used; -1 when the library synchronizes inside its parallel loops, or cannot be found among
+    this process's loaded libraries (TVM's pool stays its pool: the caller sizes it)."""
     lib = pool()
     if lib is None:
         return 0
-    handle = ctypes.CDLL(str(library), mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)  # this process's copy
+    try:
+        handle = ctypes.CDLL(str(library), mode=os.RTLD_NOLOAD | os.RTLD_LOCAL)  # this process's copy
+    except OSError:
+        return -1
     return int(lib.edgec_pool_install(handle._handle))

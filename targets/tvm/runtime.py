@@ -79,7 +79,7 @@ def load_library(library: Path):
         shutil.copyfile(path, copy)
         path = str(copy)
     mod = tvm.runtime.load_module(path)
-    if parallel_pool.install(path) < 0:  # a library with barriers keeps TVM's pool: size it too
+    if parallel_pool.install(path) < 0:  # the library keeps TVM's pool: size that too
         _size_tvm_pool(pool_threads())
     return mod
 

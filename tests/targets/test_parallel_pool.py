@@ -163,3 +163,13 @@ def test_two_threads_run_models_at_once(conv_model):
     assert not any(t.is_alive() for t in threads)
     assert len(results) == 80 and all(results)
     assert _matches_onnxruntime(d, x, want)
+
+
+def test_a_library_not_loaded_here_keeps_tvms_pool(tmp_path):
+    """install() on a path this process has not loaded reports -1 (the caller then sizes TVM's
+    pool) instead of raising out of the model load."""
+    from edgec.targets.tvm import parallel_pool
+
+    if parallel_pool.pool() is None:
+        pytest.skip(f"edgec's pool is not in use here: {parallel_pool.reason()}")
+    assert parallel_pool.install(tmp_path / "never_loaded.so") == -1
