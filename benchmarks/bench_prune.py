@@ -6,8 +6,8 @@
     python benchmarks/bench_prune.py --tune 6m                # both models tuned alike, then timed
 
 For each model (benchmarks/models.py, random weights): edgec.prune.prune_model (channel mode,
-`--ratio`, `--round-to`: channels kept per layer a multiple of the host's vector block, as `edgec
-compile --prune` does), the pruned model checked with onnx.checker and run in onnxruntime,
+`--ratio`, `--round-to`: channels kept per layer a multiple of what `edgec compile --prune` keeps on
+the host, TargetSpec.prune_channel_multiple: 16 on x86), the pruned model checked with onnx.checker and run in onnxruntime,
 parameters / FLOPs / file size before and after, output agreement with the original on seeded
 inputs; then the original and the pruned model are compiled for the host (`edgec compile`, the
 default pipeline) and timed, together with onnxruntime on both, in `--rounds` interleaved rounds:
@@ -171,8 +171,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="resnet18,mobilenetv2")
     ap.add_argument("--ratio", type=float, default=0.3)
-    ap.add_argument("--round-to", type=int, default=16, help="channels kept per layer a multiple of this "
-                    "(16: the AVX-512 host's block; 1: the ratio exactly)")
+    ap.add_argument("--round-to", type=int, default=None, help="channels kept per layer a multiple of this "
+                    "(default: what `edgec compile --prune` keeps on the host; 1: the ratio exactly)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=20)
@@ -186,6 +186,10 @@ def main(argv=None) -> int:
                     "openvino is installed: `pip install 'edgec[bench]'`)")
     ap.add_argument("--out", default=None, help="keep the models and artifacts here (default: a temporary dir)")
     a = ap.parse_args(argv)
+    if a.round_to is None:
+        from edgec.targets.registry import get_target
+
+        a.round_to = get_target("host").prune_channel_multiple
     work = Path(a.out or tempfile.mkdtemp(prefix="bench-prune-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"load at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")

@@ -133,7 +133,7 @@ def optimize(model: ir.Model, spec: TargetSpec | None, opts: CompileOptions,
         ppass, popts = opts.prune
         text = f"fix-input-shapes,{PRUNE_PREPARE},{ppass},infer-shapes,{text}"
         if ppass == "prune-channels" and "round_to" not in popts and spec is not None and spec.is_cpu:
-            popts = {**popts, "round_to": max(int(spec.vector_bits) // 32, 1)}  # the backend's channel block
+            popts = {**popts, "round_to": spec.prune_channel_multiple}  # channel counts the conv tiles divide
         pass_options = {**(pass_options or {}), ppass: popts}
     pipeline = parse_pipeline(text)
     if opts.io_layout == "nhwc" and not any(p.name == "to-nhwc" for p in pipeline.passes):

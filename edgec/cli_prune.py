@@ -97,8 +97,8 @@ def prune_settings(value: str | None) -> tuple | None:
 @click.option("--samples", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--preprocess", default="", help="For image folders (as `edgec quantize`).")
 @click.option("--round-to", "round_to", type=click.IntRange(1), default=None,
-              help="channel: keep a multiple of N channels per layer, the one nearest the asked count (not below 90% of it; the target's vector block: 16 for AVX-512, "
-                   "8 for AVX2, 4 for NEON; `compile --prune` uses the target's). Default 1.")
+              help="channel: keep a multiple of N channels per layer, the one nearest the asked count (not below 90% of it). 16 suits edgec's CPU targets (an AVX-512 block, "
+                   "two AVX2 blocks, four NEON blocks: what `compile --prune` uses). Default 1.")
 @click.option("--keep", multiple=True, metavar="NAMES",
               help="Node or weight names (comma-separated, globs) never pruned (repeatable).")
 @click.option("--layer-ratio", "layer_ratio", multiple=True, metavar="NAME=R",

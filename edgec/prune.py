@@ -37,7 +37,7 @@ class PruneOptions:
     layer_ratios: dict[str, float] = field(default_factory=dict)
     protect_ends: bool = True              # first layers (and last: their outputs are graph outputs)
     round_to: int | None = None            # channel mode: channels kept per layer a multiple of this
-    #                                        (None: 1; `compile --prune` uses the target's vector block)
+    #                                        (None: 1; `compile --prune` uses TargetSpec.prune_channel_multiple)
     calibration_data: str | None = None    # importance "sensitivity"
     samples: int = 16
     seed: int = 0
