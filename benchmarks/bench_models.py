@@ -50,9 +50,13 @@ ENV.update({"TVM_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
 TVM_ROW = "TVM, no schedules"
 
 
-def time_calls(run, warmup: int, repeat: int) -> list[float]:
-    """Seconds of each of `repeat` calls of `run`, after `warmup` untimed ones (whole calls, I/O included)."""
+def time_calls(run, warmup: int, repeat: int, warmup_s: float = 0.0) -> list[float]:
+    """Seconds of each of `repeat` calls of `run`, after `warmup` untimed ones, and more untimed
+    ones until `warmup_s` seconds have passed (whole calls, I/O included)."""
+    t_end = time.perf_counter() + warmup_s
     for _ in range(warmup):
+        run()
+    while time.perf_counter() < t_end:
         run()
     ts = []
     for _ in range(repeat):

@@ -14,6 +14,11 @@ default pipeline) and timed, together with onnxruntime on both, in `--rounds` in
 each measurement in its own subprocess with `--threads` threads (the first round compiles and
 compares edgec's outputs with onnxruntime's, later rounds load the same artifact). Medians and
 minimums over rounds x repeats (on a shared machine the minimum is the least disturbed figure).
+Each process warms up for `--warmup` calls and at least `--warmup-s` seconds before it times: on the
+2-core KVM guest of sessions 22-25 a fresh process's first 0.1-0.3 s of calls ran up to 40% slower, so a
+fixed count of warm-up calls (3 until session 25) timed the pruned model's 20 calls (60 ms) inside that
+phase more than the original's (100 ms), which biased the ratio against pruning: 0.614 with 3 calls,
+0.543 with 0.5 s, same run, interleaved (docs/pruning.md, session 25).
 The bar: compiled latency drops at least in proportion to the FLOPs removed, i.e.
 latency(pruned) / latency(original) <= FLOPs(pruned) / FLOPs(original), medians of the same run.
 With --tune, the original and the pruned model each get the same budget of `edgec tune --space
@@ -44,7 +49,7 @@ from models import mobilenetv2, resnet18, sample_inputs  # noqa: E402
 MODELS = {"resnet18": resnet18, "mobilenetv2": mobilenetv2}
 
 
-def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int, repeat: int, round_to: int) -> dict:
+def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int, repeat: int, warmup_s: float) -> dict:
     """Time one runtime on one model in this process: onnxruntime, or edgec (compiled into
     `artifact` by the first round, with its outputs compared with onnxruntime's; loaded after)."""
     model = onnx.load(model_path)
@@ -55,9 +60,9 @@ def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int,
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         sess = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
-        return {"times": time_calls(lambda: sess.run(None, inputs), warmup, repeat)}
+        return {"times": time_calls(lambda: sess.run(None, inputs), warmup, repeat, warmup_s)}
     if kind == "ov":
-        return ov_worker(model_path, inputs, threads, warmup, repeat)
+        return ov_worker(model_path, inputs, threads, warmup, repeat, warmup_s)
     from edgec.artifact import load_artifact
     from edgec.targets.tvm.execute import load
 
@@ -74,11 +79,11 @@ def worker(kind: str, model_path: str, artifact: str, threads: int, warmup: int,
         out["outputs_match"] = all_match(compare_outputs(m.run(inputs), run_ort(model_path, inputs),
                                                          Tolerance(1e-4, 1e-4)))
     m = load(load_artifact(artifact), threads=threads)
-    out["times"] = m.bench(inputs, warmup, repeat)
+    out["times"] = time_calls(lambda: m.run(inputs), warmup, repeat, warmup_s)  # LoadedModel.bench's loop
     return out
 
 
-def ov_worker(model_path: str, inputs: dict, threads: int, warmup: int, repeat: int) -> dict:
+def ov_worker(model_path: str, inputs: dict, threads: int, warmup: int, repeat: int, warmup_s: float) -> dict:
     """OpenVINO's CPU plugin on the same ONNX file: f32, latency hint, one stream, `threads` threads;
     its outputs compared with onnxruntime's before timing."""
     import openvino as ov
@@ -93,12 +98,12 @@ def ov_worker(model_path: str, inputs: dict, threads: int, warmup: int, repeat: 
     got = {n: np.asarray(v) for port, v in res.items() for n in port.get_names()}
     ref = run_ort(model_path, inputs)
     match = all_match(compare_outputs({n: got[n] for n in ref if n in got}, ref, Tolerance(1e-3, 1e-3)))
-    return {"times": time_calls(lambda: req.infer(inputs), warmup, repeat), "outputs_match": match}
+    return {"times": time_calls(lambda: req.infer(inputs), warmup, repeat, warmup_s), "outputs_match": match}
 
 
 def spawn(kind: str, model: Path, artifact: str, a) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, str(model), artifact, str(a.threads), str(a.warmup),
-           str(a.repeat), "1"]
+           str(a.repeat), str(a.warmup_s)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TVM_NUM_THREADS": str(a.threads), "OMP_NUM_THREADS": str(a.threads)}
     try:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
@@ -177,6 +182,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup-s", type=float, default=0.5, help="untimed calls go on for at least this many "
+                    "seconds in each process (default 0.5: a fresh process's first ~0.1-0.3 s of calls run slow on "
+                    "a shared 2-core VM, which a fixed count of warm-up calls gives the faster model more of)")
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--tune", default=None, metavar="DURATION",
                     help="tune each model (original and pruned alike) with `edgec tune --space knobs` for this long "
@@ -231,7 +239,7 @@ def main(argv=None) -> int:
         rows.append((name, r, med, low, flops_ratio, lat_ratio, p["cosine"], met, notes + ov_notes + arm + spread))
     print(f"load at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)")
     print(f"\nchannel pruning at ratio {a.ratio}, round-to {a.round_to}; latency: median (min) ms over {a.rounds} "
-          f"interleaved rounds x {a.repeat} runs, {a.threads} thread(s)"
+          f"interleaved rounds x {a.repeat} runs (after {a.warmup} and >= {a.warmup_s} s of untimed ones), {a.threads} thread(s)"
           + (f"; edgec tuned ({a.tune} of knob search per model)" if a.tune else ""))
     print("| model | params | FLOPs | file | cosine vs original | edgec ms (orig -> pruned) | ORT ms (orig -> pruned) "
           + ("| OpenVINO ms (orig -> pruned) " if with_ov else "")
@@ -256,7 +264,7 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        kind, model, art, threads, warmup, repeat, _ = sys.argv[2:9]
-        print(json.dumps(worker(kind, model, art, int(threads), int(warmup), int(repeat), 1)))
+        kind, model, art, threads, warmup, repeat, warmup_s = sys.argv[2:9]
+        print(json.dumps(worker(kind, model, art, int(threads), int(warmup), int(repeat), float(warmup_s))))
         sys.exit(0)
     sys.exit(main())
