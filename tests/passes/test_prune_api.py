@@ -7,6 +7,7 @@ import pytest
 
 from edgec.errors import PipelineError
 from edgec.prune import PruneOptions, agreement, prune_model, zero_masks
+from tests.cli.test_prune_cli import WIDE
 from tests.passes.test_prune_channels import RESIDUAL
 
 
@@ -78,15 +79,8 @@ def test_python_compile_takes_prune_spec(tmp_path):
         edgec.compile(_model(), "host", output=tmp_path / "a", prune="channel:1.5")
 
 
-WIDE144 = """<ir_version: 8, opset_import: ["" : 17]>
-g (float[1,16,8,8] x) => (float[1,16,8,8] y) <float[16,16,1,1] w0 = {W0}, float[144,16,1,1] w1 = {W1},
-    float[16,144,1,1] w2 = {W2}> {
-  a = Conv (x, w0)
-  r = Relu (a)
-  b = Conv (r, w1)
-  q = Relu (b)
-  y = Conv (q, w2)
-}"""
+# tests/cli/test_prune_cli.py's three 1x1 convs with a 144-channel middle layer
+WIDE144 = WIDE.replace("float[32,16,1,1] w1", "float[144,16,1,1] w1").replace("float[4,32,1,1] w2", "float[4,144,1,1] w2")
 
 
 @pytest.mark.parametrize("target, bits, kept", [
@@ -111,7 +105,7 @@ def test_compile_prune_keeps_multiples_of_16_channels(target, bits, kept):
 
     rng = np.random.default_rng(0)
     text = WIDE144
-    for name, n in (("W0", 16 * 16), ("W1", 144 * 16), ("W2", 16 * 144)):
+    for name, n in (("W0", 16 * 3), ("W1", 144 * 16), ("W2", 4 * 144)):
         text = text.replace(name, ", ".join(f"{v:.3f}" for v in rng.uniform(-1, 1, n)))
     spec = get_target(target)
     assert spec.vector_bits == bits and spec.prune_channel_multiple == 16
@@ -119,7 +113,7 @@ def test_compile_prune_keeps_multiples_of_16_channels(target, bits, kept):
     opts = CompileOptions(target=target, prune=parse_prune_spec("channel:0.3"), passes="infer-shapes")
     out, _ = optimize(model, spec, opts)
     shapes = {v.name: list(v.shape) for v in out.graph.initializers.values()}
-    assert shapes["w1"][0] == kept and shapes["w2"][1] == kept and shapes["w0"] == [16, 16, 1, 1]
+    assert shapes["w1"][0] == kept and shapes["w2"][1] == kept and shapes["w0"] == [16, 3, 1, 1]
     proto = ir.serde.serialize_model(out)
     feeds = seeded_inputs(graph_inputs(out), 0)
     expected, _ = prune_model(onnx.parser.parse_model(text), PruneOptions(ratio=0.3, round_to=16))
